@@ -1,0 +1,591 @@
+//! Daemon configuration: figment layering (built-in defaults, then the `--config` file, then
+//! `HERALD_` environment variables) into `deny_unknown_fields` raw structs, and `validate()` from
+//! those into the typed [`Config`] the rest of Herald uses.
+//!
+//! This module owns every rule about what a valid configuration is, and says which file, field
+//! and (where it can find it) line is wrong. It does not open stores or build connectors; it only
+//! describes them. Secrets are never in the configuration, only references to where they live.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::wedsync::Priority;
+
+/// The connector kinds this build of Herald has. Other kinds named in a configuration are
+/// reported as not available rather than as a parse error.
+pub const AVAILABLE_CONNECTORS: &[&str] = &["slack", "webhook"];
+
+/// Connector kinds that WedSync's user stories name and that are planned but not built yet.
+const PLANNED_CONNECTORS: &[&str] = &[
+    "hubspot", "tave", "salesforce", "pipedrive", "zoho", "dynamics", "monday", "asana", "tripleseat",
+    "teams", "discord", "whatsapp", "telegram", "intercom", "google_calendar", "quickbooks", "twilio",
+    "pagerduty", "stripe",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("{location}: {field}: {reason}")]
+    Invalid { location: String, field: String, reason: String },
+}
+
+// === raw, as written ===
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub security: RawSecurity,
+    #[serde(default)]
+    pub supervision: RawSupervision,
+    #[serde(default)]
+    pub organizations: Vec<RawOrganization>,
+    #[serde(default)]
+    pub integrations: Vec<RawIntegration>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub kind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    /// Lets connectors call private, loopback and link-local addresses (simulators, on-premise
+    /// systems). Off by default: user-supplied URLs must not reach into the network Herald runs in.
+    pub allow_private_destinations: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervision {
+    pub max_restarts: Option<u32>,
+    pub within: Option<String>,
+    pub backoff_initial: Option<String>,
+    pub backoff_max: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrganization {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntegration {
+    pub id: String,
+    pub organization: String,
+    pub kind: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub failover: RawFailover,
+    pub max_in_flight: Option<usize>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub emergency_reserve: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failure_threshold: Option<u32>,
+    pub open_for: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<u32>,
+    pub initial: Option<String>,
+    pub max_delay: Option<String>,
+    pub max_age: Option<String>,
+    pub max_retry_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub on_circuit_open: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub organization: String,
+    pub name: String,
+    #[serde(default)]
+    pub types: Vec<String>,
+    pub min_priority: Option<Priority>,
+    pub targets: Vec<String>,
+}
+
+// === validated ===
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub allow_private_destinations: bool,
+    pub supervision: SupervisionConfig,
+    pub organizations: Vec<String>,
+    pub integrations: Vec<IntegrationConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite { data_dir: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SupervisionConfig {
+    pub max_restarts: u32,
+    pub within: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntegrationConfig {
+    pub id: String,
+    pub organization: String,
+    pub connector: ConnectorConfig,
+    pub rate_limit: RateLimitConfig,
+    pub breaker: BreakerConfig,
+    pub retry: RetryConfig,
+    pub failover: FailoverConfig,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+}
+
+/// Where a secret lives. Herald reads it when it builds the connector and never logs it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub enum ConnectorConfig {
+    Webhook(WebhookSettings),
+    Slack(SlackSettings),
+    /// Accepts every delivery without I/O (benches and tests).
+    #[cfg(feature = "testing")]
+    Null,
+    /// Panics on every delivery (supervision tests).
+    #[cfg(feature = "testing")]
+    Panic,
+}
+
+/// A generic outbound webhook signed per the Standard Webhooks spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// The signing secret, `whsec_` + base64, as Standard Webhooks defines it.
+    pub secret: SecretRef,
+}
+
+/// Slack `chat.postMessage` with Block Kit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    #[serde(default = "default_slack_base_url")]
+    pub base_url: String,
+    /// The bot token (`xoxb-...`).
+    pub token: SecretRef,
+    pub channel: String,
+    /// A minijinja template for the message's fallback text; the notification's fields are in scope.
+    pub text_template: Option<String>,
+}
+
+fn default_slack_base_url() -> String {
+    "https://slack.com/api".to_owned()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: u32,
+    /// The share of the rate kept for emergencies: normal traffic never uses it.
+    pub emergency_reserve: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max_delay: Duration,
+    pub max_age: Duration,
+    pub max_retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailoverConfig {
+    pub targets: Vec<String>,
+    pub on_circuit_open: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub organization: String,
+    pub name: String,
+    pub types: Vec<String>,
+    pub min_priority: Option<Priority>,
+    pub targets: Vec<String>,
+}
+
+// === loading ===
+
+/// Loads built-in defaults, then `file` (if any), then `HERALD_*` environment variables
+/// (`HERALD_SERVER__LISTEN=0.0.0.0:8470`), and validates the result.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    let mut text = String::new();
+    if let Some(path) = file {
+        text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::Load(format!("{}: cannot read: {err}", path.display())))?;
+        figment = figment.merge(Toml::string(&text));
+    }
+    figment = figment.merge(Env::prefixed("HERALD_").split("__"));
+    let location = file.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".to_owned());
+    let raw: RawConfig = figment.extract().map_err(|err| describe_figment_error(&location, &text, err))?;
+    raw.validate(&location, &text)
+}
+
+fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> ConfigError {
+    let mut messages = Vec::new();
+    for error in err {
+        let path = error.path.join(".");
+        let line = error.path.last().and_then(|key| line_of(text, &format!("{key} =")).or_else(|| line_of(text, key)));
+        let place = match (path.is_empty(), line) {
+            (true, _) => location.to_owned(),
+            (false, Some(line)) => format!("{location}:{line}: {path}"),
+            (false, None) => format!("{location}: {path}"),
+        };
+        messages.push(format!("{place}: {}", error.kind));
+    }
+    ConfigError::Load(messages.join("\n"))
+}
+
+/// Returns the 1-based line of the first line that contains `needle`, if any.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|line| line.contains(needle)).map(|index| index + 1)
+}
+
+pub fn parse_duration(field: &str, value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|err| format!("{field}: {value:?} is not a duration like \"30s\" ({err})"))
+}
+
+// === impl RawConfig ===
+
+impl RawConfig {
+    /// Turns the raw configuration into a [`Config`], or names the first thing wrong with it.
+    pub fn validate(self, location: &str, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |field: String, reason: String| {
+            let needle = field.rsplit('.').next().unwrap_or(&field).to_owned();
+            let location = match line_of(text, &needle) {
+                Some(line) if !text.is_empty() => format!("{location}:{line}"),
+                _ => location.to_owned(),
+            };
+            ConfigError::Invalid { location, field, reason }
+        };
+        let duration = |field: &str, value: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            match value {
+                None => Ok(default),
+                Some(text) => parse_duration(field, text).map_err(|reason| invalid(field.to_owned(), reason)),
+            }
+        };
+
+        let listen_text = self.server.listen.clone().unwrap_or_else(|| "127.0.0.1:8470".to_owned());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| invalid("server.listen".into(), format!("{listen_text:?} is not an address like 127.0.0.1:8470")))?;
+        let server = ServerConfig {
+            listen,
+            shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(10))?,
+            max_body_bytes: self.server.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+        };
+        let store = match self.store.kind.as_deref().unwrap_or("sqlite") {
+            "sqlite" => StoreConfig::Sqlite { data_dir: self.store.data_dir.clone().unwrap_or_else(|| PathBuf::from("data")) },
+            "postgres" => {
+                return Err(invalid("store.kind".into(), "postgres is not available in this build yet; use sqlite".into()))
+            }
+            other => return Err(invalid("store.kind".into(), format!("unknown store {other:?}; expected sqlite"))),
+        };
+        let supervision = SupervisionConfig {
+            max_restarts: self.supervision.max_restarts.unwrap_or(5),
+            within: duration("supervision.within", &self.supervision.within, Duration::from_secs(30))?,
+            backoff_initial: duration("supervision.backoff_initial", &self.supervision.backoff_initial, Duration::from_millis(20))?,
+            backoff_max: duration("supervision.backoff_max", &self.supervision.backoff_max, Duration::from_secs(2))?,
+        };
+
+        let mut organizations = Vec::new();
+        for (index, org) in self.organizations.iter().enumerate() {
+            if org.id.is_empty() || organizations.contains(&org.id) {
+                return Err(invalid(format!("organizations[{index}].id"), format!("{:?} is empty or repeated", org.id)));
+            }
+            organizations.push(org.id.clone());
+        }
+
+        let mut integrations = Vec::new();
+        let mut ids = HashSet::new();
+        for (index, raw) in self.integrations.iter().enumerate() {
+            let field = |name: &str| format!("integrations[{index}].{name}");
+            if raw.id.is_empty() || !ids.insert(raw.id.clone()) {
+                return Err(invalid(field("id"), format!("{:?} is empty or repeated", raw.id)));
+            }
+            if !organizations.contains(&raw.organization) {
+                return Err(invalid(field("organization"), format!("{:?} is not listed in [[organizations]]", raw.organization)));
+            }
+            let connector = connector_config(&raw.kind, &raw.settings).map_err(|(name, reason)| {
+                invalid(if name.is_empty() { field("kind") } else { field(&format!("settings.{name}")) }, format!("integration {:?}: {reason}", raw.id))
+            })?;
+            let (per_second, burst) = default_rate(&connector);
+            let rate_limit = RateLimitConfig {
+                per_second: raw.rate_limit.per_second.unwrap_or(per_second),
+                burst: raw.rate_limit.burst.unwrap_or(burst),
+                emergency_reserve: raw.rate_limit.emergency_reserve.unwrap_or(0.2),
+            };
+            if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite()) || rate_limit.burst == 0 {
+                return Err(invalid(field("rate_limit"), "per_second and burst must be positive".into()));
+            }
+            if !(0.0..1.0).contains(&rate_limit.emergency_reserve) {
+                return Err(invalid(field("rate_limit.emergency_reserve"), "must be at least 0 and below 1".into()));
+            }
+            let retry = RetryConfig {
+                max_attempts: raw.retry.max_attempts.unwrap_or(8).max(1),
+                initial: duration(&field("retry.initial"), &raw.retry.initial, Duration::from_millis(500))?,
+                max_delay: duration(&field("retry.max_delay"), &raw.retry.max_delay, Duration::from_secs(300))?,
+                max_age: duration(&field("retry.max_age"), &raw.retry.max_age, Duration::from_secs(24 * 3600))?,
+                max_retry_after: duration(&field("retry.max_retry_after"), &raw.retry.max_retry_after, Duration::from_secs(3600))?,
+            };
+            let breaker = BreakerConfig {
+                failure_threshold: raw.breaker.failure_threshold.unwrap_or(5).max(1),
+                open_for: duration(&field("breaker.open_for"), &raw.breaker.open_for, Duration::from_secs(10))?,
+            };
+            integrations.push(IntegrationConfig {
+                id: raw.id.clone(),
+                organization: raw.organization.clone(),
+                connector,
+                rate_limit,
+                breaker,
+                retry,
+                failover: FailoverConfig {
+                    targets: raw.failover.targets.clone(),
+                    on_circuit_open: raw.failover.on_circuit_open.unwrap_or(true),
+                },
+                max_in_flight: raw.max_in_flight.unwrap_or(32).max(1),
+                timeout: duration(&field("timeout"), &raw.timeout, Duration::from_secs(10))?,
+            });
+        }
+        for (index, integration) in integrations.iter().enumerate() {
+            for target in &integration.failover.targets {
+                let Some(backup) = integrations.iter().find(|other| &other.id == target) else {
+                    return Err(invalid(format!("integrations[{index}].failover.targets"), format!("{target:?} is not a configured integration")));
+                };
+                if backup.organization != integration.organization || backup.id == integration.id {
+                    return Err(invalid(format!("integrations[{index}].failover.targets"), format!("{target:?} must be another integration of the same organization")));
+                }
+            }
+        }
+
+        let mut routes = Vec::new();
+        for (index, raw) in self.routes.iter().enumerate() {
+            if !organizations.contains(&raw.organization) {
+                return Err(invalid(format!("routes[{index}].organization"), format!("{:?} is not listed in [[organizations]]", raw.organization)));
+            }
+            if raw.targets.is_empty() {
+                return Err(invalid(format!("routes[{index}].targets"), "a route needs at least one target".into()));
+            }
+            for target in &raw.targets {
+                if !integrations.iter().any(|i| &i.id == target && i.organization == raw.organization) {
+                    return Err(invalid(format!("routes[{index}].targets"), format!("{target:?} is not an integration of organization {:?}", raw.organization)));
+                }
+            }
+            routes.push(RouteConfig {
+                organization: raw.organization.clone(),
+                name: raw.name.clone(),
+                types: raw.types.clone(),
+                min_priority: raw.min_priority,
+                targets: raw.targets.clone(),
+            });
+        }
+
+        Ok(Config {
+            server,
+            store,
+            allow_private_destinations: self.security.allow_private_destinations.unwrap_or(false),
+            supervision,
+            organizations,
+            integrations,
+            routes,
+        })
+    }
+}
+
+/// Parses one integration's `settings` for its `kind`. Errors are `(settings key, reason)`, with an
+/// empty key when the kind itself is the problem.
+fn connector_config(kind: &str, settings: &BTreeMap<String, serde_json::Value>) -> Result<ConnectorConfig, (String, String)> {
+    fn parse<T: serde::de::DeserializeOwned>(settings: &BTreeMap<String, serde_json::Value>) -> Result<T, (String, String)> {
+        let value = serde_json::to_value(settings).map_err(|err| (String::new(), err.to_string()))?;
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            (if path == "." { String::new() } else { path }, err.into_inner().to_string())
+        })
+    }
+    match kind {
+        "webhook" => parse(settings).map(ConnectorConfig::Webhook),
+        "slack" => parse(settings).map(ConnectorConfig::Slack),
+        #[cfg(feature = "testing")]
+        "null" => Ok(ConnectorConfig::Null),
+        #[cfg(feature = "testing")]
+        "panic" => Ok(ConnectorConfig::Panic),
+        planned if PLANNED_CONNECTORS.contains(&planned) => Err((
+            String::new(),
+            format!("connector {planned:?} is not available in this version of Herald yet (available: {})", AVAILABLE_CONNECTORS.join(", ")),
+        )),
+        other => Err((String::new(), format!("unknown connector kind {other:?} (available: {})", AVAILABLE_CONNECTORS.join(", ")))),
+    }
+}
+
+/// The vendor's documented rate, used unless the configuration overrides it.
+fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
+    match connector {
+        // Slack: chat.postMessage allows about one message per second per channel, short bursts tolerated.
+        ConnectorConfig::Slack(_) => (1.0, 3),
+        // A receiver we know nothing about: generous, the operator sets the real figure.
+        ConnectorConfig::Webhook(_) => (100.0, 100),
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Null | ConnectorConfig::Panic => (1_000_000.0, 1_000_000),
+    }
+}
+
+impl Config {
+    /// Returns the integration with this id.
+    pub fn integration(&self, id: &str) -> Option<&IntegrationConfig> {
+        self.integrations.iter().find(|integration| integration.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = Figment::from(Toml::string(text)).extract().map_err(|e| describe_figment_error("test.toml", text, e))?;
+        raw.validate("test.toml", text)
+    }
+
+    const BASE: &str = r##"
+[[organizations]]
+id = "studio"
+
+[[integrations]]
+id = "slack"
+organization = "studio"
+kind = "slack"
+settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
+"##;
+
+    #[test]
+    fn defaults_fill_in_what_is_not_written() {
+        let config = validate(BASE).unwrap();
+        let slack = config.integration("slack").unwrap();
+        assert_eq!(slack.rate_limit.per_second, 1.0);
+        assert_eq!(slack.retry.max_attempts, 8);
+        assert!(!config.allow_private_destinations);
+        assert!(matches!(&slack.connector, ConnectorConfig::Slack(s) if s.base_url == "https://slack.com/api"));
+    }
+
+    #[test]
+    fn a_planned_connector_is_reported_as_not_available_with_its_line() {
+        let text = format!("{BASE}\n[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n");
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains("integrations[1].kind"), "{err}");
+        assert!(err.contains("\"hubspot\" is not available"), "{err}");
+        assert!(err.starts_with("test.toml:"), "{err}");
+    }
+
+    #[test]
+    fn kind_specific_settings_are_checked_by_name() {
+        let text = BASE.replace("channel = \"#weddings\", ", "");
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains("missing field `channel`"), "{err}");
+        let text = BASE.replace("channel =", "chanel = \"x\", channel =");
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `chanel`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_keys_and_bad_durations_are_rejected() {
+        let err = validate(&format!("{BASE}\n[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n")).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = validate(&format!("{BASE}\n[server]\nshutdown_grace = \"soon\"\n")).unwrap_err().to_string();
+        assert!(err.contains("server.shutdown_grace") && err.contains("not a duration"), "{err}");
+    }
+
+    #[test]
+    fn routes_and_failover_must_name_integrations_of_the_same_organization() {
+        let text = format!("{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\ntargets = [\"nope\"]\n");
+        assert!(validate(&text).unwrap_err().to_string().contains("routes[0].targets"));
+        let text = format!("{BASE}\n[[organizations]]\nid = \"other\"\n[[integrations]]\nid = \"hook\"\norganization = \"other\"\nkind = \"webhook\"\nsettings = {{ url = \"https://example.com\", secret = {{ env = \"S\" }} }}\n")
+            .replace("kind = \"slack\"", "kind = \"slack\"\nfailover = { targets = [\"hook\"] }");
+        assert!(validate(&text).unwrap_err().to_string().contains("same organization"));
+    }
+}

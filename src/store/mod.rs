@@ -1,0 +1,183 @@
+//! The durable journal: accepted notifications, one delivery row per target (which doubles as the
+//! integration's durable retry mailbox), dead letters and API keys.
+//!
+//! [`Store`] is the seam; `sqlite` is the embedded default (one data folder, WAL, group commit).
+//! A PostgreSQL backend for several Herald nodes is planned behind the same trait. The store knows
+//! rows and states; it does not decide when to retry or where to route.
+
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch; every timestamp in the store uses it.
+pub type UnixMillis = i64;
+
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store failure: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot open data folder {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("data folder schema version {found} is newer than this Herald understands ({known}); upgrade Herald")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("store writer has stopped")]
+    WriterGone,
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which commit queue a write joins. Emergency writes are committed ahead of queued normal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Emergency,
+    Normal,
+}
+
+/// A validated notification and the targets the router chose for it.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub organization: String,
+    pub notification_id: String,
+    pub priority: String,
+    pub notification_type: String,
+    /// The notification as JSON, organization filled in.
+    pub body: String,
+    /// Integration ids to deliver to.
+    pub targets: Vec<String>,
+}
+
+/// What intake did with one notification.
+#[derive(Debug, Clone)]
+pub enum Intake {
+    /// Journaled now, with these delivery rows.
+    Accepted(Vec<DeliveryRow>),
+    /// The organization already had this `notificationId`; nothing was written.
+    Duplicate(Vec<DeliveryRow>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Retrying,
+    Delivered,
+    DeadLettered,
+    /// Given up on this integration and handed to a backup (see the backup's row).
+    FailedOver,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::DeadLettered => "dead_lettered",
+            DeliveryState::FailedOver => "failed_over",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "pending" => DeliveryState::Pending,
+            "retrying" => DeliveryState::Retrying,
+            "delivered" => DeliveryState::Delivered,
+            "dead_lettered" => DeliveryState::DeadLettered,
+            "failed_over" => DeliveryState::FailedOver,
+            other => return Err(StoreError::Corrupt(format!("unknown delivery state {other:?}"))),
+        })
+    }
+
+    /// Whether nothing more will happen to the delivery without an operator (replay).
+    pub fn is_settled(self) -> bool {
+        matches!(self, DeliveryState::Delivered | DeliveryState::DeadLettered | DeliveryState::FailedOver)
+    }
+}
+
+/// One target of one notification: a row in the durable mailbox.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRow {
+    pub delivery_id: i64,
+    #[serde(skip)]
+    pub organization: String,
+    pub notification_id: String,
+    pub integration_id: String,
+    /// `primary`, or `failover` for a delivery handed over from another integration.
+    pub route: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover_of: Option<i64>,
+    pub state: DeliveryState,
+    pub emergency: bool,
+    pub attempts: u32,
+    pub created_at: UnixMillis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<UnixMillis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The vendor's id for what it created (Slack message ts, webhook message id...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_at: Option<UnixMillis>,
+}
+
+/// A delivery still to be made, with the notification it carries.
+#[derive(Debug, Clone)]
+pub struct OpenDelivery {
+    pub row: DeliveryRow,
+    pub body: String,
+}
+
+/// A stored notification and all its deliveries.
+#[derive(Debug, Clone)]
+pub struct StoredNotification {
+    pub body: String,
+    pub accepted_at: UnixMillis,
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+/// A state change of one delivery, written in the next group commit.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    Delivered { delivery_id: i64, attempts: u32, receipt: String },
+    Retrying { delivery_id: i64, attempts: u32, next_attempt_at: UnixMillis, error: String },
+    DeadLettered { delivery_id: i64, attempts: u32, error: String },
+}
+
+/// The durable journal. Writes that answer a client (`journal`) are fsynced before they return;
+/// `settle` is fire-and-forget and rides along with the next commit, so delivery bookkeeping
+/// never pays an fsync of its own (at worst a crash repeats a delivery: at-least-once).
+pub trait Store: Send + Sync + 'static {
+    /// Journals notifications and their delivery rows; idempotent on (organization, notificationId).
+    fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>>;
+    /// Records delivery outcomes in the next commit.
+    fn settle(&self, settlements: Vec<Settlement>);
+    /// Marks a delivery failed over and creates the backup's delivery row; returns the new row.
+    fn fail_over(&self, delivery_id: i64, error: String, backup_integration: String) -> StoreFuture<'_, DeliveryRow>;
+    /// Puts a dead-lettered delivery of this organization back to pending; returns it, or `None`
+    /// if the organization has no such dead letter.
+    fn replay(&self, organization: &str, delivery_id: i64) -> StoreFuture<'_, Option<OpenDelivery>>;
+    fn notification(&self, organization: &str, notification_id: &str) -> StoreFuture<'_, Option<StoredNotification>>;
+    /// Every pending or retrying delivery of an integration, oldest first.
+    fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>>;
+    fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>>;
+    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>>;
+    fn create_api_key(&self, organization: &str, key_hash: &str, label: &str) -> StoreFuture<'_, ()>;
+    /// Resolves once everything written before it is committed.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+}

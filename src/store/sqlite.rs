@@ -1,0 +1,618 @@
+//! The embedded SQLite store: one file in the data folder, WAL mode, `synchronous = FULL`.
+//!
+//! One writer thread owns the write connection and commits in groups: it takes every command
+//! waiting in its queues, runs them in one transaction and answers them after the single fsync,
+//! so throughput does not pay an fsync per notification and a 202 still means durable. Emergency
+//! writes have their own queue, drained before the normal one. Reads use a small pool of
+//! read-only connections on the blocking thread pool; WAL lets them run beside the writer.
+//!
+//! The writer is a plain thread rather than an actor because every SQLite call blocks.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use tokio::sync::oneshot;
+
+use super::{
+    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery, Settlement, Store,
+    StoreError, StoreFuture, StoredNotification,
+};
+
+/// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
+/// folder has come, so a newer Herald opens an older folder by running the rest.
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal, the delivery mailbox and API keys.
+    "CREATE TABLE notifications (
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (organization, notification_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        integration_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        failover_of INTEGER,
+        state TEXT NOT NULL,
+        emergency INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        next_attempt_at INTEGER,
+        last_error TEXT,
+        receipt TEXT,
+        settled_at INTEGER
+    );
+    CREATE INDEX deliveries_open ON deliveries (integration_id, id) WHERE state IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_notification ON deliveries (organization, notification_id);
+    CREATE INDEX deliveries_dead ON deliveries (organization, id) WHERE state = 'dead_lettered';
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        organization TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
+];
+
+/// The most commands one normal group commit takes; a bound on how long an emergency waits.
+const MAX_GROUP: usize = 2048;
+
+const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
+
+enum Command {
+    Journal { batch: Vec<NewNotification>, reply: oneshot::Sender<Result<Vec<Intake>, StoreError>> },
+    Settle(Vec<Settlement>),
+    FailOver { delivery_id: i64, error: String, backup: String, reply: oneshot::Sender<Result<DeliveryRow, StoreError>> },
+    Replay { organization: String, delivery_id: i64, reply: oneshot::Sender<Result<Option<DeliveryRow>, StoreError>> },
+    CreateApiKey { organization: String, key_hash: String, label: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub struct SqliteStore {
+    emergency: Sender<Command>,
+    normal: Sender<Command>,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+// === impl SqliteStore ===
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrating it to the current schema,
+    /// and starts the writer thread.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|err| StoreError::Open { path: data_dir.display().to_string(), reason: err.to_string() })?;
+        let path = data_dir.join("herald.sqlite3");
+        let mut writer = Connection::open(&path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.pragma_update(None, "foreign_keys", "ON")?;
+        writer.busy_timeout(Duration::from_secs(5))?;
+        migrate(&mut writer)?;
+        let (emergency, emergency_rx) = crossbeam_channel::unbounded();
+        let (normal, normal_rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("herald-store-writer".into())
+            .spawn(move || run_writer(writer, emergency_rx, normal_rx))
+            .map_err(|err| StoreError::Open { path: path.display().to_string(), reason: err.to_string() })?;
+        Ok(Self { emergency, normal, readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }) })
+    }
+
+    fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
+        let queue = match lane {
+            Lane::Emergency => &self.emergency,
+            Lane::Normal => &self.normal,
+        };
+        queue.send(command).map_err(|_| StoreError::WriterGone)
+    }
+
+    fn request<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> StoreFuture<'_, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(lane, command(reply));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| StoreError::WriterGone)?
+        })
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let readers = self.readers.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let connection = readers.take()?;
+                let result = query(&connection);
+                readers.put_back(connection);
+                result
+            })
+            .await
+            .map_err(|err| StoreError::Corrupt(format!("read task failed: {err}")))?
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>> {
+        self.request(lane, |reply| Command::Journal { batch, reply })
+    }
+
+    fn settle(&self, settlements: Vec<Settlement>) {
+        if self.send(Lane::Normal, Command::Settle(settlements)).is_err() {
+            tracing::error!("store writer has stopped; delivery outcomes not recorded (they will be retried after restart)");
+        }
+    }
+
+    fn fail_over(&self, delivery_id: i64, error: String, backup: String) -> StoreFuture<'_, DeliveryRow> {
+        self.request(Lane::Emergency, |reply| Command::FailOver { delivery_id, error, backup, reply })
+    }
+
+    fn replay(&self, organization: &str, delivery_id: i64) -> StoreFuture<'_, Option<OpenDelivery>> {
+        let organization = organization.to_owned();
+        let replayed = self.request(Lane::Normal, |reply| Command::Replay { organization, delivery_id, reply });
+        Box::pin(async move {
+            let Some(row) = replayed.await? else { return Ok(None) };
+            let (organization, notification_id) = (row.organization.clone(), row.notification_id.clone());
+            let body = self
+                .read(move |connection| {
+                    connection
+                        .query_row(
+                            "SELECT body FROM notifications WHERE organization = ?1 AND notification_id = ?2",
+                            params![organization, notification_id],
+                            |r| r.get::<_, String>(0),
+                        )
+                        .map_err(StoreError::from)
+                })
+                .await?;
+            Ok(Some(OpenDelivery { row, body }))
+        })
+    }
+
+    fn notification(&self, organization: &str, notification_id: &str) -> StoreFuture<'_, Option<StoredNotification>> {
+        let (organization, notification_id) = (organization.to_owned(), notification_id.to_owned());
+        self.read(move |connection| {
+            let found = connection
+                .query_row(
+                    "SELECT body, accepted_at FROM notifications WHERE organization = ?1 AND notification_id = ?2",
+                    params![organization, notification_id],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .optional()?;
+            let Some((body, accepted_at)) = found else { return Ok(None) };
+            let deliveries = deliveries_of(connection, &organization, &notification_id)?;
+            Ok(Some(StoredNotification { body, accepted_at, deliveries }))
+        })
+    }
+
+    fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>> {
+        let integration_id = integration_id.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {}, n.body FROM deliveries d JOIN notifications n
+                   ON n.organization = d.organization AND n.notification_id = d.notification_id
+                 WHERE d.integration_id = ?1 AND d.state IN ('pending', 'retrying') ORDER BY d.id",
+                prefixed_columns("d")
+            ))?;
+            let rows = statement.query_map(params![integration_id], |r| Ok((delivery_from(r), r.get::<_, String>(14)?)))?;
+            let mut open = Vec::new();
+            for row in rows {
+                let (delivery, body) = row?;
+                open.push(OpenDelivery { row: delivery?, body });
+            }
+            Ok(open)
+        })
+    }
+
+    fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        let organization = organization.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization = ?1 AND state = 'dead_lettered' ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![organization, limit as i64], |r| Ok(delivery_from(r)))?;
+            rows.map(|row| row?).collect()
+        })
+    }
+
+    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+        let key_hash = key_hash.to_owned();
+        self.read(move |connection| {
+            Ok(connection
+                .query_row("SELECT organization FROM api_keys WHERE key_hash = ?1", params![key_hash], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn create_api_key(&self, organization: &str, key_hash: &str, label: &str) -> StoreFuture<'_, ()> {
+        let (organization, key_hash, label) = (organization.to_owned(), key_hash.to_owned(), label.to_owned());
+        self.request(Lane::Normal, |reply| Command::CreateApiKey { organization, key_hash, label, reply })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.request(Lane::Normal, Command::Flush)
+    }
+}
+
+// === impl ReaderPool ===
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(connection) = self.idle.lock().expect("reader pool lock").pop() {
+            return Ok(connection);
+        }
+        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        Ok(connection)
+    }
+
+    fn put_back(&self, connection: Connection) {
+        let mut idle = self.idle.lock().expect("reader pool lock");
+        if idle.len() < 8 {
+            idle.push(connection);
+        }
+    }
+}
+
+// === the writer thread ===
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::NewerSchema { found: version, known });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+        transaction.commit()?;
+        tracing::info!(version = index + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+fn run_writer(mut connection: Connection, emergency: Receiver<Command>, normal: Receiver<Command>) {
+    loop {
+        let (first, urgent) = crossbeam_channel::select_biased! {
+            recv(emergency) -> command => (command, true),
+            recv(normal) -> command => (command, false),
+        };
+        // Both senders live in the one `SqliteStore`: a closed queue means the store was dropped.
+        let Ok(first) = first else { return };
+        let mut group = vec![first];
+        group.extend(emergency.try_iter());
+        // An emergency commits on its own, so it never waits behind a large normal group.
+        if !urgent {
+            group.extend(normal.try_iter().take(MAX_GROUP));
+        }
+        if let Err(err) = commit_group(&mut connection, group) {
+            tracing::error!(error = %err, "store group commit failed");
+        }
+    }
+}
+
+/// Answers to send once the group's transaction is committed.
+enum Reply {
+    Journal(oneshot::Sender<Result<Vec<Intake>, StoreError>>, Result<Vec<Intake>, StoreError>),
+    FailOver(oneshot::Sender<Result<DeliveryRow, StoreError>>, Result<DeliveryRow, StoreError>),
+    Replay(oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>, Result<Option<DeliveryRow>, StoreError>),
+    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+}
+
+fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    let mut replies = Vec::with_capacity(group.len());
+    for command in group {
+        // Each command runs in a savepoint, so one failing command does not take its group down.
+        let reply = match command {
+            Command::Journal { batch, reply } => Reply::Journal(reply, in_savepoint(&transaction, |tx| journal(tx, batch))),
+            Command::Settle(settlements) => {
+                if let Err(err) = in_savepoint(&transaction, |tx| settle(tx, &settlements)) {
+                    tracing::error!(error = %err, "recording delivery outcomes failed");
+                }
+                continue;
+            }
+            Command::FailOver { delivery_id, error, backup, reply } => {
+                Reply::FailOver(reply, in_savepoint(&transaction, |tx| fail_over(tx, delivery_id, &error, &backup)))
+            }
+            Command::Replay { organization, delivery_id, reply } => {
+                Reply::Replay(reply, in_savepoint(&transaction, |tx| replay(tx, &organization, delivery_id)))
+            }
+            Command::CreateApiKey { organization, key_hash, label, reply } => Reply::Unit(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    tx.execute(
+                        "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![key_hash, organization, label, now_millis()],
+                    )?;
+                    Ok(())
+                }),
+            ),
+            Command::Flush(reply) => Reply::Unit(reply, Ok(())),
+        };
+        replies.push(reply);
+    }
+    let committed = transaction.commit();
+    let failure = committed.as_ref().err().map(|err| err.to_string());
+    for reply in replies {
+        // If the commit failed, nothing is durable: every answer becomes that failure.
+        let fail = || StoreError::Corrupt(format!("commit failed: {}", failure.clone().unwrap_or_default()));
+        match reply {
+            Reply::Journal(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
+            Reply::FailOver(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
+            Reply::Replay(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
+            Reply::Unit(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
+        }
+    }
+    committed.map_err(StoreError::from)
+}
+
+fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    transaction.execute_batch("SAVEPOINT command")?;
+    match work(transaction) {
+        Ok(value) => {
+            transaction.execute_batch("RELEASE command")?;
+            Ok(value)
+        }
+        Err(err) => {
+            transaction.execute_batch("ROLLBACK TO command; RELEASE command")?;
+            Err(err)
+        }
+    }
+}
+
+fn journal(connection: &Connection, batch: Vec<NewNotification>) -> Result<Vec<Intake>, StoreError> {
+    let now = now_millis();
+    let mut insert_notification = connection.prepare_cached(
+        "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+    )?;
+    let mut insert_delivery = connection.prepare_cached(
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at)
+         VALUES (?1, ?2, ?3, 'primary', 'pending', ?4, ?5)",
+    )?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        let inserted = insert_notification.execute(params![
+            item.organization,
+            item.notification_id,
+            item.priority,
+            item.notification_type,
+            item.body,
+            now
+        ])?;
+        if inserted == 0 {
+            outcomes.push(Intake::Duplicate(deliveries_of(connection, &item.organization, &item.notification_id)?));
+            continue;
+        }
+        let emergency = item.priority == "emergency";
+        let mut rows = Vec::with_capacity(item.targets.len());
+        for target in item.targets {
+            insert_delivery.execute(params![item.organization, item.notification_id, target, emergency, now])?;
+            rows.push(DeliveryRow {
+                delivery_id: connection.last_insert_rowid(),
+                organization: item.organization.clone(),
+                notification_id: item.notification_id.clone(),
+                integration_id: target,
+                route: "primary".to_owned(),
+                failover_of: None,
+                state: DeliveryState::Pending,
+                emergency,
+                attempts: 0,
+                created_at: now,
+                next_attempt_at: None,
+                last_error: None,
+                receipt: None,
+                settled_at: None,
+            });
+        }
+        outcomes.push(Intake::Accepted(rows));
+    }
+    Ok(outcomes)
+}
+
+fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), StoreError> {
+    let now = now_millis();
+    let mut update = connection.prepare_cached(
+        "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
+                receipt = COALESCE(?6, receipt), settled_at = ?7
+         WHERE id = ?1 AND state IN ('pending', 'retrying')",
+    )?;
+    for settlement in settlements {
+        match settlement {
+            Settlement::Delivered { delivery_id, attempts, receipt } => {
+                update.execute(params![delivery_id, "delivered", attempts, None::<i64>, None::<String>, receipt, now])?
+            }
+            Settlement::Retrying { delivery_id, attempts, next_attempt_at, error } => update.execute(params![
+                delivery_id,
+                "retrying",
+                attempts,
+                next_attempt_at,
+                error,
+                None::<String>,
+                None::<i64>
+            ])?,
+            Settlement::DeadLettered { delivery_id, attempts, error } => {
+                update.execute(params![delivery_id, "dead_lettered", attempts, None::<i64>, error, None::<String>, now])?
+            }
+        };
+    }
+    Ok(())
+}
+
+fn fail_over(connection: &Connection, delivery_id: i64, error: &str, backup: &str) -> Result<DeliveryRow, StoreError> {
+    let now = now_millis();
+    connection.execute(
+        "UPDATE deliveries SET state = 'failed_over', last_error = ?2, settled_at = ?3 WHERE id = ?1",
+        params![delivery_id, error, now],
+    )?;
+    connection.execute(
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at)
+         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3 FROM deliveries WHERE id = ?1",
+        params![delivery_id, backup, now],
+    )?;
+    delivery_by_id(connection, connection.last_insert_rowid())?
+        .ok_or_else(|| StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover")))
+}
+
+fn replay(connection: &Connection, organization: &str, delivery_id: i64) -> Result<Option<DeliveryRow>, StoreError> {
+    let changed = connection.execute(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
+         WHERE id = ?1 AND organization = ?2 AND state = 'dead_lettered'",
+        params![delivery_id, organization],
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    delivery_by_id(connection, delivery_id)
+}
+
+fn delivery_by_id(connection: &Connection, delivery_id: i64) -> Result<Option<DeliveryRow>, StoreError> {
+    connection
+        .query_row(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"), params![delivery_id], |r| {
+            Ok(delivery_from(r))
+        })
+        .optional()?
+        .transpose()
+}
+
+fn deliveries_of(connection: &Connection, organization: &str, notification_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization = ?1 AND notification_id = ?2 ORDER BY id"
+    ))?;
+    let rows = statement.query_map(params![organization, notification_id], |r| Ok(delivery_from(r)))?;
+    rows.map(|row| row?).collect()
+}
+
+fn prefixed_columns(alias: &str) -> String {
+    DELIVERY_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
+}
+
+fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
+    Ok(DeliveryRow {
+        delivery_id: row.get(0)?,
+        organization: row.get(1)?,
+        notification_id: row.get(2)?,
+        integration_id: row.get(3)?,
+        route: row.get(4)?,
+        failover_of: row.get(5)?,
+        state: DeliveryState::parse(&row.get::<_, String>(6)?)?,
+        emergency: row.get(7)?,
+        attempts: row.get(8)?,
+        created_at: row.get(9)?,
+        next_attempt_at: row.get(10)?,
+        last_error: row.get(11)?,
+        receipt: row.get(12)?,
+        settled_at: row.get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(id: &str, targets: &[&str]) -> NewNotification {
+        NewNotification {
+            organization: "org".into(),
+            notification_id: id.into(),
+            priority: "normal".into(),
+            notification_type: "timeline_change".into(),
+            body: format!("{{\"notificationId\":\"{id}\"}}"),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_is_idempotent_per_organization() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let first = store.journal(Lane::Normal, vec![notification("n1", &["a", "b"])]).await.unwrap();
+        let Intake::Accepted(rows) = &first[0] else { panic!("first is accepted") };
+        assert_eq!(rows.len(), 2);
+        let again = store.journal(Lane::Normal, vec![notification("n1", &["a", "b", "c"])]).await.unwrap();
+        let Intake::Duplicate(existing) = &again[0] else { panic!("repeat is a duplicate") };
+        assert_eq!(existing.iter().map(|r| r.delivery_id).collect::<Vec<_>>(), rows.iter().map(|r| r.delivery_id).collect::<Vec<_>>());
+        let mut other = notification("n1", &["a"]);
+        other.organization = "other".into();
+        assert!(matches!(store.journal(Lane::Normal, vec![other]).await.unwrap()[0], Intake::Accepted(_)));
+    }
+
+    #[tokio::test]
+    async fn settlements_move_rows_out_of_the_open_mailbox_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let intake = store.journal(Lane::Normal, vec![notification("n1", &["a"]), notification("n2", &["a"])]).await.unwrap();
+            let ids: Vec<i64> = intake.iter().map(|i| match i { Intake::Accepted(rows) => rows[0].delivery_id, _ => unreachable!() }).collect();
+            store.settle(vec![
+                Settlement::Delivered { delivery_id: ids[0], attempts: 1, receipt: "r-1".into() },
+                Settlement::DeadLettered { delivery_id: ids[1], attempts: 8, error: "400 bad".into() },
+            ]);
+            store.flush().await.unwrap();
+            assert!(store.open_deliveries("a").await.unwrap().is_empty());
+            let dead = store.dead_letters("org", 10).await.unwrap();
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].last_error.as_deref(), Some("400 bad"));
+            assert!(store.dead_letters("other", 10).await.unwrap().is_empty());
+        }
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        let stored = reopened.notification("org", "n1").await.unwrap().unwrap();
+        assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
+        assert_eq!(stored.deliveries[0].receipt.as_deref(), Some("r-1"));
+        let dead_id = reopened.dead_letters("org", 10).await.unwrap()[0].delivery_id;
+        assert!(reopened.replay("other", dead_id).await.unwrap().is_none(), "another organization cannot replay it");
+        let replayed = reopened.replay("org", dead_id).await.unwrap().unwrap();
+        assert_eq!(replayed.row.state, DeliveryState::Pending);
+        assert_eq!(reopened.open_deliveries("a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fail_over_hands_the_delivery_to_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let intake = store.journal(Lane::Emergency, vec![notification("n1", &["primary"])]).await.unwrap();
+        let Intake::Accepted(rows) = &intake[0] else { panic!() };
+        let backup = store.fail_over(rows[0].delivery_id, "circuit open".into(), "backup".into()).await.unwrap();
+        assert_eq!(backup.route, "failover");
+        assert_eq!(backup.failover_of, Some(rows[0].delivery_id));
+        let stored = store.notification("org", "n1").await.unwrap().unwrap();
+        assert_eq!(stored.deliveries[0].state, DeliveryState::FailedOver);
+        assert_eq!(store.open_deliveries("backup").await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.sqlite3");
+        let connection = Connection::open(&path).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        assert!(matches!(SqliteStore::open(dir.path()), Err(StoreError::NewerSchema { found: 99, .. })));
+    }
+
+    #[test]
+    fn an_older_schema_is_migrated_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
+        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,425 @@
+//! The WedSync vocabulary: the JSON objects the platform sends and receives, in its own camelCase
+//! field names, so the TypeScript side can post its `WeddingNotification` and `CrossSystemRouting`
+//! objects as they are.
+//!
+//! This module owns parsing and validation of those objects (every rejection names the field and
+//! says why). It does not know how they are routed, stored or delivered.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The largest batch `POST /v1/notifications/batch` accepts.
+pub const MAX_BATCH: usize = 10_000;
+
+/// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Emergency,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Emergency => "emergency",
+        }
+    }
+
+    pub fn is_emergency(self) -> bool {
+        self == Priority::Emergency
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A notification as WedSync sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeddingNotification {
+    /// The idempotency key within an organization.
+    pub notification_id: String,
+    /// Optional in requests (the API key decides the organization); when present it must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    /// What happened: `timeline_change`, `payment_received`, `client_message`, `emergency_alert`...
+    #[serde(rename = "type")]
+    pub notification_type: String,
+    pub priority: Priority,
+    pub title: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wedding_context: Option<WeddingContext>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Contact>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<NotificationAction>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// The wedding a notification is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeddingContext {
+    pub wedding_id: String,
+    /// ISO 8601 date, `YYYY-MM-DD`.
+    pub wedding_date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub couple_names: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_count: Option<u32>,
+    /// IANA time zone of the wedding, e.g. `Europe/London`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+/// A person the notification concerns (a couple, a planner, a vendor contact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// A button or link the recipient can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationAction {
+    pub action_id: String,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `primary`, `danger` or `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+}
+
+/// `POST /v1/notifications/batch` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationBatch {
+    pub notifications: Vec<WeddingNotification>,
+}
+
+/// `POST /v1/routings` body: one notification routed to named systems, the seed's
+/// `routeNotificationCrossSystem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrossSystemRouting {
+    pub routing_id: String,
+    pub source_notification: WeddingNotification,
+    pub target_systems: Vec<TargetSystem>,
+    /// Optional extra conditions: a target is used only if every rule naming it matches.
+    #[serde(default)]
+    pub routing_rules: Vec<RoutingRule>,
+    #[serde(default)]
+    pub delivery_coordination: Option<DeliveryCoordination>,
+    #[serde(default)]
+    pub error_handling: Option<ErrorHandling>,
+}
+
+/// One target of a [`CrossSystemRouting`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSystem {
+    pub integration_id: String,
+}
+
+/// A condition on a routing target, in the same structured form as the daemon's routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutingRule {
+    pub integration_id: String,
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub min_priority: Option<Priority>,
+}
+
+/// How the routing's deliveries relate to each other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliveryCoordination {
+    /// `parallel` is the only mode Herald runs today; anything else is rejected by name.
+    pub mode: String,
+}
+
+/// Failure handling requested by the caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorHandling {
+    /// Whether backup integrations from each target's failover configuration may be used.
+    #[serde(default = "default_true")]
+    pub use_failover: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How one target of a routing ended up, the seed's `RoutingResult.systemResults[]`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemResult {
+    pub integration_id: String,
+    pub status: String,
+    pub delivery_results: Vec<DeliveryResult>,
+}
+
+/// One delivery attempt chain (primary or failover) towards a system.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryResult {
+    pub delivery_id: i64,
+    pub integration_id: String,
+    pub route: String,
+    pub state: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The seed's `RoutingResult`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingResult {
+    pub routing_id: String,
+    /// `success` (every target delivered), `partial`, `failed` or `pending` (the wait ran out).
+    pub overall_status: String,
+    pub system_results: Vec<SystemResult>,
+    pub success_count: usize,
+    pub failure_count: usize,
+    /// Milliseconds from intake to the moment the result was taken.
+    pub processing_time: u64,
+}
+
+/// A rejected object: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+// === impl WeddingNotification ===
+
+impl WeddingNotification {
+    /// Checks what serde cannot: lengths, formats and the organization. `prefix` is the field path
+    /// of this notification inside the request (`notifications[3]` in a batch).
+    pub fn validate(&self, prefix: &str, organization: &str) -> Result<(), FieldError> {
+        let field = |name: &str| if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") };
+        check_identifier(&field("notificationId"), &self.notification_id)?;
+        if let Some(org) = &self.organization_id {
+            if org != organization {
+                return Err(FieldError::new(field("organizationId"), "does not match the organization of the API key"));
+            }
+        }
+        let kind = &self.notification_type;
+        if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.') {
+            return Err(FieldError::new(field("type"), "must be 1-64 characters of a-z, 0-9, '_' or '.'"));
+        }
+        check_text(&field("title"), &self.title, 1, 500)?;
+        check_text(&field("message"), &self.message, 1, 20_000)?;
+        if let Some(context) = &self.wedding_context {
+            check_identifier(&field("weddingContext.weddingId"), &context.wedding_id)?;
+            if !is_iso_date(&context.wedding_date) {
+                return Err(FieldError::new(field("weddingContext.weddingDate"), "must be a date in the form YYYY-MM-DD"));
+            }
+        }
+        for (index, action) in self.actions.iter().enumerate() {
+            check_identifier(&field(&format!("actions[{index}].actionId")), &action.action_id)?;
+            check_text(&field(&format!("actions[{index}].label")), &action.label, 1, 75)?;
+            if let Some(url) = &action.url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(FieldError::new(field(&format!("actions[{index}].url")), "must be an http(s) URL"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the organization this notification belongs to, once validated.
+    pub fn with_organization(mut self, organization: &str) -> Self {
+        self.organization_id = Some(organization.to_owned());
+        self
+    }
+}
+
+fn check_identifier(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(FieldError::new(field, "must be 1-128 characters"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(FieldError::new(field, "must not contain whitespace or control characters"));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let length = value.chars().count();
+    if length < min || value.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if length > max {
+        return Err(FieldError::new(field, format!("must be at most {max} characters")));
+    }
+    Ok(())
+}
+
+fn is_iso_date(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let [year, month, day] = parts.as_slice() else { return false };
+    let numeric = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit());
+    if !(numeric(year, 4) && numeric(month, 2) && numeric(day, 2)) {
+        return false;
+    }
+    let (month, day): (u32, u32) = (month.parse().unwrap_or(0), day.parse().unwrap_or(0));
+    (1..=12).contains(&month) && (1..=31).contains(&day)
+}
+
+/// Parses a JSON request body into `T`, naming the offending field when it fails.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = parsed.map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ParseError::Malformed(inner.to_string())
+        } else {
+            let field = if path == "." { String::new() } else { path };
+            ParseError::Invalid(FieldError::new(field, strip_position(&inner.to_string())))
+        }
+    })?;
+    deserializer.end().map_err(|err| ParseError::Malformed(err.to_string()))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 42"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Invalid(FieldError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "notificationId": "n-1",
+            "type": "timeline_change",
+            "priority": "high",
+            "title": "Ceremony moved",
+            "message": "The ceremony now starts at 15:30",
+            "weddingContext": {"weddingId": "w-1", "weddingDate": "2027-06-12", "venue": "Kew Gardens"}
+        })
+    }
+
+    fn parse(value: serde_json::Value) -> Result<WeddingNotification, ParseError> {
+        parse_json(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn accepts_the_platform_shape() {
+        let notification = parse(sample()).unwrap();
+        assert_eq!(notification.priority, Priority::High);
+        assert_eq!(notification.wedding_context.unwrap().venue.as_deref(), Some("Kew Gardens"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let mut value = sample();
+        value["weddingContext"]["colour"] = "blue".into();
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!("expected a field error") };
+        assert_eq!(err.field, "weddingContext.colour");
+        assert!(err.reason.contains("unknown field `colour`"), "{}", err.reason);
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_named() {
+        let mut value = sample();
+        value["priority"] = "urgent".into();
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        assert_eq!(err.field, "priority");
+        let mut value = sample();
+        value.as_object_mut().unwrap().remove("title");
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        assert!(err.reason.contains("missing field `title`"), "{}", err.reason);
+    }
+
+    #[test]
+    fn malformed_json_is_not_a_field_error() {
+        assert!(matches!(parse_json::<WeddingNotification>(b"{\"notificationId\": "), Err(ParseError::Malformed(_))));
+        let trailing = format!("{} trailing", sample());
+        assert!(matches!(parse_json::<WeddingNotification>(trailing.as_bytes()), Err(ParseError::Malformed(_))));
+    }
+
+    #[test]
+    fn validation_names_the_field_with_its_batch_position() {
+        let mut value = sample();
+        value["weddingContext"]["weddingDate"] = "12/06/2027".into();
+        let notification = parse(value).unwrap();
+        let err = notification.validate("notifications[3]", "org").unwrap_err();
+        assert_eq!(err.field, "notifications[3].weddingContext.weddingDate");
+        let mut value = sample();
+        value["organizationId"] = "someone-else".into();
+        assert_eq!(parse(value).unwrap().validate("", "org").unwrap_err().field, "organizationId");
+        let mut value = sample();
+        value["title"] = "   ".into();
+        assert_eq!(parse(value).unwrap().validate("", "org").unwrap_err().field, "title");
+    }
+
+    #[test]
+    fn dates_are_checked_for_shape_and_range() {
+        assert!(is_iso_date("2027-06-12"));
+        assert!(!is_iso_date("2027-13-12"));
+        assert!(!is_iso_date("2027-6-12"));
+        assert!(!is_iso_date("tomorrow"));
+    }
+}
