@@ -1,3 +1,4 @@
 pub mod config;
+pub mod connectors;
 pub mod store;
 pub mod wedsync;

@@ -1,0 +1,171 @@
+//! Connectors: one per vendor, each turning a WedSync notification into the vendor's own request
+//! and the vendor's answer into a [`Receipt`] or a classified [`ConnectorError`].
+//!
+//! Connectors know HTTP and vendor JSON, nothing about actors, queues or retries: the connector
+//! classifies (its error's [`Disposition`]), the integration actor decides what to do with it.
+
+mod http;
+mod slack;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod webhook;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use http::{OutboundClient, OutboundError};
+pub use slack::{slack_blocks, SlackConnector};
+pub use webhook::{sign_standard_webhook, WebhookConnector};
+
+use crate::config::{ConnectorConfig, IntegrationConfig, SecretRef};
+use crate::wedsync::WeddingNotification;
+
+/// One attempt to deliver one notification to one integration.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub delivery_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub notification: Arc<WeddingNotification>,
+}
+
+/// The vendor's id for what the delivery created (a Slack message `ts`, a webhook message id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub String);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("rate limited by vendor")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("vendor unavailable: {0}")]
+    Unavailable(String),
+    #[error("request rejected: {code}: {message}")]
+    Rejected { code: String, message: String },
+    #[error("credentials refused: {0}")]
+    Unauthorized(String),
+    #[error("destination refused by outbound policy: {0}")]
+    Forbidden(String),
+    #[error("connector misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// What the integration actor should do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Try again later; `after` is the vendor's own wait (Retry-After), if it gave one.
+    Retry { after: Option<Duration> },
+    /// Reload the credential and try once more.
+    RefreshCredentials,
+    /// Retrying cannot help.
+    DeadLetter,
+}
+
+impl ConnectorError {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            ConnectorError::RateLimited { retry_after } => Disposition::Retry { after: *retry_after },
+            ConnectorError::Unavailable(_) => Disposition::Retry { after: None },
+            ConnectorError::Unauthorized(_) => Disposition::RefreshCredentials,
+            ConnectorError::Rejected { .. } | ConnectorError::Forbidden(_) | ConnectorError::Misconfigured(_) => {
+                Disposition::DeadLetter
+            }
+        }
+    }
+
+    /// Whether the failure says the vendor is unhealthy (counts towards opening the circuit).
+    /// A validation error or a rate limit is the vendor working as documented.
+    pub fn is_vendor_failure(&self) -> bool {
+        matches!(self, ConnectorError::Unavailable(_))
+    }
+
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::RateLimited { .. } => "rate_limited",
+            ConnectorError::Unavailable(_) => "unavailable",
+            ConnectorError::Rejected { .. } => "rejected",
+            ConnectorError::Unauthorized(_) => "unauthorized",
+            ConnectorError::Forbidden(_) => "forbidden",
+            ConnectorError::Misconfigured(_) => "misconfigured",
+        }
+    }
+}
+
+pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, ConnectorError>> + Send + 'a>>;
+
+pub trait Connector: Send + Sync + 'static {
+    /// A bounded vendor name for metrics and logs (`slack`, `webhook`).
+    fn vendor(&self) -> &'static str;
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a>;
+    /// Reloads the credential from where the configuration says it lives (a rotated token).
+    fn refresh_credentials(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Builds the connector an integration's configuration describes.
+pub fn build(config: &IntegrationConfig, client: &OutboundClient) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(match &config.connector {
+        ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(settings, client.clone(), config.timeout)?),
+        ConnectorConfig::Slack(settings) => Arc::new(SlackConnector::new(settings, client.clone(), config.timeout)?),
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Null => Arc::new(testing::NullConnector),
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Panic => Arc::new(testing::PanicConnector),
+    })
+}
+
+/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
+        let value = match reference {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| ConnectorError::Misconfigured(format!("environment variable {name} is not set")))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|err| ConnectorError::Misconfigured(format!("cannot read secret file {}: {err}", path.display())))?,
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(ConnectorError::Misconfigured("the secret is empty".into()));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A secret that can be reloaded while the connector runs (token rotation).
+struct ReloadableSecret {
+    reference: SecretRef,
+    current: std::sync::RwLock<Secret>,
+}
+
+impl ReloadableSecret {
+    fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
+        Ok(Self { reference: reference.clone(), current: std::sync::RwLock::new(Secret::load(reference)?) })
+    }
+
+    fn get(&self) -> Secret {
+        self.current.read().expect("secret lock").clone()
+    }
+
+    fn reload(&self) -> Result<(), ConnectorError> {
+        let fresh = Secret::load(&self.reference)?;
+        *self.current.write().expect("secret lock") = fresh;
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! Slack: `POST {base}/chat.postMessage` with a bot token (Bearer) and Block Kit blocks.
+//!
+//! Slack answers most errors as HTTP 200 with `{"ok": false, "error": "..."}`, so the body is
+//! classified first: `ratelimited` waits, token errors refresh the credential, Slack-side faults
+//! retry, and everything else (`channel_not_found`, `invalid_blocks`...) is permanent.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::http::{classify_status, retry_after, transport_error, OutboundClient};
+use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use crate::config::SlackSettings;
+use crate::wedsync::{Priority, WeddingNotification};
+
+const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
+
+pub struct SlackConnector {
+    post_message: Url,
+    token: ReloadableSecret,
+    channel: String,
+    text_template: String,
+    client: OutboundClient,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct SlackAnswer {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+}
+
+impl SlackConnector {
+    pub fn new(settings: &SlackSettings, client: OutboundClient, timeout: Duration) -> Result<Self, ConnectorError> {
+        let base = settings.base_url.trim_end_matches('/');
+        let post_message = client.check_url(&format!("{base}/chat.postMessage"))?;
+        let text_template = settings.text_template.clone().unwrap_or_else(|| DEFAULT_TEXT_TEMPLATE.to_owned());
+        minijinja::Environment::new()
+            .template_from_str(&text_template)
+            .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
+        Ok(Self {
+            post_message,
+            token: ReloadableSecret::load(&settings.token)?,
+            channel: settings.channel.clone(),
+            text_template,
+            client,
+            timeout,
+        })
+    }
+
+    async fn post(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
+        let notification = &delivery.notification;
+        let text = minijinja::Environment::new()
+            .render_str(&self.text_template, &**notification)
+            .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
+        let body = json!({
+            "channel": self.channel,
+            "text": truncate(&text, 4000),
+            "blocks": slack_blocks(notification),
+            "unfurl_links": false,
+        });
+        let response = self
+            .client
+            .client()
+            .post(self.post_message.clone())
+            .timeout(self.timeout)
+            .bearer_auth(self.token.get().expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(transport_error)?;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || !status.is_success() {
+            return Err(classify_status(status, &headers, &text));
+        }
+        let answer: SlackAnswer = serde_json::from_str(&text)
+            .map_err(|_| ConnectorError::Unavailable(format!("Slack answered {status} with a body that is not its JSON")))?;
+        if answer.ok {
+            return answer
+                .ts
+                .map(Receipt)
+                .ok_or_else(|| ConnectorError::Unavailable("Slack answered ok without a message ts".into()));
+        }
+        Err(classify_slack_error(answer.error.as_deref().unwrap_or("unknown_error"), retry_after(&headers)))
+    }
+}
+
+impl Connector for SlackConnector {
+    fn vendor(&self) -> &'static str {
+        "slack"
+    }
+
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
+        Box::pin(self.post(delivery))
+    }
+
+    fn refresh_credentials(&self) -> Result<(), ConnectorError> {
+        self.token.reload()
+    }
+}
+
+fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorError {
+    match code {
+        "ratelimited" | "rate_limited" => ConnectorError::RateLimited { retry_after },
+        "not_authed" | "invalid_auth" | "token_expired" | "token_revoked" | "account_inactive" => {
+            ConnectorError::Unauthorized(code.to_owned())
+        }
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" | "team_added_to_org" => {
+            ConnectorError::Unavailable(code.to_owned())
+        }
+        other => ConnectorError::Rejected { code: other.to_owned(), message: format!("Slack refused the message: {other}") },
+    }
+}
+
+/// Builds the Block Kit blocks for a notification: a header marked by priority, the message, the
+/// wedding's details as context, and the notification's actions as buttons.
+pub fn slack_blocks(notification: &WeddingNotification) -> Value {
+    let marker = match notification.priority {
+        Priority::Emergency => ":rotating_light: ",
+        Priority::High => ":warning: ",
+        Priority::Normal | Priority::Low => "",
+    };
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("{marker}{}", notification.title), 150), "emoji": true}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&notification.message, 3000)}}),
+    ];
+    if let Some(context) = &notification.wedding_context {
+        let mut details = vec![format!("*Wedding* {}", context.wedding_date)];
+        details.extend(context.venue.as_ref().map(|venue| format!("*Venue* {venue}")));
+        details.extend(context.couple_names.as_ref().map(|names| format!("*Couple* {names}")));
+        details.extend(context.vendor_name.as_ref().map(|vendor| format!("*Vendor* {vendor}")));
+        let elements: Vec<Value> = details.into_iter().take(10).map(|text| json!({"type": "mrkdwn", "text": truncate(&text, 3000)})).collect();
+        blocks.push(json!({"type": "context", "elements": elements}));
+    }
+    if !notification.actions.is_empty() {
+        let buttons: Vec<Value> = notification
+            .actions
+            .iter()
+            .take(25)
+            .map(|action| {
+                let mut button = json!({
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": truncate(&action.label, 75)},
+                    "action_id": truncate(&action.action_id, 255),
+                    "value": truncate(&notification.notification_id, 2000),
+                });
+                if let Some(url) = &action.url {
+                    button["url"] = json!(truncate(url, 3000));
+                }
+                if let Some(style @ ("primary" | "danger")) = action.style.as_deref() {
+                    button["style"] = json!(style);
+                }
+                button
+            })
+            .collect();
+        blocks.push(json!({"type": "actions", "block_id": "herald_actions", "elements": buttons}));
+    }
+    Value::Array(blocks)
+}
+
+/// Cuts text to Slack's per-field character limits, marking the cut.
+fn truncate(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wedsync::{NotificationAction, WeddingContext};
+
+    fn notification() -> WeddingNotification {
+        WeddingNotification {
+            notification_id: "n-1".into(),
+            organization_id: Some("org".into()),
+            notification_type: "emergency_alert".into(),
+            priority: Priority::Emergency,
+            title: "Marquee wind warning".into(),
+            message: "Gusts of 50 mph expected at 14:00".into(),
+            wedding_context: Some(WeddingContext {
+                wedding_id: "w-1".into(),
+                wedding_date: "2027-06-12".into(),
+                venue: Some("Kew Gardens".into()),
+                vendor_name: None,
+                couple_names: Some("Sam & Alex".into()),
+                guest_count: None,
+                timezone: None,
+            }),
+            contacts: vec![],
+            actions: vec![NotificationAction { action_id: "ack".into(), label: "Acknowledge".into(), url: None, style: Some("danger".into()) }],
+            metadata: Default::default(),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn blocks_carry_priority_context_and_actions() {
+        let blocks = slack_blocks(&notification());
+        assert_eq!(blocks[0]["type"], "header");
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().starts_with(":rotating_light: Marquee"));
+        assert_eq!(blocks[2]["type"], "context");
+        assert_eq!(blocks[2]["elements"][1]["text"], "*Venue* Kew Gardens");
+        assert_eq!(blocks[3]["elements"][0]["style"], "danger");
+        assert_eq!(blocks[3]["elements"][0]["value"], "n-1");
+    }
+
+    #[test]
+    fn long_text_is_cut_to_slack_limits() {
+        let mut long = notification();
+        long.title = "x".repeat(400);
+        let header = slack_blocks(&long)[0]["text"]["text"].as_str().unwrap().to_owned();
+        assert_eq!(header.chars().count(), 150);
+        assert!(header.ends_with('…'));
+    }
+
+    #[test]
+    fn slack_error_codes_are_classified_by_body() {
+        assert!(matches!(classify_slack_error("ratelimited", Some(Duration::from_secs(3))), ConnectorError::RateLimited { retry_after: Some(_) }));
+        assert!(matches!(classify_slack_error("invalid_auth", None), ConnectorError::Unauthorized(_)));
+        assert!(matches!(classify_slack_error("internal_error", None), ConnectorError::Unavailable(_)));
+        assert!(matches!(classify_slack_error("channel_not_found", None), ConnectorError::Rejected { .. }));
+    }
+}
