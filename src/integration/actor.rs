@@ -1,0 +1,374 @@
+//! The integration actor: the glue between the mailbox, the breaker and limiter, the connector
+//! and the store.
+//!
+//! HTTP calls run in spawned tasks that report back as messages, so `Drain`, emergencies and
+//! new work never wait behind a slow vendor. A connector that panics fails the actor on purpose
+//! (its state is suspect): the supervisor restarts it and the new incarnation rebuilds its
+//! mailbox from the store, where the panicking attempt was counted first, so a poison message
+//! ends up dead-lettered instead of crash-looping forever.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::mailbox::{Job, Mailbox};
+use super::retry::{RetryDecision, RetryPolicy};
+use super::{IntegrationRuntime, Registry};
+use crate::connectors::{self, Connector, ConnectorError, Delivery, Disposition, OutboundClient, Receipt};
+use crate::store::{now_millis, Lane, Settlement, Store};
+use crate::wedsync::WeddingNotification;
+
+pub struct IntegrationActor;
+
+pub struct IntegrationArgs {
+    pub runtime: Arc<IntegrationRuntime>,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub client: OutboundClient,
+}
+
+pub enum IntegrationMsg {
+    /// New deliveries (fresh, replayed or handed over).
+    Enqueue(Vec<Job>),
+    /// Start whatever attempts are due and allowed.
+    Pump,
+    AttemptDone { delivery_id: i64, result: Result<Receipt, ConnectorError>, latency: Duration },
+    AttemptPanicked { delivery_id: i64, message: String },
+    /// Stop starting attempts; answer once none is in flight (shutdown).
+    Drain(RpcReplyPort<()>),
+}
+
+pub struct IntegrationState {
+    runtime: Arc<IntegrationRuntime>,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    connector: Arc<dyn Connector>,
+    mailbox: Mailbox,
+    retry: RetryPolicy,
+    wake_at: Option<Instant>,
+    draining: Option<Vec<RpcReplyPort<()>>>,
+}
+
+// === impl IntegrationActor ===
+
+impl Actor for IntegrationActor {
+    type Msg = IntegrationMsg;
+    type State = IntegrationState;
+    type Arguments = IntegrationArgs;
+
+    async fn pre_start(&self, myself: ActorRef<IntegrationMsg>, args: IntegrationArgs) -> Result<IntegrationState, ActorProcessingErr> {
+        let IntegrationArgs { runtime, store, registry, client } = args;
+        let connector = connectors::build(&runtime.config, &client)
+            .map_err(|err| format!("integration {}: {err}", runtime.id()))?;
+        // Register before loading, so nothing journaled in between is missed: it is either in
+        // the load or sent to this incarnation (the mailbox drops the duplicate).
+        registry.register(runtime.id(), myself.clone());
+        let mut mailbox = Mailbox::default();
+        let now = Instant::now();
+        let now_ms = now_millis();
+        for open in store.open_deliveries(runtime.id()).await? {
+            let notification: WeddingNotification = match serde_json::from_str(&open.body) {
+                Ok(notification) => notification,
+                Err(err) => {
+                    tracing::error!(integration = %runtime.id(), delivery = open.row.delivery_id, error = %err, "stored notification unreadable; dead-lettering");
+                    store.settle(vec![Settlement::DeadLettered {
+                        delivery_id: open.row.delivery_id,
+                        attempts: open.row.attempts,
+                        error: format!("stored notification unreadable: {err}"),
+                    }]);
+                    continue;
+                }
+            };
+            let wait_ms = open.row.next_attempt_at.map_or(0, |at| (at - now_ms).max(0) as u64);
+            mailbox.insert(Job::from_row(&open.row, Arc::new(notification)), now + Duration::from_millis(wait_ms));
+        }
+        if mailbox.queued() > 0 {
+            tracing::info!(integration = %runtime.id(), recovered = mailbox.queued(), "mailbox rebuilt from the store");
+        }
+        runtime.mailbox_depth.store(mailbox.queued(), Ordering::Relaxed);
+        runtime.in_flight.store(0, Ordering::Relaxed);
+        myself.send_message(IntegrationMsg::Pump)?;
+        Ok(IntegrationState {
+            retry: RetryPolicy::new(runtime.config.retry),
+            runtime,
+            store,
+            registry,
+            connector,
+            mailbox,
+            wake_at: None,
+            draining: None,
+        })
+    }
+
+    async fn post_stop(&self, myself: ActorRef<IntegrationMsg>, state: &mut IntegrationState) -> Result<(), ActorProcessingErr> {
+        state.registry.unregister(state.runtime.id(), &myself);
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<IntegrationMsg>, message: IntegrationMsg, state: &mut IntegrationState) -> Result<(), ActorProcessingErr> {
+        match message {
+            IntegrationMsg::Enqueue(jobs) => {
+                let now = Instant::now();
+                for job in jobs {
+                    state.mailbox.insert(job, now);
+                }
+            }
+            IntegrationMsg::Pump => {}
+            IntegrationMsg::AttemptDone { delivery_id, result, latency } => state.settle(delivery_id, result, latency),
+            IntegrationMsg::AttemptPanicked { delivery_id, message } => {
+                if let Some(job) = state.mailbox.end_lease(delivery_id) {
+                    let error = ConnectorError::Unavailable(format!("connector panicked: {message}"));
+                    state.runtime.record_attempt(false, Duration::ZERO, Some(error.to_string()));
+                    state.retry_or_give_up(job_after_attempt(job), error, None, Instant::now());
+                }
+                // Make sure the attempt is counted in the store before the restart reads it.
+                state.store.flush().await?;
+                return Err(format!("integration {}: connector panicked: {message}", state.runtime.id()).into());
+            }
+            IntegrationMsg::Drain(reply) => state.draining.get_or_insert_with(Vec::new).push(reply),
+        }
+        state.pump(&myself);
+        Ok(())
+    }
+}
+
+fn job_after_attempt(mut job: Job) -> Job {
+    job.attempts += 1;
+    job
+}
+
+// === impl IntegrationState ===
+
+impl IntegrationState {
+    /// Starts every attempt that is due and that the breaker, limiter and concurrency allow.
+    fn pump(&mut self, myself: &ActorRef<IntegrationMsg>) {
+        let now = Instant::now();
+        if self.wake_at.is_some_and(|at| at <= now) {
+            self.wake_at = None;
+        }
+        if let Some(waiters) = &mut self.draining {
+            if self.mailbox.leased() == 0 {
+                waiters.drain(..).for_each(|reply| drop(reply.send(())));
+            }
+            self.publish_depth();
+            return;
+        }
+        let max_in_flight = self.runtime.config.max_in_flight;
+        // Emergencies may exceed the concurrency limit by a reserve of their own.
+        let emergency_reserve = (max_in_flight / 4).max(1);
+        while let Some(lane) = self.mailbox.peek_due(now) {
+            let in_flight = self.mailbox.leased();
+            if in_flight >= max_in_flight && (lane == Lane::Normal || self.mailbox.leased_in(Lane::Emergency) >= emergency_reserve) {
+                break; // the next AttemptDone pumps again
+            }
+            let admitted = self.runtime.breaker.lock().expect("breaker lock").admit(now);
+            if let Err(wait) = admitted {
+                if self.runtime.config.failover.on_circuit_open {
+                    self.hand_due_jobs_to_backup(now, "circuit open");
+                }
+                self.wake(myself, now + wait);
+                break;
+            }
+            let acquired = self.runtime.limiter.lock().expect("limiter lock").try_acquire(lane, now);
+            if let Err(wait) = acquired {
+                self.runtime.breaker.lock().expect("breaker lock").record_neutral();
+                self.wake(myself, now + wait);
+                break;
+            }
+            let job = self.mailbox.lease_next(lane).expect("peeked a due job");
+            self.spawn_attempt(myself, job);
+        }
+        if let Some(next) = self.mailbox.next_due() {
+            if next > now {
+                self.wake(myself, next);
+            }
+        }
+        self.publish_depth();
+    }
+
+    fn publish_depth(&self) {
+        let depth = self.mailbox.queued() + self.mailbox.leased();
+        self.runtime.mailbox_depth.store(depth, Ordering::Relaxed);
+        self.runtime.in_flight.store(self.mailbox.leased(), Ordering::Relaxed);
+    }
+
+    /// Schedules a `Pump` at `at`, unless one is already due sooner.
+    fn wake(&mut self, myself: &ActorRef<IntegrationMsg>, at: Instant) {
+        if self.wake_at.is_some_and(|existing| existing <= at) {
+            return;
+        }
+        self.wake_at = Some(at);
+        myself.send_after(at.saturating_duration_since(Instant::now()), || IntegrationMsg::Pump);
+    }
+
+    fn spawn_attempt(&self, myself: &ActorRef<IntegrationMsg>, job: Job) {
+        let connector = self.connector.clone();
+        let myself = myself.clone();
+        let delivery = Delivery { delivery_id: job.delivery_id, attempt: job.attempts + 1, notification: job.notification };
+        // The connector's own timeout bounds the call; this one only guards against a connector
+        // that ignores it.
+        let backstop = self.runtime.config.timeout + Duration::from_secs(5);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let delivery_id = delivery.delivery_id;
+            let attempt = tokio::spawn(async move {
+                match tokio::time::timeout(backstop, connector.deliver(&delivery)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ConnectorError::Unavailable("attempt exceeded its timeout".into())),
+                }
+            });
+            let message = match attempt.await {
+                Ok(result) => IntegrationMsg::AttemptDone { delivery_id, result, latency: started.elapsed() },
+                Err(join_error) => IntegrationMsg::AttemptPanicked { delivery_id, message: panic_text(join_error) },
+            };
+            // If the actor is gone, the delivery is still a row in the store; the next
+            // incarnation sends it again (at-least-once).
+            let _ = myself.send_message(message);
+        });
+    }
+
+    fn settle(&mut self, delivery_id: i64, result: Result<Receipt, ConnectorError>, latency: Duration) {
+        let Some(job) = self.mailbox.end_lease(delivery_id) else { return };
+        let job = job_after_attempt(job);
+        let now = Instant::now();
+        let labels = [("integration", self.runtime.id().to_owned()), ("vendor", self.runtime.vendor().to_owned())];
+        metrics::histogram!("herald_attempt_duration_seconds", &labels).record(latency.as_secs_f64());
+        match result {
+            Ok(receipt) => {
+                self.runtime.breaker.lock().expect("breaker lock").record_success();
+                self.runtime.record_attempt(true, latency, None);
+                let lane = if job.emergency { "emergency" } else { "normal" };
+                let age_ms = (now_millis() - job.created_at).max(0) as f64;
+                metrics::histogram!("herald_intake_to_delivery_seconds", "lane" => lane).record(age_ms / 1000.0);
+                self.count(&job, "delivered");
+                self.store.settle(vec![Settlement::Delivered { delivery_id, attempts: job.attempts, receipt: receipt.0 }]);
+                self.registry.notify_settled(&job.notification);
+            }
+            Err(error) => {
+                tracing::warn!(integration = %self.runtime.id(), delivery = delivery_id, attempt = job.attempts, error = %error, "delivery attempt failed");
+                metrics::counter!("herald_attempt_failures_total", "integration" => self.runtime.id().to_owned(), "kind" => error.kind()).increment(1);
+                self.runtime.record_attempt(false, latency, Some(error.to_string()));
+                {
+                    let mut breaker = self.runtime.breaker.lock().expect("breaker lock");
+                    if error.is_vendor_failure() {
+                        breaker.record_failure(now);
+                    } else {
+                        breaker.record_neutral();
+                    }
+                }
+                match error.disposition() {
+                    Disposition::Retry { after } => {
+                        if let Some(wait) = after {
+                            let hold = wait.min(self.runtime.config.retry.max_retry_after);
+                            self.runtime.limiter.lock().expect("limiter lock").hold_until(now + hold);
+                        }
+                        self.retry_or_give_up(job, error, after, now);
+                    }
+                    Disposition::RefreshCredentials if !job.credentials_refreshed => match self.connector.refresh_credentials() {
+                        Ok(()) => {
+                            let mut job = job;
+                            job.credentials_refreshed = true;
+                            self.requeue(job, &error, Duration::ZERO, now);
+                        }
+                        Err(refresh_error) => self.give_up(job, format!("{error}; reloading the credential failed: {refresh_error}")),
+                    },
+                    Disposition::RefreshCredentials | Disposition::DeadLetter => self.give_up(job, error.to_string()),
+                }
+            }
+        }
+    }
+
+    fn retry_or_give_up(&mut self, job: Job, error: ConnectorError, vendor_wait: Option<Duration>, now: Instant) {
+        let age = Duration::from_millis((now_millis() - job.created_at).max(0) as u64);
+        match self.retry.decide_now(job.attempts, age, vendor_wait) {
+            RetryDecision::RetryAfter(delay) => self.requeue(job, &error, delay, now),
+            RetryDecision::GiveUp => {
+                let reason = format!("gave up after {} attempts: {error}", job.attempts);
+                self.give_up(job, reason)
+            }
+        }
+    }
+
+    fn requeue(&mut self, job: Job, error: &ConnectorError, delay: Duration, now: Instant) {
+        self.count(&job, "retrying");
+        self.store.settle(vec![Settlement::Retrying {
+            delivery_id: job.delivery_id,
+            attempts: job.attempts,
+            next_attempt_at: now_millis() + delay.as_millis() as i64,
+            error: error.to_string(),
+        }]);
+        self.mailbox.requeue(job, now + delay);
+    }
+
+    /// Ends a delivery that cannot succeed here: a backup integration takes it if one is
+    /// configured, otherwise it is dead-lettered.
+    fn give_up(&mut self, job: Job, reason: String) {
+        if !job.is_failover && !self.runtime.config.failover.targets.is_empty() {
+            self.fail_over(job, reason);
+            return;
+        }
+        tracing::error!(integration = %self.runtime.id(), delivery = job.delivery_id, %reason, "delivery dead-lettered");
+        self.count(&job, "dead_lettered");
+        self.store.settle(vec![Settlement::DeadLettered { delivery_id: job.delivery_id, attempts: job.attempts, error: reason }]);
+        self.registry.notify_settled(&job.notification);
+    }
+
+    fn hand_due_jobs_to_backup(&mut self, now: Instant, reason: &str) {
+        if self.runtime.config.failover.targets.is_empty() {
+            return;
+        }
+        for job in self.mailbox.take_due(now) {
+            if job.is_failover {
+                // Already a backup's delivery: it waits for this circuit instead of bouncing on.
+                self.mailbox.requeue(job, now + self.runtime.config.breaker.open_for);
+            } else {
+                self.fail_over(job, reason.to_owned());
+            }
+        }
+    }
+
+    fn fail_over(&mut self, job: Job, reason: String) {
+        let now = Instant::now();
+        let targets = &self.runtime.config.failover.targets;
+        // Prefer a backup whose own circuit is not open.
+        let backup = targets
+            .iter()
+            .find(|id| self.registry.runtime(id).is_some_and(|r| r.circuit_state(now) != super::CircuitState::Open))
+            .unwrap_or(&targets[0])
+            .clone();
+        tracing::warn!(integration = %self.runtime.id(), delivery = job.delivery_id, %backup, %reason, "failing over");
+        self.count(&job, "failed_over");
+        let store = self.store.clone();
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            match store.fail_over(job.delivery_id, reason, backup.clone()).await {
+                Ok(row) => registry.dispatch(&backup, vec![Job::from_row(&row, job.notification)]),
+                Err(err) => tracing::error!(delivery = job.delivery_id, error = %err, "failover not recorded; the delivery is retried here after restart"),
+            }
+        });
+    }
+
+    fn count(&self, job: &Job, outcome: &'static str) {
+        metrics::counter!(
+            "herald_deliveries_total",
+            "integration" => self.runtime.id().to_owned(),
+            "vendor" => self.runtime.vendor(),
+            "lane" => if job.emergency { "emergency" } else { "normal" },
+            "outcome" => outcome
+        )
+        .increment(1);
+    }
+}
+
+fn panic_text(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic with a non-text payload".to_owned()),
+        Err(error) => format!("attempt task cancelled: {error}"),
+    }
+}

@@ -1,0 +1,250 @@
+//! Integration instances: one supervised actor per configured integration, owning its connector,
+//! rate limiter, circuit breaker and durable retry mailbox.
+//!
+//! [`IntegrationRuntime`] holds what must outlive one incarnation of the actor (breaker, limiter,
+//! health figures), so a restart keeps them; the mailbox itself is rebuilt from the store. The
+//! [`Registry`] is how the rest of Herald reaches the live actors. Policy lives in plain structs
+//! (`limiter`, `breaker`, `retry`, `mailbox`) that take `now` and do no I/O; `actor` is the glue.
+
+pub mod actor;
+pub mod breaker;
+pub mod limiter;
+pub mod mailbox;
+pub mod retry;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use ractor::ActorRef;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use actor::{IntegrationActor, IntegrationArgs, IntegrationMsg};
+pub use breaker::{Breaker, CircuitState};
+pub use limiter::Limiter;
+pub use mailbox::{Job, Mailbox};
+pub use retry::{RetryDecision, RetryPolicy};
+
+use crate::config::{ConnectorConfig, IntegrationConfig};
+use crate::store::{now_millis, DeliveryRow, UnixMillis};
+use crate::wedsync::WeddingNotification;
+
+/// How many recent attempts the error rate and latency percentiles are computed over.
+const HEALTH_WINDOW: usize = 512;
+
+/// The part of an integration that survives its actor's restarts.
+pub struct IntegrationRuntime {
+    pub config: IntegrationConfig,
+    pub breaker: Mutex<Breaker>,
+    pub limiter: Mutex<Limiter>,
+    health: Mutex<HealthStats>,
+    /// Jobs in the mailbox, queued or out on an attempt (kept by the actor).
+    pub mailbox_depth: AtomicUsize,
+    pub in_flight: AtomicUsize,
+    /// Set by the health monitor when the supervisor gave up on this integration's actor.
+    pub supervision_failure: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct HealthStats {
+    last_success_at: Option<UnixMillis>,
+    last_failure_at: Option<UnixMillis>,
+    last_error: Option<String>,
+    /// Recent attempts: (succeeded, latency).
+    recent: VecDeque<(bool, Duration)>,
+}
+
+/// The seed's `monitorIntegrationHealth` answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationHealth {
+    pub integration_id: String,
+    pub vendor: &'static str,
+    /// `healthy`, `degraded` or `down`.
+    pub status: &'static str,
+    pub circuit_state: CircuitState,
+    pub last_success_at: Option<UnixMillis>,
+    pub last_failure_at: Option<UnixMillis>,
+    pub last_error: Option<String>,
+    /// Failed share of the recent attempts, 0 to 1.
+    pub error_rate: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub mailbox_depth: usize,
+    pub in_flight: usize,
+    pub supervision_failure: Option<String>,
+}
+
+// === impl IntegrationRuntime ===
+
+impl IntegrationRuntime {
+    pub fn new(config: IntegrationConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            breaker: Mutex::new(Breaker::new(config.breaker)),
+            limiter: Mutex::new(Limiter::new(&config.rate_limit, now)),
+            health: Mutex::new(HealthStats::default()),
+            mailbox_depth: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            supervision_failure: Mutex::new(None),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn vendor(&self) -> &'static str {
+        match &self.config.connector {
+            ConnectorConfig::Webhook(_) => "webhook",
+            ConnectorConfig::Slack(_) => "slack",
+            #[cfg(feature = "testing")]
+            ConnectorConfig::Null => "null",
+            #[cfg(feature = "testing")]
+            ConnectorConfig::Panic => "panic",
+        }
+    }
+
+    pub fn circuit_state(&self, now: Instant) -> CircuitState {
+        self.breaker.lock().expect("breaker lock").state(now)
+    }
+
+    /// Records one attempt's outcome for health reporting.
+    pub fn record_attempt(&self, succeeded: bool, latency: Duration, error: Option<String>) {
+        let mut health = self.health.lock().expect("health lock");
+        let now = now_millis();
+        if succeeded {
+            health.last_success_at = Some(now);
+        } else {
+            health.last_failure_at = Some(now);
+            health.last_error = error;
+        }
+        if health.recent.len() == HEALTH_WINDOW {
+            health.recent.pop_front();
+        }
+        health.recent.push_back((succeeded, latency));
+    }
+
+    pub fn health(&self, now: Instant) -> IntegrationHealth {
+        let circuit_state = self.circuit_state(now);
+        let supervision_failure = self.supervision_failure.lock().expect("supervision lock").clone();
+        let health = self.health.lock().expect("health lock");
+        let attempts = health.recent.len();
+        let failures = health.recent.iter().filter(|(ok, _)| !ok).count();
+        let error_rate = if attempts == 0 { 0.0 } else { failures as f64 / attempts as f64 };
+        let mut latencies: Vec<Duration> = health.recent.iter().map(|(_, latency)| *latency).collect();
+        latencies.sort_unstable();
+        let percentile = |p: f64| -> Option<f64> {
+            let index = ((latencies.len() as f64 * p).ceil() as usize).checked_sub(1)?;
+            latencies.get(index).map(|d| d.as_secs_f64() * 1000.0)
+        };
+        let status = if supervision_failure.is_some() || circuit_state == CircuitState::Open {
+            "down"
+        } else if circuit_state == CircuitState::HalfOpen || error_rate > 0.1 {
+            "degraded"
+        } else {
+            "healthy"
+        };
+        IntegrationHealth {
+            integration_id: self.config.id.clone(),
+            vendor: self.vendor(),
+            status,
+            circuit_state,
+            last_success_at: health.last_success_at,
+            last_failure_at: health.last_failure_at,
+            last_error: health.last_error.clone(),
+            error_rate,
+            latency_p50_ms: percentile(0.5),
+            latency_p99_ms: percentile(0.99),
+            mailbox_depth: self.mailbox_depth.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            supervision_failure,
+        }
+    }
+}
+
+/// Where the live integration actors and their runtimes are found.
+pub struct Registry {
+    runtimes: HashMap<String, Arc<IntegrationRuntime>>,
+    actors: DashMap<String, ActorRef<IntegrationMsg>>,
+    settle_waiters: DashMap<(String, String), Arc<Notify>>,
+}
+
+// === impl Registry ===
+
+impl Registry {
+    pub fn new(integrations: &[IntegrationConfig]) -> Self {
+        let runtimes = integrations
+            .iter()
+            .map(|config| (config.id.clone(), Arc::new(IntegrationRuntime::new(config.clone()))))
+            .collect();
+        Self { runtimes, actors: DashMap::new(), settle_waiters: DashMap::new() }
+    }
+
+    pub fn runtime(&self, integration_id: &str) -> Option<&Arc<IntegrationRuntime>> {
+        self.runtimes.get(integration_id)
+    }
+
+    pub fn runtimes(&self) -> impl Iterator<Item = &Arc<IntegrationRuntime>> {
+        self.runtimes.values()
+    }
+
+    /// Hands jobs to the integration's live actor. If it is between incarnations the jobs are not
+    /// lost: they are rows in the store, and the next incarnation loads them when it starts.
+    pub fn dispatch(&self, integration_id: &str, jobs: Vec<Job>) {
+        let Some(actor) = self.actors.get(integration_id).map(|entry| entry.clone()) else { return };
+        if actor.send_message(IntegrationMsg::Enqueue(jobs)).is_err() {
+            tracing::debug!(integration = %integration_id, "integration restarting; its jobs wait in the store");
+        }
+    }
+
+    pub fn live_actors(&self) -> Vec<ActorRef<IntegrationMsg>> {
+        self.actors.iter().map(|entry| entry.value().clone()).collect()
+    }
+
+    fn register(&self, integration_id: &str, actor: ActorRef<IntegrationMsg>) {
+        self.actors.insert(integration_id.to_owned(), actor);
+    }
+
+    fn unregister(&self, integration_id: &str, actor: &ActorRef<IntegrationMsg>) {
+        self.actors.remove_if(integration_id, |_, current| current.get_id() == actor.get_id());
+    }
+
+    /// Returns a handle that is notified whenever a delivery of this notification settles.
+    pub fn watch_settlements(&self, organization: &str, notification_id: &str) -> Arc<Notify> {
+        self.settle_waiters.entry((organization.to_owned(), notification_id.to_owned())).or_default().clone()
+    }
+
+    pub fn stop_watching(&self, organization: &str, notification_id: &str) {
+        self.settle_waiters.remove(&(organization.to_owned(), notification_id.to_owned()));
+    }
+
+    fn notify_settled(&self, notification: &WeddingNotification) {
+        if self.settle_waiters.is_empty() {
+            return;
+        }
+        let organization = notification.organization_id.clone().unwrap_or_default();
+        if let Some(waiter) = self.settle_waiters.get(&(organization, notification.notification_id.clone())) {
+            waiter.notify_waiters();
+        }
+    }
+}
+
+impl Job {
+    /// The job for a freshly journaled (or replayed, or handed-over) delivery row.
+    pub fn from_row(row: &DeliveryRow, notification: Arc<WeddingNotification>) -> Self {
+        Job {
+            delivery_id: row.delivery_id,
+            notification,
+            attempts: row.attempts,
+            created_at: row.created_at,
+            emergency: row.emergency,
+            is_failover: row.route == "failover",
+            credentials_refreshed: false,
+        }
+    }
+}
