@@ -308,6 +308,16 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     raw.validate(&location, &text)
 }
 
+/// Parses and validates a configuration written as TOML, without environment overrides (the
+/// demo, tests and `check-config` of generated files use it).
+pub fn parse(text: &str, location: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|err| describe_figment_error(location, text, err))?;
+    raw.validate(location, text)
+}
+
 fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> ConfigError {
     let mut messages = Vec::new();
     for error in err {
@@ -528,8 +538,7 @@ mod tests {
     use super::*;
 
     fn validate(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = Figment::from(Toml::string(text)).extract().map_err(|e| describe_figment_error("test.toml", text, e))?;
-        raw.validate("test.toml", text)
+        parse(text, "test.toml")
     }
 
     const BASE: &str = r##"

@@ -1,5 +1,138 @@
+//! Herald: the WedSync notification integration orchestrator.
+//!
+//! WedSync posts notifications (timeline changes, payments, client messages, wedding-day
+//! emergencies); Herald journals them durably, routes them to each organization's integrations
+//! and delivers them in each vendor's own wire format, retrying, rate limiting, breaking circuits
+//! and failing over, with emergencies in a lane of their own end to end.
+//!
+//! Crate map:
+//! - [`wedsync`]: the platform's JSON vocabulary and its validation.
+//! - [`config`]: layered configuration and its validation.
+//! - [`store`]: the durable journal and delivery mailbox (SQLite, group commit).
+//! - [`router`]: routing rules and the Router actors (plan, journal, dispatch).
+//! - [`integration`]: one supervised actor per integration, with its limiter, breaker and retries.
+//! - [`connectors`]: vendor wire formats (Standard Webhooks, Slack).
+//! - [`tree`]: the supervision tree; [`health`]: the health monitor actor.
+//! - [`api`]: the HTTP API; [`telemetry`]: logs and Prometheus metrics.
+//! - [`sandbox`]: vendor simulators for tests, benches and the demo; [`demo`]: `herald demo`.
+
+pub mod api;
 pub mod config;
 pub mod connectors;
+pub mod demo;
+pub mod health;
 pub mod integration;
+pub mod router;
+pub mod sandbox;
 pub mod store;
+pub mod telemetry;
+pub mod tree;
 pub mod wedsync;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::net::TcpListener;
+
+use crate::api::AppState;
+use crate::config::{Config, StoreConfig};
+use crate::connectors::{OutboundClient, OutboundError};
+use crate::integration::{IntegrationMsg, Registry};
+use crate::router::RoutingTable;
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::tree::TreeArgs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    #[error("supervision tree failed to start: {0}")]
+    Start(#[from] ractor::SpawnErr),
+    #[error("HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("supervision tree stopped: a component kept crashing past its restart limit")]
+    Crashed,
+}
+
+/// Opens the store a configuration names.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.store {
+        StoreConfig::Sqlite { data_dir } => Ok(Arc::new(SqliteStore::open(data_dir)?)),
+    }
+}
+
+/// Runs Herald on `listener` until `shutdown` resolves, then shuts down cleanly: stops taking
+/// requests, lets attempts in flight finish for up to `server.shutdown_grace`, and commits
+/// everything else to the store for the next start.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+    let store = open_store(&config)?;
+    let metrics = telemetry::metrics_handle();
+    let client = OutboundClient::new(config.allow_private_destinations)?;
+    let registry = Arc::new(Registry::new(&config.integrations));
+    let table = Arc::new(RoutingTable::from_config(&config));
+    let tree = tree::start(TreeArgs {
+        supervision: config.supervision,
+        table: table.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+        client,
+    })
+    .await?;
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        routers: tree.routers.clone(),
+        registry: registry.clone(),
+        table,
+        metrics,
+        key_cache: DashMap::new(),
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");
+
+    let mut root_exit = tree.root_exit;
+    let (crashed_tx, crashed_rx) = tokio::sync::oneshot::channel::<bool>();
+    let stop = async move {
+        let crashed = tokio::select! {
+            _ = shutdown => false,
+            _ = &mut root_exit => true,
+        };
+        let _ = crashed_tx.send(crashed);
+    };
+    axum::serve(listener, api::routes(state)).with_graceful_shutdown(stop).await?;
+    let crashed = crashed_rx.await.unwrap_or(false);
+
+    tracing::info!("intake stopped; draining attempts in flight");
+    drain_integrations(&registry, config.server.shutdown_grace).await;
+    store.flush().await?;
+    tree.root.stop(None);
+    tracing::info!("herald stopped");
+    if crashed {
+        return Err(RunError::Crashed);
+    }
+    Ok(())
+}
+
+/// Asks every integration to stop starting attempts and waits, up to `grace` in all, for those
+/// in flight. What is not finished stays pending in the store and is sent after the next start.
+async fn drain_integrations(registry: &Registry, grace: Duration) {
+    let actors = registry.live_actors();
+    let mut waiting = Vec::with_capacity(actors.len());
+    for actor in actors {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if actor.send_message(IntegrationMsg::Drain(reply.into())).is_ok() {
+            waiting.push(answer);
+        }
+    }
+    let all = async {
+        for answer in waiting {
+            let _ = answer.await;
+        }
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace ran out; unfinished attempts will be repeated after restart");
+    }
+}

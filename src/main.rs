@@ -1,1 +1,163 @@
-fn main(){}
+//! The `herald` command: parses the command line, sets up logging and hands over to the library.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "WedSync notification integration orchestrator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the daemon.
+    Serve {
+        /// Configuration file (TOML); HERALD_* environment variables override it.
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
+    },
+    /// Runs Herald with local vendor simulators and routes sample notifications end to end.
+    Demo,
+    /// Checks a configuration file and says what is wrong and where.
+    CheckConfig {
+        #[arg(default_value = "config/herald.toml")]
+        file: PathBuf,
+    },
+    /// Sends a notification, or a batch (`{"notifications": [...]}`), to a running Herald.
+    Send {
+        file: PathBuf,
+        #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8470")]
+        url: String,
+        #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Manages API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Creates an API key for an organization and prints it once.
+    Create {
+        #[arg(long)]
+        organization: String,
+        #[arg(long, default_value = "default")]
+        label: String,
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(&config).await,
+            Command::Demo => {
+                herald::telemetry::init_logging("error");
+                herald::demo::run_demo().await.map_err(anyhow::Error::from)
+            }
+            Command::CheckConfig { file } => check_config(&file),
+            Command::Send { file, url, key } => send(&file, &url, &key).await,
+            Command::Keys { command: KeysCommand::Create { organization, label, config } } => create_key(&config, &organization, &label).await,
+        }
+    })
+}
+
+async fn serve(path: &Path) -> anyhow::Result<()> {
+    herald::telemetry::init_logging("info");
+    let config = herald::config::load(Some(path))?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    herald::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = herald::config::load(Some(path))?;
+    println!(
+        "{}: ok ({} organizations, {} integrations, {} routes; store {:?})",
+        path.display(),
+        config.organizations.len(),
+        config.integrations.len(),
+        config.routes.len(),
+        config.store
+    );
+    Ok(())
+}
+
+async fn create_key(path: &Path, organization: &str, label: &str) -> anyhow::Result<()> {
+    let config = herald::config::load(Some(path))?;
+    if !config.organizations.iter().any(|org| org == organization) {
+        bail!("{}: organization {organization:?} is not listed in [[organizations]]", path.display());
+    }
+    let store = herald::open_store(&config)?;
+    let key = herald::api::create_api_key(&*store, organization, label).await?;
+    println!("{key}");
+    eprintln!("this key is shown once; Herald keeps only its SHA-256");
+    Ok(())
+}
+
+async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let body: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let url = url.trim_end_matches('/');
+    let Some(notifications) = body.get("notifications").and_then(Value::as_array) else {
+        let answer = post(&client, &format!("{url}/v1/notifications"), key, &body).await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    };
+    let total = notifications.len();
+    let mut sent = 0;
+    let (mut accepted, mut duplicates) = (0, 0);
+    for chunk in notifications.chunks(1000) {
+        let answer = post(&client, &format!("{url}/v1/notifications/batch"), key, &serde_json::json!({"notifications": chunk})).await?;
+        accepted += answer["accepted"].as_u64().unwrap_or(0);
+        duplicates += answer["duplicates"].as_u64().unwrap_or(0);
+        sent += chunk.len();
+        eprint!("\r[{:<40}] {sent}/{total}", "#".repeat(sent * 40 / total.max(1)));
+    }
+    eprintln!();
+    println!("{accepted} accepted, {duplicates} duplicates");
+    Ok(())
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = client.post(url).bearer_auth(key).json(body).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = answer["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| answer.to_string());
+        bail!("Herald answered {status}: {message}");
+    }
+    Ok(answer)
+}

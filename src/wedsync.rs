@@ -140,8 +140,6 @@ pub struct CrossSystemRouting {
     pub routing_rules: Vec<RoutingRule>,
     #[serde(default)]
     pub delivery_coordination: Option<DeliveryCoordination>,
-    #[serde(default)]
-    pub error_handling: Option<ErrorHandling>,
 }
 
 /// One target of a [`CrossSystemRouting`].
@@ -168,19 +166,6 @@ pub struct RoutingRule {
 pub struct DeliveryCoordination {
     /// `parallel` is the only mode Herald runs today; anything else is rejected by name.
     pub mode: String,
-}
-
-/// Failure handling requested by the caller.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ErrorHandling {
-    /// Whether backup integrations from each target's failover configuration may be used.
-    #[serde(default = "default_true")]
-    pub use_failover: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// How one target of a routing ended up, the seed's `RoutingResult.systemResults[]`.

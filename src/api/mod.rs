@@ -1,0 +1,351 @@
+//! The internal HTTP API WedSync calls (axum), in WedSync's own camelCase vocabulary.
+//!
+//! Every `/v1` route is authenticated by an organization's API key and sees only that
+//! organization's data (anything else is a 404). The API knows router messages, the store's
+//! read side and integration health; it knows nothing about vendors.
+
+mod auth;
+mod error;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use dashmap::DashMap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use auth::{create_api_key, hash_key, Organization};
+pub use error::ApiError;
+
+use crate::integration::Registry;
+use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
+use crate::store::{DeliveryRow, DeliveryState, Store};
+use crate::wedsync::{
+    parse_json, CrossSystemRouting, DeliveryResult, FieldError, NotificationBatch, RoutingResult, SystemResult,
+    WeddingNotification, MAX_BATCH,
+};
+
+/// The longest `?wait=` a routing request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub routers: RouterHandle,
+    pub registry: Arc<Registry>,
+    pub table: Arc<RoutingTable>,
+    pub metrics: PrometheusHandle,
+    pub key_cache: DashMap<String, String>,
+    pub max_body_bytes: usize,
+}
+
+/// Builds the API's routes.
+pub fn routes(state: Arc<AppState>) -> Router {
+    let max_body = state.max_body_bytes;
+    let v1 = Router::new()
+        .route("/notifications", post(post_notification))
+        .route("/notifications/batch", post(post_batch))
+        .route("/notifications/{notification_id}", get(get_notification))
+        .route("/routings", post(post_routing))
+        .route("/dead-letters", get(list_dead_letters))
+        .route("/dead-letters/{delivery_id}/replay", post(replay_dead_letter))
+        .route("/integrations", get(list_integrations))
+        .route("/integrations/{integration_id}/health", get(integration_health))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+// === intake ===
+
+async fn post_notification(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
+    let notification: WeddingNotification = parse_json(&body)?;
+    notification.validate("", &organization)?;
+    let submission = Submission { notification, explicit_targets: None };
+    let accepted = state.routers.accept(&organization, vec![submission]).await?;
+    let accepted = accepted.into_iter().next().ok_or_else(|| ApiError::Internal("router answered nothing".into()))?;
+    let status = if accepted.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(accepted_json(&accepted))).into_response())
+}
+
+async fn post_batch(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
+    let batch: NotificationBatch = parse_json(&body)?;
+    if batch.notifications.is_empty() {
+        return Err(FieldError::new("notifications", "must hold at least one notification").into());
+    }
+    if batch.notifications.len() > MAX_BATCH {
+        return Err(FieldError::new("notifications", format!("holds {} notifications; at most {MAX_BATCH} per batch", batch.notifications.len())).into());
+    }
+    // Validate everything first: a batch is accepted whole or not at all.
+    for (index, notification) in batch.notifications.iter().enumerate() {
+        notification.validate(&format!("notifications[{index}]"), &organization)?;
+    }
+    let submissions = batch.notifications.into_iter().map(|notification| Submission { notification, explicit_targets: None }).collect();
+    let accepted = state.routers.accept(&organization, submissions).await?;
+    let duplicates = accepted.iter().filter(|a| a.duplicate).count();
+    let results: Vec<Value> = accepted.iter().map(accepted_json).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": results.len() - duplicates, "duplicates": duplicates, "notifications": results})),
+    )
+        .into_response())
+}
+
+fn accepted_json(accepted: &Accepted) -> Value {
+    json!({
+        "notificationId": accepted.notification_id,
+        "status": if accepted.duplicate { "duplicate" } else { "accepted" },
+        "deliveries": accepted.deliveries,
+    })
+}
+
+async fn get_notification(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(notification_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let stored = state
+        .store
+        .notification(&organization, &notification_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))?;
+    let notification: Value = serde_json::from_str(&stored.body).map_err(|err| ApiError::Internal(err.to_string()))?;
+    Ok(Json(json!({
+        "notificationId": notification_id,
+        "acceptedAt": stored.accepted_at,
+        "notification": notification,
+        "targets": stored.deliveries,
+    })))
+}
+
+// === routings ===
+
+#[derive(Deserialize)]
+struct RoutingQuery {
+    wait: Option<String>,
+}
+
+async fn post_routing(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Query(query): Query<RoutingQuery>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
+    let wait = match &query.wait {
+        None => Duration::ZERO,
+        Some(text) => crate::config::parse_duration("wait", text).map_err(|reason| FieldError::new("wait", reason))?.min(MAX_WAIT),
+    };
+    let routing: CrossSystemRouting = parse_json(&body)?;
+    routing.source_notification.validate("sourceNotification", &organization)?;
+    if let Some(coordination) = &routing.delivery_coordination {
+        if coordination.mode != "parallel" {
+            return Err(FieldError::new("deliveryCoordination.mode", "only \"parallel\" is supported").into());
+        }
+    }
+    let targets = state.table.explicit_targets(&organization, &routing.source_notification, &routing.target_systems, &routing.routing_rules)?;
+    let notification_id = routing.source_notification.notification_id.clone();
+    let watch = state.registry.watch_settlements(&organization, &notification_id);
+    let submission = Submission { notification: routing.source_notification, explicit_targets: Some(targets) };
+    let accepted = state.routers.accept(&organization, vec![submission]).await;
+    let result = match accepted {
+        Ok(_) => wait_for_routing(&state, &organization, &notification_id, &routing.routing_id, watch, started, wait).await,
+        Err(err) => Err(err.into()),
+    };
+    state.registry.stop_watching(&organization, &notification_id);
+    let result = result?;
+    let status = if result.overall_status == "pending" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(result)).into_response())
+}
+
+/// Waits until every delivery of the notification settled or `wait` ran out, then builds the
+/// seed's `RoutingResult` from the store.
+async fn wait_for_routing(
+    state: &AppState,
+    organization: &str,
+    notification_id: &str,
+    routing_id: &str,
+    watch: Arc<tokio::sync::Notify>,
+    started: Instant,
+    wait: Duration,
+) -> Result<RoutingResult, ApiError> {
+    let deadline = tokio::time::Instant::from_std(started + wait);
+    loop {
+        // Armed before reading, so a settlement between the read and the wait is not missed.
+        let notified = watch.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Settlements are written in the next group commit; wait for it so the read sees them.
+        state.store.flush().await?;
+        let stored = state
+            .store
+            .notification(organization, notification_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal("routed notification not found".into()))?;
+        let result = routing_result(routing_id, &stored.deliveries, started.elapsed());
+        if result.overall_status != "pending" || tokio::time::Instant::now() >= deadline {
+            return Ok(result);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+fn routing_result(routing_id: &str, deliveries: &[DeliveryRow], elapsed: Duration) -> RoutingResult {
+    let mut system_results: Vec<SystemResult> = Vec::new();
+    let mut system_of: HashMap<i64, usize> = HashMap::new();
+    for row in deliveries {
+        // A failover row belongs to the system of the delivery it took over from.
+        let system = match row.failover_of.and_then(|primary| system_of.get(&primary).copied()) {
+            Some(index) => index,
+            None => {
+                system_results.push(SystemResult { integration_id: row.integration_id.clone(), status: String::new(), delivery_results: Vec::new() });
+                system_results.len() - 1
+            }
+        };
+        system_of.insert(row.delivery_id, system);
+        system_results[system].delivery_results.push(DeliveryResult {
+            delivery_id: row.delivery_id,
+            integration_id: row.integration_id.clone(),
+            route: row.route.clone(),
+            state: row.state.as_str().to_owned(),
+            attempts: row.attempts,
+            receipt: row.receipt.clone(),
+            last_error: row.last_error.clone(),
+        });
+    }
+    let mut success_count = 0;
+    let mut failure_count = 0;
+    for system in &mut system_results {
+        let states: Vec<&str> = system.delivery_results.iter().map(|d| d.state.as_str()).collect();
+        system.status = if states.contains(&DeliveryState::Delivered.as_str()) {
+            success_count += 1;
+            "delivered"
+        } else if system.delivery_results.iter().all(|d| is_settled_state(&d.state)) {
+            failure_count += 1;
+            "failed"
+        } else {
+            "pending"
+        }
+        .to_owned();
+    }
+    let overall_status = if system_results.iter().any(|s| s.status == "pending") {
+        "pending"
+    } else if failure_count == 0 {
+        "success"
+    } else if success_count == 0 {
+        "failed"
+    } else {
+        "partial"
+    };
+    RoutingResult {
+        routing_id: routing_id.to_owned(),
+        overall_status: overall_status.to_owned(),
+        system_results,
+        success_count,
+        failure_count,
+        processing_time: elapsed.as_millis() as u64,
+    }
+}
+
+fn is_settled_state(state: &str) -> bool {
+    state == DeliveryState::DeadLettered.as_str() || state == DeliveryState::FailedOver.as_str() || state == DeliveryState::Delivered.as_str()
+}
+
+// === dead letters ===
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_dead_letters(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let dead = state.store.dead_letters(&organization, limit).await?;
+    Ok(Json(json!({"deadLetters": dead})))
+}
+
+async fn replay_dead_letter(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(delivery_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("dead letter {delivery_id:?}"));
+    let id: i64 = delivery_id.parse().map_err(|_| not_found())?;
+    let replayed = state.store.replay(&organization, id).await?.ok_or_else(not_found)?;
+    let notification: WeddingNotification = serde_json::from_str(&replayed.body).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let job = crate::integration::Job::from_row(&replayed.row, Arc::new(notification));
+    state.registry.dispatch(&replayed.row.integration_id, vec![job]);
+    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": replayed.row}))).into_response())
+}
+
+// === integrations and health ===
+
+async fn list_integrations(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+) -> Json<Value> {
+    let now = Instant::now();
+    let mut integrations: Vec<_> = state
+        .registry
+        .runtimes()
+        .filter(|runtime| runtime.config.organization == organization)
+        .map(|runtime| runtime.health(now))
+        .collect();
+    integrations.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
+    Json(json!({"integrations": integrations}))
+}
+
+async fn integration_health(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(integration_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state
+        .registry
+        .runtime(&integration_id)
+        .filter(|runtime| runtime.config.organization == organization)
+        .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))?;
+    Ok(Json(serde_json::to_value(runtime.health(Instant::now())).map_err(|err| ApiError::Internal(err.to_string()))?))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), state.store.flush()).await.is_ok_and(|r| r.is_ok());
+    let routers_ok = state.routers.emergency.get().is_some() && state.routers.normal.get().is_some();
+    let status = if store_ok && routers_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"store": store_ok, "routers": routers_ok}))).into_response()
+}
+
+async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

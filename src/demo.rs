@@ -1,0 +1,270 @@
+//! `herald demo`: Herald on the embedded store in a temporary data folder, with local vendor
+//! simulators, routing the seed's scenarios end to end over real HTTP:
+//!
+//! 1. a photography studio's timeline change, to the studio's CRM automation webhook and Slack;
+//! 2. a wedding-day emergency whose primary channel (Slack) is down: retries open the circuit and
+//!    the alert fails over to the on-call webhook;
+//! 3. a batch of client messages, to show the normal lane working beside it.
+//!
+//! It prints what went where and how long it took, and succeeds only if everything was delivered.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::config;
+use crate::sandbox::{any_local_port, FakeSlack, WebhookReceiver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo setup failed: {0}")]
+    Setup(String),
+    #[error("demo request failed: {0}")]
+    Request(String),
+    #[error("{0} of {1} deliveries were not delivered")]
+    Undelivered(usize, usize),
+}
+
+const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
+const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
+
+/// Runs the demo and prints its report to standard output.
+pub async fn run_demo() -> Result<(), DemoError> {
+    let setup = |err: &dyn std::fmt::Display| DemoError::Setup(err.to_string());
+    let data = tempfile::tempdir().map_err(|e| setup(&e))?;
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["studio-ops"]).await.map_err(|e| setup(&e))?;
+    // The venue team's own workspace, which is having an outage on the wedding day.
+    let venue_slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"]).await.map_err(|e| setup(&e))?;
+    venue_slack.faults.go_down(503, json!({"ok": false, "error": "service_unavailable"}));
+    let crm = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.map_err(|e| setup(&e))?;
+    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.map_err(|e| setup(&e))?;
+    let secrets = data.path().join("secrets");
+    std::fs::create_dir_all(&secrets).map_err(|e| setup(&e))?;
+    std::fs::write(secrets.join("slack"), SLACK_TOKEN).map_err(|e| setup(&e))?;
+    std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).map_err(|e| setup(&e))?;
+
+    let text = demo_config(data.path(), &slack.base_url(), &venue_slack.base_url(), &crm.url(), &pager.url());
+    let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
+    let store = crate::open_store(&config).map_err(|e| setup(&e))?;
+    let key = crate::api::create_api_key(&*store, "lumiere-studios", "demo").await.map_err(|e| setup(&e))?;
+    drop(store);
+
+    let listener = tokio::net::TcpListener::bind(any_local_port()).await.map_err(|e| setup(&e))?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| setup(&e))?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(crate::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    println!("Herald demo: daemon on {base}, data in {}", data.path().display());
+    println!(
+        "simulators: studio Slack {}, venue Slack {} (down: answers 503), studio CRM webhook {}, on-call webhook {}\n",
+        slack.base_url(),
+        venue_slack.base_url(),
+        crm.url(),
+        pager.url()
+    );
+
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let request = client.post(format!("{base}{path}")).bearer_auth(&key).json(&body);
+        async move {
+            let response = request.send().await.map_err(|e| DemoError::Request(e.to_string()))?;
+            let status = response.status();
+            let body: Value = response.json().await.map_err(|e| DemoError::Request(e.to_string()))?;
+            if !status.is_success() {
+                return Err(DemoError::Request(format!("{status}: {body}")));
+            }
+            Ok(body)
+        }
+    };
+    let started = Instant::now();
+    post("/v1/notifications", timeline_change()).await?;
+    post("/v1/notifications", emergency()).await?;
+    let batch: Vec<Value> = (1..=200).map(client_message).collect();
+    post("/v1/notifications/batch", json!({"notifications": batch})).await?;
+
+    let mut ids = vec!["tl-0001".to_owned(), "em-0001".to_owned()];
+    ids.extend((1..=200).map(|n| format!("cm-{n:04}")));
+    let records = wait_until_settled(&client, &base, &key, &ids, Duration::from_secs(30)).await?;
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    let _ = daemon.await;
+
+    print_report(&records[..2]);
+    let batch_delivered = records[2..].iter().flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default()).filter(|t| t["state"] == "delivered").count();
+    println!("\nbatch: {batch_delivered} of {} client-message deliveries delivered", (records.len() - 2) * 2);
+    println!("Slack messages in #studio-ops: {}, CRM webhook messages: {}, on-call webhook messages: {}", slack.messages("studio-ops").len(), crm.received().len(), pager.received().len());
+    println!("all scenarios settled in {} ms", elapsed.as_millis());
+
+    let (total, undelivered) = count_undelivered(&records);
+    if undelivered > 0 {
+        return Err(DemoError::Undelivered(undelivered, total));
+    }
+    println!("every notification reached every target");
+    Ok(())
+}
+
+fn demo_config(data_dir: &std::path::Path, slack: &str, venue_slack: &str, crm: &str, pager: &str) -> String {
+    let secrets = data_dir.join("secrets");
+    format!(
+        r##"
+[server]
+listen = "127.0.0.1:0"
+[store]
+data_dir = "{data}"
+[security]
+allow_private_destinations = true   # the simulators run on loopback
+
+[[organizations]]
+id = "lumiere-studios"
+name = "Lumiere Photography Studios"
+
+[[integrations]]
+id = "studio-crm"
+organization = "lumiere-studios"
+kind = "webhook"
+settings = {{ url = "{crm}", secret = {{ file = "{secrets}/webhook" }} }}
+
+[[integrations]]
+id = "studio-slack"
+organization = "lumiere-studios"
+kind = "slack"
+settings = {{ base_url = "{slack}", channel = "#studio-ops", token = {{ file = "{secrets}/slack" }} }}
+rate_limit = {{ per_second = 50, burst = 50 }}
+
+[[integrations]]
+id = "wedding-day-slack"
+organization = "lumiere-studios"
+kind = "slack"
+settings = {{ base_url = "{venue_slack}", channel = "#wedding-day", token = {{ file = "{secrets}/slack" }} }}
+breaker = {{ failure_threshold = 2, open_for = "30s" }}
+retry = {{ initial = "50ms", max_delay = "200ms" }}
+failover = {{ targets = ["on-call-webhook"] }}
+
+[[integrations]]
+id = "on-call-webhook"
+organization = "lumiere-studios"
+kind = "webhook"
+settings = {{ url = "{pager}", secret = {{ file = "{secrets}/webhook" }} }}
+
+[[routes]]
+organization = "lumiere-studios"
+name = "timeline and client changes to CRM and studio Slack"
+types = ["timeline_change", "client_message"]
+targets = ["studio-crm", "studio-slack"]
+
+[[routes]]
+organization = "lumiere-studios"
+name = "emergencies to the wedding-day channel"
+min_priority = "emergency"
+targets = ["wedding-day-slack"]
+"##,
+        data = data_dir.join("store").display(),
+        secrets = secrets.display(),
+    )
+}
+
+fn timeline_change() -> Value {
+    json!({
+        "notificationId": "tl-0001",
+        "type": "timeline_change",
+        "priority": "high",
+        "title": "Ceremony moved to 15:30",
+        "message": "The couple moved the ceremony from 14:00 to 15:30; first look is now at 14:45.",
+        "weddingContext": {"weddingId": "wed-2027-0612-kew", "weddingDate": "2027-06-12", "venue": "Kew Gardens", "coupleNames": "Sam & Alex", "vendorName": "Lumiere Photography"},
+        "actions": [{"actionId": "view-timeline", "label": "Open timeline", "url": "https://app.wedsync.example/timeline/wed-2027-0612-kew", "style": "primary"}]
+    })
+}
+
+fn emergency() -> Value {
+    json!({
+        "notificationId": "em-0001",
+        "type": "emergency_alert",
+        "priority": "emergency",
+        "title": "Second shooter unwell",
+        "message": "Second shooter for the Kew wedding is ill; a replacement is needed by 13:00.",
+        "weddingContext": {"weddingId": "wed-2027-0612-kew", "weddingDate": "2027-06-12", "venue": "Kew Gardens"},
+        "actions": [{"actionId": "acknowledge", "label": "I'm on it", "style": "danger"}]
+    })
+}
+
+fn client_message(n: usize) -> Value {
+    json!({
+        "notificationId": format!("cm-{n:04}"),
+        "type": "client_message",
+        "priority": "normal",
+        "title": format!("Message from couple #{n}"),
+        "message": "Could we add a family group photo after the ceremony?",
+        "weddingContext": {"weddingId": format!("wed-{n:04}"), "weddingDate": "2027-07-03"}
+    })
+}
+
+async fn wait_until_settled(client: &reqwest::Client, base: &str, key: &str, ids: &[String], timeout: Duration) -> Result<Vec<Value>, DemoError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let response = client.get(format!("{base}/v1/notifications/{id}")).bearer_auth(key).send().await.map_err(|e| DemoError::Request(e.to_string()))?;
+            records.push(response.json::<Value>().await.map_err(|e| DemoError::Request(e.to_string()))?);
+        }
+        let settled = records.iter().all(|record| {
+            record["targets"].as_array().is_some_and(|targets| targets.iter().all(|t| ["delivered", "dead_lettered", "failed_over"].contains(&t["state"].as_str().unwrap_or(""))))
+        });
+        if settled || Instant::now() >= deadline {
+            return Ok(records);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_report(records: &[Value]) {
+    println!("{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  receipt", "notice", "priority", "integration", "route", "state", "attempts", "took ms");
+    for record in records {
+        let id = record["notificationId"].as_str().unwrap_or("?");
+        let priority = record["notification"]["priority"].as_str().unwrap_or("?");
+        for target in record["targets"].as_array().into_iter().flatten() {
+            let took = match (target["settledAt"].as_i64(), target["createdAt"].as_i64()) {
+                (Some(settled), Some(created)) => (settled - created).to_string(),
+                _ => "-".to_owned(),
+            };
+            println!(
+                "{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  {}",
+                id,
+                priority,
+                target["integrationId"].as_str().unwrap_or("?"),
+                target["route"].as_str().unwrap_or("?"),
+                target["state"].as_str().unwrap_or("?"),
+                target["attempts"],
+                took,
+                target["receipt"].as_str().or(target["lastError"].as_str()).unwrap_or("")
+            );
+        }
+    }
+}
+
+/// Counts each target chain (a primary and the failover that took it over) as one delivery.
+fn count_undelivered(records: &[Value]) -> (usize, usize) {
+    let mut total = 0;
+    let mut undelivered = 0;
+    for record in records {
+        let targets = record["targets"].as_array().cloned().unwrap_or_default();
+        for primary in targets.iter().filter(|t| t["route"] == "primary") {
+            total += 1;
+            let mut current = primary.clone();
+            loop {
+                if current["state"] == "delivered" {
+                    break;
+                }
+                match targets.iter().find(|t| t["failoverOf"] == current["deliveryId"]) {
+                    Some(next) => current = next.clone(),
+                    None => {
+                        undelivered += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    (total, undelivered)
+}

@@ -1,0 +1,296 @@
+//! Routing: which integrations a notification goes to, and the Router actor that takes a
+//! validated batch through plan, durable journal and dispatch.
+//!
+//! The routing table is the organization's `[[routes]]` (notification types and a minimum
+//! priority per route). Herald runs two Router actors, one per lane, so emergencies never queue
+//! behind normal intake. The router plans synchronously and journals in a spawned task: its own
+//! mailbox never waits for an fsync. It knows nothing about vendors or HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::config::{Config, RouteConfig};
+use crate::integration::{Job, Registry};
+use crate::store::{DeliveryRow, Intake, Lane, NewNotification, Store, StoreError};
+use crate::tree::Slot;
+use crate::wedsync::{FieldError, RoutingRule, TargetSystem, WeddingNotification};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("router unavailable (restarting or shutting down)")]
+    Unavailable,
+}
+
+/// The organization's routes and which organization owns each integration.
+pub struct RoutingTable {
+    routes: HashMap<String, Vec<RouteConfig>>,
+    integration_owner: HashMap<String, String>,
+}
+
+impl RoutingTable {
+    pub fn from_config(config: &Config) -> Self {
+        let mut routes: HashMap<String, Vec<RouteConfig>> = HashMap::new();
+        for route in &config.routes {
+            routes.entry(route.organization.clone()).or_default().push(route.clone());
+        }
+        let integration_owner = config.integrations.iter().map(|i| (i.id.clone(), i.organization.clone())).collect();
+        Self { routes, integration_owner }
+    }
+
+    /// Returns the integrations the organization's routes choose, in route order, without repeats.
+    pub fn targets(&self, organization: &str, notification: &WeddingNotification) -> Vec<String> {
+        let mut targets: Vec<String> = Vec::new();
+        for route in self.routes.get(organization).into_iter().flatten() {
+            if route_matches(route, notification) {
+                for target in &route.targets {
+                    if !targets.contains(target) {
+                        targets.push(target.clone());
+                    }
+                }
+            }
+        }
+        targets
+    }
+
+    /// Checks a routing request's explicit targets (they must be the organization's own
+    /// integrations) and applies its rules. Errors name the field.
+    pub fn explicit_targets(
+        &self,
+        organization: &str,
+        notification: &WeddingNotification,
+        requested: &[TargetSystem],
+        rules: &[RoutingRule],
+    ) -> Result<Vec<String>, FieldError> {
+        if requested.is_empty() {
+            return Err(FieldError::new("targetSystems", "must name at least one integration"));
+        }
+        let mut targets = Vec::new();
+        for (index, target) in requested.iter().enumerate() {
+            if self.integration_owner.get(&target.integration_id).map(String::as_str) != Some(organization) {
+                return Err(FieldError::new(
+                    format!("targetSystems[{index}].integrationId"),
+                    format!("{:?} is not an integration of this organization", target.integration_id),
+                ));
+            }
+            if !targets.contains(&target.integration_id) {
+                targets.push(target.integration_id.clone());
+            }
+        }
+        for (index, rule) in rules.iter().enumerate() {
+            if !targets.contains(&rule.integration_id) {
+                return Err(FieldError::new(format!("routingRules[{index}].integrationId"), "must name one of targetSystems"));
+            }
+        }
+        targets.retain(|target| {
+            rules.iter().filter(|rule| &rule.integration_id == target).all(|rule| {
+                (rule.types.is_empty() || rule.types.contains(&notification.notification_type))
+                    && rule.min_priority.is_none_or(|min| notification.priority >= min)
+            })
+        });
+        Ok(targets)
+    }
+}
+
+fn route_matches(route: &RouteConfig, notification: &WeddingNotification) -> bool {
+    (route.types.is_empty() || route.types.contains(&notification.notification_type))
+        && route.min_priority.is_none_or(|min| notification.priority >= min)
+}
+
+/// What intake did with one notification.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub notification_id: String,
+    pub duplicate: bool,
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+/// A validated notification of one organization, with explicit targets when the caller named them.
+pub struct Submission {
+    pub notification: WeddingNotification,
+    pub explicit_targets: Option<Vec<String>>,
+}
+
+pub enum RouterMsg {
+    /// Plans, journals (durably) and dispatches; answers once journaled.
+    Accept { organization: String, submissions: Vec<Submission>, reply: RpcReplyPort<Result<Vec<Accepted>, RouterError>> },
+}
+
+pub struct Router;
+
+pub struct RouterArgs {
+    pub lane: Lane,
+    pub table: Arc<RoutingTable>,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    /// Where this router publishes itself for the API to find it.
+    pub slot: Slot<ActorRef<RouterMsg>>,
+}
+
+pub struct RouterState {
+    args: RouterArgs,
+}
+
+impl Actor for Router {
+    type Msg = RouterMsg;
+    type State = RouterState;
+    type Arguments = RouterArgs;
+
+    async fn pre_start(&self, myself: ActorRef<RouterMsg>, args: RouterArgs) -> Result<RouterState, ActorProcessingErr> {
+        args.slot.set(Some(myself));
+        Ok(RouterState { args })
+    }
+
+    async fn handle(&self, _: ActorRef<RouterMsg>, message: RouterMsg, state: &mut RouterState) -> Result<(), ActorProcessingErr> {
+        let RouterMsg::Accept { organization, submissions, reply } = message;
+        let args = &state.args;
+        let mut batch = Vec::with_capacity(submissions.len());
+        let mut notifications = Vec::with_capacity(submissions.len());
+        for submission in submissions {
+            let notification = Arc::new(submission.notification.with_organization(&organization));
+            let targets = submission.explicit_targets.unwrap_or_else(|| args.table.targets(&organization, &notification));
+            batch.push(NewNotification {
+                organization: organization.clone(),
+                notification_id: notification.notification_id.clone(),
+                priority: notification.priority.as_str().to_owned(),
+                notification_type: notification.notification_type.clone(),
+                body: serde_json::to_string(&*notification).map_err(|err| format!("cannot encode notification: {err}"))?,
+                targets,
+            });
+            notifications.push(notification);
+        }
+        let (lane, store, registry) = (args.lane, args.store.clone(), args.registry.clone());
+        tokio::spawn(async move {
+            let outcome = journal_and_dispatch(lane, &*store, &registry, batch, notifications).await;
+            let _ = reply.send(outcome);
+        });
+        Ok(())
+    }
+}
+
+async fn journal_and_dispatch(
+    lane: Lane,
+    store: &dyn Store,
+    registry: &Registry,
+    batch: Vec<NewNotification>,
+    notifications: Vec<Arc<WeddingNotification>>,
+) -> Result<Vec<Accepted>, RouterError> {
+    let intakes = store.journal(lane, batch).await?;
+    let lane_label = if lane == Lane::Emergency { "emergency" } else { "normal" };
+    let mut per_integration: HashMap<String, Vec<Job>> = HashMap::new();
+    let mut accepted = Vec::with_capacity(intakes.len());
+    for (intake, notification) in intakes.into_iter().zip(notifications) {
+        let (duplicate, deliveries) = match intake {
+            Intake::Accepted(rows) => (false, rows),
+            Intake::Duplicate(rows) => (true, rows),
+        };
+        metrics::counter!("herald_intake_total", "lane" => lane_label, "outcome" => if duplicate { "duplicate" } else { "accepted" }).increment(1);
+        if !duplicate {
+            for row in &deliveries {
+                per_integration.entry(row.integration_id.clone()).or_default().push(Job::from_row(row, notification.clone()));
+            }
+        }
+        accepted.push(Accepted { notification_id: notification.notification_id.clone(), duplicate, deliveries });
+    }
+    for (integration, jobs) in per_integration {
+        registry.dispatch(&integration, jobs);
+    }
+    Ok(accepted)
+}
+
+/// How the API reaches the routers, whichever incarnation is live.
+#[derive(Clone)]
+pub struct RouterHandle {
+    pub emergency: Slot<ActorRef<RouterMsg>>,
+    pub normal: Slot<ActorRef<RouterMsg>>,
+}
+
+impl RouterHandle {
+    /// Accepts submissions of one organization: emergencies through the emergency router, the
+    /// rest through the normal one. Answers in the submissions' order once all are durable.
+    pub async fn accept(&self, organization: &str, submissions: Vec<Submission>) -> Result<Vec<Accepted>, RouterError> {
+        let mut order = Vec::with_capacity(submissions.len());
+        let (mut urgent, mut normal) = (Vec::new(), Vec::new());
+        for submission in submissions {
+            let is_emergency = submission.notification.priority.is_emergency();
+            order.push(is_emergency);
+            if is_emergency { urgent.push(submission) } else { normal.push(submission) }
+        }
+        let urgent_result = self.send(&self.emergency, organization, urgent);
+        let normal_result = self.send(&self.normal, organization, normal);
+        let (urgent, normal) = tokio::join!(urgent_result, normal_result);
+        let (mut urgent, mut normal) = (urgent?.into_iter(), normal?.into_iter());
+        Ok(order.into_iter().filter_map(|is_emergency| if is_emergency { urgent.next() } else { normal.next() }).collect())
+    }
+
+    async fn send(&self, slot: &Slot<ActorRef<RouterMsg>>, organization: &str, submissions: Vec<Submission>) -> Result<Vec<Accepted>, RouterError> {
+        if submissions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let router = slot.get().ok_or(RouterError::Unavailable)?;
+        let organization = organization.to_owned();
+        ractor::call!(router, |reply| RouterMsg::Accept { organization, submissions, reply }).map_err(|_| RouterError::Unavailable)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wedsync::Priority;
+
+    fn table() -> RoutingTable {
+        let route = |name: &str, types: &[&str], min: Option<Priority>, targets: &[&str]| RouteConfig {
+            organization: "studio".into(),
+            name: name.into(),
+            types: types.iter().map(|t| t.to_string()).collect(),
+            min_priority: min,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        };
+        RoutingTable {
+            routes: HashMap::from([(
+                "studio".into(),
+                vec![
+                    route("timeline", &["timeline_change"], None, &["crm", "slack"]),
+                    route("urgent", &[], Some(Priority::High), &["slack", "pager"]),
+                ],
+            )]),
+            integration_owner: HashMap::from([
+                ("crm".into(), "studio".into()),
+                ("slack".into(), "studio".into()),
+                ("pager".into(), "studio".into()),
+                ("theirs".into(), "other".into()),
+            ]),
+        }
+    }
+
+    fn notification(kind: &str, priority: Priority) -> WeddingNotification {
+        serde_json::from_value(serde_json::json!({
+            "notificationId": "n", "type": kind, "priority": priority, "title": "t", "message": "m"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn routes_match_on_type_and_minimum_priority() {
+        let table = table();
+        assert_eq!(table.targets("studio", &notification("timeline_change", Priority::Normal)), vec!["crm", "slack"]);
+        assert_eq!(table.targets("studio", &notification("timeline_change", Priority::Emergency)), vec!["crm", "slack", "pager"]);
+        assert_eq!(table.targets("studio", &notification("payment_received", Priority::Emergency)), vec!["slack", "pager"]);
+        assert!(table.targets("studio", &notification("payment_received", Priority::Low)).is_empty());
+        assert!(table.targets("other", &notification("timeline_change", Priority::High)).is_empty());
+    }
+
+    #[test]
+    fn explicit_targets_must_belong_to_the_organization() {
+        let table = table();
+        let n = notification("timeline_change", Priority::Normal);
+        let theirs = [TargetSystem { integration_id: "theirs".into() }];
+        assert_eq!(table.explicit_targets("studio", &n, &theirs, &[]).unwrap_err().field, "targetSystems[0].integrationId");
+        let ours = [TargetSystem { integration_id: "crm".into() }, TargetSystem { integration_id: "pager".into() }];
+        let rules = [RoutingRule { integration_id: "pager".into(), types: vec![], min_priority: Some(Priority::High) }];
+        assert_eq!(table.explicit_targets("studio", &n, &ours, &rules).unwrap(), vec!["crm"]);
+    }
+}

@@ -1,0 +1,121 @@
+//! What every simulator shares: the request recorder and the fault script.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+/// One request as a simulator received it. Secrets (`authorization`) are not kept.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub at: Instant,
+    /// The status the simulator answered.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<RecordedRequest>>>);
+
+impl Recorder {
+    pub fn record(&self, method: &str, path: &str, headers: &HeaderMap, body: Value, status: StatusCode) {
+        let headers = headers
+            .iter()
+            .filter(|(name, _)| name.as_str() != "authorization")
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("<binary>").to_owned()))
+            .collect();
+        self.0.lock().expect("recorder lock").push(RecordedRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers,
+            body,
+            at: Instant::now(),
+            status: status.as_u16(),
+        });
+    }
+
+    pub fn all(&self) -> Vec<RecordedRequest> {
+        self.0.lock().expect("recorder lock").clone()
+    }
+}
+
+/// A scripted answer that replaces the simulator's normal behaviour for one request.
+#[derive(Debug, Clone)]
+pub struct ScriptedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+/// Faults a test or the demo scripts into a simulator.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<FaultScript>>);
+
+#[derive(Default)]
+struct FaultScript {
+    next: VecDeque<ScriptedResponse>,
+    down: Option<ScriptedResponse>,
+    latency: Duration,
+}
+
+impl Faults {
+    /// Answers the next request with this instead of the normal behaviour.
+    pub fn respond_next(&self, status: u16, headers: &[(&str, &str)], body: Value) {
+        let response = ScriptedResponse {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body,
+        };
+        self.0.lock().expect("faults lock").next.push_back(response);
+    }
+
+    /// Answers every request with `status` until [`come_back`](Self::come_back).
+    pub fn go_down(&self, status: u16, body: Value) {
+        self.0.lock().expect("faults lock").down = Some(ScriptedResponse { status, headers: vec![], body });
+    }
+
+    pub fn come_back(&self) {
+        self.0.lock().expect("faults lock").down = None;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.0.lock().expect("faults lock").latency = latency;
+    }
+
+    /// Returns the scripted answer for this request, if any, after the scripted latency.
+    pub async fn take(&self) -> Option<ScriptedResponse> {
+        let (latency, scripted) = {
+            let mut script = self.0.lock().expect("faults lock");
+            let scripted = script.next.pop_front().or_else(|| script.down.clone());
+            (script.latency, scripted)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        scripted
+    }
+}
+
+impl ScriptedResponse {
+    pub fn into_response(self) -> axum::response::Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = axum::response::IntoResponse::into_response((status, axum::Json(self.body)));
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (axum::http::HeaderName::try_from(name), axum::http::HeaderValue::try_from(value)) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,51 @@
+//! Vendor simulators: local HTTP servers that behave like the vendors Herald talks to (their
+//! paths, auth checks, error bodies and rate limits), record every request, and take scripted
+//! faults. The test suite, the benches, `herald demo` and `herald sandbox` all use them.
+//!
+//! They are not mocks of Herald: Herald's real connectors talk to them over real HTTP.
+
+mod faults;
+mod slack;
+mod webhook;
+
+pub use faults::{Faults, RecordedRequest, Recorder};
+pub use slack::FakeSlack;
+pub use webhook::WebhookReceiver;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A simulator's HTTP server; stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    /// Serves `app` on `addr` (port 0 picks a free one).
+    pub async fn start(app: axum::Router, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %err, "simulator server failed");
+            }
+        });
+        Ok(Self { addr, _stop: stop })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The loopback address with a free port, for simulators in tests.
+pub fn any_local_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}

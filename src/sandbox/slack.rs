@@ -1,0 +1,169 @@
+//! A Slack Web API simulator for `chat.postMessage`: bot-token auth answered the way Slack does
+//! (HTTP 200 with `ok:false` and `not_authed` / `invalid_auth`), channel lookup, the Block Kit
+//! limits Herald relies on (`invalid_blocks`), and the per-channel message rate with a real 429,
+//! `Retry-After` and `{"ok":false,"error":"ratelimited"}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{json, Value};
+
+use super::{Faults, RecordedRequest, Recorder, Server};
+
+const BLOCK_TYPES: &[&str] = &["header", "section", "context", "actions", "divider", "image", "rich_text", "input", "file", "video"];
+
+pub struct FakeSlack {
+    server: Server,
+    pub recorder: Recorder,
+    pub faults: Faults,
+    state: Arc<Mutex<SlackState>>,
+}
+
+struct SlackState {
+    token: String,
+    /// Channel name (without '#') to channel id.
+    channels: HashMap<String, String>,
+    /// Messages per channel id: (ts, text, blocks).
+    messages: HashMap<String, Vec<(String, String, Value)>>,
+    next_ts: u64,
+    /// Minimum spacing between messages to one channel (Slack: about one per second).
+    channel_interval: Duration,
+    last_post: HashMap<String, Instant>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    state: Arc<Mutex<SlackState>>,
+    recorder: Recorder,
+    faults: Faults,
+}
+
+impl FakeSlack {
+    /// Starts a workspace whose bot token is `token` and which has the given channels.
+    pub async fn start(addr: std::net::SocketAddr, token: &str, channels: &[&str]) -> std::io::Result<Self> {
+        let channels = channels
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (name.trim_start_matches('#').to_owned(), format!("C{:08}", index + 1)))
+            .collect();
+        let state = Arc::new(Mutex::new(SlackState {
+            token: token.to_owned(),
+            channels,
+            messages: HashMap::new(),
+            next_ts: 1_767_225_600_000_100,
+            channel_interval: Duration::ZERO,
+            last_post: HashMap::new(),
+        }));
+        let (recorder, faults) = (Recorder::default(), Faults::default());
+        let app_state = AppState { state: state.clone(), recorder: recorder.clone(), faults: faults.clone() };
+        let app = axum::Router::new().route("/api/chat.postMessage", post(post_message)).with_state(app_state);
+        Ok(Self { server: Server::start(app, addr).await?, recorder, faults, state })
+    }
+
+    /// The base URL to configure as the Slack connector's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("{}/api", self.server.url())
+    }
+
+    /// Enforces at most one message per `interval` per channel, answering 429 + Retry-After.
+    pub fn limit_channel_rate(&self, interval: Duration) {
+        self.state.lock().expect("slack lock").channel_interval = interval;
+    }
+
+    /// The messages posted to a channel (by name), as (ts, text, blocks).
+    pub fn messages(&self, channel: &str) -> Vec<(String, String, Value)> {
+        let state = self.state.lock().expect("slack lock");
+        let Some(id) = state.channels.get(channel.trim_start_matches('#')) else { return Vec::new() };
+        state.messages.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Every request, whatever it was answered.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.recorder.all()
+    }
+}
+
+async fn post_message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, response) = match app.faults.take().await {
+        Some(scripted) => (StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK), scripted.into_response()),
+        None => answer(&app.state, &headers, &parsed),
+    };
+    app.recorder.record("POST", "/api/chat.postMessage", &headers, parsed, status);
+    response
+}
+
+fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (StatusCode, Response) {
+    let slack_error = |error: &str| (StatusCode::OK, axum::Json(json!({"ok": false, "error": error})).into_response());
+    let mut state = state.lock().expect("slack lock");
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match token {
+        None => return slack_error("not_authed"),
+        Some(token) if token != state.token => return slack_error("invalid_auth"),
+        Some(_) => {}
+    }
+    if !body.is_object() {
+        return slack_error("invalid_json");
+    }
+    let requested = body["channel"].as_str().unwrap_or_default();
+    let channel_id = state
+        .channels
+        .get(requested.trim_start_matches('#'))
+        .cloned()
+        .or_else(|| state.channels.values().find(|id| id.as_str() == requested).cloned());
+    let Some(channel_id) = channel_id else { return slack_error("channel_not_found") };
+    let text = body["text"].as_str().unwrap_or_default().to_owned();
+    let blocks = body.get("blocks").cloned().unwrap_or(Value::Null);
+    if text.is_empty() && blocks.is_null() {
+        return slack_error("no_text");
+    }
+    if !blocks.is_null() && !blocks_are_valid(&blocks) {
+        return slack_error("invalid_blocks");
+    }
+    let now = Instant::now();
+    let interval = state.channel_interval;
+    if let Some(last) = state.last_post.get(&channel_id) {
+        let since = now.duration_since(*last);
+        if since < interval {
+            let retry_after = (interval - since).as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"ok": false, "error": "ratelimited"}))).into_response();
+            response.headers_mut().insert("retry-after", retry_after.into());
+            return (StatusCode::TOO_MANY_REQUESTS, response);
+        }
+    }
+    state.last_post.insert(channel_id.clone(), now);
+    state.next_ts += 1;
+    let ts = format!("{}.{:06}", state.next_ts / 1_000_000, state.next_ts % 1_000_000);
+    state.messages.entry(channel_id.clone()).or_default().push((ts.clone(), text.clone(), blocks));
+    let message = json!({"type": "message", "text": text, "ts": ts, "bot_id": "B0HERALD1"});
+    (StatusCode::OK, axum::Json(json!({"ok": true, "channel": channel_id, "ts": ts, "message": message})).into_response())
+}
+
+/// Checks the Block Kit limits Slack enforces on what Herald sends: at most 50 blocks, known
+/// block types, header text at most 150 characters, section text at most 3000, at most 25
+/// elements per actions block, button text at most 75.
+fn blocks_are_valid(blocks: &Value) -> bool {
+    let Some(blocks) = blocks.as_array() else { return false };
+    let chars = |value: &Value| value.as_str().map(|s| s.chars().count());
+    blocks.len() <= 50
+        && blocks.iter().all(|block| {
+            let kind = block["type"].as_str().unwrap_or_default();
+            BLOCK_TYPES.contains(&kind)
+                && match kind {
+                    "header" => block["text"]["type"] == "plain_text" && chars(&block["text"]["text"]).is_some_and(|n| (1..=150).contains(&n)),
+                    "section" => chars(&block["text"]["text"]).is_some_and(|n| (1..=3000).contains(&n)),
+                    "context" => block["elements"].as_array().is_some_and(|e| (1..=10).contains(&e.len())),
+                    "actions" => block["elements"].as_array().is_some_and(|elements| {
+                        (1..=25).contains(&elements.len())
+                            && elements.iter().all(|e| e["type"] == "button" && chars(&e["text"]["text"]).is_some_and(|n| (1..=75).contains(&n)))
+                    }),
+                    _ => true,
+                }
+        })
+}
