@@ -306,12 +306,23 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Pars
         if inner.is_syntax() || inner.is_eof() {
             ParseError::Malformed(inner.to_string())
         } else {
-            let field = if path == "." { String::new() } else { path };
-            ParseError::Invalid(FieldError::new(field, strip_position(&inner.to_string())))
+            let reason = strip_position(&inner.to_string());
+            let parent = if path == "." { String::new() } else { path };
+            // serde reports a missing field at its parent; name the field itself.
+            let field = match missing_field_name(&reason) {
+                Some(name) if parent.is_empty() => name.to_owned(),
+                Some(name) => format!("{parent}.{name}"),
+                None => parent,
+            };
+            ParseError::Invalid(FieldError::new(field, reason))
         }
     })?;
     deserializer.end().map_err(|err| ParseError::Malformed(err.to_string()))?;
     Ok(value)
+}
+
+fn missing_field_name(reason: &str) -> Option<&str> {
+    reason.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// serde_json appends " at line 1 column 42"; the field path already says where.
@@ -375,7 +386,12 @@ mod tests {
         let mut value = sample();
         value.as_object_mut().unwrap().remove("title");
         let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        assert_eq!(err.field, "title");
         assert!(err.reason.contains("missing field `title`"), "{}", err.reason);
+        let mut value = sample();
+        value["weddingContext"].as_object_mut().unwrap().remove("weddingDate");
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        assert_eq!(err.field, "weddingContext.weddingDate");
     }
 
     #[test]

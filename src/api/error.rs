@@ -15,7 +15,7 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0} not found")]
     NotFound(String),
-    #[error("{0}")]
+    #[error("malformed JSON: {0}")]
     Malformed(String),
     #[error(transparent)]
     Invalid(#[from] FieldError),

@@ -1,1 +1,12 @@
+//! Herald's integration tests: one binary, each module a capability, every test over real HTTP
+//! against the daemon and the vendor simulators in `herald::sandbox`.
 
+mod harness;
+
+mod breaker;
+mod durability;
+mod emergency;
+mod intake;
+mod isolation;
+mod routing;
+mod supervision;

@@ -1,0 +1,159 @@
+//! Starts Herald in-process on 127.0.0.1:0 with a temporary data folder, and talks to it over
+//! real HTTP. Simulators come from `herald::sandbox`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SLACK_TOKEN: &str = "xoxb-test-1111111111-herald";
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWhlcmFsZC10ZXN0cy0wMDAw";
+
+pub struct Harness {
+    pub base: String,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub data: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    daemon: Option<JoinHandle<Result<(), herald::RunError>>>,
+}
+
+/// Writes the test secrets into `dir` and returns the folder.
+pub fn write_secrets(dir: &std::path::Path) -> PathBuf {
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("slack"), SLACK_TOKEN).unwrap();
+    std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).unwrap();
+    secrets
+}
+
+/// Completes a test configuration: the store in `data`, loopback destinations allowed, and
+/// `{secrets}` replaced by the secrets folder.
+pub fn full_config(data: &std::path::Path, body: &str) -> String {
+    let secrets = write_secrets(data);
+    format!(
+        "[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\n{}",
+        data.join("store").display(),
+        body.replace("{secrets}", &secrets.display().to_string())
+    )
+}
+
+/// A webhook integration of `organization` pointing at `url`, with extra TOML lines.
+pub fn webhook_integration(id: &str, organization: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[integrations]]\nid = \"{id}\"\norganization = \"{organization}\"\nkind = \"webhook\"\nsettings = {{ url = \"{url}\", secret = {{ file = \"{{secrets}}/webhook\" }} }}\n{extra}\n"
+    )
+}
+
+pub fn route(organization: &str, targets: &[&str], extra: &str) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!("[[routes]]\norganization = \"{organization}\"\nname = \"test route\"\ntargets = [{}]\n{extra}\n", targets.join(", "))
+}
+
+impl Harness {
+    /// Starts Herald with `body` (organizations, integrations, routes) and an API key for
+    /// `organization`.
+    pub async fn start(body: &str, organization: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let text = full_config(data.path(), body);
+        let config = herald::config::parse(&text, "test config").unwrap_or_else(|err| panic!("test config is invalid: {err}"));
+        let store = herald::open_store(&config).unwrap();
+        let key = herald::api::create_api_key(&*store, organization, "test").await.unwrap();
+        drop(store);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let daemon = tokio::spawn(herald::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        Self { base, key, client, data, stop: Some(stop), daemon: Some(daemon) }
+    }
+
+    /// Creates another API key, for `organization`, in the running daemon's store.
+    pub async fn key_for(&self, organization: &str) -> String {
+        let store = herald::store::SqliteStore::open(&self.data.path().join("store")).unwrap();
+        herald::api::create_api_key(&store, organization, "test").await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_as(&self.key, path, body).await
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_raw_as(key, path, body.to_string()).await
+    }
+
+    pub async fn post_raw_as(&self, key: &str, path: &str, body: String) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.get_as(&self.key, path).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the notification until `done` holds for it, or panics after `timeout`.
+    pub async fn wait_for_notification(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, record) = self.get(&format!("/v1/notifications/{id}")).await;
+            if status == StatusCode::OK && done(&record) {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "notification {id} did not reach the expected state in {timeout:?}: {record}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the daemon cleanly and returns its result.
+    pub async fn stop(mut self) -> Result<(), herald::RunError> {
+        let _ = self.stop.take().unwrap().send(());
+        self.daemon.take().unwrap().await.unwrap()
+    }
+}
+
+/// A valid notification with the given id and priority.
+pub fn notification(id: &str, priority: &str) -> Value {
+    json!({
+        "notificationId": id,
+        "type": "timeline_change",
+        "priority": priority,
+        "title": "Ceremony moved",
+        "message": "The ceremony now starts at 15:30",
+        "weddingContext": {"weddingId": "wed-1", "weddingDate": "2027-06-12", "venue": "Kew Gardens"}
+    })
+}
+
+/// Whether every target of a notification record is delivered.
+pub fn all_delivered(record: &Value) -> bool {
+    record["targets"].as_array().is_some_and(|targets| !targets.is_empty() && targets.iter().all(|t| t["state"] == "delivered"))
+}
+
+/// Waits until `check` holds, polling, or panics with `what` after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
