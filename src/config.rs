@@ -23,9 +23,25 @@ pub const AVAILABLE_CONNECTORS: &[&str] = &["slack", "webhook"];
 
 /// Connector kinds that WedSync's user stories name and that are planned but not built yet.
 const PLANNED_CONNECTORS: &[&str] = &[
-    "hubspot", "tave", "salesforce", "pipedrive", "zoho", "dynamics", "monday", "asana", "tripleseat",
-    "teams", "discord", "whatsapp", "telegram", "intercom", "google_calendar", "quickbooks", "twilio",
-    "pagerduty", "stripe",
+    "hubspot",
+    "tave",
+    "salesforce",
+    "pipedrive",
+    "zoho",
+    "dynamics",
+    "monday",
+    "asana",
+    "tripleseat",
+    "teams",
+    "discord",
+    "whatsapp",
+    "telegram",
+    "intercom",
+    "google_calendar",
+    "quickbooks",
+    "twilio",
+    "pagerduty",
+    "stripe",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +49,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Load(String),
     #[error("{location}: {field}: {reason}")]
-    Invalid { location: String, field: String, reason: String },
+    Invalid {
+        location: String,
+        field: String,
+        reason: String,
+    },
 }
 
 // === raw, as written ===
@@ -303,8 +323,12 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         figment = figment.merge(Toml::string(&text));
     }
     figment = figment.merge(Env::prefixed("HERALD_").split("__"));
-    let location = file.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".to_owned());
-    let raw: RawConfig = figment.extract().map_err(|err| describe_figment_error(&location, &text, err))?;
+    let location = file
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".to_owned());
+    let raw: RawConfig = figment
+        .extract()
+        .map_err(|err| describe_figment_error(&location, &text, err))?;
     raw.validate(&location, &text)
 }
 
@@ -322,7 +346,10 @@ fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> Co
     let mut messages = Vec::new();
     for error in err {
         let path = error.path.join(".");
-        let line = error.path.last().and_then(|key| line_of(text, &format!("{key} =")).or_else(|| line_of(text, key)));
+        let line = error
+            .path
+            .last()
+            .and_then(|key| line_of(text, &format!("{key} =")).or_else(|| line_of(text, key)));
         let place = match (path.is_empty(), line) {
             (true, _) => location.to_owned(),
             (false, Some(line)) => format!("{location}:{line}: {path}"),
@@ -333,13 +360,53 @@ fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> Co
     ConfigError::Load(messages.join("\n"))
 }
 
+/// Finds the line of a field written as `section.key`, `tables[2].key` or `tables[2].a.b`: the
+/// table's header (the nth `[[tables]]`), then the key's line within that table.
+fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    let (table, rest) = field.split_once('.')?;
+    let key = rest.split(['.', '[']).next()?;
+    let (name, nth) = match table.split_once('[') {
+        Some((name, index)) => (name, index.trim_end_matches(']').parse::<usize>().ok()?),
+        None => (table, 0),
+    };
+    let header = if table.contains('[') {
+        format!("[[{name}]]")
+    } else {
+        format!("[{name}]")
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.trim() == header)
+        .nth(nth)?
+        .0;
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, line)| line.trim_start().starts_with('['))
+        .map_or(lines.len(), |(i, _)| i);
+    (start + 1..end)
+        .find(|&i| {
+            let line = lines[i].trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|after| after.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+        .or(Some(start + 1))
+}
+
 /// Returns the 1-based line of the first line that contains `needle`, if any.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|line| line.contains(needle)).map(|index| index + 1)
+    text.lines()
+        .position(|line| line.contains(needle))
+        .map(|index| index + 1)
 }
 
 pub fn parse_duration(field: &str, value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value).map_err(|err| format!("{field}: {value:?} is not a duration like \"30s\" ({err})"))
+    humantime::parse_duration(value)
+        .map_err(|err| format!("{field}: {value:?} is not a duration like \"30s\" ({err})"))
 }
 
 // === impl RawConfig ===
@@ -348,47 +415,95 @@ impl RawConfig {
     /// Turns the raw configuration into a [`Config`], or names the first thing wrong with it.
     pub fn validate(self, location: &str, text: &str) -> Result<Config, ConfigError> {
         let invalid = |field: String, reason: String| {
-            let needle = field.rsplit('.').next().unwrap_or(&field).to_owned();
-            let location = match line_of(text, &needle) {
-                Some(line) if !text.is_empty() => format!("{location}:{line}"),
-                _ => location.to_owned(),
+            let location = match line_of_field(text, &field) {
+                Some(line) => format!("{location}:{line}"),
+                None => location.to_owned(),
             };
-            ConfigError::Invalid { location, field, reason }
+            ConfigError::Invalid {
+                location,
+                field,
+                reason,
+            }
         };
-        let duration = |field: &str, value: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+        let duration = |field: &str,
+                        value: &Option<String>,
+                        default: Duration|
+         -> Result<Duration, ConfigError> {
             match value {
                 None => Ok(default),
-                Some(text) => parse_duration(field, text).map_err(|reason| invalid(field.to_owned(), reason)),
+                Some(text) => {
+                    parse_duration(field, text).map_err(|reason| invalid(field.to_owned(), reason))
+                }
             }
         };
 
-        let listen_text = self.server.listen.clone().unwrap_or_else(|| "127.0.0.1:8470".to_owned());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| invalid("server.listen".into(), format!("{listen_text:?} is not an address like 127.0.0.1:8470")))?;
+        let listen_text = self
+            .server
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:8470".to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "server.listen".into(),
+                format!("{listen_text:?} is not an address like 127.0.0.1:8470"),
+            )
+        })?;
         let server = ServerConfig {
             listen,
-            shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, Duration::from_secs(10))?,
+            shutdown_grace: duration(
+                "server.shutdown_grace",
+                &self.server.shutdown_grace,
+                Duration::from_secs(10),
+            )?,
             max_body_bytes: self.server.max_body_bytes.unwrap_or(16 * 1024 * 1024),
         };
         let store = match self.store.kind.as_deref().unwrap_or("sqlite") {
-            "sqlite" => StoreConfig::Sqlite { data_dir: self.store.data_dir.clone().unwrap_or_else(|| PathBuf::from("data")) },
+            "sqlite" => StoreConfig::Sqlite {
+                data_dir: self
+                    .store
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("data")),
+            },
             "postgres" => {
-                return Err(invalid("store.kind".into(), "postgres is not available in this build yet; use sqlite".into()))
+                return Err(invalid(
+                    "store.kind".into(),
+                    "postgres is not available in this build yet; use sqlite".into(),
+                ))
             }
-            other => return Err(invalid("store.kind".into(), format!("unknown store {other:?}; expected sqlite"))),
+            other => {
+                return Err(invalid(
+                    "store.kind".into(),
+                    format!("unknown store {other:?}; expected sqlite"),
+                ))
+            }
         };
         let supervision = SupervisionConfig {
             max_restarts: self.supervision.max_restarts.unwrap_or(5),
-            within: duration("supervision.within", &self.supervision.within, Duration::from_secs(30))?,
-            backoff_initial: duration("supervision.backoff_initial", &self.supervision.backoff_initial, Duration::from_millis(20))?,
-            backoff_max: duration("supervision.backoff_max", &self.supervision.backoff_max, Duration::from_secs(2))?,
+            within: duration(
+                "supervision.within",
+                &self.supervision.within,
+                Duration::from_secs(30),
+            )?,
+            backoff_initial: duration(
+                "supervision.backoff_initial",
+                &self.supervision.backoff_initial,
+                Duration::from_millis(20),
+            )?,
+            backoff_max: duration(
+                "supervision.backoff_max",
+                &self.supervision.backoff_max,
+                Duration::from_secs(2),
+            )?,
         };
 
         let mut organizations = Vec::new();
         for (index, org) in self.organizations.iter().enumerate() {
             if org.id.is_empty() || organizations.contains(&org.id) {
-                return Err(invalid(format!("organizations[{index}].id"), format!("{:?} is empty or repeated", org.id)));
+                return Err(invalid(
+                    format!("organizations[{index}].id"),
+                    format!("{:?} is empty or repeated", org.id),
+                ));
             }
             organizations.push(org.id.clone());
         }
@@ -398,36 +513,78 @@ impl RawConfig {
         for (index, raw) in self.integrations.iter().enumerate() {
             let field = |name: &str| format!("integrations[{index}].{name}");
             if raw.id.is_empty() || !ids.insert(raw.id.clone()) {
-                return Err(invalid(field("id"), format!("{:?} is empty or repeated", raw.id)));
+                return Err(invalid(
+                    field("id"),
+                    format!("{:?} is empty or repeated", raw.id),
+                ));
             }
             if !organizations.contains(&raw.organization) {
-                return Err(invalid(field("organization"), format!("{:?} is not listed in [[organizations]]", raw.organization)));
+                return Err(invalid(
+                    field("organization"),
+                    format!("{:?} is not listed in [[organizations]]", raw.organization),
+                ));
             }
-            let connector = connector_config(&raw.kind, &raw.settings).map_err(|(name, reason)| {
-                invalid(if name.is_empty() { field("kind") } else { field(&format!("settings.{name}")) }, format!("integration {:?}: {reason}", raw.id))
-            })?;
+            let connector =
+                connector_config(&raw.kind, &raw.settings).map_err(|(name, reason)| {
+                    invalid(
+                        if name.is_empty() {
+                            field("kind")
+                        } else {
+                            field(&format!("settings.{name}"))
+                        },
+                        format!("integration {:?}: {reason}", raw.id),
+                    )
+                })?;
             let (per_second, burst) = default_rate(&connector);
             let rate_limit = RateLimitConfig {
                 per_second: raw.rate_limit.per_second.unwrap_or(per_second),
                 burst: raw.rate_limit.burst.unwrap_or(burst),
                 emergency_reserve: raw.rate_limit.emergency_reserve.unwrap_or(0.2),
             };
-            if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite()) || rate_limit.burst == 0 {
-                return Err(invalid(field("rate_limit"), "per_second and burst must be positive".into()));
+            if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite())
+                || rate_limit.burst == 0
+            {
+                return Err(invalid(
+                    field("rate_limit"),
+                    "per_second and burst must be positive".into(),
+                ));
             }
             if !(0.0..1.0).contains(&rate_limit.emergency_reserve) {
-                return Err(invalid(field("rate_limit.emergency_reserve"), "must be at least 0 and below 1".into()));
+                return Err(invalid(
+                    field("rate_limit.emergency_reserve"),
+                    "must be at least 0 and below 1".into(),
+                ));
             }
             let retry = RetryConfig {
                 max_attempts: raw.retry.max_attempts.unwrap_or(8).max(1),
-                initial: duration(&field("retry.initial"), &raw.retry.initial, Duration::from_millis(500))?,
-                max_delay: duration(&field("retry.max_delay"), &raw.retry.max_delay, Duration::from_secs(300))?,
-                max_age: duration(&field("retry.max_age"), &raw.retry.max_age, Duration::from_secs(24 * 3600))?,
-                max_retry_after: duration(&field("retry.max_retry_after"), &raw.retry.max_retry_after, Duration::from_secs(3600))?,
+                initial: duration(
+                    &field("retry.initial"),
+                    &raw.retry.initial,
+                    Duration::from_millis(500),
+                )?,
+                max_delay: duration(
+                    &field("retry.max_delay"),
+                    &raw.retry.max_delay,
+                    Duration::from_secs(300),
+                )?,
+                max_age: duration(
+                    &field("retry.max_age"),
+                    &raw.retry.max_age,
+                    Duration::from_secs(24 * 3600),
+                )?,
+                max_retry_after: duration(
+                    &field("retry.max_retry_after"),
+                    &raw.retry.max_retry_after,
+                    Duration::from_secs(3600),
+                )?,
             };
             let breaker = BreakerConfig {
                 failure_threshold: raw.breaker.failure_threshold.unwrap_or(5).max(1),
-                open_for: duration(&field("breaker.open_for"), &raw.breaker.open_for, Duration::from_secs(10))?,
+                open_for: duration(
+                    &field("breaker.open_for"),
+                    &raw.breaker.open_for,
+                    Duration::from_secs(10),
+                )?,
             };
             integrations.push(IntegrationConfig {
                 id: raw.id.clone(),
@@ -447,10 +604,16 @@ impl RawConfig {
         for (index, integration) in integrations.iter().enumerate() {
             for target in &integration.failover.targets {
                 let Some(backup) = integrations.iter().find(|other| &other.id == target) else {
-                    return Err(invalid(format!("integrations[{index}].failover.targets"), format!("{target:?} is not a configured integration")));
+                    return Err(invalid(
+                        format!("integrations[{index}].failover.targets"),
+                        format!("{target:?} is not a configured integration"),
+                    ));
                 };
                 if backup.organization != integration.organization || backup.id == integration.id {
-                    return Err(invalid(format!("integrations[{index}].failover.targets"), format!("{target:?} must be another integration of the same organization")));
+                    return Err(invalid(
+                        format!("integrations[{index}].failover.targets"),
+                        format!("{target:?} must be another integration of the same organization"),
+                    ));
                 }
             }
         }
@@ -458,14 +621,29 @@ impl RawConfig {
         let mut routes = Vec::new();
         for (index, raw) in self.routes.iter().enumerate() {
             if !organizations.contains(&raw.organization) {
-                return Err(invalid(format!("routes[{index}].organization"), format!("{:?} is not listed in [[organizations]]", raw.organization)));
+                return Err(invalid(
+                    format!("routes[{index}].organization"),
+                    format!("{:?} is not listed in [[organizations]]", raw.organization),
+                ));
             }
             if raw.targets.is_empty() {
-                return Err(invalid(format!("routes[{index}].targets"), "a route needs at least one target".into()));
+                return Err(invalid(
+                    format!("routes[{index}].targets"),
+                    "a route needs at least one target".into(),
+                ));
             }
             for target in &raw.targets {
-                if !integrations.iter().any(|i| &i.id == target && i.organization == raw.organization) {
-                    return Err(invalid(format!("routes[{index}].targets"), format!("{target:?} is not an integration of organization {:?}", raw.organization)));
+                if !integrations
+                    .iter()
+                    .any(|i| &i.id == target && i.organization == raw.organization)
+                {
+                    return Err(invalid(
+                        format!("routes[{index}].targets"),
+                        format!(
+                            "{target:?} is not an integration of organization {:?}",
+                            raw.organization
+                        ),
+                    ));
                 }
             }
             routes.push(RouteConfig {
@@ -491,12 +669,21 @@ impl RawConfig {
 
 /// Parses one integration's `settings` for its `kind`. Errors are `(settings key, reason)`, with an
 /// empty key when the kind itself is the problem.
-fn connector_config(kind: &str, settings: &BTreeMap<String, serde_json::Value>) -> Result<ConnectorConfig, (String, String)> {
-    fn parse<T: serde::de::DeserializeOwned>(settings: &BTreeMap<String, serde_json::Value>) -> Result<T, (String, String)> {
-        let value = serde_json::to_value(settings).map_err(|err| (String::new(), err.to_string()))?;
+fn connector_config(
+    kind: &str,
+    settings: &BTreeMap<String, serde_json::Value>,
+) -> Result<ConnectorConfig, (String, String)> {
+    fn parse<T: serde::de::DeserializeOwned>(
+        settings: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<T, (String, String)> {
+        let value =
+            serde_json::to_value(settings).map_err(|err| (String::new(), err.to_string()))?;
         serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
-            (if path == "." { String::new() } else { path }, err.into_inner().to_string())
+            (
+                if path == "." { String::new() } else { path },
+                err.into_inner().to_string(),
+            )
         })
     }
     match kind {
@@ -526,10 +713,24 @@ fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
     }
 }
 
+impl ConnectorConfig {
+    /// The secrets this connector reads when it starts.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        match self {
+            ConnectorConfig::Webhook(settings) => vec![&settings.secret],
+            ConnectorConfig::Slack(settings) => vec![&settings.token],
+            #[cfg(feature = "testing")]
+            ConnectorConfig::Null | ConnectorConfig::Panic => vec![],
+        }
+    }
+}
+
 impl Config {
     /// Returns the integration with this id.
     pub fn integration(&self, id: &str) -> Option<&IntegrationConfig> {
-        self.integrations.iter().find(|integration| integration.id == id)
+        self.integrations
+            .iter()
+            .find(|integration| integration.id == id)
     }
 }
 
@@ -559,7 +760,9 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         assert_eq!(slack.rate_limit.per_second, 1.0);
         assert_eq!(slack.retry.max_attempts, 8);
         assert!(!config.allow_private_destinations);
-        assert!(matches!(&slack.connector, ConnectorConfig::Slack(s) if s.base_url == "https://slack.com/api"));
+        assert!(
+            matches!(&slack.connector, ConnectorConfig::Slack(s) if s.base_url == "https://slack.com/api")
+        );
     }
 
     #[test]
@@ -568,7 +771,10 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains("integrations[1].kind"), "{err}");
         assert!(err.contains("\"hubspot\" is not available"), "{err}");
-        assert!(err.starts_with("test.toml:"), "{err}");
+        assert!(
+            err.starts_with("test.toml:14:"),
+            "the line of the second integration's kind: {err}"
+        );
     }
 
     #[test]
@@ -583,18 +789,35 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
 
     #[test]
     fn unknown_top_level_keys_and_bad_durations_are_rejected() {
-        let err = validate(&format!("{BASE}\n[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n")).unwrap_err().to_string();
+        let err = validate(&format!(
+            "{BASE}\n[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("listn"), "{err}");
-        let err = validate(&format!("{BASE}\n[server]\nshutdown_grace = \"soon\"\n")).unwrap_err().to_string();
-        assert!(err.contains("server.shutdown_grace") && err.contains("not a duration"), "{err}");
+        let err = validate(&format!("{BASE}\n[server]\nshutdown_grace = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.shutdown_grace") && err.contains("not a duration"),
+            "{err}"
+        );
     }
 
     #[test]
     fn routes_and_failover_must_name_integrations_of_the_same_organization() {
-        let text = format!("{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\ntargets = [\"nope\"]\n");
-        assert!(validate(&text).unwrap_err().to_string().contains("routes[0].targets"));
+        let text = format!(
+            "{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\ntargets = [\"nope\"]\n"
+        );
+        assert!(validate(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("routes[0].targets"));
         let text = format!("{BASE}\n[[organizations]]\nid = \"other\"\n[[integrations]]\nid = \"hook\"\norganization = \"other\"\nkind = \"webhook\"\nsettings = {{ url = \"https://example.com\", secret = {{ env = \"S\" }} }}\n")
             .replace("kind = \"slack\"", "kind = \"slack\"\nfailover = { targets = [\"hook\"] }");
-        assert!(validate(&text).unwrap_err().to_string().contains("same organization"));
+        assert!(validate(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("same organization"));
     }
 }

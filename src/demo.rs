@@ -32,31 +32,54 @@ const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=
 pub async fn run_demo() -> Result<(), DemoError> {
     let setup = |err: &dyn std::fmt::Display| DemoError::Setup(err.to_string());
     let data = tempfile::tempdir().map_err(|e| setup(&e))?;
-    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["studio-ops"]).await.map_err(|e| setup(&e))?;
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["studio-ops"])
+        .await
+        .map_err(|e| setup(&e))?;
     // The venue team's own workspace, which is having an outage on the wedding day.
-    let venue_slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"]).await.map_err(|e| setup(&e))?;
-    venue_slack.faults.go_down(503, json!({"ok": false, "error": "service_unavailable"}));
-    let crm = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.map_err(|e| setup(&e))?;
-    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.map_err(|e| setup(&e))?;
+    let venue_slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
+        .await
+        .map_err(|e| setup(&e))?;
+    venue_slack
+        .faults
+        .go_down(503, json!({"ok": false, "error": "service_unavailable"}));
+    let crm = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .map_err(|e| setup(&e))?;
+    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .map_err(|e| setup(&e))?;
     let secrets = data.path().join("secrets");
     std::fs::create_dir_all(&secrets).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("slack"), SLACK_TOKEN).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).map_err(|e| setup(&e))?;
 
-    let text = demo_config(data.path(), &slack.base_url(), &venue_slack.base_url(), &crm.url(), &pager.url());
+    let text = demo_config(
+        data.path(),
+        &slack.base_url(),
+        &venue_slack.base_url(),
+        &crm.url(),
+        &pager.url(),
+    );
     let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
     let store = crate::open_store(&config).map_err(|e| setup(&e))?;
-    let key = crate::api::create_api_key(&*store, "lumiere-studios", "demo").await.map_err(|e| setup(&e))?;
+    let key = crate::api::create_api_key(&*store, "lumiere-studios", "demo")
+        .await
+        .map_err(|e| setup(&e))?;
     drop(store);
 
-    let listener = tokio::net::TcpListener::bind(any_local_port()).await.map_err(|e| setup(&e))?;
+    let listener = tokio::net::TcpListener::bind(any_local_port())
+        .await
+        .map_err(|e| setup(&e))?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| setup(&e))?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::run(config, listener, async move {
         let _ = stopped.await;
     }));
 
-    println!("Herald demo: daemon on {base}, data in {}", data.path().display());
+    println!(
+        "Herald demo: daemon on {base}, data in {}",
+        data.path().display()
+    );
     println!(
         "simulators: studio Slack {}, venue Slack {} (down: answers 503), studio CRM webhook {}, on-call webhook {}\n",
         slack.base_url(),
@@ -67,11 +90,20 @@ pub async fn run_demo() -> Result<(), DemoError> {
 
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
-        let request = client.post(format!("{base}{path}")).bearer_auth(&key).json(&body);
+        let request = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body);
         async move {
-            let response = request.send().await.map_err(|e| DemoError::Request(e.to_string()))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| DemoError::Request(e.to_string()))?;
             let status = response.status();
-            let body: Value = response.json().await.map_err(|e| DemoError::Request(e.to_string()))?;
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| DemoError::Request(e.to_string()))?;
             if !status.is_success() {
                 return Err(DemoError::Request(format!("{status}: {body}")));
             }
@@ -92,9 +124,21 @@ pub async fn run_demo() -> Result<(), DemoError> {
     let _ = daemon.await;
 
     print_report(&records[..2]);
-    let batch_delivered = records[2..].iter().flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default()).filter(|t| t["state"] == "delivered").count();
-    println!("\nbatch: {batch_delivered} of {} client-message deliveries delivered", (records.len() - 2) * 2);
-    println!("Slack messages in #studio-ops: {}, CRM webhook messages: {}, on-call webhook messages: {}", slack.messages("studio-ops").len(), crm.received().len(), pager.received().len());
+    let batch_delivered = records[2..]
+        .iter()
+        .flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["state"] == "delivered")
+        .count();
+    println!(
+        "\nbatch: {batch_delivered} of {} client-message deliveries delivered",
+        (records.len() - 2) * 2
+    );
+    println!(
+        "Slack messages in #studio-ops: {}, CRM webhook messages: {}, on-call webhook messages: {}",
+        slack.messages("studio-ops").len(),
+        crm.received().len(),
+        pager.received().len()
+    );
     println!("all scenarios settled in {} ms", elapsed.as_millis());
 
     let (total, undelivered) = count_undelivered(&records);
@@ -105,7 +149,13 @@ pub async fn run_demo() -> Result<(), DemoError> {
     Ok(())
 }
 
-fn demo_config(data_dir: &std::path::Path, slack: &str, venue_slack: &str, crm: &str, pager: &str) -> String {
+fn demo_config(
+    data_dir: &std::path::Path,
+    slack: &str,
+    venue_slack: &str,
+    crm: &str,
+    pager: &str,
+) -> String {
     let secrets = data_dir.join("secrets");
     format!(
         r##"
@@ -200,16 +250,37 @@ fn client_message(n: usize) -> Value {
     })
 }
 
-async fn wait_until_settled(client: &reqwest::Client, base: &str, key: &str, ids: &[String], timeout: Duration) -> Result<Vec<Value>, DemoError> {
+async fn wait_until_settled(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ids: &[String],
+    timeout: Duration,
+) -> Result<Vec<Value>, DemoError> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
-            let response = client.get(format!("{base}/v1/notifications/{id}")).bearer_auth(key).send().await.map_err(|e| DemoError::Request(e.to_string()))?;
-            records.push(response.json::<Value>().await.map_err(|e| DemoError::Request(e.to_string()))?);
+            let response = client
+                .get(format!("{base}/v1/notifications/{id}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .map_err(|e| DemoError::Request(e.to_string()))?;
+            records.push(
+                response
+                    .json::<Value>()
+                    .await
+                    .map_err(|e| DemoError::Request(e.to_string()))?,
+            );
         }
         let settled = records.iter().all(|record| {
-            record["targets"].as_array().is_some_and(|targets| targets.iter().all(|t| ["delivered", "dead_lettered", "failed_over"].contains(&t["state"].as_str().unwrap_or(""))))
+            record["targets"].as_array().is_some_and(|targets| {
+                targets.iter().all(|t| {
+                    ["delivered", "dead_lettered", "failed_over"]
+                        .contains(&t["state"].as_str().unwrap_or(""))
+                })
+            })
         });
         if settled || Instant::now() >= deadline {
             return Ok(records);
@@ -219,7 +290,10 @@ async fn wait_until_settled(client: &reqwest::Client, base: &str, key: &str, ids
 }
 
 fn print_report(records: &[Value]) {
-    println!("{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  receipt", "notice", "priority", "integration", "route", "state", "attempts", "took ms");
+    println!(
+        "{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  receipt",
+        "notice", "priority", "integration", "route", "state", "attempts", "took ms"
+    );
     for record in records {
         let id = record["notificationId"].as_str().unwrap_or("?");
         let priority = record["notification"]["priority"].as_str().unwrap_or("?");
@@ -237,7 +311,10 @@ fn print_report(records: &[Value]) {
                 target["state"].as_str().unwrap_or("?"),
                 target["attempts"],
                 took,
-                target["receipt"].as_str().or(target["lastError"].as_str()).unwrap_or("")
+                target["receipt"]
+                    .as_str()
+                    .or(target["lastError"].as_str())
+                    .unwrap_or("")
             );
         }
     }
@@ -256,7 +333,10 @@ fn count_undelivered(records: &[Value]) -> (usize, usize) {
                 if current["state"] == "delivered" {
                     break;
                 }
-                match targets.iter().find(|t| t["failoverOf"] == current["deliveryId"]) {
+                match targets
+                    .iter()
+                    .find(|t| t["failoverOf"] == current["deliveryId"])
+                {
                     Some(next) => current = next.clone(),
                     None => {
                         undelivered += 1;

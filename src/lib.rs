@@ -68,7 +68,11 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 /// Runs Herald on `listener` until `shutdown` resolves, then shuts down cleanly: stops taking
 /// requests, lets attempts in flight finish for up to `server.shutdown_grace`, and commits
 /// everything else to the store for the next start.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let store = open_store(&config)?;
     let metrics = telemetry::metrics_handle();
     let client = OutboundClient::new(config.allow_private_destinations)?;
@@ -102,7 +106,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         };
         let _ = crashed_tx.send(crashed);
     };
-    axum::serve(listener, api::routes(state)).with_graceful_shutdown(stop).await?;
+    axum::serve(listener, api::routes(state))
+        .with_graceful_shutdown(stop)
+        .await?;
     let crashed = crashed_rx.await.unwrap_or(false);
 
     tracing::info!("intake stopped; draining attempts in flight");
@@ -123,7 +129,10 @@ async fn drain_integrations(registry: &Registry, grace: Duration) {
     let mut waiting = Vec::with_capacity(actors.len());
     for actor in actors {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if actor.send_message(IntegrationMsg::Drain(reply.into())).is_ok() {
+        if actor
+            .send_message(IntegrationMsg::Drain(reply.into()))
+            .is_ok()
+        {
             waiting.push(answer);
         }
     }
@@ -133,6 +142,9 @@ async fn drain_integrations(registry: &Registry, grace: Duration) {
         }
     };
     if tokio::time::timeout(grace, all).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace ran out; unfinished attempts will be repeated after restart");
+        tracing::warn!(
+            ?grace,
+            "shutdown grace ran out; unfinished attempts will be repeated after restart"
+        );
     }
 }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "WedSync notification integration orchestrator")]
+#[command(
+    name = "herald",
+    version,
+    about = "WedSync notification integration orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,9 +61,20 @@ enum KeysCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    if let Err(err) = run(cli) {
+        // The error chain in one line, never a debug dump.
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(&config).await,
@@ -69,7 +84,14 @@ fn main() -> anyhow::Result<()> {
             }
             Command::CheckConfig { file } => check_config(&file),
             Command::Send { file, url, key } => send(&file, &url, &key).await,
-            Command::Keys { command: KeysCommand::Create { organization, label, config } } => create_key(&config, &organization, &label).await,
+            Command::Keys {
+                command:
+                    KeysCommand::Create {
+                        organization,
+                        label,
+                        config,
+                    },
+            } => create_key(&config, &organization, &label).await,
         }
     })
 }
@@ -103,6 +125,17 @@ async fn shutdown_signal() {
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = herald::config::load(Some(path))?;
+    for integration in &config.integrations {
+        for secret in integration.connector.secrets() {
+            if let Err(err) = herald::connectors::Secret::load(secret) {
+                eprintln!(
+                    "{}: warning: integration {:?}: {err} (serve will refuse to start)",
+                    path.display(),
+                    integration.id
+                );
+            }
+        }
+    }
     println!(
         "{}: ok ({} organizations, {} integrations, {} routes; store {:?})",
         path.display(),
@@ -117,7 +150,10 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 async fn create_key(path: &Path, organization: &str, label: &str) -> anyhow::Result<()> {
     let config = herald::config::load(Some(path))?;
     if !config.organizations.iter().any(|org| org == organization) {
-        bail!("{}: organization {organization:?} is not listed in [[organizations]]", path.display());
+        bail!(
+            "{}: organization {organization:?} is not listed in [[organizations]]",
+            path.display()
+        );
     }
     let store = herald::open_store(&config)?;
     let key = herald::api::create_api_key(&*store, organization, label).await?;
@@ -127,9 +163,13 @@ async fn create_key(path: &Path, organization: &str, label: &str) -> anyhow::Res
 }
 
 async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let body: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let body: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let url = url.trim_end_matches('/');
     let Some(notifications) = body.get("notifications").and_then(Value::as_array) else {
         let answer = post(&client, &format!("{url}/v1/notifications"), key, &body).await?;
@@ -140,23 +180,46 @@ async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     let mut sent = 0;
     let (mut accepted, mut duplicates) = (0, 0);
     for chunk in notifications.chunks(1000) {
-        let answer = post(&client, &format!("{url}/v1/notifications/batch"), key, &serde_json::json!({"notifications": chunk})).await?;
+        let answer = post(
+            &client,
+            &format!("{url}/v1/notifications/batch"),
+            key,
+            &serde_json::json!({"notifications": chunk}),
+        )
+        .await?;
         accepted += answer["accepted"].as_u64().unwrap_or(0);
         duplicates += answer["duplicates"].as_u64().unwrap_or(0);
         sent += chunk.len();
-        eprint!("\r[{:<40}] {sent}/{total}", "#".repeat(sent * 40 / total.max(1)));
+        eprint!(
+            "\r[{:<40}] {sent}/{total}",
+            "#".repeat(sent * 40 / total.max(1))
+        );
     }
     eprintln!();
     println!("{accepted} accepted, {duplicates} duplicates");
     Ok(())
 }
 
-async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = client.post(url).bearer_auth(key).json(body).send().await.with_context(|| format!("cannot reach {url}"))?;
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .post(url)
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let message = answer["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| answer.to_string());
+        let message = answer["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| answer.to_string());
         bail!("Herald answered {status}: {message}");
     }
     Ok(answer)

@@ -35,10 +35,20 @@ impl RoutingTable {
     pub fn from_config(config: &Config) -> Self {
         let mut routes: HashMap<String, Vec<RouteConfig>> = HashMap::new();
         for route in &config.routes {
-            routes.entry(route.organization.clone()).or_default().push(route.clone());
+            routes
+                .entry(route.organization.clone())
+                .or_default()
+                .push(route.clone());
         }
-        let integration_owner = config.integrations.iter().map(|i| (i.id.clone(), i.organization.clone())).collect();
-        Self { routes, integration_owner }
+        let integration_owner = config
+            .integrations
+            .iter()
+            .map(|i| (i.id.clone(), i.organization.clone()))
+            .collect();
+        Self {
+            routes,
+            integration_owner,
+        }
     }
 
     /// Returns the integrations the organization's routes choose, in route order, without repeats.
@@ -66,14 +76,25 @@ impl RoutingTable {
         rules: &[RoutingRule],
     ) -> Result<Vec<String>, FieldError> {
         if requested.is_empty() {
-            return Err(FieldError::new("targetSystems", "must name at least one integration"));
+            return Err(FieldError::new(
+                "targetSystems",
+                "must name at least one integration",
+            ));
         }
         let mut targets = Vec::new();
         for (index, target) in requested.iter().enumerate() {
-            if self.integration_owner.get(&target.integration_id).map(String::as_str) != Some(organization) {
+            if self
+                .integration_owner
+                .get(&target.integration_id)
+                .map(String::as_str)
+                != Some(organization)
+            {
                 return Err(FieldError::new(
                     format!("targetSystems[{index}].integrationId"),
-                    format!("{:?} is not an integration of this organization", target.integration_id),
+                    format!(
+                        "{:?} is not an integration of this organization",
+                        target.integration_id
+                    ),
                 ));
             }
             if !targets.contains(&target.integration_id) {
@@ -82,14 +103,22 @@ impl RoutingTable {
         }
         for (index, rule) in rules.iter().enumerate() {
             if !targets.contains(&rule.integration_id) {
-                return Err(FieldError::new(format!("routingRules[{index}].integrationId"), "must name one of targetSystems"));
+                return Err(FieldError::new(
+                    format!("routingRules[{index}].integrationId"),
+                    "must name one of targetSystems",
+                ));
             }
         }
         targets.retain(|target| {
-            rules.iter().filter(|rule| &rule.integration_id == target).all(|rule| {
-                (rule.types.is_empty() || rule.types.contains(&notification.notification_type))
-                    && rule.min_priority.is_none_or(|min| notification.priority >= min)
-            })
+            rules
+                .iter()
+                .filter(|rule| &rule.integration_id == target)
+                .all(|rule| {
+                    (rule.types.is_empty() || rule.types.contains(&notification.notification_type))
+                        && rule
+                            .min_priority
+                            .is_none_or(|min| notification.priority >= min)
+                })
         });
         Ok(targets)
     }
@@ -97,7 +126,9 @@ impl RoutingTable {
 
 fn route_matches(route: &RouteConfig, notification: &WeddingNotification) -> bool {
     (route.types.is_empty() || route.types.contains(&notification.notification_type))
-        && route.min_priority.is_none_or(|min| notification.priority >= min)
+        && route
+            .min_priority
+            .is_none_or(|min| notification.priority >= min)
 }
 
 /// What intake did with one notification.
@@ -116,7 +147,11 @@ pub struct Submission {
 
 pub enum RouterMsg {
     /// Plans, journals (durably) and dispatches; answers once journaled.
-    Accept { organization: String, submissions: Vec<Submission>, reply: RpcReplyPort<Result<Vec<Accepted>, RouterError>> },
+    Accept {
+        organization: String,
+        submissions: Vec<Submission>,
+        reply: RpcReplyPort<Result<Vec<Accepted>, RouterError>>,
+    },
 }
 
 pub struct Router;
@@ -139,32 +174,49 @@ impl Actor for Router {
     type State = RouterState;
     type Arguments = RouterArgs;
 
-    async fn pre_start(&self, myself: ActorRef<RouterMsg>, args: RouterArgs) -> Result<RouterState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        args: RouterArgs,
+    ) -> Result<RouterState, ActorProcessingErr> {
         args.slot.set(Some(myself));
         Ok(RouterState { args })
     }
 
-    async fn handle(&self, _: ActorRef<RouterMsg>, message: RouterMsg, state: &mut RouterState) -> Result<(), ActorProcessingErr> {
-        let RouterMsg::Accept { organization, submissions, reply } = message;
+    async fn handle(
+        &self,
+        _: ActorRef<RouterMsg>,
+        message: RouterMsg,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        let RouterMsg::Accept {
+            organization,
+            submissions,
+            reply,
+        } = message;
         let args = &state.args;
         let mut batch = Vec::with_capacity(submissions.len());
         let mut notifications = Vec::with_capacity(submissions.len());
         for submission in submissions {
             let notification = Arc::new(submission.notification.with_organization(&organization));
-            let targets = submission.explicit_targets.unwrap_or_else(|| args.table.targets(&organization, &notification));
+            let targets = submission
+                .explicit_targets
+                .unwrap_or_else(|| args.table.targets(&organization, &notification));
             batch.push(NewNotification {
                 organization: organization.clone(),
                 notification_id: notification.notification_id.clone(),
                 priority: notification.priority.as_str().to_owned(),
                 notification_type: notification.notification_type.clone(),
-                body: serde_json::to_string(&*notification).map_err(|err| format!("cannot encode notification: {err}"))?,
+                body: serde_json::to_string(&*notification)
+                    .map_err(|err| format!("cannot encode notification: {err}"))?,
                 targets,
             });
             notifications.push(notification);
         }
         let (lane, store, registry) = (args.lane, args.store.clone(), args.registry.clone());
         tokio::spawn(async move {
-            let outcome = journal_and_dispatch(lane, &*store, &registry, batch, notifications).await;
+            let outcome =
+                journal_and_dispatch(lane, &*store, &registry, batch, notifications).await;
             let _ = reply.send(outcome);
         });
         Ok(())
@@ -179,7 +231,11 @@ async fn journal_and_dispatch(
     notifications: Vec<Arc<WeddingNotification>>,
 ) -> Result<Vec<Accepted>, RouterError> {
     let intakes = store.journal(lane, batch).await?;
-    let lane_label = if lane == Lane::Emergency { "emergency" } else { "normal" };
+    let lane_label = if lane == Lane::Emergency {
+        "emergency"
+    } else {
+        "normal"
+    };
     let mut per_integration: HashMap<String, Vec<Job>> = HashMap::new();
     let mut accepted = Vec::with_capacity(intakes.len());
     for (intake, notification) in intakes.into_iter().zip(notifications) {
@@ -190,10 +246,17 @@ async fn journal_and_dispatch(
         metrics::counter!("herald_intake_total", "lane" => lane_label, "outcome" => if duplicate { "duplicate" } else { "accepted" }).increment(1);
         if !duplicate {
             for row in &deliveries {
-                per_integration.entry(row.integration_id.clone()).or_default().push(Job::from_row(row, notification.clone()));
+                per_integration
+                    .entry(row.integration_id.clone())
+                    .or_default()
+                    .push(Job::from_row(row, notification.clone()));
             }
         }
-        accepted.push(Accepted { notification_id: notification.notification_id.clone(), duplicate, deliveries });
+        accepted.push(Accepted {
+            notification_id: notification.notification_id.clone(),
+            duplicate,
+            deliveries,
+        });
     }
     for (integration, jobs) in per_integration {
         registry.dispatch(&integration, jobs);
@@ -211,28 +274,55 @@ pub struct RouterHandle {
 impl RouterHandle {
     /// Accepts submissions of one organization: emergencies through the emergency router, the
     /// rest through the normal one. Answers in the submissions' order once all are durable.
-    pub async fn accept(&self, organization: &str, submissions: Vec<Submission>) -> Result<Vec<Accepted>, RouterError> {
+    pub async fn accept(
+        &self,
+        organization: &str,
+        submissions: Vec<Submission>,
+    ) -> Result<Vec<Accepted>, RouterError> {
         let mut order = Vec::with_capacity(submissions.len());
         let (mut urgent, mut normal) = (Vec::new(), Vec::new());
         for submission in submissions {
             let is_emergency = submission.notification.priority.is_emergency();
             order.push(is_emergency);
-            if is_emergency { urgent.push(submission) } else { normal.push(submission) }
+            if is_emergency {
+                urgent.push(submission)
+            } else {
+                normal.push(submission)
+            }
         }
         let urgent_result = self.send(&self.emergency, organization, urgent);
         let normal_result = self.send(&self.normal, organization, normal);
         let (urgent, normal) = tokio::join!(urgent_result, normal_result);
         let (mut urgent, mut normal) = (urgent?.into_iter(), normal?.into_iter());
-        Ok(order.into_iter().filter_map(|is_emergency| if is_emergency { urgent.next() } else { normal.next() }).collect())
+        Ok(order
+            .into_iter()
+            .filter_map(|is_emergency| {
+                if is_emergency {
+                    urgent.next()
+                } else {
+                    normal.next()
+                }
+            })
+            .collect())
     }
 
-    async fn send(&self, slot: &Slot<ActorRef<RouterMsg>>, organization: &str, submissions: Vec<Submission>) -> Result<Vec<Accepted>, RouterError> {
+    async fn send(
+        &self,
+        slot: &Slot<ActorRef<RouterMsg>>,
+        organization: &str,
+        submissions: Vec<Submission>,
+    ) -> Result<Vec<Accepted>, RouterError> {
         if submissions.is_empty() {
             return Ok(Vec::new());
         }
         let router = slot.get().ok_or(RouterError::Unavailable)?;
         let organization = organization.to_owned();
-        ractor::call!(router, |reply| RouterMsg::Accept { organization, submissions, reply }).map_err(|_| RouterError::Unavailable)?
+        ractor::call!(router, |reply| RouterMsg::Accept {
+            organization,
+            submissions,
+            reply
+        })
+        .map_err(|_| RouterError::Unavailable)?
     }
 }
 
@@ -242,13 +332,14 @@ mod tests {
     use crate::wedsync::Priority;
 
     fn table() -> RoutingTable {
-        let route = |name: &str, types: &[&str], min: Option<Priority>, targets: &[&str]| RouteConfig {
-            organization: "studio".into(),
-            name: name.into(),
-            types: types.iter().map(|t| t.to_string()).collect(),
-            min_priority: min,
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-        };
+        let route =
+            |name: &str, types: &[&str], min: Option<Priority>, targets: &[&str]| RouteConfig {
+                organization: "studio".into(),
+                name: name.into(),
+                types: types.iter().map(|t| t.to_string()).collect(),
+                min_priority: min,
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+            };
         RoutingTable {
             routes: HashMap::from([(
                 "studio".into(),
@@ -276,21 +367,62 @@ mod tests {
     #[test]
     fn routes_match_on_type_and_minimum_priority() {
         let table = table();
-        assert_eq!(table.targets("studio", &notification("timeline_change", Priority::Normal)), vec!["crm", "slack"]);
-        assert_eq!(table.targets("studio", &notification("timeline_change", Priority::Emergency)), vec!["crm", "slack", "pager"]);
-        assert_eq!(table.targets("studio", &notification("payment_received", Priority::Emergency)), vec!["slack", "pager"]);
-        assert!(table.targets("studio", &notification("payment_received", Priority::Low)).is_empty());
-        assert!(table.targets("other", &notification("timeline_change", Priority::High)).is_empty());
+        assert_eq!(
+            table.targets("studio", &notification("timeline_change", Priority::Normal)),
+            vec!["crm", "slack"]
+        );
+        assert_eq!(
+            table.targets(
+                "studio",
+                &notification("timeline_change", Priority::Emergency)
+            ),
+            vec!["crm", "slack", "pager"]
+        );
+        assert_eq!(
+            table.targets(
+                "studio",
+                &notification("payment_received", Priority::Emergency)
+            ),
+            vec!["slack", "pager"]
+        );
+        assert!(table
+            .targets("studio", &notification("payment_received", Priority::Low))
+            .is_empty());
+        assert!(table
+            .targets("other", &notification("timeline_change", Priority::High))
+            .is_empty());
     }
 
     #[test]
     fn explicit_targets_must_belong_to_the_organization() {
         let table = table();
         let n = notification("timeline_change", Priority::Normal);
-        let theirs = [TargetSystem { integration_id: "theirs".into() }];
-        assert_eq!(table.explicit_targets("studio", &n, &theirs, &[]).unwrap_err().field, "targetSystems[0].integrationId");
-        let ours = [TargetSystem { integration_id: "crm".into() }, TargetSystem { integration_id: "pager".into() }];
-        let rules = [RoutingRule { integration_id: "pager".into(), types: vec![], min_priority: Some(Priority::High) }];
-        assert_eq!(table.explicit_targets("studio", &n, &ours, &rules).unwrap(), vec!["crm"]);
+        let theirs = [TargetSystem {
+            integration_id: "theirs".into(),
+        }];
+        assert_eq!(
+            table
+                .explicit_targets("studio", &n, &theirs, &[])
+                .unwrap_err()
+                .field,
+            "targetSystems[0].integrationId"
+        );
+        let ours = [
+            TargetSystem {
+                integration_id: "crm".into(),
+            },
+            TargetSystem {
+                integration_id: "pager".into(),
+            },
+        ];
+        let rules = [RoutingRule {
+            integration_id: "pager".into(),
+            types: vec![],
+            min_priority: Some(Priority::High),
+        }];
+        assert_eq!(
+            table.explicit_targets("studio", &n, &ours, &rules).unwrap(),
+            vec!["crm"]
+        );
     }
 }

@@ -15,7 +15,10 @@
 use std::sync::{Arc, RwLock};
 
 use ractor::{Actor, ActorRef, SpawnErr};
-use supervision::{ChildSpec, Intensity, OnExhausted, Restart, RestartBackoff, Strategy, Supervisor, SupervisorArgs, SupervisorMsg};
+use supervision::{
+    ChildSpec, Intensity, OnExhausted, Restart, RestartBackoff, Strategy, Supervisor,
+    SupervisorArgs, SupervisorMsg,
+};
 use tokio::task::JoinHandle;
 
 use crate::config::SupervisionConfig;
@@ -67,65 +70,156 @@ pub struct Tree {
 
 /// Starts the tree; returns once every child has started.
 pub async fn start(args: TreeArgs) -> Result<Tree, SpawnErr> {
-    let routers = RouterHandle { emergency: Slot::default(), normal: Slot::default() };
+    let routers = RouterHandle {
+        emergency: Slot::default(),
+        normal: Slot::default(),
+    };
     let integrations_slot: Slot<ActorRef<SupervisorMsg>> = Slot::default();
     let children = vec![
-        router_spec("router-emergency", Lane::Emergency, &args, routers.emergency.clone()),
+        router_spec(
+            "router-emergency",
+            Lane::Emergency,
+            &args,
+            routers.emergency.clone(),
+        ),
         router_spec("router-normal", Lane::Normal, &args, routers.normal.clone()),
         integrations_spec(&args, integrations_slot.clone()),
         health_spec(&args, integrations_slot),
     ];
-    let (root, root_exit) = Actor::spawn(None, Supervisor, supervisor_args(&args.supervision, OnExhausted::Escalate, children)).await?;
-    Ok(Tree { root, root_exit, routers })
+    let (root, root_exit) = Actor::spawn(
+        None,
+        Supervisor,
+        supervisor_args(&args.supervision, OnExhausted::Escalate, children),
+    )
+    .await?;
+    Ok(Tree {
+        root,
+        root_exit,
+        routers,
+    })
 }
 
-fn supervisor_args(config: &SupervisionConfig, on_exhausted: OnExhausted, children: Vec<ChildSpec>) -> SupervisorArgs {
+fn supervisor_args(
+    config: &SupervisionConfig,
+    on_exhausted: OnExhausted,
+    children: Vec<ChildSpec>,
+) -> SupervisorArgs {
     SupervisorArgs {
         strategy: Strategy::OneForOne,
-        intensity: Intensity { max_restarts: config.max_restarts, within: config.within },
-        backoff: RestartBackoff { initial: config.backoff_initial, max: config.backoff_max },
+        intensity: Intensity {
+            max_restarts: config.max_restarts,
+            within: config.within,
+        },
+        backoff: RestartBackoff {
+            initial: config.backoff_initial,
+            max: config.backoff_max,
+        },
         on_exhausted,
         children,
     }
 }
 
-fn router_spec(id: &'static str, lane: Lane, args: &TreeArgs, slot: Slot<ActorRef<crate::router::RouterMsg>>) -> ChildSpec {
-    let (table, store, registry) = (args.table.clone(), args.store.clone(), args.registry.clone());
+fn router_spec(
+    id: &'static str,
+    lane: Lane,
+    args: &TreeArgs,
+    slot: Slot<ActorRef<crate::router::RouterMsg>>,
+) -> ChildSpec {
+    let (table, store, registry) = (
+        args.table.clone(),
+        args.store.clone(),
+        args.registry.clone(),
+    );
     ChildSpec::new(id, Restart::Permanent, move |supervisor| {
-        let router_args = RouterArgs { lane, table: table.clone(), store: store.clone(), registry: registry.clone(), slot: slot.clone() };
-        Box::pin(async move { Ok(Actor::spawn_linked(None, Router, router_args, supervisor).await?.0.get_cell()) })
+        let router_args = RouterArgs {
+            lane,
+            table: table.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            slot: slot.clone(),
+        };
+        Box::pin(async move {
+            Ok(Actor::spawn_linked(None, Router, router_args, supervisor)
+                .await?
+                .0
+                .get_cell())
+        })
     })
 }
 
 fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> ChildSpec {
     let runtimes: Vec<Arc<IntegrationRuntime>> = args.registry.runtimes().cloned().collect();
-    let (store, registry, client, supervision) = (args.store.clone(), args.registry.clone(), args.client.clone(), args.supervision);
+    let (store, registry, client, supervision) = (
+        args.store.clone(),
+        args.registry.clone(),
+        args.client.clone(),
+        args.supervision,
+    );
     ChildSpec::new("integrations", Restart::Permanent, move |supervisor| {
         let children = runtimes
             .iter()
-            .map(|runtime| integration_spec(runtime.clone(), store.clone(), registry.clone(), client.clone()))
+            .map(|runtime| {
+                integration_spec(
+                    runtime.clone(),
+                    store.clone(),
+                    registry.clone(),
+                    client.clone(),
+                )
+            })
             .collect();
         let supervisor_args = supervisor_args(&supervision, OnExhausted::GiveUp, children);
         let slot = slot.clone();
         Box::pin(async move {
-            let (integrations, _) = Actor::spawn_linked(None, Supervisor, supervisor_args, supervisor).await?;
+            let (integrations, _) =
+                Actor::spawn_linked(None, Supervisor, supervisor_args, supervisor).await?;
             slot.set(Some(integrations.clone()));
             Ok(integrations.get_cell())
         })
     })
 }
 
-fn integration_spec(runtime: Arc<IntegrationRuntime>, store: Arc<dyn Store>, registry: Arc<Registry>, client: OutboundClient) -> ChildSpec {
-    ChildSpec::new(runtime.id().to_owned(), Restart::Permanent, move |supervisor| {
-        let args = IntegrationArgs { runtime: runtime.clone(), store: store.clone(), registry: registry.clone(), client: client.clone() };
-        Box::pin(async move { Ok(Actor::spawn_linked(None, IntegrationActor, args, supervisor).await?.0.get_cell()) })
-    })
+fn integration_spec(
+    runtime: Arc<IntegrationRuntime>,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    client: OutboundClient,
+) -> ChildSpec {
+    ChildSpec::new(
+        runtime.id().to_owned(),
+        Restart::Permanent,
+        move |supervisor| {
+            let args = IntegrationArgs {
+                runtime: runtime.clone(),
+                store: store.clone(),
+                registry: registry.clone(),
+                client: client.clone(),
+            };
+            Box::pin(async move {
+                Ok(
+                    Actor::spawn_linked(None, IntegrationActor, args, supervisor)
+                        .await?
+                        .0
+                        .get_cell(),
+                )
+            })
+        },
+    )
 }
 
 fn health_spec(args: &TreeArgs, integrations: Slot<ActorRef<SupervisorMsg>>) -> ChildSpec {
     let registry = args.registry.clone();
     ChildSpec::new("health-monitor", Restart::Permanent, move |supervisor| {
-        let monitor_args = HealthMonitorArgs { registry: registry.clone(), integrations: integrations.clone() };
-        Box::pin(async move { Ok(Actor::spawn_linked(None, HealthMonitor, monitor_args, supervisor).await?.0.get_cell()) })
+        let monitor_args = HealthMonitorArgs {
+            registry: registry.clone(),
+            integrations: integrations.clone(),
+        };
+        Box::pin(async move {
+            Ok(
+                Actor::spawn_linked(None, HealthMonitor, monitor_args, supervisor)
+                    .await?
+                    .0
+                    .get_cell(),
+            )
+        })
     })
 }

@@ -216,7 +216,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -226,31 +229,62 @@ impl WeddingNotification {
     /// Checks what serde cannot: lengths, formats and the organization. `prefix` is the field path
     /// of this notification inside the request (`notifications[3]` in a batch).
     pub fn validate(&self, prefix: &str, organization: &str) -> Result<(), FieldError> {
-        let field = |name: &str| if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") };
+        let field = |name: &str| {
+            if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
         check_identifier(&field("notificationId"), &self.notification_id)?;
         if let Some(org) = &self.organization_id {
             if org != organization {
-                return Err(FieldError::new(field("organizationId"), "does not match the organization of the API key"));
+                return Err(FieldError::new(
+                    field("organizationId"),
+                    "does not match the organization of the API key",
+                ));
             }
         }
         let kind = &self.notification_type;
-        if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.') {
-            return Err(FieldError::new(field("type"), "must be 1-64 characters of a-z, 0-9, '_' or '.'"));
+        if kind.is_empty()
+            || kind.len() > 64
+            || !kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+        {
+            return Err(FieldError::new(
+                field("type"),
+                "must be 1-64 characters of a-z, 0-9, '_' or '.'",
+            ));
         }
         check_text(&field("title"), &self.title, 1, 500)?;
         check_text(&field("message"), &self.message, 1, 20_000)?;
         if let Some(context) = &self.wedding_context {
             check_identifier(&field("weddingContext.weddingId"), &context.wedding_id)?;
             if !is_iso_date(&context.wedding_date) {
-                return Err(FieldError::new(field("weddingContext.weddingDate"), "must be a date in the form YYYY-MM-DD"));
+                return Err(FieldError::new(
+                    field("weddingContext.weddingDate"),
+                    "must be a date in the form YYYY-MM-DD",
+                ));
             }
         }
         for (index, action) in self.actions.iter().enumerate() {
-            check_identifier(&field(&format!("actions[{index}].actionId")), &action.action_id)?;
-            check_text(&field(&format!("actions[{index}].label")), &action.label, 1, 75)?;
+            check_identifier(
+                &field(&format!("actions[{index}].actionId")),
+                &action.action_id,
+            )?;
+            check_text(
+                &field(&format!("actions[{index}].label")),
+                &action.label,
+                1,
+                75,
+            )?;
             if let Some(url) = &action.url {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(FieldError::new(field(&format!("actions[{index}].url")), "must be an http(s) URL"));
+                    return Err(FieldError::new(
+                        field(&format!("actions[{index}].url")),
+                        "must be an http(s) URL",
+                    ));
                 }
             }
         }
@@ -269,7 +303,10 @@ fn check_identifier(field: &str, value: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, "must be 1-128 characters"));
     }
     if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(FieldError::new(field, "must not contain whitespace or control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain whitespace or control characters",
+        ));
     }
     Ok(())
 }
@@ -280,14 +317,19 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Fi
         return Err(FieldError::new(field, "must not be empty"));
     }
     if length > max {
-        return Err(FieldError::new(field, format!("must be at most {max} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(())
 }
 
 fn is_iso_date(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
-    let [year, month, day] = parts.as_slice() else { return false };
+    let [year, month, day] = parts.as_slice() else {
+        return false;
+    };
     let numeric = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit());
     if !(numeric(year, 4) && numeric(month, 2) && numeric(day, 2)) {
         return false;
@@ -317,7 +359,9 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Pars
             ParseError::Invalid(FieldError::new(field, reason))
         }
     })?;
-    deserializer.end().map_err(|err| ParseError::Malformed(err.to_string()))?;
+    deserializer
+        .end()
+        .map_err(|err| ParseError::Malformed(err.to_string()))?;
     Ok(value)
 }
 
@@ -365,40 +409,68 @@ mod tests {
     fn accepts_the_platform_shape() {
         let notification = parse(sample()).unwrap();
         assert_eq!(notification.priority, Priority::High);
-        assert_eq!(notification.wedding_context.unwrap().venue.as_deref(), Some("Kew Gardens"));
+        assert_eq!(
+            notification.wedding_context.unwrap().venue.as_deref(),
+            Some("Kew Gardens")
+        );
     }
 
     #[test]
     fn unknown_fields_are_named() {
         let mut value = sample();
         value["weddingContext"]["colour"] = "blue".into();
-        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!("expected a field error") };
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!("expected a field error")
+        };
         assert_eq!(err.field, "weddingContext.colour");
-        assert!(err.reason.contains("unknown field `colour`"), "{}", err.reason);
+        assert!(
+            err.reason.contains("unknown field `colour`"),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]
     fn wrong_types_and_missing_fields_are_named() {
         let mut value = sample();
         value["priority"] = "urgent".into();
-        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(err.field, "priority");
         let mut value = sample();
         value.as_object_mut().unwrap().remove("title");
-        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(err.field, "title");
-        assert!(err.reason.contains("missing field `title`"), "{}", err.reason);
+        assert!(
+            err.reason.contains("missing field `title`"),
+            "{}",
+            err.reason
+        );
         let mut value = sample();
-        value["weddingContext"].as_object_mut().unwrap().remove("weddingDate");
-        let ParseError::Invalid(err) = parse(value).unwrap_err() else { panic!() };
+        value["weddingContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("weddingDate");
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(err.field, "weddingContext.weddingDate");
     }
 
     #[test]
     fn malformed_json_is_not_a_field_error() {
-        assert!(matches!(parse_json::<WeddingNotification>(b"{\"notificationId\": "), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse_json::<WeddingNotification>(b"{\"notificationId\": "),
+            Err(ParseError::Malformed(_))
+        ));
         let trailing = format!("{} trailing", sample());
-        assert!(matches!(parse_json::<WeddingNotification>(trailing.as_bytes()), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse_json::<WeddingNotification>(trailing.as_bytes()),
+            Err(ParseError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -406,14 +478,22 @@ mod tests {
         let mut value = sample();
         value["weddingContext"]["weddingDate"] = "12/06/2027".into();
         let notification = parse(value).unwrap();
-        let err = notification.validate("notifications[3]", "org").unwrap_err();
+        let err = notification
+            .validate("notifications[3]", "org")
+            .unwrap_err();
         assert_eq!(err.field, "notifications[3].weddingContext.weddingDate");
         let mut value = sample();
         value["organizationId"] = "someone-else".into();
-        assert_eq!(parse(value).unwrap().validate("", "org").unwrap_err().field, "organizationId");
+        assert_eq!(
+            parse(value).unwrap().validate("", "org").unwrap_err().field,
+            "organizationId"
+        );
         let mut value = sample();
         value["title"] = "   ".into();
-        assert_eq!(parse(value).unwrap().validate("", "org").unwrap_err().field, "title");
+        assert_eq!(
+            parse(value).unwrap().validate("", "org").unwrap_err().field,
+            "title"
+        );
     }
 
     #[test]

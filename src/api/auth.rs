@@ -23,16 +23,26 @@ pub fn hash_key(key: &str) -> String {
 }
 
 /// Creates a key for `organization`, stores its hash, and returns the key (the only time it is seen).
-pub async fn create_api_key(store: &dyn Store, organization: &str, label: &str) -> Result<String, StoreError> {
+pub async fn create_api_key(
+    store: &dyn Store,
+    organization: &str,
+    label: &str,
+) -> Result<String, StoreError> {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("hk_{}", hex::encode(bytes));
-    store.create_api_key(organization, &hash_key(&key), label).await?;
+    store
+        .create_api_key(organization, &hash_key(&key), label)
+        .await?;
     Ok(key)
 }
 
 /// Middleware: resolves the bearer key to its organization or answers 401.
-pub async fn require_api_key(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_api_key(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let key = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -45,7 +55,11 @@ pub async fn require_api_key(State(state): State<Arc<AppState>>, mut request: Re
     let organization = match state.key_cache.get(&hash).map(|entry| entry.clone()) {
         Some(organization) => organization,
         None => {
-            let organization = state.store.organization_for_key(&hash).await?.ok_or(ApiError::Unauthorized)?;
+            let organization = state
+                .store
+                .organization_for_key(&hash)
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
             state.key_cache.insert(hash, organization.clone());
             organization
         }

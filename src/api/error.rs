@@ -75,7 +75,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, axum::Json(json!({"error": error}))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }

@@ -29,8 +29,8 @@ use crate::integration::Registry;
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
 use crate::store::{DeliveryRow, DeliveryState, Store};
 use crate::wedsync::{
-    parse_json, CrossSystemRouting, DeliveryResult, FieldError, NotificationBatch, RoutingResult, SystemResult,
-    WeddingNotification, MAX_BATCH,
+    parse_json, CrossSystemRouting, DeliveryResult, FieldError, NotificationBatch, RoutingResult,
+    SystemResult, WeddingNotification, MAX_BATCH,
 };
 
 /// The longest `?wait=` a routing request may ask for.
@@ -55,10 +55,19 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/notifications/{notification_id}", get(get_notification))
         .route("/routings", post(post_routing))
         .route("/dead-letters", get(list_dead_letters))
-        .route("/dead-letters/{delivery_id}/replay", post(replay_dead_letter))
+        .route(
+            "/dead-letters/{delivery_id}/replay",
+            post(replay_dead_letter),
+        )
         .route("/integrations", get(list_integrations))
-        .route("/integrations/{integration_id}/health", get(integration_health))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+        .route(
+            "/integrations/{integration_id}/health",
+            get(integration_health),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -79,10 +88,23 @@ async fn post_notification(
     let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let notification: WeddingNotification = parse_json(&body)?;
     notification.validate("", &organization)?;
-    let submission = Submission { notification, explicit_targets: None };
-    let accepted = state.routers.accept(&organization, vec![submission]).await?;
-    let accepted = accepted.into_iter().next().ok_or_else(|| ApiError::Internal("router answered nothing".into()))?;
-    let status = if accepted.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let submission = Submission {
+        notification,
+        explicit_targets: None,
+    };
+    let accepted = state
+        .routers
+        .accept(&organization, vec![submission])
+        .await?;
+    let accepted = accepted
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("router answered nothing".into()))?;
+    let status = if accepted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(accepted_json(&accepted))).into_response())
 }
 
@@ -97,13 +119,27 @@ async fn post_batch(
         return Err(FieldError::new("notifications", "must hold at least one notification").into());
     }
     if batch.notifications.len() > MAX_BATCH {
-        return Err(FieldError::new("notifications", format!("holds {} notifications; at most {MAX_BATCH} per batch", batch.notifications.len())).into());
+        return Err(FieldError::new(
+            "notifications",
+            format!(
+                "holds {} notifications; at most {MAX_BATCH} per batch",
+                batch.notifications.len()
+            ),
+        )
+        .into());
     }
     // Validate everything first: a batch is accepted whole or not at all.
     for (index, notification) in batch.notifications.iter().enumerate() {
         notification.validate(&format!("notifications[{index}]"), &organization)?;
     }
-    let submissions = batch.notifications.into_iter().map(|notification| Submission { notification, explicit_targets: None }).collect();
+    let submissions = batch
+        .notifications
+        .into_iter()
+        .map(|notification| Submission {
+            notification,
+            explicit_targets: None,
+        })
+        .collect();
     let accepted = state.routers.accept(&organization, submissions).await?;
     let duplicates = accepted.iter().filter(|a| a.duplicate).count();
     let results: Vec<Value> = accepted.iter().map(accepted_json).collect();
@@ -132,7 +168,8 @@ async fn get_notification(
         .notification(&organization, &notification_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))?;
-    let notification: Value = serde_json::from_str(&stored.body).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let notification: Value =
+        serde_json::from_str(&stored.body).map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(Json(json!({
         "notificationId": notification_id,
         "acceptedAt": stored.accepted_at,
@@ -158,27 +195,62 @@ async fn post_routing(
     let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let wait = match &query.wait {
         None => Duration::ZERO,
-        Some(text) => crate::config::parse_duration("wait", text).map_err(|reason| FieldError::new("wait", reason))?.min(MAX_WAIT),
+        Some(text) => crate::config::parse_duration("wait", text)
+            .map_err(|reason| FieldError::new("wait", reason))?
+            .min(MAX_WAIT),
     };
     let routing: CrossSystemRouting = parse_json(&body)?;
-    routing.source_notification.validate("sourceNotification", &organization)?;
+    routing
+        .source_notification
+        .validate("sourceNotification", &organization)?;
     if let Some(coordination) = &routing.delivery_coordination {
         if coordination.mode != "parallel" {
-            return Err(FieldError::new("deliveryCoordination.mode", "only \"parallel\" is supported").into());
+            return Err(FieldError::new(
+                "deliveryCoordination.mode",
+                "only \"parallel\" is supported",
+            )
+            .into());
         }
     }
-    let targets = state.table.explicit_targets(&organization, &routing.source_notification, &routing.target_systems, &routing.routing_rules)?;
+    let targets = state.table.explicit_targets(
+        &organization,
+        &routing.source_notification,
+        &routing.target_systems,
+        &routing.routing_rules,
+    )?;
     let notification_id = routing.source_notification.notification_id.clone();
-    let watch = state.registry.watch_settlements(&organization, &notification_id);
-    let submission = Submission { notification: routing.source_notification, explicit_targets: Some(targets) };
+    let watch = state
+        .registry
+        .watch_settlements(&organization, &notification_id);
+    let submission = Submission {
+        notification: routing.source_notification,
+        explicit_targets: Some(targets),
+    };
     let accepted = state.routers.accept(&organization, vec![submission]).await;
     let result = match accepted {
-        Ok(_) => wait_for_routing(&state, &organization, &notification_id, &routing.routing_id, watch, started, wait).await,
+        Ok(_) => {
+            wait_for_routing(
+                &state,
+                &organization,
+                &notification_id,
+                &routing.routing_id,
+                watch,
+                started,
+                wait,
+            )
+            .await
+        }
         Err(err) => Err(err.into()),
     };
-    state.registry.stop_watching(&organization, &notification_id);
+    state
+        .registry
+        .stop_watching(&organization, &notification_id);
     let result = result?;
-    let status = if result.overall_status == "pending" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if result.overall_status == "pending" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(result)).into_response())
 }
 
@@ -217,37 +289,58 @@ async fn wait_for_routing(
     }
 }
 
-fn routing_result(routing_id: &str, deliveries: &[DeliveryRow], elapsed: Duration) -> RoutingResult {
+fn routing_result(
+    routing_id: &str,
+    deliveries: &[DeliveryRow],
+    elapsed: Duration,
+) -> RoutingResult {
     let mut system_results: Vec<SystemResult> = Vec::new();
     let mut system_of: HashMap<i64, usize> = HashMap::new();
     for row in deliveries {
         // A failover row belongs to the system of the delivery it took over from.
-        let system = match row.failover_of.and_then(|primary| system_of.get(&primary).copied()) {
+        let system = match row
+            .failover_of
+            .and_then(|primary| system_of.get(&primary).copied())
+        {
             Some(index) => index,
             None => {
-                system_results.push(SystemResult { integration_id: row.integration_id.clone(), status: String::new(), delivery_results: Vec::new() });
+                system_results.push(SystemResult {
+                    integration_id: row.integration_id.clone(),
+                    status: String::new(),
+                    delivery_results: Vec::new(),
+                });
                 system_results.len() - 1
             }
         };
         system_of.insert(row.delivery_id, system);
-        system_results[system].delivery_results.push(DeliveryResult {
-            delivery_id: row.delivery_id,
-            integration_id: row.integration_id.clone(),
-            route: row.route.clone(),
-            state: row.state.as_str().to_owned(),
-            attempts: row.attempts,
-            receipt: row.receipt.clone(),
-            last_error: row.last_error.clone(),
-        });
+        system_results[system]
+            .delivery_results
+            .push(DeliveryResult {
+                delivery_id: row.delivery_id,
+                integration_id: row.integration_id.clone(),
+                route: row.route.clone(),
+                state: row.state.as_str().to_owned(),
+                attempts: row.attempts,
+                receipt: row.receipt.clone(),
+                last_error: row.last_error.clone(),
+            });
     }
     let mut success_count = 0;
     let mut failure_count = 0;
     for system in &mut system_results {
-        let states: Vec<&str> = system.delivery_results.iter().map(|d| d.state.as_str()).collect();
+        let states: Vec<&str> = system
+            .delivery_results
+            .iter()
+            .map(|d| d.state.as_str())
+            .collect();
         system.status = if states.contains(&DeliveryState::Delivered.as_str()) {
             success_count += 1;
             "delivered"
-        } else if system.delivery_results.iter().all(|d| is_settled_state(&d.state)) {
+        } else if system
+            .delivery_results
+            .iter()
+            .all(|d| is_settled_state(&d.state))
+        {
             failure_count += 1;
             "failed"
         } else {
@@ -275,7 +368,9 @@ fn routing_result(routing_id: &str, deliveries: &[DeliveryRow], elapsed: Duratio
 }
 
 fn is_settled_state(state: &str) -> bool {
-    state == DeliveryState::DeadLettered.as_str() || state == DeliveryState::FailedOver.as_str() || state == DeliveryState::Delivered.as_str()
+    state == DeliveryState::DeadLettered.as_str()
+        || state == DeliveryState::FailedOver.as_str()
+        || state == DeliveryState::Delivered.as_str()
 }
 
 // === dead letters ===
@@ -302,11 +397,22 @@ async fn replay_dead_letter(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("dead letter {delivery_id:?}"));
     let id: i64 = delivery_id.parse().map_err(|_| not_found())?;
-    let replayed = state.store.replay(&organization, id).await?.ok_or_else(not_found)?;
-    let notification: WeddingNotification = serde_json::from_str(&replayed.body).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let replayed = state
+        .store
+        .replay(&organization, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let notification: WeddingNotification =
+        serde_json::from_str(&replayed.body).map_err(|err| ApiError::Internal(err.to_string()))?;
     let job = crate::integration::Job::from_row(&replayed.row, Arc::new(notification));
-    state.registry.dispatch(&replayed.row.integration_id, vec![job]);
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": replayed.row}))).into_response())
+    state
+        .registry
+        .dispatch(&replayed.row.integration_id, vec![job]);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"delivery": replayed.row})),
+    )
+        .into_response())
 }
 
 // === integrations and health ===
@@ -336,16 +442,37 @@ async fn integration_health(
         .runtime(&integration_id)
         .filter(|runtime| runtime.config.organization == organization)
         .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))?;
-    Ok(Json(serde_json::to_value(runtime.health(Instant::now())).map_err(|err| ApiError::Internal(err.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(runtime.health(Instant::now()))
+            .map_err(|err| ApiError::Internal(err.to_string()))?,
+    ))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let store_ok = tokio::time::timeout(Duration::from_secs(2), state.store.flush()).await.is_ok_and(|r| r.is_ok());
-    let routers_ok = state.routers.emergency.get().is_some() && state.routers.normal.get().is_some();
-    let status = if store_ok && routers_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"store": store_ok, "routers": routers_ok}))).into_response()
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), state.store.flush())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let routers_ok =
+        state.routers.emergency.get().is_some() && state.routers.normal.get().is_some();
+    let status = if store_ok && routers_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"store": store_ok, "routers": routers_ok})),
+    )
+        .into_response()
 }
 
 async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }

@@ -31,21 +31,31 @@ pub struct OutboundClient {
 impl OutboundClient {
     pub fn new(allow_private: bool) -> Result<Self, OutboundError> {
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION"), " (WedSync notification orchestrator)"))
+            .user_agent(concat!(
+                "Herald/",
+                env!("CARGO_PKG_VERSION"),
+                " (WedSync notification orchestrator)"
+            ))
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
         }
-        Ok(Self { client: builder.build()?, allow_private })
+        Ok(Self {
+            client: builder.build()?,
+            allow_private,
+        })
     }
 
     /// Parses a configured URL and checks it against the destination policy.
     pub fn check_url(&self, url: &str) -> Result<Url, ConnectorError> {
-        let parsed = Url::parse(url).map_err(|err| ConnectorError::Misconfigured(format!("{url:?} is not a URL: {err}")))?;
+        let parsed = Url::parse(url)
+            .map_err(|err| ConnectorError::Misconfigured(format!("{url:?} is not a URL: {err}")))?;
         if !matches!(parsed.scheme(), "https" | "http") {
-            return Err(ConnectorError::Misconfigured(format!("{url:?} must be http or https")));
+            return Err(ConnectorError::Misconfigured(format!(
+                "{url:?} must be http or https"
+            )));
         }
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -54,7 +64,11 @@ impl OutboundClient {
                 Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
             }
             Some(url::Host::Domain(_)) => None,
-            None => return Err(ConnectorError::Misconfigured(format!("{url:?} has no host"))),
+            None => {
+                return Err(ConnectorError::Misconfigured(format!(
+                    "{url:?} has no host"
+                )))
+            }
         };
         if let Some(ip) = literal {
             if !self.allow_private && !is_public(ip) {
@@ -100,20 +114,37 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// Reads `Retry-After` as delta-seconds (the form vendors use for 429 and 503). An HTTP date is
 /// not honoured and falls back to our own backoff.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// Classifies a non-success HTTP status the way most JSON APIs mean it. Vendors with their own
 /// conventions (Slack's `ok:false`) classify the body first and fall back to this.
-pub fn classify_status(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> ConnectorError {
+pub fn classify_status(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> ConnectorError {
     let excerpt: String = body.chars().take(300).collect();
     match status.as_u16() {
-        429 => ConnectorError::RateLimited { retry_after: retry_after(headers) },
+        429 => ConnectorError::RateLimited {
+            retry_after: retry_after(headers),
+        },
         401 | 403 => ConnectorError::Unauthorized(format!("{status}: {excerpt}")),
         408 | 425 => ConnectorError::Unavailable(format!("{status}: {excerpt}")),
         500..=599 => ConnectorError::Unavailable(format!("{status}: {excerpt}")),
-        _ => ConnectorError::Rejected { code: status.as_u16().to_string(), message: excerpt },
+        _ => ConnectorError::Rejected {
+            code: status.as_u16().to_string(),
+            message: excerpt,
+        },
     }
 }
 
@@ -154,8 +185,12 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = resolved.into_iter().filter(|addr| is_public(addr.ip())).collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| is_public(addr.ip()))
+                .collect();
             if public.is_empty() {
                 return Err(format!("{host} resolves only to private or local addresses").into());
             }
@@ -170,7 +205,19 @@ mod tests {
 
     #[test]
     fn private_and_local_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} should be refused");
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
@@ -181,10 +228,21 @@ mod tests {
     #[test]
     fn literal_private_urls_are_refused_unless_allowed() {
         let strict = OutboundClient::new(false).unwrap();
-        assert!(matches!(strict.check_url("http://169.254.169.254/latest/meta-data"), Err(ConnectorError::Forbidden(_))));
-        assert!(matches!(strict.check_url("http://localhost:8080/"), Err(ConnectorError::Forbidden(_))));
-        assert!(strict.check_url("https://hooks.example.com/wedsync").is_ok());
-        assert!(matches!(strict.check_url("ftp://example.com"), Err(ConnectorError::Misconfigured(_))));
+        assert!(matches!(
+            strict.check_url("http://169.254.169.254/latest/meta-data"),
+            Err(ConnectorError::Forbidden(_))
+        ));
+        assert!(matches!(
+            strict.check_url("http://localhost:8080/"),
+            Err(ConnectorError::Forbidden(_))
+        ));
+        assert!(strict
+            .check_url("https://hooks.example.com/wedsync")
+            .is_ok());
+        assert!(matches!(
+            strict.check_url("ftp://example.com"),
+            Err(ConnectorError::Misconfigured(_))
+        ));
         let open = OutboundClient::new(true).unwrap();
         assert!(open.check_url("http://127.0.0.1:9000/").is_ok());
     }
@@ -194,16 +252,28 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", "2".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 
     #[test]
     fn statuses_are_classified() {
         let headers = HeaderMap::new();
-        let classify = |code: u16| classify_status(reqwest::StatusCode::from_u16(code).unwrap(), &headers, "body");
+        let classify = |code: u16| {
+            classify_status(
+                reqwest::StatusCode::from_u16(code).unwrap(),
+                &headers,
+                "body",
+            )
+        };
         assert!(matches!(classify(503), ConnectorError::Unavailable(_)));
-        assert!(matches!(classify(429), ConnectorError::RateLimited { retry_after: None }));
+        assert!(matches!(
+            classify(429),
+            ConnectorError::RateLimited { retry_after: None }
+        ));
         assert!(matches!(classify(401), ConnectorError::Unauthorized(_)));
         assert!(matches!(classify(422), ConnectorError::Rejected { .. }));
     }

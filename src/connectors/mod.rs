@@ -66,12 +66,14 @@ pub enum Disposition {
 impl ConnectorError {
     pub fn disposition(&self) -> Disposition {
         match self {
-            ConnectorError::RateLimited { retry_after } => Disposition::Retry { after: *retry_after },
+            ConnectorError::RateLimited { retry_after } => Disposition::Retry {
+                after: *retry_after,
+            },
             ConnectorError::Unavailable(_) => Disposition::Retry { after: None },
             ConnectorError::Unauthorized(_) => Disposition::RefreshCredentials,
-            ConnectorError::Rejected { .. } | ConnectorError::Forbidden(_) | ConnectorError::Misconfigured(_) => {
-                Disposition::DeadLetter
-            }
+            ConnectorError::Rejected { .. }
+            | ConnectorError::Forbidden(_)
+            | ConnectorError::Misconfigured(_) => Disposition::DeadLetter,
         }
     }
 
@@ -94,7 +96,8 @@ impl ConnectorError {
     }
 }
 
-pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, ConnectorError>> + Send + 'a>>;
+pub type DeliveryFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Receipt, ConnectorError>> + Send + 'a>>;
 
 pub trait Connector: Send + Sync + 'static {
     /// A bounded vendor name for metrics and logs (`slack`, `webhook`).
@@ -107,10 +110,21 @@ pub trait Connector: Send + Sync + 'static {
 }
 
 /// Builds the connector an integration's configuration describes.
-pub fn build(config: &IntegrationConfig, client: &OutboundClient) -> Result<Arc<dyn Connector>, ConnectorError> {
+pub fn build(
+    config: &IntegrationConfig,
+    client: &OutboundClient,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(match &config.connector {
-        ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(settings, client.clone(), config.timeout)?),
-        ConnectorConfig::Slack(settings) => Arc::new(SlackConnector::new(settings, client.clone(), config.timeout)?),
+        ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(
+            settings,
+            client.clone(),
+            config.timeout,
+        )?),
+        ConnectorConfig::Slack(settings) => Arc::new(SlackConnector::new(
+            settings,
+            client.clone(),
+            config.timeout,
+        )?),
         #[cfg(feature = "testing")]
         ConnectorConfig::Null => Arc::new(testing::NullConnector),
         #[cfg(feature = "testing")]
@@ -125,10 +139,15 @@ pub struct Secret(String);
 impl Secret {
     pub fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
         let value = match reference {
-            SecretRef::Env(name) => std::env::var(name)
-                .map_err(|_| ConnectorError::Misconfigured(format!("environment variable {name} is not set")))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|err| ConnectorError::Misconfigured(format!("cannot read secret file {}: {err}", path.display())))?,
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| {
+                ConnectorError::Misconfigured(format!("environment variable {name} is not set"))
+            })?,
+            SecretRef::File(path) => std::fs::read_to_string(path).map_err(|err| {
+                ConnectorError::Misconfigured(format!(
+                    "cannot read secret file {}: {err}",
+                    path.display()
+                ))
+            })?,
         };
         let value = value.trim().to_owned();
         if value.is_empty() {
@@ -156,7 +175,10 @@ struct ReloadableSecret {
 
 impl ReloadableSecret {
     fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
-        Ok(Self { reference: reference.clone(), current: std::sync::RwLock::new(Secret::load(reference)?) })
+        Ok(Self {
+            reference: reference.clone(),
+            current: std::sync::RwLock::new(Secret::load(reference)?),
+        })
     }
 
     fn get(&self) -> Secret {

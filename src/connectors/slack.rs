@@ -36,10 +36,17 @@ struct SlackAnswer {
 }
 
 impl SlackConnector {
-    pub fn new(settings: &SlackSettings, client: OutboundClient, timeout: Duration) -> Result<Self, ConnectorError> {
+    pub fn new(
+        settings: &SlackSettings,
+        client: OutboundClient,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
         let base = settings.base_url.trim_end_matches('/');
         let post_message = client.check_url(&format!("{base}/chat.postMessage"))?;
-        let text_template = settings.text_template.clone().unwrap_or_else(|| DEFAULT_TEXT_TEMPLATE.to_owned());
+        let text_template = settings
+            .text_template
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TEXT_TEMPLATE.to_owned());
         minijinja::Environment::new()
             .template_from_str(&text_template)
             .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
@@ -80,15 +87,20 @@ impl SlackConnector {
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS || !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
-        let answer: SlackAnswer = serde_json::from_str(&text)
-            .map_err(|_| ConnectorError::Unavailable(format!("Slack answered {status} with a body that is not its JSON")))?;
+        let answer: SlackAnswer = serde_json::from_str(&text).map_err(|_| {
+            ConnectorError::Unavailable(format!(
+                "Slack answered {status} with a body that is not its JSON"
+            ))
+        })?;
         if answer.ok {
-            return answer
-                .ts
-                .map(Receipt)
-                .ok_or_else(|| ConnectorError::Unavailable("Slack answered ok without a message ts".into()));
+            return answer.ts.map(Receipt).ok_or_else(|| {
+                ConnectorError::Unavailable("Slack answered ok without a message ts".into())
+            });
         }
-        Err(classify_slack_error(answer.error.as_deref().unwrap_or("unknown_error"), retry_after(&headers)))
+        Err(classify_slack_error(
+            answer.error.as_deref().unwrap_or("unknown_error"),
+            retry_after(&headers),
+        ))
     }
 }
 
@@ -112,10 +124,15 @@ fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorE
         "not_authed" | "invalid_auth" | "token_expired" | "token_revoked" | "account_inactive" => {
             ConnectorError::Unauthorized(code.to_owned())
         }
-        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" | "team_added_to_org" => {
-            ConnectorError::Unavailable(code.to_owned())
-        }
-        other => ConnectorError::Rejected { code: other.to_owned(), message: format!("Slack refused the message: {other}") },
+        "internal_error"
+        | "fatal_error"
+        | "service_unavailable"
+        | "request_timeout"
+        | "team_added_to_org" => ConnectorError::Unavailable(code.to_owned()),
+        other => ConnectorError::Rejected {
+            code: other.to_owned(),
+            message: format!("Slack refused the message: {other}"),
+        },
     }
 }
 
@@ -133,10 +150,29 @@ pub fn slack_blocks(notification: &WeddingNotification) -> Value {
     ];
     if let Some(context) = &notification.wedding_context {
         let mut details = vec![format!("*Wedding* {}", context.wedding_date)];
-        details.extend(context.venue.as_ref().map(|venue| format!("*Venue* {venue}")));
-        details.extend(context.couple_names.as_ref().map(|names| format!("*Couple* {names}")));
-        details.extend(context.vendor_name.as_ref().map(|vendor| format!("*Vendor* {vendor}")));
-        let elements: Vec<Value> = details.into_iter().take(10).map(|text| json!({"type": "mrkdwn", "text": truncate(&text, 3000)})).collect();
+        details.extend(
+            context
+                .venue
+                .as_ref()
+                .map(|venue| format!("*Venue* {venue}")),
+        );
+        details.extend(
+            context
+                .couple_names
+                .as_ref()
+                .map(|names| format!("*Couple* {names}")),
+        );
+        details.extend(
+            context
+                .vendor_name
+                .as_ref()
+                .map(|vendor| format!("*Vendor* {vendor}")),
+        );
+        let elements: Vec<Value> = details
+            .into_iter()
+            .take(10)
+            .map(|text| json!({"type": "mrkdwn", "text": truncate(&text, 3000)}))
+            .collect();
         blocks.push(json!({"type": "context", "elements": elements}));
     }
     if !notification.actions.is_empty() {
@@ -198,7 +234,12 @@ mod tests {
                 timezone: None,
             }),
             contacts: vec![],
-            actions: vec![NotificationAction { action_id: "ack".into(), label: "Acknowledge".into(), url: None, style: Some("danger".into()) }],
+            actions: vec![NotificationAction {
+                action_id: "ack".into(),
+                label: "Acknowledge".into(),
+                url: None,
+                style: Some("danger".into()),
+            }],
             metadata: Default::default(),
             created_at: None,
         }
@@ -208,7 +249,10 @@ mod tests {
     fn blocks_carry_priority_context_and_actions() {
         let blocks = slack_blocks(&notification());
         assert_eq!(blocks[0]["type"], "header");
-        assert!(blocks[0]["text"]["text"].as_str().unwrap().starts_with(":rotating_light: Marquee"));
+        assert!(blocks[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":rotating_light: Marquee"));
         assert_eq!(blocks[2]["type"], "context");
         assert_eq!(blocks[2]["elements"][1]["text"], "*Venue* Kew Gardens");
         assert_eq!(blocks[3]["elements"][0]["style"], "danger");
@@ -219,16 +263,33 @@ mod tests {
     fn long_text_is_cut_to_slack_limits() {
         let mut long = notification();
         long.title = "x".repeat(400);
-        let header = slack_blocks(&long)[0]["text"]["text"].as_str().unwrap().to_owned();
+        let header = slack_blocks(&long)[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(header.chars().count(), 150);
         assert!(header.ends_with('…'));
     }
 
     #[test]
     fn slack_error_codes_are_classified_by_body() {
-        assert!(matches!(classify_slack_error("ratelimited", Some(Duration::from_secs(3))), ConnectorError::RateLimited { retry_after: Some(_) }));
-        assert!(matches!(classify_slack_error("invalid_auth", None), ConnectorError::Unauthorized(_)));
-        assert!(matches!(classify_slack_error("internal_error", None), ConnectorError::Unavailable(_)));
-        assert!(matches!(classify_slack_error("channel_not_found", None), ConnectorError::Rejected { .. }));
+        assert!(matches!(
+            classify_slack_error("ratelimited", Some(Duration::from_secs(3))),
+            ConnectorError::RateLimited {
+                retry_after: Some(_)
+            }
+        ));
+        assert!(matches!(
+            classify_slack_error("invalid_auth", None),
+            ConnectorError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            classify_slack_error("internal_error", None),
+            ConnectorError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify_slack_error("channel_not_found", None),
+            ConnectorError::Rejected { .. }
+        ));
     }
 }

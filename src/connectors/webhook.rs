@@ -24,22 +24,36 @@ pub struct WebhookConnector {
 }
 
 impl WebhookConnector {
-    pub fn new(settings: &WebhookSettings, client: OutboundClient, timeout: Duration) -> Result<Self, ConnectorError> {
+    pub fn new(
+        settings: &WebhookSettings,
+        client: OutboundClient,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
         let url = client.check_url(&settings.url)?;
         let secret = ReloadableSecret::load(&settings.secret)?;
         signing_key(secret.get().expose())?;
-        Ok(Self { url, secret, client, timeout })
+        Ok(Self {
+            url,
+            secret,
+            client,
+            timeout,
+        })
     }
 
     async fn send(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
         let message_id = format!("msg_herald_{}", delivery.delivery_id);
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let body = serde_json::to_vec(&serde_json::json!({
             "type": delivery.notification.notification_type,
             "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             "data": &*delivery.notification,
         }))
-        .map_err(|err| ConnectorError::Misconfigured(format!("cannot encode the notification: {err}")))?;
+        .map_err(|err| {
+            ConnectorError::Misconfigured(format!("cannot encode the notification: {err}"))
+        })?;
         let key = signing_key(self.secret.get().expose())?;
         let signature = sign_standard_webhook(&key, &message_id, timestamp, &body);
         let response = self
@@ -82,9 +96,9 @@ impl Connector for WebhookConnector {
 /// Decodes a `whsec_<base64>` secret into the HMAC key.
 fn signing_key(secret: &str) -> Result<Vec<u8>, ConnectorError> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    BASE64
-        .decode(encoded)
-        .map_err(|_| ConnectorError::Misconfigured("the webhook secret must be whsec_ followed by base64".into()))
+    BASE64.decode(encoded).map_err(|_| {
+        ConnectorError::Misconfigured("the webhook secret must be whsec_ followed by base64".into())
+    })
 }
 
 /// Returns the `webhook-signature` header value for a message.
@@ -107,12 +121,16 @@ mod tests {
         // The example from the Standard Webhooks reference implementations' test suites.
         let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
-        let signature = sign_standard_webhook(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        let signature =
+            sign_standard_webhook(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
     #[test]
     fn a_secret_that_is_not_base64_is_refused() {
-        assert!(matches!(signing_key("whsec_not base64!"), Err(ConnectorError::Misconfigured(_))));
+        assert!(matches!(
+            signing_key("whsec_not base64!"),
+            Err(ConnectorError::Misconfigured(_))
+        ));
     }
 }

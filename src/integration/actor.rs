@@ -16,7 +16,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::mailbox::{Job, Mailbox};
 use super::retry::{RetryDecision, RetryPolicy};
 use super::{IntegrationRuntime, Registry};
-use crate::connectors::{self, Connector, ConnectorError, Delivery, Disposition, OutboundClient, Receipt};
+use crate::connectors::{
+    self, Connector, ConnectorError, Delivery, Disposition, OutboundClient, Receipt,
+};
 use crate::store::{now_millis, Lane, Settlement, Store};
 use crate::wedsync::WeddingNotification;
 
@@ -34,8 +36,15 @@ pub enum IntegrationMsg {
     Enqueue(Vec<Job>),
     /// Start whatever attempts are due and allowed.
     Pump,
-    AttemptDone { delivery_id: i64, result: Result<Receipt, ConnectorError>, latency: Duration },
-    AttemptPanicked { delivery_id: i64, message: String },
+    AttemptDone {
+        delivery_id: i64,
+        result: Result<Receipt, ConnectorError>,
+        latency: Duration,
+    },
+    AttemptPanicked {
+        delivery_id: i64,
+        message: String,
+    },
     /// Stop starting attempts; answer once none is in flight (shutdown).
     Drain(RpcReplyPort<()>),
 }
@@ -58,8 +67,17 @@ impl Actor for IntegrationActor {
     type State = IntegrationState;
     type Arguments = IntegrationArgs;
 
-    async fn pre_start(&self, myself: ActorRef<IntegrationMsg>, args: IntegrationArgs) -> Result<IntegrationState, ActorProcessingErr> {
-        let IntegrationArgs { runtime, store, registry, client } = args;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<IntegrationMsg>,
+        args: IntegrationArgs,
+    ) -> Result<IntegrationState, ActorProcessingErr> {
+        let IntegrationArgs {
+            runtime,
+            store,
+            registry,
+            client,
+        } = args;
         let connector = connectors::build(&runtime.config, &client)
             .map_err(|err| format!("integration {}: {err}", runtime.id()))?;
         // Register before loading, so nothing journaled in between is missed: it is either in
@@ -81,13 +99,21 @@ impl Actor for IntegrationActor {
                     continue;
                 }
             };
-            let wait_ms = open.row.next_attempt_at.map_or(0, |at| (at - now_ms).max(0) as u64);
-            mailbox.insert(Job::from_row(&open.row, Arc::new(notification)), now + Duration::from_millis(wait_ms));
+            let wait_ms = open
+                .row
+                .next_attempt_at
+                .map_or(0, |at| (at - now_ms).max(0) as u64);
+            mailbox.insert(
+                Job::from_row(&open.row, Arc::new(notification)),
+                now + Duration::from_millis(wait_ms),
+            );
         }
         if mailbox.queued() > 0 {
             tracing::info!(integration = %runtime.id(), recovered = mailbox.queued(), "mailbox rebuilt from the store");
         }
-        runtime.mailbox_depth.store(mailbox.queued(), Ordering::Relaxed);
+        runtime
+            .mailbox_depth
+            .store(mailbox.queued(), Ordering::Relaxed);
         runtime.in_flight.store(0, Ordering::Relaxed);
         myself.send_message(IntegrationMsg::Pump)?;
         Ok(IntegrationState {
@@ -102,12 +128,21 @@ impl Actor for IntegrationActor {
         })
     }
 
-    async fn post_stop(&self, myself: ActorRef<IntegrationMsg>, state: &mut IntegrationState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<IntegrationMsg>,
+        state: &mut IntegrationState,
+    ) -> Result<(), ActorProcessingErr> {
         state.registry.unregister(state.runtime.id(), &myself);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<IntegrationMsg>, message: IntegrationMsg, state: &mut IntegrationState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<IntegrationMsg>,
+        message: IntegrationMsg,
+        state: &mut IntegrationState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             IntegrationMsg::Enqueue(jobs) => {
                 let now = Instant::now();
@@ -116,16 +151,30 @@ impl Actor for IntegrationActor {
                 }
             }
             IntegrationMsg::Pump => {}
-            IntegrationMsg::AttemptDone { delivery_id, result, latency } => state.settle(delivery_id, result, latency),
-            IntegrationMsg::AttemptPanicked { delivery_id, message } => {
+            IntegrationMsg::AttemptDone {
+                delivery_id,
+                result,
+                latency,
+            } => state.settle(delivery_id, result, latency),
+            IntegrationMsg::AttemptPanicked {
+                delivery_id,
+                message,
+            } => {
                 if let Some(job) = state.mailbox.end_lease(delivery_id) {
-                    let error = ConnectorError::Unavailable(format!("connector panicked: {message}"));
-                    state.runtime.record_attempt(false, Duration::ZERO, Some(error.to_string()));
+                    let error =
+                        ConnectorError::Unavailable(format!("connector panicked: {message}"));
+                    state
+                        .runtime
+                        .record_attempt(false, Duration::ZERO, Some(error.to_string()));
                     state.retry_or_give_up(job_after_attempt(job), error, None, Instant::now());
                 }
                 // Make sure the attempt is counted in the store before the restart reads it.
                 state.store.flush().await?;
-                return Err(format!("integration {}: connector panicked: {message}", state.runtime.id()).into());
+                return Err(format!(
+                    "integration {}: connector panicked: {message}",
+                    state.runtime.id()
+                )
+                .into());
             }
             IntegrationMsg::Drain(reply) => state.draining.get_or_insert_with(Vec::new).push(reply),
         }
@@ -160,10 +209,18 @@ impl IntegrationState {
         let emergency_reserve = (max_in_flight / 4).max(1);
         while let Some(lane) = self.mailbox.peek_due(now) {
             let in_flight = self.mailbox.leased();
-            if in_flight >= max_in_flight && (lane == Lane::Normal || self.mailbox.leased_in(Lane::Emergency) >= emergency_reserve) {
+            if in_flight >= max_in_flight
+                && (lane == Lane::Normal
+                    || self.mailbox.leased_in(Lane::Emergency) >= emergency_reserve)
+            {
                 break; // the next AttemptDone pumps again
             }
-            let admitted = self.runtime.breaker.lock().expect("breaker lock").admit(now);
+            let admitted = self
+                .runtime
+                .breaker
+                .lock()
+                .expect("breaker lock")
+                .admit(now);
             if let Err(wait) = admitted {
                 if self.runtime.config.failover.on_circuit_open {
                     self.hand_due_jobs_to_backup(now, "circuit open");
@@ -171,9 +228,18 @@ impl IntegrationState {
                 self.wake(myself, now + wait);
                 break;
             }
-            let acquired = self.runtime.limiter.lock().expect("limiter lock").try_acquire(lane, now);
+            let acquired = self
+                .runtime
+                .limiter
+                .lock()
+                .expect("limiter lock")
+                .try_acquire(lane, now);
             if let Err(wait) = acquired {
-                self.runtime.breaker.lock().expect("breaker lock").record_neutral();
+                self.runtime
+                    .breaker
+                    .lock()
+                    .expect("breaker lock")
+                    .record_neutral();
                 self.wake(myself, now + wait);
                 break;
             }
@@ -191,7 +257,9 @@ impl IntegrationState {
     fn publish_depth(&self) {
         let depth = self.mailbox.queued() + self.mailbox.leased();
         self.runtime.mailbox_depth.store(depth, Ordering::Relaxed);
-        self.runtime.in_flight.store(self.mailbox.leased(), Ordering::Relaxed);
+        self.runtime
+            .in_flight
+            .store(self.mailbox.leased(), Ordering::Relaxed);
     }
 
     /// Schedules a `Pump` at `at`, unless one is already due sooner.
@@ -200,13 +268,19 @@ impl IntegrationState {
             return;
         }
         self.wake_at = Some(at);
-        myself.send_after(at.saturating_duration_since(Instant::now()), || IntegrationMsg::Pump);
+        myself.send_after(at.saturating_duration_since(Instant::now()), || {
+            IntegrationMsg::Pump
+        });
     }
 
     fn spawn_attempt(&self, myself: &ActorRef<IntegrationMsg>, job: Job) {
         let connector = self.connector.clone();
         let myself = myself.clone();
-        let delivery = Delivery { delivery_id: job.delivery_id, attempt: job.attempts + 1, notification: job.notification };
+        let delivery = Delivery {
+            delivery_id: job.delivery_id,
+            attempt: job.attempts + 1,
+            notification: job.notification,
+        };
         // The connector's own timeout bounds the call; this one only guards against a connector
         // that ignores it.
         let backstop = self.runtime.config.timeout + Duration::from_secs(5);
@@ -216,12 +290,21 @@ impl IntegrationState {
             let attempt = tokio::spawn(async move {
                 match tokio::time::timeout(backstop, connector.deliver(&delivery)).await {
                     Ok(result) => result,
-                    Err(_) => Err(ConnectorError::Unavailable("attempt exceeded its timeout".into())),
+                    Err(_) => Err(ConnectorError::Unavailable(
+                        "attempt exceeded its timeout".into(),
+                    )),
                 }
             });
             let message = match attempt.await {
-                Ok(result) => IntegrationMsg::AttemptDone { delivery_id, result, latency: started.elapsed() },
-                Err(join_error) => IntegrationMsg::AttemptPanicked { delivery_id, message: panic_text(join_error) },
+                Ok(result) => IntegrationMsg::AttemptDone {
+                    delivery_id,
+                    result,
+                    latency: started.elapsed(),
+                },
+                Err(join_error) => IntegrationMsg::AttemptPanicked {
+                    delivery_id,
+                    message: panic_text(join_error),
+                },
             };
             // If the actor is gone, the delivery is still a row in the store; the next
             // incarnation sends it again (at-least-once).
@@ -229,27 +312,48 @@ impl IntegrationState {
         });
     }
 
-    fn settle(&mut self, delivery_id: i64, result: Result<Receipt, ConnectorError>, latency: Duration) {
-        let Some(job) = self.mailbox.end_lease(delivery_id) else { return };
+    fn settle(
+        &mut self,
+        delivery_id: i64,
+        result: Result<Receipt, ConnectorError>,
+        latency: Duration,
+    ) {
+        let Some(job) = self.mailbox.end_lease(delivery_id) else {
+            return;
+        };
         let job = job_after_attempt(job);
         let now = Instant::now();
-        let labels = [("integration", self.runtime.id().to_owned()), ("vendor", self.runtime.vendor().to_owned())];
-        metrics::histogram!("herald_attempt_duration_seconds", &labels).record(latency.as_secs_f64());
+        let labels = [
+            ("integration", self.runtime.id().to_owned()),
+            ("vendor", self.runtime.vendor().to_owned()),
+        ];
+        metrics::histogram!("herald_attempt_duration_seconds", &labels)
+            .record(latency.as_secs_f64());
         match result {
             Ok(receipt) => {
-                self.runtime.breaker.lock().expect("breaker lock").record_success();
+                self.runtime
+                    .breaker
+                    .lock()
+                    .expect("breaker lock")
+                    .record_success();
                 self.runtime.record_attempt(true, latency, None);
                 let lane = if job.emergency { "emergency" } else { "normal" };
                 let age_ms = (now_millis() - job.created_at).max(0) as f64;
-                metrics::histogram!("herald_intake_to_delivery_seconds", "lane" => lane).record(age_ms / 1000.0);
+                metrics::histogram!("herald_intake_to_delivery_seconds", "lane" => lane)
+                    .record(age_ms / 1000.0);
                 self.count(&job, "delivered");
-                self.store.settle(vec![Settlement::Delivered { delivery_id, attempts: job.attempts, receipt: receipt.0 }]);
+                self.store.settle(vec![Settlement::Delivered {
+                    delivery_id,
+                    attempts: job.attempts,
+                    receipt: receipt.0,
+                }]);
                 self.registry.notify_settled(&job.notification);
             }
             Err(error) => {
                 tracing::warn!(integration = %self.runtime.id(), delivery = delivery_id, attempt = job.attempts, error = %error, "delivery attempt failed");
                 metrics::counter!("herald_attempt_failures_total", "integration" => self.runtime.id().to_owned(), "kind" => error.kind()).increment(1);
-                self.runtime.record_attempt(false, latency, Some(error.to_string()));
+                self.runtime
+                    .record_attempt(false, latency, Some(error.to_string()));
                 {
                     let mut breaker = self.runtime.breaker.lock().expect("breaker lock");
                     if error.is_vendor_failure() {
@@ -262,25 +366,43 @@ impl IntegrationState {
                     Disposition::Retry { after } => {
                         if let Some(wait) = after {
                             let hold = wait.min(self.runtime.config.retry.max_retry_after);
-                            self.runtime.limiter.lock().expect("limiter lock").hold_until(now + hold);
+                            self.runtime
+                                .limiter
+                                .lock()
+                                .expect("limiter lock")
+                                .hold_until(now + hold);
                         }
                         self.retry_or_give_up(job, error, after, now);
                     }
-                    Disposition::RefreshCredentials if !job.credentials_refreshed => match self.connector.refresh_credentials() {
+                    Disposition::RefreshCredentials if !job.credentials_refreshed => match self
+                        .connector
+                        .refresh_credentials()
+                    {
                         Ok(()) => {
                             let mut job = job;
                             job.credentials_refreshed = true;
                             self.requeue(job, &error, Duration::ZERO, now);
                         }
-                        Err(refresh_error) => self.give_up(job, format!("{error}; reloading the credential failed: {refresh_error}")),
+                        Err(refresh_error) => self.give_up(
+                            job,
+                            format!("{error}; reloading the credential failed: {refresh_error}"),
+                        ),
                     },
-                    Disposition::RefreshCredentials | Disposition::DeadLetter => self.give_up(job, error.to_string()),
+                    Disposition::RefreshCredentials | Disposition::DeadLetter => {
+                        self.give_up(job, error.to_string())
+                    }
                 }
             }
         }
     }
 
-    fn retry_or_give_up(&mut self, job: Job, error: ConnectorError, vendor_wait: Option<Duration>, now: Instant) {
+    fn retry_or_give_up(
+        &mut self,
+        job: Job,
+        error: ConnectorError,
+        vendor_wait: Option<Duration>,
+        now: Instant,
+    ) {
         let age = Duration::from_millis((now_millis() - job.created_at).max(0) as u64);
         match self.retry.decide_now(job.attempts, age, vendor_wait) {
             RetryDecision::RetryAfter(delay) => self.requeue(job, &error, delay, now),
@@ -311,7 +433,11 @@ impl IntegrationState {
         }
         tracing::error!(integration = %self.runtime.id(), delivery = job.delivery_id, %reason, "delivery dead-lettered");
         self.count(&job, "dead_lettered");
-        self.store.settle(vec![Settlement::DeadLettered { delivery_id: job.delivery_id, attempts: job.attempts, error: reason }]);
+        self.store.settle(vec![Settlement::DeadLettered {
+            delivery_id: job.delivery_id,
+            attempts: job.attempts,
+            error: reason,
+        }]);
         self.registry.notify_settled(&job.notification);
     }
 
@@ -322,7 +448,8 @@ impl IntegrationState {
         for job in self.mailbox.take_due(now) {
             if job.is_failover {
                 // Already a backup's delivery: it waits for this circuit instead of bouncing on.
-                self.mailbox.requeue(job, now + self.runtime.config.breaker.open_for);
+                self.mailbox
+                    .requeue(job, now + self.runtime.config.breaker.open_for);
             } else {
                 self.fail_over(job, reason.to_owned());
             }
@@ -335,7 +462,11 @@ impl IntegrationState {
         // Prefer a backup whose own circuit is not open.
         let backup = targets
             .iter()
-            .find(|id| self.registry.runtime(id).is_some_and(|r| r.circuit_state(now) != super::CircuitState::Open))
+            .find(|id| {
+                self.registry
+                    .runtime(id)
+                    .is_some_and(|r| r.circuit_state(now) != super::CircuitState::Open)
+            })
             .unwrap_or(&targets[0])
             .clone();
         tracing::warn!(integration = %self.runtime.id(), delivery = job.delivery_id, %backup, %reason, "failing over");
@@ -343,9 +474,14 @@ impl IntegrationState {
         let store = self.store.clone();
         let registry = self.registry.clone();
         tokio::spawn(async move {
-            match store.fail_over(job.delivery_id, reason, backup.clone()).await {
+            match store
+                .fail_over(job.delivery_id, reason, backup.clone())
+                .await
+            {
                 Ok(row) => registry.dispatch(&backup, vec![Job::from_row(&row, job.notification)]),
-                Err(err) => tracing::error!(delivery = job.delivery_id, error = %err, "failover not recorded; the delivery is retried here after restart"),
+                Err(err) => {
+                    tracing::error!(delivery = job.delivery_id, error = %err, "failover not recorded; the delivery is retried here after restart")
+                }
             }
         });
     }

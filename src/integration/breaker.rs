@@ -45,7 +45,12 @@ enum Phase {
 
 impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
-        Self { config, phase: Phase::Closed { consecutive_failures: 0 } }
+        Self {
+            config,
+            phase: Phase::Closed {
+                consecutive_failures: 0,
+            },
+        }
     }
 
     /// Admits one call, or says how long until the breaker could admit one.
@@ -53,25 +58,38 @@ impl Breaker {
         match self.phase {
             Phase::Closed { .. } => Ok(()),
             Phase::Open { until } if now < until => Err(until - now),
-            Phase::Open { .. } | Phase::HalfOpen { probe_in_flight: false } => {
-                self.phase = Phase::HalfOpen { probe_in_flight: true };
+            Phase::Open { .. }
+            | Phase::HalfOpen {
+                probe_in_flight: false,
+            } => {
+                self.phase = Phase::HalfOpen {
+                    probe_in_flight: true,
+                };
                 Ok(())
             }
             // The probe's outcome decides; check again a little later.
-            Phase::HalfOpen { probe_in_flight: true } => Err(self.config.open_for.min(Duration::from_millis(250))),
+            Phase::HalfOpen {
+                probe_in_flight: true,
+            } => Err(self.config.open_for.min(Duration::from_millis(250))),
         }
     }
 
     pub fn record_success(&mut self) {
-        self.phase = Phase::Closed { consecutive_failures: 0 };
+        self.phase = Phase::Closed {
+            consecutive_failures: 0,
+        };
     }
 
     pub fn record_failure(&mut self, now: Instant) {
         self.phase = match self.phase {
-            Phase::Closed { consecutive_failures } if consecutive_failures + 1 < self.config.failure_threshold => {
-                Phase::Closed { consecutive_failures: consecutive_failures + 1 }
-            }
-            _ => Phase::Open { until: now + self.config.open_for },
+            Phase::Closed {
+                consecutive_failures,
+            } if consecutive_failures + 1 < self.config.failure_threshold => Phase::Closed {
+                consecutive_failures: consecutive_failures + 1,
+            },
+            _ => Phase::Open {
+                until: now + self.config.open_for,
+            },
         };
     }
 
@@ -79,7 +97,9 @@ impl Breaker {
     /// (a validation error or a rate limit), so another probe may go.
     pub fn record_neutral(&mut self) {
         if let Phase::HalfOpen { .. } = self.phase {
-            self.phase = Phase::HalfOpen { probe_in_flight: false };
+            self.phase = Phase::HalfOpen {
+                probe_in_flight: false,
+            };
         }
     }
 
@@ -97,7 +117,10 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerConfig { failure_threshold: 3, open_for: Duration::from_secs(10) })
+        Breaker::new(BreakerConfig {
+            failure_threshold: 3,
+            open_for: Duration::from_secs(10),
+        })
     }
 
     #[test]
@@ -109,10 +132,17 @@ mod tests {
         breaker.record_success();
         breaker.record_failure(now);
         breaker.record_failure(now);
-        assert_eq!(breaker.state(now), CircuitState::Closed, "a success resets the count");
+        assert_eq!(
+            breaker.state(now),
+            CircuitState::Closed,
+            "a success resets the count"
+        );
         breaker.record_failure(now);
         assert_eq!(breaker.state(now), CircuitState::Open);
-        assert_eq!(breaker.admit(now + Duration::from_secs(4)), Err(Duration::from_secs(6)));
+        assert_eq!(
+            breaker.admit(now + Duration::from_secs(4)),
+            Err(Duration::from_secs(6))
+        );
     }
 
     #[test]
@@ -123,9 +153,16 @@ mod tests {
         let later = now + Duration::from_secs(10);
         assert_eq!(breaker.state(later), CircuitState::HalfOpen);
         assert!(breaker.admit(later).is_ok(), "the probe");
-        assert!(breaker.admit(later).is_err(), "no second call while the probe is out");
+        assert!(
+            breaker.admit(later).is_err(),
+            "no second call while the probe is out"
+        );
         breaker.record_failure(later);
-        assert_eq!(breaker.state(later), CircuitState::Open, "a failed probe re-opens");
+        assert_eq!(
+            breaker.state(later),
+            CircuitState::Open,
+            "a failed probe re-opens"
+        );
         let again = later + Duration::from_secs(10);
         assert!(breaker.admit(again).is_ok());
         breaker.record_success();

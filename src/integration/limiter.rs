@@ -37,7 +37,10 @@ impl Limiter {
         let clock = FakeRelativeClock::default();
         let normal_share = 1.0 - config.emergency_reserve;
         let vendor = quota(config.per_second, config.burst);
-        let normal = quota(config.per_second * normal_share, (config.burst as f64 * normal_share).floor().max(1.0) as u32);
+        let normal = quota(
+            config.per_second * normal_share,
+            (config.burst as f64 * normal_share).floor().max(1.0) as u32,
+        );
         Self {
             vendor: RateLimiter::direct_with_clock(vendor, clock.clone()),
             normal: RateLimiter::direct_with_clock(normal, clock.clone()),
@@ -57,9 +60,13 @@ impl Limiter {
         }
         self.advance_to(now);
         if lane == Lane::Normal {
-            self.normal.check().map_err(|wait| wait.wait_time_from(self.clock.now()))?;
+            self.normal
+                .check()
+                .map_err(|wait| wait.wait_time_from(self.clock.now()))?;
         }
-        self.vendor.check().map_err(|wait| wait.wait_time_from(self.clock.now()))
+        self.vendor
+            .check()
+            .map_err(|wait| wait.wait_time_from(self.clock.now()))
     }
 
     /// Stops all attempts until `until` (the vendor said Retry-After).
@@ -82,7 +89,9 @@ impl Limiter {
 fn quota(per_second: f64, burst: u32) -> Quota {
     let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6)).max(Duration::from_nanos(1));
     let burst = NonZeroU32::new(burst.max(1)).expect("burst is at least 1");
-    Quota::with_period(period).expect("period is positive").allow_burst(burst)
+    Quota::with_period(period)
+        .expect("period is positive")
+        .allow_burst(burst)
 }
 
 #[cfg(test)]
@@ -90,7 +99,11 @@ mod tests {
     use super::*;
 
     fn config(per_second: f64, burst: u32, reserve: f64) -> RateLimitConfig {
-        RateLimitConfig { per_second, burst, emergency_reserve: reserve }
+        RateLimitConfig {
+            per_second,
+            burst,
+            emergency_reserve: reserve,
+        }
     }
 
     #[test]
@@ -112,10 +125,17 @@ mod tests {
     fn normal_traffic_leaves_the_emergency_reserve() {
         let start = Instant::now();
         let mut limiter = Limiter::new(&config(10.0, 10, 0.2), start);
-        let normal = (0..100).filter(|_| limiter.try_acquire(Lane::Normal, start).is_ok()).count();
+        let normal = (0..100)
+            .filter(|_| limiter.try_acquire(Lane::Normal, start).is_ok())
+            .count();
         assert_eq!(normal, 8, "normal traffic gets 80% of the burst");
-        let emergency = (0..100).filter(|_| limiter.try_acquire(Lane::Emergency, start).is_ok()).count();
-        assert_eq!(emergency, 2, "emergencies get the reserved 20%, and no more than the vendor's burst");
+        let emergency = (0..100)
+            .filter(|_| limiter.try_acquire(Lane::Emergency, start).is_ok())
+            .count();
+        assert_eq!(
+            emergency, 2,
+            "emergencies get the reserved 20%, and no more than the vendor's burst"
+        );
     }
 
     #[test]
@@ -124,7 +144,10 @@ mod tests {
         let mut limiter = Limiter::new(&config(2.0, 1, 0.0), start);
         limiter.try_acquire(Lane::Emergency, start).unwrap();
         let wait = limiter.try_acquire(Lane::Emergency, start).unwrap_err();
-        assert!(wait <= Duration::from_millis(500) && wait > Duration::from_millis(400), "{wait:?}");
+        assert!(
+            wait <= Duration::from_millis(500) && wait > Duration::from_millis(400),
+            "{wait:?}"
+        );
         assert!(limiter.try_acquire(Lane::Emergency, start + wait).is_ok());
     }
 
@@ -134,8 +157,13 @@ mod tests {
         let mut limiter = Limiter::new(&config(100.0, 100, 0.2), start);
         limiter.hold_until(start + Duration::from_secs(2));
         limiter.hold_until(start + Duration::from_secs(1)); // a shorter hold does not shorten it
-        assert_eq!(limiter.try_acquire(Lane::Emergency, start + Duration::from_secs(1)), Err(Duration::from_secs(1)));
-        assert!(limiter.try_acquire(Lane::Normal, start + Duration::from_secs(2)).is_ok());
+        assert_eq!(
+            limiter.try_acquire(Lane::Emergency, start + Duration::from_secs(1)),
+            Err(Duration::from_secs(1))
+        );
+        assert!(limiter
+            .try_acquire(Lane::Normal, start + Duration::from_secs(2))
+            .is_ok());
         assert_eq!(limiter.held_until(), None);
     }
 }

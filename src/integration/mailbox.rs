@@ -48,7 +48,8 @@ pub struct Mailbox {
 impl Mailbox {
     /// Queues a job due at `due`; returns false if the mailbox already has this delivery.
     pub fn insert(&mut self, job: Job, due: Instant) -> bool {
-        if self.queued.contains_key(&job.delivery_id) || self.leased.contains_key(&job.delivery_id) {
+        if self.queued.contains_key(&job.delivery_id) || self.leased.contains_key(&job.delivery_id)
+        {
             return false;
         }
         self.push(job, due);
@@ -57,7 +58,9 @@ impl Mailbox {
 
     /// Returns the lane of the next job that is due, emergency first.
     pub fn peek_due(&self, now: Instant) -> Option<Lane> {
-        let due = |heap: &BinaryHeap<Reverse<(Instant, i64)>>| heap.peek().is_some_and(|Reverse((at, _))| *at <= now);
+        let due = |heap: &BinaryHeap<Reverse<(Instant, i64)>>| {
+            heap.peek().is_some_and(|Reverse((at, _))| *at <= now)
+        };
         if due(&self.emergency) {
             Some(Lane::Emergency)
         } else if due(&self.normal) {
@@ -97,7 +100,8 @@ impl Mailbox {
 
     /// The earliest due time of any queued job.
     pub fn next_due(&self) -> Option<Instant> {
-        let head = |heap: &BinaryHeap<Reverse<(Instant, i64)>>| heap.peek().map(|Reverse((at, _))| *at);
+        let head =
+            |heap: &BinaryHeap<Reverse<(Instant, i64)>>| heap.peek().map(|Reverse((at, _))| *at);
         match (head(&self.emergency), head(&self.normal)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -113,7 +117,10 @@ impl Mailbox {
     }
 
     pub fn leased_in(&self, lane: Lane) -> usize {
-        self.leased.values().filter(|job| job.lane() == lane).count()
+        self.leased
+            .values()
+            .filter(|job| job.lane() == lane)
+            .count()
     }
 
     fn push(&mut self, job: Job, due: Instant) {
@@ -145,7 +152,11 @@ mod tests {
             notification_id: format!("n-{id}"),
             organization_id: None,
             notification_type: "t".into(),
-            priority: if emergency { Priority::Emergency } else { Priority::Normal },
+            priority: if emergency {
+                Priority::Emergency
+            } else {
+                Priority::Normal
+            },
             title: "t".into(),
             message: "m".into(),
             wedding_context: None,
@@ -154,7 +165,15 @@ mod tests {
             metadata: Default::default(),
             created_at: None,
         };
-        Job { delivery_id: id, notification: Arc::new(notification), attempts: 0, created_at: 0, emergency, is_failover: false, credentials_refreshed: false }
+        Job {
+            delivery_id: id,
+            notification: Arc::new(notification),
+            attempts: 0,
+            created_at: 0,
+            emergency,
+            is_failover: false,
+            credentials_refreshed: false,
+        }
     }
 
     #[test]
@@ -165,11 +184,22 @@ mod tests {
             mailbox.insert(job(id, false), now);
         }
         mailbox.insert(job(5000, true), now + Duration::from_millis(1));
-        assert_eq!(mailbox.peek_due(now), Some(Lane::Normal), "the emergency is not due yet");
+        assert_eq!(
+            mailbox.peek_due(now),
+            Some(Lane::Normal),
+            "the emergency is not due yet"
+        );
         let later = now + Duration::from_millis(1);
         assert_eq!(mailbox.peek_due(later), Some(Lane::Emergency));
-        assert_eq!(mailbox.lease_next(Lane::Emergency).unwrap().delivery_id, 5000);
-        assert_eq!(mailbox.lease_next(Lane::Normal).unwrap().delivery_id, 0, "normal lane is FIFO by due time");
+        assert_eq!(
+            mailbox.lease_next(Lane::Emergency).unwrap().delivery_id,
+            5000
+        );
+        assert_eq!(
+            mailbox.lease_next(Lane::Normal).unwrap().delivery_id,
+            0,
+            "normal lane is FIFO by due time"
+        );
     }
 
     #[test]
@@ -179,7 +209,10 @@ mod tests {
         assert!(mailbox.insert(job(1, false), now));
         assert!(!mailbox.insert(job(1, false), now));
         let leased = mailbox.lease_next(Lane::Normal).unwrap();
-        assert!(!mailbox.insert(job(1, false), now), "a leased delivery is not queued twice");
+        assert!(
+            !mailbox.insert(job(1, false), now),
+            "a leased delivery is not queued twice"
+        );
         mailbox.end_lease(leased.delivery_id).unwrap();
         mailbox.requeue(leased, now + Duration::from_secs(5));
         assert_eq!(mailbox.peek_due(now), None);
@@ -193,7 +226,11 @@ mod tests {
         mailbox.insert(job(1, true), now);
         mailbox.insert(job(2, false), now);
         mailbox.insert(job(3, false), now + Duration::from_secs(60));
-        let taken: Vec<i64> = mailbox.take_due(now).iter().map(|j| j.delivery_id).collect();
+        let taken: Vec<i64> = mailbox
+            .take_due(now)
+            .iter()
+            .map(|j| j.delivery_id)
+            .collect();
         assert_eq!(taken, vec![1, 2]);
         assert_eq!(mailbox.queued(), 1);
     }

@@ -131,12 +131,21 @@ impl IntegrationRuntime {
 
     pub fn health(&self, now: Instant) -> IntegrationHealth {
         let circuit_state = self.circuit_state(now);
-        let supervision_failure = self.supervision_failure.lock().expect("supervision lock").clone();
+        let supervision_failure = self
+            .supervision_failure
+            .lock()
+            .expect("supervision lock")
+            .clone();
         let health = self.health.lock().expect("health lock");
         let attempts = health.recent.len();
         let failures = health.recent.iter().filter(|(ok, _)| !ok).count();
-        let error_rate = if attempts == 0 { 0.0 } else { failures as f64 / attempts as f64 };
-        let mut latencies: Vec<Duration> = health.recent.iter().map(|(_, latency)| *latency).collect();
+        let error_rate = if attempts == 0 {
+            0.0
+        } else {
+            failures as f64 / attempts as f64
+        };
+        let mut latencies: Vec<Duration> =
+            health.recent.iter().map(|(_, latency)| *latency).collect();
         latencies.sort_unstable();
         let percentile = |p: f64| -> Option<f64> {
             let index = ((latencies.len() as f64 * p).ceil() as usize).checked_sub(1)?;
@@ -180,9 +189,18 @@ impl Registry {
     pub fn new(integrations: &[IntegrationConfig]) -> Self {
         let runtimes = integrations
             .iter()
-            .map(|config| (config.id.clone(), Arc::new(IntegrationRuntime::new(config.clone()))))
+            .map(|config| {
+                (
+                    config.id.clone(),
+                    Arc::new(IntegrationRuntime::new(config.clone())),
+                )
+            })
             .collect();
-        Self { runtimes, actors: DashMap::new(), settle_waiters: DashMap::new() }
+        Self {
+            runtimes,
+            actors: DashMap::new(),
+            settle_waiters: DashMap::new(),
+        }
     }
 
     pub fn runtime(&self, integration_id: &str) -> Option<&Arc<IntegrationRuntime>> {
@@ -196,14 +214,19 @@ impl Registry {
     /// Hands jobs to the integration's live actor. If it is between incarnations the jobs are not
     /// lost: they are rows in the store, and the next incarnation loads them when it starts.
     pub fn dispatch(&self, integration_id: &str, jobs: Vec<Job>) {
-        let Some(actor) = self.actors.get(integration_id).map(|entry| entry.clone()) else { return };
+        let Some(actor) = self.actors.get(integration_id).map(|entry| entry.clone()) else {
+            return;
+        };
         if actor.send_message(IntegrationMsg::Enqueue(jobs)).is_err() {
             tracing::debug!(integration = %integration_id, "integration restarting; its jobs wait in the store");
         }
     }
 
     pub fn live_actors(&self) -> Vec<ActorRef<IntegrationMsg>> {
-        self.actors.iter().map(|entry| entry.value().clone()).collect()
+        self.actors
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect()
     }
 
     fn register(&self, integration_id: &str, actor: ActorRef<IntegrationMsg>) {
@@ -211,16 +234,22 @@ impl Registry {
     }
 
     fn unregister(&self, integration_id: &str, actor: &ActorRef<IntegrationMsg>) {
-        self.actors.remove_if(integration_id, |_, current| current.get_id() == actor.get_id());
+        self.actors.remove_if(integration_id, |_, current| {
+            current.get_id() == actor.get_id()
+        });
     }
 
     /// Returns a handle that is notified whenever a delivery of this notification settles.
     pub fn watch_settlements(&self, organization: &str, notification_id: &str) -> Arc<Notify> {
-        self.settle_waiters.entry((organization.to_owned(), notification_id.to_owned())).or_default().clone()
+        self.settle_waiters
+            .entry((organization.to_owned(), notification_id.to_owned()))
+            .or_default()
+            .clone()
     }
 
     pub fn stop_watching(&self, organization: &str, notification_id: &str) {
-        self.settle_waiters.remove(&(organization.to_owned(), notification_id.to_owned()));
+        self.settle_waiters
+            .remove(&(organization.to_owned(), notification_id.to_owned()));
     }
 
     fn notify_settled(&self, notification: &WeddingNotification) {
@@ -228,7 +257,10 @@ impl Registry {
             return;
         }
         let organization = notification.organization_id.clone().unwrap_or_default();
-        if let Some(waiter) = self.settle_waiters.get(&(organization, notification.notification_id.clone())) {
+        if let Some(waiter) = self
+            .settle_waiters
+            .get(&(organization, notification.notification_id.clone()))
+        {
             waiter.notify_waiters();
         }
     }

@@ -21,7 +21,10 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -29,11 +32,23 @@ impl RecordedRequest {
 pub struct Recorder(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl Recorder {
-    pub fn record(&self, method: &str, path: &str, headers: &HeaderMap, body: Value, status: StatusCode) {
+    pub fn record(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: Value,
+        status: StatusCode,
+    ) {
         let headers = headers
             .iter()
             .filter(|(name, _)| name.as_str() != "authorization")
-            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("<binary>").to_owned()))
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    value.to_str().unwrap_or("<binary>").to_owned(),
+                )
+            })
             .collect();
         self.0.lock().expect("recorder lock").push(RecordedRequest {
             method: method.to_owned(),
@@ -74,7 +89,10 @@ impl Faults {
     pub fn respond_next(&self, status: u16, headers: &[(&str, &str)], body: Value) {
         let response = ScriptedResponse {
             status,
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             body,
         };
         self.0.lock().expect("faults lock").next.push_back(response);
@@ -82,7 +100,11 @@ impl Faults {
 
     /// Answers every request with `status` until [`come_back`](Self::come_back).
     pub fn go_down(&self, status: u16, body: Value) {
-        self.0.lock().expect("faults lock").down = Some(ScriptedResponse { status, headers: vec![], body });
+        self.0.lock().expect("faults lock").down = Some(ScriptedResponse {
+            status,
+            headers: vec![],
+            body,
+        });
     }
 
     pub fn come_back(&self) {
@@ -110,9 +132,13 @@ impl Faults {
 impl ScriptedResponse {
     pub fn into_response(self) -> axum::response::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = axum::response::IntoResponse::into_response((status, axum::Json(self.body)));
+        let mut response =
+            axum::response::IntoResponse::into_response((status, axum::Json(self.body)));
         for (name, value) in self.headers {
-            if let (Ok(name), Ok(value)) = (axum::http::HeaderName::try_from(name), axum::http::HeaderValue::try_from(value)) {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::try_from(name),
+                axum::http::HeaderValue::try_from(value),
+            ) {
                 response.headers_mut().insert(name, value);
             }
         }

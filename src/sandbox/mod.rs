@@ -33,7 +33,10 @@ impl Server {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %err, "simulator server failed");
             }
         });

@@ -16,7 +16,18 @@ use serde_json::{json, Value};
 
 use super::{Faults, RecordedRequest, Recorder, Server};
 
-const BLOCK_TYPES: &[&str] = &["header", "section", "context", "actions", "divider", "image", "rich_text", "input", "file", "video"];
+const BLOCK_TYPES: &[&str] = &[
+    "header",
+    "section",
+    "context",
+    "actions",
+    "divider",
+    "image",
+    "rich_text",
+    "input",
+    "file",
+    "video",
+];
 
 pub struct FakeSlack {
     server: Server,
@@ -46,11 +57,20 @@ struct AppState {
 
 impl FakeSlack {
     /// Starts a workspace whose bot token is `token` and which has the given channels.
-    pub async fn start(addr: std::net::SocketAddr, token: &str, channels: &[&str]) -> std::io::Result<Self> {
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        token: &str,
+        channels: &[&str],
+    ) -> std::io::Result<Self> {
         let channels = channels
             .iter()
             .enumerate()
-            .map(|(index, name)| (name.trim_start_matches('#').to_owned(), format!("C{:08}", index + 1)))
+            .map(|(index, name)| {
+                (
+                    name.trim_start_matches('#').to_owned(),
+                    format!("C{:08}", index + 1),
+                )
+            })
             .collect();
         let state = Arc::new(Mutex::new(SlackState {
             token: token.to_owned(),
@@ -61,9 +81,20 @@ impl FakeSlack {
             last_post: HashMap::new(),
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
-        let app_state = AppState { state: state.clone(), recorder: recorder.clone(), faults: faults.clone() };
-        let app = axum::Router::new().route("/api/chat.postMessage", post(post_message)).with_state(app_state);
-        Ok(Self { server: Server::start(app, addr).await?, recorder, faults, state })
+        let app_state = AppState {
+            state: state.clone(),
+            recorder: recorder.clone(),
+            faults: faults.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/api/chat.postMessage", post(post_message))
+            .with_state(app_state);
+        Ok(Self {
+            server: Server::start(app, addr).await?,
+            recorder,
+            faults,
+            state,
+        })
     }
 
     /// The base URL to configure as the Slack connector's `base_url`.
@@ -79,7 +110,9 @@ impl FakeSlack {
     /// The messages posted to a channel (by name), as (ts, text, blocks).
     pub fn messages(&self, channel: &str) -> Vec<(String, String, Value)> {
         let state = self.state.lock().expect("slack lock");
-        let Some(id) = state.channels.get(channel.trim_start_matches('#')) else { return Vec::new() };
+        let Some(id) = state.channels.get(channel.trim_start_matches('#')) else {
+            return Vec::new();
+        };
         state.messages.get(id).cloned().unwrap_or_default()
     }
 
@@ -92,17 +125,29 @@ impl FakeSlack {
 async fn post_message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK), scripted.into_response()),
+        Some(scripted) => (
+            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+            scripted.into_response(),
+        ),
         None => answer(&app.state, &headers, &parsed),
     };
-    app.recorder.record("POST", "/api/chat.postMessage", &headers, parsed, status);
+    app.recorder
+        .record("POST", "/api/chat.postMessage", &headers, parsed, status);
     response
 }
 
 fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (StatusCode, Response) {
-    let slack_error = |error: &str| (StatusCode::OK, axum::Json(json!({"ok": false, "error": error})).into_response());
+    let slack_error = |error: &str| {
+        (
+            StatusCode::OK,
+            axum::Json(json!({"ok": false, "error": error})).into_response(),
+        )
+    };
     let mut state = state.lock().expect("slack lock");
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     match token {
         None => return slack_error("not_authed"),
         Some(token) if token != state.token => return slack_error("invalid_auth"),
@@ -116,8 +161,16 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
         .channels
         .get(requested.trim_start_matches('#'))
         .cloned()
-        .or_else(|| state.channels.values().find(|id| id.as_str() == requested).cloned());
-    let Some(channel_id) = channel_id else { return slack_error("channel_not_found") };
+        .or_else(|| {
+            state
+                .channels
+                .values()
+                .find(|id| id.as_str() == requested)
+                .cloned()
+        });
+    let Some(channel_id) = channel_id else {
+        return slack_error("channel_not_found");
+    };
     let text = body["text"].as_str().unwrap_or_default().to_owned();
     let blocks = body.get("blocks").cloned().unwrap_or(Value::Null);
     if text.is_empty() && blocks.is_null() {
@@ -132,36 +185,67 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
         let since = now.duration_since(*last);
         if since < interval {
             let retry_after = (interval - since).as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"ok": false, "error": "ratelimited"}))).into_response();
-            response.headers_mut().insert("retry-after", retry_after.into());
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after.into());
             return (StatusCode::TOO_MANY_REQUESTS, response);
         }
     }
     state.last_post.insert(channel_id.clone(), now);
     state.next_ts += 1;
-    let ts = format!("{}.{:06}", state.next_ts / 1_000_000, state.next_ts % 1_000_000);
-    state.messages.entry(channel_id.clone()).or_default().push((ts.clone(), text.clone(), blocks));
+    let ts = format!(
+        "{}.{:06}",
+        state.next_ts / 1_000_000,
+        state.next_ts % 1_000_000
+    );
+    state
+        .messages
+        .entry(channel_id.clone())
+        .or_default()
+        .push((ts.clone(), text.clone(), blocks));
     let message = json!({"type": "message", "text": text, "ts": ts, "bot_id": "B0HERALD1"});
-    (StatusCode::OK, axum::Json(json!({"ok": true, "channel": channel_id, "ts": ts, "message": message})).into_response())
+    (
+        StatusCode::OK,
+        axum::Json(json!({"ok": true, "channel": channel_id, "ts": ts, "message": message}))
+            .into_response(),
+    )
 }
 
 /// Checks the Block Kit limits Slack enforces on what Herald sends: at most 50 blocks, known
 /// block types, header text at most 150 characters, section text at most 3000, at most 25
 /// elements per actions block, button text at most 75.
 fn blocks_are_valid(blocks: &Value) -> bool {
-    let Some(blocks) = blocks.as_array() else { return false };
+    let Some(blocks) = blocks.as_array() else {
+        return false;
+    };
     let chars = |value: &Value| value.as_str().map(|s| s.chars().count());
     blocks.len() <= 50
         && blocks.iter().all(|block| {
             let kind = block["type"].as_str().unwrap_or_default();
             BLOCK_TYPES.contains(&kind)
                 && match kind {
-                    "header" => block["text"]["type"] == "plain_text" && chars(&block["text"]["text"]).is_some_and(|n| (1..=150).contains(&n)),
-                    "section" => chars(&block["text"]["text"]).is_some_and(|n| (1..=3000).contains(&n)),
-                    "context" => block["elements"].as_array().is_some_and(|e| (1..=10).contains(&e.len())),
+                    "header" => {
+                        block["text"]["type"] == "plain_text"
+                            && chars(&block["text"]["text"]).is_some_and(|n| (1..=150).contains(&n))
+                    }
+                    "section" => {
+                        chars(&block["text"]["text"]).is_some_and(|n| (1..=3000).contains(&n))
+                    }
+                    "context" => block["elements"]
+                        .as_array()
+                        .is_some_and(|e| (1..=10).contains(&e.len())),
                     "actions" => block["elements"].as_array().is_some_and(|elements| {
                         (1..=25).contains(&elements.len())
-                            && elements.iter().all(|e| e["type"] == "button" && chars(&e["text"]["text"]).is_some_and(|n| (1..=75).contains(&n)))
+                            && elements.iter().all(|e| {
+                                e["type"] == "button"
+                                    && chars(&e["text"]["text"])
+                                        .is_some_and(|n| (1..=75).contains(&n))
+                            })
                     }),
                     _ => true,
                 }

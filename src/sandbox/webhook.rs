@@ -35,11 +35,26 @@ impl WebhookReceiver {
     pub async fn start(addr: std::net::SocketAddr, secret: &str) -> std::io::Result<Self> {
         let key = BASE64
             .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("secret is not base64: {err}")))?;
+            .map_err(|err| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("secret is not base64: {err}"),
+                )
+            })?;
         let (recorder, faults) = (Recorder::default(), Faults::default());
-        let state = ReceiverState { key, recorder: recorder.clone(), faults: faults.clone() };
-        let app = axum::Router::new().route("/hooks", post(receive)).with_state(state);
-        Ok(Self { server: Server::start(app, addr).await?, recorder, faults })
+        let state = ReceiverState {
+            key,
+            recorder: recorder.clone(),
+            faults: faults.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/hooks", post(receive))
+            .with_state(state);
+        Ok(Self {
+            server: Server::start(app, addr).await?,
+            recorder,
+            faults,
+        })
     }
 
     /// The URL to configure as the webhook's `url`.
@@ -49,29 +64,53 @@ impl WebhookReceiver {
 
     /// The messages accepted (2xx), in arrival order.
     pub fn received(&self) -> Vec<RecordedRequest> {
-        self.recorder.all().into_iter().filter(|r| (200..300).contains(&r.status)).collect()
+        self.recorder
+            .all()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
     }
 }
 
 async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, response) = match state.faults.take().await {
-        Some(scripted) => (StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK), scripted.into_response()),
+        Some(scripted) => (
+            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+            scripted.into_response(),
+        ),
         None => match verify(&state.key, &headers, &body) {
-            Ok(()) => (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT.into_response()),
-            Err(reason) => (StatusCode::UNAUTHORIZED, (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": reason}))).into_response()),
+            Ok(()) => (
+                StatusCode::NO_CONTENT,
+                StatusCode::NO_CONTENT.into_response(),
+            ),
+            Err(reason) => (
+                StatusCode::UNAUTHORIZED,
+                (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"error": reason})),
+                )
+                    .into_response(),
+            ),
         },
     };
-    state.recorder.record("POST", "/hooks", &headers, parsed, status);
+    state
+        .recorder
+        .record("POST", "/hooks", &headers, parsed, status);
     response
 }
 
 fn verify(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let id = header("webhook-id").ok_or("missing webhook-id")?;
-    let timestamp: u64 = header("webhook-timestamp").and_then(|t| t.parse().ok()).ok_or("missing or invalid webhook-timestamp")?;
+    let timestamp: u64 = header("webhook-timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or("missing or invalid webhook-timestamp")?;
     let signatures = header("webhook-signature").ok_or("missing webhook-signature")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     if now.abs_diff(timestamp) > TOLERANCE.as_secs() {
         return Err("timestamp outside the tolerance");
     }

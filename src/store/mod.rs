@@ -98,13 +98,20 @@ impl DeliveryState {
             "delivered" => DeliveryState::Delivered,
             "dead_lettered" => DeliveryState::DeadLettered,
             "failed_over" => DeliveryState::FailedOver,
-            other => return Err(StoreError::Corrupt(format!("unknown delivery state {other:?}"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown delivery state {other:?}"
+                )))
+            }
         })
     }
 
     /// Whether nothing more will happen to the delivery without an operator (replay).
     pub fn is_settled(self) -> bool {
-        matches!(self, DeliveryState::Delivered | DeliveryState::DeadLettered | DeliveryState::FailedOver)
+        matches!(
+            self,
+            DeliveryState::Delivered | DeliveryState::DeadLettered | DeliveryState::FailedOver
+        )
     }
 }
 
@@ -154,9 +161,22 @@ pub struct StoredNotification {
 /// A state change of one delivery, written in the next group commit.
 #[derive(Debug, Clone)]
 pub enum Settlement {
-    Delivered { delivery_id: i64, attempts: u32, receipt: String },
-    Retrying { delivery_id: i64, attempts: u32, next_attempt_at: UnixMillis, error: String },
-    DeadLettered { delivery_id: i64, attempts: u32, error: String },
+    Delivered {
+        delivery_id: i64,
+        attempts: u32,
+        receipt: String,
+    },
+    Retrying {
+        delivery_id: i64,
+        attempts: u32,
+        next_attempt_at: UnixMillis,
+        error: String,
+    },
+    DeadLettered {
+        delivery_id: i64,
+        attempts: u32,
+        error: String,
+    },
 }
 
 /// The durable journal. Writes that answer a client (`journal`) are fsynced before they return;
@@ -168,16 +188,31 @@ pub trait Store: Send + Sync + 'static {
     /// Records delivery outcomes in the next commit.
     fn settle(&self, settlements: Vec<Settlement>);
     /// Marks a delivery failed over and creates the backup's delivery row; returns the new row.
-    fn fail_over(&self, delivery_id: i64, error: String, backup_integration: String) -> StoreFuture<'_, DeliveryRow>;
+    fn fail_over(
+        &self,
+        delivery_id: i64,
+        error: String,
+        backup_integration: String,
+    ) -> StoreFuture<'_, DeliveryRow>;
     /// Puts a dead-lettered delivery of this organization back to pending; returns it, or `None`
     /// if the organization has no such dead letter.
-    fn replay(&self, organization: &str, delivery_id: i64) -> StoreFuture<'_, Option<OpenDelivery>>;
-    fn notification(&self, organization: &str, notification_id: &str) -> StoreFuture<'_, Option<StoredNotification>>;
+    fn replay(&self, organization: &str, delivery_id: i64)
+        -> StoreFuture<'_, Option<OpenDelivery>>;
+    fn notification(
+        &self,
+        organization: &str,
+        notification_id: &str,
+    ) -> StoreFuture<'_, Option<StoredNotification>>;
     /// Every pending or retrying delivery of an integration, oldest first.
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>>;
     fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>>;
     fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>>;
-    fn create_api_key(&self, organization: &str, key_hash: &str, label: &str) -> StoreFuture<'_, ()>;
+    fn create_api_key(
+        &self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> StoreFuture<'_, ()>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }

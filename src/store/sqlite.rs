@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use tokio::sync::oneshot;
 
 use super::{
-    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery, Settlement, Store,
-    StoreError, StoreFuture, StoredNotification,
+    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery,
+    Settlement, Store, StoreError, StoreFuture, StoredNotification,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -67,11 +67,28 @@ const MAX_GROUP: usize = 2048;
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
 
 enum Command {
-    Journal { batch: Vec<NewNotification>, reply: oneshot::Sender<Result<Vec<Intake>, StoreError>> },
+    Journal {
+        batch: Vec<NewNotification>,
+        reply: oneshot::Sender<Result<Vec<Intake>, StoreError>>,
+    },
     Settle(Vec<Settlement>),
-    FailOver { delivery_id: i64, error: String, backup: String, reply: oneshot::Sender<Result<DeliveryRow, StoreError>> },
-    Replay { organization: String, delivery_id: i64, reply: oneshot::Sender<Result<Option<DeliveryRow>, StoreError>> },
-    CreateApiKey { organization: String, key_hash: String, label: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    FailOver {
+        delivery_id: i64,
+        error: String,
+        backup: String,
+        reply: oneshot::Sender<Result<DeliveryRow, StoreError>>,
+    },
+    Replay {
+        organization: String,
+        delivery_id: i64,
+        reply: oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>,
+    },
+    CreateApiKey {
+        organization: String,
+        key_hash: String,
+        label: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -92,8 +109,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrating it to the current schema,
     /// and starts the writer thread.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|err| StoreError::Open { path: data_dir.display().to_string(), reason: err.to_string() })?;
+        std::fs::create_dir_all(data_dir).map_err(|err| StoreError::Open {
+            path: data_dir.display().to_string(),
+            reason: err.to_string(),
+        })?;
         let path = data_dir.join("herald.sqlite3");
         let mut writer = Connection::open(&path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
@@ -106,8 +125,18 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("herald-store-writer".into())
             .spawn(move || run_writer(writer, emergency_rx, normal_rx))
-            .map_err(|err| StoreError::Open { path: path.display().to_string(), reason: err.to_string() })?;
-        Ok(Self { emergency, normal, readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }) })
+            .map_err(|err| StoreError::Open {
+                path: path.display().to_string(),
+                reason: err.to_string(),
+            })?;
+        Ok(Self {
+            emergency,
+            normal,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
     fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
@@ -155,21 +184,45 @@ impl Store for SqliteStore {
     }
 
     fn settle(&self, settlements: Vec<Settlement>) {
-        if self.send(Lane::Normal, Command::Settle(settlements)).is_err() {
+        if self
+            .send(Lane::Normal, Command::Settle(settlements))
+            .is_err()
+        {
             tracing::error!("store writer has stopped; delivery outcomes not recorded (they will be retried after restart)");
         }
     }
 
-    fn fail_over(&self, delivery_id: i64, error: String, backup: String) -> StoreFuture<'_, DeliveryRow> {
-        self.request(Lane::Emergency, |reply| Command::FailOver { delivery_id, error, backup, reply })
+    fn fail_over(
+        &self,
+        delivery_id: i64,
+        error: String,
+        backup: String,
+    ) -> StoreFuture<'_, DeliveryRow> {
+        self.request(Lane::Emergency, |reply| Command::FailOver {
+            delivery_id,
+            error,
+            backup,
+            reply,
+        })
     }
 
-    fn replay(&self, organization: &str, delivery_id: i64) -> StoreFuture<'_, Option<OpenDelivery>> {
+    fn replay(
+        &self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> StoreFuture<'_, Option<OpenDelivery>> {
         let organization = organization.to_owned();
-        let replayed = self.request(Lane::Normal, |reply| Command::Replay { organization, delivery_id, reply });
+        let replayed = self.request(Lane::Normal, |reply| Command::Replay {
+            organization,
+            delivery_id,
+            reply,
+        });
         Box::pin(async move {
-            let Some(row) = replayed.await? else { return Ok(None) };
-            let (organization, notification_id) = (row.organization.clone(), row.notification_id.clone());
+            let Some(row) = replayed.await? else {
+                return Ok(None);
+            };
+            let (organization, notification_id) =
+                (row.organization.clone(), row.notification_id.clone());
             let body = self
                 .read(move |connection| {
                     connection
@@ -185,7 +238,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn notification(&self, organization: &str, notification_id: &str) -> StoreFuture<'_, Option<StoredNotification>> {
+    fn notification(
+        &self,
+        organization: &str,
+        notification_id: &str,
+    ) -> StoreFuture<'_, Option<StoredNotification>> {
         let (organization, notification_id) = (organization.to_owned(), notification_id.to_owned());
         self.read(move |connection| {
             let found = connection
@@ -210,11 +267,16 @@ impl Store for SqliteStore {
                  WHERE d.integration_id = ?1 AND d.state IN ('pending', 'retrying') ORDER BY d.id",
                 prefixed_columns("d")
             ))?;
-            let rows = statement.query_map(params![integration_id], |r| Ok((delivery_from(r), r.get::<_, String>(14)?)))?;
+            let rows = statement.query_map(params![integration_id], |r| {
+                Ok((delivery_from(r), r.get::<_, String>(14)?))
+            })?;
             let mut open = Vec::new();
             for row in rows {
                 let (delivery, body) = row?;
-                open.push(OpenDelivery { row: delivery?, body });
+                open.push(OpenDelivery {
+                    row: delivery?,
+                    body,
+                });
             }
             Ok(open)
         })
@@ -235,14 +297,32 @@ impl Store for SqliteStore {
         let key_hash = key_hash.to_owned();
         self.read(move |connection| {
             Ok(connection
-                .query_row("SELECT organization FROM api_keys WHERE key_hash = ?1", params![key_hash], |r| r.get(0))
+                .query_row(
+                    "SELECT organization FROM api_keys WHERE key_hash = ?1",
+                    params![key_hash],
+                    |r| r.get(0),
+                )
                 .optional()?)
         })
     }
 
-    fn create_api_key(&self, organization: &str, key_hash: &str, label: &str) -> StoreFuture<'_, ()> {
-        let (organization, key_hash, label) = (organization.to_owned(), key_hash.to_owned(), label.to_owned());
-        self.request(Lane::Normal, |reply| Command::CreateApiKey { organization, key_hash, label, reply })
+    fn create_api_key(
+        &self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (organization, key_hash, label) = (
+            organization.to_owned(),
+            key_hash.to_owned(),
+            label.to_owned(),
+        );
+        self.request(Lane::Normal, |reply| Command::CreateApiKey {
+            organization,
+            key_hash,
+            label,
+            reply,
+        })
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -257,7 +337,10 @@ impl ReaderPool {
         if let Some(connection) = self.idle.lock().expect("reader pool lock").pop() {
             return Ok(connection);
         }
-        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         connection.busy_timeout(Duration::from_secs(5))?;
         Ok(connection)
     }
@@ -276,7 +359,10 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(StoreError::NewerSchema { found: version, known });
+        return Err(StoreError::NewerSchema {
+            found: version,
+            known,
+        });
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let transaction = connection.transaction()?;
@@ -310,10 +396,22 @@ fn run_writer(mut connection: Connection, emergency: Receiver<Command>, normal: 
 
 /// Answers to send once the group's transaction is committed.
 enum Reply {
-    Journal(oneshot::Sender<Result<Vec<Intake>, StoreError>>, Result<Vec<Intake>, StoreError>),
-    FailOver(oneshot::Sender<Result<DeliveryRow, StoreError>>, Result<DeliveryRow, StoreError>),
-    Replay(oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>, Result<Option<DeliveryRow>, StoreError>),
-    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Journal(
+        oneshot::Sender<Result<Vec<Intake>, StoreError>>,
+        Result<Vec<Intake>, StoreError>,
+    ),
+    FailOver(
+        oneshot::Sender<Result<DeliveryRow, StoreError>>,
+        Result<DeliveryRow, StoreError>,
+    ),
+    Replay(
+        oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>,
+        Result<Option<DeliveryRow>, StoreError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
 fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), StoreError> {
@@ -322,20 +420,40 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
     for command in group {
         // Each command runs in a savepoint, so one failing command does not take its group down.
         let reply = match command {
-            Command::Journal { batch, reply } => Reply::Journal(reply, in_savepoint(&transaction, |tx| journal(tx, batch))),
+            Command::Journal { batch, reply } => {
+                Reply::Journal(reply, in_savepoint(&transaction, |tx| journal(tx, batch)))
+            }
             Command::Settle(settlements) => {
                 if let Err(err) = in_savepoint(&transaction, |tx| settle(tx, &settlements)) {
                     tracing::error!(error = %err, "recording delivery outcomes failed");
                 }
                 continue;
             }
-            Command::FailOver { delivery_id, error, backup, reply } => {
-                Reply::FailOver(reply, in_savepoint(&transaction, |tx| fail_over(tx, delivery_id, &error, &backup)))
-            }
-            Command::Replay { organization, delivery_id, reply } => {
-                Reply::Replay(reply, in_savepoint(&transaction, |tx| replay(tx, &organization, delivery_id)))
-            }
-            Command::CreateApiKey { organization, key_hash, label, reply } => Reply::Unit(
+            Command::FailOver {
+                delivery_id,
+                error,
+                backup,
+                reply,
+            } => Reply::FailOver(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    fail_over(tx, delivery_id, &error, &backup)
+                }),
+            ),
+            Command::Replay {
+                organization,
+                delivery_id,
+                reply,
+            } => Reply::Replay(
+                reply,
+                in_savepoint(&transaction, |tx| replay(tx, &organization, delivery_id)),
+            ),
+            Command::CreateApiKey {
+                organization,
+                key_hash,
+                label,
+                reply,
+            } => Reply::Unit(
                 reply,
                 in_savepoint(&transaction, |tx| {
                     tx.execute(
@@ -353,18 +471,42 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
     let failure = committed.as_ref().err().map(|err| err.to_string());
     for reply in replies {
         // If the commit failed, nothing is durable: every answer becomes that failure.
-        let fail = || StoreError::Corrupt(format!("commit failed: {}", failure.clone().unwrap_or_default()));
+        let fail = || {
+            StoreError::Corrupt(format!(
+                "commit failed: {}",
+                failure.clone().unwrap_or_default()
+            ))
+        };
         match reply {
-            Reply::Journal(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
-            Reply::FailOver(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
-            Reply::Replay(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
-            Reply::Unit(tx, result) => drop(tx.send(if failure.is_some() { Err(fail()) } else { result })),
+            Reply::Journal(tx, result) => drop(tx.send(if failure.is_some() {
+                Err(fail())
+            } else {
+                result
+            })),
+            Reply::FailOver(tx, result) => drop(tx.send(if failure.is_some() {
+                Err(fail())
+            } else {
+                result
+            })),
+            Reply::Replay(tx, result) => drop(tx.send(if failure.is_some() {
+                Err(fail())
+            } else {
+                result
+            })),
+            Reply::Unit(tx, result) => drop(tx.send(if failure.is_some() {
+                Err(fail())
+            } else {
+                result
+            })),
         }
     }
     committed.map_err(StoreError::from)
 }
 
-fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn in_savepoint<T>(
+    transaction: &Transaction<'_>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     transaction.execute_batch("SAVEPOINT command")?;
     match work(transaction) {
         Ok(value) => {
@@ -378,7 +520,10 @@ fn in_savepoint<T>(transaction: &Transaction<'_>, work: impl FnOnce(&Connection)
     }
 }
 
-fn journal(connection: &Connection, batch: Vec<NewNotification>) -> Result<Vec<Intake>, StoreError> {
+fn journal(
+    connection: &Connection,
+    batch: Vec<NewNotification>,
+) -> Result<Vec<Intake>, StoreError> {
     let now = now_millis();
     let mut insert_notification = connection.prepare_cached(
         "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)
@@ -399,13 +544,23 @@ fn journal(connection: &Connection, batch: Vec<NewNotification>) -> Result<Vec<I
             now
         ])?;
         if inserted == 0 {
-            outcomes.push(Intake::Duplicate(deliveries_of(connection, &item.organization, &item.notification_id)?));
+            outcomes.push(Intake::Duplicate(deliveries_of(
+                connection,
+                &item.organization,
+                &item.notification_id,
+            )?));
             continue;
         }
         let emergency = item.priority == "emergency";
         let mut rows = Vec::with_capacity(item.targets.len());
         for target in item.targets {
-            insert_delivery.execute(params![item.organization, item.notification_id, target, emergency, now])?;
+            insert_delivery.execute(params![
+                item.organization,
+                item.notification_id,
+                target,
+                emergency,
+                now
+            ])?;
             rows.push(DeliveryRow {
                 delivery_id: connection.last_insert_rowid(),
                 organization: item.organization.clone(),
@@ -437,10 +592,25 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
     )?;
     for settlement in settlements {
         match settlement {
-            Settlement::Delivered { delivery_id, attempts, receipt } => {
-                update.execute(params![delivery_id, "delivered", attempts, None::<i64>, None::<String>, receipt, now])?
-            }
-            Settlement::Retrying { delivery_id, attempts, next_attempt_at, error } => update.execute(params![
+            Settlement::Delivered {
+                delivery_id,
+                attempts,
+                receipt,
+            } => update.execute(params![
+                delivery_id,
+                "delivered",
+                attempts,
+                None::<i64>,
+                None::<String>,
+                receipt,
+                now
+            ])?,
+            Settlement::Retrying {
+                delivery_id,
+                attempts,
+                next_attempt_at,
+                error,
+            } => update.execute(params![
                 delivery_id,
                 "retrying",
                 attempts,
@@ -449,15 +619,30 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
                 None::<String>,
                 None::<i64>
             ])?,
-            Settlement::DeadLettered { delivery_id, attempts, error } => {
-                update.execute(params![delivery_id, "dead_lettered", attempts, None::<i64>, error, None::<String>, now])?
-            }
+            Settlement::DeadLettered {
+                delivery_id,
+                attempts,
+                error,
+            } => update.execute(params![
+                delivery_id,
+                "dead_lettered",
+                attempts,
+                None::<i64>,
+                error,
+                None::<String>,
+                now
+            ])?,
         };
     }
     Ok(())
 }
 
-fn fail_over(connection: &Connection, delivery_id: i64, error: &str, backup: &str) -> Result<DeliveryRow, StoreError> {
+fn fail_over(
+    connection: &Connection,
+    delivery_id: i64,
+    error: &str,
+    backup: &str,
+) -> Result<DeliveryRow, StoreError> {
     let now = now_millis();
     connection.execute(
         "UPDATE deliveries SET state = 'failed_over', last_error = ?2, settled_at = ?3 WHERE id = ?1",
@@ -468,11 +653,16 @@ fn fail_over(connection: &Connection, delivery_id: i64, error: &str, backup: &st
          SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3 FROM deliveries WHERE id = ?1",
         params![delivery_id, backup, now],
     )?;
-    delivery_by_id(connection, connection.last_insert_rowid())?
-        .ok_or_else(|| StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover")))
+    delivery_by_id(connection, connection.last_insert_rowid())?.ok_or_else(|| {
+        StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover"))
+    })
 }
 
-fn replay(connection: &Connection, organization: &str, delivery_id: i64) -> Result<Option<DeliveryRow>, StoreError> {
+fn replay(
+    connection: &Connection,
+    organization: &str,
+    delivery_id: i64,
+) -> Result<Option<DeliveryRow>, StoreError> {
     let changed = connection.execute(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
          WHERE id = ?1 AND organization = ?2 AND state = 'dead_lettered'",
@@ -484,25 +674,40 @@ fn replay(connection: &Connection, organization: &str, delivery_id: i64) -> Resu
     delivery_by_id(connection, delivery_id)
 }
 
-fn delivery_by_id(connection: &Connection, delivery_id: i64) -> Result<Option<DeliveryRow>, StoreError> {
+fn delivery_by_id(
+    connection: &Connection,
+    delivery_id: i64,
+) -> Result<Option<DeliveryRow>, StoreError> {
     connection
-        .query_row(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"), params![delivery_id], |r| {
-            Ok(delivery_from(r))
-        })
+        .query_row(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"),
+            params![delivery_id],
+            |r| Ok(delivery_from(r)),
+        )
         .optional()?
         .transpose()
 }
 
-fn deliveries_of(connection: &Connection, organization: &str, notification_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+fn deliveries_of(
+    connection: &Connection,
+    organization: &str,
+    notification_id: &str,
+) -> Result<Vec<DeliveryRow>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE organization = ?1 AND notification_id = ?2 ORDER BY id"
     ))?;
-    let rows = statement.query_map(params![organization, notification_id], |r| Ok(delivery_from(r)))?;
+    let rows = statement.query_map(params![organization, notification_id], |r| {
+        Ok(delivery_from(r))
+    })?;
     rows.map(|row| row?).collect()
 }
 
 fn prefixed_columns(alias: &str) -> String {
-    DELIVERY_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
+    DELIVERY_COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
@@ -543,15 +748,31 @@ mod tests {
     async fn journal_is_idempotent_per_organization() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let first = store.journal(Lane::Normal, vec![notification("n1", &["a", "b"])]).await.unwrap();
-        let Intake::Accepted(rows) = &first[0] else { panic!("first is accepted") };
+        let first = store
+            .journal(Lane::Normal, vec![notification("n1", &["a", "b"])])
+            .await
+            .unwrap();
+        let Intake::Accepted(rows) = &first[0] else {
+            panic!("first is accepted")
+        };
         assert_eq!(rows.len(), 2);
-        let again = store.journal(Lane::Normal, vec![notification("n1", &["a", "b", "c"])]).await.unwrap();
-        let Intake::Duplicate(existing) = &again[0] else { panic!("repeat is a duplicate") };
-        assert_eq!(existing.iter().map(|r| r.delivery_id).collect::<Vec<_>>(), rows.iter().map(|r| r.delivery_id).collect::<Vec<_>>());
+        let again = store
+            .journal(Lane::Normal, vec![notification("n1", &["a", "b", "c"])])
+            .await
+            .unwrap();
+        let Intake::Duplicate(existing) = &again[0] else {
+            panic!("repeat is a duplicate")
+        };
+        assert_eq!(
+            existing.iter().map(|r| r.delivery_id).collect::<Vec<_>>(),
+            rows.iter().map(|r| r.delivery_id).collect::<Vec<_>>()
+        );
         let mut other = notification("n1", &["a"]);
         other.organization = "other".into();
-        assert!(matches!(store.journal(Lane::Normal, vec![other]).await.unwrap()[0], Intake::Accepted(_)));
+        assert!(matches!(
+            store.journal(Lane::Normal, vec![other]).await.unwrap()[0],
+            Intake::Accepted(_)
+        ));
     }
 
     #[tokio::test]
@@ -559,11 +780,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
-            let intake = store.journal(Lane::Normal, vec![notification("n1", &["a"]), notification("n2", &["a"])]).await.unwrap();
-            let ids: Vec<i64> = intake.iter().map(|i| match i { Intake::Accepted(rows) => rows[0].delivery_id, _ => unreachable!() }).collect();
+            let intake = store
+                .journal(
+                    Lane::Normal,
+                    vec![notification("n1", &["a"]), notification("n2", &["a"])],
+                )
+                .await
+                .unwrap();
+            let ids: Vec<i64> = intake
+                .iter()
+                .map(|i| match i {
+                    Intake::Accepted(rows) => rows[0].delivery_id,
+                    _ => unreachable!(),
+                })
+                .collect();
             store.settle(vec![
-                Settlement::Delivered { delivery_id: ids[0], attempts: 1, receipt: "r-1".into() },
-                Settlement::DeadLettered { delivery_id: ids[1], attempts: 8, error: "400 bad".into() },
+                Settlement::Delivered {
+                    delivery_id: ids[0],
+                    attempts: 1,
+                    receipt: "r-1".into(),
+                },
+                Settlement::DeadLettered {
+                    delivery_id: ids[1],
+                    attempts: 8,
+                    error: "400 bad".into(),
+                },
             ]);
             store.flush().await.unwrap();
             assert!(store.open_deliveries("a").await.unwrap().is_empty());
@@ -577,7 +818,10 @@ mod tests {
         assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
         assert_eq!(stored.deliveries[0].receipt.as_deref(), Some("r-1"));
         let dead_id = reopened.dead_letters("org", 10).await.unwrap()[0].delivery_id;
-        assert!(reopened.replay("other", dead_id).await.unwrap().is_none(), "another organization cannot replay it");
+        assert!(
+            reopened.replay("other", dead_id).await.unwrap().is_none(),
+            "another organization cannot replay it"
+        );
         let replayed = reopened.replay("org", dead_id).await.unwrap().unwrap();
         assert_eq!(replayed.row.state, DeliveryState::Pending);
         assert_eq!(reopened.open_deliveries("a").await.unwrap().len(), 1);
@@ -587,9 +831,17 @@ mod tests {
     async fn fail_over_hands_the_delivery_to_the_backup() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let intake = store.journal(Lane::Emergency, vec![notification("n1", &["primary"])]).await.unwrap();
-        let Intake::Accepted(rows) = &intake[0] else { panic!() };
-        let backup = store.fail_over(rows[0].delivery_id, "circuit open".into(), "backup".into()).await.unwrap();
+        let intake = store
+            .journal(Lane::Emergency, vec![notification("n1", &["primary"])])
+            .await
+            .unwrap();
+        let Intake::Accepted(rows) = &intake[0] else {
+            panic!()
+        };
+        let backup = store
+            .fail_over(rows[0].delivery_id, "circuit open".into(), "backup".into())
+            .await
+            .unwrap();
         assert_eq!(backup.route, "failover");
         assert_eq!(backup.failover_of, Some(rows[0].delivery_id));
         let stored = store.notification("org", "n1").await.unwrap().unwrap();
@@ -604,7 +856,10 @@ mod tests {
         let connection = Connection::open(&path).unwrap();
         connection.pragma_update(None, "user_version", 99).unwrap();
         drop(connection);
-        assert!(matches!(SqliteStore::open(dir.path()), Err(StoreError::NewerSchema { found: 99, .. })));
+        assert!(matches!(
+            SqliteStore::open(dir.path()),
+            Err(StoreError::NewerSchema { found: 99, .. })
+        ));
     }
 
     #[test]
@@ -612,7 +867,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(dir.path()).unwrap());
         let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
-        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
 }

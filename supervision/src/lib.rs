@@ -18,7 +18,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
+};
 use tokio::time::Instant;
 
 /// Which children restart when one of them exits abnormally.
@@ -91,13 +93,20 @@ impl ChildSpec {
     where
         F: Fn(ActorCell) -> StartFuture + Send + Sync + 'static,
     {
-        Self { id: id.into(), restart, start: Arc::new(start) }
+        Self {
+            id: id.into(),
+            restart,
+            start: Arc::new(start),
+        }
     }
 }
 
 impl fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildSpec").field("id", &self.id).field("restart", &self.restart).finish()
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .finish()
     }
 }
 
@@ -110,7 +119,9 @@ pub enum ChildStatus {
     /// Stopped normally and not restarted (transient or temporary children).
     Stopped,
     /// Given up on after exhausting its restart intensity.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// One child's report.
@@ -183,9 +194,9 @@ impl Actor for Supervisor {
             children: Vec::with_capacity(args.children.len()),
         };
         for spec in args.children {
-            let cell = (spec.start)(myself.get_cell()).await.map_err(|err| {
-                format!("child {} failed to start: {err}", spec.id)
-            })?;
+            let cell = (spec.start)(myself.get_cell())
+                .await
+                .map_err(|err| format!("child {} failed to start: {err}", spec.id))?;
             state.children.push(Child::running(spec, cell));
         }
         Ok(state)
@@ -330,7 +341,9 @@ impl SupervisorState {
     }
 
     async fn restart_child(&mut self, myself: &ActorRef<SupervisorMsg>, id: &str) {
-        let Some(index) = self.position(id) else { return };
+        let Some(index) = self.position(id) else {
+            return;
+        };
         let child = &mut self.children[index];
         if child.cell.is_some() || child.status != ChildStatus::Restarting {
             return;
@@ -347,7 +360,9 @@ impl SupervisorState {
                 child.forget_restarts_before(now, self.intensity.within);
                 if child.restart_times.len() as u32 >= self.intensity.max_restarts {
                     tracing::error!(child = %id, error = %err, "child cannot be restarted; giving up");
-                    child.status = ChildStatus::Failed { reason: format!("failed to start: {err}") };
+                    child.status = ChildStatus::Failed {
+                        reason: format!("failed to start: {err}"),
+                    };
                     if self.on_exhausted == OnExhausted::Escalate {
                         myself.stop(Some(format!("child {id} cannot be restarted: {err}")));
                     }
@@ -377,11 +392,17 @@ impl Child {
     }
 
     fn is_cell(&self, cell: &ActorCell) -> bool {
-        self.cell.as_ref().is_some_and(|own| own.get_id() == cell.get_id())
+        self.cell
+            .as_ref()
+            .is_some_and(|own| own.get_id() == cell.get_id())
     }
 
     fn forget_restarts_before(&mut self, now: Instant, within: Duration) {
-        while self.restart_times.front().is_some_and(|t| now.duration_since(*t) > within) {
+        while self
+            .restart_times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > within)
+        {
             self.restart_times.pop_front();
         }
     }

@@ -16,12 +16,21 @@ impl Actor for Toy {
     type State = ();
     type Arguments = Arc<AtomicU32>;
 
-    async fn pre_start(&self, _: ActorRef<ToyMsg>, starts: Arc<AtomicU32>) -> Result<(), ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<ToyMsg>,
+        starts: Arc<AtomicU32>,
+    ) -> Result<(), ActorProcessingErr> {
         starts.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<ToyMsg>, message: ToyMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<ToyMsg>,
+        message: ToyMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             ToyMsg::Crash => panic!("toy crashed on purpose"),
         }
@@ -41,8 +50,14 @@ fn toy_spec(id: &'static str, restart: Restart, starts: Arc<AtomicU32>) -> Child
 fn args(strategy: Strategy, on_exhausted: OnExhausted, children: Vec<ChildSpec>) -> SupervisorArgs {
     SupervisorArgs {
         strategy,
-        intensity: Intensity { max_restarts: 3, within: Duration::from_secs(10) },
-        backoff: RestartBackoff { initial: Duration::from_millis(5), max: Duration::from_millis(40) },
+        intensity: Intensity {
+            max_restarts: 3,
+            within: Duration::from_secs(10),
+        },
+        backoff: RestartBackoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(40),
+        },
         on_exhausted,
         children,
     }
@@ -63,7 +78,10 @@ async fn reports(supervisor: &ActorRef<SupervisorMsg>) -> Vec<ChildReport> {
 
 #[test]
 fn backoff_doubles_up_to_its_cap() {
-    let backoff = RestartBackoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) };
+    let backoff = RestartBackoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    };
     assert_eq!(backoff.delay_for(1), Duration::from_millis(10));
     assert_eq!(backoff.delay_for(2), Duration::from_millis(20));
     assert_eq!(backoff.delay_for(3), Duration::from_millis(40));
@@ -74,10 +92,17 @@ fn backoff_doubles_up_to_its_cap() {
 #[tokio::test]
 async fn one_for_one_restarts_only_the_failed_child() {
     let (a, b) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let children = vec![toy_spec("a", Restart::Permanent, a.clone()), toy_spec("b", Restart::Permanent, b.clone())];
-    let (supervisor, _) = Actor::spawn(None, Supervisor, args(Strategy::OneForOne, OnExhausted::GiveUp, children))
-        .await
-        .unwrap();
+    let children = vec![
+        toy_spec("a", Restart::Permanent, a.clone()),
+        toy_spec("b", Restart::Permanent, b.clone()),
+    ];
+    let (supervisor, _) = Actor::spawn(
+        None,
+        Supervisor,
+        args(Strategy::OneForOne, OnExhausted::GiveUp, children),
+    )
+    .await
+    .unwrap();
     crash(&supervisor, 0).await;
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 2, "crashed child started twice");
@@ -91,15 +116,25 @@ async fn one_for_one_restarts_only_the_failed_child() {
 #[tokio::test]
 async fn one_for_all_restarts_every_child() {
     let (a, b) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let children = vec![toy_spec("a", Restart::Permanent, a.clone()), toy_spec("b", Restart::Permanent, b.clone())];
-    let (supervisor, _) = Actor::spawn(None, Supervisor, args(Strategy::OneForAll, OnExhausted::GiveUp, children))
-        .await
-        .unwrap();
+    let children = vec![
+        toy_spec("a", Restart::Permanent, a.clone()),
+        toy_spec("b", Restart::Permanent, b.clone()),
+    ];
+    let (supervisor, _) = Actor::spawn(
+        None,
+        Supervisor,
+        args(Strategy::OneForAll, OnExhausted::GiveUp, children),
+    )
+    .await
+    .unwrap();
     crash(&supervisor, 1).await;
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 2);
     assert_eq!(b.load(Ordering::SeqCst), 2);
-    assert!(reports(&supervisor).await.iter().all(|r| r.status == ChildStatus::Running));
+    assert!(reports(&supervisor)
+        .await
+        .iter()
+        .all(|r| r.status == ChildStatus::Running));
     supervisor.stop(None);
 }
 
@@ -111,9 +146,13 @@ async fn rest_for_one_restarts_the_child_and_those_after_it() {
         toy_spec("b", Restart::Permanent, starts[1].clone()),
         toy_spec("c", Restart::Permanent, starts[2].clone()),
     ];
-    let (supervisor, _) = Actor::spawn(None, Supervisor, args(Strategy::RestForOne, OnExhausted::GiveUp, children))
-        .await
-        .unwrap();
+    let (supervisor, _) = Actor::spawn(
+        None,
+        Supervisor,
+        args(Strategy::RestForOne, OnExhausted::GiveUp, children),
+    )
+    .await
+    .unwrap();
     crash(&supervisor, 1).await;
     settle().await;
     let counts: Vec<u32> = starts.iter().map(|s| s.load(Ordering::SeqCst)).collect();
@@ -127,7 +166,11 @@ async fn crash_loop_is_given_up_after_the_intensity_limit() {
     let (supervisor, _) = Actor::spawn(
         None,
         Supervisor,
-        args(Strategy::OneForOne, OnExhausted::GiveUp, vec![toy_spec("a", Restart::Permanent, a.clone())]),
+        args(
+            Strategy::OneForOne,
+            OnExhausted::GiveUp,
+            vec![toy_spec("a", Restart::Permanent, a.clone())],
+        ),
     )
     .await
     .unwrap();
@@ -135,10 +178,19 @@ async fn crash_loop_is_given_up_after_the_intensity_limit() {
         crash(&supervisor, 0).await;
         settle().await;
     }
-    assert_eq!(a.load(Ordering::SeqCst), 4, "one start plus three restarts, then no more");
+    assert_eq!(
+        a.load(Ordering::SeqCst),
+        4,
+        "one start plus three restarts, then no more"
+    );
     let report = &reports(&supervisor).await[0];
-    assert!(matches!(&report.status, ChildStatus::Failed { reason } if reason.contains("toy crashed")));
-    assert!(supervisor.get_children().is_empty(), "the given-up child is not running");
+    assert!(
+        matches!(&report.status, ChildStatus::Failed { reason } if reason.contains("toy crashed"))
+    );
+    assert!(
+        supervisor.get_children().is_empty(),
+        "the given-up child is not running"
+    );
     supervisor.stop(None);
 }
 
@@ -148,7 +200,11 @@ async fn exhausted_intensity_escalates_to_the_parent() {
     let (supervisor, handle) = Actor::spawn(
         None,
         Supervisor,
-        args(Strategy::OneForOne, OnExhausted::Escalate, vec![toy_spec("a", Restart::Permanent, a.clone())]),
+        args(
+            Strategy::OneForOne,
+            OnExhausted::Escalate,
+            vec![toy_spec("a", Restart::Permanent, a.clone())],
+        ),
     )
     .await
     .unwrap();
@@ -156,7 +212,10 @@ async fn exhausted_intensity_escalates_to_the_parent() {
         crash(&supervisor, 0).await;
         settle().await;
     }
-    tokio::time::timeout(Duration::from_secs(2), handle).await.expect("supervisor exits").unwrap();
+    tokio::time::timeout(Duration::from_secs(2), handle)
+        .await
+        .expect("supervisor exits")
+        .unwrap();
     assert_eq!(supervisor.get_status(), ractor::ActorStatus::Stopped);
 }
 
@@ -166,7 +225,11 @@ async fn transient_child_that_stops_normally_is_not_restarted() {
     let (supervisor, _) = Actor::spawn(
         None,
         Supervisor,
-        args(Strategy::OneForOne, OnExhausted::GiveUp, vec![toy_spec("a", Restart::Transient, a.clone())]),
+        args(
+            Strategy::OneForOne,
+            OnExhausted::GiveUp,
+            vec![toy_spec("a", Restart::Transient, a.clone())],
+        ),
     )
     .await
     .unwrap();
@@ -179,16 +242,37 @@ async fn transient_child_that_stops_normally_is_not_restarted() {
 
 #[tokio::test]
 async fn children_can_be_added_and_removed_at_runtime() {
-    let (supervisor, _) =
-        Actor::spawn(None, Supervisor, args(Strategy::OneForOne, OnExhausted::GiveUp, vec![])).await.unwrap();
+    let (supervisor, _) = Actor::spawn(
+        None,
+        Supervisor,
+        args(Strategy::OneForOne, OnExhausted::GiveUp, vec![]),
+    )
+    .await
+    .unwrap();
     let a = Arc::new(AtomicU32::new(0));
-    let added = call!(supervisor, SupervisorMsg::StartChild, toy_spec("a", Restart::Permanent, a.clone())).unwrap();
+    let added = call!(
+        supervisor,
+        SupervisorMsg::StartChild,
+        toy_spec("a", Restart::Permanent, a.clone())
+    )
+    .unwrap();
     assert_eq!(added, Ok(()));
-    let duplicate = call!(supervisor, SupervisorMsg::StartChild, toy_spec("a", Restart::Permanent, a.clone())).unwrap();
+    let duplicate = call!(
+        supervisor,
+        SupervisorMsg::StartChild,
+        toy_spec("a", Restart::Permanent, a.clone())
+    )
+    .unwrap();
     assert!(duplicate.unwrap_err().contains("exists already"));
-    supervisor.cast(SupervisorMsg::RemoveChild("a".into())).unwrap();
+    supervisor
+        .cast(SupervisorMsg::RemoveChild("a".into()))
+        .unwrap();
     settle().await;
     assert!(reports(&supervisor).await.is_empty());
-    assert_eq!(a.load(Ordering::SeqCst), 1, "a removed child is not restarted");
+    assert_eq!(
+        a.load(Ordering::SeqCst),
+        1,
+        "a removed child is not restarted"
+    );
     supervisor.stop(None);
 }

@@ -16,7 +16,11 @@ use crate::harness::{full_config, notification, route, webhook_integration, WEBH
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_config(dir: &Path, port: u16, url: &str, rate: &str) -> std::path::PathBuf {
@@ -31,19 +35,39 @@ fn write_config(dir: &Path, port: u16, url: &str, rate: &str) -> std::path::Path
 }
 
 fn create_key(config: &Path) -> String {
-    let output = Command::new(HERALD).args(["keys", "create", "--organization", "studio", "--config"]).arg(config).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(HERALD)
+        .args(["keys", "create", "--organization", "studio", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 fn spawn(config: &Path) -> Child {
-    Command::new(HERALD).arg("serve").arg("--config").arg(config).env("RUST_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    Command::new(HERALD)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
             if response.status() == StatusCode::OK {
                 return;
             }
@@ -54,23 +78,42 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
 }
 
 fn delivered_ids(receiver: &WebhookReceiver) -> HashSet<String> {
-    receiver.received().iter().filter_map(|r| r.body["data"]["notificationId"].as_str().map(str::to_owned)).collect()
+    receiver
+        .received()
+        .iter()
+        .filter_map(|r| r.body["data"]["notificationId"].as_str().map(str::to_owned))
+        .collect()
 }
 
 async fn post_batch(client: &reqwest::Client, port: u16, key: &str, prefix: &str, count: usize) {
-    let batch: Vec<Value> = (0..count).map(|n| notification(&format!("{prefix}-{n}"), "normal")).collect();
-    let response = client.post(format!("http://127.0.0.1:{port}/v1/notifications/batch")).bearer_auth(key).json(&json!({"notifications": batch})).send().await.unwrap();
+    let batch: Vec<Value> = (0..count)
+        .map(|n| notification(&format!("{prefix}-{n}"), "normal"))
+        .collect();
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/v1/notifications/batch"))
+        .bearer_auth(key)
+        .json(&json!({"notifications": batch}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_notifications_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
     let port = free_port();
     // Slow delivery, so thousands are still undelivered when the process dies.
-    let slow = write_config(dir.path(), port, &receiver.url(), "{ per_second = 20, burst = 1 }");
+    let slow = write_config(
+        dir.path(),
+        port,
+        &receiver.url(),
+        "{ per_second = 20, burst = 1 }",
+    );
     let key = create_key(&slow);
     let mut daemon = spawn(&slow);
     wait_ready(&client, port).await;
@@ -80,20 +123,34 @@ async fn accepted_notifications_survive_kill_9() {
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     let before = delivered_ids(&receiver).len();
-    assert!(before < 3000, "the kill came before delivery finished ({before} delivered)");
+    assert!(
+        before < 3000,
+        "the kill came before delivery finished ({before} delivered)"
+    );
 
     let port = free_port();
-    let fast = write_config(dir.path(), port, &receiver.url(), "{ per_second = 5000, burst = 100 }");
+    let fast = write_config(
+        dir.path(),
+        port,
+        &receiver.url(),
+        "{ per_second = 5000, burst = 100 }",
+    );
     let mut daemon = spawn(&fast);
     wait_ready(&client, port).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let expected: HashSet<String> = (0..3).flat_map(|chunk| (0..1000).map(move |n| format!("k{chunk}-{n}"))).collect();
+    let expected: HashSet<String> = (0..3)
+        .flat_map(|chunk| (0..1000).map(move |n| format!("k{chunk}-{n}")))
+        .collect();
     loop {
         let delivered = delivered_ids(&receiver);
         if expected.is_subset(&delivered) {
             break;
         }
-        assert!(Instant::now() < deadline, "{} of 3000 delivered after restart", expected.intersection(&delivered).count());
+        assert!(
+            Instant::now() < deadline,
+            "{} of 3000 delivered after restart",
+            expected.intersection(&delivered).count()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     daemon.kill().unwrap();
@@ -103,34 +160,59 @@ async fn accepted_notifications_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_cleanly_and_the_rest_is_delivered_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
     receiver.faults.set_latency(Duration::from_millis(300));
     let client = reqwest::Client::new();
     let port = free_port();
-    let config = write_config(dir.path(), port, &receiver.url(), "{ per_second = 20, burst = 1 }");
+    let config = write_config(
+        dir.path(),
+        port,
+        &receiver.url(),
+        "{ per_second = 20, burst = 1 }",
+    );
     let key = create_key(&config);
     let mut daemon = spawn(&config);
     wait_ready(&client, port).await;
     post_batch(&client, port, &key, "t", 200).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped_at = Instant::now();
-    let status = Command::new("kill").arg("-TERM").arg(daemon.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = daemon.wait().unwrap();
     assert!(exit.success(), "herald exited with {exit:?} after SIGTERM");
-    assert!(stopped_at.elapsed() < Duration::from_secs(6), "shutdown is bounded by the grace period");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(6),
+        "shutdown is bounded by the grace period"
+    );
     let answered = receiver.recorder.all().len();
-    assert!(answered < 200, "stopped before delivering everything ({answered})");
+    assert!(
+        answered < 200,
+        "stopped before delivering everything ({answered})"
+    );
 
     receiver.faults.set_latency(Duration::ZERO);
     let port = free_port();
-    let config = write_config(dir.path(), port, &receiver.url(), "{ per_second = 5000, burst = 100 }");
+    let config = write_config(
+        dir.path(),
+        port,
+        &receiver.url(),
+        "{ per_second = 5000, burst = 100 }",
+    );
     let mut daemon = spawn(&config);
     wait_ready(&client, port).await;
     let expected: HashSet<String> = (0..200).map(|n| format!("t-{n}")).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !expected.is_subset(&delivered_ids(&receiver)) {
-        assert!(Instant::now() < deadline, "not everything was delivered after restart");
+        assert!(
+            Instant::now() < deadline,
+            "not everything was delivered after restart"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     daemon.kill().unwrap();

@@ -7,20 +7,33 @@ use herald::sandbox::{any_local_port, WebhookReceiver};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, notification, route, webhook_integration, Harness, WEBHOOK_SECRET};
+use crate::harness::{
+    eventually, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_overtakes_a_backlog_of_100_000() {
-    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
     let body = format!(
         "[[organizations]]\nid = \"venue\"\n{}{}",
-        webhook_integration("sink", "venue", &receiver.url(), "rate_limit = { per_second = 200, burst = 20, emergency_reserve = 0.2 }"),
+        webhook_integration(
+            "sink",
+            "venue",
+            &receiver.url(),
+            "rate_limit = { per_second = 200, burst = 20, emergency_reserve = 0.2 }"
+        ),
         route("venue", &["sink"], "")
     );
     let herald = Harness::start(&body, "venue").await;
     for chunk in 0..10 {
-        let batch: Vec<Value> = (0..10_000).map(|n| notification(&format!("bulk-{chunk}-{n}"), "low")).collect();
-        let (status, answer) = herald.post("/v1/notifications/batch", &json!({"notifications": batch})).await;
+        let batch: Vec<Value> = (0..10_000)
+            .map(|n| notification(&format!("bulk-{chunk}-{n}"), "low"))
+            .collect();
+        let (status, answer) = herald
+            .post("/v1/notifications/batch", &json!({"notifications": batch}))
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
         assert_eq!(answer["accepted"], 10_000);
     }
@@ -32,13 +45,23 @@ async fn an_emergency_overtakes_a_backlog_of_100_000() {
     alert["type"] = json!("emergency_alert");
     let (status, _) = herald.post("/v1/notifications", &alert).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let is_alert = |r: &herald::sandbox::RecordedRequest| r.body["data"]["notificationId"] == "fire-alarm";
-    eventually(Duration::from_secs(30), "the emergency to arrive", || receiver.received().iter().any(is_alert)).await;
+    let is_alert =
+        |r: &herald::sandbox::RecordedRequest| r.body["data"]["notificationId"] == "fire-alarm";
+    eventually(Duration::from_secs(30), "the emergency to arrive", || {
+        receiver.received().iter().any(is_alert)
+    })
+    .await;
     let received = receiver.received();
     let position = received.iter().position(is_alert).unwrap();
-    assert!(position < 5_000, "the emergency arrived after {position} normal notifications, with ~{backlog} queued");
+    assert!(
+        position < 5_000,
+        "the emergency arrived after {position} normal notifications, with ~{backlog} queued"
+    );
     let (_, health) = herald.get("/v1/integrations/sink/health").await;
-    assert!(health["mailboxDepth"].as_u64().unwrap() > 80_000, "the backlog had not drained: {health}");
+    assert!(
+        health["mailboxDepth"].as_u64().unwrap() > 80_000,
+        "the backlog had not drained: {health}"
+    );
     let record = herald.get("/v1/notifications/fire-alarm").await.1;
     assert_eq!(record["targets"][0]["emergency"], true);
 }

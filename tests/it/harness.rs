@@ -60,9 +60,12 @@ impl Harness {
     pub async fn start(body: &str, organization: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
         let text = full_config(data.path(), body);
-        let config = herald::config::parse(&text, "test config").unwrap_or_else(|err| panic!("test config is invalid: {err}"));
+        let config = herald::config::parse(&text, "test config")
+            .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
         let store = herald::open_store(&config).unwrap();
-        let key = herald::api::create_api_key(&*store, organization, "test").await.unwrap();
+        let key = herald::api::create_api_key(&*store, organization, "test")
+            .await
+            .unwrap();
         drop(store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -70,14 +73,26 @@ impl Harness {
         let daemon = tokio::spawn(herald::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        Self { base, key, client, data, stop: Some(stop), daemon: Some(daemon) }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Self {
+            base,
+            key,
+            client,
+            data,
+            stop: Some(stop),
+            daemon: Some(daemon),
+        }
     }
 
     /// Creates another API key, for `organization`, in the running daemon's store.
     pub async fn key_for(&self, organization: &str) -> String {
         let store = herald::store::SqliteStore::open(&self.data.path().join("store")).unwrap();
-        herald::api::create_api_key(&store, organization, "test").await.unwrap()
+        herald::api::create_api_key(&store, organization, "test")
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -107,20 +122,34 @@ impl Harness {
     }
 
     pub async fn get_as(&self, key: &str, path: &str) -> (StatusCode, Value) {
-        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.unwrap();
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Polls the notification until `done` holds for it, or panics after `timeout`.
-    pub async fn wait_for_notification(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for_notification(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (status, record) = self.get(&format!("/v1/notifications/{id}")).await;
             if status == StatusCode::OK && done(&record) {
                 return record;
             }
-            assert!(Instant::now() < deadline, "notification {id} did not reach the expected state in {timeout:?}: {record}");
+            assert!(
+                Instant::now() < deadline,
+                "notification {id} did not reach the expected state in {timeout:?}: {record}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -146,14 +175,19 @@ pub fn notification(id: &str, priority: &str) -> Value {
 
 /// Whether every target of a notification record is delivered.
 pub fn all_delivered(record: &Value) -> bool {
-    record["targets"].as_array().is_some_and(|targets| !targets.is_empty() && targets.iter().all(|t| t["state"] == "delivered"))
+    record["targets"].as_array().is_some_and(|targets| {
+        !targets.is_empty() && targets.iter().all(|t| t["state"] == "delivered")
+    })
 }
 
 /// Waits until `check` holds, polling, or panics with `what` after `timeout`.
 pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -7,10 +7,14 @@ use herald::sandbox::{any_local_port, WebhookReceiver};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{all_delivered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET};
+use crate::harness::{
+    all_delivered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+};
 
 async fn start() -> (Harness, WebhookReceiver) {
-    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
     let body = format!(
         "[[organizations]]\nid = \"studio\"\n{}{}",
         webhook_integration("hook", "studio", &receiver.url(), ""),
@@ -22,40 +26,78 @@ async fn start() -> (Harness, WebhookReceiver) {
 #[tokio::test]
 async fn a_repeated_notification_id_returns_the_first_record_and_delivers_once() {
     let (herald, receiver) = start().await;
-    let (status, first) = herald.post("/v1/notifications", &notification("n-1", "normal")).await;
+    let (status, first) = herald
+        .post("/v1/notifications", &notification("n-1", "normal"))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert_eq!(first["status"], "accepted");
-    herald.wait_for_notification("n-1", Duration::from_secs(10), all_delivered).await;
+    herald
+        .wait_for_notification("n-1", Duration::from_secs(10), all_delivered)
+        .await;
 
     let mut changed = notification("n-1", "high");
     changed["title"] = json!("A different title");
     let (status, again) = herald.post("/v1/notifications", &changed).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "duplicate");
-    assert_eq!(again["deliveries"][0]["deliveryId"], first["deliveries"][0]["deliveryId"]);
+    assert_eq!(
+        again["deliveries"][0]["deliveryId"],
+        first["deliveries"][0]["deliveryId"]
+    );
     assert_eq!(again["deliveries"][0]["state"], "delivered");
 
     // The same id inside a batch is a duplicate too.
     let (status, batch) = herald.post("/v1/notifications/batch", &json!({"notifications": [notification("n-1", "normal"), notification("n-2", "normal")]})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!((batch["accepted"].as_u64(), batch["duplicates"].as_u64()), (Some(1), Some(1)));
-    herald.wait_for_notification("n-2", Duration::from_secs(10), all_delivered).await;
+    assert_eq!(
+        (batch["accepted"].as_u64(), batch["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+    herald
+        .wait_for_notification("n-2", Duration::from_secs(10), all_delivered)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ids: Vec<String> = receiver.received().iter().map(|r| r.body["data"]["notificationId"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids.iter().filter(|id| *id == "n-1").count(), 1, "delivered exactly once: {ids:?}");
+    let ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            r.body["data"]["notificationId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|id| *id == "n-1").count(),
+        1,
+        "delivered exactly once: {ids:?}"
+    );
     let stored = herald.get("/v1/notifications/n-1").await.1;
-    assert_eq!(stored["notification"]["title"], "Ceremony moved", "the first record stands");
+    assert_eq!(
+        stored["notification"]["title"], "Ceremony moved",
+        "the first record stands"
+    );
     herald.stop().await.expect("a clean shutdown");
 }
 
-async fn expect_rejected(herald: &Harness, path: &str, body: String, status: StatusCode, field: Option<&str>, message_part: &str) -> Value {
+async fn expect_rejected(
+    herald: &Harness,
+    path: &str,
+    body: String,
+    status: StatusCode,
+    field: Option<&str>,
+    message_part: &str,
+) -> Value {
     let (got, answer) = herald.post_raw_as(&herald.key, path, body).await;
     assert_eq!(got, status, "{answer}");
     if let Some(field) = field {
         assert_eq!(answer["error"]["field"], field, "{answer}");
     }
     let message = answer["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(message_part), "message {message:?} should mention {message_part:?}");
+    assert!(
+        message.contains(message_part),
+        "message {message:?} should mention {message_part:?}"
+    );
     answer
 }
 
@@ -63,40 +105,126 @@ async fn expect_rejected(herald: &Harness, path: &str, body: String, status: Sta
 async fn bad_input_is_rejected_naming_the_field_and_nothing_is_journaled() {
     let (herald, receiver) = start().await;
     let path = "/v1/notifications";
-    expect_rejected(&herald, path, "{\"notificationId\": \"x\",".into(), StatusCode::BAD_REQUEST, None, "malformed JSON").await;
+    expect_rejected(
+        &herald,
+        path,
+        "{\"notificationId\": \"x\",".into(),
+        StatusCode::BAD_REQUEST,
+        None,
+        "malformed JSON",
+    )
+    .await;
 
     let mut missing = notification("bad-1", "normal");
     missing.as_object_mut().unwrap().remove("message");
-    expect_rejected(&herald, path, missing.to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("message"), "missing field `message`").await;
+    expect_rejected(
+        &herald,
+        path,
+        missing.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("message"),
+        "missing field `message`",
+    )
+    .await;
 
     let mut unknown = notification("bad-2", "normal");
     unknown["weddingContext"]["theme"] = json!("rustic");
-    expect_rejected(&herald, path, unknown.to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("weddingContext.theme"), "unknown field `theme`").await;
+    expect_rejected(
+        &herald,
+        path,
+        unknown.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("weddingContext.theme"),
+        "unknown field `theme`",
+    )
+    .await;
 
     let mut wrong_type = notification("bad-3", "normal");
     wrong_type["weddingContext"]["guestCount"] = json!("lots");
-    expect_rejected(&herald, path, wrong_type.to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("weddingContext.guestCount"), "invalid type").await;
+    expect_rejected(
+        &herald,
+        path,
+        wrong_type.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("weddingContext.guestCount"),
+        "invalid type",
+    )
+    .await;
 
     let mut bad_priority = notification("bad-4", "normal");
     bad_priority["priority"] = json!("urgent");
-    expect_rejected(&herald, path, bad_priority.to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("priority"), "unknown variant `urgent`").await;
+    expect_rejected(
+        &herald,
+        path,
+        bad_priority.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("priority"),
+        "unknown variant `urgent`",
+    )
+    .await;
 
     let mut bad_date = notification("bad-5", "normal");
     bad_date["weddingContext"]["weddingDate"] = json!("next June");
-    expect_rejected(&herald, path, bad_date.to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("weddingContext.weddingDate"), "YYYY-MM-DD").await;
+    expect_rejected(
+        &herald,
+        path,
+        bad_date.to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("weddingContext.weddingDate"),
+        "YYYY-MM-DD",
+    )
+    .await;
 
     // A batch with one bad notification is rejected whole.
-    let mut batch: Vec<Value> = (0..10).map(|n| notification(&format!("batch-{n}"), "normal")).collect();
+    let mut batch: Vec<Value> = (0..10)
+        .map(|n| notification(&format!("batch-{n}"), "normal"))
+        .collect();
     batch[7]["title"] = json!("");
-    expect_rejected(&herald, "/v1/notifications/batch", json!({"notifications": batch}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("notifications[7].title"), "must not be empty").await;
+    expect_rejected(
+        &herald,
+        "/v1/notifications/batch",
+        json!({"notifications": batch}).to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("notifications[7].title"),
+        "must not be empty",
+    )
+    .await;
     batch[7]["title"] = json!(7);
-    expect_rejected(&herald, "/v1/notifications/batch", json!({"notifications": batch}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("notifications[7].title"), "invalid type").await;
+    expect_rejected(
+        &herald,
+        "/v1/notifications/batch",
+        json!({"notifications": batch}).to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("notifications[7].title"),
+        "invalid type",
+    )
+    .await;
 
-    let oversized: Vec<Value> = (0..10_001).map(|n| notification(&format!("big-{n}"), "low")).collect();
-    expect_rejected(&herald, "/v1/notifications/batch", json!({"notifications": oversized}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("notifications"), "at most 10000").await;
-    expect_rejected(&herald, "/v1/notifications/batch", json!({"notifications": []}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("notifications"), "at least one").await;
+    let oversized: Vec<Value> = (0..10_001)
+        .map(|n| notification(&format!("big-{n}"), "low"))
+        .collect();
+    expect_rejected(
+        &herald,
+        "/v1/notifications/batch",
+        json!({"notifications": oversized}).to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("notifications"),
+        "at most 10000",
+    )
+    .await;
+    expect_rejected(
+        &herald,
+        "/v1/notifications/batch",
+        json!({"notifications": []}).to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("notifications"),
+        "at least one",
+    )
+    .await;
 
-    for id in ["bad-1", "bad-2", "bad-3", "bad-4", "bad-5", "batch-0", "batch-9", "big-0"] {
+    for id in [
+        "bad-1", "bad-2", "bad-3", "bad-4", "bad-5", "batch-0", "batch-9", "big-0",
+    ] {
         let (status, _) = herald.get(&format!("/v1/notifications/{id}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{id} must not be journaled");
     }
@@ -111,23 +239,51 @@ async fn a_body_over_the_size_limit_is_413() {
     huge["message"] = json!("x".repeat(17 * 1024 * 1024));
     let (status, answer) = herald.post("/v1/notifications", &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert_eq!(herald.get("/v1/notifications/huge").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        herald.get("/v1/notifications/huge").await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn webhook_deliveries_carry_a_valid_standard_webhooks_signature_and_show_in_metrics() {
     let (herald, receiver) = start().await;
-    herald.post("/v1/notifications", &notification("signed", "normal")).await;
-    let record = herald.wait_for_notification("signed", Duration::from_secs(10), all_delivered).await;
+    herald
+        .post("/v1/notifications", &notification("signed", "normal"))
+        .await;
+    let record = herald
+        .wait_for_notification("signed", Duration::from_secs(10), all_delivered)
+        .await;
     let received = receiver.received();
-    assert_eq!(received.len(), 1, "the receiver verified the signature and accepted it");
+    assert_eq!(
+        received.len(),
+        1,
+        "the receiver verified the signature and accepted it"
+    );
     let message = &received[0];
-    assert_eq!(message.header("webhook-id"), record["targets"][0]["receipt"].as_str());
-    assert!(message.header("webhook-signature").unwrap().starts_with("v1,"));
+    assert_eq!(
+        message.header("webhook-id"),
+        record["targets"][0]["receipt"].as_str()
+    );
+    assert!(message
+        .header("webhook-signature")
+        .unwrap()
+        .starts_with("v1,"));
     assert_eq!(message.body["type"], "timeline_change");
-    assert_eq!(message.body["data"]["weddingContext"]["venue"], "Kew Gardens");
+    assert_eq!(
+        message.body["data"]["weddingContext"]["venue"],
+        "Kew Gardens"
+    );
 
-    let metrics = herald.client.get(format!("{}/metrics", herald.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = herald
+        .client
+        .get(format!("{}/metrics", herald.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("herald_deliveries_total{"), "{metrics}");
     assert!(metrics.contains("outcome=\"delivered\""));
     assert!(metrics.contains("herald_intake_total{"));

@@ -9,11 +9,21 @@ use crate::harness::{notification, webhook_integration, Harness, SLACK_TOKEN, WE
 
 #[tokio::test]
 async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
-    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["ops"]).await.unwrap();
-    let down_slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"]).await.unwrap();
-    down_slack.faults.go_down(503, json!({"ok": false, "error": "service_unavailable"}));
-    let hook = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
-    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET).await.unwrap();
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["ops"])
+        .await
+        .unwrap();
+    let down_slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
+        .await
+        .unwrap();
+    down_slack
+        .faults
+        .go_down(503, json!({"ok": false, "error": "service_unavailable"}));
+    let hook = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
     let slack_integration = |id: &str, base: &str, channel: &str, extra: &str| {
         format!("[[integrations]]\nid = \"{id}\"\norganization = \"studio\"\nkind = \"slack\"\nsettings = {{ base_url = \"{base}\", channel = \"{channel}\", token = {{ file = \"{{secrets}}/slack\" }} }}\n{extra}\n")
     };
@@ -43,17 +53,37 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
     assert_eq!(result["failureCount"], 0);
     let systems = result["systemResults"].as_array().unwrap();
     assert_eq!(systems.len(), 3);
-    let day = systems.iter().find(|s| s["integrationId"] == "day-slack").unwrap();
-    let paths: Vec<(&str, &str)> = day["deliveryResults"].as_array().unwrap().iter().map(|d| (d["route"].as_str().unwrap(), d["state"].as_str().unwrap())).collect();
-    assert_eq!(paths, vec![("primary", "failed_over"), ("failover", "delivered")]);
+    let day = systems
+        .iter()
+        .find(|s| s["integrationId"] == "day-slack")
+        .unwrap();
+    let paths: Vec<(&str, &str)> = day["deliveryResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["route"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![("primary", "failed_over"), ("failover", "delivered")]
+    );
     assert_eq!(pager.received().len(), 1);
     let posted = slack.messages("ops");
     assert_eq!(posted.len(), 1);
-    assert_eq!(posted[0].2[3]["elements"][0]["action_id"], "ack", "Block Kit actions reached Slack");
+    assert_eq!(
+        posted[0].2[3]["elements"][0]["action_id"], "ack",
+        "Block Kit actions reached Slack"
+    );
 
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-2", "sourceNotification": notification("x", "low"), "targetSystems": [], "transformationMaps": {}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(answer["error"]["field"], "transformationMaps", "fields Herald does not support yet are rejected by name: {answer}");
+    assert_eq!(
+        answer["error"]["field"], "transformationMaps",
+        "fields Herald does not support yet are rejected by name: {answer}"
+    );
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-3", "sourceNotification": notification("y", "low"), "targetSystems": []})).await;
-    assert_eq!((status, answer["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("targetSystems")));
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("targetSystems"))
+    );
 }

@@ -28,17 +28,38 @@ async fn a_panicking_connector_is_restarted_and_deliveries_continue() {
     let herald = Harness::start(&config(10, 3), "studio").await;
     herald.post("/v1/notifications", &poison("poison")).await;
     for n in 0..5 {
-        herald.post("/v1/notifications", &notification(&format!("fine-{n}"), "normal")).await;
+        herald
+            .post(
+                "/v1/notifications",
+                &notification(&format!("fine-{n}"), "normal"),
+            )
+            .await;
     }
-    let record = herald.wait_for_notification("poison", Duration::from_secs(10), |r| r["targets"][0]["state"] == "dead_lettered").await;
-    assert_eq!(record["targets"][0]["attempts"], 3, "each panic counted as an attempt, then dead-lettered");
-    assert!(record["targets"][0]["lastError"].as_str().unwrap().contains("connector panicked"));
+    let record = herald
+        .wait_for_notification("poison", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert_eq!(
+        record["targets"][0]["attempts"], 3,
+        "each panic counted as an attempt, then dead-lettered"
+    );
+    assert!(record["targets"][0]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("connector panicked"));
     for n in 0..5 {
-        herald.wait_for_notification(&format!("fine-{n}"), Duration::from_secs(10), all_delivered).await;
+        herald
+            .wait_for_notification(&format!("fine-{n}"), Duration::from_secs(10), all_delivered)
+            .await;
     }
     // Still serving after three restarts.
-    herald.post("/v1/notifications", &notification("after", "normal")).await;
-    herald.wait_for_notification("after", Duration::from_secs(10), all_delivered).await;
+    herald
+        .post("/v1/notifications", &notification("after", "normal"))
+        .await;
+    herald
+        .wait_for_notification("after", Duration::from_secs(10), all_delivered)
+        .await;
     let (_, health) = herald.get("/v1/integrations/flaky/health").await;
     assert!(health["supervisionFailure"].is_null(), "{health}");
 }
@@ -47,7 +68,9 @@ async fn a_panicking_connector_is_restarted_and_deliveries_continue() {
 async fn a_crash_loop_is_bounded_and_shows_as_down() {
     let herald = Harness::start(&config(2, 50), "studio").await;
     for n in 0..3 {
-        herald.post("/v1/notifications", &poison(&format!("poison-{n}"))).await;
+        herald
+            .post("/v1/notifications", &poison(&format!("poison-{n}")))
+            .await;
     }
     let mut health = serde_json::Value::Null;
     for _ in 0..100 {
@@ -58,7 +81,10 @@ async fn a_crash_loop_is_bounded_and_shows_as_down() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(health["status"], "down", "{health}");
-    assert!(health["supervisionFailure"].as_str().unwrap().contains("connector panicked"));
+    assert!(health["supervisionFailure"]
+        .as_str()
+        .unwrap()
+        .contains("connector panicked"));
 
     // Given up means given up: no more attempts are made.
     let attempts = |record: &serde_json::Value| record["targets"][0]["attempts"].as_u64().unwrap();
@@ -66,13 +92,22 @@ async fn a_crash_loop_is_bounded_and_shows_as_down() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after: u64 = futures_sum(&herald, &["poison-0", "poison-1", "poison-2"], attempts).await;
     assert_eq!(before, after, "the crash loop stopped");
-    assert!(before <= 3, "at most one start plus two restarts, one attempt each: {before}");
+    assert!(
+        before <= 3,
+        "at most one start plus two restarts, one attempt each: {before}"
+    );
     // Intake still works; the deliveries wait durably for the integration to come back.
-    let (status, _) = herald.post("/v1/notifications", &notification("queued", "normal")).await;
+    let (status, _) = herald
+        .post("/v1/notifications", &notification("queued", "normal"))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
-async fn futures_sum(herald: &Harness, ids: &[&str], value: impl Fn(&serde_json::Value) -> u64) -> u64 {
+async fn futures_sum(
+    herald: &Harness,
+    ids: &[&str],
+    value: impl Fn(&serde_json::Value) -> u64,
+) -> u64 {
     let mut sum = 0;
     for id in ids {
         sum += value(&herald.get(&format!("/v1/notifications/{id}")).await.1);
