@@ -133,6 +133,8 @@ pub struct ChildReport {
     pub recent_restarts: u32,
     /// Restarts since the supervisor started.
     pub total_restarts: u64,
+    /// The running incarnation, if any.
+    pub cell: Option<ActorCell>,
 }
 
 /// How the supervisor behaves, and the children it starts with.
@@ -243,6 +245,7 @@ impl Actor for Supervisor {
                             status: child.status.clone(),
                             recent_restarts: child.restart_times.len() as u32,
                             total_restarts: child.total_restarts,
+                            cell: child.cell.clone(),
                         }
                     })
                     .collect();

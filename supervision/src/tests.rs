@@ -63,8 +63,12 @@ fn args(strategy: Strategy, on_exhausted: OnExhausted, children: Vec<ChildSpec>)
     }
 }
 
+/// Crashes the child at `child_index` in start order.
 async fn crash(supervisor: &ActorRef<SupervisorMsg>, child_index: usize) {
-    let cell = supervisor.get_children()[child_index].clone();
+    let cell = reports(supervisor).await[child_index]
+        .cell
+        .clone()
+        .expect("child is running");
     cell.send_message(ToyMsg::Crash).expect("child is alive");
 }
 
@@ -233,7 +237,11 @@ async fn transient_child_that_stops_normally_is_not_restarted() {
     )
     .await
     .unwrap();
-    supervisor.get_children()[0].stop(None);
+    reports(&supervisor).await[0]
+        .cell
+        .clone()
+        .unwrap()
+        .stop(None);
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 1);
     assert_eq!(reports(&supervisor).await[0].status, ChildStatus::Stopped);
