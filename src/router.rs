@@ -243,7 +243,6 @@ async fn journal_and_dispatch(
             Intake::Accepted(rows) => (false, rows),
             Intake::Duplicate(rows) => (true, rows),
         };
-        metrics::counter!("herald_intake_total", "lane" => lane_label, "outcome" => if duplicate { "duplicate" } else { "accepted" }).increment(1);
         if !duplicate {
             for row in &deliveries {
                 per_integration
@@ -258,6 +257,11 @@ async fn journal_and_dispatch(
             deliveries,
         });
     }
+    let duplicates = accepted.iter().filter(|a| a.duplicate).count() as u64;
+    metrics::counter!("herald_intake_total", "lane" => lane_label, "outcome" => "accepted")
+        .increment(accepted.len() as u64 - duplicates);
+    metrics::counter!("herald_intake_total", "lane" => lane_label, "outcome" => "duplicate")
+        .increment(duplicates);
     for (integration, jobs) in per_integration {
         registry.dispatch(&integration, jobs);
     }

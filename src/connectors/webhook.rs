@@ -16,6 +16,15 @@ use super::http::{classify_status, transport_error, OutboundClient};
 use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
 use crate::config::WebhookSettings;
 
+/// The Standard Webhooks payload shape: `{type, timestamp, data}`.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: String,
+    data: &'a crate::wedsync::WeddingNotification,
+}
+
 pub struct WebhookConnector {
     url: Url,
     secret: ReloadableSecret,
@@ -46,11 +55,11 @@ impl WebhookConnector {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let body = serde_json::to_vec(&serde_json::json!({
-            "type": delivery.notification.notification_type,
-            "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            "data": &*delivery.notification,
-        }))
+        let body = serde_json::to_vec(&Envelope {
+            kind: &delivery.notification.notification_type,
+            timestamp: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            data: &delivery.notification,
+        })
         .map_err(|err| {
             ConnectorError::Misconfigured(format!("cannot encode the notification: {err}"))
         })?;

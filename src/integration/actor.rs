@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::mailbox::{Job, Mailbox};
+use super::metrics::Outcome;
 use super::retry::{RetryDecision, RetryPolicy};
 use super::{IntegrationRuntime, Registry};
 use crate::connectors::{
@@ -323,12 +324,8 @@ impl IntegrationState {
         };
         let job = job_after_attempt(job);
         let now = Instant::now();
-        let labels = [
-            ("integration", self.runtime.id().to_owned()),
-            ("vendor", self.runtime.vendor().to_owned()),
-        ];
-        metrics::histogram!("herald_attempt_duration_seconds", &labels)
-            .record(latency.as_secs_f64());
+        let metrics = &self.runtime.metrics;
+        metrics.record_attempt_duration(latency.as_secs_f64());
         match result {
             Ok(receipt) => {
                 self.runtime
@@ -337,11 +334,9 @@ impl IntegrationState {
                     .expect("breaker lock")
                     .record_success();
                 self.runtime.record_attempt(true, latency, None);
-                let lane = if job.emergency { "emergency" } else { "normal" };
                 let age_ms = (now_millis() - job.created_at).max(0) as f64;
-                metrics::histogram!("herald_intake_to_delivery_seconds", "lane" => lane)
-                    .record(age_ms / 1000.0);
-                self.count(&job, "delivered");
+                metrics.record_intake_to_delivery(job.lane(), age_ms / 1000.0);
+                metrics.count(job.lane(), Outcome::Delivered);
                 self.store.settle(vec![Settlement::Delivered {
                     delivery_id,
                     attempts: job.attempts,
@@ -351,7 +346,7 @@ impl IntegrationState {
             }
             Err(error) => {
                 tracing::warn!(integration = %self.runtime.id(), delivery = delivery_id, attempt = job.attempts, error = %error, "delivery attempt failed");
-                metrics::counter!("herald_attempt_failures_total", "integration" => self.runtime.id().to_owned(), "kind" => error.kind()).increment(1);
+                metrics.count_failure(error.kind());
                 self.runtime
                     .record_attempt(false, latency, Some(error.to_string()));
                 {
@@ -414,7 +409,7 @@ impl IntegrationState {
     }
 
     fn requeue(&mut self, job: Job, error: &ConnectorError, delay: Duration, now: Instant) {
-        self.count(&job, "retrying");
+        self.runtime.metrics.count(job.lane(), Outcome::Retrying);
         self.store.settle(vec![Settlement::Retrying {
             delivery_id: job.delivery_id,
             attempts: job.attempts,
@@ -432,7 +427,9 @@ impl IntegrationState {
             return;
         }
         tracing::error!(integration = %self.runtime.id(), delivery = job.delivery_id, %reason, "delivery dead-lettered");
-        self.count(&job, "dead_lettered");
+        self.runtime
+            .metrics
+            .count(job.lane(), Outcome::DeadLettered);
         self.store.settle(vec![Settlement::DeadLettered {
             delivery_id: job.delivery_id,
             attempts: job.attempts,
@@ -470,7 +467,7 @@ impl IntegrationState {
             .unwrap_or(&targets[0])
             .clone();
         tracing::warn!(integration = %self.runtime.id(), delivery = job.delivery_id, %backup, %reason, "failing over");
-        self.count(&job, "failed_over");
+        self.runtime.metrics.count(job.lane(), Outcome::FailedOver);
         let store = self.store.clone();
         let registry = self.registry.clone();
         tokio::spawn(async move {
@@ -484,17 +481,6 @@ impl IntegrationState {
                 }
             }
         });
-    }
-
-    fn count(&self, job: &Job, outcome: &'static str) {
-        metrics::counter!(
-            "herald_deliveries_total",
-            "integration" => self.runtime.id().to_owned(),
-            "vendor" => self.runtime.vendor(),
-            "lane" => if job.emergency { "emergency" } else { "normal" },
-            "outcome" => outcome
-        )
-        .increment(1);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod actor;
 pub mod breaker;
 pub mod limiter;
 pub mod mailbox;
+pub mod metrics;
 pub mod retry;
 
 use std::collections::{HashMap, VecDeque};
@@ -38,6 +39,7 @@ const HEALTH_WINDOW: usize = 512;
 /// The part of an integration that survives its actor's restarts.
 pub struct IntegrationRuntime {
     pub config: IntegrationConfig,
+    pub metrics: metrics::IntegrationMetrics,
     pub breaker: Mutex<Breaker>,
     pub limiter: Mutex<Limiter>,
     health: Mutex<HealthStats>,
@@ -84,6 +86,7 @@ impl IntegrationRuntime {
     pub fn new(config: IntegrationConfig) -> Self {
         let now = Instant::now();
         Self {
+            metrics: metrics::IntegrationMetrics::new(&config.id, vendor_of(&config)),
             breaker: Mutex::new(Breaker::new(config.breaker)),
             limiter: Mutex::new(Limiter::new(&config.rate_limit, now)),
             health: Mutex::new(HealthStats::default()),
@@ -99,14 +102,7 @@ impl IntegrationRuntime {
     }
 
     pub fn vendor(&self) -> &'static str {
-        match &self.config.connector {
-            ConnectorConfig::Webhook(_) => "webhook",
-            ConnectorConfig::Slack(_) => "slack",
-            #[cfg(feature = "testing")]
-            ConnectorConfig::Null => "null",
-            #[cfg(feature = "testing")]
-            ConnectorConfig::Panic => "panic",
-        }
+        vendor_of(&self.config)
     }
 
     pub fn circuit_state(&self, now: Instant) -> CircuitState {
@@ -173,6 +169,17 @@ impl IntegrationRuntime {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             supervision_failure,
         }
+    }
+}
+
+fn vendor_of(config: &IntegrationConfig) -> &'static str {
+    match &config.connector {
+        ConnectorConfig::Webhook(_) => "webhook",
+        ConnectorConfig::Slack(_) => "slack",
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Null => "null",
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Panic => "panic",
     }
 }
 

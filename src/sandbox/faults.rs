@@ -60,6 +60,15 @@ impl Recorder {
         });
     }
 
+    /// How many requests were recorded (without copying them).
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("recorder lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn all(&self) -> Vec<RecordedRequest> {
         self.0.lock().expect("recorder lock").clone()
     }
