@@ -35,7 +35,7 @@ async fn start(body: &str) -> Daemon {
         body.replace("{secret}", &data.path().join("secret").display().to_string())
     );
     let config = herald::config::parse(&text, "bench").unwrap();
-    let store = herald::open_store(&config).unwrap();
+    let store = herald::open_store(&config).await.unwrap();
     let key = herald::api::create_api_key(&*store, "bench", "bench")
         .await
         .unwrap();

@@ -90,6 +90,9 @@ pub struct RawServer {
 pub struct RawStore {
     pub kind: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL connection string, as a secret reference (it may hold a password).
+    pub url: Option<SecretRef>,
+    pub schema: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -203,6 +206,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     Sqlite { data_dir: PathBuf },
+    Postgres { url: SecretRef, schema: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -227,11 +231,44 @@ pub struct IntegrationConfig {
 }
 
 /// Where a secret lives. Herald reads it when it builds the connector and never logs it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+}
+
+/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret now; the error says where it looked, never what it found.
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))?,
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(Secret(value))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -466,15 +503,36 @@ impl RawConfig {
                     .unwrap_or_else(|| PathBuf::from("data")),
             },
             "postgres" => {
-                return Err(invalid(
-                    "store.kind".into(),
-                    "postgres is not available in this build yet; use sqlite".into(),
-                ))
+                let Some(url) = self.store.url.clone() else {
+                    return Err(invalid(
+                        "store.url".into(),
+                        "postgres needs url = { env = \"VAR\" } or { file = \"path\" }".into(),
+                    ));
+                };
+                let schema = self
+                    .store
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| "herald".to_owned());
+                let identifier = schema
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+                    && schema
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !identifier {
+                    return Err(invalid(
+                        "store.schema".into(),
+                        format!("{schema:?} must be a lowercase identifier (a-z, 0-9, _)"),
+                    ));
+                }
+                StoreConfig::Postgres { url, schema }
             }
             other => {
                 return Err(invalid(
                     "store.kind".into(),
-                    format!("unknown store {other:?}; expected sqlite"),
+                    format!("unknown store {other:?}; expected sqlite or postgres"),
                 ))
             }
         };
@@ -819,5 +877,31 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             .unwrap_err()
             .to_string()
             .contains("same organization"));
+    }
+
+    #[test]
+    fn the_postgres_store_needs_a_secret_url_and_an_identifier_schema() {
+        let err = validate(&format!("{BASE}\n[store]\nkind = \"postgres\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.url"), "{err}");
+        let err = validate(&format!(
+            "{BASE}\n[store]\nkind = \"postgres\"\nurl = \"postgres://u:p@h/db\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("store.url"),
+            "a URL written inline (with its password) is refused: {err}"
+        );
+        let err = validate(&format!("{BASE}\n[store]\nkind = \"postgres\"\nurl = {{ env = \"DB\" }}\nschema = \"Herald; DROP\"\n")).unwrap_err().to_string();
+        assert!(err.contains("store.schema"), "{err}");
+        let config = validate(&format!(
+            "{BASE}\n[store]\nkind = \"postgres\"\nurl = {{ env = \"DB\" }}\n"
+        ))
+        .unwrap();
+        assert!(
+            matches!(config.store, StoreConfig::Postgres { ref schema, .. } if schema == "herald")
+        );
     }
 }

@@ -61,7 +61,7 @@ pub async fn run_demo() -> Result<(), DemoError> {
         &pager.url(),
     );
     let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
-    let store = crate::open_store(&config).map_err(|e| setup(&e))?;
+    let store = crate::open_store(&config).await.map_err(|e| setup(&e))?;
     let key = crate::api::create_api_key(&*store, "lumiere-studios", "demo")
         .await
         .map_err(|e| setup(&e))?;

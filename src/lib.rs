@@ -41,7 +41,7 @@ use crate::config::{Config, StoreConfig};
 use crate::connectors::{OutboundClient, OutboundError};
 use crate::integration::{IntegrationMsg, Registry};
 use crate::router::RoutingTable;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 use crate::tree::TreeArgs;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +59,18 @@ pub enum RunError {
 }
 
 /// Opens the store a configuration names.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     match &config.store {
         StoreConfig::Sqlite { data_dir } => Ok(Arc::new(SqliteStore::open(data_dir)?)),
+        StoreConfig::Postgres { url, schema } => {
+            let url = url.read().map_err(|reason| StoreError::Open {
+                path: "store.url".into(),
+                reason,
+            })?;
+            Ok(Arc::new(
+                PostgresStore::connect(url.expose(), schema).await?,
+            ))
+        }
     }
 }
 
@@ -73,7 +82,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let metrics = telemetry::metrics_handle();
     let client = OutboundClient::new(config.allow_private_destinations)?;
     let registry = Arc::new(Registry::new(&config.integrations));

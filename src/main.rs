@@ -127,7 +127,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = herald::config::load(Some(path))?;
     for integration in &config.integrations {
         for secret in integration.connector.secrets() {
-            if let Err(err) = herald::connectors::Secret::load(secret) {
+            if let Err(err) = secret.read() {
                 eprintln!(
                     "{}: warning: integration {:?}: {err} (serve will refuse to start)",
                     path.display(),
@@ -155,7 +155,7 @@ async fn create_key(path: &Path, organization: &str, label: &str) -> anyhow::Res
             path.display()
         );
     }
-    let store = herald::open_store(&config)?;
+    let store = herald::open_store(&config).await?;
     let key = herald::api::create_api_key(&*store, organization, label).await?;
     println!("{key}");
     eprintln!("this key is shown once; Herald keeps only its SHA-256");

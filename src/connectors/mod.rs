@@ -10,7 +10,6 @@ mod slack;
 pub mod testing;
 mod webhook;
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ pub use http::{OutboundClient, OutboundError};
 pub use slack::{slack_blocks, SlackConnector};
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
-use crate::config::{ConnectorConfig, IntegrationConfig, SecretRef};
+use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};
 use crate::wedsync::WeddingNotification;
 
 /// One attempt to deliver one notification to one integration.
@@ -132,41 +131,6 @@ pub fn build(
     })
 }
 
-/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
-        let value = match reference {
-            SecretRef::Env(name) => std::env::var(name).map_err(|_| {
-                ConnectorError::Misconfigured(format!("environment variable {name} is not set"))
-            })?,
-            SecretRef::File(path) => std::fs::read_to_string(path).map_err(|err| {
-                ConnectorError::Misconfigured(format!(
-                    "cannot read secret file {}: {err}",
-                    path.display()
-                ))
-            })?,
-        };
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err(ConnectorError::Misconfigured("the secret is empty".into()));
-        }
-        Ok(Self(value))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 /// A secret that can be reloaded while the connector runs (token rotation).
 struct ReloadableSecret {
     reference: SecretRef,
@@ -177,7 +141,9 @@ impl ReloadableSecret {
     fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
         Ok(Self {
             reference: reference.clone(),
-            current: std::sync::RwLock::new(Secret::load(reference)?),
+            current: std::sync::RwLock::new(
+                reference.read().map_err(ConnectorError::Misconfigured)?,
+            ),
         })
     }
 
@@ -186,7 +152,10 @@ impl ReloadableSecret {
     }
 
     fn reload(&self) -> Result<(), ConnectorError> {
-        let fresh = Secret::load(&self.reference)?;
+        let fresh = self
+            .reference
+            .read()
+            .map_err(ConnectorError::Misconfigured)?;
         *self.current.write().expect("secret lock") = fresh;
         Ok(())
     }

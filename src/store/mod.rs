@@ -1,10 +1,13 @@
 //! The durable journal: accepted notifications, one delivery row per target (which doubles as the
 //! integration's durable retry mailbox), dead letters and API keys.
 //!
-//! [`Store`] is the seam; `sqlite` is the embedded default (one data folder, WAL, group commit).
-//! A PostgreSQL backend for several Herald nodes is planned behind the same trait. The store knows
-//! rows and states; it does not decide when to retry or where to route.
+//! [`Store`] is the seam, with two backends: `sqlite`, the embedded default (one data folder, WAL),
+//! and `postgres`, for operators who keep their state in PostgreSQL. Both commit in groups through
+//! the same queues (`queue`). The store knows rows and states; it does not decide when to retry
+//! or where to route.
 
+mod postgres;
+mod queue;
 mod sqlite;
 
 use std::future::Future;
@@ -12,6 +15,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch; every timestamp in the store uses it.
@@ -32,8 +36,12 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("data folder schema version {found} is newer than this Herald understands ({known}); upgrade Herald")]
     NewerSchema { found: i64, known: i64 },
+    #[error("store failure: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("store writer has stopped")]
     WriterGone,
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
@@ -91,7 +99,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(text: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, StoreError> {
         Ok(match text {
             "pending" => DeliveryState::Pending,
             "retrying" => DeliveryState::Retrying,
@@ -216,3 +224,6 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,16 +6,16 @@
 //! writes have their own queue, drained before the normal one. Reads use a small pool of
 //! read-only connections on the blocking thread pool; WAL lets them run beside the writer.
 //!
-//! The writer is a plain thread rather than an actor because every SQLite call blocks.
+//! The writer is a plain thread rather than an actor because every SQLite call blocks; it waits
+//! on the shared queues (`queue.rs`) through a small single-threaded runtime of its own.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
-use tokio::sync::oneshot;
 
+use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
     now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery,
     Settlement, Store, StoreError, StoreFuture, StoredNotification,
@@ -61,40 +61,10 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// The most commands one normal group commit takes; a bound on how long an emergency waits.
-const MAX_GROUP: usize = 2048;
-
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
 
-enum Command {
-    Journal {
-        batch: Vec<NewNotification>,
-        reply: oneshot::Sender<Result<Vec<Intake>, StoreError>>,
-    },
-    Settle(Vec<Settlement>),
-    FailOver {
-        delivery_id: i64,
-        error: String,
-        backup: String,
-        reply: oneshot::Sender<Result<DeliveryRow, StoreError>>,
-    },
-    Replay {
-        organization: String,
-        delivery_id: i64,
-        reply: oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>,
-    },
-    CreateApiKey {
-        organization: String,
-        key_hash: String,
-        label: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Flush(oneshot::Sender<Result<(), StoreError>>),
-}
-
 pub struct SqliteStore {
-    emergency: Sender<Command>,
-    normal: Sender<Command>,
+    queues: CommandQueues,
     readers: Arc<ReaderPool>,
 }
 
@@ -120,43 +90,20 @@ impl SqliteStore {
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut writer)?;
-        let (emergency, emergency_rx) = crossbeam_channel::unbounded();
-        let (normal, normal_rx) = crossbeam_channel::unbounded();
+        let (queues, writer_queues) = queue::channel();
         std::thread::Builder::new()
             .name("herald-store-writer".into())
-            .spawn(move || run_writer(writer, emergency_rx, normal_rx))
+            .spawn(move || run_writer(writer, writer_queues))
             .map_err(|err| StoreError::Open {
                 path: path.display().to_string(),
                 reason: err.to_string(),
             })?;
         Ok(Self {
-            emergency,
-            normal,
+            queues,
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
-        })
-    }
-
-    fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
-        let queue = match lane {
-            Lane::Emergency => &self.emergency,
-            Lane::Normal => &self.normal,
-        };
-        queue.send(command).map_err(|_| StoreError::WriterGone)
-    }
-
-    fn request<T: Send + 'static>(
-        &self,
-        lane: Lane,
-        command: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
-    ) -> StoreFuture<'_, T> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.send(lane, command(reply));
-        Box::pin(async move {
-            sent?;
-            answer.await.map_err(|_| StoreError::WriterGone)?
         })
     }
 
@@ -180,11 +127,13 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>> {
-        self.request(lane, |reply| Command::Journal { batch, reply })
+        self.queues
+            .request(lane, |reply| Command::Journal { batch, reply })
     }
 
     fn settle(&self, settlements: Vec<Settlement>) {
         if self
+            .queues
             .send(Lane::Normal, Command::Settle(settlements))
             .is_err()
         {
@@ -198,12 +147,13 @@ impl Store for SqliteStore {
         error: String,
         backup: String,
     ) -> StoreFuture<'_, DeliveryRow> {
-        self.request(Lane::Emergency, |reply| Command::FailOver {
-            delivery_id,
-            error,
-            backup,
-            reply,
-        })
+        self.queues
+            .request(Lane::Emergency, |reply| Command::FailOver {
+                delivery_id,
+                error,
+                backup,
+                reply,
+            })
     }
 
     fn replay(
@@ -212,7 +162,7 @@ impl Store for SqliteStore {
         delivery_id: i64,
     ) -> StoreFuture<'_, Option<OpenDelivery>> {
         let organization = organization.to_owned();
-        let replayed = self.request(Lane::Normal, |reply| Command::Replay {
+        let replayed = self.queues.request(Lane::Normal, |reply| Command::Replay {
             organization,
             delivery_id,
             reply,
@@ -317,16 +267,17 @@ impl Store for SqliteStore {
             key_hash.to_owned(),
             label.to_owned(),
         );
-        self.request(Lane::Normal, |reply| Command::CreateApiKey {
-            organization,
-            key_hash,
-            label,
-            reply,
-        })
+        self.queues
+            .request(Lane::Normal, |reply| Command::CreateApiKey {
+                organization,
+                key_hash,
+                label,
+                reply,
+            })
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
-        self.request(Lane::Normal, Command::Flush)
+        self.queues.request(Lane::Normal, Command::Flush)
     }
 }
 
@@ -374,44 +325,21 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run_writer(mut connection: Connection, emergency: Receiver<Command>, normal: Receiver<Command>) {
-    loop {
-        let (first, urgent) = crossbeam_channel::select_biased! {
-            recv(emergency) -> command => (command, true),
-            recv(normal) -> command => (command, false),
-        };
-        // Both senders live in the one `SqliteStore`: a closed queue means the store was dropped.
-        let Ok(first) = first else { return };
-        let mut group = vec![first];
-        group.extend(emergency.try_iter());
-        // An emergency commits on its own, so it never waits behind a large normal group.
-        if !urgent {
-            group.extend(normal.try_iter().take(MAX_GROUP));
+fn run_writer(mut connection: Connection, mut queues: WriterQueues) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "store writer cannot start");
+            return;
         }
-        if let Err(err) = commit_group(&mut connection, group) {
-            tracing::error!(error = %err, "store group commit failed");
+    };
+    runtime.block_on(async {
+        while let Some(group) = queues.next_group().await {
+            if let Err(err) = commit_group(&mut connection, group) {
+                tracing::error!(error = %err, "store group commit failed");
+            }
         }
-    }
-}
-
-/// Answers to send once the group's transaction is committed.
-enum Reply {
-    Journal(
-        oneshot::Sender<Result<Vec<Intake>, StoreError>>,
-        Result<Vec<Intake>, StoreError>,
-    ),
-    FailOver(
-        oneshot::Sender<Result<DeliveryRow, StoreError>>,
-        Result<DeliveryRow, StoreError>,
-    ),
-    Replay(
-        oneshot::Sender<Result<Option<DeliveryRow>, StoreError>>,
-        Result<Option<DeliveryRow>, StoreError>,
-    ),
-    Unit(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
+    });
 }
 
 fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), StoreError> {
@@ -434,7 +362,7 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                 error,
                 backup,
                 reply,
-            } => Reply::FailOver(
+            } => Reply::Row(
                 reply,
                 in_savepoint(&transaction, |tx| {
                     fail_over(tx, delivery_id, &error, &backup)
@@ -444,7 +372,7 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                 organization,
                 delivery_id,
                 reply,
-            } => Reply::Replay(
+            } => Reply::MaybeRow(
                 reply,
                 in_savepoint(&transaction, |tx| replay(tx, &organization, delivery_id)),
             ),
@@ -468,38 +396,13 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
         replies.push(reply);
     }
     let committed = transaction.commit();
-    let failure = committed.as_ref().err().map(|err| err.to_string());
-    for reply in replies {
-        // If the commit failed, nothing is durable: every answer becomes that failure.
-        let fail = || {
-            StoreError::Corrupt(format!(
-                "commit failed: {}",
-                failure.clone().unwrap_or_default()
-            ))
-        };
-        match reply {
-            Reply::Journal(tx, result) => drop(tx.send(if failure.is_some() {
-                Err(fail())
-            } else {
-                result
-            })),
-            Reply::FailOver(tx, result) => drop(tx.send(if failure.is_some() {
-                Err(fail())
-            } else {
-                result
-            })),
-            Reply::Replay(tx, result) => drop(tx.send(if failure.is_some() {
-                Err(fail())
-            } else {
-                result
-            })),
-            Reply::Unit(tx, result) => drop(tx.send(if failure.is_some() {
-                Err(fail())
-            } else {
-                result
-            })),
-        }
-    }
+    queue::answer(
+        replies,
+        committed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|err| err.to_string()),
+    );
     committed.map_err(StoreError::from)
 }
 
@@ -733,127 +636,10 @@ fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
 mod tests {
     use super::*;
 
-    fn notification(id: &str, targets: &[&str]) -> NewNotification {
-        NewNotification {
-            organization: "org".into(),
-            notification_id: id.into(),
-            priority: "normal".into(),
-            notification_type: "timeline_change".into(),
-            body: format!("{{\"notificationId\":\"{id}\"}}"),
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-        }
-    }
-
-    #[tokio::test]
-    async fn journal_is_idempotent_per_organization() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let first = store
-            .journal(Lane::Normal, vec![notification("n1", &["a", "b"])])
-            .await
-            .unwrap();
-        let Intake::Accepted(rows) = &first[0] else {
-            panic!("first is accepted")
-        };
-        assert_eq!(rows.len(), 2);
-        let again = store
-            .journal(Lane::Normal, vec![notification("n1", &["a", "b", "c"])])
-            .await
-            .unwrap();
-        let Intake::Duplicate(existing) = &again[0] else {
-            panic!("repeat is a duplicate")
-        };
-        assert_eq!(
-            existing.iter().map(|r| r.delivery_id).collect::<Vec<_>>(),
-            rows.iter().map(|r| r.delivery_id).collect::<Vec<_>>()
-        );
-        let mut other = notification("n1", &["a"]);
-        other.organization = "other".into();
-        assert!(matches!(
-            store.journal(Lane::Normal, vec![other]).await.unwrap()[0],
-            Intake::Accepted(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn settlements_move_rows_out_of_the_open_mailbox_and_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SqliteStore::open(dir.path()).unwrap();
-            let intake = store
-                .journal(
-                    Lane::Normal,
-                    vec![notification("n1", &["a"]), notification("n2", &["a"])],
-                )
-                .await
-                .unwrap();
-            let ids: Vec<i64> = intake
-                .iter()
-                .map(|i| match i {
-                    Intake::Accepted(rows) => rows[0].delivery_id,
-                    _ => unreachable!(),
-                })
-                .collect();
-            store.settle(vec![
-                Settlement::Delivered {
-                    delivery_id: ids[0],
-                    attempts: 1,
-                    receipt: "r-1".into(),
-                },
-                Settlement::DeadLettered {
-                    delivery_id: ids[1],
-                    attempts: 8,
-                    error: "400 bad".into(),
-                },
-            ]);
-            store.flush().await.unwrap();
-            assert!(store.open_deliveries("a").await.unwrap().is_empty());
-            let dead = store.dead_letters("org", 10).await.unwrap();
-            assert_eq!(dead.len(), 1);
-            assert_eq!(dead[0].last_error.as_deref(), Some("400 bad"));
-            assert!(store.dead_letters("other", 10).await.unwrap().is_empty());
-        }
-        let reopened = SqliteStore::open(dir.path()).unwrap();
-        let stored = reopened.notification("org", "n1").await.unwrap().unwrap();
-        assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
-        assert_eq!(stored.deliveries[0].receipt.as_deref(), Some("r-1"));
-        let dead_id = reopened.dead_letters("org", 10).await.unwrap()[0].delivery_id;
-        assert!(
-            reopened.replay("other", dead_id).await.unwrap().is_none(),
-            "another organization cannot replay it"
-        );
-        let replayed = reopened.replay("org", dead_id).await.unwrap().unwrap();
-        assert_eq!(replayed.row.state, DeliveryState::Pending);
-        assert_eq!(reopened.open_deliveries("a").await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn fail_over_hands_the_delivery_to_the_backup() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let intake = store
-            .journal(Lane::Emergency, vec![notification("n1", &["primary"])])
-            .await
-            .unwrap();
-        let Intake::Accepted(rows) = &intake[0] else {
-            panic!()
-        };
-        let backup = store
-            .fail_over(rows[0].delivery_id, "circuit open".into(), "backup".into())
-            .await
-            .unwrap();
-        assert_eq!(backup.route, "failover");
-        assert_eq!(backup.failover_of, Some(rows[0].delivery_id));
-        let stored = store.notification("org", "n1").await.unwrap().unwrap();
-        assert_eq!(stored.deliveries[0].state, DeliveryState::FailedOver);
-        assert_eq!(store.open_deliveries("backup").await.unwrap().len(), 1);
-    }
-
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("herald.sqlite3");
-        let connection = Connection::open(&path).unwrap();
+        let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
         connection.pragma_update(None, "user_version", 99).unwrap();
         drop(connection);
         assert!(matches!(
@@ -865,6 +651,10 @@ mod tests {
     #[test]
     fn an_older_schema_is_migrated_forward() {
         let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        drop(connection);
         drop(SqliteStore::open(dir.path()).unwrap());
         let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
         let version: i64 = connection

@@ -34,11 +34,17 @@ pub fn write_secrets(dir: &std::path::Path) -> PathBuf {
 /// Completes a test configuration: the store in `data`, loopback destinations allowed, and
 /// `{secrets}` replaced by the secrets folder.
 pub fn full_config(data: &std::path::Path, body: &str) -> String {
-    let secrets = write_secrets(data);
+    let store = format!("[store]\ndata_dir = \"{}\"\n", data.join("store").display());
+    config_with_store(data, &store, body)
+}
+
+/// Like [`full_config`], with the given `[store]` section.
+pub fn config_with_store(data: &std::path::Path, store: &str, body: &str) -> String {
+    let secrets = write_secrets(data).display().to_string();
     format!(
-        "[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\n{}",
-        data.join("store").display(),
-        body.replace("{secrets}", &secrets.display().to_string())
+        "{}[security]\nallow_private_destinations = true\n{}",
+        store.replace("{secrets}", &secrets),
+        body.replace("{secrets}", &secrets)
     )
 }
 
@@ -60,9 +66,20 @@ impl Harness {
     pub async fn start(body: &str, organization: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
         let text = full_config(data.path(), body);
-        let config = herald::config::parse(&text, "test config")
+        Self::start_with(data, &text, organization).await
+    }
+
+    /// Starts Herald with `body` on the store described by the `[store]` section `store`.
+    pub async fn start_on_store(store: &str, body: &str, organization: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let text = config_with_store(data.path(), store, body);
+        Self::start_with(data, &text, organization).await
+    }
+
+    async fn start_with(data: TempDir, text: &str, organization: &str) -> Self {
+        let config = herald::config::parse(text, "test config")
             .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
-        let store = herald::open_store(&config).unwrap();
+        let store = herald::open_store(&config).await.unwrap();
         let key = herald::api::create_api_key(&*store, organization, "test")
             .await
             .unwrap();

@@ -8,5 +8,6 @@ mod durability;
 mod emergency;
 mod intake;
 mod isolation;
+mod postgres;
 mod routing;
 mod supervision;

@@ -1,0 +1,721 @@
+//! The PostgreSQL store, for operators who keep Herald's state in their PostgreSQL (backups,
+//! replication, several Herald nodes sharing one database in the future cluster mode).
+//!
+//! The same group commit as the embedded store: one writer connection takes every waiting
+//! command from the shared queues and runs them in one transaction, with bulk `UNNEST` inserts
+//! so a batch of 10,000 is a handful of statements, not 20,000 round trips. Reads use a second
+//! connection. Everything lives in one schema (`store.schema`), created if missing, with its own
+//! version table so a newer Herald migrates it forward.
+//!
+//! Not yet: leasing deliveries between several nodes (every node would load every open
+//! delivery); until cluster mode lands, run one Herald node per schema.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::{Client, NoTls, Row, Transaction};
+
+use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
+use super::{
+    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery,
+    Settlement, Store, StoreError, StoreFuture, StoredNotification,
+};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal, the delivery mailbox and API keys (the same shape as the SQLite store).
+    "CREATE TABLE notifications (
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        accepted_at BIGINT NOT NULL,
+        PRIMARY KEY (organization, notification_id)
+    );
+    CREATE TABLE deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        integration_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        failover_of BIGINT,
+        state TEXT NOT NULL,
+        emergency BOOLEAN NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        next_attempt_at BIGINT,
+        last_error TEXT,
+        receipt TEXT,
+        settled_at BIGINT
+    );
+    CREATE INDEX deliveries_open ON deliveries (integration_id, id) WHERE state IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_notification ON deliveries (organization, notification_id);
+    CREATE INDEX deliveries_dead ON deliveries (organization, id) WHERE state = 'dead_lettered';
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        organization TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );",
+];
+
+const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at";
+
+pub struct PostgresStore {
+    queues: CommandQueues,
+    reader: Client,
+}
+
+// === impl PostgresStore ===
+
+impl PostgresStore {
+    /// Connects, creates `schema` if needed, migrates it and starts the writer task.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        if schema.is_empty()
+            || !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StoreError::Open {
+                path: schema.to_owned(),
+                reason: "schema must be a lowercase identifier".into(),
+            });
+        }
+        let mut writer = open_connection(url).await?;
+        migrate(&mut writer, schema).await?;
+        let reader = open_connection(url).await?;
+        reader
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .await?;
+        let (queues, writer_queues) = queue::channel();
+        tokio::spawn(run_writer(writer, writer_queues));
+        Ok(Self { queues, reader })
+    }
+}
+
+async fn open_connection(url: &str) -> Result<Client, StoreError> {
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|err| StoreError::Open {
+                path: "postgres".into(),
+                reason: err.to_string(),
+            })?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::error!(error = %err, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let transaction = client.transaction().await?;
+    // Several nodes may start at once: one migrates, the others wait and then see its work.
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('herald-migrations'))",
+            &[],
+        )
+        .await?;
+    transaction
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema};
+             CREATE TABLE IF NOT EXISTS herald_schema_version (version INTEGER NOT NULL);"
+        ))
+        .await?;
+    let version: i32 = transaction
+        .query_opt("SELECT version FROM herald_schema_version", &[])
+        .await?
+        .map_or(0, |row| row.get(0));
+    let known = MIGRATIONS.len() as i64;
+    if i64::from(version) > known {
+        return Err(StoreError::NewerSchema {
+            found: version.into(),
+            known,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        transaction.batch_execute(migration).await?;
+        tracing::info!(version = index + 1, "store schema migrated");
+    }
+    transaction
+        .execute("DELETE FROM herald_schema_version", &[])
+        .await?;
+    transaction
+        .execute(
+            "INSERT INTO herald_schema_version (version) VALUES ($1)",
+            &[&(MIGRATIONS.len() as i32)],
+        )
+        .await?;
+    transaction.commit().await?;
+    client
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .await?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>> {
+        self.queues
+            .request(lane, |reply| Command::Journal { batch, reply })
+    }
+
+    fn settle(&self, settlements: Vec<Settlement>) {
+        if self
+            .queues
+            .send(Lane::Normal, Command::Settle(settlements))
+            .is_err()
+        {
+            tracing::error!("store writer has stopped; delivery outcomes not recorded (they will be retried after restart)");
+        }
+    }
+
+    fn fail_over(
+        &self,
+        delivery_id: i64,
+        error: String,
+        backup: String,
+    ) -> StoreFuture<'_, DeliveryRow> {
+        self.queues
+            .request(Lane::Emergency, |reply| Command::FailOver {
+                delivery_id,
+                error,
+                backup,
+                reply,
+            })
+    }
+
+    fn replay(
+        &self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> StoreFuture<'_, Option<OpenDelivery>> {
+        let organization = organization.to_owned();
+        let replayed = self.queues.request(Lane::Normal, |reply| Command::Replay {
+            organization,
+            delivery_id,
+            reply,
+        });
+        Box::pin(async move {
+            let Some(row) = replayed.await? else {
+                return Ok(None);
+            };
+            let body: String = self
+                .reader
+                .query_one(
+                    "SELECT body FROM notifications WHERE organization = $1 AND notification_id = $2",
+                    &[&row.organization, &row.notification_id],
+                )
+                .await?
+                .get(0);
+            Ok(Some(OpenDelivery { row, body }))
+        })
+    }
+
+    fn notification(
+        &self,
+        organization: &str,
+        notification_id: &str,
+    ) -> StoreFuture<'_, Option<StoredNotification>> {
+        let (organization, notification_id) = (organization.to_owned(), notification_id.to_owned());
+        Box::pin(async move {
+            let found = self
+                .reader
+                .query_opt(
+                    "SELECT body, accepted_at FROM notifications WHERE organization = $1 AND notification_id = $2",
+                    &[&organization, &notification_id],
+                )
+                .await?;
+            let Some(found) = found else { return Ok(None) };
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.organization = $1 AND d.notification_id = $2 ORDER BY d.id"),
+                    &[&organization, &notification_id],
+                )
+                .await?;
+            let deliveries = rows.iter().map(delivery_from).collect::<Result<_, _>>()?;
+            Ok(Some(StoredNotification {
+                body: found.get(0),
+                accepted_at: found.get(1),
+                deliveries,
+            }))
+        })
+    }
+
+    fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>> {
+        let integration_id = integration_id.to_owned();
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    &format!(
+                        "SELECT {DELIVERY_COLUMNS}, n.body FROM deliveries d JOIN notifications n
+                           ON n.organization = d.organization AND n.notification_id = d.notification_id
+                         WHERE d.integration_id = $1 AND d.state IN ('pending', 'retrying') ORDER BY d.id"
+                    ),
+                    &[&integration_id],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(OpenDelivery {
+                        row: delivery_from(row)?,
+                        body: row.get(14),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>> {
+        let organization = organization.to_owned();
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.organization = $1 AND d.state = 'dead_lettered' ORDER BY d.id DESC LIMIT $2"),
+                    &[&organization, &(limit as i64)],
+                )
+                .await?;
+            rows.iter().map(delivery_from).collect()
+        })
+    }
+
+    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+        let key_hash = key_hash.to_owned();
+        Box::pin(async move {
+            let row = self
+                .reader
+                .query_opt(
+                    "SELECT organization FROM api_keys WHERE key_hash = $1",
+                    &[&key_hash],
+                )
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn create_api_key(
+        &self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (organization, key_hash, label) = (
+            organization.to_owned(),
+            key_hash.to_owned(),
+            label.to_owned(),
+        );
+        self.queues
+            .request(Lane::Normal, |reply| Command::CreateApiKey {
+                organization,
+                key_hash,
+                label,
+                reply,
+            })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.queues.request(Lane::Normal, Command::Flush)
+    }
+}
+
+// === the writer task ===
+
+async fn run_writer(mut client: Client, mut queues: WriterQueues) {
+    while let Some(group) = queues.next_group().await {
+        if let Err(err) = commit_group(&mut client, group).await {
+            tracing::error!(error = %err, "store group commit failed");
+        }
+    }
+}
+
+async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), StoreError> {
+    let mut transaction = match client.transaction().await {
+        Ok(transaction) => transaction,
+        Err(err) => {
+            let reason = err.to_string();
+            group.into_iter().for_each(|command| command.fail(&reason));
+            return Err(err.into());
+        }
+    };
+    let mut replies = Vec::with_capacity(group.len());
+    // Consecutive settlements are written together, in order, before the next other command.
+    let mut pending_settlements: Vec<Settlement> = Vec::new();
+    for command in group {
+        if let Command::Settle(settlements) = command {
+            pending_settlements.extend(settlements);
+            continue;
+        }
+        write_settlements(&mut transaction, &mut pending_settlements).await;
+        let reply = match command {
+            Command::Journal { batch, reply } => {
+                let result =
+                    in_savepoint(&mut transaction, |tx| Box::pin(journal(tx, batch))).await;
+                Reply::Journal(reply, result)
+            }
+            Command::FailOver {
+                delivery_id,
+                error,
+                backup,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(fail_over(tx, delivery_id, error, backup))
+                })
+                .await;
+                Reply::Row(reply, result)
+            }
+            Command::Replay {
+                organization,
+                delivery_id,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(replay(tx, organization, delivery_id))
+                })
+                .await;
+                Reply::MaybeRow(reply, result)
+            }
+            Command::CreateApiKey {
+                organization,
+                key_hash,
+                label,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        tx.execute(
+                            "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ($1, $2, $3, $4)",
+                            &[&key_hash, &organization, &label, &now_millis()],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await;
+                Reply::Unit(reply, result)
+            }
+            Command::Flush(reply) => Reply::Unit(reply, Ok(())),
+            Command::Settle(_) => unreachable!("settlements are gathered above"),
+        };
+        replies.push(reply);
+    }
+    write_settlements(&mut transaction, &mut pending_settlements).await;
+    let committed = transaction.commit().await;
+    queue::answer(
+        replies,
+        committed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|err| err.to_string()),
+    );
+    committed.map_err(StoreError::from)
+}
+
+type Work<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Runs one command in a savepoint, so a failing command does not take its group down.
+async fn in_savepoint<'t, T>(
+    transaction: &mut Transaction<'t>,
+    work: impl for<'s> FnOnce(&'s Transaction<'s>) -> Work<'s, T>,
+) -> Result<T, StoreError> {
+    let savepoint = transaction.savepoint("command").await?;
+    let result = work(&savepoint).await;
+    match &result {
+        Ok(_) => savepoint.commit().await?,
+        Err(_) => savepoint.rollback().await?,
+    }
+    result
+}
+
+async fn write_settlements(transaction: &mut Transaction<'_>, settlements: &mut Vec<Settlement>) {
+    if settlements.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(settlements);
+    if let Err(err) = in_savepoint(transaction, |tx| Box::pin(settle(tx, batch))).await {
+        tracing::error!(error = %err, "recording delivery outcomes failed");
+    }
+}
+
+async fn journal(
+    tx: &Transaction<'_>,
+    batch: Vec<NewNotification>,
+) -> Result<Vec<Intake>, StoreError> {
+    let now = now_millis();
+    let column = |f: fn(&NewNotification) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let inserted: HashSet<(String, String)> = tx
+        .query(
+            "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)
+             SELECT o, n, p, t, b, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(o, n, p, t, b)
+             ON CONFLICT DO NOTHING RETURNING organization, notification_id",
+            &[
+                &column(|n| &n.organization),
+                &column(|n| &n.notification_id),
+                &column(|n| &n.priority),
+                &column(|n| &n.notification_type),
+                &column(|n| &n.body),
+                &now,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+
+    // The first occurrence of an inserted key is accepted; any other is a duplicate.
+    let mut claimed = HashSet::new();
+    let accepted: Vec<bool> = batch
+        .iter()
+        .map(|n| {
+            let key = (n.organization.clone(), n.notification_id.clone());
+            inserted.contains(&key) && claimed.insert(key)
+        })
+        .collect();
+
+    let (mut organizations, mut ids, mut targets, mut emergencies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (item, _) in batch
+        .iter()
+        .zip(&accepted)
+        .filter(|(_, accepted)| **accepted)
+    {
+        for target in &item.targets {
+            organizations.push(item.organization.as_str());
+            ids.push(item.notification_id.as_str());
+            targets.push(target.as_str());
+            emergencies.push(item.priority == "emergency");
+        }
+    }
+    let mut created: HashMap<(String, String, String), DeliveryRow> = HashMap::new();
+    if !targets.is_empty() {
+        let rows = tx
+            .query(
+                &format!(
+                    "WITH inserted AS (
+                       INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at)
+                       SELECT o, n, i, 'primary', 'pending', e, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[]) AS u(o, n, i, e)
+                       RETURNING *)
+                     SELECT {DELIVERY_COLUMNS} FROM inserted d"
+                ),
+                &[&organizations, &ids, &targets, &emergencies, &now],
+            )
+            .await?;
+        for row in &rows {
+            let delivery = delivery_from(row)?;
+            created.insert(
+                (
+                    delivery.organization.clone(),
+                    delivery.notification_id.clone(),
+                    delivery.integration_id.clone(),
+                ),
+                delivery,
+            );
+        }
+    }
+
+    let duplicate_keys: Vec<(&str, &str)> = batch
+        .iter()
+        .zip(&accepted)
+        .filter(|(_, accepted)| !**accepted)
+        .map(|(n, _)| (n.organization.as_str(), n.notification_id.as_str()))
+        .collect();
+    let mut existing: HashMap<(String, String), Vec<DeliveryRow>> = HashMap::new();
+    if !duplicate_keys.is_empty() {
+        let (orgs, ids): (Vec<&str>, Vec<&str>) = duplicate_keys.into_iter().unzip();
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries d
+                     JOIN UNNEST($1::text[], $2::text[]) AS u(o, n) ON d.organization = u.o AND d.notification_id = u.n
+                     ORDER BY d.id"
+                ),
+                &[&orgs, &ids],
+            )
+            .await?;
+        for row in &rows {
+            let delivery = delivery_from(row)?;
+            let key = (
+                delivery.organization.clone(),
+                delivery.notification_id.clone(),
+            );
+            let rows = existing.entry(key).or_default();
+            if !rows.iter().any(|r| r.delivery_id == delivery.delivery_id) {
+                rows.push(delivery);
+            }
+        }
+    }
+
+    Ok(batch
+        .into_iter()
+        .zip(accepted)
+        .map(|(item, accepted)| {
+            if accepted {
+                let rows = item
+                    .targets
+                    .iter()
+                    .filter_map(|target| {
+                        created.remove(&(
+                            item.organization.clone(),
+                            item.notification_id.clone(),
+                            target.clone(),
+                        ))
+                    })
+                    .collect();
+                Intake::Accepted(rows)
+            } else {
+                Intake::Duplicate(
+                    existing
+                        .get(&(item.organization, item.notification_id))
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            }
+        })
+        .collect())
+}
+
+async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<(), StoreError> {
+    let now = now_millis();
+    // One statement per settlement keeps their order (a retrying then a delivered for the same
+    // row must end delivered); they share the group's single commit.
+    let statement = tx
+        .prepare(
+            "UPDATE deliveries SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
+                    receipt = COALESCE($6, receipt), settled_at = $7
+             WHERE id = $1 AND state IN ('pending', 'retrying')",
+        )
+        .await?;
+    for settlement in settlements {
+        let (id, state, attempts, next, error, receipt, settled): (
+            i64,
+            &str,
+            u32,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        ) = match settlement {
+            Settlement::Delivered {
+                delivery_id,
+                attempts,
+                receipt,
+            } => (
+                delivery_id,
+                "delivered",
+                attempts,
+                None,
+                None,
+                Some(receipt),
+                Some(now),
+            ),
+            Settlement::Retrying {
+                delivery_id,
+                attempts,
+                next_attempt_at,
+                error,
+            } => (
+                delivery_id,
+                "retrying",
+                attempts,
+                Some(next_attempt_at),
+                Some(error),
+                None,
+                None,
+            ),
+            Settlement::DeadLettered {
+                delivery_id,
+                attempts,
+                error,
+            } => (
+                delivery_id,
+                "dead_lettered",
+                attempts,
+                None,
+                Some(error),
+                None,
+                Some(now),
+            ),
+        };
+        tx.execute(
+            &statement,
+            &[
+                &id,
+                &state,
+                &(attempts as i32),
+                &next,
+                &error,
+                &receipt,
+                &settled,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn fail_over(
+    tx: &Transaction<'_>,
+    delivery_id: i64,
+    error: String,
+    backup: String,
+) -> Result<DeliveryRow, StoreError> {
+    let now = now_millis();
+    tx.execute("UPDATE deliveries SET state = 'failed_over', last_error = $2, settled_at = $3 WHERE id = $1", &[&delivery_id, &error, &now])
+        .await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "WITH inserted AS (
+                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at)
+                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3 FROM deliveries WHERE id = $1
+                   RETURNING *)
+                 SELECT {DELIVERY_COLUMNS} FROM inserted d"
+            ),
+            &[&delivery_id, &backup, &now],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover")))?;
+    delivery_from(&row)
+}
+
+async fn replay(
+    tx: &Transaction<'_>,
+    organization: String,
+    delivery_id: i64,
+) -> Result<Option<DeliveryRow>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "WITH updated AS (
+                   UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
+                   WHERE id = $1 AND organization = $2 AND state = 'dead_lettered' RETURNING *)
+                 SELECT {DELIVERY_COLUMNS} FROM updated d"
+            ),
+            &[&delivery_id, &organization],
+        )
+        .await?;
+    row.as_ref().map(delivery_from).transpose()
+}
+
+fn delivery_from(row: &Row) -> Result<DeliveryRow, StoreError> {
+    Ok(DeliveryRow {
+        delivery_id: row.try_get(0)?,
+        organization: row.try_get(1)?,
+        notification_id: row.try_get(2)?,
+        integration_id: row.try_get(3)?,
+        route: row.try_get(4)?,
+        failover_of: row.try_get(5)?,
+        state: DeliveryState::parse(row.try_get(6)?)?,
+        emergency: row.try_get(7)?,
+        attempts: row.try_get::<_, i32>(8)?.max(0) as u32,
+        created_at: row.try_get(9)?,
+        next_attempt_at: row.try_get(10)?,
+        last_error: row.try_get(11)?,
+        receipt: row.try_get(12)?,
+        settled_at: row.try_get(13)?,
+    })
+}

@@ -1,0 +1,164 @@
+//! Group commit, shared by both backends: the writer's two queues (emergency first), the
+//! commands they carry, and the answers sent once a group's transaction has committed.
+//!
+//! A backend's writer loops on [`WriterQueues::next_group`], runs the group in one transaction,
+//! and hands its [`Reply`]s to [`answer`]: nobody hears "done" before the commit is durable, and
+//! if the commit fails every command of the group hears that instead.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{DeliveryRow, Intake, Lane, NewNotification, Settlement, StoreError, StoreFuture};
+
+/// The most normal commands one group takes; a bound on how long an emergency can wait.
+const MAX_GROUP: usize = 2048;
+
+pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(super) enum Command {
+    Journal {
+        batch: Vec<NewNotification>,
+        reply: Answer<Vec<Intake>>,
+    },
+    Settle(Vec<Settlement>),
+    FailOver {
+        delivery_id: i64,
+        error: String,
+        backup: String,
+        reply: Answer<DeliveryRow>,
+    },
+    Replay {
+        organization: String,
+        delivery_id: i64,
+        reply: Answer<Option<DeliveryRow>>,
+    },
+    CreateApiKey {
+        organization: String,
+        key_hash: String,
+        label: String,
+        reply: Answer<()>,
+    },
+    Flush(Answer<()>),
+}
+
+impl Command {
+    /// Answers the command with a failure of its whole group (nothing of the group was written).
+    pub(super) fn fail(self, reason: &str) {
+        let failed = || StoreError::CommitFailed(reason.to_owned());
+        match self {
+            Command::Journal { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::FailOver { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::Replay { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::CreateApiKey { reply, .. } | Command::Flush(reply) => {
+                drop(reply.send(Err(failed())))
+            }
+            Command::Settle(_) => {
+                tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
+            }
+        }
+    }
+}
+
+/// A command's result, held until its group commits.
+pub(super) enum Reply {
+    Journal(Answer<Vec<Intake>>, Result<Vec<Intake>, StoreError>),
+    Row(Answer<DeliveryRow>, Result<DeliveryRow, StoreError>),
+    MaybeRow(
+        Answer<Option<DeliveryRow>>,
+        Result<Option<DeliveryRow>, StoreError>,
+    ),
+    Unit(Answer<()>, Result<(), StoreError>),
+}
+
+/// The sending side, held by the store.
+pub(super) struct CommandQueues {
+    emergency: mpsc::UnboundedSender<Command>,
+    normal: mpsc::UnboundedSender<Command>,
+}
+
+/// The receiving side, owned by the backend's writer.
+pub(super) struct WriterQueues {
+    emergency: mpsc::UnboundedReceiver<Command>,
+    normal: mpsc::UnboundedReceiver<Command>,
+}
+
+pub(super) fn channel() -> (CommandQueues, WriterQueues) {
+    let (emergency, emergency_rx) = mpsc::unbounded_channel();
+    let (normal, normal_rx) = mpsc::unbounded_channel();
+    (
+        CommandQueues { emergency, normal },
+        WriterQueues {
+            emergency: emergency_rx,
+            normal: normal_rx,
+        },
+    )
+}
+
+impl CommandQueues {
+    pub(super) fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
+        let queue = match lane {
+            Lane::Emergency => &self.emergency,
+            Lane::Normal => &self.normal,
+        };
+        queue.send(command).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Sends a command that answers, and returns the answer's future.
+    pub(super) fn request<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        command: impl FnOnce(Answer<T>) -> Command,
+    ) -> StoreFuture<'_, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(lane, command(reply));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| StoreError::WriterGone)?
+        })
+    }
+}
+
+impl WriterQueues {
+    /// Waits for work and returns the next group: every emergency waiting, and, unless the group
+    /// was started by an emergency, up to [`MAX_GROUP`] normal commands. `None` once the store is
+    /// dropped.
+    pub(super) async fn next_group(&mut self) -> Option<Vec<Command>> {
+        let (first, urgent) = tokio::select! {
+            biased;
+            Some(command) = self.emergency.recv() => (command, true),
+            Some(command) = self.normal.recv() => (command, false),
+            else => return None,
+        };
+        let mut group = vec![first];
+        while let Ok(command) = self.emergency.try_recv() {
+            group.push(command);
+        }
+        // An emergency commits on its own, so it never waits behind a large normal group.
+        if !urgent {
+            while group.len() < MAX_GROUP {
+                match self.normal.try_recv() {
+                    Ok(command) => group.push(command),
+                    Err(_) => break,
+                }
+            }
+        }
+        Some(group)
+    }
+}
+
+/// Sends every reply of a group once its commit is known. If the commit failed, nothing of the
+/// group is durable, so every command hears that failure instead of its own result.
+pub(super) fn answer(replies: Vec<Reply>, commit: Result<(), String>) {
+    let failed = |reason: &String| StoreError::CommitFailed(reason.clone());
+    for reply in replies {
+        match (reply, &commit) {
+            (Reply::Journal(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Journal(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::Row(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Row(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::MaybeRow(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::MaybeRow(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::Unit(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Unit(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+        }
+    }
+}

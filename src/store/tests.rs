@@ -1,0 +1,294 @@
+//! The store contract, run against both backends over real connections: SQLite in a temporary
+//! folder and the machine's PostgreSQL (`HERALD_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`), each test in a schema of its own.
+
+use std::sync::Arc;
+
+use super::*;
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Self {
+        let url = std::env::var("HERALD_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+        Backend::Postgres { url, schema }
+    }
+
+    /// Opens (or reopens) the store.
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            Backend::Postgres { url, schema } => {
+                Arc::new(PostgresStore::connect(url, schema).await.unwrap())
+            }
+        }
+    }
+
+    async fn clean_up(self) {
+        if let Backend::Postgres { url, schema } = self {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn notification(id: &str, targets: &[&str]) -> NewNotification {
+    NewNotification {
+        organization: "org".into(),
+        notification_id: id.into(),
+        priority: "normal".into(),
+        notification_type: "timeline_change".into(),
+        body: format!(r#"{{"notificationId":"{id}"}}"#),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+fn delivery_ids(intake: &Intake) -> Vec<i64> {
+    match intake {
+        Intake::Accepted(rows) | Intake::Duplicate(rows) => {
+            rows.iter().map(|r| r.delivery_id).collect()
+        }
+    }
+}
+
+async fn journal_is_idempotent_per_organization(backend: Backend) {
+    let store = backend.open().await;
+    let first = store
+        .journal(Lane::Normal, vec![notification("n1", &["a", "b"])])
+        .await
+        .unwrap();
+    assert!(matches!(&first[0], Intake::Accepted(rows) if rows.len() == 2));
+    let again = store
+        .journal(Lane::Normal, vec![notification("n1", &["a", "b", "c"])])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again[0], Intake::Duplicate(_)),
+        "a repeat is a duplicate"
+    );
+    assert_eq!(
+        delivery_ids(&again[0]),
+        delivery_ids(&first[0]),
+        "with the first record's deliveries"
+    );
+    // Within one batch: the first occurrence wins, the second is its duplicate.
+    let batch = store
+        .journal(
+            Lane::Normal,
+            vec![
+                notification("n2", &["a"]),
+                notification("n2", &["b"]),
+                notification("n3", &[]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(&batch[0], Intake::Accepted(rows) if rows[0].integration_id == "a"));
+    assert!(
+        matches!(&batch[1], Intake::Duplicate(rows) if rows.len() == 1 && rows[0].integration_id == "a")
+    );
+    assert!(matches!(&batch[2], Intake::Accepted(rows) if rows.is_empty()));
+    let mut other = notification("n1", &["a"]);
+    other.organization = "other".into();
+    assert!(matches!(
+        store.journal(Lane::Emergency, vec![other]).await.unwrap()[0],
+        Intake::Accepted(_)
+    ));
+    backend.clean_up().await;
+}
+
+async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
+    {
+        let store = backend.open().await;
+        let intake = store
+            .journal(
+                Lane::Normal,
+                vec![notification("n1", &["a"]), notification("n2", &["a"])],
+            )
+            .await
+            .unwrap();
+        let (first, second) = (delivery_ids(&intake[0])[0], delivery_ids(&intake[1])[0]);
+        store.settle(vec![Settlement::Retrying {
+            delivery_id: first,
+            attempts: 1,
+            next_attempt_at: 42,
+            error: "503".into(),
+        }]);
+        store.settle(vec![Settlement::Delivered {
+            delivery_id: first,
+            attempts: 2,
+            receipt: "r-1".into(),
+        }]);
+        store.settle(vec![Settlement::DeadLettered {
+            delivery_id: second,
+            attempts: 8,
+            error: "400 bad".into(),
+        }]);
+        store.flush().await.unwrap();
+        assert!(store.open_deliveries("a").await.unwrap().is_empty());
+        let dead = store.dead_letters("org", 10).await.unwrap();
+        assert_eq!(
+            (dead.len(), dead[0].last_error.as_deref()),
+            (1, Some("400 bad"))
+        );
+        assert!(store.dead_letters("other", 10).await.unwrap().is_empty());
+    }
+    let reopened = backend.open().await;
+    let stored = reopened.notification("org", "n1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.deliveries[0].state,
+        DeliveryState::Delivered,
+        "settlements apply in order"
+    );
+    assert_eq!(
+        (
+            stored.deliveries[0].attempts,
+            stored.deliveries[0].receipt.as_deref()
+        ),
+        (2, Some("r-1"))
+    );
+    assert!(reopened
+        .notification("other", "n1")
+        .await
+        .unwrap()
+        .is_none());
+    let dead_id = reopened.dead_letters("org", 10).await.unwrap()[0].delivery_id;
+    assert!(
+        reopened.replay("other", dead_id).await.unwrap().is_none(),
+        "another organization cannot replay it"
+    );
+    let replayed = reopened.replay("org", dead_id).await.unwrap().unwrap();
+    assert_eq!(
+        (replayed.row.state, replayed.row.attempts),
+        (DeliveryState::Pending, 0)
+    );
+    assert!(replayed.body.contains("n2"));
+    assert_eq!(reopened.open_deliveries("a").await.unwrap().len(), 1);
+    assert!(
+        reopened.replay("org", dead_id).await.unwrap().is_none(),
+        "no longer a dead letter"
+    );
+    backend.clean_up().await;
+}
+
+async fn fail_over_hands_the_delivery_to_the_backup(backend: Backend) {
+    let store = backend.open().await;
+    let mut urgent = notification("n1", &["primary"]);
+    urgent.priority = "emergency".into();
+    let intake = store.journal(Lane::Emergency, vec![urgent]).await.unwrap();
+    let primary = delivery_ids(&intake[0])[0];
+    let backup = store
+        .fail_over(primary, "circuit open".into(), "backup".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        (backup.route.as_str(), backup.failover_of, backup.emergency),
+        ("failover", Some(primary), true)
+    );
+    let stored = store.notification("org", "n1").await.unwrap().unwrap();
+    assert_eq!(stored.deliveries[0].state, DeliveryState::FailedOver);
+    assert_eq!(
+        stored.deliveries[0].last_error.as_deref(),
+        Some("circuit open")
+    );
+    assert_eq!(
+        store.open_deliveries("backup").await.unwrap()[0]
+            .row
+            .delivery_id,
+        backup.delivery_id
+    );
+    backend.clean_up().await;
+}
+
+async fn api_keys_resolve_to_their_organization(backend: Backend) {
+    let store = backend.open().await;
+    store.create_api_key("org", "hash-1", "test").await.unwrap();
+    assert_eq!(
+        store
+            .organization_for_key("hash-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("org")
+    );
+    assert!(store
+        .organization_for_key("hash-2")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store
+            .create_api_key("other", "hash-1", "clash")
+            .await
+            .is_err(),
+        "a key hash belongs to one organization"
+    );
+    store.flush().await.unwrap();
+    assert_eq!(
+        store
+            .organization_for_key("hash-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("org"),
+        "a failed command leaves its group intact"
+    );
+    backend.clean_up().await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_newer_than_it_knows() {
+    let backend = Backend::postgres();
+    let Backend::Postgres { url, schema } = &backend else {
+        unreachable!()
+    };
+    drop(backend.open().await);
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "UPDATE {schema}.herald_schema_version SET version = 99"
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        PostgresStore::connect(url, schema).await,
+        Err(StoreError::NewerSchema { found: 99, .. })
+    ));
+    backend.clean_up().await;
+}
+
+macro_rules! contract {
+    ($($case:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::$case(super::Backend::sqlite()).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::$case(super::Backend::postgres()).await })*
+        }
+    };
+}
+
+contract!(
+    journal_is_idempotent_per_organization,
+    settlements_are_durable_and_dead_letters_are_scoped,
+    fail_over_hands_the_delivery_to_the_backup,
+    api_keys_resolve_to_their_organization
+);
