@@ -187,6 +187,64 @@ pub enum Settlement {
     },
 }
 
+/// The column values a settlement writes, the same for every backend.
+pub(crate) struct SettledColumns<'a> {
+    pub delivery_id: i64,
+    pub state: &'static str,
+    pub attempts: i64,
+    pub next_attempt_at: Option<UnixMillis>,
+    pub last_error: Option<&'a str>,
+    pub receipt: Option<&'a str>,
+    pub settled_at: Option<UnixMillis>,
+}
+
+impl Settlement {
+    pub(crate) fn columns(&self, now: UnixMillis) -> SettledColumns<'_> {
+        match self {
+            Settlement::Delivered {
+                delivery_id,
+                attempts,
+                receipt,
+            } => SettledColumns {
+                delivery_id: *delivery_id,
+                state: DeliveryState::Delivered.as_str(),
+                attempts: i64::from(*attempts),
+                next_attempt_at: None,
+                last_error: None,
+                receipt: Some(receipt),
+                settled_at: Some(now),
+            },
+            Settlement::Retrying {
+                delivery_id,
+                attempts,
+                next_attempt_at,
+                error,
+            } => SettledColumns {
+                delivery_id: *delivery_id,
+                state: DeliveryState::Retrying.as_str(),
+                attempts: i64::from(*attempts),
+                next_attempt_at: Some(*next_attempt_at),
+                last_error: Some(error),
+                receipt: None,
+                settled_at: None,
+            },
+            Settlement::DeadLettered {
+                delivery_id,
+                attempts,
+                error,
+            } => SettledColumns {
+                delivery_id: *delivery_id,
+                state: DeliveryState::DeadLettered.as_str(),
+                attempts: i64::from(*attempts),
+                next_attempt_at: None,
+                last_error: Some(error),
+                receipt: None,
+                settled_at: Some(now),
+            },
+        }
+    }
+}
+
 /// The durable journal. Writes that answer a client (`journal`) are fsynced before they return;
 /// `settle` is fire-and-forget and rides along with the next commit, so delivery bookkeeping
 /// never pays an fsync of its own (at worst a crash repeats a delivery: at-least-once).

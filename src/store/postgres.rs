@@ -590,66 +590,18 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
         )
         .await?;
     for settlement in settlements {
-        let (id, state, attempts, next, error, receipt, settled): (
-            i64,
-            &str,
-            u32,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        ) = match settlement {
-            Settlement::Delivered {
-                delivery_id,
-                attempts,
-                receipt,
-            } => (
-                delivery_id,
-                "delivered",
-                attempts,
-                None,
-                None,
-                Some(receipt),
-                Some(now),
-            ),
-            Settlement::Retrying {
-                delivery_id,
-                attempts,
-                next_attempt_at,
-                error,
-            } => (
-                delivery_id,
-                "retrying",
-                attempts,
-                Some(next_attempt_at),
-                Some(error),
-                None,
-                None,
-            ),
-            Settlement::DeadLettered {
-                delivery_id,
-                attempts,
-                error,
-            } => (
-                delivery_id,
-                "dead_lettered",
-                attempts,
-                None,
-                Some(error),
-                None,
-                Some(now),
-            ),
-        };
+        let c = settlement.columns(now);
+        let attempts = c.attempts as i32;
         tx.execute(
             &statement,
             &[
-                &id,
-                &state,
-                &(attempts as i32),
-                &next,
-                &error,
-                &receipt,
-                &settled,
+                &c.delivery_id,
+                &c.state,
+                &attempts,
+                &c.next_attempt_at,
+                &c.last_error,
+                &c.receipt,
+                &c.settled_at,
             ],
         )
         .await?;

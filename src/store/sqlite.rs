@@ -494,48 +494,16 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
          WHERE id = ?1 AND state IN ('pending', 'retrying')",
     )?;
     for settlement in settlements {
-        match settlement {
-            Settlement::Delivered {
-                delivery_id,
-                attempts,
-                receipt,
-            } => update.execute(params![
-                delivery_id,
-                "delivered",
-                attempts,
-                None::<i64>,
-                None::<String>,
-                receipt,
-                now
-            ])?,
-            Settlement::Retrying {
-                delivery_id,
-                attempts,
-                next_attempt_at,
-                error,
-            } => update.execute(params![
-                delivery_id,
-                "retrying",
-                attempts,
-                next_attempt_at,
-                error,
-                None::<String>,
-                None::<i64>
-            ])?,
-            Settlement::DeadLettered {
-                delivery_id,
-                attempts,
-                error,
-            } => update.execute(params![
-                delivery_id,
-                "dead_lettered",
-                attempts,
-                None::<i64>,
-                error,
-                None::<String>,
-                now
-            ])?,
-        };
+        let c = settlement.columns(now);
+        update.execute(params![
+            c.delivery_id,
+            c.state,
+            c.attempts,
+            c.next_attempt_at,
+            c.last_error,
+            c.receipt,
+            c.settled_at
+        ])?;
     }
     Ok(())
 }
