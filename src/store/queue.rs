@@ -93,8 +93,77 @@ pub(super) fn channel() -> (CommandQueues, WriterQueues) {
     )
 }
 
+/// The write half of [`super::Store`], the same for every backend: each write is a command for
+/// the backend's writer.
 impl CommandQueues {
-    pub(super) fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
+    pub(super) fn journal(
+        &self,
+        lane: Lane,
+        batch: Vec<NewNotification>,
+    ) -> StoreFuture<'_, Vec<Intake>> {
+        self.request(lane, |reply| Command::Journal { batch, reply })
+    }
+
+    pub(super) fn settle(&self, settlements: Vec<Settlement>) {
+        if self
+            .send(Lane::Normal, Command::Settle(settlements))
+            .is_err()
+        {
+            tracing::error!("store writer has stopped; delivery outcomes not recorded (they will be retried after restart)");
+        }
+    }
+
+    pub(super) fn fail_over(
+        &self,
+        delivery_id: i64,
+        error: String,
+        backup: String,
+    ) -> StoreFuture<'_, DeliveryRow> {
+        self.request(Lane::Emergency, |reply| Command::FailOver {
+            delivery_id,
+            error,
+            backup,
+            reply,
+        })
+    }
+
+    pub(super) fn replay(
+        &self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> StoreFuture<'_, Option<DeliveryRow>> {
+        let organization = organization.to_owned();
+        self.request(Lane::Normal, |reply| Command::Replay {
+            organization,
+            delivery_id,
+            reply,
+        })
+    }
+
+    pub(super) fn create_api_key(
+        &self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> StoreFuture<'_, ()> {
+        let (organization, key_hash, label) = (
+            organization.to_owned(),
+            key_hash.to_owned(),
+            label.to_owned(),
+        );
+        self.request(Lane::Normal, |reply| Command::CreateApiKey {
+            organization,
+            key_hash,
+            label,
+            reply,
+        })
+    }
+
+    pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
+        self.request(Lane::Normal, Command::Flush)
+    }
+
+    fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
         let queue = match lane {
             Lane::Emergency => &self.emergency,
             Lane::Normal => &self.normal,
@@ -103,7 +172,7 @@ impl CommandQueues {
     }
 
     /// Sends a command that answers, and returns the answer's future.
-    pub(super) fn request<T: Send + 'static>(
+    fn request<T: Send + 'static>(
         &self,
         lane: Lane,
         command: impl FnOnce(Answer<T>) -> Command,

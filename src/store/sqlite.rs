@@ -127,18 +127,11 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>> {
-        self.queues
-            .request(lane, |reply| Command::Journal { batch, reply })
+        self.queues.journal(lane, batch)
     }
 
     fn settle(&self, settlements: Vec<Settlement>) {
-        if self
-            .queues
-            .send(Lane::Normal, Command::Settle(settlements))
-            .is_err()
-        {
-            tracing::error!("store writer has stopped; delivery outcomes not recorded (they will be retried after restart)");
-        }
+        self.queues.settle(settlements)
     }
 
     fn fail_over(
@@ -147,13 +140,7 @@ impl Store for SqliteStore {
         error: String,
         backup: String,
     ) -> StoreFuture<'_, DeliveryRow> {
-        self.queues
-            .request(Lane::Emergency, |reply| Command::FailOver {
-                delivery_id,
-                error,
-                backup,
-                reply,
-            })
+        self.queues.fail_over(delivery_id, error, backup)
     }
 
     fn replay(
@@ -161,12 +148,7 @@ impl Store for SqliteStore {
         organization: &str,
         delivery_id: i64,
     ) -> StoreFuture<'_, Option<OpenDelivery>> {
-        let organization = organization.to_owned();
-        let replayed = self.queues.request(Lane::Normal, |reply| Command::Replay {
-            organization,
-            delivery_id,
-            reply,
-        });
+        let replayed = self.queues.replay(organization, delivery_id);
         Box::pin(async move {
             let Some(row) = replayed.await? else {
                 return Ok(None);
@@ -262,22 +244,11 @@ impl Store for SqliteStore {
         key_hash: &str,
         label: &str,
     ) -> StoreFuture<'_, ()> {
-        let (organization, key_hash, label) = (
-            organization.to_owned(),
-            key_hash.to_owned(),
-            label.to_owned(),
-        );
-        self.queues
-            .request(Lane::Normal, |reply| Command::CreateApiKey {
-                organization,
-                key_hash,
-                label,
-                reply,
-            })
+        self.queues.create_api_key(organization, key_hash, label)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
-        self.queues.request(Lane::Normal, Command::Flush)
+        self.queues.flush()
     }
 }
 
