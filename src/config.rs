@@ -15,6 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::router::Condition;
 use crate::wedsync::Priority;
 
 /// The connector kinds this build of Herald has. Other kinds named in a configuration are
@@ -180,6 +181,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub types: Vec<String>,
     pub min_priority: Option<Priority>,
+    /// A CEL condition over `notification`, `wedding` and `metadata`.
+    pub when: Option<String>,
     pub targets: Vec<String>,
 }
 
@@ -344,6 +347,7 @@ pub struct RouteConfig {
     pub name: String,
     pub types: Vec<String>,
     pub min_priority: Option<Priority>,
+    pub when: Option<Condition>,
     pub targets: Vec<String>,
 }
 
@@ -704,11 +708,19 @@ impl RawConfig {
                     ));
                 }
             }
+            let when = match &raw.when {
+                Some(source) => Some(
+                    Condition::compile(source)
+                        .map_err(|reason| invalid(format!("routes[{index}].when"), reason))?,
+                ),
+                None => None,
+            };
             routes.push(RouteConfig {
                 organization: raw.organization.clone(),
                 name: raw.name.clone(),
                 types: raw.types.clone(),
                 min_priority: raw.min_priority,
+                when,
                 targets: raw.targets.clone(),
             });
         }
@@ -903,5 +915,45 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         assert!(
             matches!(config.store, StoreConfig::Postgres { ref schema, .. } if schema == "herald")
         );
+    }
+
+    #[test]
+    fn route_conditions_are_compiled_when_the_config_loads() {
+        let route = |when: &str| {
+            format!("{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\nwhen = '{when}'\ntargets = [\"slack\"]\n")
+        };
+        assert!(validate(&route(r#"wedding.venue == "Kew Gardens""#))
+            .unwrap()
+            .routes[0]
+            .when
+            .is_some());
+        let err = validate(&route("wedding.venue =="))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("routes[0].when") && err.contains("not a valid CEL expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_configurations_load_or_name_the_connector_they_wait_for() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        assert!(load(Some(&dir.join("herald.toml"))).is_ok());
+        assert!(load(Some(&dir.join("examples/emergency-center.toml"))).is_ok());
+        for (file, kind) in [
+            ("photo-studio", "hubspot"),
+            ("venue", "tripleseat"),
+            ("planner-network", "asana"),
+            ("enterprise-white-label", "salesforce"),
+        ] {
+            let err = load(Some(&dir.join(format!("examples/{file}.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("connector \"{kind}\" is not available")),
+                "{file}: {err}"
+            );
+        }
     }
 }

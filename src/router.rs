@@ -1,13 +1,15 @@
 //! Routing: which integrations a notification goes to, and the Router actor that takes a
 //! validated batch through plan, durable journal and dispatch.
 //!
-//! The routing table is the organization's `[[routes]]` (notification types and a minimum
-//! priority per route). Herald runs two Router actors, one per lane, so emergencies never queue
+//! The routing table is the organization's `[[routes]]`: notification types, a minimum priority,
+//! and an optional condition in CEL (the Common Expression Language, <https://cel.dev>) over the
+//! notification, e.g. `notification.weddingContext.venue == "Kew Gardens"`. Herald runs two Router actors, one per lane, so emergencies never queue
 //! behind normal intake. The router plans synchronously and journals in a spawned task: its own
 //! mailbox never waits for an fsync. It knows nothing about vendors or HTTP.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -125,10 +127,77 @@ impl RoutingTable {
 }
 
 fn route_matches(route: &RouteConfig, notification: &WeddingNotification) -> bool {
-    (route.types.is_empty() || route.types.contains(&notification.notification_type))
+    let cheap = (route.types.is_empty() || route.types.contains(&notification.notification_type))
         && route
             .min_priority
-            .is_none_or(|min| notification.priority >= min)
+            .is_none_or(|min| notification.priority >= min);
+    if !cheap {
+        return false;
+    }
+    let Some(condition) = &route.when else {
+        return true;
+    };
+    match condition.evaluate(notification) {
+        Ok(matched) => matched,
+        Err(reason) => {
+            // A condition that cannot be evaluated for this notification (a field it does not
+            // have, say) does not match; the route's author sees why in the log.
+            tracing::debug!(route = %route.name, %reason, "route condition did not evaluate");
+            false
+        }
+    }
+}
+
+/// A route's CEL condition, compiled once. In scope: `notification` (the WedSync object,
+/// camelCase), and for brevity `wedding` (its `weddingContext`, or an empty map) and `metadata`.
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl Condition {
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let program = cel_env()
+            .compile(source)
+            .map_err(|err| format!("not a valid CEL expression: {err}"))?;
+        Ok(Self {
+            source: source.to_owned(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// Evaluates the condition; anything but a boolean result is an error.
+    pub fn evaluate(&self, notification: &WeddingNotification) -> Result<bool, String> {
+        let mut context = cel::Context::with_env(cel_env().clone());
+        context.add_variable_from_value("notification", cel_value(notification)?);
+        let empty = serde_json::Map::new();
+        match &notification.wedding_context {
+            Some(wedding) => context.add_variable_from_value("wedding", cel_value(wedding)?),
+            None => context.add_variable_from_value("wedding", cel_value(&empty)?),
+        }
+        context.add_variable_from_value("metadata", cel_value(&notification.metadata)?);
+        match self.program.execute(&context) {
+            Ok(cel::Value::Bool(matched)) => Ok(matched),
+            Ok(other) => Err(format!("evaluated to {other:?}, not true or false")),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+fn cel_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<cel::Value, String> {
+    cel::to_value(value).map_err(|err| err.to_string())
+}
+
+fn cel_env() -> &'static Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
 }
 
 /// What intake did with one notification.
@@ -342,6 +411,7 @@ mod tests {
                 name: name.into(),
                 types: types.iter().map(|t| t.to_string()).collect(),
                 min_priority: min,
+                when: None,
                 targets: targets.iter().map(|t| t.to_string()).collect(),
             };
         RoutingTable {
@@ -395,6 +465,43 @@ mod tests {
         assert!(table
             .targets("other", &notification("timeline_change", Priority::High))
             .is_empty());
+    }
+
+    #[test]
+    fn cel_conditions_see_the_notification_wedding_and_metadata() {
+        let mut n = notification("timeline_change", Priority::High);
+        n.wedding_context = Some(serde_json::from_value(serde_json::json!({"weddingId": "w", "weddingDate": "2027-06-12", "venue": "Kew Gardens"})).unwrap());
+        n.metadata.insert("affectsDeal".into(), true.into());
+        let matches = |source: &str| Condition::compile(source).unwrap().evaluate(&n);
+        assert_eq!(
+            matches(r#"notification.type == "timeline_change" && wedding.venue == "Kew Gardens""#),
+            Ok(true)
+        );
+        assert_eq!(
+            matches(r#"metadata.affectsDeal && notification.priority in ["high", "emergency"]"#),
+            Ok(true)
+        );
+        assert_eq!(matches(r#"wedding.venue.startsWith("Ritz")"#), Ok(false));
+        assert!(
+            matches("notification.title").is_err(),
+            "a condition must be true or false"
+        );
+        assert!(
+            matches("wedding.guestCount > 100").is_err(),
+            "a missing field is an evaluation error, not a match"
+        );
+        assert!(Condition::compile("notification.type ==").is_err());
+
+        let mut table = table();
+        table.routes.get_mut("studio").unwrap()[1].when =
+            Some(Condition::compile("has(metadata.affectsDeal)").unwrap());
+        assert_eq!(table.targets("studio", &n), vec!["crm", "slack", "pager"]);
+        n.metadata.clear();
+        assert_eq!(
+            table.targets("studio", &n),
+            vec!["crm", "slack"],
+            "the urgent route's condition no longer holds"
+        );
     }
 
     #[test]
