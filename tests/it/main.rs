@@ -4,6 +4,7 @@
 mod harness;
 
 mod breaker;
+mod demo;
 mod durability;
 mod emergency;
 mod intake;
