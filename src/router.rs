@@ -15,7 +15,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::config::{Config, RouteConfig};
 use crate::integration::{Job, Registry};
-use crate::store::{DeliveryRow, Intake, Lane, NewNotification, Store, StoreError};
+use crate::store::{
+    DeliveryRow, Intake, Lane, NewNotification, PlannedDelivery, Store, StoreError,
+};
 use crate::tree::Slot;
 use crate::wedsync::{FieldError, RoutingRule, TargetSystem, WeddingNotification};
 
@@ -208,10 +210,30 @@ pub struct Accepted {
     pub deliveries: Vec<DeliveryRow>,
 }
 
-/// A validated notification of one organization, with explicit targets when the caller named them.
+/// A validated notification of one organization, with explicit targets when the caller named
+/// them, and the notification as particular targets should see it (a routing's transformation
+/// maps, already rendered).
 pub struct Submission {
     pub notification: WeddingNotification,
     pub explicit_targets: Option<Vec<String>>,
+    pub transformed: HashMap<String, WeddingNotification>,
+}
+
+impl Submission {
+    /// A notification routed by the organization's routes, unchanged for every target.
+    pub fn routed(notification: WeddingNotification) -> Self {
+        Self {
+            notification,
+            explicit_targets: None,
+            transformed: HashMap::new(),
+        }
+    }
+}
+
+/// A notification ready to journal: what each target will receive.
+struct Planned {
+    notification: Arc<WeddingNotification>,
+    per_target: HashMap<String, Arc<WeddingNotification>>,
 }
 
 pub enum RouterMsg {
@@ -264,6 +286,10 @@ impl Actor for Router {
             reply,
         } = message;
         let args = &state.args;
+        let encode = |notification: &WeddingNotification| {
+            serde_json::to_string(notification)
+                .map_err(|err| format!("cannot encode notification: {err}"))
+        };
         let mut batch = Vec::with_capacity(submissions.len());
         let mut notifications = Vec::with_capacity(submissions.len());
         for submission in submissions {
@@ -271,16 +297,38 @@ impl Actor for Router {
             let targets = submission
                 .explicit_targets
                 .unwrap_or_else(|| args.table.targets(&organization, &notification));
+            let mut planned = Planned {
+                notification: notification.clone(),
+                per_target: HashMap::new(),
+            };
+            let mut deliveries = Vec::with_capacity(targets.len());
+            for integration_id in targets {
+                let body = match submission.transformed.get(&integration_id) {
+                    Some(transformed) => {
+                        let transformed =
+                            Arc::new(transformed.clone().with_organization(&organization));
+                        let body = encode(&transformed)?;
+                        planned
+                            .per_target
+                            .insert(integration_id.clone(), transformed);
+                        Some(body)
+                    }
+                    None => None,
+                };
+                deliveries.push(PlannedDelivery {
+                    integration_id,
+                    body,
+                });
+            }
             batch.push(NewNotification {
                 organization: organization.clone(),
                 notification_id: notification.notification_id.clone(),
                 priority: notification.priority.as_str().to_owned(),
                 notification_type: notification.notification_type.clone(),
-                body: serde_json::to_string(&*notification)
-                    .map_err(|err| format!("cannot encode notification: {err}"))?,
-                targets,
+                body: encode(&notification)?,
+                targets: deliveries,
             });
-            notifications.push(notification);
+            notifications.push(planned);
         }
         let (lane, store, registry) = (args.lane, args.store.clone(), args.registry.clone());
         tokio::spawn(async move {
@@ -297,7 +345,7 @@ async fn journal_and_dispatch(
     store: &dyn Store,
     registry: &Registry,
     batch: Vec<NewNotification>,
-    notifications: Vec<Arc<WeddingNotification>>,
+    notifications: Vec<Planned>,
 ) -> Result<Vec<Accepted>, RouterError> {
     let intakes = store.journal(lane, batch).await?;
     let lane_label = if lane == Lane::Emergency {
@@ -307,21 +355,25 @@ async fn journal_and_dispatch(
     };
     let mut per_integration: HashMap<String, Vec<Job>> = HashMap::new();
     let mut accepted = Vec::with_capacity(intakes.len());
-    for (intake, notification) in intakes.into_iter().zip(notifications) {
+    for (intake, planned) in intakes.into_iter().zip(notifications) {
         let (duplicate, deliveries) = match intake {
             Intake::Accepted(rows) => (false, rows),
             Intake::Duplicate(rows) => (true, rows),
         };
         if !duplicate {
             for row in &deliveries {
+                let seen_as = planned
+                    .per_target
+                    .get(&row.integration_id)
+                    .unwrap_or(&planned.notification);
                 per_integration
                     .entry(row.integration_id.clone())
                     .or_default()
-                    .push(Job::from_row(row, notification.clone()));
+                    .push(Job::from_row(row, seen_as.clone()));
             }
         }
         accepted.push(Accepted {
-            notification_id: notification.notification_id.clone(),
+            notification_id: planned.notification.notification_id.clone(),
             duplicate,
             deliveries,
         });

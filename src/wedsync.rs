@@ -140,6 +140,52 @@ pub struct CrossSystemRouting {
     pub routing_rules: Vec<RoutingRule>,
     #[serde(default)]
     pub delivery_coordination: Option<DeliveryCoordination>,
+    /// Per target (by integration id): how to rewrite the notification's text for that system.
+    #[serde(default)]
+    pub transformation_maps: std::collections::BTreeMap<String, TransformationMap>,
+}
+
+/// How one target sees the notification: minijinja templates for its title and message, with
+/// every field of the notification in scope (`{{ title }}`, `{{ weddingContext.venue }}`...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransformationMap {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl TransformationMap {
+    /// Returns the notification as this target sees it. `field` is where the map was written
+    /// (`transformationMaps.crm`), for errors.
+    pub fn apply(
+        &self,
+        notification: &WeddingNotification,
+        field: &str,
+    ) -> Result<WeddingNotification, FieldError> {
+        let environment = minijinja::Environment::new();
+        let render =
+            |template: &Option<String>, name: &str, current: &str| -> Result<String, FieldError> {
+                let Some(template) = template else {
+                    return Ok(current.to_owned());
+                };
+                environment
+                    .render_str(template, notification)
+                    .map_err(|err| {
+                        FieldError::new(
+                            format!("{field}.{name}"),
+                            format!("template does not render: {err}"),
+                        )
+                    })
+            };
+        let mut transformed = notification.clone();
+        transformed.title = render(&self.title, "title", &notification.title)?;
+        transformed.message = render(&self.message, "message", &notification.message)?;
+        check_text(&format!("{field}.title"), &transformed.title, 1, 500)?;
+        check_text(&format!("{field}.message"), &transformed.message, 1, 20_000)?;
+        Ok(transformed)
+    }
 }
 
 /// One target of a [`CrossSystemRouting`].
@@ -493,6 +539,40 @@ mod tests {
         assert_eq!(
             parse(value).unwrap().validate("", "org").unwrap_err().field,
             "title"
+        );
+    }
+
+    #[test]
+    fn transformation_maps_rewrite_title_and_message_from_templates() {
+        let notification = parse(sample()).unwrap();
+        let map = TransformationMap {
+            title: Some("[{{ weddingContext.venue }}] {{ title }}".into()),
+            message: None,
+        };
+        let transformed = map.apply(&notification, "transformationMaps.crm").unwrap();
+        assert_eq!(transformed.title, "[Kew Gardens] Ceremony moved");
+        assert_eq!(transformed.message, notification.message);
+        let broken = TransformationMap {
+            title: None,
+            message: Some("{{ message | nosuchfilter }}".into()),
+        };
+        assert_eq!(
+            broken
+                .apply(&notification, "transformationMaps.crm")
+                .unwrap_err()
+                .field,
+            "transformationMaps.crm.message"
+        );
+        let empty = TransformationMap {
+            title: Some("{{ nothing }}".into()),
+            message: None,
+        };
+        assert_eq!(
+            empty
+                .apply(&notification, "transformationMaps.crm")
+                .unwrap_err()
+                .field,
+            "transformationMaps.crm.title"
         );
     }
 

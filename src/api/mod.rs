@@ -88,10 +88,7 @@ async fn post_notification(
     let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let notification: WeddingNotification = parse_json(&body)?;
     notification.validate("", &organization)?;
-    let submission = Submission {
-        notification,
-        explicit_targets: None,
-    };
+    let submission = Submission::routed(notification);
     let accepted = state
         .routers
         .accept(&organization, vec![submission])
@@ -135,10 +132,7 @@ async fn post_batch(
     let submissions = batch
         .notifications
         .into_iter()
-        .map(|notification| Submission {
-            notification,
-            explicit_targets: None,
-        })
+        .map(Submission::routed)
         .collect();
     let accepted = state.routers.accept(&organization, submissions).await?;
     let duplicates = accepted.iter().filter(|a| a.duplicate).count();
@@ -218,6 +212,21 @@ async fn post_routing(
         &routing.target_systems,
         &routing.routing_rules,
     )?;
+    let mut transformed = HashMap::new();
+    for (integration_id, map) in &routing.transformation_maps {
+        let field = format!("transformationMaps.{integration_id}");
+        if !routing
+            .target_systems
+            .iter()
+            .any(|t| &t.integration_id == integration_id)
+        {
+            return Err(FieldError::new(field, "must name one of targetSystems").into());
+        }
+        transformed.insert(
+            integration_id.clone(),
+            map.apply(&routing.source_notification, &field)?,
+        );
+    }
     let notification_id = routing.source_notification.notification_id.clone();
     let watch = state
         .registry
@@ -225,6 +234,7 @@ async fn post_routing(
     let submission = Submission {
         notification: routing.source_notification,
         explicit_targets: Some(targets),
+        transformed,
     };
     let accepted = state.routers.accept(&organization, vec![submission]).await;
     let result = match accepted {

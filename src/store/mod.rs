@@ -64,8 +64,16 @@ pub struct NewNotification {
     pub notification_type: String,
     /// The notification as JSON, organization filled in.
     pub body: String,
-    /// Integration ids to deliver to.
-    pub targets: Vec<String>,
+    pub targets: Vec<PlannedDelivery>,
+}
+
+/// One target of a new notification.
+#[derive(Debug, Clone)]
+pub struct PlannedDelivery {
+    pub integration_id: String,
+    /// The notification as this target sees it (a routing's transformation map), when it differs
+    /// from the notification's own body.
+    pub body: Option<String>,
 }
 
 /// What intake did with one notification.
@@ -151,7 +159,8 @@ pub struct DeliveryRow {
     pub settled_at: Option<UnixMillis>,
 }
 
-/// A delivery still to be made, with the notification it carries.
+/// A delivery still to be made, with the notification it carries (its own transformed body, or
+/// the notification's).
 #[derive(Debug, Clone)]
 pub struct OpenDelivery {
     pub row: DeliveryRow,

@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
         label TEXT NOT NULL,
         created_at BIGINT NOT NULL
     );",
+    // 2: a delivery may carry its own transformed notification (a routing's transformation map).
+    "ALTER TABLE deliveries ADD COLUMN body TEXT;",
 ];
 
 const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at";
@@ -185,8 +187,10 @@ impl Store for PostgresStore {
             let body: String = self
                 .reader
                 .query_one(
-                    "SELECT body FROM notifications WHERE organization = $1 AND notification_id = $2",
-                    &[&row.organization, &row.notification_id],
+                    "SELECT COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
+                       ON n.organization = d.organization AND n.notification_id = d.notification_id
+                     WHERE d.id = $1",
+                    &[&row.delivery_id],
                 )
                 .await?
                 .get(0);
@@ -232,7 +236,7 @@ impl Store for PostgresStore {
                 .reader
                 .query(
                     &format!(
-                        "SELECT {DELIVERY_COLUMNS}, n.body FROM deliveries d JOIN notifications n
+                        "SELECT {DELIVERY_COLUMNS}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
                            ON n.organization = d.organization AND n.notification_id = d.notification_id
                          WHERE d.integration_id = $1 AND d.state IN ('pending', 'retrying') ORDER BY d.id"
                     ),
@@ -447,8 +451,8 @@ async fn journal(
         })
         .collect();
 
-    let (mut organizations, mut ids, mut targets, mut emergencies) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut organizations, mut ids, mut targets, mut emergencies, mut bodies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (item, _) in batch
         .iter()
         .zip(&accepted)
@@ -457,8 +461,9 @@ async fn journal(
         for target in &item.targets {
             organizations.push(item.organization.as_str());
             ids.push(item.notification_id.as_str());
-            targets.push(target.as_str());
+            targets.push(target.integration_id.as_str());
             emergencies.push(item.priority == "emergency");
+            bodies.push(target.body.as_deref());
         }
     }
     let mut created: HashMap<(String, String, String), DeliveryRow> = HashMap::new();
@@ -467,12 +472,12 @@ async fn journal(
             .query(
                 &format!(
                     "WITH inserted AS (
-                       INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at)
-                       SELECT o, n, i, 'primary', 'pending', e, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[]) AS u(o, n, i, e)
+                       INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body)
+                       SELECT o, n, i, 'primary', 'pending', e, $5, b FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $6::text[]) AS u(o, n, i, e, b)
                        RETURNING *)
                      SELECT {DELIVERY_COLUMNS} FROM inserted d"
                 ),
-                &[&organizations, &ids, &targets, &emergencies, &now],
+                &[&organizations, &ids, &targets, &emergencies, &now, &bodies],
             )
             .await?;
         for row in &rows {
@@ -532,7 +537,7 @@ async fn journal(
                         created.remove(&(
                             item.organization.clone(),
                             item.notification_id.clone(),
-                            target.clone(),
+                            target.integration_id.clone(),
                         ))
                     })
                     .collect();
@@ -593,8 +598,8 @@ async fn fail_over(
         .query_opt(
             &format!(
                 "WITH inserted AS (
-                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at)
-                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3 FROM deliveries WHERE id = $1
+                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body)
+                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3, body FROM deliveries WHERE id = $1
                    RETURNING *)
                  SELECT {DELIVERY_COLUMNS} FROM inserted d"
             ),

@@ -59,6 +59,8 @@ const MIGRATIONS: &[&str] = &[
         label TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 2: a delivery may carry its own transformed notification (a routing's transformation map).
+    "ALTER TABLE deliveries ADD COLUMN body TEXT;",
 ];
 
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
@@ -153,14 +155,15 @@ impl Store for SqliteStore {
             let Some(row) = replayed.await? else {
                 return Ok(None);
             };
-            let (organization, notification_id) =
-                (row.organization.clone(), row.notification_id.clone());
+            let delivery_id = row.delivery_id;
             let body = self
                 .read(move |connection| {
                     connection
                         .query_row(
-                            "SELECT body FROM notifications WHERE organization = ?1 AND notification_id = ?2",
-                            params![organization, notification_id],
+                            "SELECT COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
+                               ON n.organization = d.organization AND n.notification_id = d.notification_id
+                             WHERE d.id = ?1",
+                            params![delivery_id],
                             |r| r.get::<_, String>(0),
                         )
                         .map_err(StoreError::from)
@@ -194,7 +197,7 @@ impl Store for SqliteStore {
         let integration_id = integration_id.to_owned();
         self.read(move |connection| {
             let mut statement = connection.prepare(&format!(
-                "SELECT {}, n.body FROM deliveries d JOIN notifications n
+                "SELECT {}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
                    ON n.organization = d.organization AND n.notification_id = d.notification_id
                  WHERE d.integration_id = ?1 AND d.state IN ('pending', 'retrying') ORDER BY d.id",
                 prefixed_columns("d")
@@ -404,8 +407,8 @@ fn journal(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
     )?;
     let mut insert_delivery = connection.prepare_cached(
-        "INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at)
-         VALUES (?1, ?2, ?3, 'primary', 'pending', ?4, ?5)",
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body)
+         VALUES (?1, ?2, ?3, 'primary', 'pending', ?4, ?5, ?6)",
     )?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for item in batch {
@@ -431,15 +434,16 @@ fn journal(
             insert_delivery.execute(params![
                 item.organization,
                 item.notification_id,
-                target,
+                target.integration_id,
                 emergency,
-                now
+                now,
+                target.body
             ])?;
             rows.push(DeliveryRow {
                 delivery_id: connection.last_insert_rowid(),
                 organization: item.organization.clone(),
                 notification_id: item.notification_id.clone(),
-                integration_id: target,
+                integration_id: target.integration_id,
                 route: "primary".to_owned(),
                 failover_of: None,
                 state: DeliveryState::Pending,
@@ -491,8 +495,8 @@ fn fail_over(
         params![delivery_id, error, now],
     )?;
     connection.execute(
-        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at)
-         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3 FROM deliveries WHERE id = ?1",
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body)
+         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3, body FROM deliveries WHERE id = ?1",
         params![delivery_id, backup, now],
     )?;
     delivery_by_id(connection, connection.last_insert_rowid())?.ok_or_else(|| {

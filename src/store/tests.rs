@@ -54,7 +54,13 @@ fn notification(id: &str, targets: &[&str]) -> NewNotification {
         priority: "normal".into(),
         notification_type: "timeline_change".into(),
         body: format!(r#"{{"notificationId":"{id}"}}"#),
-        targets: targets.iter().map(|t| t.to_string()).collect(),
+        targets: targets
+            .iter()
+            .map(|t| PlannedDelivery {
+                integration_id: t.to_string(),
+                body: None,
+            })
+            .collect(),
     }
 }
 
@@ -275,6 +281,45 @@ async fn postgres_refuses_a_schema_newer_than_it_knows() {
     backend.clean_up().await;
 }
 
+async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
+    let store = backend.open().await;
+    let mut item = notification("n1", &["plain", "shaped"]);
+    item.targets[1].body = Some(r#"{"notificationId":"n1","title":"shaped"}"#.into());
+    let intake = store.journal(Lane::Normal, vec![item]).await.unwrap();
+    let ids = delivery_ids(&intake[0]);
+    assert!(!store.open_deliveries("plain").await.unwrap()[0]
+        .body
+        .contains("shaped"));
+    assert!(store.open_deliveries("shaped").await.unwrap()[0]
+        .body
+        .contains("shaped"));
+    let backup = store
+        .fail_over(ids[1], "down".into(), "backup".into())
+        .await
+        .unwrap();
+    let handed_over = store.open_deliveries("backup").await.unwrap();
+    assert_eq!(handed_over[0].row.delivery_id, backup.delivery_id);
+    assert!(
+        handed_over[0].body.contains("shaped"),
+        "the backup receives what the primary would have"
+    );
+    store.settle(vec![Settlement::DeadLettered {
+        delivery_id: backup.delivery_id,
+        attempts: 1,
+        error: "no".into(),
+    }]);
+    let replayed = store
+        .replay("org", backup.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        replayed.body.contains("shaped"),
+        "a replay sends the same body again"
+    );
+    backend.clean_up().await;
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
@@ -290,5 +335,6 @@ contract!(
     journal_is_idempotent_per_organization,
     settlements_are_durable_and_dead_letters_are_scoped,
     fail_over_hands_the_delivery_to_the_backup,
-    api_keys_resolve_to_their_organization
+    api_keys_resolve_to_their_organization,
+    a_delivery_carries_its_own_transformed_body
 );

@@ -2,5 +2,7 @@
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_delivers_every_scenario() {
-    herald::demo::run_demo().await.expect("the demo delivers every notification to every target");
+    herald::demo::run_demo()
+        .await
+        .expect("the demo delivers every notification to every target");
 }

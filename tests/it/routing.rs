@@ -43,7 +43,8 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
         "routingId": "route-1",
         "sourceNotification": alert,
         "targetSystems": [{"integrationId": "ops-slack"}, {"integrationId": "day-slack"}, {"integrationId": "crm-hook"}],
-        "deliveryCoordination": {"mode": "parallel"}
+        "deliveryCoordination": {"mode": "parallel"},
+        "transformationMaps": {"day-slack": {"title": "WEDDING DAY: {{ title }}"}, "crm-hook": {"message": "{{ message }} (venue {{ weddingContext.venue }})"}}
     });
     let (status, result) = herald.post("/v1/routings?wait=10s", &routing).await;
     assert_eq!(status, StatusCode::OK, "{result}");
@@ -67,7 +68,18 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
         paths,
         vec![("primary", "failed_over"), ("failover", "delivered")]
     );
-    assert_eq!(pager.received().len(), 1);
+    let paged = pager.received();
+    assert_eq!(paged.len(), 1);
+    assert_eq!(
+        paged[0].body["data"]["title"], "WEDDING DAY: Ceremony moved",
+        "the failover carries day-slack's transformation"
+    );
+    let crm = hook.received();
+    assert_eq!(
+        crm[0].body["data"]["message"],
+        "The ceremony now starts at 15:30 (venue Kew Gardens)"
+    );
+    assert_eq!(crm[0].body["data"]["title"], "Ceremony moved");
     let posted = slack.messages("ops");
     assert_eq!(posted.len(), 1);
     assert_eq!(
@@ -75,11 +87,37 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
         "Block Kit actions reached Slack"
     );
 
-    let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-2", "sourceNotification": notification("x", "low"), "targetSystems": [], "transformationMaps": {}})).await;
+    assert_eq!(
+        posted[0].1, "Ceremony moved: The ceremony now starts at 15:30",
+        "untransformed for ops-slack"
+    );
+
+    let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-2", "sourceNotification": notification("x", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "errorHandling": {}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        answer["error"]["field"], "transformationMaps",
+        answer["error"]["field"], "errorHandling",
         "fields Herald does not support yet are rejected by name: {answer}"
+    );
+    let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-4", "sourceNotification": notification("z", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "transformationMaps": {"ops-slack": {"title": "x"}}})).await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("transformationMaps.ops-slack")
+        )
+    );
+    let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-5", "sourceNotification": notification("w", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "transformationMaps": {"crm-hook": {"title": "{{ title | nope }}"}}})).await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("transformationMaps.crm-hook.title")
+        )
+    );
+    assert_eq!(
+        herald.get("/v1/notifications/w").await.0,
+        StatusCode::NOT_FOUND,
+        "a rejected routing journals nothing"
     );
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-3", "sourceNotification": notification("y", "low"), "targetSystems": []})).await;
     assert_eq!(
