@@ -103,6 +103,7 @@ pub async fn run(
         metrics,
         key_cache: DashMap::new(),
         max_body_bytes: config.server.max_body_bytes,
+        allow_private_destinations: config.allow_private_destinations,
     });
     tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");
 

@@ -70,6 +70,19 @@ impl RoutingTable {
         targets
     }
 
+    /// The organization's routes that send to this integration.
+    pub fn routes_targeting<'a>(
+        &'a self,
+        organization: &str,
+        integration_id: &'a str,
+    ) -> impl Iterator<Item = &'a RouteConfig> + 'a {
+        self.routes
+            .get(organization)
+            .into_iter()
+            .flatten()
+            .filter(move |route| route.targets.iter().any(|t| t == integration_id))
+    }
+
     /// Checks a routing request's explicit targets (they must be the organization's own
     /// integrations) and applies its rules. Errors name the field.
     pub fn explicit_targets(
@@ -167,6 +180,11 @@ impl Condition {
             source: source.to_owned(),
             program: Arc::new(program),
         })
+    }
+
+    /// The condition as written.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Evaluates the condition; anything but a boolean result is an error.

@@ -252,6 +252,57 @@ pub struct RoutingResult {
     pub processing_time: u64,
 }
 
+/// How an integration is set up, the seed's `IntegrationConfiguration`, as Herald reports it.
+/// Integrations are configured in Herald's configuration file; the API reads them. Credentials
+/// appear only as the kind of reference that holds them, never as values.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationConfiguration {
+    pub integration_id: String,
+    pub organization_id: String,
+    /// `communication`, `crm`, `booking`... (the seed's categories); `webhook` for generic ones.
+    pub integration_type: &'static str,
+    /// The vendor: `slack`, `webhook`.
+    pub system: &'static str,
+    pub credentials: CredentialsReference,
+    /// The routes that send notifications here.
+    pub notification_mapping: Vec<NotificationMapping>,
+    pub failover_configuration: FailoverConfiguration,
+    pub security_configuration: SecurityConfiguration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsReference {
+    /// `env` or `file`: where the secret is read from.
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationMapping {
+    pub route: String,
+    pub types: Vec<String>,
+    pub min_priority: Option<Priority>,
+    /// The route's CEL condition, as written.
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverConfiguration {
+    pub backup_integrations: Vec<String>,
+    pub on_circuit_open: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityConfiguration {
+    /// How Herald authenticates to the vendor: `bearer-token`, `standard-webhooks-hmac-sha256`.
+    pub authentication: &'static str,
+    pub private_destinations_allowed: bool,
+}
+
 /// A rejected object: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]

@@ -25,12 +25,14 @@ use serde_json::{json, Value};
 pub use auth::{create_api_key, hash_key, Organization};
 pub use error::ApiError;
 
-use crate::integration::Registry;
+use crate::config::{ConnectorConfig, SecretRef};
+use crate::integration::{IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
 use crate::store::{DeliveryRow, DeliveryState, Store};
 use crate::wedsync::{
-    parse_json, CrossSystemRouting, DeliveryResult, FieldError, NotificationBatch, RoutingResult,
-    SystemResult, WeddingNotification, MAX_BATCH,
+    parse_json, CredentialsReference, CrossSystemRouting, DeliveryResult, FailoverConfiguration,
+    FieldError, IntegrationConfiguration, NotificationBatch, NotificationMapping, RoutingResult,
+    SecurityConfiguration, SystemResult, WeddingNotification, MAX_BATCH,
 };
 
 /// The longest `?wait=` a routing request may ask for.
@@ -44,6 +46,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub key_cache: DashMap<String, String>,
     pub max_body_bytes: usize,
+    pub allow_private_destinations: bool,
 }
 
 /// Builds the API's routes.
@@ -60,6 +63,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             post(replay_dead_letter),
         )
         .route("/integrations", get(list_integrations))
+        .route("/integrations/{integration_id}", get(get_integration))
         .route(
             "/integrations/{integration_id}/health",
             get(integration_health),
@@ -440,6 +444,65 @@ async fn list_integrations(
         .collect();
     integrations.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
     Json(json!({"integrations": integrations}))
+}
+
+async fn get_integration(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(integration_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state
+        .registry
+        .runtime(&integration_id)
+        .filter(|runtime| runtime.config.organization == organization)
+        .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))?;
+    Ok(Json(json!({
+        "configuration": integration_configuration(&state, runtime),
+        "health": runtime.health(Instant::now()),
+    })))
+}
+
+/// Describes an integration in the seed's `IntegrationConfiguration` vocabulary.
+fn integration_configuration(
+    state: &AppState,
+    runtime: &IntegrationRuntime,
+) -> IntegrationConfiguration {
+    let config = &runtime.config;
+    let (integration_type, authentication) = match &config.connector {
+        ConnectorConfig::Slack(_) => ("communication", "bearer-token"),
+        ConnectorConfig::Webhook(_) => ("webhook", "standard-webhooks-hmac-sha256"),
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Null | ConnectorConfig::Panic => ("testing", "none"),
+    };
+    let source = match config.connector.secrets().first() {
+        Some(SecretRef::File(_)) => "file",
+        _ => "env",
+    };
+    IntegrationConfiguration {
+        integration_id: config.id.clone(),
+        organization_id: config.organization.clone(),
+        integration_type,
+        system: runtime.vendor(),
+        credentials: CredentialsReference { source },
+        notification_mapping: state
+            .table
+            .routes_targeting(&config.organization, &config.id)
+            .map(|route| NotificationMapping {
+                route: route.name.clone(),
+                types: route.types.clone(),
+                min_priority: route.min_priority,
+                when: route.when.as_ref().map(|c| c.source().to_owned()),
+            })
+            .collect(),
+        failover_configuration: FailoverConfiguration {
+            backup_integrations: config.failover.targets.clone(),
+            on_circuit_open: config.failover.on_circuit_open,
+        },
+        security_configuration: SecurityConfiguration {
+            authentication,
+            private_destinations_allowed: state.allow_private_destinations,
+        },
+    }
 }
 
 async fn integration_health(

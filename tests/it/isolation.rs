@@ -57,6 +57,14 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
             .0,
         StatusCode::NOT_FOUND
     );
+    let described = herald
+        .get_as(&venue_key, "/v1/integrations/studio-hook")
+        .await;
+    assert_eq!(described.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        herald.get("/v1/integrations/studio-hook").await.0,
+        StatusCode::OK
+    );
     let (_, integrations) = herald.get_as(&venue_key, "/v1/integrations").await;
     let ids: Vec<&str> = integrations["integrations"]
         .as_array()
@@ -113,6 +121,7 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
         "/v1/notifications/shared-id",
         "/v1/dead-letters",
         "/v1/integrations",
+        "/v1/integrations/studio-hook",
         "/v1/integrations/studio-hook/health",
     ] {
         let response = herald

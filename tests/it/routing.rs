@@ -92,6 +92,27 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
         "untransformed for ops-slack"
     );
 
+    let (status, described) = herald.get("/v1/integrations/day-slack").await;
+    assert_eq!(status, StatusCode::OK);
+    let configuration = &described["configuration"];
+    assert_eq!(
+        (
+            configuration["system"].as_str(),
+            configuration["integrationType"].as_str()
+        ),
+        (Some("slack"), Some("communication"))
+    );
+    assert_eq!(
+        configuration["failoverConfiguration"]["backupIntegrations"],
+        json!(["pager"])
+    );
+    assert_eq!(configuration["credentials"], json!({"source": "file"}));
+    assert_eq!(described["health"]["circuitState"], "open");
+    assert!(
+        !described.to_string().contains(SLACK_TOKEN),
+        "credentials never appear in API answers"
+    );
+
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-2", "sourceNotification": notification("x", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "errorHandling": {}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
