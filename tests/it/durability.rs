@@ -175,7 +175,27 @@ async fn sigterm_stops_cleanly_and_the_rest_is_delivered_after_restart() {
     let key = create_key(&config);
     let mut daemon = spawn(&config);
     wait_ready(&client, port).await;
-    post_batch(&client, port, &key, "t", 200).await;
+    // Through the CLI a user would use: `herald send FILE.json`.
+    let batch: Vec<Value> = (0..200)
+        .map(|n| notification(&format!("t-{n}"), "normal"))
+        .collect();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, json!({"notifications": batch}).to_string()).unwrap();
+    let sent = Command::new(HERALD)
+        .arg("send")
+        .arg(&file)
+        .args(["--url", &format!("http://127.0.0.1:{port}"), "--key", &key])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout).trim(),
+        "200 accepted, 0 duplicates"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped_at = Instant::now();
     let status = Command::new("kill")
