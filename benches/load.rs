@@ -322,23 +322,32 @@ fn main() {
             .filter(|s| args.iter().any(|a| a == s))
             .collect()
     };
-    for scenario in chosen {
-        // Each scenario gets a fresh runtime (and daemon), so one does not load the next.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            match scenario {
-                "intake" => intake().await,
-                "e2e" => e2e().await,
-                "latency" => latency().await,
-                "emergency" => emergency().await,
-                "idle" => idle().await,
-                _ => unreachable!(),
-            }
-        });
-        runtime.shutdown_timeout(Duration::from_secs(1));
+    if chosen.len() > 1 {
+        // Each scenario runs in a fresh process, so memory and load from one never reach the next.
+        let me = std::env::current_exe().unwrap();
+        for scenario in chosen {
+            let status = std::process::Command::new(&me)
+                .arg(scenario)
+                .status()
+                .unwrap();
+            assert!(status.success(), "scenario {scenario} failed");
+        }
+        return;
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match chosen.first().copied() {
+            Some("intake") => intake().await,
+            Some("e2e") => e2e().await,
+            Some("latency") => latency().await,
+            Some("emergency") => emergency().await,
+            Some("idle") => idle().await,
+            _ => eprintln!("unknown scenario; choose from {all:?}"),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
 }

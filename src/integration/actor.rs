@@ -324,7 +324,7 @@ impl IntegrationState {
         };
         let job = job_after_attempt(job);
         let now = Instant::now();
-        let metrics = &self.runtime.metrics;
+        let metrics = self.runtime.metrics();
         metrics.record_attempt_duration(latency.as_secs_f64());
         match result {
             Ok(receipt) => {
@@ -409,7 +409,7 @@ impl IntegrationState {
     }
 
     fn requeue(&mut self, job: Job, error: &ConnectorError, delay: Duration, now: Instant) {
-        self.runtime.metrics.count(job.lane(), Outcome::Retrying);
+        self.runtime.metrics().count(job.lane(), Outcome::Retrying);
         self.store.settle(vec![Settlement::Retrying {
             delivery_id: job.delivery_id,
             attempts: job.attempts,
@@ -428,7 +428,7 @@ impl IntegrationState {
         }
         tracing::error!(integration = %self.runtime.id(), delivery = job.delivery_id, %reason, "delivery dead-lettered");
         self.runtime
-            .metrics
+            .metrics()
             .count(job.lane(), Outcome::DeadLettered);
         self.store.settle(vec![Settlement::DeadLettered {
             delivery_id: job.delivery_id,
@@ -467,7 +467,9 @@ impl IntegrationState {
             .unwrap_or(&targets[0])
             .clone();
         tracing::warn!(integration = %self.runtime.id(), delivery = job.delivery_id, %backup, %reason, "failing over");
-        self.runtime.metrics.count(job.lane(), Outcome::FailedOver);
+        self.runtime
+            .metrics()
+            .count(job.lane(), Outcome::FailedOver);
         let store = self.store.clone();
         let registry = self.registry.clone();
         tokio::spawn(async move {

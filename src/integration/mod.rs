@@ -15,7 +15,7 @@ pub mod retry;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -39,7 +39,8 @@ const HEALTH_WINDOW: usize = 512;
 /// The part of an integration that survives its actor's restarts.
 pub struct IntegrationRuntime {
     pub config: IntegrationConfig,
-    pub metrics: metrics::IntegrationMetrics,
+    /// Registered on the first delivery: an idle integration costs no metric series.
+    metrics: OnceLock<metrics::IntegrationMetrics>,
     pub breaker: Mutex<Breaker>,
     pub limiter: Mutex<Limiter>,
     health: Mutex<HealthStats>,
@@ -86,7 +87,7 @@ impl IntegrationRuntime {
     pub fn new(config: IntegrationConfig) -> Self {
         let now = Instant::now();
         Self {
-            metrics: metrics::IntegrationMetrics::new(&config.id, vendor_of(&config)),
+            metrics: OnceLock::new(),
             breaker: Mutex::new(Breaker::new(config.breaker)),
             limiter: Mutex::new(Limiter::new(&config.rate_limit, now)),
             health: Mutex::new(HealthStats::default()),
@@ -103,6 +104,11 @@ impl IntegrationRuntime {
 
     pub fn vendor(&self) -> &'static str {
         vendor_of(&self.config)
+    }
+
+    pub fn metrics(&self) -> &metrics::IntegrationMetrics {
+        self.metrics
+            .get_or_init(|| metrics::IntegrationMetrics::new(&self.config.id, self.vendor()))
     }
 
     pub fn circuit_state(&self, now: Instant) -> CircuitState {

@@ -43,6 +43,7 @@ async fn an_emergency_overtakes_a_backlog_of_100_000() {
 
     let mut alert = notification("fire-alarm", "emergency");
     alert["type"] = json!("emergency_alert");
+    let delivered_before = receiver.recorder.len();
     let (status, _) = herald.post("/v1/notifications", &alert).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let is_alert =
@@ -53,9 +54,12 @@ async fn an_emergency_overtakes_a_backlog_of_100_000() {
     .await;
     let received = receiver.received();
     let position = received.iter().position(is_alert).unwrap();
+    // The normal lane delivers 160/s here; the emergency must not wait its turn behind the
+    // backlog. Allow what the normal lane sends in about a second around the post.
+    let overtaken_by = position.saturating_sub(delivered_before);
     assert!(
-        position < 5_000,
-        "the emergency arrived after {position} normal notifications, with ~{backlog} queued"
+        overtaken_by < 200,
+        "{overtaken_by} normal notifications arrived after the emergency was posted and before it, with ~{backlog} queued"
     );
     let (_, health) = herald.get("/v1/integrations/sink/health").await;
     assert!(
