@@ -73,7 +73,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             auth::require_api_key,
         ));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .nest("/v1", v1)
@@ -519,6 +519,19 @@ async fn integration_health(
         serde_json::to_value(runtime.health(Instant::now()))
             .map_err(|err| ApiError::Internal(err.to_string()))?,
     ))
+}
+
+/// Liveness: the process answers and its store writer is alive.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.writer_alive() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "store writer stopped"})),
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

@@ -290,6 +290,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
+    /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails
+    /// so the process supervisor (systemd, Kubernetes) restarts Herald, and the journal carries
+    /// everything accepted across that restart.
+    fn writer_alive(&self) -> bool;
 }
 
 #[cfg(test)]

@@ -294,6 +294,10 @@ impl Store for PostgresStore {
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
+
+    fn writer_alive(&self) -> bool {
+        self.queues.writer_alive()
+    }
 }
 
 // === the writer task ===

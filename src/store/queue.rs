@@ -163,6 +163,11 @@ impl CommandQueues {
         self.request(Lane::Normal, Command::Flush)
     }
 
+    /// Whether the backend's writer is still taking commands.
+    pub(super) fn writer_alive(&self) -> bool {
+        !self.normal.is_closed() && !self.emergency.is_closed()
+    }
+
     fn send(&self, lane: Lane, command: Command) -> Result<(), StoreError> {
         let queue = match lane {
             Lane::Emergency => &self.emergency,

@@ -253,6 +253,10 @@ impl Store for SqliteStore {
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
+
+    fn writer_alive(&self) -> bool {
+        self.queues.writer_alive()
+    }
 }
 
 // === impl ReaderPool ===

@@ -223,6 +223,7 @@ async fn fail_over_hands_the_delivery_to_the_backup(backend: Backend) {
 
 async fn api_keys_resolve_to_their_organization(backend: Backend) {
     let store = backend.open().await;
+    assert!(store.writer_alive());
     store.create_api_key("org", "hash-1", "test").await.unwrap();
     assert_eq!(
         store

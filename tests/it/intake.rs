@@ -275,6 +275,15 @@ async fn webhook_deliveries_carry_a_valid_standard_webhooks_signature_and_show_i
         "Kew Gardens"
     );
 
+    for probe in ["healthz", "readyz"] {
+        let response = herald
+            .client
+            .get(format!("{}/{probe}", herald.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{probe}");
+    }
     let metrics = herald
         .client
         .get(format!("{}/metrics", herald.base))
