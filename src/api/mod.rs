@@ -451,15 +451,24 @@ async fn get_integration(
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let runtime = state
-        .registry
-        .runtime(&integration_id)
-        .filter(|runtime| runtime.config.organization == organization)
-        .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))?;
+    let runtime = organization_integration(&state, &organization, &integration_id)?;
     Ok(Json(json!({
         "configuration": integration_configuration(&state, runtime),
         "health": runtime.health(Instant::now()),
     })))
+}
+
+/// The organization's integration with this id; another organization's is a 404.
+fn organization_integration<'a>(
+    state: &'a AppState,
+    organization: &str,
+    integration_id: &str,
+) -> Result<&'a Arc<IntegrationRuntime>, ApiError> {
+    state
+        .registry
+        .runtime(integration_id)
+        .filter(|runtime| runtime.config.organization == organization)
+        .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))
 }
 
 /// Describes an integration in the seed's `IntegrationConfiguration` vocabulary.
@@ -510,11 +519,7 @@ async fn integration_health(
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let runtime = state
-        .registry
-        .runtime(&integration_id)
-        .filter(|runtime| runtime.config.organization == organization)
-        .ok_or_else(|| ApiError::NotFound(format!("integration {integration_id:?}")))?;
+    let runtime = organization_integration(&state, &organization, &integration_id)?;
     Ok(Json(
         serde_json::to_value(runtime.health(Instant::now()))
             .map_err(|err| ApiError::Internal(err.to_string()))?,
