@@ -173,6 +173,22 @@ pub struct StoredNotification {
     pub body: String,
     pub accepted_at: UnixMillis,
     pub deliveries: Vec<DeliveryRow>,
+    pub acknowledgements: Vec<Acknowledgement>,
+}
+
+/// Someone acted on a delivered notification in the target system (a Slack button click).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Acknowledgement {
+    #[serde(skip)]
+    pub organization: String,
+    #[serde(skip)]
+    pub notification_id: String,
+    pub integration_id: String,
+    pub action_id: String,
+    /// Who acted, in the target system's terms (a Slack user id).
+    pub actor: String,
+    pub at: UnixMillis,
 }
 
 /// A state change of one delivery, written in the next group commit.
@@ -288,6 +304,9 @@ pub trait Store: Send + Sync + 'static {
         key_hash: &str,
         label: &str,
     ) -> StoreFuture<'_, ()>;
+    /// Records an acknowledgement; answers false (and writes nothing) if the organization has no
+    /// such notification.
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
     /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails

@@ -16,8 +16,8 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery,
-    Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane, NewNotification,
+    OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -58,6 +58,17 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: a delivery may carry its own transformed notification (a routing's transformation map).
     "ALTER TABLE deliveries ADD COLUMN body TEXT;",
+    // 3: acknowledgements from the target systems (Slack button clicks).
+    "CREATE TABLE acknowledgements (
+        id BIGSERIAL PRIMARY KEY,
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        integration_id TEXT NOT NULL,
+        action_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
 ];
 
 const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at";
@@ -221,10 +232,29 @@ impl Store for PostgresStore {
                 )
                 .await?;
             let deliveries = rows.iter().map(delivery_from).collect::<Result<_, _>>()?;
+            let acknowledgements = self
+                .reader
+                .query(
+                    "SELECT integration_id, action_id, actor, at FROM acknowledgements
+                     WHERE organization = $1 AND notification_id = $2 ORDER BY id",
+                    &[&organization, &notification_id],
+                )
+                .await?
+                .iter()
+                .map(|r| Acknowledgement {
+                    organization: organization.clone(),
+                    notification_id: notification_id.clone(),
+                    integration_id: r.get(0),
+                    action_id: r.get(1),
+                    actor: r.get(2),
+                    at: r.get(3),
+                })
+                .collect();
             Ok(Some(StoredNotification {
                 body: found.get(0),
                 accepted_at: found.get(1),
                 deliveries,
+                acknowledgements,
             }))
         })
     }
@@ -289,6 +319,10 @@ impl Store for PostgresStore {
         label: &str,
     ) -> StoreFuture<'_, ()> {
         self.queues.create_api_key(organization, key_hash, label)
+    }
+
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+        self.queues.acknowledge(acknowledgement)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -375,6 +409,26 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                 })
                 .await;
                 Reply::Unit(reply, result)
+            }
+            Command::Acknowledge {
+                acknowledgement: a,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        let inserted = tx
+                            .execute(
+                                "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
+                                 SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS
+                                   (SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2)",
+                                &[&a.organization, &a.notification_id, &a.integration_id, &a.action_id, &a.actor, &a.at],
+                            )
+                            .await?;
+                        Ok(inserted == 1)
+                    })
+                })
+                .await;
+                Reply::Flag(reply, result)
             }
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),
             Command::Settle(_) => unreachable!("settlements are gathered above"),

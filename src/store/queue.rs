@@ -7,7 +7,10 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DeliveryRow, Intake, Lane, NewNotification, Settlement, StoreError, StoreFuture};
+use super::{
+    Acknowledgement, DeliveryRow, Intake, Lane, NewNotification, Settlement, StoreError,
+    StoreFuture,
+};
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
 const MAX_GROUP: usize = 2048;
@@ -37,6 +40,10 @@ pub(super) enum Command {
         label: String,
         reply: Answer<()>,
     },
+    Acknowledge {
+        acknowledgement: Acknowledgement,
+        reply: Answer<bool>,
+    },
     Flush(Answer<()>),
 }
 
@@ -51,6 +58,7 @@ impl Command {
             Command::CreateApiKey { reply, .. } | Command::Flush(reply) => {
                 drop(reply.send(Err(failed())))
             }
+            Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Settle(_) => {
                 tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
             }
@@ -67,6 +75,7 @@ pub(super) enum Reply {
         Result<Option<DeliveryRow>, StoreError>,
     ),
     Unit(Answer<()>, Result<(), StoreError>),
+    Flag(Answer<bool>, Result<bool, StoreError>),
 }
 
 /// The sending side, held by the store.
@@ -159,6 +168,13 @@ impl CommandQueues {
         })
     }
 
+    pub(super) fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+        self.request(Lane::Normal, |reply| Command::Acknowledge {
+            acknowledgement,
+            reply,
+        })
+    }
+
     pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
         self.request(Lane::Normal, Command::Flush)
     }
@@ -233,6 +249,8 @@ pub(super) fn answer(replies: Vec<Reply>, commit: Result<(), String>) {
             (Reply::MaybeRow(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
             (Reply::Unit(tx, result), Ok(())) => drop(tx.send(result)),
             (Reply::Unit(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::Flag(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Flag(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
         }
     }
 }

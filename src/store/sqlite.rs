@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, OpenDelivery,
-    Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane, NewNotification,
+    OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -61,6 +61,17 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: a delivery may carry its own transformed notification (a routing's transformation map).
     "ALTER TABLE deliveries ADD COLUMN body TEXT;",
+    // 3: acknowledgements from the target systems (Slack button clicks).
+    "CREATE TABLE acknowledgements (
+        id INTEGER PRIMARY KEY,
+        organization TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        integration_id TEXT NOT NULL,
+        action_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
 ];
 
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
@@ -189,7 +200,23 @@ impl Store for SqliteStore {
                 .optional()?;
             let Some((body, accepted_at)) = found else { return Ok(None) };
             let deliveries = deliveries_of(connection, &organization, &notification_id)?;
-            Ok(Some(StoredNotification { body, accepted_at, deliveries }))
+            let mut statement = connection.prepare_cached(
+                "SELECT integration_id, action_id, actor, at FROM acknowledgements
+                 WHERE organization = ?1 AND notification_id = ?2 ORDER BY id",
+            )?;
+            let acknowledgements = statement
+                .query_map(params![organization, notification_id], |r| {
+                    Ok(Acknowledgement {
+                        organization: organization.clone(),
+                        notification_id: notification_id.clone(),
+                        integration_id: r.get(0)?,
+                        action_id: r.get(1)?,
+                        actor: r.get(2)?,
+                        at: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(Some(StoredNotification { body, accepted_at, deliveries, acknowledgements }))
         })
     }
 
@@ -248,6 +275,10 @@ impl Store for SqliteStore {
         label: &str,
     ) -> StoreFuture<'_, ()> {
         self.queues.create_api_key(organization, key_hash, label)
+    }
+
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+        self.queues.acknowledge(acknowledgement)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -367,6 +398,21 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                         params![key_hash, organization, label, now_millis()],
                     )?;
                     Ok(())
+                }),
+            ),
+            Command::Acknowledge {
+                acknowledgement: a,
+                reply,
+            } => Reply::Flag(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    let inserted = tx.execute(
+                        "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
+                         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS
+                           (SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2)",
+                        params![a.organization, a.notification_id, a.integration_id, a.action_id, a.actor, a.at],
+                    )?;
+                    Ok(inserted == 1)
                 }),
             ),
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),

@@ -321,6 +321,34 @@ async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
     backend.clean_up().await;
 }
 
+async fn acknowledgements_attach_to_an_existing_notification_of_the_organization(backend: Backend) {
+    let store = backend.open().await;
+    store
+        .journal(Lane::Normal, vec![notification("n1", &["slack"])])
+        .await
+        .unwrap();
+    let ack = |organization: &str, notification_id: &str| Acknowledgement {
+        organization: organization.into(),
+        notification_id: notification_id.into(),
+        integration_id: "slack".into(),
+        action_id: "ack".into(),
+        actor: "U123".into(),
+        at: 7,
+    };
+    assert!(store.acknowledge(ack("org", "n1")).await.unwrap());
+    assert!(
+        !store.acknowledge(ack("org", "missing")).await.unwrap(),
+        "no such notification"
+    );
+    assert!(
+        !store.acknowledge(ack("other", "n1")).await.unwrap(),
+        "another organization's notification"
+    );
+    let stored = store.notification("org", "n1").await.unwrap().unwrap();
+    assert_eq!(stored.acknowledgements, vec![ack("org", "n1")]);
+    backend.clean_up().await;
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
@@ -337,5 +365,6 @@ contract!(
     settlements_are_durable_and_dead_letters_are_scoped,
     fail_over_hands_the_delivery_to_the_backup,
     api_keys_resolve_to_their_organization,
-    a_delivery_carries_its_own_transformed_body
+    a_delivery_carries_its_own_transformed_body,
+    acknowledgements_attach_to_an_existing_notification_of_the_organization
 );
