@@ -306,6 +306,9 @@ pub struct SlackSettings {
     pub channel: String,
     /// A minijinja template for the message's fallback text; the notification's fields are in scope.
     pub text_template: Option<String>,
+    /// The Slack app's signing secret. With it, button clicks on Herald's messages reach
+    /// `POST /inbound/slack/{integration}/interactivity` and acknowledge the notification.
+    pub signing_secret: Option<SecretRef>,
 }
 
 fn default_slack_base_url() -> String {
@@ -788,7 +791,9 @@ impl ConnectorConfig {
     pub fn secrets(&self) -> Vec<&SecretRef> {
         match self {
             ConnectorConfig::Webhook(settings) => vec![&settings.secret],
-            ConnectorConfig::Slack(settings) => vec![&settings.token],
+            ConnectorConfig::Slack(settings) => std::iter::once(&settings.token)
+                .chain(&settings.signing_secret)
+                .collect(),
             #[cfg(feature = "testing")]
             ConnectorConfig::Null | ConnectorConfig::Panic => vec![],
         }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod inbound;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +77,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
+        .route(
+            "/inbound/slack/{integration_id}/interactivity",
+            post(inbound::slack_interactivity),
+        )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
@@ -173,6 +178,7 @@ async fn get_notification(
         "acceptedAt": stored.accepted_at,
         "notification": notification,
         "targets": stored.deliveries,
+        "acknowledgements": stored.acknowledgements,
     })))
 }
 

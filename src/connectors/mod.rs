@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
-pub use slack::{slack_blocks, SlackConnector};
+pub use slack::{
+    sign_slack_request, slack_blocks, verify_slack_request, SignatureError, SlackConnector,
+};
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
 use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};

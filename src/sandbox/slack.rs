@@ -116,6 +116,74 @@ impl FakeSlack {
         state.messages.get(id).cloned().unwrap_or_default()
     }
 
+    /// Clicks a button of the newest message in `channel` the way Slack does: a `block_actions`
+    /// payload, form-encoded and signed with the app's signing secret at `timestamp` (Unix
+    /// seconds), posted to the app's Request URL. Returns the status Herald answered.
+    pub async fn click_button(
+        &self,
+        request_url: &str,
+        signing_secret: &str,
+        channel: &str,
+        action_id: &str,
+        user_id: &str,
+        timestamp: u64,
+    ) -> Result<u16, String> {
+        let (channel_id, (ts, text, blocks)) = {
+            let state = self.state.lock().expect("slack lock");
+            let id = state
+                .channels
+                .get(channel.trim_start_matches('#'))
+                .cloned()
+                .ok_or("no such channel")?;
+            let newest = state
+                .messages
+                .get(&id)
+                .and_then(|m| m.last().cloned())
+                .ok_or("no message in the channel")?;
+            (id, newest)
+        };
+        let button = blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|block| block["type"] == "actions")
+            .flat_map(|block| block["elements"].as_array().cloned().unwrap_or_default())
+            .find(|element| element["action_id"] == action_id)
+            .ok_or("the message has no such button")?;
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user_id, "username": user_id, "team_id": "T0HERALD1"},
+            "team": {"id": "T0HERALD1", "domain": "herald-sandbox"},
+            "channel": {"id": channel_id, "name": channel.trim_start_matches('#')},
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel_id},
+            "message": {"type": "message", "ts": ts, "text": text},
+            "actions": [{
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "herald_actions",
+                "value": button["value"],
+                "action_ts": format!("{timestamp}.000100"),
+            }],
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "response_url": format!("{}/actions/response", self.server.url()),
+        });
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        let signature =
+            crate::connectors::sign_slack_request(signing_secret, timestamp, body.as_bytes());
+        let response = reqwest::Client::new()
+            .post(request_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(response.status().as_u16())
+    }
+
     /// Every request, whatever it was answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()

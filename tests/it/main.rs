@@ -8,6 +8,7 @@ mod demo;
 mod durability;
 mod emergency;
 mod intake;
+mod interactivity;
 mod isolation;
 mod postgres;
 mod routing;

@@ -1,0 +1,111 @@
+//! Slack interactivity: a click on a button Herald posted reaches Herald signed with the Slack
+//! app's signing secret and acknowledges the notification; unsigned, tampered or stale requests
+//! are refused.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald::sandbox::{any_local_port, FakeSlack};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{all_delivered, notification, route, Harness, SLACK_TOKEN};
+
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_button_click_acknowledges_the_notification() {
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
+        .await
+        .unwrap();
+    let signing_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(signing_file.path(), SIGNING_SECRET).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"day-slack\"\norganization = \"studio\"\nkind = \"slack\"\n\
+         settings = {{ base_url = \"{}\", channel = \"#wedding-day\", token = {{ file = \"{{secrets}}/slack\" }}, signing_secret = {{ file = \"{}\" }} }}\n\
+         rate_limit = {{ per_second = 100, burst = 10 }}\n{}",
+        slack.base_url(),
+        signing_file.path().display(),
+        route("studio", &["day-slack"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let mut alert = notification("alert-1", "emergency");
+    alert["actions"] = json!([{"actionId": "on-it", "label": "I'm on it", "style": "danger"}]);
+    herald.post("/v1/notifications", &alert).await;
+    herald
+        .wait_for_notification("alert-1", Duration::from_secs(10), all_delivered)
+        .await;
+
+    let request_url = format!("{}/inbound/slack/day-slack/interactivity", herald.base);
+    let status = slack
+        .click_button(
+            &request_url,
+            SIGNING_SECRET,
+            "#wedding-day",
+            "on-it",
+            "U0PLANNER",
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let record = herald.get("/v1/notifications/alert-1").await.1;
+    let acknowledgements = record["acknowledgements"].as_array().unwrap();
+    assert_eq!(acknowledgements.len(), 1, "{record}");
+    assert_eq!(acknowledgements[0]["integrationId"], "day-slack");
+    assert_eq!(acknowledgements[0]["actionId"], "on-it");
+    assert_eq!(acknowledgements[0]["actor"], "U0PLANNER");
+
+    // A request signed with another secret, or outside Slack's five-minute window, is refused
+    // and records nothing.
+    let forged = slack
+        .click_button(
+            &request_url,
+            "not-the-secret",
+            "#wedding-day",
+            "on-it",
+            "U0MALLORY",
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged, 401);
+    let replayed = slack
+        .click_button(
+            &request_url,
+            SIGNING_SECRET,
+            "#wedding-day",
+            "on-it",
+            "U0MALLORY",
+            now() - 600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed, 401);
+    let unsigned = herald
+        .client
+        .post(&request_url)
+        .body("payload=%7B%7D")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let record = herald.get("/v1/notifications/alert-1").await.1;
+    assert_eq!(record["acknowledgements"].as_array().unwrap().len(), 1);
+
+    // Only Slack integrations with a signing secret take interactivity.
+    let unknown = herald
+        .client
+        .post(format!("{}/inbound/slack/nope/interactivity", herald.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
