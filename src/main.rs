@@ -28,6 +28,12 @@ enum Command {
     },
     /// Runs Herald with local vendor simulators and routes sample notifications end to end.
     Demo,
+    /// Runs the vendor simulators on fixed local ports, to try a configuration without real credentials.
+    Sandbox {
+        /// Slack listens on PORT_BASE+1, the webhook receiver on PORT_BASE+2.
+        #[arg(long, default_value_t = 9100)]
+        port_base: u16,
+    },
     /// Checks a configuration file and says what is wrong and where.
     CheckConfig {
         #[arg(default_value = "config/herald.toml")]
@@ -81,6 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo => {
                 herald::telemetry::init_logging("error");
                 herald::demo::run_demo().await.map_err(anyhow::Error::from)
+            }
+            Command::Sandbox { port_base } => {
+                herald::telemetry::init_logging("warn");
+                herald::sandbox::serve_sandbox(port_base, shutdown_signal())
+                    .await
+                    .context("the sandbox could not start")
             }
             Command::CheckConfig { file } => check_config(&file),
             Command::Send { file, url, key } => send(&file, &url, &key).await,

@@ -12,4 +12,5 @@ mod interactivity;
 mod isolation;
 mod postgres;
 mod routing;
+mod sandbox;
 mod supervision;

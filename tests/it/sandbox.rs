@@ -1,0 +1,110 @@
+//! `herald sandbox`: the simulators on fixed ports, the configuration it prints works as printed,
+//! and it shows every request it receives.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use herald::sandbox::{SANDBOX_SLACK_TOKEN, SANDBOX_WEBHOOK_SECRET};
+
+use crate::harness::{all_delivered, notification, Harness};
+
+/// A base port whose next two ports are free.
+fn free_port_base() -> u16 {
+    for _ in 0..50 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base < 60_000
+            && (1..=2)
+                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("the sandbox never printed a line containing {needle:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_serves_what_its_printed_configuration_describes() {
+    let base = free_port_base();
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["sandbox", "--port-base", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = sandbox.stdout.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let url_after = |line: String| line.split_whitespace().nth(1).unwrap().to_owned();
+    let slack_url = url_after(next_line_containing(
+        &lines,
+        "  Slack ",
+        Duration::from_secs(20),
+    ));
+    let hook_url = url_after(next_line_containing(
+        &lines,
+        "  Webhook ",
+        Duration::from_secs(5),
+    ));
+    assert_eq!(slack_url, format!("http://127.0.0.1:{}/api", base + 1));
+    next_line_containing(&lines, "Requests appear below", Duration::from_secs(5));
+
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("token"), SANDBOX_SLACK_TOKEN).unwrap();
+    std::fs::write(secrets.path().join("secret"), SANDBOX_WEBHOOK_SECRET).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"my-studio\"\n\
+         [[integrations]]\nid = \"sandbox-slack\"\norganization = \"my-studio\"\nkind = \"slack\"\n\
+         settings = {{ base_url = \"{slack_url}\", channel = \"#weddings\", token = {{ file = \"{dir}/token\" }} }}\n\
+         [[integrations]]\nid = \"sandbox-webhook\"\norganization = \"my-studio\"\nkind = \"webhook\"\n\
+         settings = {{ url = \"{hook_url}\", secret = {{ file = \"{dir}/secret\" }} }}\n\
+         [[routes]]\norganization = \"my-studio\"\nname = \"everything\"\ntargets = [\"sandbox-slack\", \"sandbox-webhook\"]\n",
+        dir = secrets.path().display()
+    );
+    let herald = Harness::start(&body, "my-studio").await;
+    herald
+        .post("/v1/notifications", &notification("sb-1", "high"))
+        .await;
+    herald
+        .wait_for_notification("sb-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let slack_line = next_line_containing(
+        &lines,
+        "slack   POST /api/chat.postMessage",
+        Duration::from_secs(5),
+    );
+    assert!(
+        slack_line.contains("-> 200: Ceremony moved"),
+        "{slack_line}"
+    );
+    let hook_line = next_line_containing(&lines, "webhook POST /hooks", Duration::from_secs(5));
+    assert!(
+        hook_line.contains("-> 204: timeline_change (sb-1)"),
+        "{hook_line}"
+    );
+    sandbox.kill().unwrap();
+    sandbox.wait().unwrap();
+}
