@@ -4,6 +4,7 @@
 //!
 //! They are not mocks of Herald: Herald's real connectors talk to them over real HTTP.
 
+pub mod contract;
 mod faults;
 mod slack;
 mod webhook;

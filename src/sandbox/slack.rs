@@ -1,7 +1,8 @@
 //! A Slack Web API simulator for `chat.postMessage`: bot-token auth answered the way Slack does
-//! (HTTP 200 with `ok:false` and `not_authed` / `invalid_auth`), channel lookup, the Block Kit
-//! limits Herald relies on (`invalid_blocks`), and the per-channel message rate with a real 429,
-//! `Retry-After` and `{"ok":false,"error":"ratelimited"}`.
+//! (HTTP 200 with `ok:false` and `not_authed` / `invalid_auth`), every request checked against
+//! Slack's published Web API spec (`invalid_arguments` naming the drift), channel lookup, the
+//! Block Kit limits Herald relies on (`invalid_blocks`), and the per-channel message rate with a
+//! real 429, `Retry-After` and `{"ok":false,"error":"ratelimited"}`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Value};
 
+use super::contract::slack_contract;
 use super::{Faults, RecordedRequest, Recorder, Server};
 
 const BLOCK_TYPES: &[&str] = &[
@@ -221,8 +223,19 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
         Some(token) if token != state.token => return slack_error("invalid_auth"),
         Some(_) => {}
     }
-    if !body.is_object() {
+    let Some(fields) = body.as_object() else {
         return slack_error("invalid_json");
+    };
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let violations =
+        slack_contract().check_json("POST", "/api/chat.postMessage", authorization, fields);
+    if !violations.is_empty() {
+        let messages: Vec<String> = violations
+            .iter()
+            .map(|v| format!("[ERROR] {}", v.0))
+            .collect();
+        let answer = json!({"ok": false, "error": "invalid_arguments", "response_metadata": {"messages": messages}});
+        return (StatusCode::OK, axum::Json(answer).into_response());
     }
     let requested = body["channel"].as_str().unwrap_or_default();
     let channel_id = state

@@ -108,3 +108,43 @@ async fn the_sandbox_serves_what_its_printed_configuration_describes() {
     sandbox.kill().unwrap();
     sandbox.wait().unwrap();
 }
+
+#[tokio::test]
+async fn the_slack_simulator_refuses_requests_that_drift_from_slacks_published_contract() {
+    let slack = herald::sandbox::FakeSlack::start(
+        herald::sandbox::any_local_port(),
+        SANDBOX_SLACK_TOKEN,
+        &["weddings"],
+    )
+    .await
+    .unwrap();
+    let post = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth(SANDBOX_SLACK_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let answer: serde_json::Value =
+        post(serde_json::json!({"channel": "#weddings", "txt": "typo"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"], "invalid_arguments");
+    assert_eq!(
+        answer["response_metadata"]["messages"][0],
+        "[ERROR] unknown parameter `txt`"
+    );
+    let answer: serde_json::Value =
+        post(serde_json::json!({"channel": "#weddings", "text": "fine"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(slack.messages("weddings").len(), 1);
+}
