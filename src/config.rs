@@ -20,11 +20,10 @@ use crate::wedsync::Priority;
 
 /// The connector kinds this build of Herald has. Other kinds named in a configuration are
 /// reported as not available rather than as a parse error.
-pub const AVAILABLE_CONNECTORS: &[&str] = &["slack", "webhook"];
+pub const AVAILABLE_CONNECTORS: &[&str] = &["hubspot", "slack", "webhook"];
 
 /// Connector kinds that WedSync's user stories name and that are planned but not built yet.
 const PLANNED_CONNECTORS: &[&str] = &[
-    "hubspot",
     "tave",
     "salesforce",
     "pipedrive",
@@ -278,6 +277,7 @@ impl SecretRef {
 pub enum ConnectorConfig {
     Webhook(WebhookSettings),
     Slack(SlackSettings),
+    HubSpot(HubSpotSettings),
     /// Accepts every delivery without I/O (benches and tests).
     #[cfg(feature = "testing")]
     Null,
@@ -309,6 +309,20 @@ pub struct SlackSettings {
     /// The Slack app's signing secret. With it, button clicks on Herald's messages reach
     /// `POST /inbound/slack/{integration}/interactivity` and acknowledge the notification.
     pub signing_secret: Option<SecretRef>,
+}
+
+/// HubSpot CRM v3 with a private-app access token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotSettings {
+    #[serde(default = "default_hubspot_base_url")]
+    pub base_url: String,
+    /// The private app's access token (`pat-...`).
+    pub token: SecretRef,
+}
+
+fn default_hubspot_base_url() -> String {
+    "https://api.hubapi.com".to_owned()
 }
 
 fn default_slack_base_url() -> String {
@@ -762,6 +776,7 @@ fn connector_config(
     match kind {
         "webhook" => parse(settings).map(ConnectorConfig::Webhook),
         "slack" => parse(settings).map(ConnectorConfig::Slack),
+        "hubspot" => parse(settings).map(ConnectorConfig::HubSpot),
         #[cfg(feature = "testing")]
         "null" => Ok(ConnectorConfig::Null),
         #[cfg(feature = "testing")]
@@ -779,6 +794,9 @@ fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
     match connector {
         // Slack: chat.postMessage allows about one message per second per channel, short bursts tolerated.
         ConnectorConfig::Slack(_) => (1.0, 3),
+        // HubSpot: 100 requests per 10 seconds for private apps on Free and Starter (190 on
+        // Professional and Enterprise: raise it in the configuration).
+        ConnectorConfig::HubSpot(_) => (10.0, 100),
         // A receiver we know nothing about: generous, the operator sets the real figure.
         ConnectorConfig::Webhook(_) => (100.0, 100),
         #[cfg(feature = "testing")]
@@ -794,6 +812,7 @@ impl ConnectorConfig {
             ConnectorConfig::Slack(settings) => std::iter::once(&settings.token)
                 .chain(&settings.signing_secret)
                 .collect(),
+            ConnectorConfig::HubSpot(settings) => vec![&settings.token],
             #[cfg(feature = "testing")]
             ConnectorConfig::Null | ConnectorConfig::Panic => vec![],
         }
@@ -842,10 +861,10 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
 
     #[test]
     fn a_planned_connector_is_reported_as_not_available_with_its_line() {
-        let text = format!("{BASE}\n[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n");
+        let text = format!("{BASE}\n[[integrations]]\nid = \"booking\"\norganization = \"studio\"\nkind = \"tave\"\n");
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains("integrations[1].kind"), "{err}");
-        assert!(err.contains("\"hubspot\" is not available"), "{err}");
+        assert!(err.contains("\"tave\" is not available"), "{err}");
         assert!(
             err.starts_with("test.toml:14:"),
             "the line of the second integration's kind: {err}"
@@ -947,7 +966,7 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         assert!(load(Some(&dir.join("herald.toml"))).is_ok());
         assert!(load(Some(&dir.join("examples/emergency-center.toml"))).is_ok());
         for (file, kind) in [
-            ("photo-studio", "hubspot"),
+            ("photo-studio", "tave"),
             ("venue", "tripleseat"),
             ("planner-network", "asana"),
             ("enterprise-white-label", "salesforce"),

@@ -1,7 +1,8 @@
 //! `herald demo`: Herald on the embedded store in a temporary data folder, with local vendor
 //! simulators, routing the seed's scenarios end to end over real HTTP:
 //!
-//! 1. a photography studio's timeline change, to the studio's CRM automation webhook and Slack;
+//! 1. a photography studio's timeline change, to its CRM (HubSpot: the couple's contacts updated
+//!    and a note on each), its booking system's automation webhook and its team's Slack;
 //! 2. a wedding-day emergency whose primary channel (Slack) is down: retries open the circuit and
 //!    the alert fails over to the on-call webhook;
 //! 3. a batch of client messages, to show the normal lane working beside it.
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config;
-use crate::sandbox::{any_local_port, FakeSlack, WebhookReceiver};
+use crate::sandbox::{any_local_port, FakeHubSpot, FakeSlack, WebhookReceiver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -26,6 +27,7 @@ pub enum DemoError {
 }
 
 const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
+const HUBSPOT_TOKEN: &str = "pat-na1-demo0000-0000-0000-0000-000000000000";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
 
 /// Runs the demo and prints its report to standard output.
@@ -42,7 +44,10 @@ pub async fn run_demo() -> Result<(), DemoError> {
     venue_slack
         .faults
         .go_down(503, json!({"ok": false, "error": "service_unavailable"}));
-    let crm = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+    let hubspot = FakeHubSpot::start(any_local_port(), HUBSPOT_TOKEN, 100)
+        .await
+        .map_err(|e| setup(&e))?;
+    let booking = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
         .await
         .map_err(|e| setup(&e))?;
     let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
@@ -52,12 +57,14 @@ pub async fn run_demo() -> Result<(), DemoError> {
     std::fs::create_dir_all(&secrets).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("slack"), SLACK_TOKEN).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).map_err(|e| setup(&e))?;
+    std::fs::write(secrets.join("hubspot"), HUBSPOT_TOKEN).map_err(|e| setup(&e))?;
 
     let text = demo_config(
         data.path(),
         &slack.base_url(),
         &venue_slack.base_url(),
-        &crm.url(),
+        &hubspot.base_url(),
+        &booking.url(),
         &pager.url(),
     );
     let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
@@ -81,10 +88,11 @@ pub async fn run_demo() -> Result<(), DemoError> {
         data.path().display()
     );
     println!(
-        "simulators: studio Slack {}, venue Slack {} (down: answers 503), studio CRM webhook {}, on-call webhook {}\n",
+        "simulators: studio Slack {}, venue Slack {} (down: answers 503), HubSpot {}, booking webhook {}, on-call webhook {}\n",
         slack.base_url(),
         venue_slack.base_url(),
-        crm.url(),
+        hubspot.base_url(),
+        booking.url(),
         pager.url()
     );
 
@@ -134,10 +142,11 @@ pub async fn run_demo() -> Result<(), DemoError> {
         (records.len() - 2) * 2
     );
     println!(
-        "Slack messages in #studio-ops: {}, CRM webhook messages: {}, on-call webhook messages: {}",
+        "Slack messages in #studio-ops: {}, booking webhook messages: {}, on-call webhook messages: {}, HubSpot notes: {}",
         slack.messages("studio-ops").len(),
-        crm.received().len(),
-        pager.received().len()
+        booking.received().len(),
+        pager.received().len(),
+        hubspot.notes().len()
     );
     println!("all scenarios settled in {} ms", elapsed.as_millis());
 
@@ -153,7 +162,8 @@ fn demo_config(
     data_dir: &std::path::Path,
     slack: &str,
     venue_slack: &str,
-    crm: &str,
+    hubspot: &str,
+    booking: &str,
     pager: &str,
 ) -> String {
     let secrets = data_dir.join("secrets");
@@ -171,10 +181,16 @@ id = "lumiere-studios"
 name = "Lumiere Photography Studios"
 
 [[integrations]]
-id = "studio-crm"
+id = "studio-hubspot"
+organization = "lumiere-studios"
+kind = "hubspot"
+settings = {{ base_url = "{hubspot}", token = {{ file = "{secrets}/hubspot" }} }}
+
+[[integrations]]
+id = "studio-booking"
 organization = "lumiere-studios"
 kind = "webhook"
-settings = {{ url = "{crm}", secret = {{ file = "{secrets}/webhook" }} }}
+settings = {{ url = "{booking}", secret = {{ file = "{secrets}/webhook" }} }}
 
 [[integrations]]
 id = "studio-slack"
@@ -200,9 +216,15 @@ settings = {{ url = "{pager}", secret = {{ file = "{secrets}/webhook" }} }}
 
 [[routes]]
 organization = "lumiere-studios"
-name = "timeline and client changes to CRM and studio Slack"
-types = ["timeline_change", "client_message"]
-targets = ["studio-crm", "studio-slack"]
+name = "timeline changes to CRM, booking and studio Slack"
+types = ["timeline_change"]
+targets = ["studio-hubspot", "studio-booking", "studio-slack"]
+
+[[routes]]
+organization = "lumiere-studios"
+name = "client messages to booking and studio Slack"
+types = ["client_message"]
+targets = ["studio-booking", "studio-slack"]
 
 [[routes]]
 organization = "lumiere-studios"
@@ -223,6 +245,7 @@ fn timeline_change() -> Value {
         "title": "Ceremony moved to 15:30",
         "message": "The couple moved the ceremony from 14:00 to 15:30; first look is now at 14:45.",
         "weddingContext": {"weddingId": "wed-2027-0612-kew", "weddingDate": "2027-06-12", "venue": "Kew Gardens", "coupleNames": "Sam & Alex", "vendorName": "Lumiere Photography"},
+        "contacts": [{"name": "Sam Taylor", "email": "sam@example.com", "role": "couple"}, {"name": "Alex Morgan", "email": "alex@example.com", "role": "couple"}],
         "actions": [{"actionId": "view-timeline", "label": "Open timeline", "url": "https://app.wedsync.example/timeline/wed-2027-0612-kew", "style": "primary"}]
     })
 }

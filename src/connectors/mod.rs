@@ -5,6 +5,7 @@
 //! classifies (its error's [`Disposition`]), the integration actor decides what to do with it.
 
 mod http;
+mod hubspot;
 mod slack;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
+pub use hubspot::HubSpotConnector;
 pub use slack::{
     sign_slack_request, slack_blocks, verify_slack_request, SignatureError, SlackConnector,
 };
@@ -122,6 +124,11 @@ pub fn build(
             config.timeout,
         )?),
         ConnectorConfig::Slack(settings) => Arc::new(SlackConnector::new(
+            settings,
+            client.clone(),
+            config.timeout,
+        )?),
+        ConnectorConfig::HubSpot(settings) => Arc::new(HubSpotConnector::new(
             settings,
             client.clone(),
             config.timeout,

@@ -182,6 +182,7 @@ fn vendor_of(config: &IntegrationConfig) -> &'static str {
     match &config.connector {
         ConnectorConfig::Webhook(_) => "webhook",
         ConnectorConfig::Slack(_) => "slack",
+        ConnectorConfig::HubSpot(_) => "hubspot",
         #[cfg(feature = "testing")]
         ConnectorConfig::Null => "null",
         #[cfg(feature = "testing")]

@@ -6,10 +6,12 @@
 
 pub mod contract;
 mod faults;
+pub mod hubspot;
 mod slack;
 mod webhook;
 
 pub use faults::{Faults, RecordedRequest, Recorder};
+pub use hubspot::FakeHubSpot;
 pub use slack::FakeSlack;
 pub use webhook::WebhookReceiver;
 

@@ -7,6 +7,7 @@ mod breaker;
 mod demo;
 mod durability;
 mod emergency;
+mod hubspot;
 mod intake;
 mod interactivity;
 mod isolation;

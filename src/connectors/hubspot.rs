@@ -1,0 +1,409 @@
+//! HubSpot CRM (the seed's `CRMIntegrationConnector`), over CRM v3 with a private-app token:
+//! `syncNotificationToContacts` as one delivery.
+//!
+//! 1. Once per connector: the `wedding_information` property group and the wedding properties on
+//!    contacts (`POST /crm/v3/properties/contacts/groups`, `.../batch/create`); "already exists"
+//!    is fine, anything else fails the delivery.
+//! 2. `POST /crm/v3/objects/contacts/batch/read` by email, for each contact's notification history.
+//! 3. `POST /crm/v3/objects/contacts/batch/upsert` by email: wedding date and venue,
+//!    `last_notification_sent`, and `notification_history` keeping the last 10 entries.
+//! 4. `POST /crm/v3/objects/notes/batch/create`: one note per contact, associated with it
+//!    (HubSpot-defined association type 202, note to contact).
+//!
+//! Batch endpoints throughout, so a notification costs three rate-limit tokens however many
+//! contacts it names (up to HubSpot's 100 per batch). Not yet: OAuth, company and deal
+//! associations, deal stages, JSON-Schema request contracts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use reqwest::Url;
+use serde_json::{json, Value};
+
+use super::http::{classify_status, transport_error, OutboundClient};
+use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use crate::config::HubSpotSettings;
+use crate::wedsync::WeddingNotification;
+
+/// The property group Herald's contact properties live in.
+const WEDDING_GROUP: &str = "wedding_information";
+
+/// Herald's contact properties: (name, label, type, fieldType).
+const WEDDING_PROPERTIES: &[(&str, &str, &str, &str)] = &[
+    ("wedding_date", "Wedding date", "date", "date"),
+    ("wedding_venue", "Wedding venue", "string", "text"),
+    ("wedding_package_type", "Wedding package", "string", "text"),
+    ("wedding_status", "Wedding status", "string", "text"),
+    (
+        "last_notification_sent",
+        "Last WedSync notification",
+        "datetime",
+        "date",
+    ),
+    (
+        "notification_preferences",
+        "Notification preferences",
+        "string",
+        "text",
+    ),
+    (
+        "notification_history",
+        "Notification history",
+        "string",
+        "textarea",
+    ),
+];
+
+/// How many entries `notification_history` keeps.
+const HISTORY_ENTRIES: usize = 10;
+
+/// HubSpot takes at most 100 inputs per batch call.
+const MAX_BATCH: usize = 100;
+
+/// HubSpot's default association type from a note to a contact.
+const NOTE_TO_CONTACT: u32 = 202;
+
+pub struct HubSpotConnector {
+    base: Url,
+    token: ReloadableSecret,
+    client: OutboundClient,
+    timeout: Duration,
+    properties_ready: AtomicBool,
+}
+
+impl HubSpotConnector {
+    pub fn new(
+        settings: &HubSpotSettings,
+        client: OutboundClient,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
+        let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
+        Ok(Self {
+            base,
+            token: ReloadableSecret::load(&settings.token)?,
+            client,
+            timeout,
+            properties_ready: AtomicBool::new(false),
+        })
+    }
+
+    async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
+        let notification = &delivery.notification;
+        let emails = contact_emails(notification);
+        if emails.is_empty() {
+            return Err(ConnectorError::Rejected {
+                code: "no_contacts".into(),
+                message: "the notification names no contact with an email, so there is nothing to sync in HubSpot".into(),
+            });
+        }
+        self.ensure_wedding_properties().await?;
+        let histories = self.read_histories(&emails).await?;
+        let entry = history_entry(notification);
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let upserts: Vec<Value> = emails
+            .iter()
+            .map(|email| {
+                let mut properties = json!({
+                    "email": email,
+                    "last_notification_sent": now,
+                    "notification_history": extend_history(histories.get(email).map(String::as_str), &entry),
+                });
+                if let Some(wedding) = &notification.wedding_context {
+                    properties["wedding_date"] = json!(wedding.wedding_date);
+                    if let Some(venue) = &wedding.venue {
+                        properties["wedding_venue"] = json!(venue);
+                    }
+                }
+                json!({"idProperty": "email", "id": email, "properties": properties})
+            })
+            .collect();
+        let upserted = self
+            .post(
+                "/crm/v3/objects/contacts/batch/upsert",
+                &json!({"inputs": upserts}),
+            )
+            .await?;
+        let contact_ids: Vec<String> = results(&upserted)
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        if contact_ids.len() != emails.len() {
+            return Err(ConnectorError::Rejected {
+                code: "partial_upsert".into(),
+                message: format!(
+                    "HubSpot updated {} of {} contacts: {}",
+                    contact_ids.len(),
+                    emails.len(),
+                    upserted["errors"]
+                ),
+            });
+        }
+        let body = format!(
+            "<p><strong>{}</strong></p><p>{}</p>",
+            escape_html(&notification.title),
+            escape_html(&notification.message)
+        );
+        let notes: Vec<Value> = contact_ids
+            .iter()
+            .map(|contact| {
+                json!({
+                    "properties": {"hs_timestamp": now, "hs_note_body": body},
+                    "associations": [{
+                        "to": {"id": contact},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}],
+                    }],
+                })
+            })
+            .collect();
+        let created = self
+            .post(
+                "/crm/v3/objects/notes/batch/create",
+                &json!({"inputs": notes}),
+            )
+            .await?;
+        let note_ids: Vec<&str> = results(&created).filter_map(|r| r["id"].as_str()).collect();
+        Ok(Receipt(format!(
+            "contacts {}; notes {}",
+            contact_ids.join(","),
+            note_ids.join(",")
+        )))
+    }
+
+    /// Creates the property group and properties once; existing ones are fine.
+    async fn ensure_wedding_properties(&self) -> Result<(), ConnectorError> {
+        if self.properties_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let group =
+            json!({"name": WEDDING_GROUP, "label": "Wedding information", "displayOrder": -1});
+        self.post_allowing_conflict("/crm/v3/properties/contacts/groups", &group)
+            .await?;
+        let inputs: Vec<Value> = WEDDING_PROPERTIES
+            .iter()
+            .map(|(name, label, kind, field)| json!({"name": name, "label": label, "type": kind, "fieldType": field, "groupName": WEDDING_GROUP}))
+            .collect();
+        let created = self
+            .post_allowing_conflict(
+                "/crm/v3/properties/contacts/batch/create",
+                &json!({"inputs": inputs}),
+            )
+            .await?;
+        let other_errors: Vec<&Value> = created["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["category"] != "OBJECT_ALREADY_EXISTS")
+            .collect();
+        if !other_errors.is_empty() {
+            return Err(ConnectorError::Rejected {
+                code: "property_setup".into(),
+                message: format!("creating wedding properties failed: {other_errors:?}"),
+            });
+        }
+        self.properties_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Each existing contact's `notification_history`, by email.
+    async fn read_histories(
+        &self,
+        emails: &[String],
+    ) -> Result<HashMap<String, String>, ConnectorError> {
+        let inputs: Vec<Value> = emails.iter().map(|email| json!({"id": email})).collect();
+        let body = json!({"idProperty": "email", "properties": ["email", "notification_history"], "propertiesWithHistory": [], "inputs": inputs});
+        let answer = self
+            .post("/crm/v3/objects/contacts/batch/read", &body)
+            .await?;
+        Ok(results(&answer)
+            .filter_map(|contact| {
+                let email = contact["properties"]["email"].as_str()?.to_lowercase();
+                let history = contact["properties"]["notification_history"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                Some((email, history))
+            })
+            .collect())
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, ConnectorError> {
+        let (status, answer) = self.send(path, body).await?;
+        if status.is_success() {
+            return Ok(answer);
+        }
+        Err(self.error(status, answer))
+    }
+
+    /// Like `post`, but a 409 ("already exists") is an answer, not an error.
+    async fn post_allowing_conflict(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, ConnectorError> {
+        let (status, answer) = self.send(path, body).await?;
+        if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+            return Ok(answer);
+        }
+        Err(self.error(status, answer))
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?;
+        let response = self
+            .client
+            .client()
+            .post(url)
+            .timeout(self.timeout)
+            .bearer_auth(self.token.get().expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(transport_error)?;
+        match serde_json::from_str(&text) {
+            Ok(answer) => Ok((status, answer)),
+            Err(_) if status.is_success() => Err(ConnectorError::Unavailable(format!(
+                "HubSpot answered {status} without JSON"
+            ))),
+            Err(_) => Err(classify_status(status, &headers, &text)),
+        }
+    }
+
+    fn error(&self, status: reqwest::StatusCode, answer: Value) -> ConnectorError {
+        // HubSpot's error body: {status: "error", message, correlationId, category, errors, ...}.
+        let message = answer["message"]
+            .as_str()
+            .unwrap_or("HubSpot refused the request")
+            .to_owned();
+        let category = answer["category"]
+            .as_str()
+            .or(answer["errorType"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        match status.as_u16() {
+            429 => ConnectorError::RateLimited { retry_after: None },
+            401 | 403 => ConnectorError::Unauthorized(format!("{category}: {message}")),
+            408 | 500..=599 => ConnectorError::Unavailable(format!("{status}: {message}")),
+            _ => ConnectorError::Rejected {
+                code: if category.is_empty() {
+                    status.as_u16().to_string()
+                } else {
+                    category
+                },
+                message,
+            },
+        }
+    }
+}
+
+impl Connector for HubSpotConnector {
+    fn vendor(&self) -> &'static str {
+        "hubspot"
+    }
+
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
+        Box::pin(self.sync(delivery))
+    }
+
+    fn refresh_credentials(&self) -> Result<(), ConnectorError> {
+        self.token.reload()
+    }
+}
+
+fn results(answer: &Value) -> impl Iterator<Item = &Value> {
+    answer["results"].as_array().into_iter().flatten()
+}
+
+/// The notification's contacts with an email, lowercased, without repeats, at most one batch.
+fn contact_emails(notification: &WeddingNotification) -> Vec<String> {
+    let mut emails: Vec<String> = Vec::new();
+    for email in notification
+        .contacts
+        .iter()
+        .filter_map(|c| c.email.as_deref())
+    {
+        let email = email.trim().to_lowercase();
+        if email.contains('@') && !emails.contains(&email) {
+            emails.push(email);
+        }
+    }
+    emails.truncate(MAX_BATCH);
+    emails
+}
+
+fn history_entry(notification: &WeddingNotification) -> String {
+    let at = notification
+        .created_at
+        .clone()
+        .unwrap_or_else(|| humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    format!(
+        "{at} {} {}: {}",
+        notification.priority, notification.notification_type, notification.title
+    )
+}
+
+/// Puts `entry` first and keeps the newest [`HISTORY_ENTRIES`] lines.
+fn extend_history(previous: Option<&str>, entry: &str) -> String {
+    std::iter::once(entry)
+        .chain(
+            previous
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| !line.trim().is_empty()),
+        )
+        .take(HISTORY_ENTRIES)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_newest_ten_entries() {
+        let mut history: Option<String> = None;
+        for n in 0..12 {
+            history = Some(extend_history(history.as_deref(), &format!("entry {n}")));
+        }
+        let lines: Vec<&str> = history.as_deref().unwrap().lines().collect();
+        assert_eq!(lines.len(), 10);
+        assert_eq!((lines[0], lines[9]), ("entry 11", "entry 2"));
+    }
+
+    #[test]
+    fn contacts_are_deduplicated_by_email() {
+        let notification: WeddingNotification = serde_json::from_value(json!({
+            "notificationId": "n", "type": "t", "priority": "normal", "title": "t", "message": "m",
+            "contacts": [{"email": "Sam@Example.com"}, {"email": "sam@example.com "}, {"name": "no email"}, {"email": "alex@example.com"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            contact_emails(&notification),
+            vec!["sam@example.com", "alex@example.com"]
+        );
+    }
+
+    #[test]
+    fn note_bodies_escape_html() {
+        assert_eq!(
+            escape_html("<b>Sam & Alex</b>"),
+            "&lt;b&gt;Sam &amp; Alex&lt;/b&gt;"
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! A HubSpot CRM v3 simulator for what the HubSpot connector calls, behaving as HubSpot documents
+//! (developers.hubspot.com/docs/api-reference, CRM objects, properties and notes):
+//!
+//! - Bearer private-app token, else 401 `{status: "error", category: "INVALID_AUTHENTICATION"}`;
+//! - contact property groups and properties (409 / `OBJECT_ALREADY_EXISTS` for existing ones),
+//!   and contacts refuse properties that do not exist (400 `PROPERTY_DOESNT_EXIST`), as HubSpot does;
+//! - contacts (batch read and upsert by email), notes with associations (batch create), with
+//!   state, so reads reflect writes;
+//! - the 10-second rolling limit with `X-HubSpot-RateLimit-*` headers and a 429 `RATE_LIMIT` body;
+//! - malformed bodies get HubSpot's 400 `VALIDATION_ERROR`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{json, Map, Value};
+
+use super::{Faults, RecordedRequest, Recorder, Server};
+
+/// Properties every HubSpot contact has before anyone adds custom ones.
+const DEFAULT_CONTACT_PROPERTIES: &[&str] = &[
+    "email",
+    "firstname",
+    "lastname",
+    "phone",
+    "company",
+    "lifecyclestage",
+];
+
+pub struct FakeHubSpot {
+    server: Server,
+    pub recorder: Recorder,
+    pub faults: Faults,
+    state: Arc<Mutex<HubSpotState>>,
+}
+
+/// A contact as the simulator keeps it.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: String,
+    pub properties: Map<String, Value>,
+}
+
+/// A note and the contacts it is associated with.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub id: String,
+    pub properties: Map<String, Value>,
+    pub contact_ids: Vec<String>,
+}
+
+struct HubSpotState {
+    token: String,
+    groups: BTreeMap<String, Value>,
+    properties: BTreeMap<String, Value>,
+    contacts: BTreeMap<String, Contact>,
+    notes: Vec<Note>,
+    next_id: u64,
+    window: Duration,
+    max_per_window: usize,
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    state: Arc<Mutex<HubSpotState>>,
+    recorder: Recorder,
+    faults: Faults,
+}
+
+impl FakeHubSpot {
+    /// Starts a portal whose private-app token is `token`, limited to `max_per_10s` requests per
+    /// rolling ten seconds (HubSpot: 100 on Free and Starter, 190 on Professional and Enterprise).
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        token: &str,
+        max_per_10s: usize,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(Mutex::new(HubSpotState {
+            token: token.to_owned(),
+            groups: BTreeMap::new(),
+            properties: DEFAULT_CONTACT_PROPERTIES
+                .iter()
+                .map(|name| (name.to_string(), json!({"name": name})))
+                .collect(),
+            contacts: BTreeMap::new(),
+            notes: Vec::new(),
+            next_id: 1000,
+            window: Duration::from_secs(10),
+            max_per_window: max_per_10s,
+            recent: VecDeque::new(),
+        }));
+        let (recorder, faults) = (Recorder::default(), Faults::default());
+        let app_state = AppState {
+            state: state.clone(),
+            recorder: recorder.clone(),
+            faults: faults.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/crm/v3/properties/contacts/groups", post(handle))
+            .route("/crm/v3/properties/contacts/batch/create", post(handle))
+            .route("/crm/v3/objects/contacts/batch/read", post(handle))
+            .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
+            .route("/crm/v3/objects/notes/batch/create", post(handle))
+            .with_state(app_state);
+        Ok(Self {
+            server: Server::start(app, addr).await?,
+            recorder,
+            faults,
+            state,
+        })
+    }
+
+    /// The URL to configure as the HubSpot connector's `base_url`.
+    pub fn base_url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Replaces the private app's token (a rotation): the old one is refused from now on.
+    pub fn rotate_token(&self, token: &str) {
+        self.state.lock().expect("hubspot lock").token = token.to_owned();
+    }
+
+    /// Adds a contact that exists before Herald talks to the portal.
+    pub fn add_contact(&self, email: &str, properties: Value) -> String {
+        let mut state = self.state.lock().expect("hubspot lock");
+        let id = state.next_id();
+        let mut properties = properties.as_object().cloned().unwrap_or_default();
+        properties.insert("email".into(), json!(email));
+        state.contacts.insert(
+            id.clone(),
+            Contact {
+                id: id.clone(),
+                properties,
+            },
+        );
+        id
+    }
+
+    pub fn contact_by_email(&self, email: &str) -> Option<Contact> {
+        self.state
+            .lock()
+            .expect("hubspot lock")
+            .contact_by_email(email)
+            .cloned()
+    }
+
+    pub fn notes(&self) -> Vec<Note> {
+        self.state.lock().expect("hubspot lock").notes.clone()
+    }
+
+    /// The names of the contact properties in a property group.
+    pub fn properties_in_group(&self, group: &str) -> Vec<String> {
+        let state = self.state.lock().expect("hubspot lock");
+        state
+            .properties
+            .values()
+            .filter(|p| p["groupName"] == group)
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.recorder.all()
+    }
+}
+
+async fn handle(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let recorded = parsed.as_ref().cloned().unwrap_or(Value::Null);
+    let (status, response) = match app.faults.take().await {
+        Some(scripted) => (
+            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+            scripted.into_response(),
+        ),
+        None => {
+            let mut state = app.state.lock().expect("hubspot lock");
+            state.answer(uri.path(), &headers, parsed)
+        }
+    };
+    app.recorder
+        .record("POST", uri.path(), &headers, recorded, status);
+    response
+}
+
+fn hubspot_error(status: StatusCode, category: &str, message: &str) -> (StatusCode, Response) {
+    let body = json!({
+        "status": "error",
+        "message": message,
+        "correlationId": uuid::Uuid::new_v4().to_string(),
+        "category": category,
+    });
+    (status, (status, axum::Json(body)).into_response())
+}
+
+// === impl HubSpotState ===
+
+impl HubSpotState {
+    fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    fn contact_by_email(&self, email: &str) -> Option<&Contact> {
+        self.contacts.values().find(|c| {
+            c.properties
+                .get("email")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+    }
+
+    fn answer(
+        &mut self,
+        path: &str,
+        headers: &HeaderMap,
+        body: Result<Value, serde_json::Error>,
+    ) -> (StatusCode, Response) {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if token != Some(self.token.as_str()) {
+            return hubspot_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            );
+        }
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= self.window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.max_per_window {
+            let body = json!({
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": uuid::Uuid::new_v4().to_string(),
+                "policyName": "TEN_SECONDLY_ROLLING",
+            });
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            self.rate_headers(&mut response, 0);
+            return (StatusCode::TOO_MANY_REQUESTS, response);
+        }
+        self.recent.push_back(now);
+        let remaining = self.max_per_window - self.recent.len();
+        let body = match body {
+            Ok(body) if body.is_object() => body,
+            Ok(_) => {
+                return hubspot_error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "Invalid input JSON: expected an object",
+                )
+            }
+            Err(err) => {
+                return hubspot_error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    &format!(
+                        "Invalid input JSON on line {}, column {}: {err}",
+                        err.line(),
+                        err.column()
+                    ),
+                )
+            }
+        };
+        let (status, answer) = match path {
+            "/crm/v3/properties/contacts/groups" => self.create_group(&body),
+            "/crm/v3/properties/contacts/batch/create" => self.create_properties(&body),
+            "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
+            "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
+            "/crm/v3/objects/notes/batch/create" => self.create_notes(&body),
+            _ => return hubspot_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "not found"),
+        };
+        let mut response = (status, axum::Json(answer)).into_response();
+        self.rate_headers(&mut response, remaining);
+        (status, response)
+    }
+
+    fn rate_headers(&self, response: &mut Response, remaining: usize) {
+        let headers = response.headers_mut();
+        headers.insert("x-hubspot-ratelimit-max", self.max_per_window.into());
+        headers.insert("x-hubspot-ratelimit-remaining", remaining.into());
+        headers.insert(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            (self.window.as_millis() as u64).into(),
+        );
+    }
+
+    fn create_group(&mut self, body: &Value) -> (StatusCode, Value) {
+        let (Some(name), Some(_label)) = (body["name"].as_str(), body["label"].as_str()) else {
+            return validation("a property group needs name and label");
+        };
+        if self.groups.contains_key(name) {
+            return (
+                StatusCode::CONFLICT,
+                json!({"status": "error", "message": format!("A property group named '{name}' already exists."), "category": "OBJECT_ALREADY_EXISTS"}),
+            );
+        }
+        self.groups.insert(name.to_owned(), body.clone());
+        (
+            StatusCode::CREATED,
+            json!({"name": name, "label": body["label"], "displayOrder": body["displayOrder"], "archived": false}),
+        )
+    }
+
+    fn create_properties(&mut self, body: &Value) -> (StatusCode, Value) {
+        let Some(inputs) = body["inputs"].as_array() else {
+            return validation("inputs is required");
+        };
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let fields =
+                ["name", "label", "type", "fieldType", "groupName"].map(|key| input[key].as_str());
+            let [Some(name), Some(_), Some(kind), Some(_), Some(group)] = fields else {
+                return validation(
+                    "each property needs name, label, type, fieldType and groupName",
+                );
+            };
+            if ![
+                "string",
+                "number",
+                "date",
+                "datetime",
+                "enumeration",
+                "bool",
+            ]
+            .contains(&kind)
+            {
+                return validation(&format!("property type {kind:?} is not valid"));
+            }
+            if !self.groups.contains_key(group) {
+                return validation(&format!("property group {group:?} does not exist"));
+            }
+            if self.properties.contains_key(name) {
+                errors.push(json!({"status": "error", "category": "OBJECT_ALREADY_EXISTS", "message": format!("Property named '{name}' already exists."), "context": {"name": [name]}}));
+                continue;
+            }
+            self.properties.insert(name.to_owned(), input.clone());
+            results.push(input.clone());
+        }
+        batch_answer(results, errors)
+    }
+
+    fn read_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
+        let Some(inputs) = body["inputs"].as_array() else {
+            return validation("inputs is required");
+        };
+        let by_email = body["idProperty"] == "email";
+        let wanted: Vec<&str> = body["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let (mut results, mut missing) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let Some(id) = input["id"].as_str() else {
+                return validation("each input needs an id");
+            };
+            let found = if by_email {
+                self.contact_by_email(id)
+            } else {
+                self.contacts.get(id)
+            };
+            match found {
+                Some(contact) => results.push(contact_json(contact, &wanted)),
+                None => missing.push(id.to_owned()),
+            }
+        }
+        let errors = if missing.is_empty() {
+            vec![]
+        } else {
+            vec![
+                json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some CONTACT objects, they may be deleted or not exist.", "context": {"ids": missing}}),
+            ]
+        };
+        batch_answer(results, errors)
+    }
+
+    fn upsert_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
+        let Some(inputs) = body["inputs"].as_array() else {
+            return validation("inputs is required");
+        };
+        if inputs.len() > 100 {
+            return validation("at most 100 inputs per batch");
+        }
+        // HubSpot validates the whole batch's properties before writing any of it.
+        for input in inputs {
+            let Some(properties) = input["properties"].as_object() else {
+                return validation("each input needs properties");
+            };
+            if let Some(unknown) = properties
+                .keys()
+                .find(|name| !self.properties.contains_key(*name))
+            {
+                let detail = json!([{"isValid": false, "message": format!("Property \"{unknown}\" does not exist"), "error": "PROPERTY_DOESNT_EXIST", "name": unknown}]);
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"status": "error", "message": format!("Property values were not valid: {detail}"), "category": "VALIDATION_ERROR"}),
+                );
+            }
+            if input["idProperty"] != "email" || input["id"].as_str().is_none() {
+                return validation("this simulator upserts contacts by idProperty \"email\"");
+            }
+        }
+        let mut results = Vec::new();
+        for input in inputs {
+            let email = input["id"].as_str().unwrap_or_default().to_owned();
+            let properties = input["properties"].as_object().cloned().unwrap_or_default();
+            let existing = self.contact_by_email(&email).map(|c| c.id.clone());
+            let (id, new) = match existing {
+                Some(id) => (id, false),
+                None => {
+                    let id = self.next_id();
+                    let mut fresh = Map::new();
+                    fresh.insert("email".into(), json!(email));
+                    self.contacts.insert(
+                        id.clone(),
+                        Contact {
+                            id: id.clone(),
+                            properties: fresh,
+                        },
+                    );
+                    (id, true)
+                }
+            };
+            let contact = self.contacts.get_mut(&id).expect("just found or inserted");
+            contact.properties.extend(properties);
+            let mut answer = contact_json(contact, &[]);
+            answer["new"] = json!(new);
+            results.push(answer);
+        }
+        batch_answer(results, vec![])
+    }
+
+    fn create_notes(&mut self, body: &Value) -> (StatusCode, Value) {
+        let Some(inputs) = body["inputs"].as_array() else {
+            return validation("inputs is required");
+        };
+        let mut results = Vec::new();
+        for input in inputs {
+            let Some(properties) = input["properties"].as_object() else {
+                return validation("each note needs properties");
+            };
+            if !properties.contains_key("hs_timestamp") {
+                return validation("Property \"hs_timestamp\" is required");
+            }
+            let mut contact_ids = Vec::new();
+            for association in input["associations"].as_array().into_iter().flatten() {
+                let Some(to) = association["to"]["id"].as_str() else {
+                    return validation("an association needs to.id");
+                };
+                let type_ok = association["types"].as_array().is_some_and(|types| {
+                    types.iter().any(|t| {
+                        t["associationCategory"] == "HUBSPOT_DEFINED"
+                            && t["associationTypeId"] == 202
+                    })
+                });
+                if !type_ok {
+                    return validation(
+                        "only HUBSPOT_DEFINED association type 202 (note to contact) is simulated",
+                    );
+                }
+                if !self.contacts.contains_key(to) {
+                    return validation(&format!("contact {to} does not exist"));
+                }
+                contact_ids.push(to.to_owned());
+            }
+            let id = self.next_id();
+            self.notes.push(Note {
+                id: id.clone(),
+                properties: properties.clone(),
+                contact_ids,
+            });
+            results.push(json!({"id": id, "properties": properties, "archived": false}));
+        }
+        let (_, answer) = batch_answer(results, vec![]);
+        (StatusCode::CREATED, answer)
+    }
+}
+
+fn contact_json(contact: &Contact, wanted: &[&str]) -> Value {
+    let properties: Map<String, Value> = if wanted.is_empty() {
+        contact.properties.clone()
+    } else {
+        wanted
+            .iter()
+            .filter_map(|name| {
+                contact
+                    .properties
+                    .get(*name)
+                    .map(|v| (name.to_string(), v.clone()))
+            })
+            .collect()
+    };
+    json!({"id": contact.id, "properties": properties, "archived": false})
+}
+
+/// HubSpot's batch answer: 200 when everything worked, 207 Multi-Status with `errors` otherwise.
+fn batch_answer(results: Vec<Value>, errors: Vec<Value>) -> (StatusCode, Value) {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let mut answer = json!({"status": "COMPLETE", "results": results});
+    if !errors.is_empty() {
+        answer["numErrors"] = json!(errors.len());
+        answer["errors"] = json!(errors);
+    }
+    (status, answer)
+}
+
+fn validation(message: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"status": "error", "message": message, "correlationId": uuid::Uuid::new_v4().to_string(), "category": "VALIDATION_ERROR"}),
+    )
+}
+
+/// Counts requests by path, for tests that check batching.
+pub fn requests_by_path(requests: &[RecordedRequest]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for request in requests {
+        *counts.entry(request.path.clone()).or_default() += 1;
+    }
+    counts
+}

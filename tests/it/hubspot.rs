@@ -1,0 +1,240 @@
+//! HubSpot end to end against the CRM simulator: the seed's syncNotificationToContacts (N
+//! contacts synced, history kept to 10, a note per contact), the wedding properties created
+//! once, batching, and the failure paths (refused token, rate limit, validation error).
+
+use std::time::Duration;
+
+use herald::sandbox::hubspot::requests_by_path;
+use herald::sandbox::{any_local_port, FakeHubSpot};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{all_delivered, notification, route, Harness};
+
+const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+
+async fn start(extra: &str) -> (Harness, FakeHubSpot, tempfile::NamedTempFile) {
+    let hubspot = FakeHubSpot::start(any_local_port(), TOKEN, 100)
+        .await
+        .unwrap();
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), TOKEN).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n\
+         settings = {{ base_url = \"{}\", token = {{ file = \"{}\" }} }}\n\
+         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{extra}\n{}",
+        hubspot.base_url(),
+        token_file.path().display(),
+        route("studio", &["crm"], "")
+    );
+    (Harness::start(&body, "studio").await, hubspot, token_file)
+}
+
+fn with_contacts(id: &str, emails: &[&str]) -> Value {
+    let mut n = notification(id, "high");
+    n["contacts"] = json!(emails
+        .iter()
+        .map(|e| json!({"email": e, "role": "couple"}))
+        .collect::<Vec<_>>());
+    n
+}
+
+#[tokio::test]
+async fn a_wedding_notification_syncs_to_every_contact() {
+    let (herald, hubspot, _token) = start("").await;
+    let existing = hubspot.add_contact("sam@example.com", json!({"firstname": "Sam"}));
+    let emails = ["sam@example.com", "alex@example.com", "planner@example.com"];
+    herald
+        .post("/v1/notifications", &with_contacts("hs-1", &emails))
+        .await;
+    let record = herald
+        .wait_for_notification("hs-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let receipt = record["targets"][0]["receipt"].as_str().unwrap();
+    assert!(
+        receipt.starts_with(&format!("contacts {existing},")),
+        "{receipt}"
+    );
+
+    for email in emails {
+        let contact = hubspot
+            .contact_by_email(email)
+            .unwrap_or_else(|| panic!("{email} synced"));
+        assert_eq!(contact.properties["wedding_date"], "2027-06-12");
+        assert_eq!(contact.properties["wedding_venue"], "Kew Gardens");
+        assert!(contact.properties["last_notification_sent"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"));
+        assert!(contact.properties["notification_history"]
+            .as_str()
+            .unwrap()
+            .contains("timeline_change: Ceremony moved"));
+    }
+    assert_eq!(
+        hubspot
+            .contact_by_email("sam@example.com")
+            .unwrap()
+            .properties["firstname"],
+        "Sam",
+        "existing properties kept"
+    );
+    let notes = hubspot.notes();
+    assert_eq!(notes.len(), 3, "one note per contact");
+    assert!(notes.iter().all(|note| note.contact_ids.len() == 1
+        && note.properties["hs_note_body"]
+            .as_str()
+            .unwrap()
+            .contains("Ceremony moved")));
+    let mut groups = hubspot.properties_in_group("wedding_information");
+    groups.sort();
+    assert_eq!(
+        groups,
+        [
+            "last_notification_sent",
+            "notification_history",
+            "notification_preferences",
+            "wedding_date",
+            "wedding_package_type",
+            "wedding_status",
+            "wedding_venue"
+        ]
+    );
+
+    // History keeps the last ten entries, and the properties are set up once per connector.
+    for n in 2..=12 {
+        herald
+            .post(
+                "/v1/notifications",
+                &with_contacts(&format!("hs-{n}"), &["sam@example.com"]),
+            )
+            .await;
+        herald
+            .wait_for_notification(&format!("hs-{n}"), Duration::from_secs(10), all_delivered)
+            .await;
+    }
+    let history = hubspot
+        .contact_by_email("sam@example.com")
+        .unwrap()
+        .properties["notification_history"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(history.lines().count(), 10, "{history}");
+    let counts = requests_by_path(&hubspot.requests());
+    assert_eq!(counts["/crm/v3/properties/contacts/groups"], 1);
+    assert_eq!(
+        counts["/crm/v3/objects/contacts/batch/upsert"], 12,
+        "one batch call per notification, whatever its contacts"
+    );
+}
+
+#[tokio::test]
+async fn hubspot_failures_are_classified() {
+    let (herald, hubspot, token_file) = start("").await;
+    // A 429 is retried after backoff; the delivery still arrives.
+    hubspot.faults.respond_next(429, &[], json!({"status": "error", "errorType": "RATE_LIMIT", "message": "You have reached your ten_secondly_rolling limit."}));
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("limited", &["a@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("limited", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 2);
+
+    // A notification with no contact to sync is refused for good, with the reason.
+    herald
+        .post("/v1/notifications", &notification("nobody", "normal"))
+        .await;
+    let record = herald
+        .wait_for_notification("nobody", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert!(record["targets"][0]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("no contact with an email"));
+
+    // HubSpot's validation error reaches the dead letter with HubSpot's message.
+    hubspot.faults.respond_next(400, &[], json!({"status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid: wedding_date"}));
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("invalid", &["b@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("invalid", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert!(record["targets"][0]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("VALIDATION_ERROR: Property values were not valid"));
+
+    // A rotated token: the first call still uses the old one and is refused; the connector
+    // reloads the file and the retry succeeds.
+    hubspot.rotate_token("pat-na1-rotated");
+    std::fs::write(token_file.path(), "pat-na1-rotated").unwrap();
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("refreshed", &["c@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("refreshed", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(
+        record["targets"][0]["attempts"], 2,
+        "reloaded the credential and tried once more"
+    );
+    let (status, health) = herald.get("/v1/integrations/crm").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["configuration"]["integrationType"], "crm");
+}
+
+#[tokio::test]
+async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
+    let hubspot = FakeHubSpot::start(any_local_port(), TOKEN, 3)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let read = |token: &str| {
+        client
+            .post(format!("{}/crm/v3/objects/contacts/batch/read", hubspot.base_url()))
+            .bearer_auth(token)
+            .json(&json!({"idProperty": "email", "properties": [], "inputs": [{"id": "x@example.com"}]}))
+            .send()
+    };
+    let refused = read("pat-wrong").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["category"],
+        "INVALID_AUTHENTICATION"
+    );
+    for remaining in [2, 1, 0] {
+        let answer = read(TOKEN).await.unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::MULTI_STATUS,
+            "not found is a 207 with errors"
+        );
+        assert_eq!(
+            answer.headers()["x-hubspot-ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+    }
+    let limited = read(TOKEN).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["errorType"],
+        "RATE_LIMIT"
+    );
+}
