@@ -20,11 +20,10 @@ use crate::wedsync::Priority;
 
 /// The connector kinds this build of Herald has. Other kinds named in a configuration are
 /// reported as not available rather than as a parse error.
-pub const AVAILABLE_CONNECTORS: &[&str] = &["hubspot", "slack", "webhook"];
+pub const AVAILABLE_CONNECTORS: &[&str] = &["hubspot", "slack", "tave", "webhook"];
 
 /// Connector kinds that WedSync's user stories name and that are planned but not built yet.
 const PLANNED_CONNECTORS: &[&str] = &[
-    "tave",
     "salesforce",
     "pipedrive",
     "zoho",
@@ -278,6 +277,7 @@ pub enum ConnectorConfig {
     Webhook(WebhookSettings),
     Slack(SlackSettings),
     HubSpot(HubSpotSettings),
+    Tave(TaveSettings),
     /// Accepts every delivery without I/O (benches and tests).
     #[cfg(feature = "testing")]
     Null,
@@ -319,6 +319,20 @@ pub struct HubSpotSettings {
     pub base_url: String,
     /// The private app's access token (`pat-...`).
     pub token: SecretRef,
+}
+
+/// Tave / VSCO Workspace API v2 with an API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaveSettings {
+    #[serde(default = "default_tave_base_url")]
+    pub base_url: String,
+    /// The studio's API key (Settings > API Integrations), sent as `X-API-KEY`.
+    pub api_key: SecretRef,
+}
+
+fn default_tave_base_url() -> String {
+    "https://workspace.vsco.co/api/v2".to_owned()
 }
 
 fn default_hubspot_base_url() -> String {
@@ -777,6 +791,7 @@ fn connector_config(
         "webhook" => parse(settings).map(ConnectorConfig::Webhook),
         "slack" => parse(settings).map(ConnectorConfig::Slack),
         "hubspot" => parse(settings).map(ConnectorConfig::HubSpot),
+        "tave" => parse(settings).map(ConnectorConfig::Tave),
         #[cfg(feature = "testing")]
         "null" => Ok(ConnectorConfig::Null),
         #[cfg(feature = "testing")]
@@ -797,6 +812,8 @@ fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
         // HubSpot: 100 requests per 10 seconds for private apps on Free and Starter (190 on
         // Professional and Enterprise: raise it in the configuration).
         ConnectorConfig::HubSpot(_) => (10.0, 100),
+        // Tave publishes no figure, only a 429 `quota-limit`; stay modest and honour Retry-After.
+        ConnectorConfig::Tave(_) => (2.0, 5),
         // A receiver we know nothing about: generous, the operator sets the real figure.
         ConnectorConfig::Webhook(_) => (100.0, 100),
         #[cfg(feature = "testing")]
@@ -813,6 +830,7 @@ impl ConnectorConfig {
                 .chain(&settings.signing_secret)
                 .collect(),
             ConnectorConfig::HubSpot(settings) => vec![&settings.token],
+            ConnectorConfig::Tave(settings) => vec![&settings.api_key],
             #[cfg(feature = "testing")]
             ConnectorConfig::Null | ConnectorConfig::Panic => vec![],
         }
@@ -861,10 +879,10 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
 
     #[test]
     fn a_planned_connector_is_reported_as_not_available_with_its_line() {
-        let text = format!("{BASE}\n[[integrations]]\nid = \"booking\"\norganization = \"studio\"\nkind = \"tave\"\n");
+        let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"tripleseat\"\n");
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains("integrations[1].kind"), "{err}");
-        assert!(err.contains("\"tave\" is not available"), "{err}");
+        assert!(err.contains("\"tripleseat\" is not available"), "{err}");
         assert!(
             err.starts_with("test.toml:14:"),
             "the line of the second integration's kind: {err}"
@@ -965,8 +983,8 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         assert!(load(Some(&dir.join("herald.toml"))).is_ok());
         assert!(load(Some(&dir.join("examples/emergency-center.toml"))).is_ok());
+        assert!(load(Some(&dir.join("examples/photo-studio.toml"))).is_ok());
         for (file, kind) in [
-            ("photo-studio", "tave"),
             ("venue", "tripleseat"),
             ("planner-network", "asana"),
             ("enterprise-white-label", "salesforce"),

@@ -2,7 +2,8 @@
 //! simulators, routing the seed's scenarios end to end over real HTTP:
 //!
 //! 1. a photography studio's timeline change, to its CRM (HubSpot: the couple's contacts updated
-//!    and a note on each), its booking system's automation webhook and its team's Slack;
+//!    and a note on each), its booking system (Tave: the job's date and a communication-log note)
+//!    and its team's Slack;
 //! 2. a wedding-day emergency whose primary channel (Slack) is down: retries open the circuit and
 //!    the alert fails over to the on-call webhook;
 //! 3. a batch of client messages, to show the normal lane working beside it.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config;
-use crate::sandbox::{any_local_port, FakeHubSpot, FakeSlack, WebhookReceiver};
+use crate::sandbox::{any_local_port, FakeHubSpot, FakeSlack, FakeTave, WebhookReceiver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -28,6 +29,8 @@ pub enum DemoError {
 
 const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
 const HUBSPOT_TOKEN: &str = "pat-na1-demo0000-0000-0000-0000-000000000000";
+const TAVE_API_KEY: &str = "tave-demo-0000000000000000";
+const TAVE_JOB: &str = "J-2027-0612";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
 
 /// Runs the demo and prints its report to standard output.
@@ -47,9 +50,13 @@ pub async fn run_demo() -> Result<(), DemoError> {
     let hubspot = FakeHubSpot::start(any_local_port(), HUBSPOT_TOKEN, 100)
         .await
         .map_err(|e| setup(&e))?;
-    let booking = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+    let tave = FakeTave::start(any_local_port(), TAVE_API_KEY)
         .await
         .map_err(|e| setup(&e))?;
+    tave.add_job(
+        TAVE_JOB,
+        json!({"name": "Sam & Alex, Kew Gardens", "eventDate": "2027-06-05"}),
+    );
     let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
         .await
         .map_err(|e| setup(&e))?;
@@ -58,13 +65,14 @@ pub async fn run_demo() -> Result<(), DemoError> {
     std::fs::write(secrets.join("slack"), SLACK_TOKEN).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("hubspot"), HUBSPOT_TOKEN).map_err(|e| setup(&e))?;
+    std::fs::write(secrets.join("tave"), TAVE_API_KEY).map_err(|e| setup(&e))?;
 
     let text = demo_config(
         data.path(),
         &slack.base_url(),
         &venue_slack.base_url(),
         &hubspot.base_url(),
-        &booking.url(),
+        &tave.base_url(),
         &pager.url(),
     );
     let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
@@ -88,11 +96,11 @@ pub async fn run_demo() -> Result<(), DemoError> {
         data.path().display()
     );
     println!(
-        "simulators: studio Slack {}, venue Slack {} (down: answers 503), HubSpot {}, booking webhook {}, on-call webhook {}\n",
+        "simulators: studio Slack {}, venue Slack {} (down: answers 503), HubSpot {}, Tave {}, on-call webhook {}\n",
         slack.base_url(),
         venue_slack.base_url(),
         hubspot.base_url(),
-        booking.url(),
+        tave.base_url(),
         pager.url()
     );
 
@@ -142,9 +150,9 @@ pub async fn run_demo() -> Result<(), DemoError> {
         (records.len() - 2) * 2
     );
     println!(
-        "Slack messages in #studio-ops: {}, booking webhook messages: {}, on-call webhook messages: {}, HubSpot notes: {}",
+        "Slack messages in #studio-ops: {}, Tave notes: {}, on-call webhook messages: {}, HubSpot notes: {}",
         slack.messages("studio-ops").len(),
-        booking.received().len(),
+        tave.notes().len(),
         pager.received().len(),
         hubspot.notes().len()
     );
@@ -163,7 +171,7 @@ fn demo_config(
     slack: &str,
     venue_slack: &str,
     hubspot: &str,
-    booking: &str,
+    tave: &str,
     pager: &str,
 ) -> String {
     let secrets = data_dir.join("secrets");
@@ -189,8 +197,9 @@ settings = {{ base_url = "{hubspot}", token = {{ file = "{secrets}/hubspot" }} }
 [[integrations]]
 id = "studio-booking"
 organization = "lumiere-studios"
-kind = "webhook"
-settings = {{ url = "{booking}", secret = {{ file = "{secrets}/webhook" }} }}
+kind = "tave"
+settings = {{ base_url = "{tave}", api_key = {{ file = "{secrets}/tave" }} }}
+rate_limit = {{ per_second = 100, burst = 20 }}
 
 [[integrations]]
 id = "studio-slack"
@@ -244,6 +253,7 @@ fn timeline_change() -> Value {
         "priority": "high",
         "title": "Ceremony moved to 15:30",
         "message": "The couple moved the ceremony from 14:00 to 15:30; first look is now at 14:45.",
+        "metadata": {"taveJobId": TAVE_JOB},
         "weddingContext": {"weddingId": "wed-2027-0612-kew", "weddingDate": "2027-06-12", "venue": "Kew Gardens", "coupleNames": "Sam & Alex", "vendorName": "Lumiere Photography"},
         "contacts": [{"name": "Sam Taylor", "email": "sam@example.com", "role": "couple"}, {"name": "Alex Morgan", "email": "alex@example.com", "role": "couple"}],
         "actions": [{"actionId": "view-timeline", "label": "Open timeline", "url": "https://app.wedsync.example/timeline/wed-2027-0612-kew", "style": "primary"}]
@@ -269,7 +279,8 @@ fn client_message(n: usize) -> Value {
         "priority": "normal",
         "title": format!("Message from couple #{n}"),
         "message": "Could we add a family group photo after the ceremony?",
-        "weddingContext": {"weddingId": format!("wed-{n:04}"), "weddingDate": "2027-07-03"}
+        "weddingContext": {"weddingId": format!("wed-{n:04}"), "weddingDate": "2027-07-03"},
+        "metadata": {"taveJobId": TAVE_JOB}
     })
 }
 

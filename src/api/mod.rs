@@ -486,6 +486,7 @@ fn integration_configuration(
     let (integration_type, authentication) = match &config.connector {
         ConnectorConfig::Slack(_) => ("communication", "bearer-token"),
         ConnectorConfig::HubSpot(_) => ("crm", "bearer-token"),
+        ConnectorConfig::Tave(_) => ("booking", "api-key"),
         ConnectorConfig::Webhook(_) => ("webhook", "standard-webhooks-hmac-sha256"),
         #[cfg(feature = "testing")]
         ConnectorConfig::Null | ConnectorConfig::Panic => ("testing", "none"),

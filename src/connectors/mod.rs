@@ -7,6 +7,7 @@
 mod http;
 mod hubspot;
 mod slack;
+mod tave;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod webhook;
@@ -21,6 +22,7 @@ pub use hubspot::HubSpotConnector;
 pub use slack::{
     sign_slack_request, slack_blocks, verify_slack_request, SignatureError, SlackConnector,
 };
+pub use tave::TaveConnector;
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
 use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};
@@ -129,6 +131,11 @@ pub fn build(
             config.timeout,
         )?),
         ConnectorConfig::HubSpot(settings) => Arc::new(HubSpotConnector::new(
+            settings,
+            client.clone(),
+            config.timeout,
+        )?),
+        ConnectorConfig::Tave(settings) => Arc::new(TaveConnector::new(
             settings,
             client.clone(),
             config.timeout,

@@ -183,6 +183,7 @@ fn vendor_of(config: &IntegrationConfig) -> &'static str {
         ConnectorConfig::Webhook(_) => "webhook",
         ConnectorConfig::Slack(_) => "slack",
         ConnectorConfig::HubSpot(_) => "hubspot",
+        ConnectorConfig::Tave(_) => "tave",
         #[cfg(feature = "testing")]
         ConnectorConfig::Null => "null",
         #[cfg(feature = "testing")]

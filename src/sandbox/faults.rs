@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-/// One request as a simulator received it. Secrets (`authorization`) are not kept.
+/// Headers that carry credentials; a recording never keeps them.
+const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key"];
+
+/// One request as a simulator received it. Credential headers are not kept.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: String,
@@ -42,7 +45,7 @@ impl Recorder {
     ) {
         let headers = headers
             .iter()
-            .filter(|(name, _)| name.as_str() != "authorization")
+            .filter(|(name, _)| !SECRET_HEADERS.contains(&name.as_str()))
             .map(|(name, value)| {
                 (
                     name.to_string(),

@@ -8,11 +8,13 @@ pub mod contract;
 mod faults;
 pub mod hubspot;
 mod slack;
+pub mod tave;
 mod webhook;
 
 pub use faults::{Faults, RecordedRequest, Recorder};
 pub use hubspot::FakeHubSpot;
 pub use slack::FakeSlack;
+pub use tave::FakeTave;
 pub use webhook::WebhookReceiver;
 
 use std::net::SocketAddr;

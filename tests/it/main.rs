@@ -15,3 +15,4 @@ mod postgres;
 mod routing;
 mod sandbox;
 mod supervision;
+mod tave;
