@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod acceptance;
 mod breaker;
 mod demo;
 mod durability;

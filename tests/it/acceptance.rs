@@ -1,0 +1,61 @@
+//! The seed's own test scenarios, against the simulators.
+
+use herald::sandbox::{any_local_port, FakeHubSpot, FakeSlack, FakeTave};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{notification, Harness, SLACK_TOKEN};
+
+#[tokio::test]
+async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
+    let hubspot = FakeHubSpot::start(any_local_port(), "pat-na1-acceptance", 100)
+        .await
+        .unwrap();
+    let tave = FakeTave::start(any_local_port(), "tave-acceptance")
+        .await
+        .unwrap();
+    tave.add_job("J-77", json!({"name": "Jordan & Casey"}));
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
+        .await
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("hubspot"), "pat-na1-acceptance").unwrap();
+    std::fs::write(secrets.path().join("tave"), "tave-acceptance").unwrap();
+    let dir = secrets.path().display();
+    let body = format!(
+        "[[organizations]]\nid = \"ops\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"ops\"\nkind = \"hubspot\"\nsettings = {{ base_url = \"{}\", token = {{ file = \"{dir}/hubspot\" }} }}\n\
+         [[integrations]]\nid = \"booking\"\norganization = \"ops\"\nkind = \"tave\"\nsettings = {{ base_url = \"{}\", api_key = {{ file = \"{dir}/tave\" }} }}\n\
+         [[integrations]]\nid = \"chat\"\norganization = \"ops\"\nkind = \"slack\"\nsettings = {{ base_url = \"{}\", channel = \"#wedding-day\", token = {{ file = \"{{secrets}}/slack\" }} }}\n",
+        hubspot.base_url(),
+        tave.base_url(),
+        slack.base_url()
+    );
+    let herald = Harness::start(&body, "ops").await;
+    let mut alert = notification("storm-1", "emergency");
+    alert["type"] = json!("weather_alert");
+    alert["title"] = json!("Storm warning for the ceremony");
+    alert["contacts"] = json!([{"email": "jordan@example.com"}, {"email": "casey@example.com"}]);
+    alert["metadata"] = json!({"taveJobId": "J-77"});
+    let routing = json!({
+        "routingId": "storm-routing",
+        "sourceNotification": alert,
+        "targetSystems": [{"integrationId": "crm"}, {"integrationId": "booking"}, {"integrationId": "chat"}]
+    });
+    let (status, result) = herald.post("/v1/routings?wait=10s", &routing).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["overallStatus"], "success", "{result}");
+    assert!(result["systemResults"].as_array().unwrap().len() > 2);
+    assert_eq!(result["successCount"], 3);
+    assert_eq!(
+        hubspot.notes().len(),
+        2,
+        "a note on each of the two contacts"
+    );
+    assert_eq!(tave.notes().len(), 1);
+    assert_eq!(slack.messages("wedding-day").len(), 1);
+    assert!(slack.messages("wedding-day")[0].2[0]["text"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with(":rotating_light: Storm warning"));
+}
