@@ -236,6 +236,9 @@ pub struct DeliveryResult {
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What the connector did, step by step (HubSpot `successfulSyncs`, Tave `syncActions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
 }
 
 /// The seed's `RoutingResult`.

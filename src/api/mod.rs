@@ -343,6 +343,7 @@ fn routing_result(
                 attempts: row.attempts,
                 receipt: row.receipt.clone(),
                 last_error: row.last_error.clone(),
+                details: row.details.clone(),
             });
     }
     let mut success_count = 0;

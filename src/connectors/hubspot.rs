@@ -124,8 +124,18 @@ impl HubSpotConnector {
                 &json!({"inputs": upserts}),
             )
             .await?;
-        let contact_ids: Vec<String> = results(&upserted)
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        // Batch results are not promised in input order: match them back by email.
+        let ids_by_email: HashMap<String, String> = results(&upserted)
+            .filter_map(|r| {
+                Some((
+                    r["properties"]["email"].as_str()?.to_lowercase(),
+                    r["id"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let contact_ids: Vec<String> = emails
+            .iter()
+            .filter_map(|email| ids_by_email.get(email).cloned())
             .collect();
         if contact_ids.len() != emails.len() {
             return Err(ConnectorError::Rejected {
@@ -162,11 +172,25 @@ impl HubSpotConnector {
             )
             .await?;
         let note_ids: Vec<&str> = results(&created).filter_map(|r| r["id"].as_str()).collect();
-        Ok(Receipt(format!(
-            "contacts {}; notes {}",
-            contact_ids.join(","),
-            note_ids.join(",")
-        )))
+        let contacts: Vec<Value> = emails
+            .iter()
+            .zip(&contact_ids)
+            .map(|(email, contact)| json!({"email": email, "contactId": contact, "status": "synced"}))
+            .collect();
+        Ok(Receipt {
+            id: format!(
+                "contacts {}; notes {}",
+                contact_ids.join(","),
+                note_ids.join(",")
+            ),
+            details: Some(json!({
+                "totalContacts": emails.len(),
+                "successfulSyncs": contacts.len(),
+                "failedSyncs": emails.len() - contacts.len(),
+                "contacts": contacts,
+                "noteIds": note_ids,
+            })),
+        })
     }
 
     /// Creates the property group and properties once; existing ones are fine.

@@ -37,9 +37,24 @@ pub struct Delivery {
     pub notification: Arc<WeddingNotification>,
 }
 
-/// The vendor's id for what the delivery created (a Slack message `ts`, a webhook message id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt(pub String);
+/// What a delivery created: the vendor's id for it (a Slack message `ts`, a webhook message id,
+/// the HubSpot contacts and notes), and for multi-step syncs a structured account of each step
+/// (HubSpot's `totalContacts`/`successfulSyncs`, Tave's `syncActions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub id: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl Receipt {
+    /// A receipt that is just the vendor's id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            details: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {

@@ -95,7 +95,7 @@ impl SlackConnector {
             ))
         })?;
         if answer.ok {
-            return answer.ts.map(Receipt).ok_or_else(|| {
+            return answer.ts.map(Receipt::id).ok_or_else(|| {
                 ConnectorError::Unavailable("Slack answered ok without a message ts".into())
             });
         }

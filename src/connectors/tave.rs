@@ -52,8 +52,10 @@ impl TaveConnector {
                 .into(),
         })?;
         let mut actions = Vec::new();
+        let mut sync_actions = Vec::new();
         let changes = job_changes(notification);
         if !changes.is_empty() {
+            let fields: Vec<String> = changes.keys().cloned().collect();
             self.call(
                 Method::PUT,
                 &format!("job/{job_id}"),
@@ -61,6 +63,7 @@ impl TaveConnector {
             )
             .await?;
             actions.push(format!("job {job_id} updated"));
+            sync_actions.push(json!({"action": "job_update", "jobId": job_id, "fields": fields}));
         }
         let note = json!({
             "jobId": job_id,
@@ -71,11 +74,14 @@ impl TaveConnector {
             .as_str()
             .map(str::to_owned)
             .or_else(|| created["id"].as_i64().map(|id| id.to_string()));
-        actions.push(format!(
-            "note {}",
-            note_id.unwrap_or_else(|| "created".into())
-        ));
-        Ok(Receipt(actions.join("; ")))
+        let note_id = note_id.unwrap_or_else(|| "created".into());
+        actions.push(format!("note {note_id}"));
+        sync_actions
+            .push(json!({"action": "communication_log_note", "jobId": job_id, "noteId": note_id}));
+        Ok(Receipt {
+            id: actions.join("; "),
+            details: Some(json!({"syncActions": sync_actions})),
+        })
     }
 
     async fn call(

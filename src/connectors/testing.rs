@@ -12,7 +12,7 @@ impl Connector for NullConnector {
     }
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
-        Box::pin(async move { Ok(Receipt(format!("null-{}", delivery.delivery_id))) })
+        Box::pin(async move { Ok(Receipt::id(format!("null-{}", delivery.delivery_id))) })
     }
 }
 
@@ -30,7 +30,7 @@ impl Connector for PanicConnector {
             if delivery.notification.metadata.get("panic") == Some(&serde_json::Value::Bool(true)) {
                 panic!("connector bug while delivering {}", delivery.delivery_id);
             }
-            Ok(Receipt(format!("ok-{}", delivery.delivery_id)))
+            Ok(Receipt::id(format!("ok-{}", delivery.delivery_id)))
         })
     }
 }

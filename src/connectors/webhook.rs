@@ -80,7 +80,7 @@ impl WebhookConnector {
             .map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
-            return Ok(Receipt(message_id));
+            return Ok(Receipt::id(message_id));
         }
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();

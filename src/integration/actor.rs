@@ -340,7 +340,8 @@ impl IntegrationState {
                 self.store.settle(vec![Settlement::Delivered {
                     delivery_id,
                     attempts: job.attempts,
-                    receipt: receipt.0,
+                    receipt: receipt.id,
+                    details: receipt.details.map(|details| details.to_string()),
                 }]);
                 self.registry.notify_settled(&job.notification);
             }

@@ -157,6 +157,9 @@ pub struct DeliveryRow {
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settled_at: Option<UnixMillis>,
+    /// The connector's structured account of what the delivery did (per-contact syncs, actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// A delivery still to be made, with the notification it carries (its own transformed body, or
@@ -198,6 +201,8 @@ pub enum Settlement {
         delivery_id: i64,
         attempts: u32,
         receipt: String,
+        /// The receipt's structured details, as JSON text.
+        details: Option<String>,
     },
     Retrying {
         delivery_id: i64,
@@ -212,6 +217,15 @@ pub enum Settlement {
     },
 }
 
+/// Reads a stored `details` column.
+pub(crate) fn parse_details(text: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|err| StoreError::Corrupt(format!("delivery details: {err}")))
+    })
+    .transpose()
+}
+
 /// The column values a settlement writes, the same for every backend.
 pub(crate) struct SettledColumns<'a> {
     pub delivery_id: i64,
@@ -221,6 +235,7 @@ pub(crate) struct SettledColumns<'a> {
     pub last_error: Option<&'a str>,
     pub receipt: Option<&'a str>,
     pub settled_at: Option<UnixMillis>,
+    pub details: Option<&'a str>,
 }
 
 impl Settlement {
@@ -230,6 +245,7 @@ impl Settlement {
                 delivery_id,
                 attempts,
                 receipt,
+                details,
             } => SettledColumns {
                 delivery_id: *delivery_id,
                 state: DeliveryState::Delivered.as_str(),
@@ -238,6 +254,7 @@ impl Settlement {
                 last_error: None,
                 receipt: Some(receipt),
                 settled_at: Some(now),
+                details: details.as_deref(),
             },
             Settlement::Retrying {
                 delivery_id,
@@ -252,6 +269,7 @@ impl Settlement {
                 last_error: Some(error),
                 receipt: None,
                 settled_at: None,
+                details: None,
             },
             Settlement::DeadLettered {
                 delivery_id,
@@ -265,6 +283,7 @@ impl Settlement {
                 last_error: Some(error),
                 receipt: None,
                 settled_at: Some(now),
+                details: None,
             },
         }
     }

@@ -16,8 +16,8 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane, NewNotification,
-    OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, parse_details, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane,
+    NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -69,9 +69,11 @@ const MIGRATIONS: &[&str] = &[
         at BIGINT NOT NULL
     );
     CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
+    // 4: a delivered delivery keeps the connector's structured account of what it did.
+    "ALTER TABLE deliveries ADD COLUMN details TEXT;",
 ];
 
-const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at";
+const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details";
 
 pub struct PostgresStore {
     queues: CommandQueues,
@@ -277,7 +279,7 @@ impl Store for PostgresStore {
                 .map(|row| {
                     Ok(OpenDelivery {
                         row: delivery_from(row)?,
-                        body: row.get(14),
+                        body: row.get(15),
                     })
                 })
                 .collect()
@@ -619,7 +621,7 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
     let statement = tx
         .prepare(
             "UPDATE deliveries SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
-                    receipt = COALESCE($6, receipt), settled_at = $7
+                    receipt = COALESCE($6, receipt), settled_at = $7, details = COALESCE($8, details)
              WHERE id = $1 AND state IN ('pending', 'retrying')",
         )
         .await?;
@@ -636,6 +638,7 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
                 &c.last_error,
                 &c.receipt,
                 &c.settled_at,
+                &c.details,
             ],
         )
         .await?;
@@ -703,5 +706,6 @@ fn delivery_from(row: &Row) -> Result<DeliveryRow, StoreError> {
         last_error: row.try_get(11)?,
         receipt: row.try_get(12)?,
         settled_at: row.try_get(13)?,
+        details: parse_details(row.try_get(14)?)?,
     })
 }

@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane, NewNotification,
-    OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, parse_details, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane,
+    NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -72,9 +72,11 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
+    // 4: a delivered delivery keeps the connector's structured account of what it did.
+    "ALTER TABLE deliveries ADD COLUMN details TEXT;",
 ];
 
-const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at";
+const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details";
 
 pub struct SqliteStore {
     queues: CommandQueues,
@@ -230,7 +232,7 @@ impl Store for SqliteStore {
                 prefixed_columns("d")
             ))?;
             let rows = statement.query_map(params![integration_id], |r| {
-                Ok((delivery_from(r), r.get::<_, String>(14)?))
+                Ok((delivery_from(r), r.get::<_, String>(15)?))
             })?;
             let mut open = Vec::new();
             for row in rows {
@@ -504,6 +506,7 @@ fn journal(
                 last_error: None,
                 receipt: None,
                 settled_at: None,
+                details: None,
             });
         }
         outcomes.push(Intake::Accepted(rows));
@@ -515,7 +518,7 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
     let now = now_millis();
     let mut update = connection.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
-                receipt = COALESCE(?6, receipt), settled_at = ?7
+                receipt = COALESCE(?6, receipt), settled_at = ?7, details = COALESCE(?8, details)
          WHERE id = ?1 AND state IN ('pending', 'retrying')",
     )?;
     for settlement in settlements {
@@ -527,7 +530,8 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
             c.next_attempt_at,
             c.last_error,
             c.receipt,
-            c.settled_at
+            c.settled_at,
+            c.details
         ])?;
     }
     Ok(())
@@ -622,6 +626,7 @@ fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
         last_error: row.get(11)?,
         receipt: row.get(12)?,
         settled_at: row.get(13)?,
+        details: parse_details(row.get(14)?)?,
     })
 }
 

@@ -139,6 +139,7 @@ async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
             delivery_id: first,
             attempts: 2,
             receipt: "r-1".into(),
+            details: Some(r#"{"successfulSyncs":2}"#.into()),
         }]);
         store.settle(vec![Settlement::DeadLettered {
             delivery_id: second,
@@ -167,6 +168,11 @@ async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
             stored.deliveries[0].receipt.as_deref()
         ),
         (2, Some("r-1"))
+    );
+    assert_eq!(
+        stored.deliveries[0].details,
+        Some(serde_json::json!({"successfulSyncs": 2})),
+        "a delivery keeps its structured details"
     );
     assert!(reopened
         .notification("other", "n1")

@@ -47,6 +47,27 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     assert_eq!(result["overallStatus"], "success", "{result}");
     assert!(result["systemResults"].as_array().unwrap().len() > 2);
     assert_eq!(result["successCount"], 3);
+    let details = |system: &str| {
+        let found = result["systemResults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["integrationId"] == system)
+            .unwrap();
+        found["deliveryResults"][0]["details"].clone()
+    };
+    assert_eq!(details("crm")["totalContacts"], 2);
+    assert_eq!(
+        details("crm")["successfulSyncs"],
+        2,
+        "the seed's successfulSyncs = N"
+    );
+    assert_eq!(details("crm")["failedSyncs"], 0);
+    assert_eq!(
+        details("booking")["syncActions"].as_array().unwrap().len(),
+        1,
+        "an emergency is a note only"
+    );
     assert_eq!(
         hubspot.notes().len(),
         2,

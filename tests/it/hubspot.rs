@@ -56,6 +56,18 @@ async fn a_wedding_notification_syncs_to_every_contact() {
         receipt.starts_with(&format!("contacts {existing},")),
         "{receipt}"
     );
+    let details = &record["targets"][0]["details"];
+    assert_eq!(
+        (
+            details["totalContacts"].as_u64(),
+            details["successfulSyncs"].as_u64(),
+            details["failedSyncs"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0)),
+        "the seed's successfulSyncs = N: {details}"
+    );
+    assert_eq!(details["contacts"][0]["email"], "sam@example.com");
+    assert_eq!(details["contacts"][0]["contactId"], existing.as_str());
 
     for email in emails {
         let contact = hubspot

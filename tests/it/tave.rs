@@ -54,9 +54,26 @@ async fn a_booking_change_is_two_sync_actions() {
         .as_str()
         .unwrap()
         .to_owned();
-    let sync_actions: Vec<&str> = receipt.split("; ").collect();
-    assert_eq!(sync_actions.len(), 2, "{receipt}");
-    assert_eq!(sync_actions[0], "job J-2027-0612 updated");
+    let sync_actions = result["systemResults"][0]["deliveryResults"][0]["details"]["syncActions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        sync_actions.len(),
+        2,
+        "the seed's booking change: exactly 2 syncActions: {result}"
+    );
+    assert_eq!(
+        (
+            sync_actions[0]["action"].as_str(),
+            sync_actions[1]["action"].as_str()
+        ),
+        (Some("job_update"), Some("communication_log_note"))
+    );
+    assert!(
+        receipt.starts_with("job J-2027-0612 updated; note "),
+        "{receipt}"
+    );
     assert_eq!(tave.job("J-2027-0612").unwrap()["eventDate"], "2027-06-12");
     let notes = tave.notes();
     assert_eq!(notes.len(), 1);
