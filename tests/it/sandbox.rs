@@ -6,7 +6,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use herald::sandbox::{SANDBOX_SLACK_TOKEN, SANDBOX_WEBHOOK_SECRET};
+use herald::sandbox::{
+    SANDBOX_HUBSPOT_TOKEN, SANDBOX_SLACK_TOKEN, SANDBOX_TAVE_API_KEY, SANDBOX_TAVE_JOB,
+    SANDBOX_WEBHOOK_SECRET,
+};
 
 use crate::harness::{all_delivered, notification, Harness};
 
@@ -40,6 +43,28 @@ fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str, timeout: D
     }
 }
 
+/// Reads printed lines until every needle has appeared in one of them; returns what was read.
+fn lines_until_all_seen(
+    lines: &mpsc::Receiver<String>,
+    needles: &[&str],
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut printed: Vec<String> = Vec::new();
+    while !needles
+        .iter()
+        .all(|needle| printed.iter().any(|line| line.contains(needle)))
+    {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                panic!("the sandbox did not print all of {needles:?}; it printed {printed:?}")
+            }
+        }
+    }
+    printed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_serves_what_its_printed_configuration_describes() {
     let base = free_port_base();
@@ -69,41 +94,65 @@ async fn the_sandbox_serves_what_its_printed_configuration_describes() {
         "  Webhook ",
         Duration::from_secs(5),
     ));
+    let hubspot_url = url_after(next_line_containing(
+        &lines,
+        "  HubSpot ",
+        Duration::from_secs(5),
+    ));
+    let tave_url = url_after(next_line_containing(
+        &lines,
+        "  Tave ",
+        Duration::from_secs(5),
+    ));
     assert_eq!(slack_url, format!("http://127.0.0.1:{}/api", base + 1));
     next_line_containing(&lines, "Requests appear below", Duration::from_secs(5));
 
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("token"), SANDBOX_SLACK_TOKEN).unwrap();
-    std::fs::write(secrets.path().join("secret"), SANDBOX_WEBHOOK_SECRET).unwrap();
+    for (file, value) in [
+        ("token", SANDBOX_SLACK_TOKEN),
+        ("secret", SANDBOX_WEBHOOK_SECRET),
+        ("hubspot", SANDBOX_HUBSPOT_TOKEN),
+        ("tave", SANDBOX_TAVE_API_KEY),
+    ] {
+        std::fs::write(secrets.path().join(file), value).unwrap();
+    }
     let body = format!(
         "[[organizations]]\nid = \"my-studio\"\n\
          [[integrations]]\nid = \"sandbox-slack\"\norganization = \"my-studio\"\nkind = \"slack\"\n\
          settings = {{ base_url = \"{slack_url}\", channel = \"#weddings\", token = {{ file = \"{dir}/token\" }} }}\n\
          [[integrations]]\nid = \"sandbox-webhook\"\norganization = \"my-studio\"\nkind = \"webhook\"\n\
          settings = {{ url = \"{hook_url}\", secret = {{ file = \"{dir}/secret\" }} }}\n\
-         [[routes]]\norganization = \"my-studio\"\nname = \"everything\"\ntargets = [\"sandbox-slack\", \"sandbox-webhook\"]\n",
+         [[integrations]]\nid = \"sandbox-hubspot\"\norganization = \"my-studio\"\nkind = \"hubspot\"\n\
+         settings = {{ base_url = \"{hubspot_url}\", token = {{ file = \"{dir}/hubspot\" }} }}\n\
+         [[integrations]]\nid = \"sandbox-tave\"\norganization = \"my-studio\"\nkind = \"tave\"\n\
+         settings = {{ base_url = \"{tave_url}\", api_key = {{ file = \"{dir}/tave\" }} }}\n\
+         [[routes]]\norganization = \"my-studio\"\nname = \"everything\"\n\
+         targets = [\"sandbox-slack\", \"sandbox-webhook\", \"sandbox-hubspot\", \"sandbox-tave\"]\n",
         dir = secrets.path().display()
     );
     let herald = Harness::start(&body, "my-studio").await;
-    herald
-        .post("/v1/notifications", &notification("sb-1", "high"))
-        .await;
+    let mut sample = notification("sb-1", "high");
+    sample["contacts"] = serde_json::json!([{"email": "sam@example.com"}]);
+    sample["metadata"] = serde_json::json!({"taveJobId": SANDBOX_TAVE_JOB});
+    herald.post("/v1/notifications", &sample).await;
     herald
         .wait_for_notification("sb-1", Duration::from_secs(10), all_delivered)
         .await;
-    let slack_line = next_line_containing(
+    let printed = lines_until_all_seen(
         &lines,
-        "slack   POST /api/chat.postMessage",
+        &[
+            "slack   POST /api/chat.postMessage -> 200: Ceremony moved",
+            "webhook POST /hooks -> 204: timeline_change (sb-1)",
+            "hubspot POST /crm/v3/objects/notes/batch/create -> 201: 1 inputs",
+            "tave    POST /api/v2/note -> 201: job J-SANDBOX-1",
+        ],
         Duration::from_secs(5),
     );
     assert!(
-        slack_line.contains("-> 200: Ceremony moved"),
-        "{slack_line}"
-    );
-    let hook_line = next_line_containing(&lines, "webhook POST /hooks", Duration::from_secs(5));
-    assert!(
-        hook_line.contains("-> 204: timeline_change (sb-1)"),
-        "{hook_line}"
+        printed
+            .iter()
+            .any(|line| line.starts_with("tave    PUT /api/v2/job/J-SANDBOX-1 -> 200")),
+        "{printed:?}"
     );
     sandbox.kill().unwrap();
     sandbox.wait().unwrap();
