@@ -66,6 +66,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/integrations", get(list_integrations))
         .route("/integrations/{integration_id}", get(get_integration))
         .route(
+            "/integrations/{integration_id}/connection-check",
+            post(check_connection),
+        )
+        .route(
             "/integrations/{integration_id}/health",
             get(integration_health),
         )
@@ -521,6 +525,31 @@ fn integration_configuration(
             private_destinations_allowed: state.allow_private_destinations,
         },
     }
+}
+
+/// Verifies the integration's credential against the vendor, now (the seed's
+/// establishConnection). The answer is data: a refused credential is `ok: false` with the reason.
+async fn check_connection(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(integration_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    organization_integration(&state, &organization, &integration_id)?;
+    let actor = state.registry.actor(&integration_id).ok_or_else(|| {
+        ApiError::Unavailable(format!("integration {integration_id:?} is not running"))
+    })?;
+    let checked = ractor::call_t!(
+        actor,
+        crate::integration::IntegrationMsg::CheckConnection,
+        30_000
+    )
+    .map_err(|_| ApiError::Unavailable(format!("integration {integration_id:?} did not answer")))?;
+    Ok(Json(match checked {
+        Ok(account) => json!({"integrationId": integration_id, "ok": true, "account": account}),
+        Err(error) => {
+            json!({"integrationId": integration_id, "ok": false, "error": error.to_string(), "kind": error.kind()})
+        }
+    }))
 }
 
 async fn integration_health(

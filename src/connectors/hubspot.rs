@@ -18,11 +18,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use reqwest::Url;
+use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
 use super::http::{classify_status, transport_error, OutboundClient};
-use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use super::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+};
 use crate::config::HubSpotSettings;
 use crate::wedsync::WeddingNotification;
 
@@ -193,6 +195,20 @@ impl HubSpotConnector {
         })
     }
 
+    /// The cheapest read that proves the token: one contact (needs `crm.objects.contacts.read`).
+    async fn establish_connection(&self) -> Result<Value, ConnectorError> {
+        let (status, answer) = self
+            .request(Method::GET, "/crm/v3/objects/contacts?limit=1", None)
+            .await?;
+        if !status.is_success() {
+            return Err(self.error(status, answer));
+        }
+        Ok(json!({
+            "contactsReadable": true,
+            "weddingPropertiesReady": self.properties_ready.load(Ordering::Acquire),
+        }))
+    }
+
     /// Creates the property group and properties once; existing ones are fine.
     async fn ensure_wedding_properties(&self) -> Result<(), ConnectorError> {
         if self.properties_ready.load(Ordering::Acquire) {
@@ -276,20 +292,29 @@ impl HubSpotConnector {
         path: &str,
         body: &Value,
     ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
         let url = self
             .base
             .join(path)
             .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?;
-        let response = self
+        let mut request = self
             .client
             .client()
-            .post(url)
+            .request(method, url)
             .timeout(self.timeout)
-            .bearer_auth(self.token.get().expose())
-            .json(body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .bearer_auth(self.token.get().expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.map_err(transport_error)?;
@@ -336,6 +361,10 @@ impl Connector for HubSpotConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(self.sync(delivery))
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        Box::pin(self.establish_connection())
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

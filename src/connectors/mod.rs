@@ -119,10 +119,16 @@ impl ConnectorError {
 pub type DeliveryFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Receipt, ConnectorError>> + Send + 'a>>;
 
+pub type CheckFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, ConnectorError>> + Send + 'a>>;
+
 pub trait Connector: Send + Sync + 'static {
     /// A bounded vendor name for metrics and logs (`slack`, `webhook`).
     fn vendor(&self) -> &'static str;
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a>;
+    /// Verifies the credential with the vendor's cheapest read and describes the account (the
+    /// seed's establishConnection / authenticateConnection / connectToBookingAPI). Sends nothing.
+    fn check_connection(&self) -> CheckFuture<'_>;
     /// Reloads the credential from where the configuration says it lives (a rotated token).
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::http::{classify_status, retry_after, transport_error, OutboundClient};
-use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use super::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+};
 use crate::config::SlackSettings;
 use crate::wedsync::{Priority, WeddingNotification};
 
@@ -21,6 +23,7 @@ const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
 
 pub struct SlackConnector {
     post_message: Url,
+    auth_test: Url,
     token: ReloadableSecret,
     channel: String,
     text_template: String,
@@ -45,6 +48,7 @@ impl SlackConnector {
     ) -> Result<Self, ConnectorError> {
         let base = settings.base_url.trim_end_matches('/');
         let post_message = client.check_url(&format!("{base}/chat.postMessage"))?;
+        let auth_test = client.check_url(&format!("{base}/auth.test"))?;
         let text_template = settings
             .text_template
             .clone()
@@ -54,6 +58,7 @@ impl SlackConnector {
             .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
         Ok(Self {
             post_message,
+            auth_test,
             token: ReloadableSecret::load(&settings.token)?,
             channel: settings.channel.clone(),
             text_template,
@@ -106,6 +111,52 @@ impl SlackConnector {
     }
 }
 
+impl SlackConnector {
+    /// `auth.test`: who the token is, in which workspace, with which scopes.
+    async fn authenticate(&self) -> Result<serde_json::Value, ConnectorError> {
+        let response = self
+            .client
+            .client()
+            .get(self.auth_test.clone())
+            .timeout(self.timeout)
+            .bearer_auth(self.token.get().expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(transport_error)?;
+        if !status.is_success() {
+            return Err(classify_status(status, &headers, &text));
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            ConnectorError::Unavailable(format!(
+                "Slack answered {status} with a body that is not its JSON"
+            ))
+        })?;
+        if answer["ok"] != true {
+            return Err(classify_slack_error(
+                answer["error"].as_str().unwrap_or("unknown_error"),
+                retry_after(&headers),
+            ));
+        }
+        let scopes: Vec<&str> = headers
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(json!({
+            "team": answer["team"], "teamId": answer["team_id"], "user": answer["user"], "userId": answer["user_id"],
+            "botId": answer["bot_id"], "url": answer["url"], "scopes": scopes, "channel": self.channel,
+        }))
+    }
+}
+
 impl Connector for SlackConnector {
     fn vendor(&self) -> &'static str {
         "slack"
@@ -113,6 +164,10 @@ impl Connector for SlackConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(self.post(delivery))
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        Box::pin(self.authenticate())
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

@@ -18,7 +18,9 @@ use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
 
 use super::http::{retry_after, transport_error, OutboundClient};
-use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use super::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+};
 use crate::config::TaveSettings;
 use crate::wedsync::WeddingNotification;
 
@@ -59,7 +61,7 @@ impl TaveConnector {
             self.call(
                 Method::PUT,
                 &format!("job/{job_id}"),
-                &Value::Object(changes),
+                Some(&Value::Object(changes)),
             )
             .await?;
             actions.push(format!("job {job_id} updated"));
@@ -69,7 +71,7 @@ impl TaveConnector {
             "jobId": job_id,
             "contentHtml": format!("<p><strong>{}</strong></p><p>{}</p>", escape_html(&notification.title), escape_html(&notification.message)),
         });
-        let created = self.call(Method::POST, "note", &note).await?;
+        let created = self.call(Method::POST, "note", Some(&note)).await?;
         let note_id = created["id"]
             .as_str()
             .map(str::to_owned)
@@ -88,22 +90,22 @@ impl TaveConnector {
         &self,
         method: Method,
         path: &str,
-        body: &Value,
+        body: Option<&Value>,
     ) -> Result<Value, ConnectorError> {
         let url = self
             .base
             .join(path)
             .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?;
-        let response = self
+        let mut request = self
             .client
             .client()
             .request(method, url)
             .timeout(self.timeout)
-            .header("x-api-key", self.api_key.get().expose())
-            .json(body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header("x-api-key", self.api_key.get().expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.map_err(transport_error)?;
@@ -141,6 +143,16 @@ impl Connector for TaveConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(self.sync(delivery))
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        // connectToBookingAPI: the studio the key belongs to.
+        Box::pin(async move {
+            let studio = self.call(Method::GET, "studio/me", None).await?;
+            Ok(
+                json!({"studio": studio["name"], "timezone": studio["timezone"], "plan": studio["plan"]}),
+            )
+        })
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

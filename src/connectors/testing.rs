@@ -1,7 +1,7 @@
 //! Connectors for benches and supervision tests, behind the `testing` feature: they never ship
 //! in a release build.
 
-use super::{Connector, Delivery, DeliveryFuture, Receipt};
+use super::{CheckFuture, Connector, Delivery, DeliveryFuture, Receipt};
 
 /// Accepts every delivery at once, without I/O: measures Herald itself.
 pub struct NullConnector;
@@ -13,6 +13,10 @@ impl Connector for NullConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(async move { Ok(Receipt::id(format!("null-{}", delivery.delivery_id))) })
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        Box::pin(async { Ok(serde_json::json!({"connector": "null"})) })
     }
 }
 
@@ -32,5 +36,9 @@ impl Connector for PanicConnector {
             }
             Ok(Receipt::id(format!("ok-{}", delivery.delivery_id)))
         })
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        Box::pin(async { Ok(serde_json::json!({"connector": "panic"})) })
     }
 }

@@ -13,7 +13,9 @@ use reqwest::Url;
 use sha2::Sha256;
 
 use super::http::{classify_status, transport_error, OutboundClient};
-use super::{Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret};
+use super::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+};
 use crate::config::WebhookSettings;
 
 /// The Standard Webhooks payload shape: `{type, timestamp, data}`.
@@ -95,6 +97,16 @@ impl Connector for WebhookConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(self.send(delivery))
+    }
+
+    fn check_connection(&self) -> CheckFuture<'_> {
+        // A generic receiver has no read-only endpoint: any request would be a message.
+        Box::pin(async {
+            Err(ConnectorError::Rejected {
+                code: "unsupported".into(),
+                message: "a generic webhook cannot be checked without sending it a message".into(),
+            })
+        })
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

@@ -48,6 +48,8 @@ pub enum IntegrationMsg {
     },
     /// Stop starting attempts; answer once none is in flight (shutdown).
     Drain(RpcReplyPort<()>),
+    /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
+    CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
 }
 
 pub struct IntegrationState {
@@ -178,6 +180,12 @@ impl Actor for IntegrationActor {
                 .into());
             }
             IntegrationMsg::Drain(reply) => state.draining.get_or_insert_with(Vec::new).push(reply),
+            IntegrationMsg::CheckConnection(reply) => {
+                let connector = state.connector.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(connector.check_connection().await);
+                });
+            }
         }
         state.pump(&myself);
         Ok(())

@@ -237,6 +237,11 @@ impl Registry {
         }
     }
 
+    /// The integration's live actor, if it is running.
+    pub fn actor(&self, integration_id: &str) -> Option<ActorRef<IntegrationMsg>> {
+        self.actors.get(integration_id).map(|entry| entry.clone())
+    }
+
     pub fn live_actors(&self) -> Vec<ActorRef<IntegrationMsg>> {
         self.actors
             .iter()

@@ -107,6 +107,7 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
+            .route("/crm/v3/objects/contacts", axum::routing::get(handle))
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -172,11 +173,17 @@ impl FakeHubSpot {
 
 async fn handle(
     State(app): State<AppState>,
+    method: axum::http::Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    // A GET has no body; the operations read it as an empty object.
+    let parsed: Result<Value, _> = if method == axum::http::Method::GET {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(&body)
+    };
     let recorded = parsed.as_ref().cloned().unwrap_or(Value::Null);
     let (status, response) = match app.faults.take().await {
         Some(scripted) => (
@@ -189,7 +196,7 @@ async fn handle(
         }
     };
     app.recorder
-        .record("POST", uri.path(), &headers, recorded, status);
+        .record(method.as_str(), uri.path(), &headers, recorded, status);
     response
 }
 
@@ -286,6 +293,15 @@ impl HubSpotState {
             "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_notes(&body),
+            "/crm/v3/objects/contacts" => {
+                let first: Vec<Value> = self
+                    .contacts
+                    .values()
+                    .take(1)
+                    .map(|c| contact_json(c, &["email"]))
+                    .collect();
+                (StatusCode::OK, json!({"results": first}))
+            }
             _ => return hubspot_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "not found"),
         };
         let mut response = (status, axum::Json(answer)).into_response();

@@ -90,6 +90,10 @@ impl FakeSlack {
         };
         let app = axum::Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route(
+                "/api/auth.test",
+                axum::routing::get(auth_test).post(auth_test),
+            )
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -190,6 +194,53 @@ impl FakeSlack {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()
     }
+}
+
+/// `auth.test`: who the token is, with the granted scopes in `X-OAuth-Scopes` as Slack sends them.
+async fn auth_test(
+    State(app): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    let (status, response) = match app.faults.take().await {
+        Some(scripted) => (
+            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+            scripted.into_response(),
+        ),
+        None => {
+            let state = app.state.lock().expect("slack lock");
+            let token = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let answer = match token {
+                None => json!({"ok": false, "error": "not_authed"}),
+                Some(token) if token != state.token => {
+                    json!({"ok": false, "error": "invalid_auth"})
+                }
+                Some(_) => json!({
+                    "ok": true, "url": "https://herald-sandbox.slack.com/", "team": "Herald Sandbox", "user": "herald",
+                    "team_id": "T0HERALD1", "user_id": "U0HERALD1", "bot_id": "B0HERALD1"
+                }),
+            };
+            let mut response = axum::Json(answer).into_response();
+            response.headers_mut().insert(
+                "x-oauth-scopes",
+                axum::http::HeaderValue::from_static(
+                    "chat:write,chat:write.public,reactions:read,channels:history",
+                ),
+            );
+            (StatusCode::OK, response)
+        }
+    };
+    app.recorder.record(
+        method.as_str(),
+        "/api/auth.test",
+        &headers,
+        Value::Null,
+        status,
+    );
+    response
 }
 
 async fn post_message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -82,6 +82,7 @@ impl FakeTave {
         let app = axum::Router::new()
             .route("/api/v2/job/{id}", put(update_job))
             .route("/api/v2/note", post(create_note))
+            .route("/api/v2/studio/me", axum::routing::get(studio_me))
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -186,6 +187,14 @@ async fn update_job(
             StatusCode::OK,
             (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
         )
+    })
+    .await
+}
+
+async fn studio_me(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    respond(app, "GET", "/api/v2/studio/me", headers, Bytes::new(), |_, _| {
+        let studio = json!({"id": "S-1", "name": "Herald Sandbox Studio", "timezone": "Europe/London", "plan": "pro"});
+        (StatusCode::OK, (StatusCode::OK, axum::Json(studio)).into_response())
     })
     .await
 }

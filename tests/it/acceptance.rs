@@ -79,4 +79,50 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
         .as_str()
         .unwrap()
         .starts_with(":rotating_light: Storm warning"));
+
+    // establishConnection / authenticateConnection / connectToBookingAPI, on demand.
+    let check = |id: &'static str| {
+        let herald = &herald;
+        async move {
+            herald
+                .post(
+                    &format!("/v1/integrations/{id}/connection-check"),
+                    &json!({}),
+                )
+                .await
+        }
+    };
+    let (status, slack_check) = check("chat").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(slack_check["ok"], true, "{slack_check}");
+    assert_eq!(slack_check["account"]["teamId"], "T0HERALD1");
+    assert!(slack_check["account"]["scopes"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("chat:write")));
+    let (_, tave_check) = check("booking").await;
+    assert_eq!(
+        tave_check["account"]["studio"], "Herald Sandbox Studio",
+        "{tave_check}"
+    );
+    let (_, hubspot_check) = check("crm").await;
+    assert_eq!(
+        (
+            hubspot_check["ok"].as_bool(),
+            hubspot_check["account"]["weddingPropertiesReady"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "{hubspot_check}"
+    );
+    hubspot.rotate_token("pat-na1-someone-else");
+    let (_, refused) = check("crm").await;
+    assert_eq!(
+        (refused["ok"].as_bool(), refused["kind"].as_str()),
+        (Some(false), Some("unauthorized")),
+        "{refused}"
+    );
+    assert!(
+        !refused.to_string().contains("pat-na1-acceptance"),
+        "the token never appears in an answer"
+    );
 }
