@@ -363,6 +363,11 @@ impl Connector for HubSpotConnector {
         Box::pin(self.sync(delivery))
     }
 
+    fn requests_per_delivery(&self, _: &WeddingNotification) -> u32 {
+        // Read histories, upsert contacts, create notes (plus two once, for the properties).
+        3
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(self.establish_connection())
     }

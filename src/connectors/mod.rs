@@ -20,7 +20,8 @@ use std::time::Duration;
 pub use http::{OutboundClient, OutboundError};
 pub use hubspot::HubSpotConnector;
 pub use slack::{
-    sign_slack_request, slack_blocks, verify_slack_request, SignatureError, SlackConnector,
+    sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
+    SlackConnector,
 };
 pub use tave::TaveConnector;
 pub use webhook::{sign_standard_webhook, WebhookConnector};
@@ -126,6 +127,9 @@ pub trait Connector: Send + Sync + 'static {
     /// A bounded vendor name for metrics and logs (`slack`, `webhook`).
     fn vendor(&self) -> &'static str;
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a>;
+    /// How many requests delivering this notification makes to the vendor, so the rate limiter
+    /// can charge them all (vendors count requests, not deliveries).
+    fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32;
     /// Verifies the credential with the vendor's cheapest read and describes the account (the
     /// seed's establishConnection / authenticateConnection / connectToBookingAPI). Sends nothing.
     fn check_connection(&self) -> CheckFuture<'_>;

@@ -38,6 +38,8 @@ struct SlackAnswer {
     error: Option<String>,
     #[serde(default)]
     ts: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 impl SlackConnector {
@@ -67,31 +69,60 @@ impl SlackConnector {
         })
     }
 
+    /// Posts the notification, then its action buttons as a reply in the message's thread, so
+    /// the channel shows the news and the thread holds what to do about it.
     async fn post(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
         let notification = &delivery.notification;
         let text = minijinja::Environment::new()
             .render_str(&self.text_template, &**notification)
             .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
-        let body = json!({
+        let message = json!({
             "channel": self.channel,
             "text": truncate(&text, 4000),
             "blocks": slack_blocks(notification),
             "unfurl_links": false,
         });
+        let posted = self.post_message(&message).await?;
+        let Some(actions) = slack_action_blocks(notification) else {
+            return Ok(Receipt::id(posted.ts));
+        };
+        let reply = json!({
+            "channel": posted.channel,
+            "thread_ts": posted.ts,
+            "text": truncate(&format!("Actions for: {}", notification.title), 4000),
+            "blocks": actions,
+        });
+        // The message is in the channel already: a failed thread reply is reported, not retried,
+        // because retrying the delivery would post the message twice.
+        let mut details = json!({"ts": posted.ts, "channel": posted.channel});
+        match self.post_message(&reply).await {
+            Ok(reply) => details["actionsTs"] = json!(reply.ts),
+            Err(error) => {
+                tracing::warn!(channel = %self.channel, %error, "slack action buttons not posted in the thread");
+                details["actionsError"] = json!(error.to_string());
+            }
+        }
+        Ok(Receipt {
+            id: posted.ts,
+            details: Some(details),
+        })
+    }
+
+    async fn post_message(&self, body: &Value) -> Result<Posted, ConnectorError> {
         let response = self
             .client
             .client()
             .post(self.post_message.clone())
             .timeout(self.timeout)
             .bearer_auth(self.token.get().expose())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.map_err(transport_error)?;
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || !status.is_success() {
+        if !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
         let answer: SlackAnswer = serde_json::from_str(&text).map_err(|_| {
@@ -99,16 +130,25 @@ impl SlackConnector {
                 "Slack answered {status} with a body that is not its JSON"
             ))
         })?;
-        if answer.ok {
-            return answer.ts.map(Receipt::id).ok_or_else(|| {
-                ConnectorError::Unavailable("Slack answered ok without a message ts".into())
-            });
+        if !answer.ok {
+            return Err(classify_slack_error(
+                answer.error.as_deref().unwrap_or("unknown_error"),
+                retry_after(&headers),
+            ));
         }
-        Err(classify_slack_error(
-            answer.error.as_deref().unwrap_or("unknown_error"),
-            retry_after(&headers),
-        ))
+        match (answer.ts, answer.channel) {
+            (Some(ts), Some(channel)) => Ok(Posted { ts, channel }),
+            _ => Err(ConnectorError::Unavailable(
+                "Slack answered ok without a message ts and channel".into(),
+            )),
+        }
     }
+}
+
+/// Where Slack put a message.
+struct Posted {
+    ts: String,
+    channel: String,
 }
 
 impl SlackConnector {
@@ -164,6 +204,11 @@ impl Connector for SlackConnector {
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
         Box::pin(self.post(delivery))
+    }
+
+    fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
+        // The message, and the thread reply holding its buttons.
+        1 + u32::from(!notification.actions.is_empty())
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {
@@ -256,8 +301,8 @@ fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorE
     }
 }
 
-/// Builds the Block Kit blocks for a notification: a header marked by priority, the message, the
-/// wedding's details as context, and the notification's actions as buttons.
+/// Builds the Block Kit blocks for a notification: a header marked by priority, the message, and
+/// the wedding's details as context. The actions go in the thread ([`slack_action_blocks`]).
 pub fn slack_blocks(notification: &WeddingNotification) -> Value {
     let marker = match notification.priority {
         Priority::Emergency => ":rotating_light: ",
@@ -295,30 +340,36 @@ pub fn slack_blocks(notification: &WeddingNotification) -> Value {
             .collect();
         blocks.push(json!({"type": "context", "elements": elements}));
     }
-    if !notification.actions.is_empty() {
-        let buttons: Vec<Value> = notification
-            .actions
-            .iter()
-            .take(25)
-            .map(|action| {
-                let mut button = json!({
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": truncate(&action.label, 75)},
-                    "action_id": truncate(&action.action_id, 255),
-                    "value": truncate(&notification.notification_id, 2000),
-                });
-                if let Some(url) = &action.url {
-                    button["url"] = json!(truncate(url, 3000));
-                }
-                if let Some(style @ ("primary" | "danger")) = action.style.as_deref() {
-                    button["style"] = json!(style);
-                }
-                button
-            })
-            .collect();
-        blocks.push(json!({"type": "actions", "block_id": "herald_actions", "elements": buttons}));
-    }
     Value::Array(blocks)
+}
+
+/// The notification's actions as an `actions` block of buttons (each button's value is the
+/// notification id, which interactivity uses to acknowledge it), or `None` if it has none.
+pub fn slack_action_blocks(notification: &WeddingNotification) -> Option<Value> {
+    if notification.actions.is_empty() {
+        return None;
+    }
+    let buttons: Vec<Value> = notification
+        .actions
+        .iter()
+        .take(25)
+        .map(|action| {
+            let mut button = json!({
+                "type": "button",
+                "text": {"type": "plain_text", "text": truncate(&action.label, 75)},
+                "action_id": truncate(&action.action_id, 255),
+                "value": truncate(&notification.notification_id, 2000),
+            });
+            if let Some(url) = &action.url {
+                button["url"] = json!(truncate(url, 3000));
+            }
+            if let Some(style @ ("primary" | "danger")) = action.style.as_deref() {
+                button["style"] = json!(style);
+            }
+            button
+        })
+        .collect();
+    Some(json!([{"type": "actions", "block_id": "herald_actions", "elements": buttons}]))
 }
 
 /// Cuts text to Slack's per-field character limits, marking the cut.
@@ -375,8 +426,18 @@ mod tests {
             .starts_with(":rotating_light: Marquee"));
         assert_eq!(blocks[2]["type"], "context");
         assert_eq!(blocks[2]["elements"][1]["text"], "*Venue* Kew Gardens");
-        assert_eq!(blocks[3]["elements"][0]["style"], "danger");
-        assert_eq!(blocks[3]["elements"][0]["value"], "n-1");
+        assert_eq!(
+            blocks.as_array().unwrap().len(),
+            3,
+            "the buttons go in the thread"
+        );
+        let actions = slack_action_blocks(&notification()).unwrap();
+        assert_eq!(actions[0]["type"], "actions");
+        assert_eq!(actions[0]["elements"][0]["style"], "danger");
+        assert_eq!(actions[0]["elements"][0]["value"], "n-1");
+        let mut quiet = notification();
+        quiet.actions.clear();
+        assert!(slack_action_blocks(&quiet).is_none());
     }
 
     #[test]

@@ -145,6 +145,10 @@ impl Connector for TaveConnector {
         Box::pin(self.sync(delivery))
     }
 
+    fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
+        1 + u32::from(!job_changes(notification).is_empty())
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         // connectToBookingAPI: the studio the key belongs to.
         Box::pin(async move {

@@ -15,6 +15,10 @@ impl Connector for NullConnector {
         Box::pin(async move { Ok(Receipt::id(format!("null-{}", delivery.delivery_id))) })
     }
 
+    fn requests_per_delivery(&self, _: &crate::wedsync::WeddingNotification) -> u32 {
+        1
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(async { Ok(serde_json::json!({"connector": "null"})) })
     }
@@ -36,6 +40,10 @@ impl Connector for PanicConnector {
             }
             Ok(Receipt::id(format!("ok-{}", delivery.delivery_id)))
         })
+    }
+
+    fn requests_per_delivery(&self, _: &crate::wedsync::WeddingNotification) -> u32 {
+        1
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {

@@ -99,6 +99,10 @@ impl Connector for WebhookConnector {
         Box::pin(self.send(delivery))
     }
 
+    fn requests_per_delivery(&self, _: &crate::wedsync::WeddingNotification) -> u32 {
+        1
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         // A generic receiver has no read-only endpoint: any request would be a message.
         Box::pin(async {

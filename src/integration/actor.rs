@@ -237,12 +237,15 @@ impl IntegrationState {
                 self.wake(myself, now + wait);
                 break;
             }
+            let requests = self.mailbox.peek_next(lane).map_or(1, |job| {
+                self.connector.requests_per_delivery(&job.notification)
+            });
             let acquired = self
                 .runtime
                 .limiter
                 .lock()
                 .expect("limiter lock")
-                .try_acquire(lane, now);
+                .try_acquire(lane, now, requests);
             if let Err(wait) = acquired {
                 self.runtime
                     .breaker

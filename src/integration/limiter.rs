@@ -3,8 +3,8 @@
 //! vendor's `Retry-After`.
 //!
 //! It is driven by the `now` the caller passes (governor runs on a clock we advance), so it is
-//! tested by passing instants, never by sleeping. Every attempt, retries included, takes a token:
-//! vendors count attempts.
+//! tested by passing instants, never by sleeping. Every attempt, retries included, takes one token
+//! per request it makes to the vendor (a HubSpot sync is three): vendors count requests.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -50,8 +50,9 @@ impl Limiter {
         }
     }
 
-    /// Takes a token for one attempt in `lane`, or says how long to wait for one.
-    pub fn try_acquire(&mut self, lane: Lane, now: Instant) -> Result<(), Duration> {
+    /// Takes `requests` tokens for one attempt in `lane`, or says how long to wait for them.
+    /// An attempt costlier than the whole burst takes the burst (it could never run otherwise).
+    pub fn try_acquire(&mut self, lane: Lane, now: Instant, requests: u32) -> Result<(), Duration> {
         if let Some(until) = self.held_until {
             if now < until {
                 return Err(until - now);
@@ -60,13 +61,9 @@ impl Limiter {
         }
         self.advance_to(now);
         if lane == Lane::Normal {
-            self.normal
-                .check()
-                .map_err(|wait| wait.wait_time_from(self.clock.now()))?;
+            take(&self.normal, requests, &self.clock)?;
         }
-        self.vendor
-            .check()
-            .map_err(|wait| wait.wait_time_from(self.clock.now()))
+        take(&self.vendor, requests, &self.clock)
     }
 
     /// Stops all attempts until `until` (the vendor said Retry-After).
@@ -82,6 +79,19 @@ impl Limiter {
         if now > self.clock_at {
             self.clock.advance(now - self.clock_at);
             self.clock_at = now;
+        }
+    }
+}
+
+fn take(gcra: &Gcra, requests: u32, clock: &FakeRelativeClock) -> Result<(), Duration> {
+    let mut cost = NonZeroU32::new(requests.max(1)).expect("at least 1");
+    loop {
+        match gcra.check_n(cost) {
+            Ok(outcome) => return outcome.map_err(|wait| wait.wait_time_from(clock.now())),
+            // More than the burst: take the whole burst instead.
+            Err(governor::InsufficientCapacity(burst)) => {
+                cost = NonZeroU32::new(burst.max(1)).expect("at least 1")
+            }
         }
     }
 }
@@ -113,7 +123,7 @@ mod tests {
         let mut granted = 0;
         for step in 0..1000 {
             let now = start + Duration::from_millis(step);
-            if limiter.try_acquire(Lane::Normal, now).is_ok() {
+            if limiter.try_acquire(Lane::Normal, now, 1).is_ok() {
                 granted += 1;
             }
         }
@@ -126,11 +136,11 @@ mod tests {
         let start = Instant::now();
         let mut limiter = Limiter::new(&config(10.0, 10, 0.2), start);
         let normal = (0..100)
-            .filter(|_| limiter.try_acquire(Lane::Normal, start).is_ok())
+            .filter(|_| limiter.try_acquire(Lane::Normal, start, 1).is_ok())
             .count();
         assert_eq!(normal, 8, "normal traffic gets 80% of the burst");
         let emergency = (0..100)
-            .filter(|_| limiter.try_acquire(Lane::Emergency, start).is_ok())
+            .filter(|_| limiter.try_acquire(Lane::Emergency, start, 1).is_ok())
             .count();
         assert_eq!(
             emergency, 2,
@@ -142,13 +152,37 @@ mod tests {
     fn the_wait_it_reports_is_enough() {
         let start = Instant::now();
         let mut limiter = Limiter::new(&config(2.0, 1, 0.0), start);
-        limiter.try_acquire(Lane::Emergency, start).unwrap();
-        let wait = limiter.try_acquire(Lane::Emergency, start).unwrap_err();
+        limiter.try_acquire(Lane::Emergency, start, 1).unwrap();
+        let wait = limiter.try_acquire(Lane::Emergency, start, 1).unwrap_err();
         assert!(
             wait <= Duration::from_millis(500) && wait > Duration::from_millis(400),
             "{wait:?}"
         );
-        assert!(limiter.try_acquire(Lane::Emergency, start + wait).is_ok());
+        assert!(limiter
+            .try_acquire(Lane::Emergency, start + wait, 1)
+            .is_ok());
+    }
+
+    #[test]
+    fn an_attempt_takes_a_token_per_vendor_request() {
+        let start = Instant::now();
+        // HubSpot-like: 10 requests per second, burst 10; a sync costs 3 requests.
+        let mut limiter = Limiter::new(&config(10.0, 10, 0.0), start);
+        let syncs = (0..10)
+            .filter(|_| limiter.try_acquire(Lane::Normal, start, 3).is_ok())
+            .count();
+        assert_eq!(syncs, 3, "ten tokens pay for three three-request syncs");
+        let wait = limiter.try_acquire(Lane::Normal, start, 3).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(190) && wait <= Duration::from_millis(300),
+            "{wait:?}"
+        );
+        let mut small = Limiter::new(&config(1.0, 2, 0.0), start);
+        assert!(
+            small.try_acquire(Lane::Normal, start, 5).is_ok(),
+            "an attempt costlier than the burst takes the burst"
+        );
+        assert!(small.try_acquire(Lane::Normal, start, 1).is_err());
     }
 
     #[test]
@@ -158,11 +192,11 @@ mod tests {
         limiter.hold_until(start + Duration::from_secs(2));
         limiter.hold_until(start + Duration::from_secs(1)); // a shorter hold does not shorten it
         assert_eq!(
-            limiter.try_acquire(Lane::Emergency, start + Duration::from_secs(1)),
+            limiter.try_acquire(Lane::Emergency, start + Duration::from_secs(1), 1),
             Err(Duration::from_secs(1))
         );
         assert!(limiter
-            .try_acquire(Lane::Normal, start + Duration::from_secs(2))
+            .try_acquire(Lane::Normal, start + Duration::from_secs(2), 1)
             .is_ok());
         assert_eq!(limiter.held_until(), None);
     }

@@ -70,6 +70,15 @@ impl Mailbox {
         }
     }
 
+    /// The head of `lane`, without taking it.
+    pub fn peek_next(&self, lane: Lane) -> Option<&Job> {
+        let heap = match lane {
+            Lane::Emergency => &self.emergency,
+            Lane::Normal => &self.normal,
+        };
+        heap.peek().and_then(|Reverse((_, id))| self.queued.get(id))
+    }
+
     /// Moves the head of `lane` to the leased set and returns it.
     pub fn lease_next(&mut self, lane: Lane) -> Option<Job> {
         let Reverse((_, id)) = self.heap(lane).pop()?;

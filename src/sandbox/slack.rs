@@ -311,6 +311,15 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
     if !blocks.is_null() && !blocks_are_valid(&blocks) {
         return slack_error("invalid_blocks");
     }
+    if let Some(thread) = body["thread_ts"].as_str() {
+        let known = state
+            .messages
+            .get(&channel_id)
+            .is_some_and(|messages| messages.iter().any(|(ts, _, _)| ts == thread));
+        if !known {
+            return slack_error("thread_not_found");
+        }
+    }
     let now = Instant::now();
     let interval = state.channel_interval;
     if let Some(last) = state.last_post.get(&channel_id) {

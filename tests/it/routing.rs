@@ -81,10 +81,38 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
     );
     assert_eq!(crm[0].body["data"]["title"], "Ceremony moved");
     let posted = slack.messages("ops");
-    assert_eq!(posted.len(), 1);
     assert_eq!(
-        posted[0].2[3]["elements"][0]["action_id"], "ack",
+        posted.len(),
+        2,
+        "the message, then its buttons in its thread"
+    );
+    assert_eq!(
+        posted[0].2.as_array().unwrap().len(),
+        3,
+        "header, message, wedding context"
+    );
+    assert_eq!(
+        posted[1].2[0]["elements"][0]["action_id"], "ack",
         "Block Kit actions reached Slack"
+    );
+    let thread_reply = slack
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        thread_reply.body["thread_ts"],
+        posted[0].0.as_str(),
+        "the buttons are a reply in the message's thread"
+    );
+    let ops = systems
+        .iter()
+        .find(|s| s["integrationId"] == "ops-slack")
+        .unwrap();
+    assert_eq!(
+        ops["deliveryResults"][0]["details"]["actionsTs"],
+        posted[1].0.as_str()
     );
 
     assert_eq!(
