@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use super::http::{classify_status, transport_error, OutboundClient};
 use super::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+    note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    ReloadableSecret,
 };
 use crate::config::HubSpotSettings;
 use crate::wedsync::WeddingNotification;
@@ -150,11 +151,7 @@ impl HubSpotConnector {
                 ),
             });
         }
-        let body = format!(
-            "<p><strong>{}</strong></p><p>{}</p>",
-            escape_html(&notification.title),
-            escape_html(&notification.message)
-        );
+        let body = note_html(notification);
         let notes: Vec<Value> = contact_ids
             .iter()
             .map(|contact| {
@@ -423,12 +420,6 @@ fn extend_history(previous: Option<&str>, entry: &str) -> String {
         .join("\n")
 }
 
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,14 +445,6 @@ mod tests {
         assert_eq!(
             contact_emails(&notification),
             vec!["sam@example.com", "alex@example.com"]
-        );
-    }
-
-    #[test]
-    fn note_bodies_escape_html() {
-        assert_eq!(
-            escape_html("<b>Sam & Alex</b>"),
-            "&lt;b&gt;Sam &amp; Alex&lt;/b&gt;"
         );
     }
 }

@@ -172,6 +172,22 @@ pub fn build(
     })
 }
 
+/// A notification as the HTML body of a CRM or booking note: the title in bold, then the message,
+/// both escaped.
+fn note_html(notification: &WeddingNotification) -> String {
+    format!(
+        "<p><strong>{}</strong></p><p>{}</p>",
+        escape_html(&notification.title),
+        escape_html(&notification.message)
+    )
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// A secret that can be reloaded while the connector runs (token rotation).
 struct ReloadableSecret {
     reference: SecretRef,
@@ -199,5 +215,22 @@ impl ReloadableSecret {
             .map_err(ConnectorError::Misconfigured)?;
         *self.current.write().expect("secret lock") = fresh;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn note_bodies_escape_html() {
+        let notification: WeddingNotification = serde_json::from_value(serde_json::json!({
+            "notificationId": "n", "type": "t", "priority": "normal", "title": "<b>Sam & Alex</b>", "message": "1 < 2"
+        }))
+        .unwrap();
+        assert_eq!(
+            note_html(&notification),
+            "<p><strong>&lt;b&gt;Sam &amp; Alex&lt;/b&gt;</strong></p><p>1 &lt; 2</p>"
+        );
     }
 }

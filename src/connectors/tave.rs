@@ -19,7 +19,8 @@ use serde_json::{json, Map, Value};
 
 use super::http::{retry_after, transport_error, OutboundClient};
 use super::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
+    note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    ReloadableSecret,
 };
 use crate::config::TaveSettings;
 use crate::wedsync::WeddingNotification;
@@ -69,7 +70,7 @@ impl TaveConnector {
         }
         let note = json!({
             "jobId": job_id,
-            "contentHtml": format!("<p><strong>{}</strong></p><p>{}</p>", escape_html(&notification.title), escape_html(&notification.message)),
+            "contentHtml": note_html(notification),
         });
         let created = self.call(Method::POST, "note", Some(&note)).await?;
         let note_id = created["id"]
@@ -190,12 +191,6 @@ fn job_changes(notification: &WeddingNotification) -> Map<String, Value> {
         changes.insert("leadStatusId".into(), status.clone());
     }
     changes
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
