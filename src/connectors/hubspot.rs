@@ -8,11 +8,14 @@
 //! 3. `POST /crm/v3/objects/contacts/batch/upsert` by email: wedding date and venue,
 //!    `last_notification_sent`, and `notification_history` keeping the last 10 entries.
 //! 4. `POST /crm/v3/objects/notes/batch/create`: one note per contact, associated with it
-//!    (HubSpot-defined association type 202, note to contact).
+//!    (HubSpot-defined association type 202), and with the deal (214) and company (190) named
+//!    in `metadata.hubspotDealId` / `metadata.hubspotCompanyId`.
 //!
-//! Batch endpoints throughout, so a notification costs three rate-limit tokens however many
-//! contacts it names (up to HubSpot's 100 per batch). Not yet: OAuth, company and deal
-//! associations, deal stages, JSON-Schema request contracts.
+//! When the metadata also names `hubspotDealStage`, the deal moves there first
+//! (`PATCH /crm/v3/objects/deals/{id}`: updateDealPipeline), so a refused stage stops the sync
+//! before anything is written. Batch endpoints throughout: three requests per notification (four
+//! with a deal move) however many contacts it names (up to 100). Not yet: OAuth, JSON-Schema
+//! request contracts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +69,10 @@ const MAX_BATCH: usize = 100;
 
 /// HubSpot's default association type from a note to a contact.
 const NOTE_TO_CONTACT: u32 = 202;
+/// HubSpot's default association type from a note to a company.
+const NOTE_TO_COMPANY: u32 = 190;
+/// HubSpot's default association type from a note to a deal.
+const NOTE_TO_DEAL: u32 = 214;
 
 pub struct HubSpotConnector {
     base: Url,
@@ -101,6 +108,31 @@ impl HubSpotConnector {
             });
         }
         self.ensure_wedding_properties().await?;
+        // The note also goes on the wedding's deal and company when the notification names them.
+        let deal = metadata_id(notification, "hubspotDealId");
+        let company = metadata_id(notification, "hubspotCompanyId");
+        // updateDealPipeline first: a stage HubSpot refuses stops the sync before anything else
+        // is written (and a retry repeats the same, idempotent move).
+        let stage = notification
+            .metadata
+            .get("hubspotDealStage")
+            .and_then(Value::as_str);
+        let moved = match (&deal, stage) {
+            (Some(deal), Some(stage)) => {
+                let (status, answer) = self
+                    .request(
+                        Method::PATCH,
+                        &format!("/crm/v3/objects/deals/{deal}"),
+                        Some(&json!({"properties": {"dealstage": stage}})),
+                    )
+                    .await?;
+                if !status.is_success() {
+                    return Err(self.error(status, answer));
+                }
+                Some(json!({"dealId": deal, "dealstage": stage}))
+            }
+            _ => None,
+        };
         let histories = self.read_histories(&emails).await?;
         let entry = history_entry(notification);
         let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -152,16 +184,14 @@ impl HubSpotConnector {
             });
         }
         let body = note_html(notification);
+        let link = |id: &str, association_type: u32| json!({"to": {"id": id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": association_type}]});
         let notes: Vec<Value> = contact_ids
             .iter()
             .map(|contact| {
-                json!({
-                    "properties": {"hs_timestamp": now, "hs_note_body": body},
-                    "associations": [{
-                        "to": {"id": contact},
-                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}],
-                    }],
-                })
+                let mut associations = vec![link(contact, NOTE_TO_CONTACT)];
+                associations.extend(deal.as_deref().map(|id| link(id, NOTE_TO_DEAL)));
+                associations.extend(company.as_deref().map(|id| link(id, NOTE_TO_COMPANY)));
+                json!({"properties": {"hs_timestamp": now, "hs_note_body": body}, "associations": associations})
             })
             .collect();
         let created = self
@@ -188,6 +218,7 @@ impl HubSpotConnector {
                 "failedSyncs": emails.len() - contacts.len(),
                 "contacts": contacts,
                 "noteIds": note_ids,
+                "dealStage": moved,
             })),
         })
     }
@@ -360,9 +391,12 @@ impl Connector for HubSpotConnector {
         Box::pin(self.sync(delivery))
     }
 
-    fn requests_per_delivery(&self, _: &WeddingNotification) -> u32 {
-        // Read histories, upsert contacts, create notes (plus two once, for the properties).
-        3
+    fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
+        // Read histories, upsert contacts, create notes (plus two once, for the properties), and
+        // move the deal when asked.
+        let moves_deal = metadata_id(notification, "hubspotDealId").is_some()
+            && notification.metadata.contains_key("hubspotDealStage");
+        3 + u32::from(moves_deal)
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {
@@ -372,6 +406,16 @@ impl Connector for HubSpotConnector {
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         self.token.reload()
     }
+}
+
+/// A HubSpot object id from the notification's metadata (digits only: it goes into a path).
+fn metadata_id(notification: &WeddingNotification, key: &str) -> Option<String> {
+    let id = match notification.metadata.get(key)? {
+        Value::String(id) => id.clone(),
+        Value::Number(id) => id.to_string(),
+        _ => return None,
+    };
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
 }
 
 fn results(answer: &Value) -> impl Iterator<Item = &Value> {

@@ -52,13 +52,29 @@ pub struct Note {
     pub id: String,
     pub properties: Map<String, Value>,
     pub contact_ids: Vec<String>,
+    pub deal_ids: Vec<String>,
+    pub company_ids: Vec<String>,
 }
+
+/// The stages of HubSpot's default sales pipeline (their internal ids).
+const DEFAULT_PIPELINE_STAGES: &[&str] = &[
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
 
 struct HubSpotState {
     token: String,
     groups: BTreeMap<String, Value>,
     properties: BTreeMap<String, Value>,
     contacts: BTreeMap<String, Contact>,
+    /// Deals by id: their properties (`dealname`, `dealstage`...).
+    deals: BTreeMap<String, Map<String, Value>>,
+    companies: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
     next_id: u64,
     window: Duration,
@@ -89,6 +105,8 @@ impl FakeHubSpot {
                 .map(|name| (name.to_string(), json!({"name": name})))
                 .collect(),
             contacts: BTreeMap::new(),
+            deals: BTreeMap::new(),
+            companies: BTreeMap::new(),
             notes: Vec::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
@@ -108,6 +126,7 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/contacts", axum::routing::get(handle))
+            .route("/crm/v3/objects/deals/{id}", axum::routing::patch(handle))
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -141,6 +160,41 @@ impl FakeHubSpot {
             },
         );
         id
+    }
+
+    /// Adds a deal in the default pipeline; returns its id.
+    pub fn add_deal(&self, name: &str, stage: &str) -> String {
+        let mut state = self.state.lock().expect("hubspot lock");
+        let id = state.next_id();
+        let properties = json!({"dealname": name, "dealstage": stage, "pipeline": "default"});
+        state.deals.insert(
+            id.clone(),
+            properties.as_object().cloned().unwrap_or_default(),
+        );
+        id
+    }
+
+    /// Adds a company; returns its id.
+    pub fn add_company(&self, name: &str) -> String {
+        let mut state = self.state.lock().expect("hubspot lock");
+        let id = state.next_id();
+        state.companies.insert(
+            id.clone(),
+            json!({"name": name})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        id
+    }
+
+    pub fn deal(&self, id: &str) -> Option<Map<String, Value>> {
+        self.state
+            .lock()
+            .expect("hubspot lock")
+            .deals
+            .get(id)
+            .cloned()
     }
 
     pub fn contact_by_email(&self, email: &str) -> Option<Contact> {
@@ -293,6 +347,9 @@ impl HubSpotState {
             "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_notes(&body),
+            deal if deal.starts_with("/crm/v3/objects/deals/") => {
+                self.update_deal(deal.trim_start_matches("/crm/v3/objects/deals/"), &body)
+            }
             "/crm/v3/objects/contacts" => {
                 let first: Vec<Value> = self
                     .contacts
@@ -478,37 +535,76 @@ impl HubSpotState {
             if !properties.contains_key("hs_timestamp") {
                 return validation("Property \"hs_timestamp\" is required");
             }
-            let mut contact_ids = Vec::new();
+            let (mut contact_ids, mut deal_ids, mut company_ids) =
+                (Vec::new(), Vec::new(), Vec::new());
             for association in input["associations"].as_array().into_iter().flatten() {
                 let Some(to) = association["to"]["id"].as_str() else {
                     return validation("an association needs to.id");
                 };
-                let type_ok = association["types"].as_array().is_some_and(|types| {
-                    types.iter().any(|t| {
-                        t["associationCategory"] == "HUBSPOT_DEFINED"
-                            && t["associationTypeId"] == 202
-                    })
-                });
-                if !type_ok {
-                    return validation(
-                        "only HUBSPOT_DEFINED association type 202 (note to contact) is simulated",
-                    );
+                let kind = association["types"][0]["associationTypeId"].as_u64();
+                if association["types"][0]["associationCategory"] != "HUBSPOT_DEFINED" {
+                    return validation("only HUBSPOT_DEFINED associations are simulated");
                 }
-                if !self.contacts.contains_key(to) {
-                    return validation(&format!("contact {to} does not exist"));
+                // Note to contact 202, to company 190, to deal 214: the target must exist.
+                let (exists, ids) = match kind {
+                    Some(202) => (self.contacts.contains_key(to), &mut contact_ids),
+                    Some(190) => (self.companies.contains_key(to), &mut company_ids),
+                    Some(214) => (self.deals.contains_key(to), &mut deal_ids),
+                    _ => {
+                        return validation(&format!(
+                            "association type {kind:?} is not a note association HubSpot defines"
+                        ))
+                    }
+                };
+                if !exists {
+                    return validation(&format!(
+                        "object {to} does not exist for association type {}",
+                        kind.unwrap_or_default()
+                    ));
                 }
-                contact_ids.push(to.to_owned());
+                ids.push(to.to_owned());
             }
             let id = self.next_id();
             self.notes.push(Note {
                 id: id.clone(),
                 properties: properties.clone(),
                 contact_ids,
+                deal_ids,
+                company_ids,
             });
             results.push(json!({"id": id, "properties": properties, "archived": false}));
         }
         let (_, answer) = batch_answer(results, vec![]);
         (StatusCode::CREATED, answer)
+    }
+}
+
+// === deals ===
+
+impl HubSpotState {
+    fn update_deal(&mut self, id: &str, body: &Value) -> (StatusCode, Value) {
+        let Some(properties) = body["properties"].as_object() else {
+            return validation("properties is required");
+        };
+        if let Some(stage) = properties.get("dealstage") {
+            if !stage
+                .as_str()
+                .is_some_and(|s| DEFAULT_PIPELINE_STAGES.contains(&s))
+            {
+                return validation(&format!("Property values were not valid: dealstage {stage} is not a stage of the deal's pipeline"));
+            }
+        }
+        let Some(deal) = self.deals.get_mut(id) else {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": format!("Object not found. objectId are usually numeric. {id}"), "category": "OBJECT_NOT_FOUND"}),
+            );
+        };
+        deal.extend(properties.clone());
+        (
+            StatusCode::OK,
+            json!({"id": id, "properties": deal, "archived": false}),
+        )
     }
 }
 

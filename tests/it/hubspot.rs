@@ -250,3 +250,50 @@ async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
         "RATE_LIMIT"
     );
 }
+
+#[tokio::test]
+async fn a_deal_affecting_notification_moves_the_deal_and_notes_it() {
+    let (herald, hubspot, _token) = start("").await;
+    let deal = hubspot.add_deal("Sam & Alex, June 2027", "presentationscheduled");
+    let company = hubspot.add_company("Kew Gardens Weddings");
+    let mut signed = with_contacts("contract-signed", &["sam@example.com"]);
+    signed["metadata"] = json!({"hubspotDealId": deal, "hubspotCompanyId": company, "hubspotDealStage": "contractsent"});
+    herald.post("/v1/notifications", &signed).await;
+    let record = herald
+        .wait_for_notification("contract-signed", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(hubspot.deal(&deal).unwrap()["dealstage"], "contractsent");
+    assert_eq!(
+        record["targets"][0]["details"]["dealStage"],
+        json!({"dealId": deal, "dealstage": "contractsent"})
+    );
+    let note = hubspot.notes().pop().unwrap();
+    assert_eq!(
+        (note.deal_ids, note.company_ids),
+        (vec![deal.clone()], vec![company]),
+        "the note is on the deal and the company too"
+    );
+
+    // A stage the pipeline does not have is HubSpot's validation error, dead-lettered with its message.
+    let notes_before = hubspot.notes().len();
+    let mut wrong = with_contacts("bad-stage", &["sam@example.com"]);
+    wrong["metadata"] = json!({"hubspotDealId": deal, "hubspotDealStage": "married"});
+    herald.post("/v1/notifications", &wrong).await;
+    let record = herald
+        .wait_for_notification("bad-stage", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not a stage of the deal's pipeline"),
+        "{record}"
+    );
+    assert_eq!(
+        hubspot.notes().len(),
+        notes_before,
+        "the refused stage stopped the sync before anything was written"
+    );
+}
