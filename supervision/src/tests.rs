@@ -1,3 +1,6 @@
+//! The supervisor with toy children: each strategy, the intensity limit, escalation, transient
+//! children, and children added and removed at runtime.
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ractor::call;
