@@ -65,6 +65,21 @@ enum KeysCommand {
         #[arg(long, default_value = "config/herald.toml")]
         config: PathBuf,
     },
+    /// Lists an organization's API keys (ids, labels, creation times; never the keys).
+    List {
+        #[arg(long)]
+        organization: String,
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
+    },
+    /// Revokes an API key by the id `keys list` shows; it stops working within 30 seconds.
+    Revoke {
+        #[arg(long)]
+        organization: String,
+        id: String,
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() {
@@ -96,14 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::CheckConfig { file } => check_config(&file),
             Command::Send { file, url, key } => send(&file, &url, &key).await,
-            Command::Keys {
-                command:
-                    KeysCommand::Create {
-                        organization,
-                        label,
-                        config,
-                    },
-            } => create_key(&config, &organization, &label).await,
+            Command::Keys { command } => manage_keys(command).await,
         }
     })
 }
@@ -159,18 +167,51 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_key(path: &Path, organization: &str, label: &str) -> anyhow::Result<()> {
-    let config = herald::config::load(Some(path))?;
-    if !config.organizations.iter().any(|org| org == organization) {
+async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
+    let (KeysCommand::Create {
+        organization,
+        config,
+        ..
+    }
+    | KeysCommand::List {
+        organization,
+        config,
+    }
+    | KeysCommand::Revoke {
+        organization,
+        config,
+        ..
+    }) = &command;
+    let loaded = herald::config::load(Some(config))?;
+    if !loaded.organizations.iter().any(|org| org == organization) {
         bail!(
             "{}: organization {organization:?} is not listed in [[organizations]]",
-            path.display()
+            config.display()
         );
     }
-    let store = herald::open_store(&config).await?;
-    let key = herald::api::create_api_key(&*store, organization, label).await?;
-    println!("{key}");
-    eprintln!("this key is shown once; Herald keeps only its SHA-256");
+    let store = herald::open_store(&loaded).await?;
+    match &command {
+        KeysCommand::Create { label, .. } => {
+            let key = herald::api::create_api_key(&*store, organization, label).await?;
+            println!("{key}");
+            eprintln!("this key is shown once; Herald keeps only its SHA-256");
+        }
+        KeysCommand::List { .. } => {
+            for key in store.api_keys(organization).await? {
+                let created = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(key.created_at.max(0) as u64),
+                );
+                println!("{}  {created}  {}", key.id, key.label);
+            }
+        }
+        KeysCommand::Revoke { id, .. } => {
+            if !store.revoke_api_key(organization, id).await? {
+                bail!("organization {organization:?} has no API key with id {id:?} (see `herald keys list`)");
+            }
+            println!("revoked {id}; running daemons stop accepting it within 30 seconds");
+        }
+    }
+    store.flush().await?;
     Ok(())
 }
 

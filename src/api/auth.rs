@@ -1,8 +1,10 @@
 //! API keys: `Authorization: Bearer <key>`, where each key belongs to one organization. Keys are
 //! random 256-bit values shown once at creation; the store keeps only their SHA-256, so a leaked
-//! data folder leaks no key. Lookups are cached by hash.
+//! data folder leaks no key. Lookups are cached by hash for [`KEY_CACHE_TTL`], so a revoked key
+//! stops working within that time.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -12,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
 use crate::store::{Store, StoreError};
+
+/// How long a key lookup is trusted before the store is asked again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// The organization the request's API key belongs to.
 #[derive(Debug, Clone)]
@@ -52,15 +57,21 @@ pub async fn require_api_key(
         .filter(|key| !key.is_empty())
         .ok_or(ApiError::Unauthorized)?;
     let hash = hash_key(key);
-    let organization = match state.key_cache.get(&hash).map(|entry| entry.clone()) {
+    let cached = state
+        .key_cache
+        .get(&hash)
+        .filter(|entry| entry.1.elapsed() < KEY_CACHE_TTL)
+        .map(|entry| entry.0.clone());
+    let organization = match cached {
         Some(organization) => organization,
         None => {
-            let organization = state
-                .store
-                .organization_for_key(&hash)
-                .await?
-                .ok_or(ApiError::Unauthorized)?;
-            state.key_cache.insert(hash, organization.clone());
+            let Some(organization) = state.store.organization_for_key(&hash).await? else {
+                state.key_cache.remove(&hash);
+                return Err(ApiError::Unauthorized);
+            };
+            state
+                .key_cache
+                .insert(hash, (organization.clone(), Instant::now()));
             organization
         }
     };

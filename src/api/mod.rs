@@ -45,7 +45,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub table: Arc<RoutingTable>,
     pub metrics: PrometheusHandle,
-    pub key_cache: DashMap<String, String>,
+    /// Key hash to (organization, when it was looked up).
+    pub key_cache: DashMap<String, (String, std::time::Instant)>,
     pub max_body_bytes: usize,
     pub allow_private_destinations: bool,
 }

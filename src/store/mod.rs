@@ -179,6 +179,18 @@ pub struct StoredNotification {
     pub acknowledgements: Vec<Acknowledgement>,
 }
 
+/// An API key as Herald can describe it: the first 16 hex digits of its hash as its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: UnixMillis,
+}
+
+/// The length of an API key's id (a prefix of its SHA-256).
+pub const API_KEY_ID_LEN: usize = 16;
+
 /// Someone acted on a delivered notification in the target system (a Slack button click).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -323,6 +335,10 @@ pub trait Store: Send + Sync + 'static {
         key_hash: &str,
         label: &str,
     ) -> StoreFuture<'_, ()>;
+    /// The organization's API keys (never the keys: their ids, labels and creation times).
+    fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
+    /// Deletes the organization's key with this id; answers whether there was one.
+    fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool>;
     /// Records an acknowledgement; answers false (and writes nothing) if the organization has no
     /// such notification.
     fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool>;

@@ -16,8 +16,9 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane,
-    NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
+    Lane, NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture,
+    StoredNotification, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -323,6 +324,31 @@ impl Store for PostgresStore {
         self.queues.create_api_key(organization, key_hash, label)
     }
 
+    fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
+        let organization = organization.to_owned();
+        Box::pin(async move {
+            let rows = self
+                .reader
+                .query(
+                    "SELECT substr(key_hash, 1, $2), label, created_at FROM api_keys WHERE organization = $1 ORDER BY created_at, key_hash",
+                    &[&organization, &(API_KEY_ID_LEN as i32)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| ApiKeyInfo {
+                    id: r.get(0),
+                    label: r.get(1),
+                    created_at: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
+        self.queues.revoke_api_key(organization, key_id)
+    }
+
     fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
         self.queues.acknowledge(acknowledgement)
     }
@@ -427,6 +453,25 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                             )
                             .await?;
                         Ok(inserted == 1)
+                    })
+                })
+                .await;
+                Reply::Flag(reply, result)
+            }
+            Command::RevokeApiKey {
+                organization,
+                key_id,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        let deleted = tx
+                            .execute(
+                                "DELETE FROM api_keys WHERE organization = $1 AND substr(key_hash, 1, $3) = $2",
+                                &[&organization, &key_id, &(API_KEY_ID_LEN as i32)],
+                            )
+                            .await?;
+                        Ok(deleted > 0)
                     })
                 })
                 .await;

@@ -44,6 +44,11 @@ pub(super) enum Command {
         acknowledgement: Acknowledgement,
         reply: Answer<bool>,
     },
+    RevokeApiKey {
+        organization: String,
+        key_id: String,
+        reply: Answer<bool>,
+    },
     Flush(Answer<()>),
 }
 
@@ -58,7 +63,9 @@ impl Command {
             Command::CreateApiKey { reply, .. } | Command::Flush(reply) => {
                 drop(reply.send(Err(failed())))
             }
-            Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::Acknowledge { reply, .. } | Command::RevokeApiKey { reply, .. } => {
+                drop(reply.send(Err(failed())))
+            }
             Command::Settle(_) => {
                 tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
             }
@@ -164,6 +171,15 @@ impl CommandQueues {
             organization,
             key_hash,
             label,
+            reply,
+        })
+    }
+
+    pub(super) fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
+        let (organization, key_id) = (organization.to_owned(), key_id.to_owned());
+        self.request(Lane::Normal, |reply| Command::RevokeApiKey {
+            organization,
+            key_id,
             reply,
         })
     }

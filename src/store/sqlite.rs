@@ -17,8 +17,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, Acknowledgement, DeliveryRow, DeliveryState, Intake, Lane,
-    NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
+    Lane, NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture,
+    StoredNotification, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -279,6 +280,25 @@ impl Store for SqliteStore {
         self.queues.create_api_key(organization, key_hash, label)
     }
 
+    fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
+        let organization = organization.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT substr(key_hash, 1, ?2), label, created_at FROM api_keys WHERE organization = ?1 ORDER BY created_at, key_hash",
+            )?;
+            let keys = statement
+                .query_map(params![organization, API_KEY_ID_LEN as i64], |r| {
+                    Ok(ApiKeyInfo { id: r.get(0)?, label: r.get(1)?, created_at: r.get(2)? })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(keys)
+        })
+    }
+
+    fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
+        self.queues.revoke_api_key(organization, key_id)
+    }
+
     fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
         self.queues.acknowledge(acknowledgement)
     }
@@ -415,6 +435,20 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                         params![a.organization, a.notification_id, a.integration_id, a.action_id, a.actor, a.at],
                     )?;
                     Ok(inserted == 1)
+                }),
+            ),
+            Command::RevokeApiKey {
+                organization,
+                key_id,
+                reply,
+            } => Reply::Flag(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    let deleted = tx.execute(
+                        "DELETE FROM api_keys WHERE organization = ?1 AND substr(key_hash, 1, ?3) = ?2",
+                        params![organization, key_id, API_KEY_ID_LEN as i64],
+                    )?;
+                    Ok(deleted > 0)
                 }),
             ),
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),

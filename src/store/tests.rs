@@ -261,6 +261,36 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
         Some("org"),
         "a failed command leaves its group intact"
     );
+    store
+        .create_api_key("org", "0123456789abcdef-second", "ci")
+        .await
+        .unwrap();
+    let keys = store.api_keys("org").await.unwrap();
+    let listed: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|k| (k.id.as_str(), k.label.as_str()))
+        .collect();
+    assert!(
+        listed.contains(&("hash-1", "test")) && listed.contains(&("0123456789abcdef", "ci")),
+        "{listed:?}"
+    );
+    assert!(
+        !store
+            .revoke_api_key("other", "0123456789abcdef")
+            .await
+            .unwrap(),
+        "another organization cannot revoke it"
+    );
+    assert!(store
+        .revoke_api_key("org", "0123456789abcdef")
+        .await
+        .unwrap());
+    assert!(store
+        .organization_for_key("0123456789abcdef-second")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.api_keys("org").await.unwrap().len(), 1);
     backend.clean_up().await;
 }
 

@@ -34,9 +34,12 @@ fn write_config(dir: &Path, port: u16, url: &str, rate: &str) -> std::path::Path
     path
 }
 
-fn create_key(config: &Path) -> String {
+/// Runs `herald keys <args> --organization studio --config <config>` and returns its output.
+fn keys(config: &Path, args: &[&str]) -> String {
     let output = Command::new(HERALD)
-        .args(["keys", "create", "--organization", "studio", "--config"])
+        .arg("keys")
+        .args(args)
+        .args(["--organization", "studio", "--config"])
         .arg(config)
         .output()
         .unwrap();
@@ -46,6 +49,10 @@ fn create_key(config: &Path) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn create_key(config: &Path) -> String {
+    keys(config, &["create"])
 }
 
 fn spawn(config: &Path) -> Child {
@@ -115,8 +122,32 @@ async fn accepted_notifications_survive_kill_9() {
         "{ per_second = 20, burst = 1 }",
     );
     let key = create_key(&slow);
+    let spare = create_key(&slow);
+    let listed = keys(&slow, &["list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        !listed.contains(&key) && !listed.contains(&spare),
+        "keys are never shown again"
+    );
+    let spare_id = listed
+        .lines()
+        .map(|line| line.split_whitespace().next().unwrap())
+        .find(|id| herald::api::hash_key(&spare).starts_with(id))
+        .unwrap();
+    keys(&slow, &["revoke", spare_id]);
     let mut daemon = spawn(&slow);
     wait_ready(&client, port).await;
+    let refused = client
+        .get(format!("http://127.0.0.1:{port}/v1/dead-letters"))
+        .bearer_auth(&spare)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "a revoked key is refused"
+    );
     for chunk in 0..3 {
         post_batch(&client, port, &key, &format!("k{chunk}"), 1000).await;
     }
