@@ -58,6 +58,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/notifications", post(post_notification))
         .route("/notifications/batch", post(post_batch))
         .route("/notifications/{notification_id}", get(get_notification))
+        .route(
+            "/notifications/{notification_id}/engagement",
+            get(notification_engagement),
+        )
         .route("/routings", post(post_routing))
         .route("/dead-letters", get(list_dead_letters))
         .route(
@@ -185,6 +189,54 @@ async fn get_notification(
         "targets": stored.deliveries,
         "acknowledgements": stored.acknowledgements,
     })))
+}
+
+/// The seed's trackCommunicationEngagement: for each delivered target that can tell (Slack
+/// today), how people reacted and replied, read from the vendor now.
+async fn notification_engagement(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(notification_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let stored = state
+        .store
+        .notification(&organization, &notification_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))?;
+    let mut systems = Vec::new();
+    for delivery in stored
+        .deliveries
+        .iter()
+        .filter(|d| d.state == DeliveryState::Delivered)
+    {
+        let Some(details) = delivery.details.clone() else {
+            continue;
+        };
+        let Some(actor) = state.registry.actor(&delivery.integration_id) else {
+            continue;
+        };
+        let read = ractor::call_t!(
+            actor,
+            crate::integration::IntegrationMsg::Engagement,
+            30_000,
+            details
+        );
+        let entry = match read {
+            Ok(Ok(engagement)) => {
+                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "engagement": engagement})
+            }
+            Ok(Err(error)) => {
+                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": error.to_string(), "kind": error.kind()})
+            }
+            Err(_) => {
+                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": "integration did not answer"})
+            }
+        };
+        systems.push(entry);
+    }
+    Ok(Json(
+        json!({"notificationId": notification_id, "systems": systems}),
+    ))
 }
 
 // === routings ===

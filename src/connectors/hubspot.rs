@@ -399,6 +399,10 @@ impl Connector for HubSpotConnector {
         3 + u32::from(moves_deal)
     }
 
+    fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
+        Box::pin(async { Err(super::engagement_unsupported("HubSpot")) })
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(self.establish_connection())
     }

@@ -133,6 +133,9 @@ pub trait Connector: Send + Sync + 'static {
     /// Verifies the credential with the vendor's cheapest read and describes the account (the
     /// seed's establishConnection / authenticateConnection / connectToBookingAPI). Sends nothing.
     fn check_connection(&self) -> CheckFuture<'_>;
+    /// How people engaged with what a delivery created, from the receipt's `details` (the seed's
+    /// trackCommunicationEngagement): for Slack, the message's reactions and thread replies.
+    fn engagement<'a>(&'a self, details: &'a serde_json::Value) -> CheckFuture<'a>;
     /// Reloads the credential from where the configuration says it lives (a rotated token).
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())
@@ -170,6 +173,14 @@ pub fn build(
         #[cfg(feature = "testing")]
         ConnectorConfig::Panic => Arc::new(testing::PanicConnector),
     })
+}
+
+/// The answer of connectors whose vendor has nothing like engagement to read.
+fn engagement_unsupported(vendor: &str) -> ConnectorError {
+    ConnectorError::Rejected {
+        code: "unsupported".into(),
+        message: format!("{vendor} deliveries have no engagement to read"),
+    }
 }
 
 /// A notification as the HTML body of a CRM or booking note: the title in bold, then the message,

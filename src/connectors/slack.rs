@@ -24,6 +24,8 @@ const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
 pub struct SlackConnector {
     post_message: Url,
     auth_test: Url,
+    reactions_get: Url,
+    conversations_replies: Url,
     token: ReloadableSecret,
     channel: String,
     text_template: String,
@@ -51,6 +53,8 @@ impl SlackConnector {
         let base = settings.base_url.trim_end_matches('/');
         let post_message = client.check_url(&format!("{base}/chat.postMessage"))?;
         let auth_test = client.check_url(&format!("{base}/auth.test"))?;
+        let reactions_get = client.check_url(&format!("{base}/reactions.get"))?;
+        let conversations_replies = client.check_url(&format!("{base}/conversations.replies"))?;
         let text_template = settings
             .text_template
             .clone()
@@ -61,6 +65,8 @@ impl SlackConnector {
         Ok(Self {
             post_message,
             auth_test,
+            reactions_get,
+            conversations_replies,
             token: ReloadableSecret::load(&settings.token)?,
             channel: settings.channel.clone(),
             text_template,
@@ -152,12 +158,60 @@ struct Posted {
 }
 
 impl SlackConnector {
-    /// `auth.test`: who the token is, in which workspace, with which scopes.
-    async fn authenticate(&self) -> Result<serde_json::Value, ConnectorError> {
+    /// trackCommunicationEngagement: the reactions on the message (`reactions.get`) and the
+    /// people's replies in its thread (`conversations.replies`, not counting Herald's own).
+    async fn read_engagement(&self, details: &Value) -> Result<Value, ConnectorError> {
+        let (Some(channel), Some(ts)) = (details["channel"].as_str(), details["ts"].as_str())
+        else {
+            return Err(ConnectorError::Rejected {
+                code: "no_message".into(),
+                message: "the delivery recorded no Slack message".into(),
+            });
+        };
+        let (reactions, _) = self
+            .read(
+                &self.reactions_get,
+                &[("channel", channel), ("timestamp", ts), ("full", "true")],
+            )
+            .await?;
+        let (thread, _) = self
+            .read(
+                &self.conversations_replies,
+                &[("channel", channel), ("ts", ts)],
+            )
+            .await?;
+        let replies: Vec<&Value> = thread["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .filter(|m| m["bot_id"].is_null())
+            .collect();
+        let reactions: Vec<Value> = reactions["message"]["reactions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| json!({"name": r["name"], "count": r["count"]}))
+            .collect();
+        Ok(json!({
+            "reactions": reactions,
+            "replies": replies.len(),
+            "repliedBy": replies.iter().filter_map(|m| m["user"].as_str()).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// A read-only Web API method, answered `ok:true` (with its headers) or classified like
+    /// every Slack error.
+    async fn read(
+        &self,
+        url: &Url,
+        query: &[(&str, &str)],
+    ) -> Result<(Value, reqwest::header::HeaderMap), ConnectorError> {
         let response = self
             .client
             .client()
-            .get(self.auth_test.clone())
+            .get(url.clone())
+            .query(query)
             .timeout(self.timeout)
             .bearer_auth(self.token.get().expose())
             .send()
@@ -169,7 +223,7 @@ impl SlackConnector {
         if !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
-        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+        let answer: Value = serde_json::from_str(&text).map_err(|_| {
             ConnectorError::Unavailable(format!(
                 "Slack answered {status} with a body that is not its JSON"
             ))
@@ -180,6 +234,12 @@ impl SlackConnector {
                 retry_after(&headers),
             ));
         }
+        Ok((answer, headers))
+    }
+
+    /// `auth.test`: who the token is, in which workspace, with which scopes.
+    async fn authenticate(&self) -> Result<serde_json::Value, ConnectorError> {
+        let (answer, headers) = self.read(&self.auth_test, &[]).await?;
         let scopes: Vec<&str> = headers
             .get("x-oauth-scopes")
             .and_then(|v| v.to_str().ok())
@@ -213,6 +273,10 @@ impl Connector for SlackConnector {
 
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(self.authenticate())
+    }
+
+    fn engagement<'a>(&'a self, details: &'a Value) -> CheckFuture<'a> {
+        Box::pin(self.read_engagement(details))
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

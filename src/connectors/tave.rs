@@ -150,6 +150,10 @@ impl Connector for TaveConnector {
         1 + u32::from(!job_changes(notification).is_empty())
     }
 
+    fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
+        Box::pin(async { Err(super::engagement_unsupported("Tave")) })
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         // connectToBookingAPI: the studio the key belongs to.
         Box::pin(async move {

@@ -19,6 +19,10 @@ impl Connector for NullConnector {
         1
     }
 
+    fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
+        Box::pin(async { Err(super::engagement_unsupported("test")) })
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(async { Ok(serde_json::json!({"connector": "null"})) })
     }
@@ -44,6 +48,10 @@ impl Connector for PanicConnector {
 
     fn requests_per_delivery(&self, _: &crate::wedsync::WeddingNotification) -> u32 {
         1
+    }
+
+    fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
+        Box::pin(async { Err(super::engagement_unsupported("test")) })
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {

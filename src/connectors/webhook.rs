@@ -103,6 +103,10 @@ impl Connector for WebhookConnector {
         1
     }
 
+    fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
+        Box::pin(async { Err(super::engagement_unsupported("webhook")) })
+    }
+
     fn check_connection(&self) -> CheckFuture<'_> {
         // A generic receiver has no read-only endpoint: any request would be a message.
         Box::pin(async {

@@ -50,6 +50,11 @@ pub enum IntegrationMsg {
     Drain(RpcReplyPort<()>),
     /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
     CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
+    /// Read how people engaged with a delivery, from its receipt details (spawned task).
+    Engagement(
+        serde_json::Value,
+        RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
+    ),
 }
 
 pub struct IntegrationState {
@@ -184,6 +189,12 @@ impl Actor for IntegrationActor {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(connector.check_connection().await);
+                });
+            }
+            IntegrationMsg::Engagement(details, reply) => {
+                let connector = state.connector.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(connector.engagement(&details).await);
                 });
             }
         }

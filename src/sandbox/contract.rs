@@ -6,7 +6,8 @@
 //! Today: Swagger 2.0 `formData`/`query`/`header` parameters, as Slack publishes them. The
 //! conventions of a JSON body are applied as Slack documents them: a parameter typed `string`
 //! that carries JSON (`blocks`, `attachments`) may be sent as the JSON value itself, and the
-//! `token` parameter may travel as `Authorization: Bearer`.
+//! `token` parameter (a header or query parameter in the spec) may travel as
+//! `Authorization: Bearer`. Query-string values are text and are checked by what they parse as.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -60,7 +61,8 @@ impl Contract {
         Ok(Self { operations })
     }
 
-    /// Checks a request whose body is JSON (`fields`) and whose `Authorization` header is given.
+    /// Checks a request's parameters (`fields`: a JSON body, or a query string with its values as
+    /// text) and its `Authorization` header.
     pub fn check_json(
         &self,
         method: &str,
@@ -94,9 +96,10 @@ impl Contract {
         }
         for (name, parameter) in parameters.iter().filter(|(_, p)| p.required) {
             let present = match parameter.location.as_str() {
-                // Slack accepts the token as `Authorization: Bearer <token>`.
-                "header" if name == "token" => {
-                    authorization.is_some_and(|value| value.starts_with("Bearer "))
+                // Slack accepts the token, wherever the spec puts it, as `Authorization: Bearer`.
+                _ if name == "token" => {
+                    fields.contains_key(name)
+                        || authorization.is_some_and(|value| value.starts_with("Bearer "))
                 }
                 "header" => true,
                 _ => fields.contains_key(name),
@@ -111,6 +114,15 @@ impl Contract {
 }
 
 fn type_matches(kind: &str, value: &Value) -> bool {
+    // Query strings carry every value as text; what matters is that it parses as the type.
+    if let Value::String(text) = value {
+        match kind {
+            "boolean" => return text == "true" || text == "false" || text == "1" || text == "0",
+            "integer" => return text.parse::<i64>().is_ok(),
+            "number" => return text.parse::<f64>().is_ok(),
+            _ => {}
+        }
+    }
     match kind {
         "boolean" => value.is_boolean(),
         "integer" => value.is_i64() || value.is_u64(),

@@ -44,6 +44,10 @@ struct SlackState {
     channels: HashMap<String, String>,
     /// Messages per channel id: (ts, text, blocks).
     messages: HashMap<String, Vec<(String, String, Value)>>,
+    /// Thread replies by parent ts: (ts, user or bot id, text, from a bot).
+    replies: HashMap<String, Vec<(String, String, String, bool)>>,
+    /// Reactions by message ts: (name, users).
+    reactions: HashMap<String, Vec<(String, Vec<String>)>>,
     next_ts: u64,
     /// Minimum spacing between messages to one channel (Slack: about one per second).
     channel_interval: Duration,
@@ -78,6 +82,8 @@ impl FakeSlack {
             token: token.to_owned(),
             channels,
             messages: HashMap::new(),
+            replies: HashMap::new(),
+            reactions: HashMap::new(),
             next_ts: 1_767_225_600_000_100,
             channel_interval: Duration::ZERO,
             last_post: HashMap::new(),
@@ -93,6 +99,11 @@ impl FakeSlack {
             .route(
                 "/api/auth.test",
                 axum::routing::get(auth_test).post(auth_test),
+            )
+            .route("/api/reactions.get", axum::routing::get(reactions_get))
+            .route(
+                "/api/conversations.replies",
+                axum::routing::get(conversations_replies),
             )
             .with_state(app_state);
         Ok(Self {
@@ -190,10 +201,130 @@ impl FakeSlack {
         Ok(response.status().as_u16())
     }
 
+    /// A person reacts to a message (by its ts) with an emoji.
+    pub fn add_reaction(&self, ts: &str, name: &str, user: &str) {
+        let mut state = self.state.lock().expect("slack lock");
+        let reactions = state.reactions.entry(ts.to_owned()).or_default();
+        match reactions.iter_mut().find(|(existing, _)| existing == name) {
+            Some((_, users)) => users.push(user.to_owned()),
+            None => reactions.push((name.to_owned(), vec![user.to_owned()])),
+        }
+    }
+
+    /// A person replies in a message's thread.
+    pub fn add_reply(&self, parent_ts: &str, user: &str, text: &str) {
+        let mut state = self.state.lock().expect("slack lock");
+        state.next_ts += 1;
+        let ts = format!(
+            "{}.{:06}",
+            state.next_ts / 1_000_000,
+            state.next_ts % 1_000_000
+        );
+        state
+            .replies
+            .entry(parent_ts.to_owned())
+            .or_default()
+            .push((ts, user.to_owned(), text.to_owned(), false));
+    }
+
     /// Every request, whatever it was answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()
     }
+}
+
+/// `reactions.get?channel=&timestamp=`: the reactions on a message.
+async fn reactions_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    read_method(&app, "/api/reactions.get", &headers, &query, |state| {
+        let ts = query.get("timestamp").cloned().unwrap_or_default();
+        let known = query.get("channel").and_then(|c| state.messages.get(c)).is_some_and(|m| m.iter().any(|(t, _, _)| *t == ts));
+        if !known {
+            return json!({"ok": false, "error": "message_not_found"});
+        }
+        let reactions: Vec<Value> = state
+            .reactions
+            .get(&ts)
+            .into_iter()
+            .flatten()
+            .map(|(name, users)| json!({"name": name, "count": users.len(), "users": users}))
+            .collect();
+        json!({"ok": true, "type": "message", "channel": query.get("channel"), "message": {"type": "message", "ts": ts, "reactions": reactions}})
+    })
+    .await
+}
+
+/// `conversations.replies?channel=&ts=`: a message and its thread.
+async fn conversations_replies(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    read_method(&app, "/api/conversations.replies", &headers, &query, |state| {
+        let ts = query.get("ts").cloned().unwrap_or_default();
+        let Some(parent) = query.get("channel").and_then(|c| state.messages.get(c)).and_then(|m| m.iter().find(|(t, _, _)| *t == ts)) else {
+            return json!({"ok": false, "error": "thread_not_found"});
+        };
+        let mut messages = vec![json!({"type": "message", "ts": parent.0, "thread_ts": parent.0, "text": parent.1, "bot_id": "B0HERALD1"})];
+        for (reply_ts, author, text, bot) in state.replies.get(&ts).into_iter().flatten() {
+            let mut message = json!({"type": "message", "ts": reply_ts, "thread_ts": ts, "text": text});
+            message[if *bot { "bot_id" } else { "user" }] = json!(author);
+            messages.push(message);
+        }
+        json!({"ok": true, "messages": messages, "has_more": false})
+    })
+    .await
+}
+
+/// A read-only Web API method: the token, the published contract (query parameters), the
+/// fault script and the recorder, around `answer`.
+async fn read_method(
+    app: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    answer: impl FnOnce(&SlackState) -> Value,
+) -> Response {
+    let (status, response) = match app.faults.take().await {
+        Some(scripted) => (
+            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
+            scripted.into_response(),
+        ),
+        None => {
+            let state = app.state.lock().expect("slack lock");
+            let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+            let fields: serde_json::Map<String, Value> = query
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let violations = slack_contract().check_json("GET", path, authorization, &fields);
+            let body = if authorization.and_then(|v| v.strip_prefix("Bearer "))
+                != Some(state.token.as_str())
+            {
+                json!({"ok": false, "error": "invalid_auth"})
+            } else if !violations.is_empty() {
+                let messages: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("[ERROR] {}", v.0))
+                    .collect();
+                json!({"ok": false, "error": "invalid_arguments", "response_metadata": {"messages": messages}})
+            } else {
+                answer(&state)
+            };
+            (StatusCode::OK, axum::Json(body).into_response())
+        }
+    };
+    let recorded = Value::Object(
+        query
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
+    app.recorder.record("GET", path, headers, recorded, status);
+    response
 }
 
 /// `auth.test`: who the token is, with the granted scopes in `X-OAuth-Scopes` as Slack sends them.
@@ -349,6 +480,14 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
         .entry(channel_id.clone())
         .or_default()
         .push((ts.clone(), text.clone(), blocks));
+    if let Some(thread) = body["thread_ts"].as_str() {
+        state.replies.entry(thread.to_owned()).or_default().push((
+            ts.clone(),
+            "B0HERALD1".into(),
+            text.clone(),
+            true,
+        ));
+    }
     let message = json!({"type": "message", "text": text, "ts": ts, "bot_id": "B0HERALD1"});
     (
         StatusCode::OK,

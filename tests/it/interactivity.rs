@@ -108,4 +108,24 @@ async fn a_button_click_acknowledges_the_notification() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // trackCommunicationEngagement: reactions on the message and people's replies in its thread
+    // (Herald's own reply with the buttons does not count).
+    let ts = slack.messages("wedding-day")[0].0.clone();
+    slack.add_reaction(&ts, "eyes", "U0PLANNER");
+    slack.add_reaction(&ts, "eyes", "U0FLORIST");
+    slack.add_reaction(&ts, "white_check_mark", "U0PLANNER");
+    slack.add_reply(&ts, "U0FLORIST", "Flowers can move to 15:00");
+    let (status, engagement) = herald.get("/v1/notifications/alert-1/engagement").await;
+    assert_eq!(status, StatusCode::OK);
+    let read = &engagement["systems"][0]["engagement"];
+    assert_eq!(
+        read["reactions"],
+        json!([{"name": "eyes", "count": 2}, {"name": "white_check_mark", "count": 1}]),
+        "{engagement}"
+    );
+    assert_eq!(
+        (read["replies"].as_u64(), read["repliedBy"].clone()),
+        (Some(1), json!(["U0FLORIST"]))
+    );
 }
