@@ -175,11 +175,7 @@ async fn get_notification(
     Extension(Organization(organization)): Extension<Organization>,
     Path(notification_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = state
-        .store
-        .notification(&organization, &notification_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))?;
+    let stored = organization_notification(&state, &organization, &notification_id).await?;
     let notification: Value =
         serde_json::from_str(&stored.body).map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(Json(json!({
@@ -191,6 +187,19 @@ async fn get_notification(
     })))
 }
 
+/// The organization's notification with this id; another organization's is a 404.
+async fn organization_notification(
+    state: &AppState,
+    organization: &str,
+    notification_id: &str,
+) -> Result<crate::store::StoredNotification, ApiError> {
+    state
+        .store
+        .notification(organization, notification_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))
+}
+
 /// The seed's trackCommunicationEngagement: for each delivered target that can tell (Slack
 /// today), how people reacted and replied, read from the vendor now.
 async fn notification_engagement(
@@ -198,11 +207,7 @@ async fn notification_engagement(
     Extension(Organization(organization)): Extension<Organization>,
     Path(notification_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = state
-        .store
-        .notification(&organization, &notification_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))?;
+    let stored = organization_notification(&state, &organization, &notification_id).await?;
     let mut systems = Vec::new();
     for delivery in stored
         .deliveries

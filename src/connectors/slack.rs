@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use reqwest::Url;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -31,17 +30,6 @@ pub struct SlackConnector {
     text_template: String,
     client: OutboundClient,
     timeout: Duration,
-}
-
-#[derive(Deserialize)]
-struct SlackAnswer {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    ts: Option<String>,
-    #[serde(default)]
-    channel: Option<String>,
 }
 
 impl SlackConnector {
@@ -115,13 +103,42 @@ impl SlackConnector {
     }
 
     async fn post_message(&self, body: &Value) -> Result<Posted, ConnectorError> {
-        let response = self
+        let request = self
             .client
             .client()
             .post(self.post_message.clone())
+            .json(body);
+        let (answer, _) = self.call(request).await?;
+        match (answer["ts"].as_str(), answer["channel"].as_str()) {
+            (Some(ts), Some(channel)) => Ok(Posted {
+                ts: ts.to_owned(),
+                channel: channel.to_owned(),
+            }),
+            _ => Err(ConnectorError::Unavailable(
+                "Slack answered ok without a message ts and channel".into(),
+            )),
+        }
+    }
+
+    /// A read-only Web API method.
+    async fn read(
+        &self,
+        url: &Url,
+        query: &[(&str, &str)],
+    ) -> Result<(Value, reqwest::header::HeaderMap), ConnectorError> {
+        self.call(self.client.client().get(url.clone()).query(query))
+            .await
+    }
+
+    /// Sends a Web API call with the bot token; answers Slack's `ok:true` body with its headers,
+    /// or the failure classified (Slack reports most errors as HTTP 200 with `ok:false`).
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(Value, reqwest::header::HeaderMap), ConnectorError> {
+        let response = request
             .timeout(self.timeout)
             .bearer_auth(self.token.get().expose())
-            .json(body)
             .send()
             .await
             .map_err(transport_error)?;
@@ -131,23 +148,18 @@ impl SlackConnector {
         if !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
-        let answer: SlackAnswer = serde_json::from_str(&text).map_err(|_| {
+        let answer: Value = serde_json::from_str(&text).map_err(|_| {
             ConnectorError::Unavailable(format!(
                 "Slack answered {status} with a body that is not its JSON"
             ))
         })?;
-        if !answer.ok {
+        if answer["ok"] != true {
             return Err(classify_slack_error(
-                answer.error.as_deref().unwrap_or("unknown_error"),
+                answer["error"].as_str().unwrap_or("unknown_error"),
                 retry_after(&headers),
             ));
         }
-        match (answer.ts, answer.channel) {
-            (Some(ts), Some(channel)) => Ok(Posted { ts, channel }),
-            _ => Err(ConnectorError::Unavailable(
-                "Slack answered ok without a message ts and channel".into(),
-            )),
-        }
+        Ok((answer, headers))
     }
 }
 
@@ -198,43 +210,6 @@ impl SlackConnector {
             "replies": replies.len(),
             "repliedBy": replies.iter().filter_map(|m| m["user"].as_str()).collect::<Vec<_>>(),
         }))
-    }
-
-    /// A read-only Web API method, answered `ok:true` (with its headers) or classified like
-    /// every Slack error.
-    async fn read(
-        &self,
-        url: &Url,
-        query: &[(&str, &str)],
-    ) -> Result<(Value, reqwest::header::HeaderMap), ConnectorError> {
-        let response = self
-            .client
-            .client()
-            .get(url.clone())
-            .query(query)
-            .timeout(self.timeout)
-            .bearer_auth(self.token.get().expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(classify_status(status, &headers, &text));
-        }
-        let answer: Value = serde_json::from_str(&text).map_err(|_| {
-            ConnectorError::Unavailable(format!(
-                "Slack answered {status} with a body that is not its JSON"
-            ))
-        })?;
-        if answer["ok"] != true {
-            return Err(classify_slack_error(
-                answer["error"].as_str().unwrap_or("unknown_error"),
-                retry_after(&headers),
-            ));
-        }
-        Ok((answer, headers))
     }
 
     /// `auth.test`: who the token is, in which workspace, with which scopes.
