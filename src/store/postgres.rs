@@ -7,6 +7,9 @@
 //! connection. Everything lives in one schema (`store.schema`), created if missing, with its own
 //! version table so a newer Herald migrates it forward.
 //!
+//! Both connections come back by themselves when the server closes them (a restart, a
+//! failover): writes arriving meanwhile are refused (503, the caller retries) rather than lost.
+//!
 //! Not yet: leasing deliveries between several nodes (every node would load every open
 //! delivery); until cluster mode lands, run one Herald node per schema.
 
@@ -78,7 +81,22 @@ const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integ
 
 pub struct PostgresStore {
     queues: CommandQueues,
-    reader: Client,
+    reader: ReaderConnection,
+}
+
+/// Where the store's connections go: the server, and the schema they work in. Connections carry
+/// `application_name = herald-<schema>`, so an operator can see (and a test can cut) them.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    schema: String,
+}
+
+/// The read connection, replaced by a fresh one when the server closed it (a restart, a
+/// failover, an operator terminating it).
+struct ReaderConnection {
+    target: Target,
+    client: std::sync::RwLock<std::sync::Arc<Client>>,
 }
 
 // === impl PostgresStore ===
@@ -96,26 +114,64 @@ impl PostgresStore {
                 reason: "schema must be a lowercase identifier".into(),
             });
         }
-        let mut writer = open_connection(url).await?;
+        let target = Target {
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+        };
+        let mut writer = open_connection(&target).await?;
         migrate(&mut writer, schema).await?;
-        let reader = open_connection(url).await?;
-        reader
-            .batch_execute(&format!("SET search_path TO {schema}"))
-            .await?;
+        let reader = target.connect().await?;
         let (queues, writer_queues) = queue::channel();
-        tokio::spawn(run_writer(writer, writer_queues));
-        Ok(Self { queues, reader })
+        tokio::spawn(run_writer(target.clone(), writer, writer_queues));
+        Ok(Self {
+            queues,
+            reader: ReaderConnection {
+                target,
+                client: std::sync::RwLock::new(std::sync::Arc::new(reader)),
+            },
+        })
     }
 }
 
-async fn open_connection(url: &str) -> Result<Client, StoreError> {
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|err| StoreError::Open {
-                path: "postgres".into(),
-                reason: err.to_string(),
-            })?;
+impl Target {
+    /// A connection working in the store's schema.
+    async fn connect(&self) -> Result<Client, StoreError> {
+        let client = open_connection(self).await?;
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.schema))
+            .await?;
+        Ok(client)
+    }
+}
+
+impl ReaderConnection {
+    /// The read connection, reconnecting first if the server closed it.
+    async fn get(&self) -> Result<std::sync::Arc<Client>, StoreError> {
+        let current = self.client.read().expect("reader lock").clone();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        let fresh = std::sync::Arc::new(self.target.connect().await?);
+        tracing::warn!("postgres read connection re-established");
+        *self.client.write().expect("reader lock") = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+async fn open_connection(target: &Target) -> Result<Client, StoreError> {
+    let open_error = |reason: String| StoreError::Open {
+        path: "postgres".into(),
+        reason,
+    };
+    let mut config: tokio_postgres::Config = target
+        .url
+        .parse()
+        .map_err(|err: tokio_postgres::Error| open_error(err.to_string()))?;
+    config.application_name(format!("herald-{}", target.schema));
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|err| open_error(err.to_string()))?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::error!(error = %err, "postgres connection closed");
@@ -195,11 +251,11 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, Option<OpenDelivery>> {
         let replayed = self.queues.replay(organization, delivery_id);
         Box::pin(async move {
+            let reader = self.reader.get().await?;
             let Some(row) = replayed.await? else {
                 return Ok(None);
             };
-            let body: String = self
-                .reader
+            let body: String = reader
                 .query_one(
                     "SELECT COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
                        ON n.organization = d.organization AND n.notification_id = d.notification_id
@@ -219,24 +275,20 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, Option<StoredNotification>> {
         let (organization, notification_id) = (organization.to_owned(), notification_id.to_owned());
         Box::pin(async move {
-            let found = self
-                .reader
-                .query_opt(
+            let reader = self.reader.get().await?;
+            let found = reader.query_opt(
                     "SELECT body, accepted_at FROM notifications WHERE organization = $1 AND notification_id = $2",
                     &[&organization, &notification_id],
                 )
                 .await?;
             let Some(found) = found else { return Ok(None) };
-            let rows = self
-                .reader
-                .query(
+            let rows = reader.query(
                     &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.organization = $1 AND d.notification_id = $2 ORDER BY d.id"),
                     &[&organization, &notification_id],
                 )
                 .await?;
             let deliveries = rows.iter().map(delivery_from).collect::<Result<_, _>>()?;
-            let acknowledgements = self
-                .reader
+            let acknowledgements = reader
                 .query(
                     "SELECT integration_id, action_id, actor, at FROM acknowledgements
                      WHERE organization = $1 AND notification_id = $2 ORDER BY id",
@@ -265,9 +317,8 @@ impl Store for PostgresStore {
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>> {
         let integration_id = integration_id.to_owned();
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
+            let reader = self.reader.get().await?;
+            let rows = reader.query(
                     &format!(
                         "SELECT {DELIVERY_COLUMNS}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
                            ON n.organization = d.organization AND n.notification_id = d.notification_id
@@ -290,9 +341,8 @@ impl Store for PostgresStore {
     fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>> {
         let organization = organization.to_owned();
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
+            let reader = self.reader.get().await?;
+            let rows = reader.query(
                     &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.organization = $1 AND d.state = 'dead_lettered' ORDER BY d.id DESC LIMIT $2"),
                     &[&organization, &(limit as i64)],
                 )
@@ -304,8 +354,8 @@ impl Store for PostgresStore {
     fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>> {
         let key_hash = key_hash.to_owned();
         Box::pin(async move {
-            let row = self
-                .reader
+            let reader = self.reader.get().await?;
+            let row = reader
                 .query_opt(
                     "SELECT organization FROM api_keys WHERE key_hash = $1",
                     &[&key_hash],
@@ -327,9 +377,8 @@ impl Store for PostgresStore {
     fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
         let organization = organization.to_owned();
         Box::pin(async move {
-            let rows = self
-                .reader
-                .query(
+            let reader = self.reader.get().await?;
+            let rows = reader.query(
                     "SELECT substr(key_hash, 1, $2), label, created_at FROM api_keys WHERE organization = $1 ORDER BY created_at, key_hash",
                     &[&organization, &(API_KEY_ID_LEN as i32)],
                 )
@@ -364,8 +413,25 @@ impl Store for PostgresStore {
 
 // === the writer task ===
 
-async fn run_writer(mut client: Client, mut queues: WriterQueues) {
+async fn run_writer(target: Target, mut client: Client, mut queues: WriterQueues) {
     while let Some(group) = queues.next_group().await {
+        // The server closed the connection (restart, failover): reconnect before this group;
+        // while it cannot, the group is refused (callers see 503 and retry), nothing is lost.
+        if client.is_closed() {
+            match target.connect().await {
+                Ok(fresh) => {
+                    tracing::warn!("postgres write connection re-established");
+                    client = fresh;
+                }
+                Err(err) => {
+                    let reason = err.to_string();
+                    tracing::error!(%reason, "postgres unreachable; refusing writes until it is back");
+                    group.into_iter().for_each(|command| command.fail(&reason));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
         if let Err(err) = commit_group(&mut client, group).await {
             tracing::error!(error = %err, "store group commit failed");
         }

@@ -385,6 +385,50 @@ async fn acknowledgements_attach_to_an_existing_notification_of_the_organization
     backend.clean_up().await;
 }
 
+#[tokio::test]
+async fn postgres_reconnects_after_the_server_closes_its_connections() {
+    let backend = Backend::postgres();
+    let Backend::Postgres { url, schema } = &backend else {
+        unreachable!()
+    };
+    let store = backend.open().await;
+    store
+        .journal(Lane::Normal, vec![notification("before", &["a"])])
+        .await
+        .unwrap();
+    assert!(store.notification("org", "before").await.unwrap().is_some());
+
+    // What a server restart or an operator does to Herald's sessions.
+    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let terminated = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("herald-{schema}")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(terminated.len(), 2, "the write and the read connection");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let after = store
+        .journal(Lane::Emergency, vec![notification("after", &["a"])])
+        .await
+        .unwrap();
+    assert!(
+        matches!(after[0], Intake::Accepted(_)),
+        "writes resume on a new connection"
+    );
+    assert!(
+        store.notification("org", "after").await.unwrap().is_some(),
+        "reads resume on a new connection"
+    );
+    assert!(store.writer_alive());
+    backend.clean_up().await;
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
