@@ -309,6 +309,28 @@ pub struct SlackSettings {
     /// The Slack app's signing secret. With it, button clicks on Herald's messages reach
     /// `POST /inbound/slack/{integration}/interactivity` and acknowledge the notification.
     pub signing_secret: Option<SecretRef>,
+    /// Reminders scheduled in the channel (`chat.scheduleMessage`) relative to the wedding date
+    /// when a notification of one of `reminder_types` is delivered.
+    #[serde(default)]
+    pub reminders: Vec<ReminderSettings>,
+    #[serde(default = "default_reminder_types")]
+    pub reminder_types: Vec<String>,
+}
+
+/// One reminder of an automated message sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReminderSettings {
+    /// How many days before the wedding date.
+    pub days_before: u32,
+    /// Time of day in UTC, `HH:MM`.
+    pub at: String,
+    /// A minijinja template for the reminder's text; the notification's fields are in scope.
+    pub text_template: String,
+}
+
+fn default_reminder_types() -> Vec<String> {
+    vec!["booking_confirmed".to_owned()]
 }
 
 /// HubSpot CRM v3 with a private-app access token.

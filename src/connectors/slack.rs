@@ -4,7 +4,7 @@
 //! classified first: `ratelimited` waits, token errors refresh the credential, Slack-side faults
 //! retry, and everything else (`channel_not_found`, `invalid_blocks`...) is permanent.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use reqwest::Url;
@@ -15,7 +15,7 @@ use super::http::{classify_status, retry_after, transport_error, OutboundClient}
 use super::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
 };
-use crate::config::SlackSettings;
+use crate::config::{ReminderSettings, SlackSettings};
 use crate::wedsync::{Priority, WeddingNotification};
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
@@ -28,9 +28,15 @@ pub struct SlackConnector {
     token: ReloadableSecret,
     channel: String,
     text_template: String,
+    schedule_message: Url,
+    reminders: Vec<ReminderSettings>,
+    reminder_types: Vec<String>,
     client: OutboundClient,
     timeout: Duration,
 }
+
+/// Slack schedules messages at most 120 days ahead.
+const SCHEDULE_HORIZON: Duration = Duration::from_secs(120 * 24 * 3600);
 
 impl SlackConnector {
     pub fn new(
@@ -43,6 +49,22 @@ impl SlackConnector {
         let auth_test = client.check_url(&format!("{base}/auth.test"))?;
         let reactions_get = client.check_url(&format!("{base}/reactions.get"))?;
         let conversations_replies = client.check_url(&format!("{base}/conversations.replies"))?;
+        let schedule_message = client.check_url(&format!("{base}/chat.scheduleMessage"))?;
+        for (index, reminder) in settings.reminders.iter().enumerate() {
+            minijinja::Environment::new()
+                .template_from_str(&reminder.text_template)
+                .map_err(|err| {
+                    ConnectorError::Misconfigured(format!(
+                        "reminders[{index}].text_template: {err}"
+                    ))
+                })?;
+            if !is_time_of_day(&reminder.at) {
+                return Err(ConnectorError::Misconfigured(format!(
+                    "reminders[{index}].at: {:?} is not a time like 09:00",
+                    reminder.at
+                )));
+            }
+        }
         let text_template = settings
             .text_template
             .clone()
@@ -58,9 +80,86 @@ impl SlackConnector {
             token: ReloadableSecret::load(&settings.token)?,
             channel: settings.channel.clone(),
             text_template,
+            schedule_message,
+            reminders: settings.reminders.clone(),
+            reminder_types: settings.reminder_types.clone(),
             client,
             timeout,
         })
+    }
+
+    /// Whether delivering this notification schedules the reminder sequence.
+    fn schedules_reminders(&self, notification: &WeddingNotification) -> bool {
+        !self.reminders.is_empty()
+            && notification.wedding_context.is_some()
+            && self
+                .reminder_types
+                .contains(&notification.notification_type)
+    }
+
+    /// createAutomatedMessageSequences: each reminder `chat.scheduleMessage`d in the channel at its
+    /// time before the wedding. Reminders already past, or beyond Slack's 120-day horizon, are
+    /// skipped and said so; a refused one is reported, since the message itself is posted.
+    async fn schedule_reminders(
+        &self,
+        channel: &str,
+        notification: &WeddingNotification,
+    ) -> (Vec<Value>, Vec<Value>) {
+        let (mut scheduled, mut skipped) = (Vec::new(), Vec::new());
+        let Some(wedding) = &notification.wedding_context else {
+            return (scheduled, skipped);
+        };
+        let now = SystemTime::now();
+        for reminder in &self.reminders {
+            let Ok(day) =
+                humantime::parse_rfc3339(&format!("{}T{}:00Z", wedding.wedding_date, reminder.at))
+            else {
+                skipped.push(json!({"daysBefore": reminder.days_before, "reason": "the wedding date is not a calendar date"}));
+                continue;
+            };
+            let post_at = day - Duration::from_secs(u64::from(reminder.days_before) * 24 * 3600);
+            if post_at <= now || post_at > now + SCHEDULE_HORIZON {
+                let reason = if post_at <= now {
+                    "already past"
+                } else {
+                    "more than 120 days ahead, beyond what Slack schedules"
+                };
+                skipped.push(json!({"daysBefore": reminder.days_before, "reason": reason}));
+                continue;
+            }
+            let post_at_secs = post_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let text = match minijinja::Environment::new()
+                .render_str(&reminder.text_template, notification)
+            {
+                Ok(text) => text,
+                Err(err) => {
+                    skipped.push(json!({"daysBefore": reminder.days_before, "reason": format!("text_template: {err}")}));
+                    continue;
+                }
+            };
+            let body = json!({"channel": channel, "text": truncate(&text, 4000), "post_at": post_at_secs.to_string()});
+            match self
+                .call(
+                    self.client
+                        .client()
+                        .post(self.schedule_message.clone())
+                        .json(&body),
+                )
+                .await
+            {
+                Ok((answer, _)) => scheduled.push(json!({
+                    "daysBefore": reminder.days_before,
+                    "postAt": post_at_secs,
+                    "scheduledMessageId": answer["scheduled_message_id"],
+                })),
+                Err(error) => skipped
+                    .push(json!({"daysBefore": reminder.days_before, "reason": error.to_string()})),
+            }
+        }
+        (scheduled, skipped)
     }
 
     /// Posts the notification, then its action buttons as a reply in the message's thread, so
@@ -77,24 +176,28 @@ impl SlackConnector {
             "unfurl_links": false,
         });
         let posted = self.post_message(&message).await?;
-        let Some(actions) = slack_action_blocks(notification) else {
-            return Ok(Receipt::id(posted.ts));
-        };
-        let reply = json!({
-            "channel": posted.channel,
-            "thread_ts": posted.ts,
-            "text": truncate(&format!("Actions for: {}", notification.title), 4000),
-            "blocks": actions,
-        });
-        // The message is in the channel already: a failed thread reply is reported, not retried,
+        // From here the message is in the channel: what follows is reported, never retried,
         // because retrying the delivery would post the message twice.
         let mut details = json!({"ts": posted.ts, "channel": posted.channel});
-        match self.post_message(&reply).await {
-            Ok(reply) => details["actionsTs"] = json!(reply.ts),
-            Err(error) => {
-                tracing::warn!(channel = %self.channel, %error, "slack action buttons not posted in the thread");
-                details["actionsError"] = json!(error.to_string());
+        if let Some(actions) = slack_action_blocks(notification) {
+            let reply = json!({
+                "channel": posted.channel,
+                "thread_ts": posted.ts,
+                "text": truncate(&format!("Actions for: {}", notification.title), 4000),
+                "blocks": actions,
+            });
+            match self.post_message(&reply).await {
+                Ok(reply) => details["actionsTs"] = json!(reply.ts),
+                Err(error) => {
+                    tracing::warn!(channel = %self.channel, %error, "slack action buttons not posted in the thread");
+                    details["actionsError"] = json!(error.to_string());
+                }
             }
+        }
+        if self.schedules_reminders(notification) {
+            let (scheduled, skipped) = self.schedule_reminders(&posted.channel, notification).await;
+            details["scheduledReminders"] = json!(scheduled);
+            details["skippedReminders"] = json!(skipped);
         }
         Ok(Receipt {
             id: posted.ts,
@@ -242,8 +345,13 @@ impl Connector for SlackConnector {
     }
 
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
-        // The message, and the thread reply holding its buttons.
-        1 + u32::from(!notification.actions.is_empty())
+        // The message, the thread reply holding its buttons, and any reminders it schedules.
+        let reminders = if self.schedules_reminders(notification) {
+            self.reminders.len() as u32
+        } else {
+            0
+        };
+        1 + u32::from(!notification.actions.is_empty()) + reminders
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {
@@ -411,6 +519,15 @@ pub fn slack_action_blocks(notification: &WeddingNotification) -> Option<Value> 
     Some(json!([{"type": "actions", "block_id": "herald_actions", "elements": buttons}]))
 }
 
+/// Whether `text` is a time of day written `HH:MM`.
+fn is_time_of_day(text: &str) -> bool {
+    let Some((hours, minutes)) = text.split_once(':') else {
+        return false;
+    };
+    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+    two_digits(hours) && two_digits(minutes) && hours < "24" && minutes < "60"
+}
+
 /// Cuts text to Slack's per-field character limits, marking the cut.
 fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
@@ -477,6 +594,16 @@ mod tests {
         let mut quiet = notification();
         quiet.actions.clear();
         assert!(slack_action_blocks(&quiet).is_none());
+    }
+
+    #[test]
+    fn reminder_times_are_hours_and_minutes() {
+        for good in ["00:00", "09:00", "23:59"] {
+            assert!(is_time_of_day(good), "{good}");
+        }
+        for bad in ["24:00", "9:00", "09:60", "noon", "09-00"] {
+            assert!(!is_time_of_day(bad), "{bad}");
+        }
     }
 
     #[test]

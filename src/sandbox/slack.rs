@@ -48,6 +48,8 @@ struct SlackState {
     replies: HashMap<String, Vec<(String, String, String, bool)>>,
     /// Reactions by message ts: (name, users).
     reactions: HashMap<String, Vec<(String, Vec<String>)>>,
+    /// Scheduled messages: (id, channel id, post_at, text).
+    scheduled: Vec<(String, String, u64, String)>,
     next_ts: u64,
     /// Minimum spacing between messages to one channel (Slack: about one per second).
     channel_interval: Duration,
@@ -84,6 +86,7 @@ impl FakeSlack {
             messages: HashMap::new(),
             replies: HashMap::new(),
             reactions: HashMap::new(),
+            scheduled: Vec::new(),
             next_ts: 1_767_225_600_000_100,
             channel_interval: Duration::ZERO,
             last_post: HashMap::new(),
@@ -105,6 +108,7 @@ impl FakeSlack {
                 "/api/conversations.replies",
                 axum::routing::get(conversations_replies),
             )
+            .route("/api/chat.scheduleMessage", post(schedule_message))
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -227,6 +231,20 @@ impl FakeSlack {
             .push((ts, user.to_owned(), text.to_owned(), false));
     }
 
+    /// The messages scheduled in a channel (by name), as (id, post_at, text).
+    pub fn scheduled(&self, channel: &str) -> Vec<(String, u64, String)> {
+        let state = self.state.lock().expect("slack lock");
+        let Some(id) = state.channel_id(channel) else {
+            return Vec::new();
+        };
+        state
+            .scheduled
+            .iter()
+            .filter(|s| s.1 == id)
+            .map(|s| (s.0.clone(), s.2, s.3.clone()))
+            .collect()
+    }
+
     /// Every request, whatever it was answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()
@@ -239,7 +257,7 @@ async fn reactions_get(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    read_method(&app, "/api/reactions.get", &headers, &query, |state| {
+    web_method(&app, "GET", "/api/reactions.get", &headers, query_fields(&query), |state, _| {
         let ts = query.get("timestamp").cloned().unwrap_or_default();
         let known = query.get("channel").and_then(|c| state.messages.get(c)).is_some_and(|m| m.iter().any(|(t, _, _)| *t == ts));
         if !known {
@@ -263,7 +281,7 @@ async fn conversations_replies(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    read_method(&app, "/api/conversations.replies", &headers, &query, |state| {
+    web_method(&app, "GET", "/api/conversations.replies", &headers, query_fields(&query), |state, _| {
         let ts = query.get("ts").cloned().unwrap_or_default();
         let Some(parent) = query.get("channel").and_then(|c| state.messages.get(c)).and_then(|m| m.iter().find(|(t, _, _)| *t == ts)) else {
             return json!({"ok": false, "error": "thread_not_found"});
@@ -279,14 +297,15 @@ async fn conversations_replies(
     .await
 }
 
-/// A read-only Web API method: the token, the published contract (query parameters), the
-/// fault script and the recorder, around `answer`.
-async fn read_method(
+/// A Web API method: the token, the published contract (on a query string or a JSON body, as
+/// `fields`), the fault script and the recorder, around `answer`.
+async fn web_method(
     app: &AppState,
+    method: &str,
     path: &str,
     headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    answer: impl FnOnce(&SlackState) -> Value,
+    fields: serde_json::Map<String, Value>,
+    answer: impl FnOnce(&mut SlackState, &serde_json::Map<String, Value>) -> Value,
 ) -> Response {
     let (status, response) = match app.faults.take().await {
         Some(scripted) => (
@@ -294,13 +313,9 @@ async fn read_method(
             scripted.into_response(),
         ),
         None => {
-            let state = app.state.lock().expect("slack lock");
+            let mut state = app.state.lock().expect("slack lock");
             let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-            let fields: serde_json::Map<String, Value> = query
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            let violations = slack_contract().check_json("GET", path, authorization, &fields);
+            let violations = slack_contract().check_json(method, path, authorization, &fields);
             let body = if authorization.and_then(|v| v.strip_prefix("Bearer "))
                 != Some(state.token.as_str())
             {
@@ -312,19 +327,57 @@ async fn read_method(
                     .collect();
                 json!({"ok": false, "error": "invalid_arguments", "response_metadata": {"messages": messages}})
             } else {
-                answer(&state)
+                answer(&mut state, &fields)
             };
             (StatusCode::OK, axum::Json(body).into_response())
         }
     };
-    let recorded = Value::Object(
-        query
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    );
-    app.recorder.record("GET", path, headers, recorded, status);
+    app.recorder
+        .record(method, path, headers, Value::Object(fields), status);
     response
+}
+
+/// A query string as contract fields (every value is text).
+fn query_fields(query: &HashMap<String, String>) -> serde_json::Map<String, Value> {
+    query
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// `chat.scheduleMessage`: a message for later, at most 120 days ahead.
+async fn schedule_message(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    web_method(&app, "POST", "/api/chat.scheduleMessage", &headers, fields, |state, fields| {
+        let requested = fields.get("channel").and_then(Value::as_str).unwrap_or_default();
+        let Some(channel) = state.channel_id(requested) else { return json!({"ok": false, "error": "channel_not_found"}) };
+        let Some(post_at) = fields.get("post_at").and_then(Value::as_str).and_then(|t| t.parse::<u64>().ok()) else {
+            return json!({"ok": false, "error": "invalid_time"});
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        if post_at <= now {
+            return json!({"ok": false, "error": "time_in_past"});
+        }
+        if post_at > now + 120 * 24 * 3600 {
+            return json!({"ok": false, "error": "time_too_far"});
+        }
+        let text = fields.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+        state.next_ts += 1;
+        let id = format!("Q{:010}", state.next_ts % 10_000_000_000);
+        state.scheduled.push((id.clone(), channel.clone(), post_at, text.clone()));
+        json!({
+            "ok": true, "channel": channel, "scheduled_message_id": id, "post_at": post_at.to_string(),
+            "message": {"type": "delayed_message", "text": text, "bot_id": "B0HERALD1"}
+        })
+    })
+    .await
 }
 
 /// `auth.test`: who the token is, with the granted scopes in `X-OAuth-Scopes` as Slack sends them.
@@ -374,6 +427,21 @@ async fn auth_test(
     response
 }
 
+impl SlackState {
+    /// A channel's id, from its name (`#weddings` or `weddings`) or its id.
+    fn channel_id(&self, requested: &str) -> Option<String> {
+        self.channels
+            .get(requested.trim_start_matches('#'))
+            .cloned()
+            .or_else(|| {
+                self.channels
+                    .values()
+                    .find(|id| id.as_str() == requested)
+                    .cloned()
+            })
+    }
+}
+
 async fn post_message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, response) = match app.faults.take().await {
@@ -419,19 +487,7 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
         let answer = json!({"ok": false, "error": "invalid_arguments", "response_metadata": {"messages": messages}});
         return (StatusCode::OK, axum::Json(answer).into_response());
     }
-    let requested = body["channel"].as_str().unwrap_or_default();
-    let channel_id = state
-        .channels
-        .get(requested.trim_start_matches('#'))
-        .cloned()
-        .or_else(|| {
-            state
-                .channels
-                .values()
-                .find(|id| id.as_str() == requested)
-                .cloned()
-        });
-    let Some(channel_id) = channel_id else {
+    let Some(channel_id) = state.channel_id(body["channel"].as_str().unwrap_or_default()) else {
         return slack_error("channel_not_found");
     };
     let text = body["text"].as_str().unwrap_or_default().to_owned();

@@ -13,6 +13,7 @@ mod intake;
 mod interactivity;
 mod isolation;
 mod postgres;
+mod reminders;
 mod routing;
 mod sandbox;
 mod supervision;
