@@ -339,8 +339,21 @@ fn default_reminder_types() -> Vec<String> {
 pub struct HubSpotSettings {
     #[serde(default = "default_hubspot_base_url")]
     pub base_url: String,
-    /// The private app's access token (`pat-...`).
-    pub token: SecretRef,
+    /// A private app's access token (`pat-...`); or, instead, `oauth`.
+    pub token: Option<SecretRef>,
+    /// A public app's OAuth 2 credentials: access tokens come from the refresh token.
+    pub oauth: Option<HubSpotOAuthSettings>,
+}
+
+/// HubSpot OAuth 2: the app's client id and secret and the portal's refresh token (from the
+/// authorization-code install). Access tokens last 30 minutes; Herald refreshes them before they
+/// expire and whenever HubSpot refuses one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotOAuthSettings {
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub refresh_token: SecretRef,
 }
 
 /// Tave / VSCO Workspace API v2 with an API key.
@@ -851,7 +864,16 @@ impl ConnectorConfig {
             ConnectorConfig::Slack(settings) => std::iter::once(&settings.token)
                 .chain(&settings.signing_secret)
                 .collect(),
-            ConnectorConfig::HubSpot(settings) => vec![&settings.token],
+            ConnectorConfig::HubSpot(settings) => settings
+                .token
+                .iter()
+                .chain(
+                    settings
+                        .oauth
+                        .iter()
+                        .flat_map(|oauth| [&oauth.client_secret, &oauth.refresh_token]),
+                )
+                .collect(),
             ConnectorConfig::Tave(settings) => vec![&settings.api_key],
             #[cfg(feature = "testing")]
             ConnectorConfig::Null | ConnectorConfig::Panic => vec![],

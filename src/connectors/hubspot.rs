@@ -1,5 +1,6 @@
-//! HubSpot CRM (the seed's `CRMIntegrationConnector`), over CRM v3 with a private-app token:
-//! `syncNotificationToContacts` as one delivery.
+//! HubSpot CRM (the seed's `CRMIntegrationConnector`), over CRM v3 with a private-app token or
+//! an OAuth 2 app (refresh-token grant at `/oauth/v1/token`, refreshed before expiry and on a
+//! refused token): `syncNotificationToContacts` as one delivery.
 //!
 //! 1. Once per connector: the `wedding_information` property group and the wedding properties on
 //!    contacts (`POST /crm/v3/properties/contacts/groups`, `.../batch/create`); "already exists"
@@ -14,7 +15,8 @@
 //! When the metadata also names `hubspotDealStage`, the deal moves there first
 //! (`PATCH /crm/v3/objects/deals/{id}`: updateDealPipeline), so a refused stage stops the sync
 //! before anything is written. Batch endpoints throughout: three requests per notification (four
-//! with a deal move) however many contacts it names (up to 100). Not yet: OAuth, JSON-Schema
+//! with a deal move) however many contacts it names (up to 100). Not yet: the
+//! authorization-code install itself (a browser flow; the refresh token comes from it), JSON-Schema
 //! request contracts.
 
 use std::collections::HashMap;
@@ -76,10 +78,25 @@ const NOTE_TO_DEAL: u32 = 214;
 
 pub struct HubSpotConnector {
     base: Url,
-    token: ReloadableSecret,
+    credential: Credential,
     client: OutboundClient,
     timeout: Duration,
     properties_ready: AtomicBool,
+}
+
+/// How requests are authorized.
+enum Credential {
+    PrivateApp(ReloadableSecret),
+    OAuth(Box<OAuthSession>),
+}
+
+/// An OAuth 2 app's session with the portal: the current access token and when it expires.
+struct OAuthSession {
+    token_url: Url,
+    client_id: String,
+    client_secret: ReloadableSecret,
+    refresh_token: ReloadableSecret,
+    access: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl HubSpotConnector {
@@ -89,13 +106,86 @@ impl HubSpotConnector {
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
+        let credential = match (&settings.token, &settings.oauth) {
+            (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token)?),
+            (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession {
+                token_url: base
+                    .join("/oauth/v1/token")
+                    .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
+                client_id: oauth.client_id.clone(),
+                client_secret: ReloadableSecret::load(&oauth.client_secret)?,
+                refresh_token: ReloadableSecret::load(&oauth.refresh_token)?,
+                access: std::sync::Mutex::new(None),
+            })),
+            _ => {
+                return Err(ConnectorError::Misconfigured(
+                    "set either token (a private app) or oauth (a public app), not both".into(),
+                ))
+            }
+        };
         Ok(Self {
             base,
-            token: ReloadableSecret::load(&settings.token)?,
+            credential,
             client,
             timeout,
             properties_ready: AtomicBool::new(false),
         })
+    }
+
+    /// The bearer token for the next request: the private app's, or a live OAuth access token
+    /// (refreshed when it has less than a tenth of its life, at most a minute, left).
+    async fn bearer(&self) -> Result<String, ConnectorError> {
+        let session = match &self.credential {
+            Credential::PrivateApp(token) => return Ok(token.get().expose().to_owned()),
+            Credential::OAuth(session) => session,
+        };
+        if let Some((token, refresh_at)) = session.access.lock().expect("oauth lock").clone() {
+            if std::time::Instant::now() < refresh_at {
+                return Ok(token);
+            }
+        }
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", session.client_id.as_str()),
+            ("client_secret", session.client_secret.get().expose()),
+            ("refresh_token", session.refresh_token.get().expose()),
+        ]
+        .map(|(k, v)| (k, v.to_owned()));
+        let response = self
+            .client
+            .client()
+            .post(session.token_url.clone())
+            .timeout(self.timeout)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            // 400 BAD_REFRESH_TOKEN and friends: the install was revoked; nobody but a person can fix it.
+            let message = answer["message"]
+                .as_str()
+                .unwrap_or("HubSpot refused the refresh token");
+            return Err(if status.is_server_error() {
+                ConnectorError::Unavailable(format!("{status}: {message}"))
+            } else {
+                ConnectorError::Rejected {
+                    code: answer["status"].as_str().unwrap_or("oauth").to_owned(),
+                    message: message.to_owned(),
+                }
+            });
+        }
+        let Some(token) = answer["access_token"].as_str().map(str::to_owned) else {
+            return Err(ConnectorError::Unavailable(
+                "HubSpot's token answer has no access_token".into(),
+            ));
+        };
+        let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
+        let margin = (lifetime / 10).min(Duration::from_secs(60));
+        *session.access.lock().expect("oauth lock") =
+            Some((token.clone(), std::time::Instant::now() + lifetime - margin));
+        Ok(token)
     }
 
     async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
@@ -338,7 +428,7 @@ impl HubSpotConnector {
             .client()
             .request(method, url)
             .timeout(self.timeout)
-            .bearer_auth(self.token.get().expose());
+            .bearer_auth(self.bearer().await?);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -408,7 +498,16 @@ impl Connector for HubSpotConnector {
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
-        self.token.reload()
+        match &self.credential {
+            Credential::PrivateApp(token) => token.reload(),
+            // HubSpot refused the access token: forget it, so the retry refreshes first (with
+            // the app secret and refresh token read again, in case they were rotated).
+            Credential::OAuth(session) => {
+                *session.access.lock().expect("oauth lock") = None;
+                session.client_secret.reload()?;
+                session.refresh_token.reload()
+            }
+        }
     }
 }
 

@@ -69,6 +69,10 @@ const DEFAULT_PIPELINE_STAGES: &[&str] = &[
 
 struct HubSpotState {
     token: String,
+    /// The OAuth app the portal installed, if any.
+    oauth: Option<OAuthApp>,
+    /// Issued access tokens and when they expire.
+    access_tokens: HashMap<String, Instant>,
     groups: BTreeMap<String, Value>,
     properties: BTreeMap<String, Value>,
     contacts: BTreeMap<String, Contact>,
@@ -80,6 +84,16 @@ struct HubSpotState {
     window: Duration,
     max_per_window: usize,
     recent: VecDeque<Instant>,
+}
+
+/// A public app installed in the portal: its credentials and its access tokens' lifetime.
+struct OAuthApp {
+    client_id: String,
+    client_secret: String,
+    refresh_token: String,
+    lifetime: Duration,
+    /// Token requests answered so far.
+    grants: usize,
 }
 
 #[derive(Clone)]
@@ -99,6 +113,8 @@ impl FakeHubSpot {
     ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(HubSpotState {
             token: token.to_owned(),
+            oauth: None,
+            access_tokens: HashMap::new(),
             groups: BTreeMap::new(),
             properties: DEFAULT_CONTACT_PROPERTIES
                 .iter()
@@ -123,6 +139,7 @@ impl FakeHubSpot {
             .route("/crm/v3/properties/contacts/groups", post(handle))
             .route("/crm/v3/properties/contacts/batch/create", post(handle))
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
+            .route("/oauth/v1/token", post(grant_token))
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/contacts", axum::routing::get(handle))
@@ -139,6 +156,44 @@ impl FakeHubSpot {
     /// The URL to configure as the HubSpot connector's `base_url`.
     pub fn base_url(&self) -> String {
         self.server.url()
+    }
+
+    /// Installs a public app: `/oauth/v1/token` then trades this refresh token for access
+    /// tokens that live `lifetime` (HubSpot: 30 minutes).
+    pub fn install_oauth_app(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        refresh_token: &str,
+        lifetime: Duration,
+    ) {
+        self.state.lock().expect("hubspot lock").oauth = Some(OAuthApp {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            refresh_token: refresh_token.to_owned(),
+            lifetime,
+            grants: 0,
+        });
+    }
+
+    /// How many access tokens the token endpoint has granted.
+    pub fn oauth_grants(&self) -> usize {
+        self.state
+            .lock()
+            .expect("hubspot lock")
+            .oauth
+            .as_ref()
+            .map_or(0, |app| app.grants)
+    }
+
+    /// Invalidates every access token issued so far (as if the portal revoked them).
+    pub fn revoke_access_tokens(&self) {
+        let mut state = self.state.lock().expect("hubspot lock");
+        let past = Instant::now() - Duration::from_secs(1);
+        state
+            .access_tokens
+            .values_mut()
+            .for_each(|expires| *expires = past);
     }
 
     /// Replaces the private app's token (a rotation): the old one is refused from now on.
@@ -254,6 +309,50 @@ async fn handle(
     response
 }
 
+/// `POST /oauth/v1/token` with `grant_type=refresh_token`, form-encoded, as HubSpot documents.
+async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (status, answer) = {
+        let mut state = app.state.lock().expect("hubspot lock");
+        let lifetime = state.oauth.as_ref().map(|oauth| oauth.lifetime);
+        let valid = state.oauth.as_ref().is_some_and(|oauth| {
+            form.get("grant_type").map(String::as_str) == Some("refresh_token")
+                && form.get("client_id") == Some(&oauth.client_id)
+                && form.get("client_secret") == Some(&oauth.client_secret)
+                && form.get("refresh_token") == Some(&oauth.refresh_token)
+        });
+        match (valid, lifetime) {
+            (true, Some(lifetime)) => {
+                let token = format!("oat-{}", uuid::Uuid::new_v4().simple());
+                state
+                    .access_tokens
+                    .insert(token.clone(), Instant::now() + lifetime);
+                if let Some(oauth) = state.oauth.as_mut() {
+                    oauth.grants += 1;
+                }
+                let refresh = form.get("refresh_token").cloned().unwrap_or_default();
+                (
+                    StatusCode::OK,
+                    json!({"token_type": "bearer", "access_token": token, "refresh_token": refresh, "expires_in": lifetime.as_secs()}),
+                )
+            }
+            _ => (
+                StatusCode::BAD_REQUEST,
+                json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}),
+            ),
+        }
+    };
+    // The form carries the client secret and refresh token: the recording keeps only the grant type.
+    app.recorder.record(
+        "POST",
+        "/oauth/v1/token",
+        &headers,
+        json!({"grant_type": form.get("grant_type")}),
+        status,
+    );
+    (status, axum::Json(answer)).into_response()
+}
+
 fn hubspot_error(status: StatusCode, category: &str, message: &str) -> (StatusCode, Response) {
     let body = json!({
         "status": "error",
@@ -291,14 +390,23 @@ impl HubSpotState {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if token != Some(self.token.as_str()) {
+        let now = Instant::now();
+        if let Some(expires) = token.and_then(|t| self.access_tokens.get(t)) {
+            if now >= *expires {
+                let ago = now.duration_since(*expires).as_secs();
+                return hubspot_error(
+                    StatusCode::UNAUTHORIZED,
+                    "EXPIRED_AUTHENTICATION",
+                    &format!("The OAuth token used to make this call expired {ago} second(s) ago."),
+                );
+            }
+        } else if token != Some(self.token.as_str()) {
             return hubspot_error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_AUTHENTICATION",
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
             );
         }
-        let now = Instant::now();
         while self
             .recent
             .front()

@@ -297,3 +297,88 @@ async fn a_deal_affecting_notification_moves_the_deal_and_notes_it() {
         "the refused stage stopped the sync before anything was written"
     );
 }
+
+#[tokio::test]
+async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused() {
+    let hubspot = FakeHubSpot::start(any_local_port(), "pat-unused", 100)
+        .await
+        .unwrap();
+    hubspot.install_oauth_app(
+        "client-1",
+        "app-secret-1",
+        "refresh-1",
+        Duration::from_secs(2),
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), "app-secret-1").unwrap();
+    std::fs::write(secrets.path().join("refresh"), "refresh-1").unwrap();
+    let dir = secrets.path().display();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n\
+         settings = {{ base_url = \"{}\", oauth = {{ client_id = \"client-1\", client_secret = {{ file = \"{dir}/secret\" }}, refresh_token = {{ file = \"{dir}/refresh\" }} }} }}\n\
+         retry = {{ initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
+        hubspot.base_url(),
+        route("studio", &["crm"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    for id in ["oauth-1", "oauth-2"] {
+        herald
+            .post(
+                "/v1/notifications",
+                &with_contacts(id, &["sam@example.com"]),
+            )
+            .await;
+        herald
+            .wait_for_notification(id, Duration::from_secs(10), all_delivered)
+            .await;
+    }
+    assert_eq!(
+        hubspot.oauth_grants(),
+        1,
+        "one access token serves while it is fresh"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("oauth-3", &["sam@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("oauth-3", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(
+        record["targets"][0]["attempts"], 1,
+        "refreshed before use, not after a refusal"
+    );
+    assert_eq!(hubspot.oauth_grants(), 2);
+
+    hubspot.revoke_access_tokens();
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("oauth-4", &["sam@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("oauth-4", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(
+        record["targets"][0]["attempts"], 2,
+        "refused, refreshed, delivered"
+    );
+    assert_eq!(hubspot.oauth_grants(), 3);
+    let token_calls: Vec<_> = hubspot
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/oauth/v1/token")
+        .collect();
+    assert!(
+        token_calls
+            .iter()
+            .all(|r| r.body == json!({"grant_type": "refresh_token"})),
+        "secrets are not recorded"
+    );
+}
