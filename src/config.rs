@@ -824,8 +824,14 @@ fn connector_config(
     }
     match kind {
         "webhook" => parse(settings).map(ConnectorConfig::Webhook),
-        "slack" => parse(settings).map(ConnectorConfig::Slack),
-        "hubspot" => parse(settings).map(ConnectorConfig::HubSpot),
+        "slack" => parse(settings).and_then(|slack: SlackSettings| {
+            check_slack(&slack)?;
+            Ok(ConnectorConfig::Slack(slack))
+        }),
+        "hubspot" => parse(settings).and_then(|hubspot: HubSpotSettings| match (&hubspot.token, &hubspot.oauth) {
+            (Some(_), None) | (None, Some(_)) => Ok(ConnectorConfig::HubSpot(hubspot)),
+            _ => Err(("token".into(), "set either token (a private app) or oauth (a public app)".into())),
+        }),
         "tave" => parse(settings).map(ConnectorConfig::Tave),
         #[cfg(feature = "testing")]
         "null" => Ok(ConnectorConfig::Null),
@@ -837,6 +843,41 @@ fn connector_config(
         )),
         other => Err((String::new(), format!("unknown connector kind {other:?} (available: {})", AVAILABLE_CONNECTORS.join(", ")))),
     }
+}
+
+/// Slack's templates compile and its reminder times are times of day.
+fn check_slack(slack: &SlackSettings) -> Result<(), (String, String)> {
+    let compiles = |field: String, template: &str| {
+        minijinja::Environment::new()
+            .template_from_str(template)
+            .map(drop)
+            .map_err(|err| (field, format!("template does not compile: {err}")))
+    };
+    if let Some(template) = &slack.text_template {
+        compiles("text_template".into(), template)?;
+    }
+    for (index, reminder) in slack.reminders.iter().enumerate() {
+        compiles(
+            format!("reminders[{index}].text_template"),
+            &reminder.text_template,
+        )?;
+        if !is_time_of_day(&reminder.at) {
+            return Err((
+                format!("reminders[{index}].at"),
+                format!("{:?} is not a time like 09:00", reminder.at),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` is a time of day written `HH:MM`.
+fn is_time_of_day(text: &str) -> bool {
+    let Some((hours, minutes)) = text.split_once(':') else {
+        return false;
+    };
+    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+    two_digits(hours) && two_digits(minutes) && hours < "24" && minutes < "60"
 }
 
 /// The vendor's documented rate, used unless the configuration overrides it.
@@ -1041,5 +1082,51 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
                 "{file}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn reminder_times_and_templates_are_checked_when_the_config_loads() {
+        for good in ["00:00", "09:00", "23:59"] {
+            assert!(is_time_of_day(good), "{good}");
+        }
+        for bad in ["24:00", "9:00", "09:60", "noon", "09-00"] {
+            assert!(!is_time_of_day(bad), "{bad}");
+        }
+        let with = |extra: &str| {
+            BASE.replace(
+                "channel = \"#weddings\",",
+                &format!("channel = \"#weddings\", {extra},"),
+            )
+        };
+        let err = validate(&with(
+            r#"reminders = [{ days_before = 1, at = "9am", text_template = "x" }]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.reminders[0].at") && err.contains("not a time"),
+            "{err}"
+        );
+        let err = validate(&with(r#"text_template = "{{ title""#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("settings.text_template") && err.contains("does not compile"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hubspot_takes_a_token_or_an_oauth_app() {
+        let hubspot = |settings: &str| {
+            format!("{BASE}\n[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\nsettings = {{ {settings} }}\n")
+        };
+        assert!(validate(&hubspot(r#"token = { env = "T" }"#)).is_ok());
+        assert!(validate(&hubspot(r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#)).is_ok());
+        let err = validate(&hubspot("")).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.token") && err.contains("either token"),
+            "{err}"
+        );
     }
 }
