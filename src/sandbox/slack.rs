@@ -131,10 +131,10 @@ impl FakeSlack {
     /// The messages posted to a channel (by name), as (ts, text, blocks).
     pub fn messages(&self, channel: &str) -> Vec<(String, String, Value)> {
         let state = self.state.lock().expect("slack lock");
-        let Some(id) = state.channels.get(channel.trim_start_matches('#')) else {
+        let Some(id) = state.channel_id(channel) else {
             return Vec::new();
         };
-        state.messages.get(id).cloned().unwrap_or_default()
+        state.messages.get(&id).cloned().unwrap_or_default()
     }
 
     /// Clicks a button of the newest message in `channel` the way Slack does: a `block_actions`

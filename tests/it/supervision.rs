@@ -88,9 +88,11 @@ async fn a_crash_loop_is_bounded_and_shows_as_down() {
 
     // Given up means given up: no more attempts are made.
     let attempts = |record: &serde_json::Value| record["targets"][0]["attempts"].as_u64().unwrap();
-    let before: u64 = futures_sum(&herald, &["poison-0", "poison-1", "poison-2"], attempts).await;
+    let before: u64 =
+        sum_over_notifications(&herald, &["poison-0", "poison-1", "poison-2"], attempts).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after: u64 = futures_sum(&herald, &["poison-0", "poison-1", "poison-2"], attempts).await;
+    let after: u64 =
+        sum_over_notifications(&herald, &["poison-0", "poison-1", "poison-2"], attempts).await;
     assert_eq!(before, after, "the crash loop stopped");
     assert!(
         before <= 3,
@@ -103,7 +105,7 @@ async fn a_crash_loop_is_bounded_and_shows_as_down() {
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
-async fn futures_sum(
+async fn sum_over_notifications(
     herald: &Harness,
     ids: &[&str],
     value: impl Fn(&serde_json::Value) -> u64,
