@@ -75,8 +75,38 @@ async fn crash(supervisor: &ActorRef<SupervisorMsg>, child_index: usize) {
     cell.send_message(ToyMsg::Crash).expect("child is alive");
 }
 
+/// Gives a supervisor time to (wrongly) act, for checks that something did *not* happen.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+/// Polls `check` until it holds; fails the test naming `what` after five seconds. Restarts are
+/// waited for this way, not by sleeping, so a loaded machine cannot outrun the test.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `starts` reached `count` and every child runs again.
+async fn restarted(supervisor: &ActorRef<SupervisorMsg>, starts: &[&Arc<AtomicU32>], count: u32) {
+    eventually("the children restarted", || async {
+        starts.iter().all(|s| s.load(Ordering::SeqCst) >= count)
+            && reports(supervisor)
+                .await
+                .iter()
+                .all(|r| r.status == ChildStatus::Running && r.cell.is_some())
+    })
+    .await;
 }
 
 async fn reports(supervisor: &ActorRef<SupervisorMsg>) -> Vec<ChildReport> {
@@ -111,6 +141,7 @@ async fn one_for_one_restarts_only_the_failed_child() {
     .await
     .unwrap();
     crash(&supervisor, 0).await;
+    restarted(&supervisor, &[&a], 2).await;
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 2, "crashed child started twice");
     assert_eq!(b.load(Ordering::SeqCst), 1, "sibling untouched");
@@ -135,6 +166,7 @@ async fn one_for_all_restarts_every_child() {
     .await
     .unwrap();
     crash(&supervisor, 1).await;
+    restarted(&supervisor, &[&a, &b], 2).await;
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 2);
     assert_eq!(b.load(Ordering::SeqCst), 2);
@@ -161,6 +193,7 @@ async fn rest_for_one_restarts_the_child_and_those_after_it() {
     .await
     .unwrap();
     crash(&supervisor, 1).await;
+    restarted(&supervisor, &[&starts[1], &starts[2]], 2).await;
     settle().await;
     let counts: Vec<u32> = starts.iter().map(|s| s.load(Ordering::SeqCst)).collect();
     assert_eq!(counts, vec![1, 2, 2]);
@@ -181,10 +214,19 @@ async fn crash_loop_is_given_up_after_the_intensity_limit() {
     )
     .await
     .unwrap();
-    for _ in 0..4 {
+    for restart in 1..=3 {
         crash(&supervisor, 0).await;
-        settle().await;
+        restarted(&supervisor, &[&a], restart + 1).await;
     }
+    crash(&supervisor, 0).await;
+    eventually("the child is given up", || async {
+        matches!(
+            reports(&supervisor).await[0].status,
+            ChildStatus::Failed { .. }
+        )
+    })
+    .await;
+    settle().await;
     assert_eq!(
         a.load(Ordering::SeqCst),
         4,
@@ -215,10 +257,11 @@ async fn exhausted_intensity_escalates_to_the_parent() {
     )
     .await
     .unwrap();
-    for _ in 0..4 {
+    for restart in 1..=3 {
         crash(&supervisor, 0).await;
-        settle().await;
+        restarted(&supervisor, &[&a], restart + 1).await;
     }
+    crash(&supervisor, 0).await;
     tokio::time::timeout(Duration::from_secs(2), handle)
         .await
         .expect("supervisor exits")
