@@ -3,7 +3,12 @@
 //! type). A simulator refuses what the contract refuses, so a connector that drifts from the
 //! vendor's contract fails the test suite even where the real vendor would be lenient.
 //!
-//! Today: Swagger 2.0 `formData`/`query`/`header` parameters, as Slack publishes them. The
+//! Two kinds of contract. A vendor's own published description (Slack's Swagger 2.0 file), and,
+//! where a vendor publishes none we may bundle (HubSpot, Tave), a contract we write from its
+//! documentation: one JSON Schema per operation, with the documentation address beside it
+//! ([`WrittenContract`], files in `contracts/`).
+//!
+//! Swagger: `formData`/`query`/`header` parameters, as Slack publishes them. The
 //! conventions of a JSON body are applied as Slack documents them: a parameter typed `string`
 //! that carries JSON (`blocks`, `attachments`) may be sent as the JSON value itself, and the
 //! `token` parameter (a header or query parameter in the spec) may travel as
@@ -13,6 +18,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
+
+use super::schema::{Schema, SchemaError};
 
 /// A parameter of one operation.
 #[derive(Debug, Clone)]
@@ -133,6 +140,116 @@ fn type_matches(kind: &str, value: &Value) -> bool {
     }
 }
 
+/// A contract written from a vendor's documentation: a JSON document whose `operations` map
+/// `"METHOD /path/{template}"` to `{"documentation": <address>, "body" | "query" | "form": <JSON
+/// Schema>}`, with shared schemas in `$defs`.
+/// Every schema is checked when the contract is read (see [`Schema::new`]).
+pub struct WrittenContract {
+    document: Value,
+    /// (method, path segments, key into `operations`).
+    operations: Vec<(String, Vec<String>, String)>,
+}
+
+/// Why a request breaks a written contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Breach {
+    /// No operation of the contract has this method and path.
+    UnknownOperation(String),
+    /// The request's body (or query, or form) breaks the operation's schema.
+    Invalid(Vec<SchemaError>),
+}
+
+impl WrittenContract {
+    pub fn from_document(document: Value) -> Result<Self, String> {
+        let empty = Map::new();
+        let defs = document["$defs"].as_object().unwrap_or(&empty);
+        let mut operations = Vec::new();
+        for (key, operation) in document["operations"]
+            .as_object()
+            .ok_or("the contract has no operations")?
+        {
+            let (method, path) = key
+                .split_once(' ')
+                .ok_or_else(|| format!("{key}: an operation is named \"METHOD /path\""))?;
+            if operation["documentation"].as_str().is_none() {
+                return Err(format!("{key}: the documentation address is missing"));
+            }
+            for part in ["body", "query", "form"] {
+                if let Some(schema) = operation.get(part) {
+                    Schema::new(schema, defs).map_err(|err| format!("{key} {part}: {err}"))?;
+                }
+            }
+            let segments = path.split('/').map(str::to_owned).collect();
+            operations.push((method.to_uppercase(), segments, key.clone()));
+        }
+        Ok(Self {
+            document,
+            operations,
+        })
+    }
+
+    /// Checks one request: `instance` is its JSON body, or its query string or form as an
+    /// object (see [`fields_of`]).
+    pub fn check(&self, method: &str, path: &str, instance: &Value) -> Result<(), Breach> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let Some((_, _, key)) = self.operations.iter().find(|(m, template, _)| {
+            m.eq_ignore_ascii_case(method)
+                && template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        }) else {
+            return Err(Breach::UnknownOperation(format!(
+                "{method} {path} is not an operation of the contract"
+            )));
+        };
+        let operation = &self.document["operations"][key];
+        let empty = Map::new();
+        let defs = self.document["$defs"].as_object().unwrap_or(&empty);
+        let Some(schema) = ["body", "query", "form"]
+            .iter()
+            .find_map(|part| operation.get(*part))
+        else {
+            return Ok(());
+        };
+        let errors = Schema::new(schema, defs)
+            .map(|schema| schema.validate(instance))
+            .unwrap_or_default();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Breach::Invalid(errors))
+        }
+    }
+}
+
+/// A query string or form body as a JSON object of strings: both carry every value as text, so
+/// their schemas describe text (`"enum": ["true", "false"]` for a flag).
+pub fn fields_of(encoded: &[u8]) -> Value {
+    let fields = url::form_urlencoded::parse(encoded)
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect();
+    Value::Object(fields)
+}
+
+fn written_contract(text: &str) -> WrittenContract {
+    let document: Value = serde_json::from_str(text).expect("a bundled contract is JSON");
+    WrittenContract::from_document(document)
+        .unwrap_or_else(|err| panic!("a bundled contract is valid: {err}"))
+}
+
+/// The HubSpot contract (`contracts/hubspot.json`), parsed once.
+pub fn hubspot_contract() -> &'static WrittenContract {
+    static HUBSPOT: OnceLock<WrittenContract> = OnceLock::new();
+    HUBSPOT.get_or_init(|| written_contract(include_str!("contracts/hubspot.json")))
+}
+
+/// The Tave / VSCO Workspace contract (`contracts/tave.json`), parsed once.
+pub fn tave_contract() -> &'static WrittenContract {
+    static TAVE: OnceLock<WrittenContract> = OnceLock::new();
+    TAVE.get_or_init(|| written_contract(include_str!("contracts/tave.json")))
+}
+
 /// The Slack Web API contract (`contracts/slack_web_openapi_v2.json`), parsed once.
 pub fn slack_contract() -> &'static Contract {
     static SLACK: OnceLock<Contract> = OnceLock::new();
@@ -211,5 +328,48 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn the_written_contracts_load_and_match_path_templates() {
+        let hubspot = hubspot_contract();
+        assert_eq!(
+            hubspot.check(
+                "PATCH",
+                "/crm/v3/objects/deals/42",
+                &json!({"properties": {"dealstage": "closedwon"}})
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            hubspot.check("PATCH", "/crm/v3/objects/deals/", &json!({})),
+            Err(Breach::UnknownOperation(_))
+        ));
+        assert!(matches!(
+            hubspot.check("DELETE", "/crm/v3/objects/deals/42", &json!({})),
+            Err(Breach::UnknownOperation(_))
+        ));
+        let Err(Breach::Invalid(errors)) = hubspot.check(
+            "POST",
+            "/oauth/v1/token",
+            &fields_of(b"grant_type=authorization_code&client_id=a&client_secret=b&code=c"),
+        ) else {
+            panic!("an authorization-code grant without its redirect_uri breaks the contract");
+        };
+        assert_eq!(errors[0].to_string(), "redirect_uri: is required");
+        assert_eq!(
+            tave_contract().check("GET", "/api/v2/studio/me", &fields_of(b"")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_written_contract_without_documentation_addresses_is_refused() {
+        let refused = WrittenContract::from_document(
+            json!({"operations": {"GET /x": {"query": {"type": "object"}}}}),
+        )
+        .err()
+        .unwrap();
+        assert!(refused.contains("documentation"), "{refused}");
     }
 }

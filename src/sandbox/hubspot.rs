@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Map, Value};
 
+use super::contract::{fields_of, hubspot_contract, Breach};
+use super::schema::SchemaError;
 use super::{Faults, RecordedRequest, Recorder, Server};
 
 /// Properties every HubSpot contact has before anyone adds custom ones.
@@ -301,7 +303,7 @@ async fn handle(
         ),
         None => {
             let mut state = app.state.lock().expect("hubspot lock");
-            state.answer(uri.path(), &headers, parsed)
+            state.answer(method.as_str(), &uri, &headers, parsed)
         }
     };
     app.recorder
@@ -312,7 +314,14 @@ async fn handle(
 /// `POST /oauth/v1/token` with `grant_type=refresh_token`, form-encoded, as HubSpot documents.
 async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let (status, answer) = {
+    let checked = hubspot_contract().check("POST", "/oauth/v1/token", &fields_of(&body));
+    let (status, answer) = if let Err(Breach::Invalid(errors)) = checked {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"status": "BAD_REQUEST", "message": listed.join("; ")}),
+        )
+    } else {
         let mut state = app.state.lock().expect("hubspot lock");
         let lifetime = state.oauth.as_ref().map(|oauth| oauth.lifetime);
         let valid = state.oauth.as_ref().is_some_and(|oauth| {
@@ -353,6 +362,21 @@ async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Byte
     (status, axum::Json(answer)).into_response()
 }
 
+/// HubSpot's answer to a body that breaks the operation's contract: 400 VALIDATION_ERROR with
+/// one entry per problem in `errors`, each naming the field in `in`.
+fn contract_violation(errors: &[SchemaError]) -> (StatusCode, Response) {
+    let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let body = json!({
+        "status": "error",
+        "message": format!("Invalid input JSON: {}", listed.join("; ")),
+        "correlationId": uuid::Uuid::new_v4().to_string(),
+        "category": "VALIDATION_ERROR",
+        "errors": errors.iter().map(|e| json!({"message": e.message, "in": e.at})).collect::<Vec<_>>(),
+    });
+    let status = StatusCode::BAD_REQUEST;
+    (status, (status, axum::Json(body)).into_response())
+}
+
 fn hubspot_error(status: StatusCode, category: &str, message: &str) -> (StatusCode, Response) {
     let body = json!({
         "status": "error",
@@ -382,10 +406,12 @@ impl HubSpotState {
 
     fn answer(
         &mut self,
-        path: &str,
+        method: &str,
+        uri: &Uri,
         headers: &HeaderMap,
         body: Result<Value, serde_json::Error>,
     ) -> (StatusCode, Response) {
+        let path = uri.path();
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -449,6 +475,17 @@ impl HubSpotState {
                 )
             }
         };
+        let instance = match method {
+            "GET" => fields_of(uri.query().unwrap_or_default().as_bytes()),
+            _ => body.clone(),
+        };
+        match hubspot_contract().check(method, path, &instance) {
+            Ok(()) => {}
+            Err(Breach::UnknownOperation(message)) => {
+                return hubspot_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", &message)
+            }
+            Err(Breach::Invalid(errors)) => return contract_violation(&errors),
+        }
         let (status, answer) = match path {
             "/crm/v3/properties/contacts/groups" => self.create_group(&body),
             "/crm/v3/properties/contacts/batch/create" => self.create_properties(&body),
@@ -485,9 +522,8 @@ impl HubSpotState {
     }
 
     fn create_group(&mut self, body: &Value) -> (StatusCode, Value) {
-        let (Some(name), Some(_label)) = (body["name"].as_str(), body["label"].as_str()) else {
-            return validation("a property group needs name and label");
-        };
+        // The contract check made sure of the shape of every body below.
+        let name = body["name"].as_str().unwrap_or_default();
         if self.groups.contains_key(name) {
             return (
                 StatusCode::CONFLICT,
@@ -502,30 +538,10 @@ impl HubSpotState {
     }
 
     fn create_properties(&mut self, body: &Value) -> (StatusCode, Value) {
-        let Some(inputs) = body["inputs"].as_array() else {
-            return validation("inputs is required");
-        };
         let (mut results, mut errors) = (Vec::new(), Vec::new());
-        for input in inputs {
-            let fields =
-                ["name", "label", "type", "fieldType", "groupName"].map(|key| input[key].as_str());
-            let [Some(name), Some(_), Some(kind), Some(_), Some(group)] = fields else {
-                return validation(
-                    "each property needs name, label, type, fieldType and groupName",
-                );
-            };
-            if ![
-                "string",
-                "number",
-                "date",
-                "datetime",
-                "enumeration",
-                "bool",
-            ]
-            .contains(&kind)
-            {
-                return validation(&format!("property type {kind:?} is not valid"));
-            }
+        for input in inputs_of(body) {
+            let [name, group] =
+                ["name", "groupName"].map(|key| input[key].as_str().unwrap_or_default());
             if !self.groups.contains_key(group) {
                 return validation(&format!("property group {group:?} does not exist"));
             }
@@ -540,9 +556,6 @@ impl HubSpotState {
     }
 
     fn read_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
-        let Some(inputs) = body["inputs"].as_array() else {
-            return validation("inputs is required");
-        };
         let by_email = body["idProperty"] == "email";
         let wanted: Vec<&str> = body["properties"]
             .as_array()
@@ -551,10 +564,8 @@ impl HubSpotState {
             .filter_map(Value::as_str)
             .collect();
         let (mut results, mut missing) = (Vec::new(), Vec::new());
-        for input in inputs {
-            let Some(id) = input["id"].as_str() else {
-                return validation("each input needs an id");
-            };
+        for input in inputs_of(body) {
+            let id = input["id"].as_str().unwrap_or_default();
             let found = if by_email {
                 self.contact_by_email(id)
             } else {
@@ -576,19 +587,13 @@ impl HubSpotState {
     }
 
     fn upsert_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
-        let Some(inputs) = body["inputs"].as_array() else {
-            return validation("inputs is required");
-        };
-        if inputs.len() > 100 {
-            return validation("at most 100 inputs per batch");
-        }
         // HubSpot validates the whole batch's properties before writing any of it.
-        for input in inputs {
-            let Some(properties) = input["properties"].as_object() else {
-                return validation("each input needs properties");
-            };
-            if let Some(unknown) = properties
-                .keys()
+        for input in inputs_of(body) {
+            if let Some(unknown) = input["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, _)| name)
                 .find(|name| !self.properties.contains_key(*name))
             {
                 let detail = json!([{"isValid": false, "message": format!("Property \"{unknown}\" does not exist"), "error": "PROPERTY_DOESNT_EXIST", "name": unknown}]);
@@ -597,12 +602,12 @@ impl HubSpotState {
                     json!({"status": "error", "message": format!("Property values were not valid: {detail}"), "category": "VALIDATION_ERROR"}),
                 );
             }
-            if input["idProperty"] != "email" || input["id"].as_str().is_none() {
+            if input["idProperty"] != "email" {
                 return validation("this simulator upserts contacts by idProperty \"email\"");
             }
         }
         let mut results = Vec::new();
-        for input in inputs {
+        for input in inputs_of(body) {
             let email = input["id"].as_str().unwrap_or_default().to_owned();
             let properties = input["properties"].as_object().cloned().unwrap_or_default();
             let existing = self.contact_by_email(&email).map(|c| c.id.clone());
@@ -632,23 +637,16 @@ impl HubSpotState {
     }
 
     fn create_notes(&mut self, body: &Value) -> (StatusCode, Value) {
-        let Some(inputs) = body["inputs"].as_array() else {
-            return validation("inputs is required");
-        };
         let mut results = Vec::new();
-        for input in inputs {
-            let Some(properties) = input["properties"].as_object() else {
-                return validation("each note needs properties");
-            };
+        for input in inputs_of(body) {
+            let properties = input["properties"].as_object().cloned().unwrap_or_default();
             if !properties.contains_key("hs_timestamp") {
                 return validation("Property \"hs_timestamp\" is required");
             }
             let (mut contact_ids, mut deal_ids, mut company_ids) =
                 (Vec::new(), Vec::new(), Vec::new());
             for association in input["associations"].as_array().into_iter().flatten() {
-                let Some(to) = association["to"]["id"].as_str() else {
-                    return validation("an association needs to.id");
-                };
+                let to = association["to"]["id"].as_str().unwrap_or_default();
                 let kind = association["types"][0]["associationTypeId"].as_u64();
                 if association["types"][0]["associationCategory"] != "HUBSPOT_DEFINED" {
                     return validation("only HUBSPOT_DEFINED associations are simulated");
@@ -691,9 +689,7 @@ impl HubSpotState {
 
 impl HubSpotState {
     fn update_deal(&mut self, id: &str, body: &Value) -> (StatusCode, Value) {
-        let Some(properties) = body["properties"].as_object() else {
-            return validation("properties is required");
-        };
+        let properties = body["properties"].as_object().cloned().unwrap_or_default();
         if let Some(stage) = properties.get("dealstage") {
             if !stage
                 .as_str()
@@ -708,7 +704,7 @@ impl HubSpotState {
                 json!({"status": "error", "message": format!("Object not found. objectId are usually numeric. {id}"), "category": "OBJECT_NOT_FOUND"}),
             );
         };
-        deal.extend(properties.clone());
+        deal.extend(properties);
         (
             StatusCode::OK,
             json!({"id": id, "properties": deal, "archived": false}),
@@ -731,6 +727,11 @@ fn contact_json(contact: &Contact, wanted: &[&str]) -> Value {
             .collect()
     };
     json!({"id": contact.id, "properties": properties, "archived": false})
+}
+
+/// The `inputs` of a batch body.
+fn inputs_of(body: &Value) -> impl Iterator<Item = &Value> {
+    body["inputs"].as_array().into_iter().flatten()
 }
 
 /// HubSpot's batch answer: 200 when everything worked, 207 Multi-Status with `errors` otherwise.

@@ -7,6 +7,7 @@
 pub mod contract;
 mod faults;
 pub mod hubspot;
+mod schema;
 mod slack;
 pub mod tave;
 mod webhook;

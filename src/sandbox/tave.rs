@@ -2,7 +2,8 @@
 //! OpenAPI (served at `/api/v2/openapi.json`) describes it: `X-API-KEY` auth, jobs (`PUT
 //! /job/{id}` with the job's documented fields only), notes (`POST /note`, `contentHtml`
 //! required with `jobId` or `contactId`), problem documents `{type, title, detail, status}` for
-//! errors, and a 429 of type `quota-limit` with `Retry-After`.
+//! errors, and a 429 of type `quota-limit` with `Retry-After`. Every request is checked against
+//! the contract in `contracts/tave.json` first; a breach is a 422 naming each field.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,26 +11,14 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use serde_json::{json, Map, Value};
 
+use super::contract::{fields_of, tave_contract, Breach};
+use super::schema::SchemaError;
 use super::{Faults, RecordedRequest, Recorder, Server};
-
-/// The job fields the Workspace API documents as writable.
-const JOB_FIELDS: &[&str] = &[
-    "name",
-    "eventDate",
-    "bookingDate",
-    "jobTypeId",
-    "leadStatusId",
-    "leadStatusName",
-    "closed",
-    "closedReasonId",
-    "primarySessionId",
-    "customFields",
-];
 
 pub struct FakeTave {
     server: Server,
@@ -124,7 +113,14 @@ impl FakeTave {
 }
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> (StatusCode, Response) {
-    let body = json!({"type": kind, "title": title, "detail": detail, "status": status.as_u16()});
+    problem_document(
+        status,
+        json!({"type": kind, "title": title, "detail": detail, "status": status.as_u16()}),
+    )
+}
+
+/// Answers `body` as an `application/problem+json` document.
+fn problem_document(status: StatusCode, body: Value) -> (StatusCode, Response) {
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(
         "content-type",
@@ -133,45 +129,31 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> (Status
     (status, response)
 }
 
+/// A validation problem naming every field at fault, in `detail` and in `violations`.
+fn invalid(errors: &[SchemaError]) -> (StatusCode, Response) {
+    let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    problem_document(
+        status,
+        json!({
+            "type": "validation-error",
+            "title": "Validation Failed",
+            "detail": listed.join("; "),
+            "status": status.as_u16(),
+            "violations": errors.iter().map(|e| json!({"propertyPath": e.at, "message": e.message})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
 async fn update_job(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = format!("/api/v2/job/{id}");
-    respond(app, "PUT", &path, headers, body, move |state, body| {
-        let Some(fields) = body.as_object() else {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad Request",
-                "the body must be a JSON object",
-            );
-        };
-        if let Some(unknown) = fields
-            .keys()
-            .find(|key| !JOB_FIELDS.contains(&key.as_str()))
-        {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation-error",
-                "Validation Failed",
-                &format!("{unknown}: This field is not a job field."),
-            );
-        }
-        if let Some(date) = fields.get("eventDate") {
-            if !date.as_str().is_some_and(|d| {
-                d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-'
-            }) {
-                return problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation-error",
-                    "Validation Failed",
-                    "eventDate: This value is not a valid date.",
-                );
-            }
-        }
+    respond(app, "PUT", &uri, headers, body, move |state, body| {
+        let fields = body.as_object().cloned().unwrap_or_default();
         let Some(job) = state.jobs.get_mut(&id) else {
             return problem(
                 StatusCode::NOT_FOUND,
@@ -180,7 +162,7 @@ async fn update_job(
                 &format!("Job {id} was not found."),
             );
         };
-        job.extend(fields.clone());
+        job.extend(fields);
         let mut answer = job.clone();
         answer.insert("id".into(), json!(id));
         (
@@ -191,37 +173,23 @@ async fn update_job(
     .await
 }
 
-async fn studio_me(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    respond(app, "GET", "/api/v2/studio/me", headers, Bytes::new(), |_, _| {
+async fn studio_me(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    respond(app, "GET", &uri, headers, Bytes::new(), |_, _| {
         let studio = json!({"id": "S-1", "name": "Herald Sandbox Studio", "timezone": "Europe/London", "plan": "pro"});
         (StatusCode::OK, (StatusCode::OK, axum::Json(studio)).into_response())
     })
     .await
 }
 
-async fn create_note(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(app, "POST", "/api/v2/note", headers, body, |state, body| {
+async fn create_note(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(app, "POST", &uri, headers, body, |state, body| {
         let content = body["contentHtml"].as_str().unwrap_or_default();
-        if content.trim().is_empty() {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation-error",
-                "Validation Failed",
-                "contentHtml: This value should not be blank.",
-            );
-        }
-        let job_id = body["jobId"]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| body["jobId"].as_i64().map(|id| id.to_string()));
-        if job_id.is_none() && body["contactId"].is_null() {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation-error",
-                "Validation Failed",
-                "jobId: A note needs a jobId or a contactId.",
-            );
-        }
+        let job_id = body["jobId"].as_str().map(str::to_owned);
         if let Some(job) = &job_id {
             if !state.jobs.contains_key(job) {
                 return problem(
@@ -248,16 +216,20 @@ async fn create_note(State(app): State<AppState>, headers: HeaderMap, body: Byte
     .await
 }
 
-/// Auth, rate limit, faults and recording around an operation.
+/// Auth, rate limit, the contract check, faults and recording around an operation.
 async fn respond(
     app: AppState,
     method: &str,
-    path: &str,
+    uri: &Uri,
     headers: HeaderMap,
     body: Bytes,
     operation: impl FnOnce(&mut TaveState, &Value) -> (StatusCode, Response),
 ) -> Response {
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = uri.path();
+    let parsed: Value = match method {
+        "GET" => fields_of(uri.query().unwrap_or_default().as_bytes()),
+        _ => serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
     let (status, response) = match app.faults.take().await {
         Some(scripted) => (
             StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
@@ -289,7 +261,13 @@ async fn respond(
                 (status, response)
             } else {
                 state.last_request = Some(Instant::now());
-                operation(&mut state, &parsed)
+                match tave_contract().check(method, path, &parsed) {
+                    Ok(()) => operation(&mut state, &parsed),
+                    Err(Breach::UnknownOperation(message)) => {
+                        problem(StatusCode::NOT_FOUND, "not-found", "Not Found", &message)
+                    }
+                    Err(Breach::Invalid(errors)) => invalid(&errors),
+                }
             }
         }
     };

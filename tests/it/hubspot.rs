@@ -222,7 +222,7 @@ async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
         client
             .post(format!("{}/crm/v3/objects/contacts/batch/read", hubspot.base_url()))
             .bearer_auth(token)
-            .json(&json!({"idProperty": "email", "properties": [], "inputs": [{"id": "x@example.com"}]}))
+            .json(&json!({"idProperty": "email", "properties": [], "propertiesWithHistory": [], "inputs": [{"id": "x@example.com"}]}))
             .send()
     };
     let refused = read("pat-wrong").await.unwrap();
@@ -381,4 +381,66 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
             .all(|r| r.body == json!({"grant_type": "refresh_token"})),
         "secrets are not recorded"
     );
+}
+
+#[tokio::test]
+async fn a_request_that_drifts_from_hubspots_contract_is_refused_naming_the_field() {
+    let hubspot = FakeHubSpot::start(any_local_port(), TOKEN, 100)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let upsert = |body: Value| {
+        client
+            .post(format!(
+                "{}/crm/v3/objects/contacts/batch/upsert",
+                hubspot.base_url()
+            ))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    // Property values are strings in HubSpot; a number and an unknown field are drift.
+    let drifted = upsert(
+        json!({"inputs": [{"id": "sam@example.com", "idProperty": "email",
+        "properties": {"email": "sam@example.com", "wedding_guests": 120}, "mode": "merge"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(drifted.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = drifted.json().await.unwrap();
+    assert_eq!(answer["category"], "VALIDATION_ERROR");
+    let fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["in"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["inputs[0].mode", "inputs[0].properties.wedding_guests"]
+    );
+    assert!(
+        hubspot.contact_by_email("sam@example.com").is_none(),
+        "nothing was written"
+    );
+
+    let unknown = client
+        .post(format!(
+            "{}/crm/v3/objects/contacts/merge-all",
+            hubspot.base_url()
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let conforming = upsert(
+        json!({"inputs": [{"id": "sam@example.com", "idProperty": "email",
+        "properties": {"email": "sam@example.com"}}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conforming.status(), StatusCode::OK);
 }

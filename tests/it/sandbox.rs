@@ -13,22 +13,17 @@ use herald::sandbox::{
 
 use crate::harness::{all_delivered, notification, Harness};
 
-/// A base port whose next two ports are free.
+/// A base port whose next four ports are free. It is chosen below Linux's ephemeral range
+/// (32768 and up), where the other tests' simulators (bound to port 0) never land, so no test
+/// running alongside can take one of them between this check and the sandbox binding it.
 fn free_port_base() -> u16 {
-    for _ in 0..50 {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base < 60_000
-            && (1..=2)
-                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free port range");
+    let start = 20_000 + (std::process::id() % 2_000) as u16 * 5;
+    (0..400)
+        .map(|step| 20_000 + (start - 20_000 + step * 5) % 12_000)
+        .find(|base| {
+            (1..=4).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
+        })
+        .expect("no free port range below the ephemeral ports")
 }
 
 fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {

@@ -188,3 +188,47 @@ async fn tave_failures_are_classified() {
         .unwrap()
         .contains("X-API-KEY"));
 }
+
+#[tokio::test]
+async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field() {
+    let tave = FakeTave::start(any_local_port(), API_KEY).await.unwrap();
+    tave.add_job("J-1", json!({"name": "Sam & Alex"}));
+    let client = reqwest::Client::new();
+    let put = |body: Value| {
+        client
+            .put(format!("{}/job/J-1", tave.base_url()))
+            .header("x-api-key", API_KEY)
+            .json(&body)
+            .send()
+    };
+    let drifted = put(json!({"eventDate": "12/06/2027", "venue": "Kew"}))
+        .await
+        .unwrap();
+    assert_eq!(drifted.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = drifted.json().await.unwrap();
+    assert_eq!(problem["type"], "validation-error");
+    assert_eq!(
+        problem["detail"],
+        "eventDate: is not a valid date; venue: is not a known field"
+    );
+    assert_eq!(problem["violations"][1]["propertyPath"], "venue");
+    assert_eq!(
+        tave.job("J-1").unwrap().get("eventDate"),
+        None,
+        "nothing was written"
+    );
+
+    let note = client
+        .post(format!("{}/note", tave.base_url()))
+        .header("x-api-key", API_KEY)
+        .json(&json!({"contentHtml": "<p>hi</p>"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(note.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = note.json().await.unwrap();
+    assert_eq!(problem["detail"], "jobId: is required");
+
+    let accepted = put(json!({"eventDate": "2027-06-12"})).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+}
