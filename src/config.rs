@@ -364,6 +364,35 @@ pub struct TaveSettings {
     pub base_url: String,
     /// The studio's API key (Settings > API Integrations), sent as `X-API-KEY`.
     pub api_key: SecretRef,
+    /// Tave events Herald subscribes to, so they reach Herald as notifications.
+    pub rest_hooks: Option<TaveRestHooks>,
+}
+
+/// The events Tave's REST hooks offer.
+pub const TAVE_REST_HOOK_EVENTS: &[&str] = &[
+    "contact.created",
+    "job.created",
+    "order.booked",
+    "payment.created",
+];
+
+/// Tave REST-hook subscriptions (`POST /v1/integrations/{id}/subscriptions` makes them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaveRestHooks {
+    /// Herald's address as Tave reaches it, e.g. `https://herald.example.com`.
+    pub public_url: String,
+    #[serde(default = "default_tave_rest_hook_events")]
+    pub events: Vec<String>,
+    /// A long random string. Tave signs nothing it sends, so this secret travels in the address
+    /// Herald registers and every call must carry it.
+    pub secret: SecretRef,
+}
+
+fn default_tave_rest_hook_events() -> Vec<String> {
+    ["job.created", "order.booked", "payment.created"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 fn default_tave_base_url() -> String {
@@ -832,7 +861,12 @@ fn connector_config(
             (Some(_), None) | (None, Some(_)) => Ok(ConnectorConfig::HubSpot(hubspot)),
             _ => Err(("token".into(), "set either token (a private app) or oauth (a public app)".into())),
         }),
-        "tave" => parse(settings).map(ConnectorConfig::Tave),
+        "tave" => parse(settings).and_then(|tave: TaveSettings| {
+            if let Some(hooks) = &tave.rest_hooks {
+                check_tave_rest_hooks(hooks)?;
+            }
+            Ok(ConnectorConfig::Tave(tave))
+        }),
         #[cfg(feature = "testing")]
         "null" => Ok(ConnectorConfig::Null),
         #[cfg(feature = "testing")]
@@ -865,6 +899,32 @@ fn check_slack(slack: &SlackSettings) -> Result<(), (String, String)> {
             return Err((
                 format!("reminders[{index}].at"),
                 format!("{:?} is not a time like 09:00", reminder.at),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The events are Tave's and the public address is an http(s) URL.
+fn check_tave_rest_hooks(hooks: &TaveRestHooks) -> Result<(), (String, String)> {
+    let public = url::Url::parse(&hooks.public_url).ok();
+    if !public.is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host()) {
+        return Err((
+            "rest_hooks.public_url".into(),
+            format!("{:?} is not an http(s) address", hooks.public_url),
+        ));
+    }
+    if hooks.events.is_empty() {
+        return Err(("rest_hooks.events".into(), "name at least one event".into()));
+    }
+    for (index, event) in hooks.events.iter().enumerate() {
+        if !TAVE_REST_HOOK_EVENTS.contains(&event.as_str()) {
+            return Err((
+                format!("rest_hooks.events[{index}]"),
+                format!(
+                    "{event:?} is not a Tave REST-hook event ({})",
+                    TAVE_REST_HOOK_EVENTS.join(", ")
+                ),
             ));
         }
     }
@@ -915,7 +975,9 @@ impl ConnectorConfig {
                         .flat_map(|oauth| [&oauth.client_secret, &oauth.refresh_token]),
                 )
                 .collect(),
-            ConnectorConfig::Tave(settings) => vec![&settings.api_key],
+            ConnectorConfig::Tave(settings) => std::iter::once(&settings.api_key)
+                .chain(settings.rest_hooks.iter().map(|hooks| &hooks.secret))
+                .collect(),
             #[cfg(feature = "testing")]
             ConnectorConfig::Null | ConnectorConfig::Panic => vec![],
         }
@@ -1128,5 +1190,44 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             err.contains("settings.token") && err.contains("either token"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tave_rest_hooks_name_tave_events_and_an_http_address() {
+        let tave = |hooks: &str| {
+            format!("{BASE}\n[[integrations]]\nid = \"studio-tave\"\norganization = \"studio\"\nkind = \"tave\"\nsettings = {{ api_key = {{ env = \"K\" }}, rest_hooks = {{ {hooks} }} }}\n")
+        };
+        let config = validate(&tave(
+            r#"public_url = "https://herald.example.com", secret = { env = "H" }"#,
+        ))
+        .unwrap();
+        let ConnectorConfig::Tave(settings) = &config.integration("studio-tave").unwrap().connector
+        else {
+            panic!("a tave connector");
+        };
+        assert_eq!(
+            settings.rest_hooks.as_ref().unwrap().events,
+            ["job.created", "order.booked", "payment.created"]
+        );
+        for (hooks, field, reason) in [
+            (
+                r#"public_url = "herald.example.com", secret = { env = "H" }"#,
+                "settings.rest_hooks.public_url",
+                "not an http(s) address",
+            ),
+            (
+                r#"public_url = "https://h.example", events = ["job.created", "invoice.paid"], secret = { env = "H" }"#,
+                "settings.rest_hooks.events[1]",
+                "not a Tave REST-hook event",
+            ),
+            (
+                r#"public_url = "https://h.example""#,
+                "settings.rest_hooks",
+                "secret",
+            ),
+        ] {
+            let err = validate(&tave(hooks)).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(reason), "{err}");
+        }
     }
 }

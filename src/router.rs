@@ -561,6 +561,20 @@ mod tests {
             "a missing field is an evaluation error, not a match"
         );
         assert!(Condition::compile("notification.type ==").is_err());
+        // As the photo-studio example tells WedSync's own payments from Tave's.
+        assert_eq!(matches("!has(metadata.source)"), Ok(true));
+        let mut from_tave = n.clone();
+        from_tave.metadata.insert("source".into(), "tave".into());
+        let tave_only =
+            Condition::compile(r#"has(metadata.source) && metadata.source == "tave""#).unwrap();
+        assert_eq!(tave_only.evaluate(&from_tave), Ok(true));
+        assert_eq!(tave_only.evaluate(&n), Ok(false));
+        assert_eq!(
+            Condition::compile("!has(metadata.source)")
+                .unwrap()
+                .evaluate(&from_tave),
+            Ok(false)
+        );
 
         let mut table = table();
         table.routes.get_mut("studio").unwrap()[1].when =

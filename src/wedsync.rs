@@ -425,7 +425,8 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Fi
     Ok(())
 }
 
-fn is_iso_date(value: &str) -> bool {
+/// Whether `value` is a calendar date written `YYYY-MM-DD` (a real month and day number).
+pub fn is_iso_date(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
     let [year, month, day] = parts.as_slice() else {
         return false;

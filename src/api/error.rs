@@ -21,6 +21,12 @@ pub enum ApiError {
     Invalid(#[from] FieldError),
     #[error("request body exceeds {0} bytes")]
     TooLarge(usize),
+    /// The request is fine but the resource's configuration does not allow it.
+    #[error("{0}")]
+    Conflict(String),
+    /// An inbound address that no longer exists (a REST-hook sender unsubscribes on 410).
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -62,6 +68,8 @@ impl IntoResponse for ApiError {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");

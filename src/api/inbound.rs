@@ -1,10 +1,14 @@
-//! Inbound calls from the target systems, authenticated by the vendor's own signature scheme
-//! rather than an API key: today, Slack interactivity (a click on a button Herald posted).
+//! Inbound calls from the target systems, authenticated by the vendor's own scheme rather than
+//! an API key.
 //!
-//! `POST /inbound/slack/{integration}/interactivity` is the Request URL to set in the Slack app.
-//! The request is verified with the integration's signing secret (`v0` HMAC-SHA256, five-minute
-//! window); a click on one of Herald's buttons records an acknowledgement on the notification,
-//! which `GET /v1/notifications/{id}` shows.
+//! - `POST /inbound/slack/{integration}/interactivity` is the Request URL to set in the Slack app.
+//!   The request is verified with the integration's signing secret (`v0` HMAC-SHA256, five-minute
+//!   window); a click on one of Herald's buttons records an acknowledgement on the notification,
+//!   which `GET /v1/notifications/{id}` shows.
+//! - `POST /inbound/tave/{integration}/{event}/{secret}` receives Tave's REST hooks (the address
+//!   `POST /v1/integrations/{id}/subscriptions` registers). Tave signs nothing, so the hook secret
+//!   in the address is the proof, compared in constant time. The event becomes a notification of
+//!   the integration's organization, routed by its routes to every target but Tave itself.
 
 use std::sync::Arc;
 
@@ -14,8 +18,15 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::accepted_json;
 use crate::config::ConnectorConfig;
-use crate::connectors::verify_slack_request;
+use crate::connectors::{tave_event_notification, verify_slack_request};
+use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
 
 /// The part of Slack's `block_actions` payload Herald reads.
@@ -109,4 +120,74 @@ pub async fn slack_interactivity(
         metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => outcome).increment(1);
     }
     Ok(StatusCode::OK)
+}
+
+pub async fn tave_rest_hook(
+    State(state): State<Arc<AppState>>,
+    Path((integration_id, event, secret)): Path<(String, String, String)>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
+    let outcome = |outcome: &'static str| {
+        metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => outcome).increment(1);
+    };
+    // 410 tells a REST-hook sender to drop the subscription: this address no longer takes events.
+    let gone = || ApiError::Gone(format!("no Tave {event} subscription at this address"));
+    let runtime = state.registry.runtime(&integration_id).ok_or_else(gone)?;
+    let ConnectorConfig::Tave(settings) = &runtime.config.connector else {
+        return Err(gone());
+    };
+    let hooks = settings.rest_hooks.as_ref().ok_or_else(gone)?;
+    if !hooks.events.contains(&event) {
+        return Err(gone());
+    }
+    let expected = hooks.secret.read().map_err(|reason| {
+        tracing::error!(integration = %integration_id, %reason, "tave hook secret unreadable");
+        ApiError::Unavailable("REST hooks are misconfigured".into())
+    })?;
+    if !same_secret(&secret, expected.expose()) {
+        tracing::warn!(integration = %integration_id, %event, "inbound tave call with a wrong secret refused");
+        outcome("refused");
+        return Err(ApiError::Unauthorized);
+    }
+    let payload: Map<String, Value> = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::Malformed(format!("expected a JSON object from Tave: {err}")))?;
+    let organization = runtime.config.organization.clone();
+    let notification = tave_event_notification(&integration_id, &organization, &event, &payload)
+        .map_err(|err| ApiError::Internal(format!("tave event as a notification: {err}")))?;
+    notification.validate("", &organization)?;
+    let targets: Vec<String> = state
+        .table
+        .targets(&organization, &notification)
+        .into_iter()
+        .filter(|target| target != &integration_id)
+        .collect();
+    let submission = Submission {
+        notification,
+        explicit_targets: Some(targets),
+        transformed: Default::default(),
+    };
+    let accepted = state
+        .routers
+        .accept(&organization, vec![submission])
+        .await?;
+    let accepted = accepted
+        .first()
+        .ok_or_else(|| ApiError::Internal("router answered nothing".into()))?;
+    outcome(if accepted.duplicate {
+        "duplicate"
+    } else {
+        "accepted"
+    });
+    Ok((StatusCode::OK, Json(accepted_json(accepted))).into_response())
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (given, expected) = (Sha256::digest(given), Sha256::digest(expected));
+    given
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
 }

@@ -27,7 +27,8 @@ pub use auth::{create_api_key, hash_key, Organization};
 pub use error::ApiError;
 
 use crate::config::{ConnectorConfig, SecretRef};
-use crate::integration::{IntegrationRuntime, Registry};
+use crate::connectors::ConnectorError;
+use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
 use crate::store::{DeliveryRow, DeliveryState, Store};
 use crate::wedsync::{
@@ -71,6 +72,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/integrations", get(list_integrations))
         .route("/integrations/{integration_id}", get(get_integration))
         .route(
+            "/integrations/{integration_id}/subscriptions",
+            post(subscribe_to_events),
+        )
+        .route(
             "/integrations/{integration_id}/connection-check",
             post(check_connection),
         )
@@ -89,6 +94,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(
             "/inbound/slack/{integration_id}/interactivity",
             post(inbound::slack_interactivity),
+        )
+        .route(
+            "/inbound/tave/{integration_id}/{event}/{secret}",
+            post(inbound::tave_rest_hook),
         )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NotFound("route".into()) })
@@ -162,7 +171,7 @@ async fn post_batch(
         .into_response())
 }
 
-fn accepted_json(accepted: &Accepted) -> Value {
+pub(super) fn accepted_json(accepted: &Accepted) -> Value {
     json!({
         "notificationId": accepted.notification_id,
         "status": if accepted.duplicate { "duplicate" } else { "accepted" },
@@ -592,22 +601,68 @@ async fn check_connection(
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    organization_integration(&state, &organization, &integration_id)?;
-    let actor = state.registry.actor(&integration_id).ok_or_else(|| {
-        ApiError::Unavailable(format!("integration {integration_id:?} is not running"))
-    })?;
-    let checked = ractor::call_t!(
-        actor,
-        crate::integration::IntegrationMsg::CheckConnection,
-        30_000
+    let checked = ask_connector(
+        &state,
+        &organization,
+        &integration_id,
+        IntegrationMsg::CheckConnection,
     )
-    .map_err(|_| ApiError::Unavailable(format!("integration {integration_id:?} did not answer")))?;
+    .await?;
     Ok(Json(match checked {
         Ok(account) => json!({"integrationId": integration_id, "ok": true, "account": account}),
         Err(error) => {
             json!({"integrationId": integration_id, "ok": false, "error": error.to_string(), "kind": error.kind()})
         }
     }))
+}
+
+/// Subscribes to the vendor's events the integration's configuration names (Tave's REST hooks).
+/// Run it once after configuring them: the vendor keeps the subscriptions.
+async fn subscribe_to_events(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(integration_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let subscribed = ask_connector(
+        &state,
+        &organization,
+        &integration_id,
+        IntegrationMsg::SubscribeToEvents,
+    )
+    .await?;
+    Ok(match subscribed {
+        Ok(subscriptions) => {
+            let mut answer = json!({"integrationId": integration_id});
+            if let (Some(answer), Some(listed)) = (answer.as_object_mut(), subscriptions.as_object()) {
+                answer.extend(listed.clone());
+            }
+            (StatusCode::CREATED, Json(answer)).into_response()
+        }
+        Err(ConnectorError::Rejected { code, message }) if code == "unsupported" || code == "no_rest_hooks" => {
+            return Err(ApiError::Conflict(message))
+        }
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"integrationId": integration_id, "error": error.to_string(), "kind": error.kind()})),
+        )
+            .into_response(),
+    })
+}
+
+/// Asks an integration's actor for something its connector answers (with the vendor's help).
+async fn ask_connector(
+    state: &AppState,
+    organization: &str,
+    integration_id: &str,
+    message: fn(ractor::RpcReplyPort<Result<Value, ConnectorError>>) -> IntegrationMsg,
+) -> Result<Result<Value, ConnectorError>, ApiError> {
+    organization_integration(state, organization, integration_id)?;
+    let actor = state.registry.actor(integration_id).ok_or_else(|| {
+        ApiError::Unavailable(format!("integration {integration_id:?} is not running"))
+    })?;
+    ractor::call_t!(actor, message, 30_000).map_err(|_| {
+        ApiError::Unavailable(format!("integration {integration_id:?} did not answer"))
+    })
 }
 
 async fn integration_health(

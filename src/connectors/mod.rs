@@ -23,7 +23,7 @@ pub use slack::{
     sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
     SlackConnector,
 };
-pub use tave::TaveConnector;
+pub use tave::{event_notification as tave_event_notification, rest_hook_path, TaveConnector};
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
 use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};
@@ -136,6 +136,17 @@ pub trait Connector: Send + Sync + 'static {
     /// How people engaged with what a delivery created, from the receipt's `details` (the seed's
     /// trackCommunicationEngagement): for Slack, the message's reactions and thread replies.
     fn engagement<'a>(&'a self, details: &'a serde_json::Value) -> CheckFuture<'a>;
+    /// Subscribes to the vendor's events that the configuration names, so they reach Herald's
+    /// inbound endpoint (Tave's REST hooks). Answers what was subscribed.
+    fn subscribe_to_events(&self) -> CheckFuture<'_> {
+        let vendor = self.vendor();
+        Box::pin(async move {
+            Err(ConnectorError::Rejected {
+                code: "unsupported".into(),
+                message: format!("{vendor} integrations have no event subscriptions in Herald"),
+            })
+        })
+    }
     /// Reloads the credential from where the configuration says it lives (a rotated token).
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())
@@ -165,6 +176,7 @@ pub fn build(
         )?),
         ConnectorConfig::Tave(settings) => Arc::new(TaveConnector::new(
             settings,
+            &config.id,
             client.clone(),
             config.timeout,
         )?),

@@ -11,40 +11,102 @@
 //! endpoint for "affected sessions" or conflicts as such; those come later through `/event` and
 //! notes (see the README). Errors are problem documents `{type, title, detail, status}`; a 429
 //! has type `quota-limit` and `Retry-After`.
+//!
+//! With `rest_hooks` configured, [`Connector::subscribe_to_events`] subscribes to each event with
+//! `POST /rest-hook {event, url}`; the url is Herald's inbound address for that event (see
+//! [`rest_hook_path`]), which carries the hook secret because Tave signs nothing it sends.
 
 use std::time::Duration;
 
 use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::http::{retry_after, transport_error, OutboundClient};
 use super::{
     note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
     ReloadableSecret,
 };
-use crate::config::TaveSettings;
-use crate::wedsync::WeddingNotification;
+use crate::config::{SecretRef, TaveSettings};
+use crate::wedsync::{is_iso_date, WeddingNotification};
 
 pub struct TaveConnector {
     base: Url,
     api_key: ReloadableSecret,
     client: OutboundClient,
     timeout: Duration,
+    integration_id: String,
+    rest_hooks: Option<RestHooks>,
+}
+
+/// The REST-hook subscriptions the configuration asks for.
+struct RestHooks {
+    public_url: String,
+    events: Vec<String>,
+    /// Read when subscribing: the inbound endpoint reads the same reference on every call.
+    secret: SecretRef,
+}
+
+/// The path of Herald's inbound endpoint for one Tave event of one integration, secret included.
+pub fn rest_hook_path(integration_id: &str, event: &str, secret: &str) -> String {
+    format!("/inbound/tave/{integration_id}/{event}/{secret}")
 }
 
 impl TaveConnector {
     pub fn new(
         settings: &TaveSettings,
+        integration_id: &str,
         client: OutboundClient,
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(&format!("{}/", settings.base_url.trim_end_matches('/')))?;
+        let rest_hooks = settings.rest_hooks.as_ref().map(|hooks| RestHooks {
+            public_url: hooks.public_url.trim_end_matches('/').to_owned(),
+            events: hooks.events.clone(),
+            secret: hooks.secret.clone(),
+        });
         Ok(Self {
             base,
             api_key: ReloadableSecret::load(&settings.api_key)?,
             client,
             timeout,
+            integration_id: integration_id.to_owned(),
+            rest_hooks,
         })
+    }
+
+    /// One `POST /rest-hook` per configured event. The answer lists Tave's hook ids and the
+    /// address without its secret.
+    async fn subscribe(&self) -> Result<Value, ConnectorError> {
+        let Some(hooks) = &self.rest_hooks else {
+            return Err(ConnectorError::Rejected {
+                code: "no_rest_hooks".into(),
+                message: "settings.rest_hooks is not configured for this integration".into(),
+            });
+        };
+        let secret = hooks.secret.read().map_err(ConnectorError::Misconfigured)?;
+        let mut subscriptions = Vec::new();
+        for event in &hooks.events {
+            let url = format!(
+                "{}{}",
+                hooks.public_url,
+                rest_hook_path(&self.integration_id, event, secret.expose())
+            );
+            let created = self
+                .call(
+                    Method::POST,
+                    "rest-hook",
+                    Some(&json!({"event": event, "url": url})),
+                )
+                .await?;
+            let shown = format!(
+                "{}{}",
+                hooks.public_url,
+                rest_hook_path(&self.integration_id, event, "<secret>")
+            );
+            subscriptions.push(json!({"event": event, "hookId": created["id"], "url": shown}));
+        }
+        Ok(json!({"subscriptions": subscriptions}))
     }
 
     async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
@@ -164,9 +226,81 @@ impl Connector for TaveConnector {
         })
     }
 
+    fn subscribe_to_events(&self) -> CheckFuture<'_> {
+        Box::pin(self.subscribe())
+    }
+
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         self.api_key.reload()
     }
+}
+
+/// A Tave REST-hook delivery as a WedSync notification of the integration's organization, so
+/// the organization's routes carry it on (a booked order to the team's Slack channel, for
+/// example). Its id is derived from the event and Tave's object id, so a delivery Tave repeats
+/// is recognised as the same notification.
+pub fn event_notification(
+    integration_id: &str,
+    organization: &str,
+    event: &str,
+    payload: &Map<String, Value>,
+) -> Result<WeddingNotification, serde_json::Error> {
+    let object_id = match payload.get("id") {
+        Some(Value::String(id)) if is_plain_id(id) => id.clone(),
+        Some(Value::Number(id)) => id.to_string(),
+        // No usable id: the body itself identifies the delivery.
+        _ => {
+            hex::encode(&Sha256::digest(Value::Object(payload.clone()).to_string().as_bytes())[..8])
+        }
+    };
+    let (kind, label) = match event {
+        "job.created" => ("booking_created", "A new job was created"),
+        "order.booked" => ("booking_confirmed", "An order was booked"),
+        "payment.created" => ("payment_received", "A payment was recorded"),
+        _ => ("contact_created", "A new contact was added"),
+    };
+    let name = payload
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|name| !name.trim().is_empty());
+    let job_id = match event {
+        "job.created" => Some(object_id.clone()),
+        _ => payload.get("jobId").and_then(|id| match id {
+            Value::String(id) if is_plain_id(id) => Some(id.clone()),
+            Value::Number(id) => Some(id.to_string()),
+            _ => None,
+        }),
+    };
+    let message = match (name, &job_id) {
+        (Some(name), _) => format!("{label} in Tave: {name}."),
+        (None, Some(job)) => format!("{label} in Tave for job {job}."),
+        (None, None) => format!("{label} in Tave."),
+    };
+    let mut notification = json!({
+        "notificationId": format!("tave-{integration_id}-{event}-{object_id}"),
+        "organizationId": organization,
+        "type": kind,
+        "priority": "normal",
+        "title": format!("Tave: {}", event.replace('.', " ")),
+        "message": message,
+        "metadata": {"source": "tave", "taveIntegrationId": integration_id, "taveEvent": event, "taveObjectId": object_id, "taveJobId": job_id},
+    });
+    // A new job with its event date is a wedding Herald can name.
+    if let (Some(job), Some(date)) = (&job_id, payload.get("eventDate").and_then(Value::as_str)) {
+        if event == "job.created" && is_iso_date(date) {
+            notification["weddingContext"] = json!({"weddingId": job, "weddingDate": date});
+        }
+    }
+    serde_json::from_value(notification)
+}
+
+/// An id Tave sent that can go into a notification id as it is.
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `metadata.taveJobId`, written as a string or a number.
@@ -244,5 +378,46 @@ mod tests {
             ))["leadStatusId"],
             "booked"
         );
+    }
+
+    #[test]
+    fn tave_events_become_notifications_with_stable_ids() {
+        let payload = |value: Value| value.as_object().cloned().unwrap();
+        let job = event_notification(
+            "booking",
+            "studio",
+            "job.created",
+            &payload(json!({"id": "J-9", "name": "Sam & Alex", "eventDate": "2027-06-12"})),
+        )
+        .unwrap();
+        assert_eq!(job.notification_id, "tave-booking-job.created-J-9");
+        assert_eq!(job.notification_type, "booking_created");
+        assert_eq!(job.message, "A new job was created in Tave: Sam & Alex.");
+        assert_eq!(job.wedding_context.unwrap().wedding_date, "2027-06-12");
+        assert_eq!(job.metadata["taveJobId"], "J-9");
+
+        let payment = event_notification(
+            "booking",
+            "studio",
+            "payment.created",
+            &payload(json!({"id": 314, "jobId": "J-9"})),
+        )
+        .unwrap();
+        assert_eq!(payment.notification_type, "payment_received");
+        assert_eq!(payment.notification_id, "tave-booking-payment.created-314");
+        assert_eq!(
+            payment.message,
+            "A payment was recorded in Tave for job J-9."
+        );
+        assert!(payment.wedding_context.is_none());
+
+        // An id that cannot go into a notification id as it is: the body names the delivery,
+        // the same body the same way every time.
+        let odd = payload(json!({"id": "has spaces in it"}));
+        let first = event_notification("booking", "studio", "order.booked", &odd).unwrap();
+        let again = event_notification("booking", "studio", "order.booked", &odd).unwrap();
+        assert_eq!(first.notification_id, again.notification_id);
+        assert!(!first.notification_id.contains(' '));
+        first.validate("", "studio").unwrap();
     }
 }

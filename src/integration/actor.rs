@@ -50,6 +50,8 @@ pub enum IntegrationMsg {
     Drain(RpcReplyPort<()>),
     /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
     CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
+    /// Subscribe to the vendor's events the configuration names (spawned task).
+    SubscribeToEvents(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
     /// Read how people engaged with a delivery, from its receipt details (spawned task).
     Engagement(
         serde_json::Value,
@@ -189,6 +191,12 @@ impl Actor for IntegrationActor {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(connector.check_connection().await);
+                });
+            }
+            IntegrationMsg::SubscribeToEvents(reply) => {
+                let connector = state.connector.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(connector.subscribe_to_events().await);
                 });
             }
             IntegrationMsg::Engagement(details, reply) => {

@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::wedsync::is_iso_date;
+
 /// The keywords this validator understands. Annotations (`title`, `description`, ...) are
 /// accepted and ignored; everything else is checked.
 const KEYWORDS: &[&str] = &[
@@ -315,7 +317,7 @@ fn type_name(value: &Value) -> &'static str {
 
 fn matches_format(format: &str, text: &str) -> bool {
     match format {
-        "date" => is_date(text),
+        "date" => is_iso_date(text),
         "date-time" => humantime::parse_rfc3339_weak(text).is_ok(),
         "email" => text
             .split_once('@')
@@ -323,21 +325,6 @@ fn matches_format(format: &str, text: &str) -> bool {
         "uri" => url::Url::parse(text).is_ok(),
         _ => false,
     }
-}
-
-/// `YYYY-MM-DD` with a real month and day.
-fn is_date(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('-').collect();
-    let [year, month, day] = parts.as_slice() else {
-        return false;
-    };
-    let numeric =
-        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
-    if !(numeric(year, 4) && numeric(month, 2) && numeric(day, 2)) {
-        return false;
-    }
-    let (month, day): (u32, u32) = (month.parse().unwrap_or(0), day.parse().unwrap_or(0));
-    (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! /job/{id}` with the job's documented fields only), notes (`POST /note`, `contentHtml`
 //! required with `jobId` or `contactId`), problem documents `{type, title, detail, status}` for
 //! errors, and a 429 of type `quota-limit` with `Retry-After`. Every request is checked against
-//! the contract in `contracts/tave.json` first; a breach is a 422 naming each field.
+//! the contract in `contracts/tave.json` first; a breach is a 422 naming each field. REST hooks:
+//! `POST /rest-hook {event, url}` subscribes, and [`FakeTave::fire`] delivers an event the way
+//! Tave does (a JSON POST to each subscribed url, dropping a hook whose url answers 410).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,14 @@ pub struct FakeTave {
     state: Arc<Mutex<TaveState>>,
 }
 
+/// A REST-hook subscription: Tave POSTs each `event` to `url`.
+#[derive(Debug, Clone)]
+pub struct RestHook {
+    pub id: String,
+    pub event: String,
+    pub url: String,
+}
+
 /// A note as the simulator keeps it.
 #[derive(Debug, Clone)]
 pub struct Note {
@@ -39,6 +49,7 @@ struct TaveState {
     api_key: String,
     jobs: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
+    hooks: Vec<RestHook>,
     next_id: u64,
     min_interval: Duration,
     last_request: Option<Instant>,
@@ -58,6 +69,7 @@ impl FakeTave {
             api_key: api_key.to_owned(),
             jobs: BTreeMap::new(),
             notes: Vec::new(),
+            hooks: Vec::new(),
             next_id: 5000,
             min_interval: Duration::ZERO,
             last_request: None,
@@ -72,6 +84,7 @@ impl FakeTave {
             .route("/api/v2/job/{id}", put(update_job))
             .route("/api/v2/note", post(create_note))
             .route("/api/v2/studio/me", axum::routing::get(studio_me))
+            .route("/api/v2/rest-hook", post(create_rest_hook))
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -100,6 +113,38 @@ impl FakeTave {
 
     pub fn notes(&self) -> Vec<Note> {
         self.state.lock().expect("tave lock").notes.clone()
+    }
+
+    pub fn rest_hooks(&self) -> Vec<RestHook> {
+        self.state.lock().expect("tave lock").hooks.clone()
+    }
+
+    /// Does what Tave does when `event` happens: POSTs `payload` to every hook subscribed to it,
+    /// and drops a hook whose address answers 410 Gone (the REST-hook convention). Answers the
+    /// status each hook's address returned.
+    pub async fn fire(&self, event: &str, payload: &Value) -> Vec<u16> {
+        let hooks: Vec<RestHook> = self
+            .rest_hooks()
+            .into_iter()
+            .filter(|hook| hook.event == event)
+            .collect();
+        let client = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for hook in hooks {
+            let status = match client.post(&hook.url).json(payload).send().await {
+                Ok(answer) => answer.status().as_u16(),
+                Err(_) => 0,
+            };
+            if status == 410 {
+                self.state
+                    .lock()
+                    .expect("tave lock")
+                    .hooks
+                    .retain(|kept| kept.id != hook.id);
+            }
+            statuses.push(status);
+        }
+        statuses
     }
 
     /// Answers 429 `quota-limit` to requests closer together than `interval`.
@@ -216,6 +261,38 @@ async fn create_note(
     .await
 }
 
+async fn create_rest_hook(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(app, "POST", &uri, headers, body, |state, body| {
+        state.next_id += 1;
+        let hook = RestHook {
+            id: format!("01HOOK{:020}", state.next_id),
+            event: body["event"].as_str().unwrap_or_default().to_owned(),
+            url: body["url"].as_str().unwrap_or_default().to_owned(),
+        };
+        let answer = json!({"id": hook.id, "event": hook.event, "url": hook.url});
+        state.hooks.push(hook);
+        (
+            StatusCode::CREATED,
+            (StatusCode::CREATED, axum::Json(answer)).into_response(),
+        )
+    })
+    .await
+}
+
+/// A hook's address ends in the subscriber's secret: the recording keeps everything before it.
+fn without_hook_secret(mut body: Value) -> Value {
+    if let Some(url) = body["url"].as_str() {
+        let kept = url.rsplit_once('/').map_or(url, |(kept, _)| kept);
+        body["url"] = Value::String(format!("{kept}/<secret>"));
+    }
+    body
+}
+
 /// Auth, rate limit, the contract check, faults and recording around an operation.
 async fn respond(
     app: AppState,
@@ -271,6 +348,7 @@ async fn respond(
             }
         }
     };
-    app.recorder.record(method, path, &headers, parsed, status);
+    app.recorder
+        .record(method, path, &headers, without_hook_secret(parsed), status);
     response
 }

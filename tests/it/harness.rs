@@ -76,16 +76,18 @@ impl Harness {
         Self::start_with(data, &text, organization).await
     }
 
+    /// `{herald}` in the configuration becomes the daemon's own address (for addresses Herald
+    /// gives vendors to call back).
     async fn start_with(data: TempDir, text: &str, organization: &str) -> Self {
-        let config = herald::config::parse(text, "test config")
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = herald::config::parse(&text.replace("{herald}", &base), "test config")
             .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
         let store = herald::open_store(&config).await.unwrap();
         let key = herald::api::create_api_key(&*store, organization, "test")
             .await
             .unwrap();
         drop(store);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let daemon = tokio::spawn(herald::run(config, listener, async move {
             let _ = stopped.await;

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use herald::sandbox::{any_local_port, FakeTave};
+use herald::sandbox::{any_local_port, FakeTave, WebhookReceiver};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{all_delivered, notification, route, Harness};
+use crate::harness::{
+    all_delivered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+};
 
 const API_KEY: &str = "tave-live-0123456789abcdef";
 
@@ -231,4 +233,126 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
 
     let accepted = put(json!({"eventDate": "2027-06-12"})).await.unwrap();
     assert_eq!(accepted.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_systems() {
+    const HOOK_SECRET: &str = "hook-secret-7f3a9c1e5b2d4f60";
+    let tave = FakeTave::start(any_local_port(), API_KEY).await.unwrap();
+    let feed = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("key"), API_KEY).unwrap();
+    std::fs::write(secrets.path().join("hook"), HOOK_SECRET).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"booking\"\norganization = \"studio\"\nkind = \"tave\"\n\
+         settings = {{ base_url = \"{}\", api_key = {{ file = \"{}/key\" }}, rest_hooks = {{ public_url = \"{{herald}}\", events = [\"order.booked\", \"payment.created\"], secret = {{ file = \"{}/hook\" }} }} }}\n\
+         {}{}",
+        tave.base_url(),
+        secrets.path().display(),
+        secrets.path().display(),
+        webhook_integration("team-feed", "studio", &feed.url(), ""),
+        // The studio's route sends bookings everywhere, Tave included: a Tave event must not be
+        // sent back to Tave.
+        route(
+            "studio",
+            &["team-feed", "booking"],
+            "types = [\"booking_confirmed\", \"payment_received\"]"
+        ),
+    );
+    let herald = Harness::start(&body, "studio").await;
+
+    let (status, subscribed) = herald
+        .post("/v1/integrations/booking/subscriptions", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscribed}");
+    let events: Vec<&str> = subscribed["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["order.booked", "payment.created"]);
+    assert!(subscribed["subscriptions"][0]["hookId"].is_string());
+    assert!(
+        !subscribed.to_string().contains(HOOK_SECRET),
+        "the answer never shows the hook secret"
+    );
+    let hooks = tave.rest_hooks();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(
+        hooks[0].url,
+        format!(
+            "{}/inbound/tave/booking/order.booked/{HOOK_SECRET}",
+            herald.base
+        )
+    );
+    assert!(tave
+        .requests()
+        .iter()
+        .all(|r| !r.body.to_string().contains(HOOK_SECRET)));
+
+    // Tave books an order: it reaches the team feed once, even when Tave delivers it twice.
+    let order = json!({"id": "ORD-77", "jobId": "J-2027-0612", "name": "Sam & Alex: full day"});
+    assert_eq!(tave.fire("order.booked", &order).await, [200]);
+    assert_eq!(tave.fire("order.booked", &order).await, [200]);
+    let record = herald
+        .wait_for_notification(
+            "tave-booking-order.booked-ORD-77",
+            Duration::from_secs(10),
+            all_delivered,
+        )
+        .await;
+    let targets: Vec<&str> = record["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["integrationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["team-feed"], "never back to Tave");
+    let received = feed.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["data"]["type"], "booking_confirmed");
+    assert_eq!(
+        received[0].body["data"]["metadata"]["taveJobId"],
+        "J-2027-0612"
+    );
+    assert!(tave.notes().is_empty(), "nothing was written back to Tave");
+
+    // A caller without the secret is refused and nothing is journaled.
+    let client = reqwest::Client::new();
+    let forged = client
+        .post(format!(
+            "{}/inbound/tave/booking/payment.created/guessed",
+            herald.base
+        ))
+        .json(&json!({"id": "PAY-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = herald
+        .get("/v1/notifications/tave-booking-payment.created-PAY-1")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An event the configuration does not subscribe to is Gone, which tells Tave to drop it.
+    let unsubscribed = client
+        .post(format!(
+            "{}/inbound/tave/booking/job.created/{HOOK_SECRET}",
+            herald.base
+        ))
+        .json(&json!({"id": "J-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsubscribed.status(), StatusCode::GONE);
+
+    // Subscriptions are Tave's: a webhook integration has none.
+    let (status, refused) = herald
+        .post("/v1/integrations/team-feed/subscriptions", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
 }
