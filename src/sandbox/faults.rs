@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use serde_json::Value;
 
 /// Headers that carry credentials; a recording never keeps them.
@@ -83,6 +84,8 @@ pub struct ScriptedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// Drop the connection instead of answering: the response breaks off before its body.
+    pub drop_connection: bool,
 }
 
 /// Faults a test or the demo scripts into a simulator.
@@ -106,8 +109,23 @@ impl Faults {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body,
+            drop_connection: false,
         };
         self.0.lock().expect("faults lock").next.push_back(response);
+    }
+
+    /// Drops the connection of each of the next `count` requests: the client sees the
+    /// connection close before a complete answer (a reset mid-response), not an HTTP error.
+    pub fn drop_next(&self, count: usize) {
+        let mut script = self.0.lock().expect("faults lock");
+        for _ in 0..count {
+            script.next.push_back(ScriptedResponse {
+                status: 200,
+                headers: vec![],
+                body: Value::Null,
+                drop_connection: true,
+            });
+        }
     }
 
     /// Answers every request with `status` until [`come_back`](Self::come_back).
@@ -116,6 +134,7 @@ impl Faults {
             status,
             headers: vec![],
             body,
+            drop_connection: false,
         });
     }
 
@@ -142,10 +161,14 @@ impl Faults {
 }
 
 impl ScriptedResponse {
-    pub fn into_response(self) -> axum::response::Response {
+    /// The status to record and the response to send.
+    pub fn answer(self) -> (StatusCode, axum::response::Response) {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response =
-            axum::response::IntoResponse::into_response((status, axum::Json(self.body)));
+        if self.drop_connection {
+            let broken = axum::body::Body::from_stream(BrokenOff);
+            return (status, (status, broken).into_response());
+        }
+        let mut response = (status, axum::Json(self.body)).into_response();
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) = (
                 axum::http::HeaderName::try_from(name),
@@ -154,6 +177,23 @@ impl ScriptedResponse {
                 response.headers_mut().insert(name, value);
             }
         }
-        response
+        (status, response)
+    }
+}
+
+/// A response body that fails at once, so the server aborts the connection mid-response.
+struct BrokenOff;
+
+impl futures_core::Stream for BrokenOff {
+    type Item = Result<axum::body::Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection dropped by the fault script",
+        ))))
     }
 }

@@ -297,10 +297,7 @@ async fn handle(
     };
     let recorded = parsed.as_ref().cloned().unwrap_or(Value::Null);
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => {
             let mut state = app.state.lock().expect("hubspot lock");
             state.answer(method.as_str(), &uri, &headers, parsed)

@@ -308,10 +308,7 @@ async fn web_method(
     answer: impl FnOnce(&mut SlackState, &serde_json::Map<String, Value>) -> Value,
 ) -> Response {
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => {
             let mut state = app.state.lock().expect("slack lock");
             let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -387,10 +384,7 @@ async fn auth_test(
     headers: HeaderMap,
 ) -> Response {
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => {
             let state = app.state.lock().expect("slack lock");
             let token = headers
@@ -445,10 +439,7 @@ impl SlackState {
 async fn post_message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => answer(&app.state, &headers, &parsed),
     };
     app.recorder

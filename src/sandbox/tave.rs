@@ -308,10 +308,7 @@ async fn respond(
         _ => serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     let (status, response) = match app.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => {
             let mut state = app.state.lock().expect("tave lock");
             let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());

@@ -75,10 +75,7 @@ impl WebhookReceiver {
 async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (status, response) = match state.faults.take().await {
-        Some(scripted) => (
-            StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::OK),
-            scripted.into_response(),
-        ),
+        Some(scripted) => scripted.answer(),
         None => match verify(&state.key, &headers, &body) {
             Ok(()) => (
                 StatusCode::NO_CONTENT,

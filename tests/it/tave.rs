@@ -170,6 +170,19 @@ async fn tave_failures_are_classified() {
         "retried before Retry-After"
     );
 
+    // A connection dropped mid-answer is a transport failure: retried, then delivered.
+    tave.faults.drop_next(1);
+    herald
+        .post(
+            "/v1/notifications",
+            &for_job("dropped", "client_message", json!("J-2027-0612")),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("dropped", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 2, "{record}");
+
     // A revoked key: refused, reloaded from its file (still wrong), refused again, dead-lettered.
     std::fs::write(key_file.path(), "tave-revoked").unwrap();
     tave.faults.respond_next(401, &[], json!({"type": "unauthorized", "title": "Unauthorized", "status": 401, "detail": "A valid X-API-KEY header is required."}));
