@@ -244,6 +244,11 @@ pub enum SecretRef {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret Herald obtained itself (a token from a vendor), not read from configuration.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -27,6 +27,7 @@ pub mod sandbox;
 pub mod store;
 pub mod telemetry;
 pub mod tree;
+pub mod vault;
 pub mod wedsync;
 
 use std::future::Future;

@@ -342,6 +342,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records an acknowledgement; answers false (and writes nothing) if the organization has no
     /// such notification.
     fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool>;
+    /// Keeps a credential sealed by the vault (replacing one of the same name).
+    fn put_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, ()>;
+    /// A sealed credential, if one was kept.
+    fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
     /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails

@@ -75,6 +75,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
     // 4: a delivered delivery keeps the connector's structured account of what it did.
     "ALTER TABLE deliveries ADD COLUMN details TEXT;",
+    // 5: credentials Herald keeps itself (an OAuth install's refresh token), sealed by the vault.
+    "CREATE TABLE credentials (
+        integration_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sealed BYTEA NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (integration_id, name)
+    );",
 ];
 
 const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details";
@@ -402,6 +410,29 @@ impl Store for PostgresStore {
         self.queues.acknowledge(acknowledgement)
     }
 
+    fn put_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        self.queues.put_credential(integration_id, name, sealed)
+    }
+
+    fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
+        Box::pin(async move {
+            let reader = self.reader.get().await?;
+            let row = reader
+                .query_opt(
+                    "SELECT sealed FROM credentials WHERE integration_id = $1 AND name = $2",
+                    &[&integration_id, &name],
+                )
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -542,6 +573,26 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                 })
                 .await;
                 Reply::Flag(reply, result)
+            }
+            Command::PutCredential {
+                integration_id,
+                name,
+                sealed,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        tx.execute(
+                            "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                            &[&integration_id, &name, &sealed, &now_millis()],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await;
+                Reply::Unit(reply, result)
             }
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),
             Command::Settle(_) => unreachable!("settlements are gathered above"),

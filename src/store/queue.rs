@@ -49,6 +49,12 @@ pub(super) enum Command {
         key_id: String,
         reply: Answer<bool>,
     },
+    PutCredential {
+        integration_id: String,
+        name: String,
+        sealed: Vec<u8>,
+        reply: Answer<()>,
+    },
     Flush(Answer<()>),
 }
 
@@ -60,9 +66,9 @@ impl Command {
             Command::Journal { reply, .. } => drop(reply.send(Err(failed()))),
             Command::FailOver { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Replay { reply, .. } => drop(reply.send(Err(failed()))),
-            Command::CreateApiKey { reply, .. } | Command::Flush(reply) => {
-                drop(reply.send(Err(failed())))
-            }
+            Command::CreateApiKey { reply, .. }
+            | Command::PutCredential { reply, .. }
+            | Command::Flush(reply) => drop(reply.send(Err(failed()))),
             Command::Acknowledge { reply, .. } | Command::RevokeApiKey { reply, .. } => {
                 drop(reply.send(Err(failed())))
             }
@@ -171,6 +177,21 @@ impl CommandQueues {
             organization,
             key_hash,
             label,
+            reply,
+        })
+    }
+
+    pub(super) fn put_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
+        self.request(Lane::Normal, |reply| Command::PutCredential {
+            integration_id,
+            name,
+            sealed,
             reply,
         })
     }

@@ -75,6 +75,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX acknowledgements_by_notification ON acknowledgements (organization, notification_id);",
     // 4: a delivered delivery keeps the connector's structured account of what it did.
     "ALTER TABLE deliveries ADD COLUMN details TEXT;",
+    // 5: credentials Herald keeps itself (an OAuth install's refresh token), sealed by the vault.
+    "CREATE TABLE credentials (
+        integration_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (integration_id, name)
+    );",
 ];
 
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details";
@@ -303,6 +311,28 @@ impl Store for SqliteStore {
         self.queues.acknowledge(acknowledgement)
     }
 
+    fn put_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        self.queues.put_credential(integration_id, name, sealed)
+    }
+
+    fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
+        self.read(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT sealed FROM credentials WHERE integration_id = ?1 AND name = ?2",
+                    params![integration_id, name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -449,6 +479,22 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                         params![organization, key_id, API_KEY_ID_LEN as i64],
                     )?;
                     Ok(deleted > 0)
+                }),
+            ),
+            Command::PutCredential {
+                integration_id,
+                name,
+                sealed,
+                reply,
+            } => Reply::Unit(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    tx.execute(
+                        "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                        params![integration_id, name, sealed, now_millis()],
+                    )?;
+                    Ok(())
                 }),
             ),
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),

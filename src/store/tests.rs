@@ -385,6 +385,41 @@ async fn acknowledgements_attach_to_an_existing_notification_of_the_organization
     backend.clean_up().await;
 }
 
+async fn sealed_credentials_are_kept_per_integration_and_replaced(backend: Backend) {
+    let store = backend.open().await;
+    assert_eq!(
+        store.credential("crm", "refresh_token").await.unwrap(),
+        None
+    );
+    store
+        .put_credential("crm", "refresh_token", vec![1, 2, 3])
+        .await
+        .unwrap();
+    store
+        .put_credential("other-crm", "refresh_token", vec![9])
+        .await
+        .unwrap();
+    store
+        .put_credential("crm", "refresh_token", vec![4, 5])
+        .await
+        .unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        store.credential("crm", "refresh_token").await.unwrap(),
+        Some(vec![4, 5]),
+        "the newer one replaced the first, durably"
+    );
+    assert_eq!(
+        store
+            .credential("other-crm", "refresh_token")
+            .await
+            .unwrap(),
+        Some(vec![9])
+    );
+    backend.clean_up().await;
+}
+
 #[tokio::test]
 async fn postgres_reconnects_after_the_server_closes_its_connections() {
     let backend = Backend::postgres();
@@ -446,5 +481,6 @@ contract!(
     fail_over_hands_the_delivery_to_the_backup,
     api_keys_resolve_to_their_organization,
     a_delivery_carries_its_own_transformed_body,
-    acknowledgements_attach_to_an_existing_notification_of_the_organization
+    acknowledgements_attach_to_an_existing_notification_of_the_organization,
+    sealed_credentials_are_kept_per_integration_and_replaced
 );
