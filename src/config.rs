@@ -100,6 +100,9 @@ pub struct RawSecurity {
     /// Lets connectors call private, loopback and link-local addresses (simulators, on-premise
     /// systems). Off by default: user-supplied URLs must not reach into the network Herald runs in.
     pub allow_private_destinations: Option<bool>,
+    /// The key that seals credentials Herald keeps itself (an OAuth install's refresh token):
+    /// 32 random bytes in base64.
+    pub credentials_key: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -191,6 +194,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub allow_private_destinations: bool,
+    /// Seals the credentials the vault keeps; without it Herald keeps none.
+    pub credentials_key: Option<SecretRef>,
     pub supervision: SupervisionConfig,
     pub organizations: Vec<String>,
     pub integrations: Vec<IntegrationConfig>,
@@ -350,15 +355,42 @@ pub struct HubSpotSettings {
     pub oauth: Option<HubSpotOAuthSettings>,
 }
 
-/// HubSpot OAuth 2: the app's client id and secret and the portal's refresh token (from the
-/// authorization-code install). Access tokens last 30 minutes; Herald refreshes them before they
-/// expire and whenever HubSpot refuses one.
+/// HubSpot OAuth 2: the app's client id and secret and the portal's refresh token. Access
+/// tokens last 30 minutes; Herald refreshes them before they expire and whenever HubSpot refuses
+/// one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotOAuthSettings {
     pub client_id: String,
     pub client_secret: SecretRef,
-    pub refresh_token: SecretRef,
+    /// The portal's refresh token, when the app was installed outside Herald. Without it the
+    /// app is installed through Herald (`POST /v1/integrations/{id}/oauth/authorize`) and the
+    /// token is kept sealed in the vault.
+    pub refresh_token: Option<SecretRef>,
+    /// Herald's `/oauth/hubspot/callback` as the installing person's browser reaches it; the
+    /// app's redirect URL in HubSpot must be the same. Needed to install through Herald.
+    pub redirect_uri: Option<String>,
+    /// The scopes the install asks for.
+    #[serde(default = "default_hubspot_scopes")]
+    pub scopes: Vec<String>,
+    /// HubSpot's consent page.
+    #[serde(default = "default_hubspot_authorize_url")]
+    pub authorize_url: String,
+}
+
+fn default_hubspot_scopes() -> Vec<String> {
+    [
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.schemas.contacts.write",
+        "crm.objects.deals.write",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn default_hubspot_authorize_url() -> String {
+    "https://app.hubspot.com/oauth/authorize".to_owned()
 }
 
 /// Tave / VSCO Workspace API v2 with an API key.
@@ -780,6 +812,20 @@ impl RawConfig {
             }
         }
 
+        for (index, integration) in integrations.iter().enumerate() {
+            if let ConnectorConfig::HubSpot(HubSpotSettings {
+                oauth: Some(oauth), ..
+            }) = &integration.connector
+            {
+                if oauth.refresh_token.is_none() && self.security.credentials_key.is_none() {
+                    return Err(invalid(
+                        format!("integrations[{index}].settings.oauth.refresh_token"),
+                        "an app installed through Herald needs security.credentials_key, which seals the refresh token it keeps".into(),
+                    ));
+                }
+            }
+        }
+
         let mut routes = Vec::new();
         for (index, raw) in self.routes.iter().enumerate() {
             if !organizations.contains(&raw.organization) {
@@ -829,6 +875,7 @@ impl RawConfig {
             server,
             store,
             allow_private_destinations: self.security.allow_private_destinations.unwrap_or(false),
+            credentials_key: self.security.credentials_key.clone(),
             supervision,
             organizations,
             integrations,
@@ -863,7 +910,11 @@ fn connector_config(
             Ok(ConnectorConfig::Slack(slack))
         }),
         "hubspot" => parse(settings).and_then(|hubspot: HubSpotSettings| match (&hubspot.token, &hubspot.oauth) {
-            (Some(_), None) | (None, Some(_)) => Ok(ConnectorConfig::HubSpot(hubspot)),
+            (Some(_), None) => Ok(ConnectorConfig::HubSpot(hubspot)),
+            (None, Some(oauth)) => {
+                check_hubspot_oauth(oauth)?;
+                Ok(ConnectorConfig::HubSpot(hubspot))
+            }
             _ => Err(("token".into(), "set either token (a private app) or oauth (a public app)".into())),
         }),
         "tave" => parse(settings).and_then(|tave: TaveSettings| {
@@ -910,10 +961,38 @@ fn check_slack(slack: &SlackSettings) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// An app installed through Herald needs the address HubSpot sends the browser back to.
+fn check_hubspot_oauth(oauth: &HubSpotOAuthSettings) -> Result<(), (String, String)> {
+    for (field, address) in [
+        ("oauth.redirect_uri", oauth.redirect_uri.as_deref()),
+        ("oauth.authorize_url", Some(oauth.authorize_url.as_str())),
+    ] {
+        if let Some(address) = address {
+            if !is_http_url(address) {
+                return Err((
+                    field.into(),
+                    format!("{address:?} is not an http(s) address"),
+                ));
+            }
+        }
+    }
+    if oauth.refresh_token.is_none() && oauth.redirect_uri.is_none() {
+        return Err((
+            "oauth.refresh_token".into(),
+            "set refresh_token (an app installed elsewhere), or redirect_uri to install the app through Herald".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_http_url(address: &str) -> bool {
+    url::Url::parse(address)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
 /// The events are Tave's and the public address is an http(s) URL.
 fn check_tave_rest_hooks(hooks: &TaveRestHooks) -> Result<(), (String, String)> {
-    let public = url::Url::parse(&hooks.public_url).ok();
-    if !public.is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host()) {
+    if !is_http_url(&hooks.public_url) {
         return Err((
             "rest_hooks.public_url".into(),
             format!("{:?} is not an http(s) address", hooks.public_url),
@@ -973,12 +1052,9 @@ impl ConnectorConfig {
             ConnectorConfig::HubSpot(settings) => settings
                 .token
                 .iter()
-                .chain(
-                    settings
-                        .oauth
-                        .iter()
-                        .flat_map(|oauth| [&oauth.client_secret, &oauth.refresh_token]),
-                )
+                .chain(settings.oauth.iter().flat_map(|oauth| {
+                    std::iter::once(&oauth.client_secret).chain(&oauth.refresh_token)
+                }))
                 .collect(),
             ConnectorConfig::Tave(settings) => std::iter::once(&settings.api_key)
                 .chain(settings.rest_hooks.iter().map(|hooks| &hooks.secret))
@@ -1193,6 +1269,39 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
         let err = validate(&hubspot("")).unwrap_err().to_string();
         assert!(
             err.contains("settings.token") && err.contains("either token"),
+            "{err}"
+        );
+
+        // Installed through Herald: a redirect address, and a key to seal what it keeps.
+        let install = r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "https://herald.example.com/oauth/hubspot/callback" }"#;
+        let sealed = |config: String| {
+            format!(
+                "[security]\ncredentials_key = {{ env = \"HERALD_CREDENTIALS_KEY\" }}\n{config}"
+            )
+        };
+        assert!(validate(&sealed(hubspot(install))).is_ok());
+        let err = validate(&hubspot(install)).unwrap_err().to_string();
+        assert!(
+            err.contains("integrations[1].settings.oauth.refresh_token")
+                && err.contains("security.credentials_key"),
+            "{err}"
+        );
+        let err = validate(&sealed(hubspot(
+            r#"oauth = { client_id = "c", client_secret = { env = "S" } }"#,
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.oauth.refresh_token") && err.contains("redirect_uri"),
+            "{err}"
+        );
+        let err = validate(&sealed(hubspot(
+            r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "/callback" }"#,
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.oauth.redirect_uri") && err.contains("not an http(s) address"),
             "{err}"
         );
     }

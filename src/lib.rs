@@ -39,11 +39,12 @@ use tokio::net::TcpListener;
 
 use crate::api::AppState;
 use crate::config::{Config, StoreConfig};
-use crate::connectors::{OutboundClient, OutboundError};
+use crate::connectors::{ConnectorKit, OutboundClient, OutboundError};
 use crate::integration::{IntegrationMsg, Registry};
 use crate::router::RoutingTable;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 use crate::tree::TreeArgs;
+use crate::vault::{Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -51,6 +52,10 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Outbound(#[from] OutboundError),
+    #[error("security.credentials_key: {0}")]
+    CredentialsKey(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     #[error("supervision tree failed to start: {0}")]
     Start(#[from] ractor::SpawnErr),
     #[error("HTTP server failed: {0}")]
@@ -86,6 +91,13 @@ pub async fn run(
     let store = open_store(&config).await?;
     let metrics = telemetry::metrics_handle();
     let client = OutboundClient::new(config.allow_private_destinations)?;
+    let vault = match &config.credentials_key {
+        Some(key) => {
+            let key = key.read().map_err(RunError::CredentialsKey)?;
+            Some(Arc::new(Vault::new(&key, store.clone())?))
+        }
+        None => None,
+    };
     let registry = Arc::new(Registry::new(&config.integrations));
     let table = Arc::new(RoutingTable::from_config(&config));
     let tree = tree::start(TreeArgs {
@@ -93,7 +105,10 @@ pub async fn run(
         table: table.clone(),
         store: store.clone(),
         registry: registry.clone(),
-        client,
+        kit: ConnectorKit {
+            client,
+            vault: vault.clone(),
+        },
     })
     .await?;
     let state = Arc::new(AppState {
@@ -105,6 +120,7 @@ pub async fn run(
         key_cache: DashMap::new(),
         max_body_bytes: config.server.max_body_bytes,
         allow_private_destinations: config.allow_private_destinations,
+        pending_installs: DashMap::new(),
     });
     tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");
 

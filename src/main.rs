@@ -145,6 +145,12 @@ async fn shutdown_signal() {
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = herald::config::load(Some(path))?;
+    if let Some(Err(err)) = config.credentials_key.as_ref().map(|key| key.read()) {
+        eprintln!(
+            "{}: warning: security.credentials_key: {err} (serve will refuse to start)",
+            path.display()
+        );
+    }
     for integration in &config.integrations {
         for secret in integration.connector.secrets() {
             if let Err(err) = secret.read() {

@@ -22,7 +22,7 @@ use supervision::{
 use tokio::task::JoinHandle;
 
 use crate::config::SupervisionConfig;
-use crate::connectors::OutboundClient;
+use crate::connectors::ConnectorKit;
 use crate::health::{HealthMonitor, HealthMonitorArgs};
 use crate::integration::{IntegrationActor, IntegrationArgs, IntegrationRuntime, Registry};
 use crate::router::{Router, RouterArgs, RouterHandle, RoutingTable};
@@ -58,7 +58,7 @@ pub struct TreeArgs {
     pub table: Arc<RoutingTable>,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
-    pub client: OutboundClient,
+    pub kit: ConnectorKit,
 }
 
 /// The running tree.
@@ -149,10 +149,10 @@ fn router_spec(
 
 fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> ChildSpec {
     let runtimes: Vec<Arc<IntegrationRuntime>> = args.registry.runtimes().cloned().collect();
-    let (store, registry, client, supervision) = (
+    let (store, registry, kit, supervision) = (
         args.store.clone(),
         args.registry.clone(),
-        args.client.clone(),
+        args.kit.clone(),
         args.supervision,
     );
     ChildSpec::new("integrations", Restart::Permanent, move |supervisor| {
@@ -163,7 +163,7 @@ fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> Ch
                     runtime.clone(),
                     store.clone(),
                     registry.clone(),
-                    client.clone(),
+                    kit.clone(),
                 )
             })
             .collect();
@@ -182,7 +182,7 @@ fn integration_spec(
     runtime: Arc<IntegrationRuntime>,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
-    client: OutboundClient,
+    kit: ConnectorKit,
 ) -> ChildSpec {
     ChildSpec::new(
         runtime.id().to_owned(),
@@ -192,7 +192,7 @@ fn integration_spec(
                 runtime: runtime.clone(),
                 store: store.clone(),
                 registry: registry.clone(),
-                client: client.clone(),
+                kit: kit.clone(),
             };
             Box::pin(async move {
                 Ok(

@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 mod inbound;
+mod install;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub key_cache: DashMap<String, (String, std::time::Instant)>,
     pub max_body_bytes: usize,
     pub allow_private_destinations: bool,
+    /// OAuth installs started and not yet finished, by their `state`.
+    pub pending_installs: DashMap<String, install::PendingInstall>,
 }
 
 /// Builds the API's routes.
@@ -71,6 +74,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route("/integrations", get(list_integrations))
         .route("/integrations/{integration_id}", get(get_integration))
+        .route(
+            "/integrations/{integration_id}/oauth/authorize",
+            post(install::start_install),
+        )
         .route(
             "/integrations/{integration_id}/subscriptions",
             post(subscribe_to_events),
@@ -95,6 +102,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/inbound/slack/{integration_id}/interactivity",
             post(inbound::slack_interactivity),
         )
+        .route("/oauth/hubspot/callback", get(install::finish_install))
         .route(
             "/inbound/tave/{integration_id}/{event}/{secret}",
             post(inbound::tave_rest_hook),
@@ -171,7 +179,7 @@ async fn post_batch(
         .into_response())
 }
 
-pub(super) fn accepted_json(accepted: &Accepted) -> Value {
+fn accepted_json(accepted: &Accepted) -> Value {
     json!({
         "notificationId": accepted.notification_id,
         "status": if accepted.duplicate { "duplicate" } else { "accepted" },
@@ -654,7 +662,7 @@ async fn ask_connector(
     state: &AppState,
     organization: &str,
     integration_id: &str,
-    message: fn(ractor::RpcReplyPort<Result<Value, ConnectorError>>) -> IntegrationMsg,
+    message: impl FnOnce(ractor::RpcReplyPort<Result<Value, ConnectorError>>) -> IntegrationMsg,
 ) -> Result<Result<Value, ConnectorError>, ApiError> {
     organization_integration(state, organization, integration_id)?;
     let actor = state.registry.actor(integration_id).ok_or_else(|| {

@@ -15,12 +15,17 @@
 //! When the metadata also names `hubspotDealStage`, the deal moves there first
 //! (`PATCH /crm/v3/objects/deals/{id}`: updateDealPipeline), so a refused stage stops the sync
 //! before anything is written. Batch endpoints throughout: three requests per notification (four
-//! with a deal move) however many contacts it names (up to 100). Not yet: the
-//! authorization-code install itself (a browser flow; the refresh token comes from it), JSON-Schema
-//! request contracts.
+//! with a deal move) however many contacts it names (up to 100).
+//!
+//! An OAuth app is installed elsewhere (its refresh token in the configuration) or through
+//! Herald: [`authorize_url`] is HubSpot's consent page for the person installing, and
+//! [`Connector::complete_install`] exchanges the authorization code HubSpot sends back
+//! (`grant_type=authorization_code`) for the portal's tokens, keeping the refresh token sealed in
+//! the vault.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, Url};
@@ -31,7 +36,8 @@ use super::{
     note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
     ReloadableSecret,
 };
-use crate::config::HubSpotSettings;
+use crate::config::{HubSpotSettings, Secret};
+use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
 /// The property group Herald's contact properties live in.
@@ -95,14 +101,45 @@ struct OAuthSession {
     token_url: Url,
     client_id: String,
     client_secret: ReloadableSecret,
-    refresh_token: ReloadableSecret,
+    refresh_token: RefreshToken,
     access: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+/// Where the portal's refresh token comes from.
+enum RefreshToken {
+    /// The configuration (an app installed outside Herald).
+    Configured(ReloadableSecret),
+    /// The vault, where an install through Herald put it.
+    Kept {
+        vault: Arc<Vault>,
+        integration_id: String,
+        redirect_uri: String,
+    },
+}
+
+/// The vault's name for the refresh token of an app installed through Herald.
+const KEPT_REFRESH_TOKEN: &str = "hubspot_refresh_token";
+
+/// HubSpot's consent page for installing the app, carrying `state` back to the callback; `None`
+/// when the app is not installed through Herald (no `redirect_uri`).
+pub fn authorize_url(settings: &HubSpotSettings, state: &str) -> Option<String> {
+    let oauth = settings.oauth.as_ref()?;
+    let redirect_uri = oauth.redirect_uri.as_ref()?;
+    let mut url = Url::parse(&oauth.authorize_url).ok()?;
+    url.query_pairs_mut()
+        .append_pair("client_id", &oauth.client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", &oauth.scopes.join(" "))
+        .append_pair("state", state);
+    Some(url.into())
 }
 
 impl HubSpotConnector {
     pub fn new(
         settings: &HubSpotSettings,
+        integration_id: &str,
         client: OutboundClient,
+        vault: Option<Arc<Vault>>,
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
@@ -114,7 +151,19 @@ impl HubSpotConnector {
                     .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
                 client_id: oauth.client_id.clone(),
                 client_secret: ReloadableSecret::load(&oauth.client_secret)?,
-                refresh_token: ReloadableSecret::load(&oauth.refresh_token)?,
+                refresh_token: match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
+                    (Some(token), _, _) => RefreshToken::Configured(ReloadableSecret::load(token)?),
+                    (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
+                        vault,
+                        integration_id: integration_id.to_owned(),
+                        redirect_uri: redirect_uri.clone(),
+                    },
+                    _ => {
+                        return Err(ConnectorError::Misconfigured(
+                            "an app installed through Herald needs oauth.redirect_uri and security.credentials_key".into(),
+                        ))
+                    }
+                },
                 access: std::sync::Mutex::new(None),
             })),
             _ => {
@@ -144,13 +193,45 @@ impl HubSpotConnector {
                 return Ok(token);
             }
         }
-        let form = [
-            ("grant_type", "refresh_token"),
+        let refresh_token = match &session.refresh_token {
+            RefreshToken::Configured(token) => token.get(),
+            RefreshToken::Kept {
+                vault,
+                integration_id,
+                ..
+            } => vault
+                .get(integration_id, KEPT_REFRESH_TOKEN)
+                .await
+                .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?
+                .ok_or_else(|| ConnectorError::Rejected {
+                    code: "not_installed".into(),
+                    message: format!("the HubSpot app is not installed yet: POST /v1/integrations/{integration_id}/oauth/authorize and open the address it answers"),
+                })?,
+        };
+        let answer = self
+            .grant(
+                session,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose()),
+                ],
+            )
+            .await?;
+        Ok(Self::keep_access_token(session, &answer))
+    }
+
+    /// One request to HubSpot's token endpoint with the app's credentials added to `grant`.
+    async fn grant(
+        &self,
+        session: &OAuthSession,
+        grant: &[(&str, &str)],
+    ) -> Result<Value, ConnectorError> {
+        let secret = session.client_secret.get();
+        let mut form = vec![
             ("client_id", session.client_id.as_str()),
-            ("client_secret", session.client_secret.get().expose()),
-            ("refresh_token", session.refresh_token.get().expose()),
-        ]
-        .map(|(k, v)| (k, v.to_owned()));
+            ("client_secret", secret.expose()),
+        ];
+        form.extend_from_slice(grant);
         let response = self
             .client
             .client()
@@ -163,10 +244,10 @@ impl HubSpotConnector {
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            // 400 BAD_REFRESH_TOKEN and friends: the install was revoked; nobody but a person can fix it.
+            // 400 BAD_REFRESH_TOKEN, BAD_AUTH_CODE and friends: only a person can fix them.
             let message = answer["message"]
                 .as_str()
-                .unwrap_or("HubSpot refused the refresh token");
+                .unwrap_or("HubSpot refused the grant");
             return Err(if status.is_server_error() {
                 ConnectorError::Unavailable(format!("{status}: {message}"))
             } else {
@@ -176,16 +257,75 @@ impl HubSpotConnector {
                 }
             });
         }
-        let Some(token) = answer["access_token"].as_str().map(str::to_owned) else {
+        if answer["access_token"].as_str().is_none() {
             return Err(ConnectorError::Unavailable(
                 "HubSpot's token answer has no access_token".into(),
             ));
-        };
+        }
+        Ok(answer)
+    }
+
+    /// Caches the access token of a token answer until a tenth of its life (at most a minute)
+    /// is left, and returns it.
+    fn keep_access_token(session: &OAuthSession, answer: &Value) -> String {
+        let token = answer["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
         let margin = (lifetime / 10).min(Duration::from_secs(60));
         *session.access.lock().expect("oauth lock") =
             Some((token.clone(), std::time::Instant::now() + lifetime - margin));
-        Ok(token)
+        token
+    }
+
+    /// Exchanges the authorization code of an install through Herald for the portal's tokens
+    /// and keeps the refresh token in the vault.
+    async fn install(&self, code: &str) -> Result<Value, ConnectorError> {
+        let not_through_herald = || {
+            ConnectorError::Rejected {
+            code: "not_installable".into(),
+            message: "this integration's HubSpot app is not installed through Herald (it needs oauth.redirect_uri and no oauth.refresh_token)".into(),
+        }
+        };
+        let Credential::OAuth(session) = &self.credential else {
+            return Err(not_through_herald());
+        };
+        let RefreshToken::Kept {
+            vault,
+            integration_id,
+            redirect_uri,
+        } = &session.refresh_token
+        else {
+            return Err(not_through_herald());
+        };
+        let answer = self
+            .grant(
+                session,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("redirect_uri", redirect_uri),
+                    ("code", code),
+                ],
+            )
+            .await?;
+        let Some(refresh_token) = answer["refresh_token"].as_str() else {
+            return Err(ConnectorError::Unavailable(
+                "HubSpot's token answer has no refresh_token".into(),
+            ));
+        };
+        vault
+            .put(
+                integration_id,
+                KEPT_REFRESH_TOKEN,
+                &Secret::new(refresh_token.to_owned()),
+            )
+            .await
+            .map_err(|err| {
+                ConnectorError::Unavailable(format!("keeping the refresh token: {err}"))
+            })?;
+        Self::keep_access_token(session, &answer);
+        Ok(json!({"installed": true}))
     }
 
     async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
@@ -497,6 +637,10 @@ impl Connector for HubSpotConnector {
         Box::pin(self.establish_connection())
     }
 
+    fn complete_install<'a>(&'a self, code: &'a str) -> CheckFuture<'a> {
+        Box::pin(self.install(code))
+    }
+
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         match &self.credential {
             Credential::PrivateApp(token) => token.reload(),
@@ -505,7 +649,11 @@ impl Connector for HubSpotConnector {
             Credential::OAuth(session) => {
                 *session.access.lock().expect("oauth lock") = None;
                 session.client_secret.reload()?;
-                session.refresh_token.reload()
+                match &session.refresh_token {
+                    RefreshToken::Configured(token) => token.reload(),
+                    // Read from the vault at every refresh anyway.
+                    RefreshToken::Kept { .. } => Ok(()),
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
-pub use hubspot::HubSpotConnector;
+pub use hubspot::{authorize_url as hubspot_authorize_url, HubSpotConnector};
 pub use slack::{
     sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
     SlackConnector,
@@ -27,6 +27,7 @@ pub use tave::{event_notification as tave_event_notification, rest_hook_path, Ta
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
 use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};
+use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
 /// One attempt to deliver one notification to one integration.
@@ -147,17 +148,37 @@ pub trait Connector: Send + Sync + 'static {
             })
         })
     }
+    /// Finishes an OAuth app install through Herald: exchanges the authorization code the
+    /// vendor sent back for the account's tokens and keeps them (HubSpot).
+    fn complete_install<'a>(&'a self, _code: &'a str) -> CheckFuture<'a> {
+        let vendor = self.vendor();
+        Box::pin(async move {
+            Err(ConnectorError::Rejected {
+                code: "not_installable".into(),
+                message: format!("{vendor} integrations are not installed through Herald"),
+            })
+        })
+    }
     /// Reloads the credential from where the configuration says it lives (a rotated token).
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())
     }
 }
 
+/// What every connector is built with: the outbound HTTP client (with its address policy) and,
+/// when `security.credentials_key` is set, the vault.
+#[derive(Clone)]
+pub struct ConnectorKit {
+    pub client: OutboundClient,
+    pub vault: Option<Arc<Vault>>,
+}
+
 /// Builds the connector an integration's configuration describes.
 pub fn build(
     config: &IntegrationConfig,
-    client: &OutboundClient,
+    kit: &ConnectorKit,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let ConnectorKit { client, vault } = kit;
     Ok(match &config.connector {
         ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(
             settings,
@@ -171,7 +192,9 @@ pub fn build(
         )?),
         ConnectorConfig::HubSpot(settings) => Arc::new(HubSpotConnector::new(
             settings,
+            &config.id,
             client.clone(),
+            vault.clone(),
             config.timeout,
         )?),
         ConnectorConfig::Tave(settings) => Arc::new(TaveConnector::new(

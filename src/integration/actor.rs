@@ -18,7 +18,7 @@ use super::metrics::Outcome;
 use super::retry::{RetryDecision, RetryPolicy};
 use super::{IntegrationRuntime, Registry};
 use crate::connectors::{
-    self, Connector, ConnectorError, Delivery, Disposition, OutboundClient, Receipt,
+    self, Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt,
 };
 use crate::store::{now_millis, Lane, Settlement, Store};
 use crate::wedsync::WeddingNotification;
@@ -29,7 +29,7 @@ pub struct IntegrationArgs {
     pub runtime: Arc<IntegrationRuntime>,
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
-    pub client: OutboundClient,
+    pub kit: ConnectorKit,
 }
 
 pub enum IntegrationMsg {
@@ -50,6 +50,11 @@ pub enum IntegrationMsg {
     Drain(RpcReplyPort<()>),
     /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
     CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
+    /// Finish an OAuth app install with the authorization code the vendor sent back (spawned task).
+    CompleteInstall(
+        String,
+        RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
+    ),
     /// Subscribe to the vendor's events the configuration names (spawned task).
     SubscribeToEvents(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
     /// Read how people engaged with a delivery, from its receipt details (spawned task).
@@ -86,9 +91,9 @@ impl Actor for IntegrationActor {
             runtime,
             store,
             registry,
-            client,
+            kit,
         } = args;
-        let connector = connectors::build(&runtime.config, &client)
+        let connector = connectors::build(&runtime.config, &kit)
             .map_err(|err| format!("integration {}: {err}", runtime.id()))?;
         // Register before loading, so nothing journaled in between is missed: it is either in
         // the load or sent to this incarnation (the mailbox drops the duplicate).
@@ -191,6 +196,12 @@ impl Actor for IntegrationActor {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(connector.check_connection().await);
+                });
+            }
+            IntegrationMsg::CompleteInstall(code, reply) => {
+                let connector = state.connector.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(connector.complete_install(&code).await);
                 });
             }
             IntegrationMsg::SubscribeToEvents(reply) => {

@@ -92,10 +92,23 @@ struct HubSpotState {
 struct OAuthApp {
     client_id: String,
     client_secret: String,
-    refresh_token: String,
+    /// The app's redirect URL, for installs through the consent page.
+    redirect_uri: Option<String>,
+    /// The portal's refresh token, once the app is installed.
+    refresh_token: Option<String>,
+    /// Authorization codes handed out by the consent page and not yet exchanged.
+    codes: HashMap<String, String>,
     lifetime: Duration,
     /// Token requests answered so far.
     grants: usize,
+}
+
+/// The answer of the token endpoint to a grant it refuses, as HubSpot words them.
+fn oauth_refusal(status: &str, message: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"status": status, "message": message, "correlationId": uuid::Uuid::new_v4().to_string()}),
+    )
 }
 
 #[derive(Clone)]
@@ -142,6 +155,7 @@ impl FakeHubSpot {
             .route("/crm/v3/properties/contacts/batch/create", post(handle))
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
             .route("/oauth/v1/token", post(grant_token))
+            .route("/oauth/authorize", axum::routing::get(authorize))
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/contacts", axum::routing::get(handle))
@@ -172,7 +186,39 @@ impl FakeHubSpot {
         self.state.lock().expect("hubspot lock").oauth = Some(OAuthApp {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
-            refresh_token: refresh_token.to_owned(),
+            redirect_uri: None,
+            refresh_token: Some(refresh_token.to_owned()),
+            codes: HashMap::new(),
+            lifetime,
+            grants: 0,
+        });
+    }
+
+    /// The portal's refresh token of the OAuth app, once installed.
+    pub fn oauth_refresh_token(&self) -> Option<String> {
+        let state = self.state.lock().expect("hubspot lock");
+        state
+            .oauth
+            .as_ref()
+            .and_then(|oauth| oauth.refresh_token.clone())
+    }
+
+    /// Registers an OAuth app that is not installed yet: its consent page (`GET
+    /// /oauth/authorize`) plays a person who consents at once and sends the browser back to
+    /// `redirect_uri` with an authorization code, which the token endpoint exchanges once.
+    pub fn register_oauth_app(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        lifetime: Duration,
+    ) {
+        self.state.lock().expect("hubspot lock").oauth = Some(OAuthApp {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uri: Some(redirect_uri.to_owned()),
+            refresh_token: None,
+            codes: HashMap::new(),
             lifetime,
             grants: 0,
         });
@@ -309,6 +355,61 @@ async fn handle(
 }
 
 /// `POST /oauth/v1/token` with `grant_type=refresh_token`, form-encoded, as HubSpot documents.
+/// The consent page: a person who consents at once. Sends the browser back to the app's
+/// redirect URL with a fresh authorization code and the `state` it was given.
+async fn authorize(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let redirect = {
+        let mut state = app.state.lock().expect("hubspot lock");
+        state.oauth.as_mut().and_then(|oauth| {
+            let registered = oauth.redirect_uri.clone()?;
+            if query.get("client_id") != Some(&oauth.client_id)
+                || query.get("redirect_uri") != Some(&registered)
+                || query.get("scope").is_none_or(|scope| scope.is_empty())
+            {
+                return None;
+            }
+            let code = format!("code-{}", uuid::Uuid::new_v4().simple());
+            oauth.codes.insert(code.clone(), registered.clone());
+            let mut back = url::Url::parse(&registered).ok()?;
+            back.query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", query.get("state").map_or("", String::as_str));
+            Some(back.to_string())
+        })
+    };
+    let recorded = json!({"client_id": query.get("client_id"), "scope": query.get("scope")});
+    match redirect {
+        Some(location) => {
+            app.recorder.record(
+                "GET",
+                "/oauth/authorize",
+                &headers,
+                recorded,
+                StatusCode::FOUND,
+            );
+            (StatusCode::FOUND, [("location", location)]).into_response()
+        }
+        None => {
+            app.recorder.record(
+                "GET",
+                "/oauth/authorize",
+                &headers,
+                recorded,
+                StatusCode::BAD_REQUEST,
+            );
+            (
+                StatusCode::BAD_REQUEST,
+                "Unknown client_id, or a redirect_uri the app does not have",
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let checked = hubspot_contract().check("POST", "/oauth/v1/token", &fields_of(&body));
@@ -320,33 +421,7 @@ async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Byte
         )
     } else {
         let mut state = app.state.lock().expect("hubspot lock");
-        let lifetime = state.oauth.as_ref().map(|oauth| oauth.lifetime);
-        let valid = state.oauth.as_ref().is_some_and(|oauth| {
-            form.get("grant_type").map(String::as_str) == Some("refresh_token")
-                && form.get("client_id") == Some(&oauth.client_id)
-                && form.get("client_secret") == Some(&oauth.client_secret)
-                && form.get("refresh_token") == Some(&oauth.refresh_token)
-        });
-        match (valid, lifetime) {
-            (true, Some(lifetime)) => {
-                let token = format!("oat-{}", uuid::Uuid::new_v4().simple());
-                state
-                    .access_tokens
-                    .insert(token.clone(), Instant::now() + lifetime);
-                if let Some(oauth) = state.oauth.as_mut() {
-                    oauth.grants += 1;
-                }
-                let refresh = form.get("refresh_token").cloned().unwrap_or_default();
-                (
-                    StatusCode::OK,
-                    json!({"token_type": "bearer", "access_token": token, "refresh_token": refresh, "expires_in": lifetime.as_secs()}),
-                )
-            }
-            _ => (
-                StatusCode::BAD_REQUEST,
-                json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}),
-            ),
-        }
+        state.grant(&form)
     };
     // The form carries the client secret and refresh token: the recording keeps only the grant type.
     app.recorder.record(
@@ -387,6 +462,48 @@ fn hubspot_error(status: StatusCode, category: &str, message: &str) -> (StatusCo
 // === impl HubSpotState ===
 
 impl HubSpotState {
+    /// The token endpoint: a refresh-token grant, or an authorization code from the consent
+    /// page exchanged (once) for the portal's refresh token.
+    fn grant(&mut self, form: &HashMap<String, String>) -> (StatusCode, Value) {
+        let Some(oauth) = self.oauth.as_mut() else {
+            return oauth_refusal("BAD_CLIENT_ID", "missing or invalid client id");
+        };
+        if form.get("client_id") != Some(&oauth.client_id)
+            || form.get("client_secret") != Some(&oauth.client_secret)
+        {
+            return oauth_refusal("BAD_CLIENT_ID", "missing or invalid client id or secret");
+        }
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let code = form.get("code").map_or("", String::as_str);
+                match oauth.codes.get(code) {
+                    None => return oauth_refusal("BAD_AUTH_CODE", "missing or invalid auth code"),
+                    Some(redirect) if form.get("redirect_uri") != Some(redirect) => {
+                        return oauth_refusal(
+                            "BAD_REDIRECT_URI",
+                            "redirect_uri does not match the one the code was issued for",
+                        )
+                    }
+                    Some(_) => {}
+                }
+                oauth.codes.remove(code);
+                oauth.refresh_token = Some(format!("rt-{}", uuid::Uuid::new_v4().simple()));
+            }
+            _ if oauth.refresh_token.is_some()
+                && form.get("refresh_token") == oauth.refresh_token.as_ref() => {}
+            _ => return oauth_refusal("BAD_REFRESH_TOKEN", "missing or unknown refresh token"),
+        }
+        oauth.grants += 1;
+        let (lifetime, refresh) = (oauth.lifetime, oauth.refresh_token.clone());
+        let token = format!("oat-{}", uuid::Uuid::new_v4().simple());
+        self.access_tokens
+            .insert(token.clone(), Instant::now() + lifetime);
+        (
+            StatusCode::OK,
+            json!({"token_type": "bearer", "access_token": token, "refresh_token": refresh, "expires_in": lifetime.as_secs()}),
+        )
+    }
+
     fn next_id(&mut self) -> String {
         self.next_id += 1;
         self.next_id.to_string()

@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const SLACK_TOKEN: &str = "xoxb-test-1111111111-herald";
+/// Seals the credentials the daemon keeps (32 bytes, base64).
+pub const CREDENTIALS_KEY: &str = "aGVyYWxkLXRlc3QtY3JlZGVudGlhbHMta2V5LTMyYnk=";
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLWhlcmFsZC10ZXN0cy0wMDAw";
 
 pub struct Harness {
@@ -28,6 +30,7 @@ pub fn write_secrets(dir: &std::path::Path) -> PathBuf {
     std::fs::create_dir_all(&secrets).unwrap();
     std::fs::write(secrets.join("slack"), SLACK_TOKEN).unwrap();
     std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).unwrap();
+    std::fs::write(secrets.join("credentials_key"), CREDENTIALS_KEY).unwrap();
     secrets
 }
 
@@ -42,7 +45,7 @@ pub fn full_config(data: &std::path::Path, body: &str) -> String {
 pub fn config_with_store(data: &std::path::Path, store: &str, body: &str) -> String {
     let secrets = write_secrets(data).display().to_string();
     format!(
-        "{}[security]\nallow_private_destinations = true\n{}",
+        "{}[security]\nallow_private_destinations = true\ncredentials_key = {{ file = \"{secrets}/credentials_key\" }}\n{}",
         store.replace("{secrets}", &secrets),
         body.replace("{secrets}", &secrets)
     )

@@ -444,3 +444,102 @@ async fn a_request_that_drifts_from_hubspots_contract_is_refused_naming_the_fiel
     .unwrap();
     assert_eq!(conforming.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() {
+    let hubspot = FakeHubSpot::start(any_local_port(), "pat-unused", 100)
+        .await
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), "app-secret-2").unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n\
+         settings = {{ base_url = \"{base}\", oauth = {{ client_id = \"client-2\", client_secret = {{ file = \"{dir}/secret\" }}, redirect_uri = \"{{herald}}/oauth/hubspot/callback\", authorize_url = \"{base}/oauth/authorize\" }} }}\n\
+         retry = {{ initial = \"20ms\", max_delay = \"50ms\" }}\n{route}",
+        base = hubspot.base_url(),
+        dir = secrets.path().display(),
+        route = route("studio", &["crm"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let callback = format!("{}/oauth/hubspot/callback", herald.base);
+    hubspot.register_oauth_app(
+        "client-2",
+        "app-secret-2",
+        &callback,
+        Duration::from_secs(60),
+    );
+
+    // Before the install, a delivery cannot be made and says what to do.
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("before-install", &["sam@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("before-install", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not installed yet"),
+        "{record}"
+    );
+
+    // The install: Herald's consent link, the person consents, HubSpot sends them back.
+    let (status, started) = herald
+        .post("/v1/integrations/crm/oauth/authorize", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let consent = started["authorizationUrl"].as_str().unwrap().to_owned();
+    let consent_url = url::Url::parse(&consent).unwrap();
+    let query: std::collections::HashMap<String, String> =
+        consent_url.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], "client-2");
+    assert_eq!(query["redirect_uri"], callback);
+    assert!(query["scope"].contains("crm.objects.contacts.write"));
+    let browser = reqwest::Client::new();
+    let finished = browser.get(&consent).send().await.unwrap();
+    assert_eq!(finished.url().path(), "/oauth/hubspot/callback");
+    assert_eq!(finished.status(), StatusCode::OK);
+    assert!(finished
+        .text()
+        .await
+        .unwrap()
+        .contains("HubSpot is connected to Herald (integration crm)"));
+
+    // The refresh token is kept, sealed: nowhere in the store's files in the clear.
+    let refresh_token = hubspot.oauth_refresh_token().expect("the app is installed");
+    let store_dir = herald.data.path().join("store");
+    for file in std::fs::read_dir(&store_dir).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(refresh_token.len())
+                .any(|w| w == refresh_token.as_bytes()),
+            "the refresh token is in the store in the clear"
+        );
+    }
+
+    // The dead letter, replayed, now goes through with the installed app.
+    let delivery_id = record["targets"][0]["deliveryId"].as_i64().unwrap();
+    let (status, _) = herald
+        .post(
+            &format!("/v1/dead-letters/{delivery_id}/replay"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    herald
+        .wait_for_notification("before-install", Duration::from_secs(10), all_delivered)
+        .await;
+    assert!(hubspot.contact_by_email("sam@example.com").is_some());
+
+    // A consent link works once.
+    let again = browser.get(&consent).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,145 @@
+//! Installing an OAuth app through Herald (HubSpot today), so the refresh token never passes
+//! through a person's hands or a configuration file.
+//!
+//! 1. `POST /v1/integrations/{id}/oauth/authorize` (API key) answers the vendor's consent page
+//!    for this integration, with a random single-use `state` good for ten minutes.
+//! 2. The person installing opens it and consents; the vendor sends their browser back to
+//!    `GET /oauth/hubspot/callback?code=...&state=...` (the integration's `oauth.redirect_uri`).
+//!    The `state` is the proof that Herald started this install; the integration's connector
+//!    exchanges the code for the account's tokens and keeps the refresh token sealed in the vault.
+//!
+//! Pending installs live in memory: a restart in between means starting again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ask_connector, organization_integration, ApiError, AppState, Organization};
+use crate::config::ConnectorConfig;
+use crate::connectors::hubspot_authorize_url;
+use crate::integration::IntegrationMsg;
+
+/// How long a consent link stays good.
+const INSTALL_WINDOW: Duration = Duration::from_secs(600);
+
+/// An install Herald started: whose it is and until when it may finish.
+pub struct PendingInstall {
+    integration_id: String,
+    organization: String,
+    expires: Instant,
+}
+
+pub async fn start_install(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(integration_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = organization_integration(&state, &organization, &integration_id)?;
+    let not_installable = || {
+        ApiError::Conflict(format!(
+            "integration {integration_id:?} is not an OAuth app installed through Herald (a HubSpot oauth app with redirect_uri and no refresh_token)"
+        ))
+    };
+    let ConnectorConfig::HubSpot(settings) = &runtime.config.connector else {
+        return Err(not_installable());
+    };
+    if settings
+        .oauth
+        .as_ref()
+        .is_none_or(|oauth| oauth.refresh_token.is_some())
+    {
+        return Err(not_installable());
+    }
+    let mut random = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut random);
+    let install_state = hex::encode(random);
+    let address = hubspot_authorize_url(settings, &install_state).ok_or_else(not_installable)?;
+    let now = Instant::now();
+    state
+        .pending_installs
+        .retain(|_, pending| pending.expires > now);
+    state.pending_installs.insert(
+        install_state,
+        PendingInstall {
+            integration_id: integration_id.clone(),
+            organization,
+            expires: now + INSTALL_WINDOW,
+        },
+    );
+    Ok(Json(json!({
+        "integrationId": integration_id,
+        "authorizationUrl": address,
+        "expiresInSeconds": INSTALL_WINDOW.as_secs(),
+    })))
+}
+
+/// What the vendor puts on the redirect back to Herald.
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The end of the install in the person's browser: plain text saying what happened.
+pub async fn finish_install(
+    State(state): State<Arc<AppState>>,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let page = |status: StatusCode, text: String| (status, text).into_response();
+    let Some(pending) = callback
+        .state
+        .as_deref()
+        .and_then(|key| state.pending_installs.remove(key))
+        .map(|(_, pending)| pending)
+        .filter(|pending| pending.expires > Instant::now())
+    else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This install link is unknown or expired. Start the install again from Herald.".into(),
+        );
+    };
+    let integration_id = pending.integration_id;
+    let code = match (callback.code, callback.error) {
+        (Some(code), None) if !code.is_empty() => code,
+        (_, error) => {
+            let reason = callback
+                .error_description
+                .or(error)
+                .unwrap_or_else(|| "no authorization code".into());
+            return page(
+                StatusCode::BAD_REQUEST,
+                format!("HubSpot did not authorize the install of {integration_id}: {reason}"),
+            );
+        }
+    };
+    let installed = ask_connector(&state, &pending.organization, &integration_id, |reply| {
+        IntegrationMsg::CompleteInstall(code, reply)
+    })
+    .await;
+    match installed {
+        Ok(Ok(_)) => {
+            tracing::info!(integration = %integration_id, "oauth app installed");
+            page(
+                StatusCode::OK,
+                format!("HubSpot is connected to Herald (integration {integration_id}). You can close this page."),
+            )
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(integration = %integration_id, %error, "oauth install failed");
+            page(
+                StatusCode::BAD_GATEWAY,
+                format!("HubSpot refused the install of {integration_id}: {error}"),
+            )
+        }
+        Err(error) => error.into_response(),
+    }
+}
