@@ -23,6 +23,7 @@ const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
 pub struct SlackConnector {
     post_message: Url,
     auth_test: Url,
+    team_info: Url,
     reactions_get: Url,
     conversations_replies: Url,
     token: ReloadableSecret,
@@ -47,6 +48,7 @@ impl SlackConnector {
         let base = settings.base_url.trim_end_matches('/');
         let post_message = client.check_url(&format!("{base}/chat.postMessage"))?;
         let auth_test = client.check_url(&format!("{base}/auth.test"))?;
+        let team_info = client.check_url(&format!("{base}/team.info"))?;
         let reactions_get = client.check_url(&format!("{base}/reactions.get"))?;
         let conversations_replies = client.check_url(&format!("{base}/conversations.replies"))?;
         let schedule_message = client.check_url(&format!("{base}/chat.scheduleMessage"))?;
@@ -58,6 +60,7 @@ impl SlackConnector {
         Ok(Self {
             post_message,
             auth_test,
+            team_info,
             reactions_get,
             conversations_replies,
             token: ReloadableSecret::load(&settings.token)?,
@@ -298,9 +301,19 @@ impl SlackConnector {
         }))
     }
 
-    /// `auth.test`: who the token is, in which workspace, with which scopes.
+    /// `auth.test`: who the token is, in which workspace, with which scopes; then `team.info`
+    /// (needs `team:read`) for the workspace's name and domain. A token without that scope still
+    /// checks out: `workspace` says what could not be read.
     async fn authenticate(&self) -> Result<serde_json::Value, ConnectorError> {
         let (answer, headers) = self.read(&self.auth_test, &[]).await?;
+        let workspace = match self.read(&self.team_info, &[]).await {
+            Ok((info, _)) => json!({
+                "name": info["team"]["name"], "domain": info["team"]["domain"],
+                "emailDomain": info["team"]["email_domain"],
+            }),
+            Err(ConnectorError::Rejected { code, .. }) => json!({"unreadable": code}),
+            Err(other) => return Err(other),
+        };
         let scopes: Vec<&str> = headers
             .get("x-oauth-scopes")
             .and_then(|v| v.to_str().ok())
@@ -314,6 +327,7 @@ impl SlackConnector {
         Ok(json!({
             "team": answer["team"], "teamId": answer["team_id"], "user": answer["user"], "userId": answer["user_id"],
             "botId": answer["bot_id"], "url": answer["url"], "scopes": scopes, "channel": self.channel,
+            "workspace": workspace,
         }))
     }
 }

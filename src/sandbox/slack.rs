@@ -54,6 +54,8 @@ struct SlackState {
     /// Minimum spacing between messages to one channel (Slack: about one per second).
     channel_interval: Duration,
     last_post: HashMap<String, Instant>,
+    /// The scopes the bot token was granted.
+    scopes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,15 @@ impl FakeSlack {
             next_ts: 1_767_225_600_000_100,
             channel_interval: Duration::ZERO,
             last_post: HashMap::new(),
+            scopes: [
+                "chat:write",
+                "chat:write.public",
+                "reactions:read",
+                "channels:history",
+                "team:read",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -104,6 +115,7 @@ impl FakeSlack {
                 axum::routing::get(auth_test).post(auth_test),
             )
             .route("/api/reactions.get", axum::routing::get(reactions_get))
+            .route("/api/team.info", axum::routing::get(team_info))
             .route(
                 "/api/conversations.replies",
                 axum::routing::get(conversations_replies),
@@ -245,6 +257,12 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Grants the bot token exactly these scopes (methods needing others answer `missing_scope`).
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.state.lock().expect("slack lock").scopes =
+            scopes.iter().map(|scope| scope.to_string()).collect();
+    }
+
     /// Every request, whatever it was answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()
@@ -271,6 +289,21 @@ async fn reactions_get(
             .map(|(name, users)| json!({"name": name, "count": users.len(), "users": users}))
             .collect();
         json!({"ok": true, "type": "message", "channel": query.get("channel"), "message": {"type": "message", "ts": ts, "reactions": reactions}})
+    })
+    .await
+}
+
+/// `team.info`: the workspace (needs `team:read`).
+async fn team_info(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    web_method(&app, "GET", "/api/team.info", &headers, query_fields(&query), |state, _| {
+        if !state.scopes.iter().any(|scope| scope == "team:read") {
+            return json!({"ok": false, "error": "missing_scope", "needed": "team:read", "provided": state.scopes.join(",")});
+        }
+        json!({"ok": true, "team": {"id": "T0HERALD1", "name": "Herald Sandbox", "domain": "herald-sandbox", "email_domain": "herald.example"}})
     })
     .await
 }
@@ -387,6 +420,7 @@ async fn auth_test(
         Some(scripted) => scripted.answer(),
         None => {
             let state = app.state.lock().expect("slack lock");
+            let scopes = state.scopes.join(",");
             let token = headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
@@ -402,12 +436,9 @@ async fn auth_test(
                 }),
             };
             let mut response = axum::Json(answer).into_response();
-            response.headers_mut().insert(
-                "x-oauth-scopes",
-                axum::http::HeaderValue::from_static(
-                    "chat:write,chat:write.public,reactions:read,channels:history",
-                ),
-            );
+            if let Ok(scopes) = axum::http::HeaderValue::from_str(&scopes) {
+                response.headers_mut().insert("x-oauth-scopes", scopes);
+            }
             (StatusCode::OK, response)
         }
     };

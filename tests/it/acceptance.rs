@@ -100,6 +100,18 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
         .as_array()
         .unwrap()
         .contains(&json!("chat:write")));
+    assert_eq!(
+        slack_check["account"]["workspace"]["domain"], "herald-sandbox",
+        "team.info: {slack_check}"
+    );
+    // Without team:read the token still checks out, and the answer says what it could not read.
+    slack.set_scopes(&["chat:write"]);
+    let (_, narrow) = check("chat").await;
+    assert_eq!(narrow["ok"], true, "{narrow}");
+    assert_eq!(
+        narrow["account"]["workspace"]["unreadable"],
+        "missing_scope"
+    );
     let (_, tave_check) = check("booking").await;
     assert_eq!(
         tave_check["account"]["studio"], "Herald Sandbox Studio",
