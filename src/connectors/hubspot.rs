@@ -17,6 +17,9 @@
 //! before anything is written. Batch endpoints throughout: three requests per notification (four
 //! with a deal move) however many contacts it names (up to 100).
 //!
+//! With `metadata.hubspotWorkflowId`, each contact is then enrolled in that contact-based
+//! workflow (triggerAutomationWorkflows; see `enroll`).
+//!
 //! An OAuth app is installed elsewhere (its refresh token in the configuration) or through
 //! Herald: [`authorize_url`] is HubSpot's consent page for the person installing, and
 //! [`Connector::complete_install`] exchanges the authorization code HubSpot sends back
@@ -28,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
@@ -431,6 +435,10 @@ impl HubSpotConnector {
             )
             .await?;
         let note_ids: Vec<&str> = results(&created).filter_map(|r| r["id"].as_str()).collect();
+        let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
+            Some(workflow) => Some(self.enroll(&workflow, &emails).await),
+            None => None,
+        };
         let contacts: Vec<Value> = emails
             .iter()
             .zip(&contact_ids)
@@ -449,8 +457,38 @@ impl HubSpotConnector {
                 "contacts": contacts,
                 "noteIds": note_ids,
                 "dealStage": moved,
+                "workflowEnrollments": enrollments,
             })),
         })
+    }
+
+    /// triggerAutomationWorkflows, as far as HubSpot's public API goes: enrols each contact in
+    /// the contact-based workflow named by `metadata.hubspotWorkflowId` (`POST
+    /// /automation/v2/workflows/{id}/enrollments/contacts/{email}`, one request per contact;
+    /// there is no batch enrolment, and the token needs the `automation` scope). It runs after
+    /// the notes are written, so a refusal is reported per contact, not retried: a retry would
+    /// write the notes again.
+    async fn enroll(&self, workflow: &str, emails: &[String]) -> Vec<Value> {
+        let mut enrollments = Vec::with_capacity(emails.len());
+        for email in emails {
+            let path = format!(
+                "/automation/v2/workflows/{workflow}/enrollments/contacts/{}",
+                utf8_percent_encode(email, NON_ALPHANUMERIC)
+            );
+            let outcome = match self.request(Method::POST, &path, None).await {
+                Ok((status, _)) if status.is_success() => {
+                    json!({"email": email, "status": "enrolled"})
+                }
+                Ok((status, answer)) => {
+                    json!({"email": email, "status": "failed", "error": self.error(status, answer).to_string()})
+                }
+                Err(error) => {
+                    json!({"email": email, "status": "failed", "error": error.to_string()})
+                }
+            };
+            enrollments.push(outcome);
+        }
+        enrollments
     }
 
     /// The cheapest read that proves the token: one contact (needs `crm.objects.contacts.read`).
@@ -578,6 +616,8 @@ impl HubSpotConnector {
         let text = response.text().await.map_err(transport_error)?;
         match serde_json::from_str(&text) {
             Ok(answer) => Ok((status, answer)),
+            // 204 No Content (a workflow enrolment) answers nothing.
+            Err(_) if status.is_success() && text.is_empty() => Ok((status, Value::Null)),
             Err(_) if status.is_success() => Err(ConnectorError::Unavailable(format!(
                 "HubSpot answered {status} without JSON"
             ))),
@@ -626,7 +666,12 @@ impl Connector for HubSpotConnector {
         // move the deal when asked.
         let moves_deal = metadata_id(notification, "hubspotDealId").is_some()
             && notification.metadata.contains_key("hubspotDealStage");
-        3 + u32::from(moves_deal)
+        // and one enrolment per contact when a workflow is named.
+        let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
+            Some(_) => contact_emails(notification).len() as u32,
+            None => 0,
+        };
+        3 + u32::from(moves_deal) + enrollments
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {

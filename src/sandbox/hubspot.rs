@@ -82,6 +82,8 @@ struct HubSpotState {
     deals: BTreeMap<String, Map<String, Value>>,
     companies: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
+    /// Contact-based workflows by id, with the emails enrolled in them.
+    workflows: BTreeMap<String, Vec<String>>,
     next_id: u64,
     window: Duration,
     max_per_window: usize,
@@ -139,6 +141,7 @@ impl FakeHubSpot {
             deals: BTreeMap::new(),
             companies: BTreeMap::new(),
             notes: Vec::new(),
+            workflows: BTreeMap::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
             max_per_window: max_per_10s,
@@ -160,6 +163,10 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/contacts", axum::routing::get(handle))
             .route("/crm/v3/objects/deals/{id}", axum::routing::patch(handle))
+            .route(
+                "/automation/v2/workflows/{workflow}/enrollments/contacts/{email}",
+                post(handle),
+            )
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -192,6 +199,18 @@ impl FakeHubSpot {
             lifetime,
             grants: 0,
         });
+    }
+
+    /// Adds a contact-based workflow contacts can be enrolled in.
+    pub fn add_workflow(&self, id: &str) {
+        let mut state = self.state.lock().expect("hubspot lock");
+        state.workflows.insert(id.to_owned(), Vec::new());
+    }
+
+    /// The emails enrolled in a workflow, in enrolment order.
+    pub fn enrolled(&self, workflow: &str) -> Vec<String> {
+        let state = self.state.lock().expect("hubspot lock");
+        state.workflows.get(workflow).cloned().unwrap_or_default()
     }
 
     /// The portal's refresh token of the OAuth app, once installed.
@@ -335,8 +354,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // A GET has no body; the operations read it as an empty object.
-    let parsed: Result<Value, _> = if method == axum::http::Method::GET {
+    // A GET, or a POST without a body (a workflow enrolment), reads as an empty object.
+    let parsed: Result<Value, _> = if method == axum::http::Method::GET || body.is_empty() {
         Ok(json!({}))
     } else {
         serde_json::from_slice(&body)
@@ -606,6 +625,9 @@ impl HubSpotState {
             "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_notes(&body),
+            enrolment if enrolment.starts_with("/automation/v2/workflows/") => {
+                self.enroll(enrolment)
+            }
             deal if deal.starts_with("/crm/v3/objects/deals/") => {
                 self.update_deal(deal.trim_start_matches("/crm/v3/objects/deals/"), &body)
             }
@@ -620,7 +642,11 @@ impl HubSpotState {
             }
             _ => return hubspot_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "not found"),
         };
-        let mut response = (status, axum::Json(answer)).into_response();
+        let mut response = if status == StatusCode::NO_CONTENT {
+            status.into_response()
+        } else {
+            (status, axum::Json(answer)).into_response()
+        };
         self.rate_headers(&mut response, remaining);
         (status, response)
     }
@@ -796,6 +822,38 @@ impl HubSpotState {
         }
         let (_, answer) = batch_answer(results, vec![]);
         (StatusCode::CREATED, answer)
+    }
+}
+
+// === workflows ===
+
+impl HubSpotState {
+    /// `POST /automation/v2/workflows/{id}/enrollments/contacts/{email}`: 204, or 404 for a
+    /// workflow or contact the portal does not have.
+    fn enroll(&mut self, path: &str) -> (StatusCode, Value) {
+        let segments: Vec<&str> = path.split('/').collect();
+        let (Some(workflow), Some(email)) = (segments.get(4), segments.get(7)) else {
+            return (StatusCode::NOT_FOUND, json!({}));
+        };
+        let email = percent_encoding::percent_decode_str(email)
+            .decode_utf8_lossy()
+            .to_lowercase();
+        if !self.workflows.contains_key(*workflow) {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": format!("Workflow {workflow} not found"), "category": "OBJECT_NOT_FOUND", "correlationId": uuid::Uuid::new_v4().to_string()}),
+            );
+        }
+        if self.contact_by_email(&email).is_none() {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": format!("Contact {email} does not exist"), "category": "OBJECT_NOT_FOUND", "correlationId": uuid::Uuid::new_v4().to_string()}),
+            );
+        }
+        if let Some(enrolled) = self.workflows.get_mut(*workflow) {
+            enrolled.push(email);
+        }
+        (StatusCode::NO_CONTENT, Value::Null)
     }
 }
 

@@ -543,3 +543,42 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
     let again = browser.get(&consent).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_notification_naming_a_workflow_enrolls_each_contact_in_it() {
+    let (herald, hubspot, _token) = start("").await;
+    hubspot.add_workflow("4021");
+    let mut enrol = with_contacts("wf-1", &["sam+wedding@example.com", "alex@example.com"]);
+    enrol["metadata"] = json!({"hubspotWorkflowId": "4021"});
+    herald.post("/v1/notifications", &enrol).await;
+    let record = herald
+        .wait_for_notification("wf-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let enrollments = &record["targets"][0]["details"]["workflowEnrollments"];
+    assert_eq!(enrollments[0]["status"], "enrolled", "{record}");
+    assert_eq!(enrollments[1]["status"], "enrolled");
+    assert_eq!(
+        hubspot.enrolled("4021"),
+        ["sam+wedding@example.com", "alex@example.com"]
+    );
+
+    // A workflow the portal does not have: the sync stands, the refusal is in the details, and
+    // nothing is retried (a retry would write the notes twice).
+    let mut unknown = with_contacts("wf-2", &["sam+wedding@example.com"]);
+    unknown["metadata"] = json!({"hubspotWorkflowId": 999});
+    herald.post("/v1/notifications", &unknown).await;
+    let record = herald
+        .wait_for_notification("wf-2", Duration::from_secs(10), all_delivered)
+        .await;
+    let refused = &record["targets"][0]["details"]["workflowEnrollments"][0];
+    assert_eq!(refused["status"], "failed");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("Workflow 999 not found"),
+        "{refused}"
+    );
+    assert_eq!(record["targets"][0]["attempts"], 1);
+    assert_eq!(hubspot.notes().len(), 3, "two notes, then one");
+}
