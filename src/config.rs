@@ -325,6 +325,25 @@ pub struct SlackSettings {
     pub reminders: Vec<ReminderSettings>,
     #[serde(default = "default_reminder_types")]
     pub reminder_types: Vec<String>,
+    /// Hours when the channel is not disturbed (the seed's manageNotificationPreferences).
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// A daily quiet period, in UTC. A notification delivered inside it is scheduled
+/// (`chat.scheduleMessage`) for the period's end instead of posted, unless its priority is at
+/// least `breaks_through`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// `HH:MM`, UTC; the period may run past midnight (`22:00` to `07:00`).
+    pub from: String,
+    pub to: String,
+    #[serde(default = "default_breaks_through")]
+    pub breaks_through: Priority,
+}
+
+fn default_breaks_through() -> Priority {
+    Priority::Emergency
 }
 
 /// One reminder of an automated message sequence.
@@ -946,6 +965,22 @@ fn check_slack(slack: &SlackSettings) -> Result<(), (String, String)> {
     if let Some(template) = &slack.text_template {
         compiles("text_template".into(), template)?;
     }
+    if let Some(quiet) = &slack.quiet_hours {
+        for (field, time) in [
+            ("quiet_hours.from", &quiet.from),
+            ("quiet_hours.to", &quiet.to),
+        ] {
+            if !is_time_of_day(time) {
+                return Err((field.into(), format!("{time:?} is not a time like 22:00")));
+            }
+        }
+        if quiet.from == quiet.to {
+            return Err((
+                "quiet_hours.to".into(),
+                "the quiet period must not be empty (from and to are the same time)".into(),
+            ));
+        }
+    }
     for (index, reminder) in slack.reminders.iter().enumerate() {
         compiles(
             format!("reminders[{index}].text_template"),
@@ -1250,6 +1285,25 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             err.contains("settings.reminders[0].at") && err.contains("not a time"),
             "{err}"
         );
+        for (quiet, field, reason) in [
+            (
+                r#"quiet_hours = { from = "10pm", to = "07:00" }"#,
+                "settings.quiet_hours.from",
+                "not a time",
+            ),
+            (
+                r#"quiet_hours = { from = "07:00", to = "07:00" }"#,
+                "settings.quiet_hours.to",
+                "must not be empty",
+            ),
+        ] {
+            let err = validate(&with(quiet)).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(reason), "{err}");
+        }
+        assert!(validate(&with(
+            r#"quiet_hours = { from = "22:00", to = "07:00", breaks_through = "high" }"#
+        ))
+        .is_ok());
         let err = validate(&with(r#"text_template = "{{ title""#))
             .unwrap_err()
             .to_string();

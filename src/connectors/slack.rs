@@ -15,7 +15,7 @@ use super::http::{classify_status, retry_after, transport_error, OutboundClient}
 use super::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
 };
-use crate::config::{ReminderSettings, SlackSettings};
+use crate::config::{QuietHours, ReminderSettings, SlackSettings};
 use crate::wedsync::{Priority, WeddingNotification};
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
@@ -34,6 +34,7 @@ pub struct SlackConnector {
     reminder_types: Vec<String>,
     client: OutboundClient,
     timeout: Duration,
+    quiet_hours: Option<QuietHours>,
 }
 
 /// Slack schedules messages at most 120 days ahead.
@@ -69,6 +70,7 @@ impl SlackConnector {
             schedule_message,
             reminders: settings.reminders.clone(),
             reminder_types: settings.reminder_types.clone(),
+            quiet_hours: settings.quiet_hours.clone(),
             client,
             timeout,
         })
@@ -148,6 +150,65 @@ impl SlackConnector {
         (scheduled, skipped)
     }
 
+    /// When a notification delivered at `now` must wait for the end of the quiet hours.
+    fn held_until(&self, notification: &WeddingNotification, now: SystemTime) -> Option<u64> {
+        let quiet = self.quiet_hours.as_ref()?;
+        if notification.priority >= quiet.breaks_through {
+            return None;
+        }
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        quiet_period_end(now, minutes_of(&quiet.from)?, minutes_of(&quiet.to)?)
+    }
+
+    /// manageNotificationPreferences: inside the quiet hours, the message (its action buttons
+    /// inline, since there is no thread yet) is scheduled for the period's end.
+    async fn hold(
+        &self,
+        notification: &WeddingNotification,
+        text: &str,
+        post_at: u64,
+    ) -> Result<Receipt, ConnectorError> {
+        let mut blocks = slack_blocks(notification);
+        if let (Some(blocks), Some(Value::Array(actions))) =
+            (blocks.as_array_mut(), slack_action_blocks(notification))
+        {
+            blocks.extend(actions);
+        }
+        let message = json!({
+            "channel": self.channel,
+            "text": truncate(text, 4000),
+            "blocks": blocks,
+            "post_at": post_at.to_string(),
+            "unfurl_links": false,
+        });
+        let (answer, _) = self
+            .call(
+                self.client
+                    .client()
+                    .post(self.schedule_message.clone())
+                    .json(&message),
+            )
+            .await?;
+        let (Some(id), Some(channel)) = (
+            answer["scheduled_message_id"].as_str(),
+            answer["channel"].as_str(),
+        ) else {
+            return Err(ConnectorError::Unavailable(
+                "Slack answered ok without a scheduled message id and channel".into(),
+            ));
+        };
+        let mut details = json!({"channel": channel, "scheduledMessageId": id, "postAt": post_at, "heldFor": "quiet_hours"});
+        if self.schedules_reminders(notification) {
+            let (scheduled, skipped) = self.schedule_reminders(channel, notification).await;
+            details["scheduledReminders"] = json!(scheduled);
+            details["skippedReminders"] = json!(skipped);
+        }
+        Ok(Receipt {
+            id: id.to_owned(),
+            details: Some(details),
+        })
+    }
+
     /// Posts the notification, then its action buttons as a reply in the message's thread, so
     /// the channel shows the news and the thread holds what to do about it.
     async fn post(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
@@ -155,6 +216,9 @@ impl SlackConnector {
         let text = minijinja::Environment::new()
             .render_str(&self.text_template, &**notification)
             .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
+        if let Some(post_at) = self.held_until(notification, SystemTime::now()) {
+            return self.hold(notification, &text, post_at).await;
+        }
         let message = json!({
             "channel": self.channel,
             "text": truncate(&text, 4000),
@@ -348,6 +412,10 @@ impl Connector for SlackConnector {
         } else {
             0
         };
+        if self.held_until(notification, SystemTime::now()).is_some() {
+            // One scheduled message, its buttons inline.
+            return 1 + reminders;
+        }
         1 + u32::from(!notification.actions.is_empty()) + reminders
     }
 
@@ -425,6 +493,33 @@ fn slack_mac(signing_secret: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> 
     mac.update(format!("v0:{timestamp}:").as_bytes());
     mac.update(body);
     mac
+}
+
+/// Minutes since midnight of a checked `HH:MM`.
+fn minutes_of(time: &str) -> Option<u64> {
+    let (hours, minutes) = time.split_once(':')?;
+    Some(hours.parse::<u64>().ok()? * 60 + minutes.parse::<u64>().ok()?)
+}
+
+/// If `now` (Unix seconds, UTC) falls in the daily period from `from` to `to` (minutes since
+/// midnight; a period may run past midnight), the Unix time at which it ends.
+fn quiet_period_end(now: u64, from: u64, to: u64) -> Option<u64> {
+    let minute = (now % 86_400) / 60;
+    let inside = if from < to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    };
+    if !inside {
+        return None;
+    }
+    let midnight = now - now % 86_400;
+    let end_today = midnight + to * 60;
+    Some(if end_today > now {
+        end_today
+    } else {
+        end_today + 86_400
+    })
 }
 
 fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorError {
@@ -674,5 +769,29 @@ mod tests {
             classify_slack_error("channel_not_found", None),
             ConnectorError::Rejected { .. }
         ));
+    }
+
+    #[test]
+    fn quiet_periods_end_at_their_next_end_even_past_midnight() {
+        let day = 20_000 * 86_400; // a midnight, UTC
+        let at = |hours: u64, minutes: u64| day + hours * 3600 + minutes * 60;
+        // 22:00 to 07:00: 23:30 waits until 07:00 the next day, 06:59 until 07:00 today.
+        let (from, to) = (22 * 60, 7 * 60);
+        assert_eq!(quiet_period_end(at(23, 30), from, to), Some(at(31, 0)));
+        assert_eq!(quiet_period_end(at(6, 59), from, to), Some(at(7, 0)));
+        assert_eq!(
+            quiet_period_end(at(7, 0), from, to),
+            None,
+            "the end is not quiet"
+        );
+        assert_eq!(quiet_period_end(at(12, 0), from, to), None);
+        assert_eq!(quiet_period_end(at(22, 0), from, to), Some(at(31, 0)));
+        // 12:00 to 14:00, inside one day.
+        assert_eq!(
+            quiet_period_end(at(13, 15), 12 * 60, 14 * 60),
+            Some(at(14, 0))
+        );
+        assert_eq!(quiet_period_end(at(11, 59), 12 * 60, 14 * 60), None);
+        assert_eq!(minutes_of("07:30"), Some(450));
     }
 }

@@ -13,6 +13,7 @@ mod intake;
 mod interactivity;
 mod isolation;
 mod postgres;
+mod quiet_hours;
 mod reminders;
 mod routing;
 mod sandbox;
