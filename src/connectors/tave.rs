@@ -7,9 +7,10 @@
 //! - every notification: `POST /note` on the job, the studio's communication log, with the title
 //!   and message as `contentHtml`.
 //!
-//! Both job fields go in one `PUT`, so a timeline change is exactly two actions. The API has no
-//! endpoint for "affected sessions" or conflicts as such; those come later through `/event` and
-//! notes (see the README). Errors are problem documents `{type, title, detail, status}`; a 429
+//! Both job fields go in one `PUT`. A new wedding date also moves the job's sessions (its
+//! `/event`s) that were on the old date: the job is read first for that date, and each moved
+//! session is a sync action of its own, so a booking change of a job without sessions is exactly
+//! two actions. The API has no availability or conflict resource (see the README). Errors are problem documents `{type, title, detail, status}`; a 429
 //! has type `quota-limit` and `Retry-After`.
 //!
 //! With `rest_hooks` configured, [`Connector::subscribe_to_events`] subscribes to each event with
@@ -119,6 +120,20 @@ impl TaveConnector {
         let mut actions = Vec::new();
         let mut sync_actions = Vec::new();
         let changes = job_changes(notification);
+        // A new wedding date moves the job's sessions on the old date with it: read the old
+        // date before writing the new one.
+        let moved_date = match changes.get("eventDate").and_then(Value::as_str) {
+            Some(new_date) => {
+                let job = self
+                    .call(Method::GET, &format!("job/{job_id}"), None)
+                    .await?;
+                job["eventDate"]
+                    .as_str()
+                    .filter(|old| *old != new_date)
+                    .map(|old| (old.to_owned(), new_date.to_owned()))
+            }
+            None => None,
+        };
         if !changes.is_empty() {
             let fields: Vec<String> = changes.keys().cloned().collect();
             self.call(
@@ -129,6 +144,12 @@ impl TaveConnector {
             .await?;
             actions.push(format!("job {job_id} updated"));
             sync_actions.push(json!({"action": "job_update", "jobId": job_id, "fields": fields}));
+        }
+        if let Some((old, new)) = &moved_date {
+            for event_id in self.move_sessions(&job_id, old, new).await? {
+                actions.push(format!("session {event_id} moved"));
+                sync_actions.push(json!({"action": "session_update", "eventId": event_id, "from": old, "to": new}));
+            }
         }
         let note = json!({
             "jobId": job_id,
@@ -147,6 +168,51 @@ impl TaveConnector {
             id: actions.join("; "),
             details: Some(json!({"syncActions": sync_actions})),
         })
+    }
+
+    /// The job's sessions (`GET /event?jobId=`, every page) that were on `old`, moved to `new`
+    /// (`PUT /event/{id}`; the end date moves by as many days, so a session keeps its length).
+    /// Answers the moved ids.
+    async fn move_sessions(
+        &self,
+        job_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let mut moved = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let listed = self
+                .call(
+                    Method::GET,
+                    &format!("event?jobId={job_id}&pageSize=100&page={page}"),
+                    None,
+                )
+                .await?;
+            for event in listed["items"].as_array().into_iter().flatten() {
+                let Some(id) = event["id"].as_str() else {
+                    continue;
+                };
+                if event["startDate"].as_str() != Some(old) {
+                    continue;
+                }
+                let mut change = json!({"startDate": new});
+                if let Some(end) = event["endDate"]
+                    .as_str()
+                    .and_then(|end| shift_date(end, old, new))
+                {
+                    change["endDate"] = json!(end);
+                }
+                self.call(Method::PUT, &format!("event/{id}"), Some(&change))
+                    .await?;
+                moved.push(id.to_owned());
+            }
+            let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
+            if u64::from(page) >= pages {
+                return Ok(moved);
+            }
+            page += 1;
+        }
     }
 
     async fn call(
@@ -176,12 +242,23 @@ impl TaveConnector {
         if status.is_success() {
             return Ok(answer);
         }
-        // Problem documents: {type, title, detail, status}.
-        let problem = answer["detail"]
-            .as_str()
-            .or(answer["title"].as_str())
-            .unwrap_or(&text)
-            .to_owned();
+        // Problem documents: {type, title, detail, status}; a validation error's `detail` maps
+        // each field to what is wrong with it.
+        let problem = match &answer["detail"] {
+            Value::String(detail) => detail.clone(),
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(field, why)| match why {
+                    Value::Array(reasons) => {
+                        let reasons: Vec<&str> = reasons.iter().filter_map(Value::as_str).collect();
+                        format!("{field}: {}", reasons.join(", "))
+                    }
+                    other => format!("{field}: {other}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => answer["title"].as_str().unwrap_or(&text).to_owned(),
+        };
         Err(match status.as_u16() {
             429 => ConnectorError::RateLimited {
                 retry_after: retry_after(&headers),
@@ -209,7 +286,10 @@ impl Connector for TaveConnector {
     }
 
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
-        1 + u32::from(!job_changes(notification).is_empty())
+        // The note, the job update, and for a new date the job read and the sessions' first
+        // page (moving sessions costs one more each, not known in advance).
+        let changes = job_changes(notification);
+        1 + u32::from(!changes.is_empty()) + 2 * u32::from(changes.contains_key("eventDate"))
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
@@ -292,6 +372,17 @@ pub fn event_notification(
         }
     }
     serde_json::from_value(notification)
+}
+
+/// `date` moved by the days from `old` to `new` (all `YYYY-MM-DD`); `None` if one is not a date.
+fn shift_date(date: &str, old: &str, new: &str) -> Option<String> {
+    let day = |date: &str| -> Option<i64> {
+        let at = humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64 / 86_400)
+    };
+    let shifted = day(date)? + day(new)? - day(old)?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(shifted).ok()? * 86_400);
+    Some(humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned())
 }
 
 /// An id Tave sent that can go into a notification id as it is.
@@ -419,5 +510,22 @@ mod tests {
         assert_eq!(first.notification_id, again.notification_id);
         assert!(!first.notification_id.contains(' '));
         first.validate("", "studio").unwrap();
+    }
+
+    #[test]
+    fn a_session_keeps_its_length_when_its_day_moves() {
+        assert_eq!(
+            shift_date("2027-06-06", "2027-06-05", "2027-06-12").as_deref(),
+            Some("2027-06-13")
+        );
+        assert_eq!(
+            shift_date("2027-03-01", "2027-02-28", "2027-02-27").as_deref(),
+            Some("2027-02-28")
+        );
+        assert_eq!(
+            shift_date("2028-01-01", "2027-12-31", "2027-12-31").as_deref(),
+            Some("2028-01-01")
+        );
+        assert_eq!(shift_date("someday", "2027-12-31", "2028-01-02"), None);
     }
 }

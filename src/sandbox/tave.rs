@@ -49,6 +49,8 @@ struct TaveState {
     api_key: String,
     jobs: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
+    /// Events (a job's sessions and shoots) by id.
+    events: BTreeMap<String, Map<String, Value>>,
     hooks: Vec<RestHook>,
     next_id: u64,
     min_interval: Duration,
@@ -69,6 +71,7 @@ impl FakeTave {
             api_key: api_key.to_owned(),
             jobs: BTreeMap::new(),
             notes: Vec::new(),
+            events: BTreeMap::new(),
             hooks: Vec::new(),
             next_id: 5000,
             min_interval: Duration::ZERO,
@@ -81,7 +84,9 @@ impl FakeTave {
             faults: faults.clone(),
         };
         let app = axum::Router::new()
-            .route("/api/v2/job/{id}", put(update_job))
+            .route("/api/v2/job/{id}", put(update_job).get(get_job))
+            .route("/api/v2/event", axum::routing::get(list_events))
+            .route("/api/v2/event/{id}", put(update_event))
             .route("/api/v2/note", post(create_note))
             .route("/api/v2/studio/me", axum::routing::get(studio_me))
             .route("/api/v2/rest-hook", post(create_rest_hook))
@@ -109,6 +114,23 @@ impl FakeTave {
 
     pub fn job(&self, id: &str) -> Option<Map<String, Value>> {
         self.state.lock().expect("tave lock").jobs.get(id).cloned()
+    }
+
+    /// Adds an event (a session or shoot), e.g. `{"jobId": ..., "startDate": ..., "confirmed": true}`.
+    pub fn add_event(&self, id: &str, fields: Value) {
+        self.state.lock().expect("tave lock").events.insert(
+            id.to_owned(),
+            fields.as_object().cloned().unwrap_or_default(),
+        );
+    }
+
+    pub fn event(&self, id: &str) -> Option<Map<String, Value>> {
+        self.state
+            .lock()
+            .expect("tave lock")
+            .events
+            .get(id)
+            .cloned()
     }
 
     pub fn notes(&self) -> Vec<Note> {
@@ -174,20 +196,116 @@ fn problem_document(status: StatusCode, body: Value) -> (StatusCode, Response) {
     (status, response)
 }
 
-/// A validation problem naming every field at fault, in `detail` and in `violations`.
+/// The API's validation problem: 400 `validation-error` whose `detail` maps each field at fault
+/// to what is wrong with it.
 fn invalid(errors: &[SchemaError]) -> (StatusCode, Response) {
-    let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let status = StatusCode::BAD_REQUEST;
+    let mut detail = Map::new();
+    for error in errors {
+        let field = if error.at.is_empty() {
+            "body"
+        } else {
+            error.at.as_str()
+        };
+        let messages = detail
+            .entry(field.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(messages) = messages {
+            messages.push(Value::String(error.message.clone()));
+        }
+    }
     problem_document(
         status,
-        json!({
-            "type": "validation-error",
-            "title": "Validation Failed",
-            "detail": listed.join("; "),
-            "status": status.as_u16(),
-            "violations": errors.iter().map(|e| json!({"propertyPath": e.at, "message": e.message})).collect::<Vec<_>>(),
-        }),
+        json!({"type": "validation-error", "title": "Validation Failed", "detail": detail, "status": status.as_u16()}),
     )
+}
+
+async fn get_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        app,
+        "GET",
+        &uri,
+        headers,
+        Bytes::new(),
+        move |state, _| match state.jobs.get(&id) {
+            Some(job) => {
+                let mut answer = job.clone();
+                answer.insert("id".into(), json!(id));
+                (
+                    StatusCode::OK,
+                    (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
+                )
+            }
+            None => problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not Found",
+                &format!("Job {id} was not found."),
+            ),
+        },
+    )
+    .await
+}
+
+/// `GET /event?jobId=&page=&pageSize=`: a page of the studio's events, as the API's collections
+/// come: `{type: "event-collection", items, meta: {currentPage, totalPages, totalItems, rows}}`.
+async fn list_events(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    respond(app, "GET", &uri, headers, Bytes::new(), |state, query| {
+        let job = query["jobId"].as_str();
+        let page: usize = query["page"].as_str().and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let size: usize = query["pageSize"].as_str().and_then(|p| p.parse().ok()).unwrap_or(100);
+        let matching: Vec<Value> = state
+            .events
+            .iter()
+            .filter(|(_, event)| job.is_none_or(|job| event.get("jobId").and_then(Value::as_str) == Some(job)))
+            .map(|(id, event)| {
+                let mut event = event.clone();
+                event.insert("id".into(), json!(id));
+                Value::Object(event)
+            })
+            .collect();
+        let total = matching.len();
+        let items: Vec<Value> = matching.into_iter().skip((page - 1) * size).take(size).collect();
+        let answer = json!({
+            "type": "event-collection",
+            "items": items,
+            "meta": {"currentPage": page, "totalPages": total.div_ceil(size), "totalItems": total, "rows": size},
+        });
+        (StatusCode::OK, (StatusCode::OK, axum::Json(answer)).into_response())
+    })
+    .await
+}
+
+async fn update_event(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(app, "PUT", &uri, headers, body, move |state, body| {
+        let Some(event) = state.events.get_mut(&id) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not Found",
+                &format!("Event {id} was not found."),
+            );
+        };
+        event.extend(body.as_object().cloned().unwrap_or_default());
+        let mut answer = event.clone();
+        answer.insert("id".into(), json!(id));
+        (
+            StatusCode::OK,
+            (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
+        )
+    })
+    .await
 }
 
 async fn update_job(
