@@ -3,7 +3,7 @@
 //! /job/{id}` with the job's documented fields only), notes (`POST /note`, `contentHtml`
 //! required with `jobId` or `contactId`), problem documents `{type, title, detail, status}` for
 //! errors, and a 429 of type `quota-limit` with `Retry-After`. Every request is checked against
-//! the contract in `contracts/tave.json` first; a breach is a 422 naming each field. REST hooks:
+//! the contract in `contracts/tave.json` first; a breach is the API's 400 `validation-error`, `detail` naming each field. REST hooks:
 //! `POST /rest-hook {event, url}` subscribes, and [`FakeTave::fire`] delivers an event the way
 //! Tave does (a JSON POST to each subscribed url, dropping a hook whose url answers 410).
 
