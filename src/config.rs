@@ -422,6 +422,11 @@ pub struct TaveSettings {
     pub api_key: SecretRef,
     /// Tave events Herald subscribes to, so they reach Herald as notifications.
     pub rest_hooks: Option<TaveRestHooks>,
+    /// On a new wedding date, look through the studio's events for confirmed sessions of other
+    /// jobs that day (handleBookingConflicts). Off by default: the API has no date filter, so it
+    /// pages through the studio's events (up to 1,000).
+    #[serde(default)]
+    pub check_conflicts: bool,
 }
 
 /// The events Tave's REST hooks offer.

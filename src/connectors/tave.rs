@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use super::http::{retry_after, transport_error, OutboundClient};
 use super::{
-    note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
-    ReloadableSecret,
+    escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt, ReloadableSecret,
 };
 use crate::config::{SecretRef, TaveSettings};
 use crate::wedsync::{is_iso_date, WeddingNotification};
@@ -38,6 +38,7 @@ pub struct TaveConnector {
     timeout: Duration,
     integration_id: String,
     rest_hooks: Option<RestHooks>,
+    check_conflicts: bool,
 }
 
 /// The REST-hook subscriptions the configuration asks for.
@@ -73,6 +74,7 @@ impl TaveConnector {
             timeout,
             integration_id: integration_id.to_owned(),
             rest_hooks,
+            check_conflicts: settings.check_conflicts,
         })
     }
 
@@ -145,15 +147,24 @@ impl TaveConnector {
             actions.push(format!("job {job_id} updated"));
             sync_actions.push(json!({"action": "job_update", "jobId": job_id, "fields": fields}));
         }
+        let mut note_body = note_html(notification);
         if let Some((old, new)) = &moved_date {
             for event_id in self.move_sessions(&job_id, old, new).await? {
                 actions.push(format!("session {event_id} moved"));
                 sync_actions.push(json!({"action": "session_update", "eventId": event_id, "from": old, "to": new}));
             }
+            if self.check_conflicts {
+                let check = self.find_conflicts(&job_id, new).await?;
+                // The conflict record is the note itself: the studio sees it in the job's log.
+                if let Some(record) = check.note_html(new) {
+                    note_body.push_str(&record);
+                }
+                sync_actions.push(check.sync_action(new));
+            }
         }
         let note = json!({
             "jobId": job_id,
-            "contentHtml": note_html(notification),
+            "contentHtml": note_body,
         });
         let created = self.call(Method::POST, "note", Some(&note)).await?;
         let note_id = created["id"]
@@ -210,6 +221,51 @@ impl TaveConnector {
             let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
             if u64::from(page) >= pages {
                 return Ok(moved);
+            }
+            page += 1;
+        }
+    }
+
+    /// handleBookingConflicts: pages through the studio's events (the API has no date filter;
+    /// at most [`CONFLICT_PAGES`] pages) for confirmed sessions of other jobs on `date`, and
+    /// the free days nearest to it.
+    async fn find_conflicts(
+        &self,
+        job_id: &str,
+        date: &str,
+    ) -> Result<ConflictCheck, ConnectorError> {
+        let mut check = ConflictCheck::default();
+        let mut page = 1u32;
+        loop {
+            let listed = self
+                .call(
+                    Method::GET,
+                    &format!("event?pageSize=100&page={page}&sortBy=id"),
+                    None,
+                )
+                .await?;
+            for event in listed["items"].as_array().into_iter().flatten() {
+                check.events_checked += 1;
+                let other_job = event["jobId"].as_str() != Some(job_id);
+                let (Some(day), true, true) = (
+                    event["startDate"].as_str(),
+                    other_job,
+                    event["confirmed"] == true,
+                ) else {
+                    continue;
+                };
+                if day == date {
+                    check.conflicts.push(json!({"eventId": event["id"], "jobId": event["jobId"], "name": event["name"]}));
+                }
+                check.busy_days.insert(day.to_owned());
+            }
+            let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
+            if u64::from(page) >= pages {
+                check.complete = true;
+                return Ok(check);
+            }
+            if page >= CONFLICT_PAGES {
+                return Ok(check);
             }
             page += 1;
         }
@@ -289,7 +345,10 @@ impl Connector for TaveConnector {
         // The note, the job update, and for a new date the job read and the sessions' first
         // page (moving sessions costs one more each, not known in advance).
         let changes = job_changes(notification);
-        1 + u32::from(!changes.is_empty()) + 2 * u32::from(changes.contains_key("eventDate"))
+        let new_date = u32::from(changes.contains_key("eventDate"));
+        1 + u32::from(!changes.is_empty())
+            + 2 * new_date
+            + new_date * u32::from(self.check_conflicts)
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
@@ -374,15 +433,87 @@ pub fn event_notification(
     serde_json::from_value(notification)
 }
 
+/// How many pages of 100 events a conflict check reads at most.
+const CONFLICT_PAGES: u32 = 10;
+
+/// What a conflict check found.
+#[derive(Default)]
+struct ConflictCheck {
+    conflicts: Vec<Value>,
+    /// Days with a confirmed session of another job.
+    busy_days: std::collections::BTreeSet<String>,
+    events_checked: usize,
+    /// Whether every page was read.
+    complete: bool,
+}
+
+impl ConflictCheck {
+    /// Up to three days within a week of `date`, nearest first, with no confirmed session.
+    fn alternatives(&self, date: &str) -> Vec<String> {
+        (1..=7)
+            .flat_map(|days: i64| [days, -days])
+            .filter_map(|offset| {
+                let target = shift_by(date, offset)?;
+                (!self.busy_days.contains(&target)).then_some(target)
+            })
+            .take(3)
+            .collect()
+    }
+
+    fn sync_action(&self, date: &str) -> Value {
+        json!({
+            "action": "conflict_check", "date": date, "conflicts": self.conflicts,
+            "alternatives": if self.conflicts.is_empty() { Vec::new() } else { self.alternatives(date) },
+            "eventsChecked": self.events_checked, "complete": self.complete,
+        })
+    }
+
+    /// The conflict record for the job's communication log, if there is a conflict.
+    fn note_html(&self, date: &str) -> Option<String> {
+        if self.conflicts.is_empty() {
+            return None;
+        }
+        let taken: Vec<String> = self
+            .conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} (job {})",
+                    c["name"].as_str().unwrap_or("a session"),
+                    c["jobId"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let free = self.alternatives(date);
+        let free = if free.is_empty() {
+            "none within a week".to_owned()
+        } else {
+            free.join(", ")
+        };
+        Some(format!(
+            "<p><strong>Date conflict:</strong> {} already has {}. Free nearby: {}.</p>",
+            escape_html(date),
+            escape_html(&taken.join(", ")),
+            escape_html(&free)
+        ))
+    }
+}
+
+/// `date` moved by `days` (`YYYY-MM-DD`).
+fn shift_by(date: &str, days: i64) -> Option<String> {
+    let at = humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+    let day = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64 / 86_400 + days;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(day).ok()? * 86_400);
+    Some(humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned())
+}
+
 /// `date` moved by the days from `old` to `new` (all `YYYY-MM-DD`); `None` if one is not a date.
 fn shift_date(date: &str, old: &str, new: &str) -> Option<String> {
     let day = |date: &str| -> Option<i64> {
         let at = humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
         Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64 / 86_400)
     };
-    let shifted = day(date)? + day(new)? - day(old)?;
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(shifted).ok()? * 86_400);
-    Some(humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned())
+    shift_by(date, day(new)? - day(old)?)
 }
 
 /// An id Tave sent that can go into a notification id as it is.
@@ -527,5 +658,28 @@ mod tests {
             Some("2028-01-01")
         );
         assert_eq!(shift_date("someday", "2027-12-31", "2028-01-02"), None);
+    }
+
+    #[test]
+    fn alternatives_are_the_nearest_free_days() {
+        let mut check = ConflictCheck::default();
+        for busy in ["2027-06-12", "2027-06-13", "2027-06-11", "2027-06-14"] {
+            check.busy_days.insert(busy.into());
+        }
+        assert_eq!(
+            check.alternatives("2027-06-12"),
+            ["2027-06-10", "2027-06-15", "2027-06-09"]
+        );
+        assert!(
+            check.note_html("2027-06-12").is_none(),
+            "no conflict, no record"
+        );
+        check
+            .conflicts
+            .push(json!({"eventId": "e", "jobId": "J-1", "name": "Smith <wedding>"}));
+        assert_eq!(
+            check.note_html("2027-06-12").unwrap(),
+            "<p><strong>Date conflict:</strong> 2027-06-12 already has Smith &lt;wedding&gt; (job J-1). Free nearby: 2027-06-10, 2027-06-15, 2027-06-09.</p>"
+        );
     }
 }

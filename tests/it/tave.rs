@@ -14,6 +14,11 @@ use crate::harness::{
 const API_KEY: &str = "tave-live-0123456789abcdef";
 
 async fn start() -> (Harness, FakeTave, tempfile::NamedTempFile) {
+    start_with("").await
+}
+
+/// Herald with one Tave integration; `settings` adds to its settings.
+async fn start_with(settings: &str) -> (Harness, FakeTave, tempfile::NamedTempFile) {
     let tave = FakeTave::start(any_local_port(), API_KEY).await.unwrap();
     tave.add_job(
         "J-2027-0612",
@@ -24,7 +29,7 @@ async fn start() -> (Harness, FakeTave, tempfile::NamedTempFile) {
     let body = format!(
         "[[organizations]]\nid = \"studio\"\n\
          [[integrations]]\nid = \"booking\"\norganization = \"studio\"\nkind = \"tave\"\n\
-         settings = {{ base_url = \"{}\", api_key = {{ file = \"{}\" }} }}\n\
+         settings = {{ base_url = \"{}\", api_key = {{ file = \"{}\" }}{settings} }}\n\
          rate_limit = {{ per_second = 50, burst = 10 }}\n\
          retry = {{ max_attempts = 4, initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
         tave.base_url(),
@@ -163,6 +168,51 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
         "2027-05-01"
     );
     assert_eq!(tave.event("01otherjob").unwrap()["startDate"], "2027-06-05");
+}
+
+#[tokio::test]
+async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free_days_nearby() {
+    let (herald, tave, _key) = start_with(", check_conflicts = true").await;
+    tave.add_event("01smith", json!({"jobId": "J-SMITH", "name": "Smith wedding", "startDate": "2027-06-12", "confirmed": true}));
+    tave.add_event("01jones", json!({"jobId": "J-JONES", "name": "Jones wedding", "startDate": "2027-06-11", "confirmed": true}));
+    tave.add_event("01pencil", json!({"jobId": "J-PENCIL", "name": "Pencilled in", "startDate": "2027-06-13", "confirmed": false}));
+    herald
+        .post(
+            "/v1/notifications",
+            &for_job("tl-conflict", "timeline_change", json!("J-2027-0612")),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("tl-conflict", Duration::from_secs(10), all_delivered)
+        .await;
+    let actions = record["targets"][0]["details"]["syncActions"]
+        .as_array()
+        .unwrap();
+    let check = actions
+        .iter()
+        .find(|a| a["action"] == "conflict_check")
+        .expect("a conflict check");
+    assert_eq!(
+        check["conflicts"],
+        json!([{"eventId": "01smith", "jobId": "J-SMITH", "name": "Smith wedding"}])
+    );
+    assert_eq!(
+        check["alternatives"],
+        json!(["2027-06-13", "2027-06-14", "2027-06-10"]),
+        "a pencilled-in session does not take a day"
+    );
+    assert_eq!(
+        (check["eventsChecked"].as_u64(), check["complete"].as_bool()),
+        (Some(3), Some(true))
+    );
+    let notes = tave.notes();
+    assert!(
+        notes[0]
+            .content_html
+            .contains("Date conflict:</strong> 2027-06-12 already has Smith wedding (job J-SMITH)"),
+        "{}",
+        notes[0].content_html
+    );
 }
 
 #[tokio::test]
