@@ -4,7 +4,7 @@
 //! Block Kit limits Herald relies on (`invalid_blocks`), and the per-channel message rate with a
 //! real 429, `Retry-After` and `{"ok":false,"error":"ratelimited"}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,20 @@ struct SlackState {
     last_post: HashMap<String, Instant>,
     /// The scopes the bot token was granted.
     scopes: Vec<String>,
+    /// Requests per minute each Web API method allows (its tier); and when it was called.
+    method_limits: HashMap<String, usize>,
+    method_calls: HashMap<String, VecDeque<Instant>>,
 }
+
+/// The tier of each method the simulator serves through [`web_method`], as requests per
+/// minute (Tier 3: 50+). `chat.postMessage` is Slack's special tier: about one message per
+/// second per channel, enforced on its own; `auth.test` is not limited here.
+const METHOD_TIERS: &[(&str, usize)] = &[
+    ("/api/chat.scheduleMessage", 50),
+    ("/api/reactions.get", 50),
+    ("/api/conversations.replies", 50),
+    ("/api/team.info", 50),
+];
 
 #[derive(Clone)]
 struct AppState {
@@ -101,6 +114,11 @@ impl FakeSlack {
             ]
             .map(str::to_owned)
             .to_vec(),
+            method_limits: METHOD_TIERS
+                .iter()
+                .map(|(method, limit)| (method.to_string(), *limit))
+                .collect(),
+            method_calls: HashMap::new(),
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -263,6 +281,15 @@ impl FakeSlack {
             scopes.iter().map(|scope| scope.to_string()).collect();
     }
 
+    /// Sets how many requests per minute a Web API method (`team.info`) allows.
+    pub fn set_method_limit(&self, method: &str, per_minute: usize) {
+        self.state
+            .lock()
+            .expect("slack lock")
+            .method_limits
+            .insert(format!("/api/{method}"), per_minute);
+    }
+
     /// Every request, whatever it was answered.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.all()
@@ -346,9 +373,27 @@ async fn web_method(
             let mut state = app.state.lock().expect("slack lock");
             let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
             let violations = slack_contract().check_json(method, path, authorization, &fields);
-            let body = if authorization.and_then(|v| v.strip_prefix("Bearer "))
-                != Some(state.token.as_str())
-            {
+            let authorized =
+                authorization.and_then(|v| v.strip_prefix("Bearer ")) == Some(state.token.as_str());
+            if let Some(wait) = authorized.then(|| state.over_tier(path)).flatten() {
+                app.recorder.record(
+                    method,
+                    path,
+                    headers,
+                    Value::Object(fields),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+                let mut limited = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({"ok": false, "error": "ratelimited"})),
+                )
+                    .into_response();
+                limited
+                    .headers_mut()
+                    .insert("retry-after", wait.as_secs().max(1).into());
+                return limited;
+            }
+            let body = if !authorized {
                 json!({"ok": false, "error": "invalid_auth"})
             } else if !violations.is_empty() {
                 let messages: Vec<String> = violations
@@ -365,6 +410,28 @@ async fn web_method(
     app.recorder
         .record(method, path, headers, Value::Object(fields), status);
     response
+}
+
+impl SlackState {
+    /// Counts a call of `method` against its tier; when it is over, how long until a slot frees.
+    fn over_tier(&mut self, method: &str) -> Option<Duration> {
+        let limit = *self.method_limits.get(method)?;
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        let calls = self.method_calls.entry(method.to_owned()).or_default();
+        while calls
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= minute)
+        {
+            calls.pop_front();
+        }
+        if calls.len() >= limit {
+            let oldest = *calls.front()?;
+            return Some(minute.saturating_sub(now.duration_since(oldest)));
+        }
+        calls.push_back(now);
+        None
+    }
 }
 
 /// A query string as contract fields (every value is text).
