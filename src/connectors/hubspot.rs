@@ -17,7 +17,8 @@
 //! before anything is written. Batch endpoints throughout: three requests per notification (four
 //! with a deal move) however many contacts it names (up to 100).
 //!
-//! With `metadata.hubspotWorkflowId`, each contact is then enrolled in that contact-based
+//! A notification with actions also becomes a HubSpot task (`create_task`). With
+//! `metadata.hubspotWorkflowId`, each contact is then enrolled in that contact-based
 //! workflow (triggerAutomationWorkflows; see `enroll`).
 //!
 //! An OAuth app is installed elsewhere (its refresh token in the configuration) or through
@@ -37,12 +38,12 @@ use serde_json::{json, Value};
 
 use super::http::{classify_status, transport_error, OutboundClient};
 use super::{
-    note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
-    ReloadableSecret,
+    escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt, ReloadableSecret,
 };
 use crate::config::{HubSpotSettings, Secret};
 use crate::vault::Vault;
-use crate::wedsync::WeddingNotification;
+use crate::wedsync::{Priority, WeddingNotification};
 
 /// The property group Herald's contact properties live in.
 const WEDDING_GROUP: &str = "wedding_information";
@@ -85,6 +86,10 @@ const NOTE_TO_CONTACT: u32 = 202;
 const NOTE_TO_COMPANY: u32 = 190;
 /// HubSpot's default association type from a note to a deal.
 const NOTE_TO_DEAL: u32 = 214;
+/// HubSpot's default association types from a task to a contact, a company and a deal.
+const TASK_TO_CONTACT: u32 = 204;
+const TASK_TO_COMPANY: u32 = 192;
+const TASK_TO_DEAL: u32 = 216;
 
 pub struct HubSpotConnector {
     base: Url,
@@ -435,6 +440,18 @@ impl HubSpotConnector {
             )
             .await?;
         let note_ids: Vec<&str> = results(&created).filter_map(|r| r["id"].as_str()).collect();
+        let task = match notification.actions.is_empty() {
+            true => None,
+            false => {
+                let mut associations: Vec<Value> = contact_ids
+                    .iter()
+                    .map(|contact| link(contact, TASK_TO_CONTACT))
+                    .collect();
+                associations.extend(deal.as_deref().map(|id| link(id, TASK_TO_DEAL)));
+                associations.extend(company.as_deref().map(|id| link(id, TASK_TO_COMPANY)));
+                Some(self.create_task(notification, associations).await)
+            }
+        };
         let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
             Some(workflow) => Some(self.enroll(&workflow, &emails).await),
             None => None,
@@ -457,9 +474,57 @@ impl HubSpotConnector {
                 "contacts": contacts,
                 "noteIds": note_ids,
                 "dealStage": moved,
+                "task": task,
                 "workflowEnrollments": enrollments,
             })),
         })
+    }
+
+    /// createNotificationActivities beyond the notes: a notification that asks for actions
+    /// becomes one HubSpot task for the team (`POST /crm/v3/objects/tasks/batch/create`), its
+    /// subject the title, its body the message and the actions, its priority the
+    /// notification's, due at `metadata.hubspotTaskDue` (RFC 3339) or a day from now, on every
+    /// contact and on the deal and company. Like an enrolment, it is written after the notes, so
+    /// a refusal is reported (`details.task`), not retried.
+    async fn create_task(
+        &self,
+        notification: &WeddingNotification,
+        associations: Vec<Value>,
+    ) -> Value {
+        let due = notification
+            .metadata
+            .get("hubspotTaskDue")
+            .and_then(Value::as_str)
+            .and_then(|due| humantime::parse_rfc3339_weak(due).ok())
+            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(24 * 3600));
+        let priority = match notification.priority {
+            Priority::Emergency | Priority::High => "HIGH",
+            Priority::Normal => "MEDIUM",
+            Priority::Low => "LOW",
+        };
+        let actions: Vec<String> = notification
+            .actions
+            .iter()
+            .map(|action| format!("<li>{}</li>", escape_html(&action.label)))
+            .collect();
+        let body = format!("{}<ul>{}</ul>", note_html(notification), actions.concat());
+        let task = json!({"properties": {
+            "hs_timestamp": humantime::format_rfc3339_millis(due).to_string(),
+            "hs_task_subject": notification.title, "hs_task_body": body,
+            "hs_task_status": "NOT_STARTED", "hs_task_priority": priority, "hs_task_type": "TODO",
+        }, "associations": associations});
+        match self
+            .post(
+                "/crm/v3/objects/tasks/batch/create",
+                &json!({"inputs": [task]}),
+            )
+            .await
+        {
+            Ok(created) => {
+                json!({"status": "created", "taskId": results(&created).next().and_then(|r| r["id"].as_str())})
+            }
+            Err(error) => json!({"status": "failed", "error": error.to_string()}),
+        }
     }
 
     /// triggerAutomationWorkflows, as far as HubSpot's public API goes: enrols each contact in
@@ -671,7 +736,8 @@ impl Connector for HubSpotConnector {
             Some(_) => contact_emails(notification).len() as u32,
             None => 0,
         };
-        3 + u32::from(moves_deal) + enrollments
+        // and the task when the notification asks for actions.
+        3 + u32::from(moves_deal) + enrollments + u32::from(!notification.actions.is_empty())
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {

@@ -82,6 +82,7 @@ struct HubSpotState {
     deals: BTreeMap<String, Map<String, Value>>,
     companies: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
+    tasks: Vec<Note>,
     /// Contact-based workflows by id, with the emails enrolled in them.
     workflows: BTreeMap<String, Vec<String>>,
     next_id: u64,
@@ -141,6 +142,7 @@ impl FakeHubSpot {
             deals: BTreeMap::new(),
             companies: BTreeMap::new(),
             notes: Vec::new(),
+            tasks: Vec::new(),
             workflows: BTreeMap::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
@@ -161,6 +163,7 @@ impl FakeHubSpot {
             .route("/oauth/authorize", axum::routing::get(authorize))
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
+            .route("/crm/v3/objects/tasks/batch/create", post(handle))
             .route("/crm/v3/objects/contacts", axum::routing::get(handle))
             .route("/crm/v3/objects/deals/{id}", axum::routing::patch(handle))
             .route(
@@ -325,6 +328,11 @@ impl FakeHubSpot {
             .expect("hubspot lock")
             .contact_by_email(email)
             .cloned()
+    }
+
+    /// The tasks created, as the simulator keeps them (the same shape as a note).
+    pub fn tasks(&self) -> Vec<Note> {
+        self.state.lock().expect("hubspot lock").tasks.clone()
     }
 
     pub fn notes(&self) -> Vec<Note> {
@@ -624,7 +632,8 @@ impl HubSpotState {
             "/crm/v3/properties/contacts/batch/create" => self.create_properties(&body),
             "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
-            "/crm/v3/objects/notes/batch/create" => self.create_notes(&body),
+            "/crm/v3/objects/notes/batch/create" => self.create_activities(Activity::Note, &body),
+            "/crm/v3/objects/tasks/batch/create" => self.create_activities(Activity::Task, &body),
             enrolment if enrolment.starts_with("/automation/v2/workflows/") => {
                 self.enroll(enrolment)
             }
@@ -776,8 +785,12 @@ impl HubSpotState {
         batch_answer(results, vec![])
     }
 
-    fn create_notes(&mut self, body: &Value) -> (StatusCode, Value) {
+    /// `POST /crm/v3/objects/{notes|tasks}/batch/create`: activities associated with contacts,
+    /// companies and deals by the association types HubSpot defines for that activity.
+    fn create_activities(&mut self, kind: Activity, body: &Value) -> (StatusCode, Value) {
+        let (to_contact, to_company, to_deal) = kind.association_types();
         let mut results = Vec::new();
+        let mut created = Vec::new();
         for input in inputs_of(body) {
             let properties = input["properties"].as_object().cloned().unwrap_or_default();
             if !properties.contains_key("hs_timestamp") {
@@ -787,41 +800,74 @@ impl HubSpotState {
                 (Vec::new(), Vec::new(), Vec::new());
             for association in input["associations"].as_array().into_iter().flatten() {
                 let to = association["to"]["id"].as_str().unwrap_or_default();
-                let kind = association["types"][0]["associationTypeId"].as_u64();
+                let type_id = association["types"][0]["associationTypeId"].as_u64();
                 if association["types"][0]["associationCategory"] != "HUBSPOT_DEFINED" {
                     return validation("only HUBSPOT_DEFINED associations are simulated");
                 }
-                // Note to contact 202, to company 190, to deal 214: the target must exist.
-                let (exists, ids) = match kind {
-                    Some(202) => (self.contacts.contains_key(to), &mut contact_ids),
-                    Some(190) => (self.companies.contains_key(to), &mut company_ids),
-                    Some(214) => (self.deals.contains_key(to), &mut deal_ids),
+                // The target must exist.
+                let (exists, ids) = match type_id {
+                    Some(id) if id == to_contact => {
+                        (self.contacts.contains_key(to), &mut contact_ids)
+                    }
+                    Some(id) if id == to_company => {
+                        (self.companies.contains_key(to), &mut company_ids)
+                    }
+                    Some(id) if id == to_deal => (self.deals.contains_key(to), &mut deal_ids),
                     _ => {
                         return validation(&format!(
-                            "association type {kind:?} is not a note association HubSpot defines"
+                            "association type {type_id:?} is not a {} association HubSpot defines",
+                            kind.name()
                         ))
                     }
                 };
                 if !exists {
                     return validation(&format!(
                         "object {to} does not exist for association type {}",
-                        kind.unwrap_or_default()
+                        type_id.unwrap_or_default()
                     ));
                 }
                 ids.push(to.to_owned());
             }
             let id = self.next_id();
-            self.notes.push(Note {
-                id: id.clone(),
-                properties: properties.clone(),
+            results.push(json!({"id": id, "properties": properties, "archived": false}));
+            created.push(Note {
+                id,
+                properties,
                 contact_ids,
                 deal_ids,
                 company_ids,
             });
-            results.push(json!({"id": id, "properties": properties, "archived": false}));
+        }
+        match kind {
+            Activity::Note => self.notes.extend(created),
+            Activity::Task => self.tasks.extend(created),
         }
         let (_, answer) = batch_answer(results, vec![]);
         (StatusCode::CREATED, answer)
+    }
+}
+
+/// The activities the simulator keeps.
+#[derive(Clone, Copy)]
+enum Activity {
+    Note,
+    Task,
+}
+
+impl Activity {
+    /// HubSpot's default association type ids to a contact, a company and a deal.
+    fn association_types(self) -> (u64, u64, u64) {
+        match self {
+            Activity::Note => (202, 190, 214),
+            Activity::Task => (204, 192, 216),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Activity::Note => "note",
+            Activity::Task => "task",
+        }
     }
 }
 

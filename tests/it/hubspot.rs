@@ -582,3 +582,48 @@ async fn a_notification_naming_a_workflow_enrolls_each_contact_in_it() {
     assert_eq!(record["targets"][0]["attempts"], 1);
     assert_eq!(hubspot.notes().len(), 3, "two notes, then one");
 }
+
+#[tokio::test]
+async fn a_notification_asking_for_actions_becomes_a_hubspot_task() {
+    let (herald, hubspot, _token) = start("").await;
+    let deal = hubspot.add_deal("Sam & Alex", "appointmentscheduled");
+    let mut urgent = with_contacts("task-1", &["sam@example.com", "alex@example.com"]);
+    urgent["title"] = json!("Venue needs the final guest count");
+    urgent["actions"] = json!([{"actionId": "count", "label": "Send the guest count <today>"}]);
+    urgent["metadata"] = json!({"hubspotDealId": deal, "hubspotTaskDue": "2027-06-01T09:00:00Z"});
+    herald.post("/v1/notifications", &urgent).await;
+    let record = herald
+        .wait_for_notification("task-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let task_detail = &record["targets"][0]["details"]["task"];
+    assert_eq!(task_detail["status"], "created", "{record}");
+    let tasks = hubspot.tasks();
+    assert_eq!(tasks.len(), 1, "one task for the team, not one per contact");
+    let task = &tasks[0];
+    assert_eq!(task_detail["taskId"], task.id.as_str());
+    assert_eq!(
+        task.properties["hs_task_subject"],
+        "Venue needs the final guest count"
+    );
+    assert_eq!(task.properties["hs_task_priority"], "HIGH");
+    assert_eq!(task.properties["hs_task_status"], "NOT_STARTED");
+    assert_eq!(task.properties["hs_timestamp"], "2027-06-01T09:00:00.000Z");
+    assert!(task.properties["hs_task_body"]
+        .as_str()
+        .unwrap()
+        .contains("<li>Send the guest count &lt;today&gt;</li>"));
+    assert_eq!(task.contact_ids.len(), 2);
+    assert_eq!(task.deal_ids, [deal]);
+
+    // Without actions there is nothing to do, so no task.
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("task-2", &["sam@example.com"]),
+        )
+        .await;
+    herald
+        .wait_for_notification("task-2", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(hubspot.tasks().len(), 1);
+}
