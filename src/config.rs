@@ -398,14 +398,10 @@ pub struct HubSpotOAuthSettings {
 }
 
 fn default_hubspot_scopes() -> Vec<String> {
-    [
-        "crm.objects.contacts.read",
-        "crm.objects.contacts.write",
-        "crm.schemas.contacts.write",
-        "crm.objects.deals.write",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    crate::connectors::HUBSPOT_SCOPES
+        .iter()
+        .map(|scope| scope.to_string())
+        .collect()
 }
 
 fn default_hubspot_authorize_url() -> String {

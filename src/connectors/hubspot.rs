@@ -45,6 +45,15 @@ use crate::config::{HubSpotSettings, Secret};
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
 
+/// The scopes Herald's HubSpot sync needs (`automation` too for workflow enrolments); an app
+/// installed through Herald asks for these unless `oauth.scopes` says otherwise.
+pub const HUBSPOT_SCOPES: &[&str] = &[
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.schemas.contacts.write",
+    "crm.objects.deals.write",
+];
+
 /// The property group Herald's contact properties live in.
 const WEDDING_GROUP: &str = "wedding_information";
 
@@ -564,10 +573,63 @@ impl HubSpotConnector {
         if !status.is_success() {
             return Err(self.error(status, answer));
         }
-        Ok(json!({
+        let mut account = json!({
             "contactsReadable": true,
             "weddingPropertiesReady": self.properties_ready.load(Ordering::Acquire),
-        }))
+        });
+        // What the credential may do: a check that cannot read it still passes, saying why.
+        match self.token_info().await {
+            Ok(info) => {
+                let scopes: Vec<&str> = info["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let missing: Vec<&str> = HUBSPOT_SCOPES
+                    .iter()
+                    .copied()
+                    .filter(|needed| !scopes.contains(needed))
+                    .collect();
+                // The private-app answer is camelCase, the OAuth one snake_case.
+                account["hubId"] = info
+                    .get("hubId")
+                    .or(info.get("hub_id"))
+                    .cloned()
+                    .unwrap_or_default();
+                account["scopes"] = json!(scopes);
+                account["missingScopes"] = json!(missing);
+                account["workflowsAllowed"] = json!(scopes.contains(&"automation"));
+            }
+            Err(error) => account["scopesUnreadable"] = json!(error.to_string()),
+        }
+        Ok(account)
+    }
+
+    /// The token's portal and scopes: a private app's from `POST
+    /// /oauth/v2/private-apps/get/access-token-info`, an OAuth access token's from `GET
+    /// /oauth/v1/access-tokens/{token}`.
+    async fn token_info(&self) -> Result<Value, ConnectorError> {
+        let (status, answer) = match &self.credential {
+            Credential::PrivateApp(token) => {
+                let body = json!({"tokenKey": token.get().expose()});
+                self.send("/oauth/v2/private-apps/get/access-token-info", &body)
+                    .await?
+            }
+            Credential::OAuth(_) => {
+                let token = self.bearer().await?;
+                self.request(
+                    Method::GET,
+                    &format!("/oauth/v1/access-tokens/{token}"),
+                    None,
+                )
+                .await?
+            }
+        };
+        if !status.is_success() {
+            return Err(self.error(status, answer));
+        }
+        Ok(answer)
     }
 
     /// Creates the property group and properties once; existing ones are fine.

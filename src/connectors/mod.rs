@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
-pub use hubspot::{authorize_url as hubspot_authorize_url, HubSpotConnector};
+pub use hubspot::{authorize_url as hubspot_authorize_url, HubSpotConnector, HUBSPOT_SCOPES};
 pub use slack::{
     sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
     SlackConnector,

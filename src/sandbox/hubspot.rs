@@ -58,6 +58,9 @@ pub struct Note {
     pub company_ids: Vec<String>,
 }
 
+/// The simulated portal's id.
+const SANDBOX_HUB_ID: u64 = 62515;
+
 /// The stages of HubSpot's default sales pipeline (their internal ids).
 const DEFAULT_PIPELINE_STAGES: &[&str] = &[
     "appointmentscheduled",
@@ -83,6 +86,8 @@ struct HubSpotState {
     companies: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
     tasks: Vec<Note>,
+    /// The scopes every token of the portal was granted.
+    scopes: Vec<String>,
     /// Contact-based workflows by id, with the emails enrolled in them.
     workflows: BTreeMap<String, Vec<String>>,
     next_id: u64,
@@ -143,6 +148,10 @@ impl FakeHubSpot {
             companies: BTreeMap::new(),
             notes: Vec::new(),
             tasks: Vec::new(),
+            scopes: crate::connectors::HUBSPOT_SCOPES
+                .iter()
+                .map(|scope| scope.to_string())
+                .collect(),
             workflows: BTreeMap::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
@@ -161,6 +170,11 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
             .route("/oauth/v1/token", post(grant_token))
             .route("/oauth/authorize", axum::routing::get(authorize))
+            .route("/oauth/v2/private-apps/get/access-token-info", post(handle))
+            .route(
+                "/oauth/v1/access-tokens/{token}",
+                axum::routing::get(handle),
+            )
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/tasks/batch/create", post(handle))
@@ -202,6 +216,12 @@ impl FakeHubSpot {
             lifetime,
             grants: 0,
         });
+    }
+
+    /// Grants every token of the portal exactly these scopes.
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.state.lock().expect("hubspot lock").scopes =
+            scopes.iter().map(|scope| scope.to_string()).collect();
     }
 
     /// Adds a contact-based workflow contacts can be enrolled in.
@@ -376,8 +396,17 @@ async fn handle(
             state.answer(method.as_str(), &uri, &headers, parsed)
         }
     };
+    // A token in the path or the body is a secret: recordings keep everything else.
+    let path = match uri.path().strip_prefix("/oauth/v1/access-tokens/") {
+        Some(_) => "/oauth/v1/access-tokens/<token>",
+        None => uri.path(),
+    };
+    let mut recorded = recorded;
+    if recorded.get("tokenKey").is_some() {
+        recorded["tokenKey"] = json!("<token>");
+    }
     app.recorder
-        .record(method.as_str(), uri.path(), &headers, recorded, status);
+        .record(method.as_str(), path, &headers, recorded, status);
     response
 }
 
@@ -634,6 +663,39 @@ impl HubSpotState {
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_activities(Activity::Note, &body),
             "/crm/v3/objects/tasks/batch/create" => self.create_activities(Activity::Task, &body),
+            "/oauth/v2/private-apps/get/access-token-info" => {
+                if body["tokenKey"] != self.token.as_str() {
+                    return hubspot_error(
+                        StatusCode::NOT_FOUND,
+                        "OBJECT_NOT_FOUND",
+                        "No private app access token matches tokenKey",
+                    );
+                }
+                (
+                    StatusCode::OK,
+                    json!({"userId": 7001, "hubId": SANDBOX_HUB_ID, "appId": 3001, "scopes": self.scopes}),
+                )
+            }
+            info if info.starts_with("/oauth/v1/access-tokens/") => {
+                let token = info.trim_start_matches("/oauth/v1/access-tokens/");
+                match self.access_tokens.get(token) {
+                    Some(expires) if *expires > now => (
+                        StatusCode::OK,
+                        json!({
+                            "token": token, "user": "owner@herald-sandbox.example", "hub_domain": "herald-sandbox.hubspot.com",
+                            "scopes": self.scopes, "hub_id": SANDBOX_HUB_ID, "app_id": 3001,
+                            "expires_in": expires.duration_since(now).as_secs(), "user_id": 7001, "token_type": "access",
+                        }),
+                    ),
+                    _ => {
+                        return hubspot_error(
+                            StatusCode::NOT_FOUND,
+                            "OBJECT_NOT_FOUND",
+                            "The access token does not exist or has expired",
+                        )
+                    }
+                }
+            }
             enrolment if enrolment.starts_with("/automation/v2/workflows/") => {
                 self.enroll(enrolment)
             }

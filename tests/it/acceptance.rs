@@ -126,6 +126,28 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
         (Some(true), Some(true)),
         "{hubspot_check}"
     );
+    assert_eq!(hubspot_check["account"]["hubId"], 62515);
+    assert_eq!(hubspot_check["account"]["missingScopes"], json!([]));
+    assert_eq!(hubspot_check["account"]["workflowsAllowed"], false);
+    // A token without the scope for properties says what it lacks.
+    hubspot.set_scopes(&[
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.deals.write",
+    ]);
+    let (_, narrow) = check("crm").await;
+    assert_eq!(
+        narrow["account"]["missingScopes"],
+        json!(["crm.schemas.contacts.write"]),
+        "{narrow}"
+    );
+    assert!(
+        hubspot
+            .requests()
+            .iter()
+            .all(|r| !r.body.to_string().contains("pat-na1-acceptance")),
+        "the token never appears in a recording"
+    );
     hubspot.rotate_token("pat-na1-someone-else");
     let (_, refused) = check("crm").await;
     assert_eq!(

@@ -381,6 +381,19 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
             .all(|r| r.body == json!({"grant_type": "refresh_token"})),
         "secrets are not recorded"
     );
+
+    // establishConnection reads the access token's portal and scopes.
+    let (status, check) = herald
+        .post("/v1/integrations/crm/connection-check", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!(check["account"]["hubId"], 62515);
+    assert_eq!(check["account"]["missingScopes"], json!([]));
+    assert!(hubspot
+        .requests()
+        .iter()
+        .any(|r| r.path == "/oauth/v1/access-tokens/<token>"));
 }
 
 #[tokio::test]
