@@ -3,7 +3,9 @@
 //!
 //! The job a notification belongs to is named in `metadata.taveJobId`. Sync actions:
 //! - a `timeline_change` with a wedding date: `PUT /job/{id}` setting the job's `eventDate`;
-//! - `metadata.taveLeadStatusId` (a status update): `PUT /job/{id}` setting `leadStatusId`;
+//! - `metadata.taveLeadStatusId` / `taveJobStage` (updateBookingStatus) and `taveWorkflowId`
+//!   (triggerBookingWorkflows: the Tave workflow the job follows): `PUT /job/{id}` setting
+//!   `leadStatusId`, `stage`, `workflowId`;
 //! - every notification: `POST /note` on the job, the studio's communication log, with the title
 //!   and message as `contentHtml`.
 //!
@@ -547,8 +549,16 @@ fn job_changes(notification: &WeddingNotification) -> Map<String, Value> {
             changes.insert("eventDate".into(), json!(wedding.wedding_date));
         }
     }
-    if let Some(status) = notification.metadata.get("taveLeadStatusId") {
-        changes.insert("leadStatusId".into(), status.clone());
+    // updateBookingStatus (the lead status, or the job's stage) and triggerBookingWorkflows
+    // (the Tave workflow the job follows), named in the metadata, in the same update.
+    for (key, field) in [
+        ("taveLeadStatusId", "leadStatusId"),
+        ("taveJobStage", "stage"),
+        ("taveWorkflowId", "workflowId"),
+    ] {
+        if let Some(value) = notification.metadata.get(key) {
+            changes.insert(field.into(), value.clone());
+        }
     }
     changes
 }
@@ -599,6 +609,14 @@ mod tests {
                 json!({"taveLeadStatusId": "booked"})
             ))["leadStatusId"],
             "booked"
+        );
+        let booked = job_changes(&notification(
+            "booking_confirmed",
+            json!({"taveJobStage": "booked", "taveWorkflowId": "01wf"}),
+        ));
+        assert_eq!(
+            (booked["stage"].as_str(), booked["workflowId"].as_str()),
+            (Some("booked"), Some("01wf"))
         );
     }
 

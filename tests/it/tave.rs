@@ -216,6 +216,44 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
 }
 
 #[tokio::test]
+async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
+    let (herald, tave, _key) = start().await;
+    let mut booked = for_job("booked-2", "booking_confirmed", json!("J-2027-0612"));
+    booked["metadata"] = json!({"taveJobId": "J-2027-0612", "taveJobStage": "booked", "taveWorkflowId": "01wfweddingday"});
+    herald.post("/v1/notifications", &booked).await;
+    let record = herald
+        .wait_for_notification("booked-2", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(
+        record["targets"][0]["details"]["syncActions"][0]["fields"],
+        json!(["stage", "workflowId"]),
+        "{record}"
+    );
+    let job = tave.job("J-2027-0612").unwrap();
+    assert_eq!(
+        (job["stage"].as_str(), job["workflowId"].as_str()),
+        (Some("booked"), Some("01wfweddingday"))
+    );
+
+    // A stage Tave does not have is refused with its validation problem, named.
+    let mut wrong = for_job("booked-3", "booking_confirmed", json!("J-2027-0612"));
+    wrong["metadata"] = json!({"taveJobId": "J-2027-0612", "taveJobStage": "signed"});
+    herald.post("/v1/notifications", &wrong).await;
+    let record = herald
+        .wait_for_notification("booked-3", Duration::from_secs(10), |r| {
+            r["targets"][0]["state"] == "dead_lettered"
+        })
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("stage: must be one of"),
+        "{record}"
+    );
+}
+
+#[tokio::test]
 async fn tave_failures_are_classified() {
     let (herald, tave, key_file) = start().await;
     herald
