@@ -49,6 +49,8 @@ struct TaveState {
     api_key: String,
     jobs: BTreeMap<String, Map<String, Value>>,
     notes: Vec<Note>,
+    /// Contacts (the address book) by id.
+    contacts: BTreeMap<String, Map<String, Value>>,
     /// Events (a job's sessions and shoots) by id.
     events: BTreeMap<String, Map<String, Value>>,
     hooks: Vec<RestHook>,
@@ -71,6 +73,7 @@ impl FakeTave {
             api_key: api_key.to_owned(),
             jobs: BTreeMap::new(),
             notes: Vec::new(),
+            contacts: BTreeMap::new(),
             events: BTreeMap::new(),
             hooks: Vec::new(),
             next_id: 5000,
@@ -114,6 +117,14 @@ impl FakeTave {
 
     pub fn job(&self, id: &str) -> Option<Map<String, Value>> {
         self.state.lock().expect("tave lock").jobs.get(id).cloned()
+    }
+
+    /// Adds a contact to the studio's address book.
+    pub fn add_contact(&self, id: &str, fields: Value) {
+        self.state.lock().expect("tave lock").contacts.insert(
+            id.to_owned(),
+            fields.as_object().cloned().unwrap_or_default(),
+        );
     }
 
     /// Adds an event (a session or shoot), e.g. `{"jobId": ..., "startDate": ..., "confirmed": true}`.
@@ -353,14 +364,20 @@ async fn create_note(
     respond(app, "POST", &uri, headers, body, |state, body| {
         let content = body["contentHtml"].as_str().unwrap_or_default();
         let job_id = body["jobId"].as_str().map(str::to_owned);
+        if let Some(contact) = body["contactId"].as_str() {
+            if !state.contacts.contains_key(contact) {
+                return invalid(&[SchemaError {
+                    at: "contactId".into(),
+                    message: format!("Contact {contact} does not exist."),
+                }]);
+            }
+        }
         if let Some(job) = &job_id {
             if !state.jobs.contains_key(job) {
-                return problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation-error",
-                    "Validation Failed",
-                    &format!("jobId: Job {job} does not exist."),
-                );
+                return invalid(&[SchemaError {
+                    at: "jobId".into(),
+                    message: format!("Job {job} does not exist."),
+                }]);
             }
         }
         state.next_id += 1;

@@ -392,6 +392,22 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
     let problem: Value = note.json().await.unwrap();
     assert_eq!(problem["detail"], json!({"jobId": ["is required"]}));
 
+    // A note on a contact needs a contact the studio has.
+    tave.add_contact("01sam", json!({"firstName": "Sam"}));
+    for (contact, status) in [
+        ("01nobody", StatusCode::BAD_REQUEST),
+        ("01sam", StatusCode::CREATED),
+    ] {
+        let note = client
+            .post(format!("{}/note", tave.base_url()))
+            .header("x-api-key", API_KEY)
+            .json(&json!({"contentHtml": "<p>hi</p>", "contactId": contact}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(note.status(), status, "{contact}");
+    }
+
     let accepted = put(json!({"eventDate": "2027-06-12"})).await.unwrap();
     assert_eq!(accepted.status(), StatusCode::OK);
 }
