@@ -19,3 +19,4 @@ mod routing;
 mod sandbox;
 mod supervision;
 mod tave;
+mod vendor_failures;
