@@ -192,40 +192,56 @@ impl TaveConnector {
         old: &str,
         new: &str,
     ) -> Result<Vec<String>, ConnectorError> {
+        let (events, _) = self
+            .list_events(&format!("jobId={job_id}"), JOB_EVENT_PAGES)
+            .await?;
         let mut moved = Vec::new();
-        let mut page = 1u32;
-        loop {
+        for event in events {
+            let Some(id) = event["id"].as_str() else {
+                continue;
+            };
+            if event["startDate"].as_str() != Some(old) {
+                continue;
+            }
+            let mut change = json!({"startDate": new});
+            if let Some(end) = event["endDate"]
+                .as_str()
+                .and_then(|end| shift_date(end, old, new))
+            {
+                change["endDate"] = json!(end);
+            }
+            self.call(Method::PUT, &format!("event/{id}"), Some(&change))
+                .await?;
+            moved.push(id.to_owned());
+        }
+        Ok(moved)
+    }
+
+    /// `GET /event?{filter}`, page after page of 100, up to `max_pages`; answers the events and
+    /// whether every page was read.
+    async fn list_events(
+        &self,
+        filter: &str,
+        max_pages: u32,
+    ) -> Result<(Vec<Value>, bool), ConnectorError> {
+        let mut events = Vec::new();
+        for page in 1..=max_pages {
             let listed = self
                 .call(
                     Method::GET,
-                    &format!("event?jobId={job_id}&pageSize=100&page={page}"),
+                    &format!("event?{filter}&pageSize=100&page={page}&sortBy=id"),
                     None,
                 )
                 .await?;
-            for event in listed["items"].as_array().into_iter().flatten() {
-                let Some(id) = event["id"].as_str() else {
-                    continue;
-                };
-                if event["startDate"].as_str() != Some(old) {
-                    continue;
-                }
-                let mut change = json!({"startDate": new});
-                if let Some(end) = event["endDate"]
-                    .as_str()
-                    .and_then(|end| shift_date(end, old, new))
-                {
-                    change["endDate"] = json!(end);
-                }
-                self.call(Method::PUT, &format!("event/{id}"), Some(&change))
-                    .await?;
-                moved.push(id.to_owned());
+            if let Some(Value::Array(items)) = listed.get("items") {
+                events.extend(items.iter().cloned());
             }
             let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
             if u64::from(page) >= pages {
-                return Ok(moved);
+                return Ok((events, true));
             }
-            page += 1;
         }
+        Ok((events, false))
     }
 
     /// handleBookingConflicts: pages through the studio's events (the API has no date filter;
@@ -236,41 +252,31 @@ impl TaveConnector {
         job_id: &str,
         date: &str,
     ) -> Result<ConflictCheck, ConnectorError> {
-        let mut check = ConflictCheck::default();
-        let mut page = 1u32;
-        loop {
-            let listed = self
-                .call(
-                    Method::GET,
-                    &format!("event?pageSize=100&page={page}&sortBy=id"),
-                    None,
-                )
-                .await?;
-            for event in listed["items"].as_array().into_iter().flatten() {
-                check.events_checked += 1;
-                let other_job = event["jobId"].as_str() != Some(job_id);
-                let (Some(day), true, true) = (
-                    event["startDate"].as_str(),
-                    other_job,
-                    event["confirmed"] == true,
-                ) else {
-                    continue;
-                };
-                if day == date {
-                    check.conflicts.push(json!({"eventId": event["id"], "jobId": event["jobId"], "name": event["name"]}));
-                }
-                check.busy_days.insert(day.to_owned());
+        let (events, complete) = self
+            .list_events("includeHidden=false", CONFLICT_PAGES)
+            .await?;
+        let mut check = ConflictCheck {
+            events_checked: events.len(),
+            complete,
+            ..ConflictCheck::default()
+        };
+        for event in &events {
+            let other_job = event["jobId"].as_str() != Some(job_id);
+            let (Some(day), true, true) = (
+                event["startDate"].as_str(),
+                other_job,
+                event["confirmed"] == true,
+            ) else {
+                continue;
+            };
+            if day == date {
+                check.conflicts.push(
+                    json!({"eventId": event["id"], "jobId": event["jobId"], "name": event["name"]}),
+                );
             }
-            let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
-            if u64::from(page) >= pages {
-                check.complete = true;
-                return Ok(check);
-            }
-            if page >= CONFLICT_PAGES {
-                return Ok(check);
-            }
-            page += 1;
+            check.busy_days.insert(day.to_owned());
         }
+        Ok(check)
     }
 
     async fn call(
@@ -437,6 +443,8 @@ pub fn event_notification(
 
 /// How many pages of 100 events a conflict check reads at most.
 const CONFLICT_PAGES: u32 = 10;
+/// How many pages of a job's own events are read at most (2,000 sessions).
+const JOB_EVENT_PAGES: u32 = 20;
 
 /// What a conflict check found.
 #[derive(Default)]

@@ -231,6 +231,26 @@ fn invalid(errors: &[SchemaError]) -> (StatusCode, Response) {
     )
 }
 
+/// A stored record as the API answers it: its fields and its id.
+fn record(id: &str, fields: &Map<String, Value>) -> (StatusCode, Response) {
+    let mut answer = fields.clone();
+    answer.insert("id".into(), json!(id));
+    (
+        StatusCode::OK,
+        (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
+    )
+}
+
+/// The API's 404 for a record of `kind` it does not have.
+fn missing(kind: &str, id: &str) -> (StatusCode, Response) {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not Found",
+        &format!("{kind} {id} was not found."),
+    )
+}
+
 async fn get_job(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -244,20 +264,8 @@ async fn get_job(
         headers,
         Bytes::new(),
         move |state, _| match state.jobs.get(&id) {
-            Some(job) => {
-                let mut answer = job.clone();
-                answer.insert("id".into(), json!(id));
-                (
-                    StatusCode::OK,
-                    (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
-                )
-            }
-            None => problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                &format!("Job {id} was not found."),
-            ),
+            Some(job) => record(&id, job),
+            None => missing("Job", &id),
         },
     )
     .await
@@ -301,20 +309,10 @@ async fn update_event(
 ) -> Response {
     respond(app, "PUT", &uri, headers, body, move |state, body| {
         let Some(event) = state.events.get_mut(&id) else {
-            return problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                &format!("Event {id} was not found."),
-            );
+            return missing("Event", &id);
         };
         event.extend(body.as_object().cloned().unwrap_or_default());
-        let mut answer = event.clone();
-        answer.insert("id".into(), json!(id));
-        (
-            StatusCode::OK,
-            (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
-        )
+        record(&id, event)
     })
     .await
 }
@@ -327,22 +325,11 @@ async fn update_job(
     body: Bytes,
 ) -> Response {
     respond(app, "PUT", &uri, headers, body, move |state, body| {
-        let fields = body.as_object().cloned().unwrap_or_default();
         let Some(job) = state.jobs.get_mut(&id) else {
-            return problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                &format!("Job {id} was not found."),
-            );
+            return missing("Job", &id);
         };
-        job.extend(fields);
-        let mut answer = job.clone();
-        answer.insert("id".into(), json!(id));
-        (
-            StatusCode::OK,
-            (StatusCode::OK, axum::Json(Value::Object(answer))).into_response(),
-        )
+        job.extend(body.as_object().cloned().unwrap_or_default());
+        record(&id, job)
     })
     .await
 }

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{
-    all_delivered, eventually, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+    all_delivered, dead_lettered, eventually, notification, route, webhook_integration, Harness,
+    WEBHOOK_SECRET,
 };
 
 async fn start(extra: &str) -> (Harness, WebhookReceiver) {
@@ -146,9 +147,7 @@ async fn a_permanent_rejection_is_dead_lettered_with_the_vendor_message_and_can_
         .post("/v1/notifications", &notification("rejected", "normal"))
         .await;
     let record = herald
-        .wait_for_notification("rejected", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("rejected", Duration::from_secs(10), dead_lettered)
         .await;
     assert_eq!(
         record["targets"][0]["attempts"], 1,
@@ -209,9 +208,7 @@ async fn a_refused_credential_is_reloaded_and_tried_once_more() {
         .post("/v1/notifications", &notification("auth-twice", "normal"))
         .await;
     let record = herald
-        .wait_for_notification("auth-twice", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("auth-twice", Duration::from_secs(10), dead_lettered)
         .await;
     assert_eq!(
         record["targets"][0]["attempts"], 2,

@@ -202,6 +202,11 @@ pub fn all_delivered(record: &Value) -> bool {
     })
 }
 
+/// Whether the record's first target was dead-lettered.
+pub fn dead_lettered(record: &Value) -> bool {
+    record["targets"][0]["state"] == "dead_lettered"
+}
+
 /// Waits until `check` holds, polling, or panics with `what` after `timeout`.
 pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

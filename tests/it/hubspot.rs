@@ -9,7 +9,7 @@ use herald::sandbox::{any_local_port, FakeHubSpot};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{all_delivered, notification, route, Harness};
+use crate::harness::{all_delivered, dead_lettered, notification, route, Harness};
 
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 
@@ -163,9 +163,7 @@ async fn hubspot_failures_are_classified() {
         .post("/v1/notifications", &notification("nobody", "normal"))
         .await;
     let record = herald
-        .wait_for_notification("nobody", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("nobody", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(record["targets"][0]["lastError"]
         .as_str()
@@ -181,9 +179,7 @@ async fn hubspot_failures_are_classified() {
         )
         .await;
     let record = herald
-        .wait_for_notification("invalid", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("invalid", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(record["targets"][0]["lastError"]
         .as_str()
@@ -280,9 +276,7 @@ async fn a_deal_affecting_notification_moves_the_deal_and_notes_it() {
     wrong["metadata"] = json!({"hubspotDealId": deal, "hubspotDealStage": "married"});
     herald.post("/v1/notifications", &wrong).await;
     let record = herald
-        .wait_for_notification("bad-stage", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("bad-stage", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(
         record["targets"][0]["lastError"]
@@ -491,9 +485,7 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
         )
         .await;
     let record = herald
-        .wait_for_notification("before-install", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("before-install", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(
         record["targets"][0]["lastError"]

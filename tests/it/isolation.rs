@@ -7,7 +7,9 @@ use herald::sandbox::{any_local_port, WebhookReceiver};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{notification, route, webhook_integration, Harness, WEBHOOK_SECRET};
+use crate::harness::{
+    dead_lettered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+};
 
 #[tokio::test]
 async fn every_endpoint_is_scoped_to_the_key_organization() {
@@ -36,9 +38,7 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
         StatusCode::ACCEPTED
     );
     let record = herald
-        .wait_for_notification("shared-id", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("shared-id", Duration::from_secs(10), dead_lettered)
         .await;
     let dead_id = record["targets"][0]["deliveryId"].as_i64().unwrap();
 

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    all_delivered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+    all_delivered, dead_lettered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
 };
 
 fn postgres_url() -> String {
@@ -44,9 +44,7 @@ async fn the_daemon_keeps_its_state_in_postgres_across_restarts() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     herald
-        .wait_for_notification("pg-rejected", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("pg-rejected", Duration::from_secs(10), dead_lettered)
         .await;
     let batch: Vec<Value> = (0..200)
         .map(|n| {

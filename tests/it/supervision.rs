@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{all_delivered, notification, route, Harness};
+use crate::harness::{all_delivered, dead_lettered, notification, route, Harness};
 
 fn config(max_restarts: u32, max_attempts: u32) -> String {
     format!(
@@ -36,9 +36,7 @@ async fn a_panicking_connector_is_restarted_and_deliveries_continue() {
             .await;
     }
     let record = herald
-        .wait_for_notification("poison", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("poison", Duration::from_secs(10), dead_lettered)
         .await;
     assert_eq!(
         record["targets"][0]["attempts"], 3,

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    all_delivered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+    all_delivered, dead_lettered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
 };
 
 const API_KEY: &str = "tave-live-0123456789abcdef";
@@ -240,9 +240,7 @@ async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
     wrong["metadata"] = json!({"taveJobId": "J-2027-0612", "taveJobStage": "signed"});
     herald.post("/v1/notifications", &wrong).await;
     let record = herald
-        .wait_for_notification("booked-3", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("booked-3", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(
         record["targets"][0]["lastError"]
@@ -263,9 +261,7 @@ async fn tave_failures_are_classified() {
         )
         .await;
     let record = herald
-        .wait_for_notification("no-job", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("no-job", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(record["targets"][0]["lastError"]
         .as_str()
@@ -279,9 +275,7 @@ async fn tave_failures_are_classified() {
         )
         .await;
     let record = herald
-        .wait_for_notification("missing", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("missing", Duration::from_secs(10), dead_lettered)
         .await;
     assert!(
         record["targets"][0]["lastError"]
@@ -341,9 +335,7 @@ async fn tave_failures_are_classified() {
         )
         .await;
     let record = herald
-        .wait_for_notification("revoked", Duration::from_secs(10), |r| {
-            r["targets"][0]["state"] == "dead_lettered"
-        })
+        .wait_for_notification("revoked", Duration::from_secs(10), dead_lettered)
         .await;
     assert_eq!(record["targets"][0]["attempts"], 2);
     assert!(record["targets"][0]["lastError"]
