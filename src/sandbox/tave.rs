@@ -241,6 +241,20 @@ fn record(id: &str, fields: &Map<String, Value>) -> (StatusCode, Response) {
     )
 }
 
+/// `PUT /{kind}/{id}`: the body's fields written over the record's.
+fn update(
+    records: &mut BTreeMap<String, Map<String, Value>>,
+    kind: &str,
+    id: &str,
+    body: &Value,
+) -> (StatusCode, Response) {
+    let Some(fields) = records.get_mut(id) else {
+        return missing(kind, id);
+    };
+    fields.extend(body.as_object().cloned().unwrap_or_default());
+    record(id, fields)
+}
+
 /// The API's 404 for a record of `kind` it does not have.
 fn missing(kind: &str, id: &str) -> (StatusCode, Response) {
     problem(
@@ -308,11 +322,7 @@ async fn update_event(
     body: Bytes,
 ) -> Response {
     respond(app, "PUT", &uri, headers, body, move |state, body| {
-        let Some(event) = state.events.get_mut(&id) else {
-            return missing("Event", &id);
-        };
-        event.extend(body.as_object().cloned().unwrap_or_default());
-        record(&id, event)
+        update(&mut state.events, "Event", &id, body)
     })
     .await
 }
@@ -325,11 +335,7 @@ async fn update_job(
     body: Bytes,
 ) -> Response {
     respond(app, "PUT", &uri, headers, body, move |state, body| {
-        let Some(job) = state.jobs.get_mut(&id) else {
-            return missing("Job", &id);
-        };
-        job.extend(body.as_object().cloned().unwrap_or_default());
-        record(&id, job)
+        update(&mut state.jobs, "Job", &id, body)
     })
     .await
 }
