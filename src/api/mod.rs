@@ -644,7 +644,14 @@ async fn subscribe_to_events(
             if let (Some(answer), Some(listed)) = (answer.as_object_mut(), subscriptions.as_object()) {
                 answer.extend(listed.clone());
             }
-            (StatusCode::CREATED, Json(answer)).into_response()
+            // 201 when a subscription was made now, 200 when the vendor had them all already.
+            let created = answer["subscriptions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["status"] == "created");
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            (status, Json(answer)).into_response()
         }
         Err(ConnectorError::Rejected { code, message }) if code == "unsupported" || code == "no_rest_hooks" => {
             return Err(ApiError::Conflict(message))

@@ -90,6 +90,8 @@ impl TaveConnector {
             });
         };
         let secret = hooks.secret.read().map_err(ConnectorError::Misconfigured)?;
+        // Subscriptions Tave already has to this very address are kept, not made twice.
+        let (existing, _) = self.list("rest-hook", "", SUBSCRIPTION_PAGES).await?;
         let mut subscriptions = Vec::new();
         for event in &hooks.events {
             let url = format!(
@@ -97,19 +99,29 @@ impl TaveConnector {
                 hooks.public_url,
                 rest_hook_path(&self.integration_id, event, secret.expose())
             );
-            let created = self
-                .call(
-                    Method::POST,
-                    "rest-hook",
-                    Some(&json!({"event": event, "url": url})),
-                )
-                .await?;
+            let kept = existing.iter().find(|hook| {
+                hook["event"].as_str() == Some(event) && hook["url"].as_str() == Some(&url)
+            });
+            let (hook_id, status) = match kept {
+                Some(hook) => (hook["id"].clone(), "existing"),
+                None => {
+                    let created = self
+                        .call(
+                            Method::POST,
+                            "rest-hook",
+                            Some(&json!({"event": event, "url": url})),
+                        )
+                        .await?;
+                    (created["id"].clone(), "created")
+                }
+            };
             let shown = format!(
                 "{}{}",
                 hooks.public_url,
                 rest_hook_path(&self.integration_id, event, "<secret>")
             );
-            subscriptions.push(json!({"event": event, "hookId": created["id"], "url": shown}));
+            subscriptions
+                .push(json!({"event": event, "hookId": hook_id, "url": shown, "status": status}));
         }
         Ok(json!({"subscriptions": subscriptions}))
     }
@@ -193,7 +205,7 @@ impl TaveConnector {
         new: &str,
     ) -> Result<Vec<String>, ConnectorError> {
         let (events, _) = self
-            .list_events(&format!("jobId={job_id}"), JOB_EVENT_PAGES)
+            .list("event", &format!("jobId={job_id}&"), JOB_EVENT_PAGES)
             .await?;
         let mut moved = Vec::new();
         for event in events {
@@ -217,31 +229,32 @@ impl TaveConnector {
         Ok(moved)
     }
 
-    /// `GET /event?{filter}`, page after page of 100, up to `max_pages`; answers the events and
-    /// whether every page was read.
-    async fn list_events(
+    /// `GET /{resource}?{filter}`, page after page of 100 (the API's `{type, items, meta}`
+    /// collections), up to `max_pages`; answers the items and whether every page was read.
+    async fn list(
         &self,
+        resource: &str,
         filter: &str,
         max_pages: u32,
     ) -> Result<(Vec<Value>, bool), ConnectorError> {
-        let mut events = Vec::new();
+        let mut items = Vec::new();
         for page in 1..=max_pages {
             let listed = self
                 .call(
                     Method::GET,
-                    &format!("event?{filter}&pageSize=100&page={page}&sortBy=id"),
+                    &format!("{resource}?{filter}pageSize=100&page={page}&sortBy=id"),
                     None,
                 )
                 .await?;
-            if let Some(Value::Array(items)) = listed.get("items") {
-                events.extend(items.iter().cloned());
+            if let Some(Value::Array(page_items)) = listed.get("items") {
+                items.extend(page_items.iter().cloned());
             }
             let pages = listed["meta"]["totalPages"].as_u64().unwrap_or(1);
             if u64::from(page) >= pages {
-                return Ok((events, true));
+                return Ok((items, true));
             }
         }
-        Ok((events, false))
+        Ok((items, false))
     }
 
     /// handleBookingConflicts: pages through the studio's events (the API has no date filter;
@@ -252,9 +265,7 @@ impl TaveConnector {
         job_id: &str,
         date: &str,
     ) -> Result<ConflictCheck, ConnectorError> {
-        let (events, complete) = self
-            .list_events("includeHidden=false", CONFLICT_PAGES)
-            .await?;
+        let (events, complete) = self.list("event", "", CONFLICT_PAGES).await?;
         let mut check = ConflictCheck {
             events_checked: events.len(),
             complete,
@@ -445,6 +456,8 @@ pub fn event_notification(
 const CONFLICT_PAGES: u32 = 10;
 /// How many pages of a job's own events are read at most (2,000 sessions).
 const JOB_EVENT_PAGES: u32 = 20;
+/// How many pages of the studio's REST-hook subscriptions are read at most.
+const SUBSCRIPTION_PAGES: u32 = 10;
 
 /// What a conflict check found.
 #[derive(Default)]

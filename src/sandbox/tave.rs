@@ -92,7 +92,10 @@ impl FakeTave {
             .route("/api/v2/event/{id}", put(update_event))
             .route("/api/v2/note", post(create_note))
             .route("/api/v2/studio/me", axum::routing::get(studio_me))
-            .route("/api/v2/rest-hook", post(create_rest_hook))
+            .route(
+                "/api/v2/rest-hook",
+                post(create_rest_hook).get(list_rest_hooks),
+            )
             .with_state(app_state);
         Ok(Self {
             server: Server::start(app, addr).await?,
@@ -285,33 +288,66 @@ async fn get_job(
     .await
 }
 
-/// `GET /event?jobId=&page=&pageSize=`: a page of the studio's events, as the API's collections
-/// come: `{type: "event-collection", items, meta: {currentPage, totalPages, totalItems, rows}}`.
+/// `GET /event?jobId=&page=&pageSize=`: a page of the studio's events.
 async fn list_events(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     respond(app, "GET", &uri, headers, Bytes::new(), |state, query| {
         let job = query["jobId"].as_str();
-        let page: usize = query["page"].as_str().and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
-        let size: usize = query["pageSize"].as_str().and_then(|p| p.parse().ok()).unwrap_or(100);
-        let matching: Vec<Value> = state
+        let matching = state
             .events
             .iter()
-            .filter(|(_, event)| job.is_none_or(|job| event.get("jobId").and_then(Value::as_str) == Some(job)))
+            .filter(|(_, event)| {
+                job.is_none_or(|job| event.get("jobId").and_then(Value::as_str) == Some(job))
+            })
             .map(|(id, event)| {
                 let mut event = event.clone();
                 event.insert("id".into(), json!(id));
                 Value::Object(event)
             })
             .collect();
-        let total = matching.len();
-        let items: Vec<Value> = matching.into_iter().skip((page - 1) * size).take(size).collect();
-        let answer = json!({
-            "type": "event-collection",
-            "items": items,
-            "meta": {"currentPage": page, "totalPages": total.div_ceil(size), "totalItems": total, "rows": size},
-        });
-        (StatusCode::OK, (StatusCode::OK, axum::Json(answer)).into_response())
+        collection("event-collection", matching, query)
     })
     .await
+}
+
+/// `GET /rest-hook`: a page of the studio's REST-hook subscriptions.
+async fn list_rest_hooks(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    respond(app, "GET", &uri, headers, Bytes::new(), |state, query| {
+        let hooks = state
+            .hooks
+            .iter()
+            .map(|hook| json!({"id": hook.id, "event": hook.event, "url": hook.url}))
+            .collect();
+        collection("rest-hook-collection", hooks, query)
+    })
+    .await
+}
+
+/// A page of `items` as the API's collections come: `{type, items, meta: {currentPage,
+/// totalPages, totalItems, rows}}`, by the query's `page` and `pageSize`.
+fn collection(kind: &str, items: Vec<Value>, query: &Value) -> (StatusCode, Response) {
+    let number = |name: &str, default: usize| {
+        query[name]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+            .max(1)
+    };
+    let (page, size) = (number("page", 1), number("pageSize", 100));
+    let total = items.len();
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
+    let answer = json!({
+        "type": kind,
+        "items": items,
+        "meta": {"currentPage": page, "totalPages": total.div_ceil(size), "totalItems": total, "rows": size},
+    });
+    (
+        StatusCode::OK,
+        (StatusCode::OK, axum::Json(answer)).into_response(),
+    )
 }
 
 async fn update_event(

@@ -462,6 +462,17 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
         .requests()
         .iter()
         .all(|r| !r.body.to_string().contains(HOOK_SECRET)));
+    // Asked again, Herald finds the subscriptions Tave already has and makes none.
+    let (status, again) = herald
+        .post("/v1/integrations/booking/subscriptions", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["subscriptions"][0]["status"], "existing");
+    assert_eq!(
+        again["subscriptions"][0]["hookId"],
+        subscribed["subscriptions"][0]["hookId"]
+    );
+    assert_eq!(tave.rest_hooks().len(), 2, "no second subscription");
 
     // Tave books an order: it reaches the team feed once, even when Tave delivers it twice.
     let order = json!({"id": "ORD-77", "jobId": "J-2027-0612", "name": "Sam & Alex: full day"});
