@@ -6,7 +6,9 @@
 //!    and its team's Slack;
 //! 2. a wedding-day emergency whose primary channel (Slack) is down: retries open the circuit and
 //!    the alert fails over to the on-call webhook;
-//! 3. a batch of client messages, to show the normal lane working beside it.
+//! 3. a batch of client messages, to show the normal lane working beside it;
+//! 4. an order booked in Tave: Herald subscribes to Tave's REST hooks, Tave calls back, and the
+//!    booking reaches the team's Slack as a notification of its own.
 //!
 //! It prints what went where and how long it took, and succeeds only if everything was delivered.
 
@@ -31,6 +33,7 @@ const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
 const HUBSPOT_TOKEN: &str = "pat-na1-demo0000-0000-0000-0000-000000000000";
 const TAVE_API_KEY: &str = "tave-demo-0000000000000000";
 const TAVE_JOB: &str = "J-2027-0612";
+const TAVE_HOOK_SECRET: &str = "tave-hooks-demo-5f0c2a9e41b7d3";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
 
 /// Runs the demo and prints its report to standard output.
@@ -66,9 +69,16 @@ pub async fn run_demo() -> Result<(), DemoError> {
     std::fs::write(secrets.join("webhook"), WEBHOOK_SECRET).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("hubspot"), HUBSPOT_TOKEN).map_err(|e| setup(&e))?;
     std::fs::write(secrets.join("tave"), TAVE_API_KEY).map_err(|e| setup(&e))?;
+    std::fs::write(secrets.join("tave-hooks"), TAVE_HOOK_SECRET).map_err(|e| setup(&e))?;
 
+    // Bound first: Tave is told this address to call back.
+    let listener = tokio::net::TcpListener::bind(any_local_port())
+        .await
+        .map_err(|e| setup(&e))?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| setup(&e))?);
     let text = demo_config(
         data.path(),
+        &base,
         &slack.base_url(),
         &venue_slack.base_url(),
         &hubspot.base_url(),
@@ -82,10 +92,6 @@ pub async fn run_demo() -> Result<(), DemoError> {
         .map_err(|e| setup(&e))?;
     drop(store);
 
-    let listener = tokio::net::TcpListener::bind(any_local_port())
-        .await
-        .map_err(|e| setup(&e))?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| setup(&e))?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::run(config, listener, async move {
         let _ = stopped.await;
@@ -132,22 +138,36 @@ pub async fn run_demo() -> Result<(), DemoError> {
     let batch: Vec<Value> = (1..=200).map(client_message).collect();
     post("/v1/notifications/batch", json!({"notifications": batch})).await?;
 
-    let mut ids = vec!["tl-0001".to_owned(), "em-0001".to_owned()];
+    // Tave's side: Herald subscribes to its REST hooks, then a booking happens in Tave.
+    post("/v1/integrations/studio-booking/subscriptions", json!({})).await?;
+    let order = json!({"id": "ord-0001", "jobId": TAVE_JOB, "name": "Sam & Alex: full-day collection"});
+    let called_back = tave.fire("order.booked", &order).await;
+    if called_back != [200] {
+        return Err(DemoError::Request(format!(
+            "Tave's REST hook call to Herald answered {called_back:?}"
+        )));
+    }
+
+    let mut ids = vec![
+        "tl-0001".to_owned(),
+        "em-0001".to_owned(),
+        "tave-studio-booking-order.booked-ord-0001".to_owned(),
+    ];
     ids.extend((1..=200).map(|n| format!("cm-{n:04}")));
     let records = wait_until_settled(&client, &base, &key, &ids, Duration::from_secs(30)).await?;
     let elapsed = started.elapsed();
     let _ = stop.send(());
     let _ = daemon.await;
 
-    print_report(&records[..2]);
-    let batch_delivered = records[2..]
+    print_report(&records[..3]);
+    let batch_delivered = records[3..]
         .iter()
         .flat_map(|r| r["targets"].as_array().cloned().unwrap_or_default())
         .filter(|t| t["state"] == "delivered")
         .count();
     println!(
         "\nbatch: {batch_delivered} of {} client-message deliveries delivered",
-        (records.len() - 2) * 2
+        (records.len() - 3) * 2
     );
     println!(
         "Slack messages in #studio-ops: {}, Tave notes: {}, on-call webhook messages: {}, HubSpot notes: {}",
@@ -168,6 +188,7 @@ pub async fn run_demo() -> Result<(), DemoError> {
 
 fn demo_config(
     data_dir: &std::path::Path,
+    herald: &str,
     slack: &str,
     venue_slack: &str,
     hubspot: &str,
@@ -198,7 +219,7 @@ settings = {{ base_url = "{hubspot}", token = {{ file = "{secrets}/hubspot" }} }
 id = "studio-booking"
 organization = "lumiere-studios"
 kind = "tave"
-settings = {{ base_url = "{tave}", api_key = {{ file = "{secrets}/tave" }} }}
+settings = {{ base_url = "{tave}", api_key = {{ file = "{secrets}/tave" }}, rest_hooks = {{ public_url = "{herald}", events = ["order.booked", "payment.created"], secret = {{ file = "{secrets}/tave-hooks" }} }} }}
 rate_limit = {{ per_second = 100, burst = 20 }}
 
 [[integrations]]
@@ -234,6 +255,13 @@ organization = "lumiere-studios"
 name = "client messages to booking and studio Slack"
 types = ["client_message"]
 targets = ["studio-booking", "studio-slack"]
+
+[[routes]]
+organization = "lumiere-studios"
+name = "Tave bookings and payments to studio Slack"
+types = ["booking_confirmed", "payment_received"]
+when = 'has(metadata.source) && metadata.source == "tave"'
+targets = ["studio-slack"]
 
 [[routes]]
 organization = "lumiere-studios"
@@ -324,8 +352,14 @@ async fn wait_until_settled(
 }
 
 fn print_report(records: &[Value]) {
+    let width = records
+        .iter()
+        .filter_map(|r| r["notificationId"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(6);
     println!(
-        "{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  receipt",
+        "{:<width$} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  receipt",
         "notice", "priority", "integration", "route", "state", "attempts", "took ms"
     );
     for record in records {
@@ -337,7 +371,7 @@ fn print_report(records: &[Value]) {
                 _ => "-".to_owned(),
             };
             println!(
-                "{:<10} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  {}",
+                "{:<width$} {:<10} {:<18} {:<9} {:<14} {:>8} {:>9}  {}",
                 id,
                 priority,
                 target["integrationId"].as_str().unwrap_or("?"),
