@@ -140,7 +140,8 @@ pub async fn run_demo() -> Result<(), DemoError> {
 
     // Tave's side: Herald subscribes to its REST hooks, then a booking happens in Tave.
     post("/v1/integrations/studio-booking/subscriptions", json!({})).await?;
-    let order = json!({"id": "ord-0001", "jobId": TAVE_JOB, "name": "Sam & Alex: full-day collection"});
+    let order =
+        json!({"id": "ord-0001", "jobId": TAVE_JOB, "name": "Sam & Alex: full-day collection"});
     let called_back = tave.fire("order.booked", &order).await;
     if called_back != [200] {
         return Err(DemoError::Request(format!(
