@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::HeaderMap;
@@ -119,11 +119,17 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .to_str()
         .ok()?
         .trim();
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    retry_after_value(value, SystemTime::now())
+}
+
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110), relative to `now`; a date in
+/// the past means "now".
+fn retry_after_value(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Classifies a non-success HTTP status the way most JSON APIs mean it. Vendors with their own
@@ -252,11 +258,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", "2".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(
-            "retry-after",
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        headers.insert("retry-after", "-5".parse().unwrap());
+        assert_eq!(retry_after(&headers), None, "a negative delay is no delay");
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date_too() {
+        let now = httpdate::parse_http_date("Wed, 25 Nov 2026 12:00:00 GMT").unwrap();
+        assert_eq!(
+            retry_after_value("Wed, 25 Nov 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
         );
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(
+            retry_after_value("Wed, 25 Nov 2026 11:59:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past means now"
+        );
+        assert_eq!(retry_after_value("soon", now), None);
     }
 
     #[test]
