@@ -82,6 +82,8 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// With it, `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -207,6 +209,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
+    /// The bearer token Prometheus scrapes `/metrics` with; without it `/metrics` is open.
+    pub metrics_token: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -649,6 +653,7 @@ impl RawConfig {
                 Duration::from_secs(10),
             )?,
             max_body_bytes: self.server.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+            metrics_token: self.server.metrics_token.clone(),
         };
         let store = match self.store.kind.as_deref().unwrap_or("sqlite") {
             "sqlite" => StoreConfig::Sqlite {

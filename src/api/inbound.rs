@@ -21,9 +21,9 @@ use super::{ApiError, AppState};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::accepted_json;
+use super::auth::same_secret;
 use crate::config::ConnectorConfig;
 use crate::connectors::{tave_event_notification, verify_slack_request};
 use crate::router::Submission;
@@ -180,14 +180,4 @@ pub async fn tave_rest_hook(
         "accepted"
     });
     Ok((StatusCode::OK, Json(accepted_json(accepted))).into_response())
-}
-
-/// Compares two secrets in time that does not depend on where they differ.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (Sha256::digest(given), Sha256::digest(expected));
-    given
-        .iter()
-        .zip(expected.iter())
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub key_cache: DashMap<String, (String, std::time::Instant)>,
     pub max_body_bytes: usize,
     pub allow_private_destinations: bool,
+    /// The bearer token `/metrics` asks for, if any.
+    pub metrics_token: Option<SecretRef>,
     /// OAuth installs started and not yet finished, by their `state`.
     pub pending_installs: DashMap<String, install::PendingInstall>,
 }
@@ -723,7 +725,28 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus text. With `server.metrics_token` set, only a scrape carrying it as a bearer token
+/// gets it (Prometheus: `authorization: {credentials_file: ...}`).
+async fn prometheus(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let expected = match token.read() {
+            Ok(expected) => expected,
+            Err(reason) => {
+                tracing::error!(%reason, "metrics token unreadable");
+                return ApiError::Unavailable("metrics are misconfigured".into()).into_response();
+            }
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| auth::same_secret(given, expected.expose())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

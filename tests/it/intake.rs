@@ -302,3 +302,49 @@ async fn webhook_deliveries_carry_a_valid_standard_webhooks_signature_and_show_i
     assert_eq!(health["status"], "healthy");
     assert!(health["latencyP50Ms"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn with_a_metrics_token_only_a_scrape_carrying_it_reads_the_metrics() {
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let body = format!(
+        "[server]\nmetrics_token = {{ file = \"{{secrets}}/metrics\" }}\n[[organizations]]\nid = \"studio\"\n{}{}",
+        webhook_integration("hook", "studio", &receiver.url(), ""),
+        route("studio", &["hook"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    herald
+        .post("/v1/notifications", &notification("counted", "normal"))
+        .await;
+    herald
+        .wait_for_notification("counted", Duration::from_secs(10), all_delivered)
+        .await;
+    std::fs::write(
+        herald.data.path().join("secrets").join("metrics"),
+        "scrape-token-3f9a",
+    )
+    .unwrap();
+    let scrape = |token: Option<&'static str>| {
+        let mut request = herald.client.get(format!("{}/metrics", herald.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(
+        scrape(None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        scrape(Some("guessed")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let answer = scrape(Some("scrape-token-3f9a")).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer
+        .text()
+        .await
+        .unwrap()
+        .contains("herald_deliveries_total{"));
+}
