@@ -57,6 +57,17 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
             .0,
         StatusCode::NOT_FOUND
     );
+    // The actions on an integration are the owner's only.
+    for action in ["connection-check", "subscriptions", "oauth/authorize"] {
+        let (status, _) = herald
+            .post_as(
+                &venue_key,
+                &format!("/v1/integrations/studio-hook/{action}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+    }
     let described = herald
         .get_as(&venue_key, "/v1/integrations/studio-hook")
         .await;
