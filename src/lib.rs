@@ -121,7 +121,6 @@ pub async fn run(
         max_body_bytes: config.server.max_body_bytes,
         allow_private_destinations: config.allow_private_destinations,
         metrics_token: config.server.metrics_token.clone(),
-        pending_installs: DashMap::new(),
     });
     tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");
 

@@ -8,10 +8,11 @@
 //!    The `state` is the proof that Herald started this install; the integration's connector
 //!    exchanges the code for the account's tokens and keeps the refresh token sealed in the vault.
 //!
-//! Pending installs live in memory: a restart in between means starting again.
+//! Pending installs are kept in the store by the SHA-256 of their `state`, so a restart in
+//! between does not lose them and any node sharing the store can finish them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,20 +22,14 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ask_connector, organization_integration, ApiError, AppState, Organization};
+use super::{ask_connector, hash_key, organization_integration, ApiError, AppState, Organization};
 use crate::config::ConnectorConfig;
 use crate::connectors::hubspot_authorize_url;
 use crate::integration::IntegrationMsg;
+use crate::store::{now_millis, PendingInstall};
 
 /// How long a consent link stays good.
 const INSTALL_WINDOW: Duration = Duration::from_secs(600);
-
-/// An install Herald started: whose it is and until when it may finish.
-pub struct PendingInstall {
-    integration_id: String,
-    organization: String,
-    expires: Instant,
-}
 
 pub async fn start_install(
     State(state): State<Arc<AppState>>,
@@ -61,18 +56,15 @@ pub async fn start_install(
     rand::thread_rng().fill_bytes(&mut random);
     let install_state = hex::encode(random);
     let address = hubspot_authorize_url(settings, &install_state).ok_or_else(not_installable)?;
-    let now = Instant::now();
+    let expires_at = now_millis() + INSTALL_WINDOW.as_millis() as i64;
+    let install = PendingInstall {
+        integration_id: integration_id.clone(),
+        organization,
+    };
     state
-        .pending_installs
-        .retain(|_, pending| pending.expires > now);
-    state.pending_installs.insert(
-        install_state,
-        PendingInstall {
-            integration_id: integration_id.clone(),
-            organization,
-            expires: now + INSTALL_WINDOW,
-        },
-    );
+        .store
+        .begin_install(&hash_key(&install_state), install, expires_at)
+        .await?;
     Ok(Json(json!({
         "integrationId": integration_id,
         "authorizationUrl": address,
@@ -95,13 +87,19 @@ pub async fn finish_install(
     Query(callback): Query<Callback>,
 ) -> Response {
     let page = |status: StatusCode, text: String| (status, text).into_response();
-    let Some(pending) = callback
-        .state
-        .as_deref()
-        .and_then(|key| state.pending_installs.remove(key))
-        .map(|(_, pending)| pending)
-        .filter(|pending| pending.expires > Instant::now())
-    else {
+    let pending = match callback.state.as_deref() {
+        Some(install_state) => state
+            .store
+            .finish_install(&hash_key(install_state), now_millis())
+            .await
+            .map_err(ApiError::from),
+        None => Ok(None),
+    };
+    let pending = match pending {
+        Ok(pending) => pending,
+        Err(error) => return error.into_response(),
+    };
+    let Some(pending) = pending else {
         return page(
             StatusCode::BAD_REQUEST,
             "This install link is unknown or expired. Start the install again from Herald.".into(),

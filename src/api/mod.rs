@@ -53,8 +53,6 @@ pub struct AppState {
     pub allow_private_destinations: bool,
     /// The bearer token `/metrics` asks for, if any.
     pub metrics_token: Option<SecretRef>,
-    /// OAuth installs started and not yet finished, by their `state`.
-    pub pending_installs: DashMap<String, install::PendingInstall>,
 }
 
 /// Builds the API's routes.

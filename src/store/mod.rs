@@ -191,6 +191,14 @@ pub struct ApiKeyInfo {
 /// The length of an API key's id (a prefix of its SHA-256).
 pub const API_KEY_ID_LEN: usize = 16;
 
+/// An OAuth app install Herald started and has not seen finish: whose it is. Kept by the hash
+/// of its `state`, so any node can finish it and the store never holds the state itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInstall {
+    pub integration_id: String,
+    pub organization: String,
+}
+
 /// Someone acted on a delivered notification in the target system (a Slack button click).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -351,6 +359,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, ()>;
     /// A sealed credential, if one was kept.
     fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Records an install started now, good until `expires_at` (ms); drops expired ones.
+    fn begin_install(
+        &self,
+        state_hash: &str,
+        install: PendingInstall,
+        expires_at: i64,
+    ) -> StoreFuture<'_, ()>;
+    /// Takes (once) the install with this state hash, if it has not expired by `now` (ms).
+    fn finish_install(&self, state_hash: &str, now: i64)
+        -> StoreFuture<'_, Option<PendingInstall>>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
     /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails

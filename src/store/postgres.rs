@@ -20,8 +20,8 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
     now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
-    Lane, NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture,
-    StoredNotification, API_KEY_ID_LEN,
+    Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store, StoreError,
+    StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -82,6 +82,13 @@ const MIGRATIONS: &[&str] = &[
         sealed BYTEA NOT NULL,
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (integration_id, name)
+    );",
+    // 6: OAuth installs started and not yet finished, by the hash of their state.
+    "CREATE TABLE oauth_installs (
+        state_hash TEXT PRIMARY KEY,
+        integration_id TEXT NOT NULL,
+        organization TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
     );",
 ];
 
@@ -433,6 +440,23 @@ impl Store for PostgresStore {
         })
     }
 
+    fn begin_install(
+        &self,
+        state_hash: &str,
+        install: PendingInstall,
+        expires_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        self.queues.begin_install(state_hash, install, expires_at)
+    }
+
+    fn finish_install(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> StoreFuture<'_, Option<PendingInstall>> {
+        self.queues.finish_install(state_hash, now)
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -593,6 +617,51 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                 })
                 .await;
                 Reply::Unit(reply, result)
+            }
+            Command::BeginInstall {
+                state_hash,
+                install,
+                expires_at,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        tx.execute("DELETE FROM oauth_installs WHERE expires_at <= $1", &[&now_millis()])
+                            .await?;
+                        tx.execute(
+                            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES ($1, $2, $3, $4)",
+                            &[&state_hash, &install.integration_id, &install.organization, &expires_at],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await;
+                Reply::Unit(reply, result)
+            }
+            Command::FinishInstall {
+                state_hash,
+                now,
+                reply,
+            } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        let row = tx
+                            .query_opt(
+                                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at",
+                                &[&state_hash],
+                            )
+                            .await?;
+                        Ok(row
+                            .filter(|row| row.get::<_, i64>(2) > now)
+                            .map(|row| PendingInstall {
+                                integration_id: row.get(0),
+                                organization: row.get(1),
+                            }))
+                    })
+                })
+                .await;
+                Reply::Install(reply, result)
             }
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),
             Command::Settle(_) => unreachable!("settlements are gathered above"),

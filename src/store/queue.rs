@@ -8,8 +8,8 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Acknowledgement, DeliveryRow, Intake, Lane, NewNotification, Settlement, StoreError,
-    StoreFuture,
+    Acknowledgement, DeliveryRow, Intake, Lane, NewNotification, PendingInstall, Settlement,
+    StoreError, StoreFuture,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -55,6 +55,17 @@ pub(super) enum Command {
         sealed: Vec<u8>,
         reply: Answer<()>,
     },
+    BeginInstall {
+        state_hash: String,
+        install: PendingInstall,
+        expires_at: i64,
+        reply: Answer<()>,
+    },
+    FinishInstall {
+        state_hash: String,
+        now: i64,
+        reply: Answer<Option<PendingInstall>>,
+    },
     Flush(Answer<()>),
 }
 
@@ -68,7 +79,9 @@ impl Command {
             Command::Replay { reply, .. } => drop(reply.send(Err(failed()))),
             Command::CreateApiKey { reply, .. }
             | Command::PutCredential { reply, .. }
+            | Command::BeginInstall { reply, .. }
             | Command::Flush(reply) => drop(reply.send(Err(failed()))),
+            Command::FinishInstall { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Acknowledge { reply, .. } | Command::RevokeApiKey { reply, .. } => {
                 drop(reply.send(Err(failed())))
             }
@@ -89,6 +102,10 @@ pub(super) enum Reply {
     ),
     Unit(Answer<()>, Result<(), StoreError>),
     Flag(Answer<bool>, Result<bool, StoreError>),
+    Install(
+        Answer<Option<PendingInstall>>,
+        Result<Option<PendingInstall>, StoreError>,
+    ),
 }
 
 /// The sending side, held by the store.
@@ -177,6 +194,34 @@ impl CommandQueues {
             organization,
             key_hash,
             label,
+            reply,
+        })
+    }
+
+    pub(super) fn begin_install(
+        &self,
+        state_hash: &str,
+        install: PendingInstall,
+        expires_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        let state_hash = state_hash.to_owned();
+        self.request(Lane::Normal, |reply| Command::BeginInstall {
+            state_hash,
+            install,
+            expires_at,
+            reply,
+        })
+    }
+
+    pub(super) fn finish_install(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> StoreFuture<'_, Option<PendingInstall>> {
+        let state_hash = state_hash.to_owned();
+        self.request(Lane::Normal, |reply| Command::FinishInstall {
+            state_hash,
+            now,
             reply,
         })
     }
@@ -288,6 +333,8 @@ pub(super) fn answer(replies: Vec<Reply>, commit: Result<(), String>) {
             (Reply::Unit(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
             (Reply::Flag(tx, result), Ok(())) => drop(tx.send(result)),
             (Reply::Flag(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::Install(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Install(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
         }
     }
 }

@@ -18,8 +18,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
     now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
-    Lane, NewNotification, OpenDelivery, Settlement, Store, StoreError, StoreFuture,
-    StoredNotification, API_KEY_ID_LEN,
+    Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store, StoreError,
+    StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -82,6 +82,13 @@ const MIGRATIONS: &[&str] = &[
         sealed BLOB NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (integration_id, name)
+    );",
+    // 6: OAuth installs started and not yet finished, by the hash of their state.
+    "CREATE TABLE oauth_installs (
+        state_hash TEXT PRIMARY KEY,
+        integration_id TEXT NOT NULL,
+        organization TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
     );",
 ];
 
@@ -333,6 +340,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn begin_install(
+        &self,
+        state_hash: &str,
+        install: PendingInstall,
+        expires_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        self.queues.begin_install(state_hash, install, expires_at)
+    }
+
+    fn finish_install(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> StoreFuture<'_, Option<PendingInstall>> {
+        self.queues.finish_install(state_hash, now)
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -495,6 +519,43 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                         params![integration_id, name, sealed, now_millis()],
                     )?;
                     Ok(())
+                }),
+            ),
+            Command::BeginInstall {
+                state_hash,
+                install,
+                expires_at,
+                reply,
+            } => Reply::Unit(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    tx.execute(
+                        "DELETE FROM oauth_installs WHERE expires_at <= ?1",
+                        params![now_millis()],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                        params![state_hash, install.integration_id, install.organization, expires_at],
+                    )?;
+                    Ok(())
+                }),
+            ),
+            Command::FinishInstall {
+                state_hash,
+                now,
+                reply,
+            } => Reply::Install(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    Ok(tx
+                        .query_row(
+                            "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at",
+                            params![state_hash],
+                            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                        )
+                        .optional()?
+                        .filter(|(_, _, expires_at)| *expires_at > now)
+                        .map(|(integration_id, organization, _)| PendingInstall { integration_id, organization }))
                 }),
             ),
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),

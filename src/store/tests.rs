@@ -420,6 +420,42 @@ async fn sealed_credentials_are_kept_per_integration_and_replaced(backend: Backe
     backend.clean_up().await;
 }
 
+async fn an_oauth_install_finishes_once_and_not_after_it_expires(backend: Backend) {
+    let store = backend.open().await;
+    let install = PendingInstall {
+        integration_id: "crm".into(),
+        organization: "org".into(),
+    };
+    let now = now_millis();
+    store
+        .begin_install("hash-1", install.clone(), now + 60_000)
+        .await
+        .unwrap();
+    store
+        .begin_install("hash-2", install.clone(), now + 60_000)
+        .await
+        .unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        store.finish_install("hash-1", now).await.unwrap(),
+        Some(install.clone()),
+        "kept across a restart"
+    );
+    assert_eq!(
+        store.finish_install("hash-1", now).await.unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(store.finish_install("unknown", now).await.unwrap(), None);
+    assert_eq!(
+        store.finish_install("hash-2", now + 61_000).await.unwrap(),
+        None,
+        "an expired install does not finish"
+    );
+    backend.clean_up().await;
+}
+
 #[tokio::test]
 async fn postgres_reconnects_after_the_server_closes_its_connections() {
     let backend = Backend::postgres();
@@ -482,5 +518,6 @@ contract!(
     api_keys_resolve_to_their_organization,
     a_delivery_carries_its_own_transformed_body,
     acknowledgements_attach_to_an_existing_notification_of_the_organization,
-    sealed_credentials_are_kept_per_integration_and_replaced
+    sealed_credentials_are_kept_per_integration_and_replaced,
+    an_oauth_install_finishes_once_and_not_after_it_expires
 );
