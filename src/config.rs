@@ -174,6 +174,7 @@ pub struct RawFailover {
     #[serde(default)]
     pub targets: Vec<String>,
     pub on_circuit_open: Option<bool>,
+    pub emergency_after_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -495,6 +496,9 @@ pub struct RetryConfig {
 pub struct FailoverConfig {
     pub targets: Vec<String>,
     pub on_circuit_open: bool,
+    /// An emergency whose delivery failed this many times (retryably) goes to the backup at
+    /// once instead of being retried here: it cannot wait for the circuit to open.
+    pub emergency_after_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -815,6 +819,15 @@ impl RawConfig {
                 failover: FailoverConfig {
                     targets: raw.failover.targets.clone(),
                     on_circuit_open: raw.failover.on_circuit_open.unwrap_or(true),
+                    emergency_after_attempts: match raw.failover.emergency_after_attempts {
+                        Some(0) => {
+                            return Err(invalid(
+                                field("failover.emergency_after_attempts"),
+                                "must be at least 1".into(),
+                            ))
+                        }
+                        attempts => attempts,
+                    },
                 },
                 max_in_flight: raw.max_in_flight.unwrap_or(32).max(1),
                 timeout: duration(&field("timeout"), &raw.timeout, Duration::from_secs(10))?,

@@ -4,8 +4,8 @@
 //! 1. a photography studio's timeline change, to its CRM (HubSpot: the couple's contacts updated
 //!    and a note on each), its booking system (Tave: the job's date and a communication-log note)
 //!    and its team's Slack;
-//! 2. a wedding-day emergency whose primary channel (Slack) is down: retries open the circuit and
-//!    the alert fails over to the on-call webhook;
+//! 2. a wedding-day emergency whose primary channel (Slack) is down: after its first failed
+//!    attempt the alert fails over to the on-call webhook (`emergency_after_attempts = 1`);
 //! 3. a batch of client messages, to show the normal lane working beside it;
 //! 4. an order booked in Tave: Herald subscribes to Tave's REST hooks, Tave calls back, and the
 //!    booking reaches the team's Slack as a notification of its own.
@@ -237,7 +237,7 @@ kind = "slack"
 settings = {{ base_url = "{venue_slack}", channel = "#wedding-day", token = {{ file = "{secrets}/slack" }} }}
 breaker = {{ failure_threshold = 2, open_for = "30s" }}
 retry = {{ initial = "50ms", max_delay = "200ms" }}
-failover = {{ targets = ["on-call-webhook"] }}
+failover = {{ targets = ["on-call-webhook"], emergency_after_attempts = 1 }}
 
 [[integrations]]
 id = "on-call-webhook"

@@ -296,6 +296,8 @@ pub struct NotificationMapping {
 pub struct FailoverConfiguration {
     pub backup_integrations: Vec<String>,
     pub on_circuit_open: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_after_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

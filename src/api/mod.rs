@@ -594,6 +594,7 @@ fn integration_configuration(
         failover_configuration: FailoverConfiguration {
             backup_integrations: config.failover.targets.clone(),
             on_circuit_open: config.failover.on_circuit_open,
+            emergency_after_attempts: config.failover.emergency_after_attempts,
         },
         security_configuration: SecurityConfiguration {
             authentication,

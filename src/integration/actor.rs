@@ -440,6 +440,18 @@ impl IntegrationState {
         vendor_wait: Option<Duration>,
         now: Instant,
     ) {
+        let failover = &self.runtime.config.failover;
+        let emergency_moves_on = job.lane() == Lane::Emergency
+            && !job.is_failover
+            && !failover.targets.is_empty()
+            && failover
+                .emergency_after_attempts
+                .is_some_and(|after| job.attempts >= after);
+        if emergency_moves_on {
+            let reason = format!("an emergency failed {} attempt(s): {error}", job.attempts);
+            self.fail_over(job, reason);
+            return;
+        }
         let age = Duration::from_millis((now_millis() - job.created_at).max(0) as u64);
         match self.retry.decide_now(job.attempts, age, vendor_wait) {
             RetryDecision::RetryAfter(delay) => self.requeue(job, &error, delay, now),
@@ -516,7 +528,7 @@ impl IntegrationState {
         let registry = self.registry.clone();
         tokio::spawn(async move {
             match store
-                .fail_over(job.delivery_id, reason, backup.clone())
+                .fail_over(job.delivery_id, job.attempts, reason, backup.clone())
                 .await
             {
                 Ok(row) => registry.dispatch(&backup, vec![Job::from_row(&row, job.notification)]),

@@ -321,6 +321,7 @@ pub trait Store: Send + Sync + 'static {
     fn fail_over(
         &self,
         delivery_id: i64,
+        attempts: u32,
         error: String,
         backup_integration: String,
     ) -> StoreFuture<'_, DeliveryRow>;

@@ -253,10 +253,11 @@ impl Store for PostgresStore {
     fn fail_over(
         &self,
         delivery_id: i64,
+        attempts: u32,
         error: String,
         backup: String,
     ) -> StoreFuture<'_, DeliveryRow> {
-        self.queues.fail_over(delivery_id, error, backup)
+        self.queues.fail_over(delivery_id, attempts, error, backup)
     }
 
     fn replay(
@@ -519,12 +520,13 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
             }
             Command::FailOver {
                 delivery_id,
+                attempts,
                 error,
                 backup,
                 reply,
             } => {
                 let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(fail_over(tx, delivery_id, error, backup))
+                    Box::pin(fail_over(tx, delivery_id, attempts, error, backup))
                 })
                 .await;
                 Reply::Row(reply, result)
@@ -880,11 +882,13 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
 async fn fail_over(
     tx: &Transaction<'_>,
     delivery_id: i64,
+    attempts: u32,
     error: String,
     backup: String,
 ) -> Result<DeliveryRow, StoreError> {
     let now = now_millis();
-    tx.execute("UPDATE deliveries SET state = 'failed_over', last_error = $2, settled_at = $3 WHERE id = $1", &[&delivery_id, &error, &now])
+    let attempts = attempts as i32;
+    tx.execute("UPDATE deliveries SET state = 'failed_over', attempts = GREATEST(attempts, $4), last_error = $2, settled_at = $3 WHERE id = $1", &[&delivery_id, &error, &now, &attempts])
         .await?;
     let row = tx
         .query_opt(

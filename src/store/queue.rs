@@ -25,6 +25,7 @@ pub(super) enum Command {
     Settle(Vec<Settlement>),
     FailOver {
         delivery_id: i64,
+        attempts: u32,
         error: String,
         backup: String,
         reply: Answer<DeliveryRow>,
@@ -155,11 +156,13 @@ impl CommandQueues {
     pub(super) fn fail_over(
         &self,
         delivery_id: i64,
+        attempts: u32,
         error: String,
         backup: String,
     ) -> StoreFuture<'_, DeliveryRow> {
         self.request(Lane::Emergency, |reply| Command::FailOver {
             delivery_id,
+            attempts,
             error,
             backup,
             reply,

@@ -168,10 +168,11 @@ impl Store for SqliteStore {
     fn fail_over(
         &self,
         delivery_id: i64,
+        attempts: u32,
         error: String,
         backup: String,
     ) -> StoreFuture<'_, DeliveryRow> {
-        self.queues.fail_over(delivery_id, error, backup)
+        self.queues.fail_over(delivery_id, attempts, error, backup)
     }
 
     fn replay(
@@ -444,13 +445,14 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
             }
             Command::FailOver {
                 delivery_id,
+                attempts,
                 error,
                 backup,
                 reply,
             } => Reply::Row(
                 reply,
                 in_savepoint(&transaction, |tx| {
-                    fail_over(tx, delivery_id, &error, &backup)
+                    fail_over(tx, delivery_id, attempts, &error, &backup)
                 }),
             ),
             Command::Replay {
@@ -681,13 +683,14 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
 fn fail_over(
     connection: &Connection,
     delivery_id: i64,
+    attempts: u32,
     error: &str,
     backup: &str,
 ) -> Result<DeliveryRow, StoreError> {
     let now = now_millis();
     connection.execute(
-        "UPDATE deliveries SET state = 'failed_over', last_error = ?2, settled_at = ?3 WHERE id = ?1",
-        params![delivery_id, error, now],
+        "UPDATE deliveries SET state = 'failed_over', attempts = MAX(attempts, ?4), last_error = ?2, settled_at = ?3 WHERE id = ?1",
+        params![delivery_id, error, now, attempts],
     )?;
     connection.execute(
         "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body)

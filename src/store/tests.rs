@@ -205,7 +205,7 @@ async fn fail_over_hands_the_delivery_to_the_backup(backend: Backend) {
     let intake = store.journal(Lane::Emergency, vec![urgent]).await.unwrap();
     let primary = delivery_ids(&intake[0])[0];
     let backup = store
-        .fail_over(primary, "circuit open".into(), "backup".into())
+        .fail_over(primary, 2, "circuit open".into(), "backup".into())
         .await
         .unwrap();
     assert_eq!(
@@ -214,6 +214,10 @@ async fn fail_over_hands_the_delivery_to_the_backup(backend: Backend) {
     );
     let stored = store.notification("org", "n1").await.unwrap().unwrap();
     assert_eq!(stored.deliveries[0].state, DeliveryState::FailedOver);
+    assert_eq!(
+        stored.deliveries[0].attempts, 2,
+        "the attempts made here are kept"
+    );
     assert_eq!(
         stored.deliveries[0].last_error.as_deref(),
         Some("circuit open")
@@ -331,7 +335,7 @@ async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
         .body
         .contains("shaped"));
     let backup = store
-        .fail_over(ids[1], "down".into(), "backup".into())
+        .fail_over(ids[1], 1, "down".into(), "backup".into())
         .await
         .unwrap();
     let handed_over = store.open_deliveries("backup").await.unwrap();

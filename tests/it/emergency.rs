@@ -69,3 +69,71 @@ async fn an_emergency_overtakes_a_backlog_of_100_000() {
     let record = herald.get("/v1/notifications/fire-alarm").await.1;
     assert_eq!(record["targets"][0]["emergency"], true);
 }
+
+#[tokio::test]
+async fn an_emergency_moves_to_the_backup_after_its_first_failure_while_normal_traffic_retries() {
+    let primary = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    primary.faults.go_down(503, json!({"error": "maintenance"}));
+    let backup = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    // The circuit would take ten failures to open: the emergency must not wait for that.
+    let body = format!(
+        "[[organizations]]\nid = \"venue\"\n{}{}{}",
+        webhook_integration(
+            "primary",
+            "venue",
+            &primary.url(),
+            "breaker = { failure_threshold = 10, open_for = \"30s\" }\nretry = { initial = \"200ms\", max_delay = \"1s\" }\nfailover = { targets = [\"backup\"], emergency_after_attempts = 1 }"
+        ),
+        webhook_integration("backup", "venue", &backup.url(), ""),
+        route("venue", &["primary"], "")
+    );
+    let herald = Harness::start(&body, "venue").await;
+    herald
+        .post("/v1/notifications", &notification("routine", "normal"))
+        .await;
+    herald
+        .post("/v1/notifications", &notification("storm", "emergency"))
+        .await;
+    let record = herald
+        .wait_for_notification("storm", Duration::from_secs(10), |r| {
+            r["targets"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["state"] == "delivered"))
+        })
+        .await;
+    let paths: Vec<(&str, &str, u64)> = record["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["integrationId"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+                t["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [("primary", "failed_over", 1), ("backup", "delivered", 1)],
+        "{record}"
+    );
+    let (_, routine) = herald.get("/v1/notifications/routine").await;
+    assert_eq!(
+        (
+            routine["targets"].as_array().unwrap().len(),
+            routine["targets"][0]["state"].as_str()
+        ),
+        (1, Some("retrying")),
+        "normal traffic keeps retrying the primary: {routine}"
+    );
+    let (_, described) = herald.get("/v1/integrations/primary").await;
+    assert_eq!(
+        described["configuration"]["failoverConfiguration"]["emergencyAfterAttempts"],
+        1
+    );
+}
