@@ -3,8 +3,8 @@
 //!
 //! The routing table is the organization's `[[routes]]`: notification types, a minimum priority,
 //! and an optional condition in CEL (the Common Expression Language, <https://cel.dev>) over the
-//! notification, e.g. `notification.weddingContext.venue == "Kew Gardens"`. Herald runs two Router actors, one per lane, so emergencies never queue
-//! behind normal intake. The router plans synchronously and journals in a spawned task: its own
+//! notification, e.g. `notification.weddingContext.venue == "Kew Gardens"`. Herald runs two
+//! Router actors, one per lane, so emergencies never queue behind normal intake. The router plans synchronously and journals in a spawned task: its own
 //! mailbox never waits for an fsync. It knows nothing about vendors or HTTP.
 
 use std::collections::HashMap;

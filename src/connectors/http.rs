@@ -2,8 +2,9 @@
 //!
 //! URLs come from users' configuration, so by default Herald refuses to call private, loopback,
 //! link-local and other non-public addresses (checked on the literal address and on every DNS
-//! answer, so a public name that resolves inward is refused too). `security.allow_private_destinations`
-//! lifts that for on-premise systems and the local simulators.
+//! answer, so a public name that resolves inward is refused too).
+//! `security.allow_private_destinations` lifts that for on-premise systems and the local
+//! simulators.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

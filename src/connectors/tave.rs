@@ -9,11 +9,12 @@
 //! - every notification: `POST /note` on the job, the studio's communication log, with the title
 //!   and message as `contentHtml`.
 //!
-//! Both job fields go in one `PUT`. A new wedding date also moves the job's sessions (its
+//! The job fields go in one `PUT`. A new wedding date also moves the job's sessions (its
 //! `/event`s) that were on the old date: the job is read first for that date, and each moved
 //! session is a sync action of its own, so a booking change of a job without sessions is exactly
-//! two actions. The API has no availability or conflict resource (see the README). Errors are problem documents `{type, title, detail, status}`; a 429
-//! has type `quota-limit` and `Retry-After`.
+//! two actions. With `check_conflicts`, the new date is checked against other jobs' confirmed
+//! sessions (handleBookingConflicts) and a clash is recorded in the note. Errors are problem
+//! documents `{type, title, detail, status}`; a 429 has type `quota-limit` and `Retry-After`.
 //!
 //! With `rest_hooks` configured, [`Connector::subscribe_to_events`] subscribes to each event with
 //! `POST /rest-hook {event, url}`; the url is Herald's inbound address for that event (see

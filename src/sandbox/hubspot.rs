@@ -1,13 +1,18 @@
-//! A HubSpot CRM v3 simulator for what the HubSpot connector calls, behaving as HubSpot documents
-//! (developers.hubspot.com/docs/api-reference, CRM objects, properties and notes):
+//! A HubSpot simulator for what the HubSpot connector calls, behaving as HubSpot documents
+//! (developers.hubspot.com/docs/api-reference):
 //!
-//! - Bearer private-app token, else 401 `{status: "error", category: "INVALID_AUTHENTICATION"}`;
-//! - contact property groups and properties (409 / `OBJECT_ALREADY_EXISTS` for existing ones),
-//!   and contacts refuse properties that do not exist (400 `PROPERTY_DOESNT_EXIST`), as HubSpot does;
-//! - contacts (batch read and upsert by email), notes with associations (batch create), with
-//!   state, so reads reflect writes;
-//! - the 10-second rolling limit with `X-HubSpot-RateLimit-*` headers and a 429 `RATE_LIMIT` body;
-//! - malformed bodies get HubSpot's 400 `VALIDATION_ERROR`.
+//! - every request checked against `contracts/hubspot.json` first (400 `VALIDATION_ERROR` with an
+//!   `errors` entry per field; 404 for an operation the contract lacks);
+//! - a Bearer private-app token or OAuth access tokens (401 `INVALID_AUTHENTICATION`, or
+//!   `EXPIRED_AUTHENTICATION` for an expired one); the OAuth consent page (a person who consents
+//!   at once) and the token endpoint's authorization-code and refresh-token grants; token info
+//!   for private apps and OAuth tokens, with the portal's scopes;
+//! - contact property groups and properties (409 `OBJECT_ALREADY_EXISTS` for existing ones), and
+//!   contacts refuse properties that do not exist (400 `PROPERTY_DOESNT_EXIST`);
+//! - contacts (batch read and upsert by email), notes and tasks with associations (batch create),
+//!   deals and their stages, contact-based workflows and enrolments, all with state, so reads
+//!   reflect writes;
+//! - the 10-second rolling limit with `X-HubSpot-RateLimit-*` headers and a 429 `RATE_LIMIT` body.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,12 @@
 //! A Tave / VSCO Workspace API v2 simulator for what the Tave connector calls, as the vendor's
-//! OpenAPI (served at `/api/v2/openapi.json`) describes it: `X-API-KEY` auth, jobs (`PUT
-//! /job/{id}` with the job's documented fields only), notes (`POST /note`, `contentHtml`
-//! required with `jobId` or `contactId`), problem documents `{type, title, detail, status}` for
-//! errors, and a 429 of type `quota-limit` with `Retry-After`. Every request is checked against
-//! the contract in `contracts/tave.json` first; a breach is the API's 400 `validation-error`, `detail` naming each field. REST hooks:
-//! `POST /rest-hook {event, url}` subscribes, and [`FakeTave::fire`] delivers an event the way
-//! Tave does (a JSON POST to each subscribed url, dropping a hook whose url answers 410).
+//! OpenAPI (served at `/api/v2/openapi.json`) describes it: `X-API-KEY` auth; jobs (`GET`/`PUT
+//! /job/{id}`), events (`GET /event?jobId=`, paged `{type, items, meta}` collections; `PUT
+//! /event/{id}`), contacts, notes (`POST /note`, `contentHtml` with a `jobId` or `contactId` that
+//! exists); problem documents `{type, title, detail, status}` for errors; a 429 of type
+//! `quota-limit` with `Retry-After`. Every request is checked against `contracts/tave.json`
+//! first: a breach is the API's 400 `validation-error`, its `detail` naming each field.
+//! REST hooks: `GET`/`POST /rest-hook` list and subscribe, and [`FakeTave::fire`] delivers an
+//! event the way Tave does (a JSON POST to each subscribed url, dropping a hook answered 410).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
