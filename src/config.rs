@@ -15,7 +15,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::router::Condition;
+use crate::condition::Condition;
+use crate::template::Template;
 use crate::wedsync::Priority;
 
 /// The connector kinds this build of Herald has. Other kinds named in a configuration are
@@ -976,10 +977,9 @@ fn connector_config(
 /// Slack's templates compile and its reminder times are times of day.
 fn check_slack(slack: &SlackSettings) -> Result<(), (String, String)> {
     let compiles = |field: String, template: &str| {
-        minijinja::Environment::new()
-            .template_from_str(template)
+        Template::compile(template)
             .map(drop)
-            .map_err(|err| (field, format!("template does not compile: {err}")))
+            .map_err(|err| (field, err.to_string()))
     };
     if let Some(template) = &slack.text_template {
         compiles("text_template".into(), template)?;

@@ -6,7 +6,8 @@
 //! and failing over, with emergencies in a lane of their own end to end.
 //!
 //! Crate map:
-//! - [`wedsync`]: the platform's JSON vocabulary and its validation.
+//! - [`wedsync`]: the platform's JSON vocabulary and its validation; [`condition`] (CEL) and
+//!   [`template`] (minijinja): what callers write about notifications, checked and bounded.
 //! - [`config`]: layered configuration and its validation.
 //! - [`store`]: the durable journal and delivery mailbox (SQLite, group commit).
 //! - [`router`]: routing rules and the Router actors (plan, journal, dispatch).
@@ -17,6 +18,7 @@
 //! - [`sandbox`]: vendor simulators for tests, benches and the demo; [`demo`]: `herald demo`.
 
 pub mod api;
+pub mod condition;
 pub mod config;
 pub mod connectors;
 pub mod demo;
@@ -26,6 +28,7 @@ pub mod router;
 pub mod sandbox;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod tree;
 pub mod vault;
 pub mod wedsync;

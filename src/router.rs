@@ -8,8 +8,7 @@
 //! mailbox never waits for an fsync. It knows nothing about vendors or HTTP.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -161,63 +160,6 @@ fn route_matches(route: &RouteConfig, notification: &WeddingNotification) -> boo
             false
         }
     }
-}
-
-/// A route's CEL condition, compiled once. In scope: `notification` (the WedSync object,
-/// camelCase), and for brevity `wedding` (its `weddingContext`, or an empty map) and `metadata`.
-#[derive(Clone)]
-pub struct Condition {
-    source: String,
-    program: Arc<cel::Program>,
-}
-
-impl Condition {
-    pub fn compile(source: &str) -> Result<Self, String> {
-        let program = cel_env()
-            .compile(source)
-            .map_err(|err| format!("not a valid CEL expression: {err}"))?;
-        Ok(Self {
-            source: source.to_owned(),
-            program: Arc::new(program),
-        })
-    }
-
-    /// The condition as written.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// Evaluates the condition; anything but a boolean result is an error.
-    pub fn evaluate(&self, notification: &WeddingNotification) -> Result<bool, String> {
-        let mut context = cel::Context::with_env(cel_env().clone());
-        context.add_variable_from_value("notification", cel_value(notification)?);
-        let empty = serde_json::Map::new();
-        match &notification.wedding_context {
-            Some(wedding) => context.add_variable_from_value("wedding", cel_value(wedding)?),
-            None => context.add_variable_from_value("wedding", cel_value(&empty)?),
-        }
-        context.add_variable_from_value("metadata", cel_value(&notification.metadata)?);
-        match self.program.execute(&context) {
-            Ok(cel::Value::Bool(matched)) => Ok(matched),
-            Ok(other) => Err(format!("evaluated to {other:?}, not true or false")),
-            Err(err) => Err(err.to_string()),
-        }
-    }
-}
-
-impl fmt::Debug for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Condition({:?})", self.source)
-    }
-}
-
-fn cel_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<cel::Value, String> {
-    cel::to_value(value).map_err(|err| err.to_string())
-}
-
-fn cel_env() -> &'static Arc<cel::Env> {
-    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
-    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
 }
 
 /// What intake did with one notification.
@@ -472,6 +414,7 @@ impl RouterHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::condition::Condition;
     use crate::wedsync::Priority;
 
     fn table() -> RoutingTable {
@@ -538,29 +481,11 @@ mod tests {
     }
 
     #[test]
-    fn cel_conditions_see_the_notification_wedding_and_metadata() {
+    fn routes_match_by_their_conditions() {
         let mut n = notification("timeline_change", Priority::High);
         n.wedding_context = Some(serde_json::from_value(serde_json::json!({"weddingId": "w", "weddingDate": "2027-06-12", "venue": "Kew Gardens"})).unwrap());
         n.metadata.insert("affectsDeal".into(), true.into());
         let matches = |source: &str| Condition::compile(source).unwrap().evaluate(&n);
-        assert_eq!(
-            matches(r#"notification.type == "timeline_change" && wedding.venue == "Kew Gardens""#),
-            Ok(true)
-        );
-        assert_eq!(
-            matches(r#"metadata.affectsDeal && notification.priority in ["high", "emergency"]"#),
-            Ok(true)
-        );
-        assert_eq!(matches(r#"wedding.venue.startsWith("Ritz")"#), Ok(false));
-        assert!(
-            matches("notification.title").is_err(),
-            "a condition must be true or false"
-        );
-        assert!(
-            matches("wedding.guestCount > 100").is_err(),
-            "a missing field is an evaluation error, not a match"
-        );
-        assert!(Condition::compile("notification.type ==").is_err());
         // As the photo-studio example tells WedSync's own payments from Tave's.
         assert_eq!(matches("!has(metadata.source)"), Ok(true));
         let mut from_tave = n.clone();

@@ -10,8 +10,36 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::template::{Template, TemplateError};
+
 /// The largest batch `POST /v1/notifications/batch` accepts.
 pub const MAX_BATCH: usize = 10_000;
+
+/// The fields of a [`WeddingNotification`], as WedSync writes them.
+pub const NOTIFICATION_FIELDS: &[&str] = &[
+    "notificationId",
+    "organizationId",
+    "type",
+    "priority",
+    "title",
+    "message",
+    "weddingContext",
+    "contacts",
+    "actions",
+    "metadata",
+    "createdAt",
+];
+
+/// The fields of a [`WeddingContext`], as WedSync writes them.
+pub const WEDDING_CONTEXT_FIELDS: &[&str] = &[
+    "weddingId",
+    "weddingDate",
+    "venue",
+    "vendorName",
+    "coupleNames",
+    "guestCount",
+    "timezone",
+];
 
 /// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -158,34 +186,56 @@ pub struct TransformationMap {
 
 impl TransformationMap {
     /// Returns the notification as this target sees it. `field` is where the map was written
-    /// (`transformationMaps.crm`), for errors.
-    pub fn apply(
+    /// (`transformationMaps.crm`), for errors. Each template is checked and rendered within
+    /// the bounds of [`crate::template`].
+    pub async fn apply(
         &self,
         notification: &WeddingNotification,
         field: &str,
-    ) -> Result<WeddingNotification, FieldError> {
-        let environment = minijinja::Environment::new();
-        let render =
-            |template: &Option<String>, name: &str, current: &str| -> Result<String, FieldError> {
-                let Some(template) = template else {
-                    return Ok(current.to_owned());
-                };
-                environment
-                    .render_str(template, notification)
-                    .map_err(|err| {
-                        FieldError::new(
-                            format!("{field}.{name}"),
-                            format!("template does not render: {err}"),
-                        )
-                    })
-            };
+    ) -> Result<WeddingNotification, TransformError> {
         let mut transformed = notification.clone();
-        transformed.title = render(&self.title, "title", &notification.title)?;
-        transformed.message = render(&self.message, "message", &notification.message)?;
+        if let Some(title) = &self.title {
+            transformed.title =
+                render_field(title, notification, &format!("{field}.title")).await?;
+        }
+        if let Some(message) = &self.message {
+            transformed.message =
+                render_field(message, notification, &format!("{field}.message")).await?;
+        }
         check_text(&format!("{field}.title"), &transformed.title, 1, 500)?;
         check_text(&format!("{field}.message"), &transformed.message, 1, 20_000)?;
         Ok(transformed)
     }
+}
+
+async fn render_field(
+    source: &str,
+    notification: &WeddingNotification,
+    field: &str,
+) -> Result<String, TransformError> {
+    let failed = |err: TemplateError| {
+        if err.is_transient() {
+            TransformError::Busy(err)
+        } else {
+            TransformError::Invalid(FieldError::new(field, err.to_string()))
+        }
+    };
+    Template::compile(source)
+        .map_err(failed)?
+        .render(notification)
+        .await
+        .map_err(failed)
+}
+
+/// Why a transformation map could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    /// The map's template or its result is wrong (named by field).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// Every template renderer was busy: the same request may succeed later.
+    #[error(transparent)]
+    Busy(TemplateError),
 }
 
 /// One target of a [`CrossSystemRouting`].
@@ -599,14 +649,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn transformation_maps_rewrite_title_and_message_from_templates() {
+    #[tokio::test]
+    async fn transformation_maps_rewrite_title_and_message_from_templates() {
         let notification = parse(sample()).unwrap();
         let map = TransformationMap {
             title: Some("[{{ weddingContext.venue }}] {{ title }}".into()),
             message: None,
         };
-        let transformed = map.apply(&notification, "transformationMaps.crm").unwrap();
+        let transformed = map
+            .apply(&notification, "transformationMaps.crm")
+            .await
+            .unwrap();
         assert_eq!(transformed.title, "[Kew Gardens] Ceremony moved");
         assert_eq!(transformed.message, notification.message);
         let broken = TransformationMap {
@@ -614,10 +667,7 @@ mod tests {
             message: Some("{{ message | nosuchfilter }}".into()),
         };
         assert_eq!(
-            broken
-                .apply(&notification, "transformationMaps.crm")
-                .unwrap_err()
-                .field,
+            field_of(broken.apply(&notification, "transformationMaps.crm").await),
             "transformationMaps.crm.message"
         );
         let empty = TransformationMap {
@@ -625,12 +675,16 @@ mod tests {
             message: None,
         };
         assert_eq!(
-            empty
-                .apply(&notification, "transformationMaps.crm")
-                .unwrap_err()
-                .field,
+            field_of(empty.apply(&notification, "transformationMaps.crm").await),
             "transformationMaps.crm.title"
         );
+    }
+
+    fn field_of(result: Result<WeddingNotification, TransformError>) -> String {
+        match result {
+            Err(TransformError::Invalid(err)) => err.field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::router::RouterError;
 use crate::store::StoreError;
-use crate::wedsync::{FieldError, ParseError};
+use crate::wedsync::{FieldError, ParseError, TransformError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -38,6 +38,15 @@ impl From<ParseError> for ApiError {
         match err {
             ParseError::Malformed(message) => ApiError::Malformed(message),
             ParseError::Invalid(field) => ApiError::Invalid(field),
+        }
+    }
+}
+
+impl From<TransformError> for ApiError {
+    fn from(err: TransformError) -> Self {
+        match err {
+            TransformError::Invalid(field) => ApiError::Invalid(field),
+            TransformError::Busy(busy) => ApiError::Unavailable(busy.to_string()),
         }
     }
 }

@@ -313,7 +313,7 @@ async fn post_routing(
         }
         transformed.insert(
             integration_id.clone(),
-            map.apply(&routing.source_notification, &field)?,
+            map.apply(&routing.source_notification, &field).await?,
         );
     }
     let notification_id = routing.source_notification.notification_id.clone();

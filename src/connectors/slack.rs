@@ -16,6 +16,7 @@ use super::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
 };
 use crate::config::{QuietHours, ReminderSettings, SlackSettings};
+use crate::template::Template;
 use crate::wedsync::{Priority, WeddingNotification};
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
@@ -28,7 +29,7 @@ pub struct SlackConnector {
     conversations_replies: Url,
     token: ReloadableSecret,
     channel: String,
-    text_template: String,
+    text_template: Template,
     schedule_message: Url,
     reminders: Vec<ReminderSettings>,
     reminder_types: Vec<String>,
@@ -53,11 +54,15 @@ impl SlackConnector {
         let reactions_get = client.check_url(&format!("{base}/reactions.get"))?;
         let conversations_replies = client.check_url(&format!("{base}/conversations.replies"))?;
         let schedule_message = client.check_url(&format!("{base}/chat.scheduleMessage"))?;
-        // Templates and reminder times were checked when the configuration loaded.
-        let text_template = settings
-            .text_template
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TEXT_TEMPLATE.to_owned());
+        // Reminder times were checked when the configuration loaded; templates are checked
+        // again here because a connector is only as safe as what it is given.
+        let text_template = Template::compile(
+            settings
+                .text_template
+                .as_deref()
+                .unwrap_or(DEFAULT_TEXT_TEMPLATE),
+        )
+        .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
         Ok(Self {
             post_message,
             auth_test,
@@ -119,9 +124,11 @@ impl SlackConnector {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            let text = match minijinja::Environment::new()
-                .render_str(&reminder.text_template, notification)
-            {
+            let rendered = match Template::compile(&reminder.text_template) {
+                Ok(template) => template.render(notification).await,
+                Err(err) => Err(err),
+            };
+            let text = match rendered {
                 Ok(text) => text,
                 Err(err) => {
                     skipped.push(json!({"daysBefore": reminder.days_before, "reason": format!("text_template: {err}")}));
@@ -213,9 +220,14 @@ impl SlackConnector {
     /// the channel shows the news and the thread holds what to do about it.
     async fn post(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
         let notification = &delivery.notification;
-        let text = minijinja::Environment::new()
-            .render_str(&self.text_template, &**notification)
-            .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
+        let text = self
+            .text_template
+            .render(&**notification)
+            .await
+            .map_err(|err| match err {
+                busy if busy.is_transient() => ConnectorError::Unavailable(busy.to_string()),
+                err => ConnectorError::Misconfigured(format!("text_template: {err}")),
+            })?;
         if let Some(post_at) = self.held_until(notification, SystemTime::now()) {
             return self.hold(notification, &text, post_at).await;
         }

@@ -2,6 +2,7 @@
 //! against the daemon and the vendor simulators in `herald::sandbox`.
 
 mod harness;
+mod hostile;
 
 mod acceptance;
 mod breaker;
