@@ -83,6 +83,10 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// How long a connection may take to send a request's headers, and stay idle between requests.
+    pub header_timeout: Option<String>,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Option<String>,
     /// With it, `GET /metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretRef>,
 }
@@ -211,6 +215,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
     /// The bearer token Prometheus scrapes `/metrics` with; without it `/metrics` is open.
     pub metrics_token: Option<SecretRef>,
 }
@@ -658,6 +664,16 @@ impl RawConfig {
                 Duration::from_secs(10),
             )?,
             max_body_bytes: self.server.max_body_bytes.unwrap_or(16 * 1024 * 1024),
+            header_timeout: duration(
+                "server.header_timeout",
+                &self.server.header_timeout,
+                Duration::from_secs(10),
+            )?,
+            body_timeout: duration(
+                "server.body_timeout",
+                &self.server.body_timeout,
+                Duration::from_secs(30),
+            )?,
             metrics_token: self.server.metrics_token.clone(),
         };
         let store = match self.store.kind.as_deref().unwrap_or("sqlite") {

@@ -111,6 +111,7 @@ pub async fn run(
         kit: ConnectorKit {
             client,
             vault: vault.clone(),
+            installation_id: store.installation_id().into(),
         },
     })
     .await?;
@@ -121,7 +122,11 @@ pub async fn run(
         table,
         metrics,
         key_cache: DashMap::new(),
-        max_body_bytes: config.server.max_body_bytes,
+        limits: api::ServerLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            header_timeout: config.server.header_timeout,
+            body_timeout: config.server.body_timeout,
+        },
         allow_private_destinations: config.allow_private_destinations,
         metrics_token: config.server.metrics_token.clone(),
     });
@@ -136,9 +141,8 @@ pub async fn run(
         };
         let _ = crashed_tx.send(crashed);
     };
-    axum::serve(listener, api::routes(state))
-        .with_graceful_shutdown(stop)
-        .await?;
+    let limits = state.limits;
+    api::serve(listener, api::routes(state), limits, stop).await?;
     let crashed = crashed_rx.await.unwrap_or(false);
 
     tracing::info!("intake stopped; draining attempts in flight");

@@ -18,6 +18,8 @@ use crate::store::{Store, StoreError};
 /// How long a key lookup is trusted before the store is asked again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
+const API_KEY_REFUSED: ApiError = ApiError::Unauthorized("API key");
+
 /// The organization the request's API key belongs to.
 #[derive(Debug, Clone)]
 pub struct Organization(pub String);
@@ -55,7 +57,7 @@ pub async fn require_api_key(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
+        .ok_or(API_KEY_REFUSED)?;
     let hash = hash_key(key);
     let cached = state
         .key_cache
@@ -67,7 +69,7 @@ pub async fn require_api_key(
         None => {
             let Some(organization) = state.store.organization_for_key(&hash).await? else {
                 state.key_cache.remove(&hash);
-                return Err(ApiError::Unauthorized);
+                return Err(API_KEY_REFUSED);
             };
             state
                 .key_cache

@@ -11,12 +11,23 @@ use crate::wedsync::{FieldError, ParseError, TransformError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid API key")]
-    Unauthorized,
+    /// A missing or wrong bearer token; the text says which token (API key, metrics token).
+    #[error("missing or invalid {0}")]
+    Unauthorized(&'static str),
     #[error("{0} not found")]
     NotFound(String),
+    /// An inbound call whose vendor signature (or address secret) does not verify.
+    #[error("signature refused: {0}")]
+    SignatureRefused(String),
     #[error("malformed JSON: {0}")]
     Malformed(String),
+    /// A request that is not malformed JSON but not a request either (headers, query, path).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body did not arrive within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("request body exceeds {0} bytes")]
@@ -72,7 +83,11 @@ impl From<RouterError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::SignatureRefused(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
@@ -91,7 +106,7 @@ impl IntoResponse for ApiError {
             error["message"] = json!(format!("{}: {}", field.field, field.reason));
         }
         let mut response = (status, axum::Json(json!({"error": error}))).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthorized(_)) {
             response.headers_mut().insert(
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Bearer"),
@@ -99,4 +114,56 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Middleware: an error answered by the framework rather than by a handler (a path that is not
+/// UTF-8, a wrong method, a query that does not parse) becomes the same JSON error shape.
+pub async fn errors_as_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(match &allow {
+            Some(allow) => format!(
+                "this route does not take that method (allowed: {})",
+                allow.to_str().unwrap_or("")
+            ),
+            None => "this route does not take that method".to_owned(),
+        }),
+        StatusCode::NOT_FOUND => ApiError::NotFound("route".into()),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BadRequest(text),
+        status if status.is_client_error() => ApiError::BadRequest(if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_lowercase()
+        } else {
+            text
+        }),
+        _ => ApiError::Internal(text),
+    };
+    let mut converted = error.into_response();
+    // Keep the framework's status (a 413 stays a 413, a 405 carries its Allow header).
+    *converted.status_mut() = status;
+    if let Some(allow) = allow {
+        converted
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    converted
 }

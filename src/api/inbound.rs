@@ -29,6 +29,9 @@ use crate::connectors::{tave_event_notification, verify_slack_request};
 use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
 
+/// The most actions read from one interactivity payload (a click sends one).
+const MAX_ACTIONS_PER_PAYLOAD: usize = 5;
+
 /// The part of Slack's `block_actions` payload Herald reads.
 #[derive(Deserialize)]
 struct BlockActions {
@@ -56,9 +59,8 @@ pub async fn slack_interactivity(
     State(state): State<Arc<AppState>>,
     Path(integration_id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let not_found =
         || ApiError::NotFound(format!("interactivity for integration {integration_id:?}"));
     let runtime = state
@@ -84,7 +86,7 @@ pub async fn slack_interactivity(
     ) {
         tracing::warn!(integration = %integration_id, %reason, "inbound slack request refused");
         metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => "refused").increment(1);
-        return Err(ApiError::Unauthorized);
+        return Err(ApiError::SignatureRefused(reason.to_string()));
     }
     let payload = url::form_urlencoded::parse(&body)
         .find(|(key, _)| key == "payload")
@@ -97,37 +99,53 @@ pub async fn slack_interactivity(
         // needs a 200 within three seconds.
         return Ok(StatusCode::OK);
     }
-    for action in payload.actions {
-        let Some(notification_id) = action.value else {
-            continue;
-        };
-        let acknowledged = state
-            .store
-            .acknowledge(Acknowledgement {
-                organization: runtime.config.organization.clone(),
-                notification_id,
+    // A click carries one action; a payload with more is read only as far as a real one goes,
+    // and each (notification, action, person) is recorded once however often it is replayed
+    // within the signature's window. Slack wants its answer within three seconds, so the
+    // recording happens after it.
+    let organization = runtime.config.organization.clone();
+    let mut acknowledgements: Vec<Acknowledgement> = payload
+        .actions
+        .into_iter()
+        .take(MAX_ACTIONS_PER_PAYLOAD)
+        .filter_map(|action| {
+            Some(Acknowledgement {
+                organization: organization.clone(),
+                notification_id: action.value?,
                 integration_id: integration_id.clone(),
                 action_id: action.action_id,
                 actor: payload.user.id.clone(),
                 at: now_millis(),
             })
-            .await?;
-        let outcome = if acknowledged {
-            "acknowledged"
-        } else {
-            "unknown_notification"
-        };
-        metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => outcome).increment(1);
-    }
+        })
+        .collect();
+    acknowledgements.sort_by(|a, b| {
+        (&a.notification_id, &a.action_id).cmp(&(&b.notification_id, &b.action_id))
+    });
+    acknowledgements
+        .dedup_by(|a, b| a.notification_id == b.notification_id && a.action_id == b.action_id);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        for acknowledgement in acknowledgements {
+            let integration = acknowledgement.integration_id.clone();
+            match store.acknowledge(acknowledgement).await {
+                Ok(outcome) => {
+                    metrics::counter!("herald_inbound_total", "integration" => integration, "outcome" => outcome.as_str()).increment(1);
+                }
+                Err(err) => {
+                    tracing::error!(integration = %integration, error = %err, "acknowledgement not recorded");
+                }
+            }
+        }
+    });
     Ok(StatusCode::OK)
 }
 
 pub async fn tave_rest_hook(
     State(state): State<Arc<AppState>>,
     Path((integration_id, event, secret)): Path<(String, String, String)>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let outcome = |outcome: &'static str| {
         metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => outcome).increment(1);
     };
@@ -148,7 +166,9 @@ pub async fn tave_rest_hook(
     if !same_secret(&secret, expected.expose()) {
         tracing::warn!(integration = %integration_id, %event, "inbound tave call with a wrong secret refused");
         outcome("refused");
-        return Err(ApiError::Unauthorized);
+        return Err(ApiError::SignatureRefused(
+            "the hook secret in the address does not match".into(),
+        ));
     }
     let payload: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|err| ApiError::Malformed(format!("expected a JSON object from Tave: {err}")))?;

@@ -8,13 +8,14 @@ mod auth;
 mod error;
 mod inbound;
 mod install;
+mod server;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 pub use auth::{create_api_key, hash_key, Organization};
 pub use error::ApiError;
+pub use server::{serve, ServerLimits};
 
 use crate::config::{ConnectorConfig, SecretRef};
 use crate::connectors::ConnectorError;
@@ -49,7 +51,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Key hash to (organization, when it was looked up).
     pub key_cache: DashMap<String, (String, std::time::Instant)>,
-    pub max_body_bytes: usize,
+    pub limits: ServerLimits,
     pub allow_private_destinations: bool,
     /// The bearer token `/metrics` asks for, if any.
     pub metrics_token: Option<SecretRef>,
@@ -57,7 +59,7 @@ pub struct AppState {
 
 /// Builds the API's routes.
 pub fn routes(state: Arc<AppState>) -> Router {
-    let max_body = state.max_body_bytes;
+    let limits = Arc::new(state.limits);
     let v1 = Router::new()
         .route("/notifications", post(post_notification))
         .route("/notifications/batch", post(post_batch))
@@ -109,8 +111,43 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NotFound("route".into()) })
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(error::errors_as_json))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            server::read_body_within_limits,
+        ))
         .with_state(state)
+}
+
+/// A query string parsed into `T`, a refusal naming the parameter (`limit`, `wait`) otherwise.
+struct ApiQuery<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let field = err.path().to_string();
+                let reason = err.into_inner().to_string();
+                let field = match reason.strip_prefix("duplicate field `") {
+                    Some(rest) => rest.split('`').next().unwrap_or("").to_owned(),
+                    None if field == "." => "query".to_owned(),
+                    None => field,
+                };
+                FieldError::new(field, format!("in the query string: {reason}")).into()
+            })
+    }
 }
 
 // === intake ===
@@ -118,9 +155,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
 async fn post_notification(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let notification: WeddingNotification = parse_json(&body)?;
     notification.validate("", &organization)?;
     let submission = Submission::routed(notification);
@@ -143,9 +179,8 @@ async fn post_notification(
 async fn post_batch(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let batch: NotificationBatch = parse_json(&body)?;
     if batch.notifications.is_empty() {
         return Err(FieldError::new("notifications", "must hold at least one notification").into());
@@ -264,6 +299,7 @@ async fn notification_engagement(
 // === routings ===
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RoutingQuery {
     wait: Option<String>,
 }
@@ -271,16 +307,24 @@ struct RoutingQuery {
 async fn post_routing(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-    Query(query): Query<RoutingQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    ApiQuery(query): ApiQuery<RoutingQuery>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let body = body.map_err(|_| ApiError::TooLarge(state.max_body_bytes))?;
     let wait = match &query.wait {
         None => Duration::ZERO,
-        Some(text) => crate::config::parse_duration("wait", text)
-            .map_err(|reason| FieldError::new("wait", reason))?
-            .min(MAX_WAIT),
+        Some(text) => {
+            let wait = crate::config::parse_duration("wait", text)
+                .map_err(|reason| FieldError::new("wait", reason))?;
+            if wait > MAX_WAIT {
+                return Err(FieldError::new(
+                    "wait",
+                    format!("{text} is longer than the longest wait, {MAX_WAIT:?}"),
+                )
+                .into());
+            }
+            wait
+        }
     };
     let routing: CrossSystemRouting = parse_json(&body)?;
     routing
@@ -476,6 +520,7 @@ fn is_settled_state(state: &str) -> bool {
 // === dead letters ===
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<usize>,
 }
@@ -483,9 +528,12 @@ struct ListQuery {
 async fn list_dead_letters(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
+    }
     let dead = state.store.dead_letters(&organization, limit).await?;
     Ok(Json(json!({"deadLetters": dead})))
 }
@@ -743,7 +791,7 @@ async fn prometheus(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|given| auth::same_secret(given, expected.expose())) {
-            return ApiError::Unauthorized.into_response();
+            return ApiError::Unauthorized("metrics token").into_response();
         }
     }
     (

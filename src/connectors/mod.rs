@@ -165,12 +165,14 @@ pub trait Connector: Send + Sync + 'static {
     }
 }
 
-/// What every connector is built with: the outbound HTTP client (with its address policy) and,
-/// when `security.credentials_key` is set, the vault.
+/// What every connector is built with: the outbound HTTP client (with its address policy),
+/// when `security.credentials_key` is set the vault, and the installation's id (from the store)
+/// for ids that must be unique beyond this installation.
 #[derive(Clone)]
 pub struct ConnectorKit {
     pub client: OutboundClient,
     pub vault: Option<Arc<Vault>>,
+    pub installation_id: Arc<str>,
 }
 
 /// Builds the connector an integration's configuration describes.
@@ -178,10 +180,15 @@ pub fn build(
     config: &IntegrationConfig,
     kit: &ConnectorKit,
 ) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let ConnectorKit { client, vault } = kit;
+    let ConnectorKit {
+        client,
+        vault,
+        installation_id,
+    } = kit;
     Ok(match &config.connector {
         ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(
             settings,
+            installation_id.clone(),
             client.clone(),
             config.timeout,
         )?),

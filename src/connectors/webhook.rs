@@ -4,6 +4,7 @@
 //! secret is written `whsec_<base64>`. The body is `{type, timestamp, data}` with the WedSync
 //! notification as `data`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -29,6 +30,9 @@ struct Envelope<'a> {
 
 pub struct WebhookConnector {
     url: Url,
+    /// With the delivery id, the `webhook-id`: the same for every retry of one delivery, and
+    /// never the same for two installations (delivery ids start at 1 in every store).
+    installation_id: Arc<str>,
     secret: ReloadableSecret,
     client: OutboundClient,
     timeout: Duration,
@@ -37,6 +41,7 @@ pub struct WebhookConnector {
 impl WebhookConnector {
     pub fn new(
         settings: &WebhookSettings,
+        installation_id: Arc<str>,
         client: OutboundClient,
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
@@ -45,6 +50,7 @@ impl WebhookConnector {
         signing_key(secret.get().expose())?;
         Ok(Self {
             url,
+            installation_id,
             secret,
             client,
             timeout,
@@ -52,7 +58,7 @@ impl WebhookConnector {
     }
 
     async fn send(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
-        let message_id = format!("msg_herald_{}", delivery.delivery_id);
+        let message_id = format!("msg_{}_{}", self.installation_id, delivery.delivery_id);
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

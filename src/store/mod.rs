@@ -214,6 +214,27 @@ pub struct Acknowledgement {
     pub at: UnixMillis,
 }
 
+/// What became of an acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcknowledgeOutcome {
+    Recorded,
+    /// The same person already acknowledged the same action: nothing written.
+    AlreadyRecorded,
+    /// The organization has no such notification: nothing written.
+    UnknownNotification,
+}
+
+impl AcknowledgeOutcome {
+    /// A bounded label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcknowledgeOutcome::Recorded => "acknowledged",
+            AcknowledgeOutcome::AlreadyRecorded => "duplicate",
+            AcknowledgeOutcome::UnknownNotification => "unknown_notification",
+        }
+    }
+}
+
 /// A state change of one delivery, written in the next group commit.
 #[derive(Debug, Clone)]
 pub enum Settlement {
@@ -348,9 +369,12 @@ pub trait Store: Send + Sync + 'static {
     fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
     /// Deletes the organization's key with this id; answers whether there was one.
     fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool>;
-    /// Records an acknowledgement; answers false (and writes nothing) if the organization has no
-    /// such notification.
-    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool>;
+    /// Records an acknowledgement once per notification, integration, action and actor; a
+    /// repeat, or a notification the organization does not have, writes nothing.
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, AcknowledgeOutcome>;
+    /// This installation's random id, made when its store was created: what makes ids Herald
+    /// hands out (webhook message ids) unique across installations.
+    fn installation_id(&self) -> &str;
     /// Keeps a credential sealed by the vault (replacing one of the same name).
     fn put_credential(
         &self,

@@ -19,9 +19,9 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
-    Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store, StoreError,
-    StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
+    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store,
+    StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -90,12 +90,22 @@ const MIGRATIONS: &[&str] = &[
         organization TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );",
+    // 7: this installation's random id (webhook message ids are unique across installations),
+    // and one acknowledgement per notification, integration, action and person.
+    "CREATE TABLE installation (id TEXT NOT NULL);
+    INSERT INTO installation (id) VALUES (replace(gen_random_uuid()::text, '-', ''));
+    DELETE FROM acknowledgements a USING acknowledgements b
+        WHERE a.id > b.id AND a.organization = b.organization AND a.notification_id = b.notification_id
+          AND a.integration_id = b.integration_id AND a.action_id = b.action_id AND a.actor = b.actor;
+    CREATE UNIQUE INDEX acknowledgements_once
+        ON acknowledgements (organization, notification_id, integration_id, action_id, actor);",
 ];
 
 const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details";
 
 pub struct PostgresStore {
     queues: CommandQueues,
+    installation_id: String,
     reader: ReaderConnection,
 }
 
@@ -135,11 +145,16 @@ impl PostgresStore {
         };
         let mut writer = open_connection(&target).await?;
         migrate(&mut writer, schema).await?;
+        let installation_id: String = writer
+            .query_one("SELECT id FROM installation", &[])
+            .await?
+            .get(0);
         let reader = target.connect().await?;
         let (queues, writer_queues) = queue::channel();
         tokio::spawn(run_writer(target.clone(), writer, writer_queues));
         Ok(Self {
             queues,
+            installation_id,
             reader: ReaderConnection {
                 target,
                 client: std::sync::RwLock::new(std::sync::Arc::new(reader)),
@@ -414,8 +429,12 @@ impl Store for PostgresStore {
         self.queues.revoke_api_key(organization, key_id)
     }
 
-    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, AcknowledgeOutcome> {
         self.queues.acknowledge(acknowledgement)
+    }
+
+    fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     fn put_credential(
@@ -571,15 +590,30 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                             .execute(
                                 "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
                                  SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS
-                                   (SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2)",
+                                   (SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2)
+                                 ON CONFLICT DO NOTHING",
                                 &[&a.organization, &a.notification_id, &a.integration_id, &a.action_id, &a.actor, &a.at],
                             )
                             .await?;
-                        Ok(inserted == 1)
+                        if inserted == 1 {
+                            return Ok(AcknowledgeOutcome::Recorded);
+                        }
+                        let exists = tx
+                            .query_opt(
+                                "SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2",
+                                &[&a.organization, &a.notification_id],
+                            )
+                            .await?
+                            .is_some();
+                        Ok(if exists {
+                            AcknowledgeOutcome::AlreadyRecorded
+                        } else {
+                            AcknowledgeOutcome::UnknownNotification
+                        })
                     })
                 })
                 .await;
-                Reply::Flag(reply, result)
+                Reply::Acknowledged(reply, result)
             }
             Command::RevokeApiKey {
                 organization,

@@ -8,8 +8,8 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Acknowledgement, DeliveryRow, Intake, Lane, NewNotification, PendingInstall, Settlement,
-    StoreError, StoreFuture,
+    AcknowledgeOutcome, Acknowledgement, DeliveryRow, Intake, Lane, NewNotification,
+    PendingInstall, Settlement, StoreError, StoreFuture,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -43,7 +43,7 @@ pub(super) enum Command {
     },
     Acknowledge {
         acknowledgement: Acknowledgement,
-        reply: Answer<bool>,
+        reply: Answer<AcknowledgeOutcome>,
     },
     RevokeApiKey {
         organization: String,
@@ -83,9 +83,8 @@ impl Command {
             | Command::BeginInstall { reply, .. }
             | Command::Flush(reply) => drop(reply.send(Err(failed()))),
             Command::FinishInstall { reply, .. } => drop(reply.send(Err(failed()))),
-            Command::Acknowledge { reply, .. } | Command::RevokeApiKey { reply, .. } => {
-                drop(reply.send(Err(failed())))
-            }
+            Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::RevokeApiKey { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Settle(_) => {
                 tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
             }
@@ -103,6 +102,10 @@ pub(super) enum Reply {
     ),
     Unit(Answer<()>, Result<(), StoreError>),
     Flag(Answer<bool>, Result<bool, StoreError>),
+    Acknowledged(
+        Answer<AcknowledgeOutcome>,
+        Result<AcknowledgeOutcome, StoreError>,
+    ),
     Install(
         Answer<Option<PendingInstall>>,
         Result<Option<PendingInstall>, StoreError>,
@@ -253,7 +256,10 @@ impl CommandQueues {
         })
     }
 
-    pub(super) fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+    pub(super) fn acknowledge(
+        &self,
+        acknowledgement: Acknowledgement,
+    ) -> StoreFuture<'_, AcknowledgeOutcome> {
         self.request(Lane::Normal, |reply| Command::Acknowledge {
             acknowledgement,
             reply,
@@ -336,6 +342,8 @@ pub(super) fn answer(replies: Vec<Reply>, commit: Result<(), String>) {
             (Reply::Unit(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
             (Reply::Flag(tx, result), Ok(())) => drop(tx.send(result)),
             (Reply::Flag(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+            (Reply::Acknowledged(tx, result), Ok(())) => drop(tx.send(result)),
+            (Reply::Acknowledged(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
             (Reply::Install(tx, result), Ok(())) => drop(tx.send(result)),
             (Reply::Install(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
         }

@@ -17,9 +17,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState, Intake,
-    Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store, StoreError,
-    StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
+    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store,
+    StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -90,12 +90,21 @@ const MIGRATIONS: &[&str] = &[
         organization TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 7: this installation's random id (webhook message ids are unique across installations),
+    // and one acknowledgement per notification, integration, action and person.
+    "CREATE TABLE installation (id TEXT NOT NULL);
+    INSERT INTO installation (id) VALUES (lower(hex(randomblob(16))));
+    DELETE FROM acknowledgements WHERE id NOT IN (SELECT min(id) FROM acknowledgements
+        GROUP BY organization, notification_id, integration_id, action_id, actor);
+    CREATE UNIQUE INDEX acknowledgements_once
+        ON acknowledgements (organization, notification_id, integration_id, action_id, actor);",
 ];
 
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details";
 
 pub struct SqliteStore {
     queues: CommandQueues,
+    installation_id: String,
     readers: Arc<ReaderPool>,
 }
 
@@ -121,6 +130,8 @@ impl SqliteStore {
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut writer)?;
+        let installation_id: String =
+            writer.query_row("SELECT id FROM installation", [], |row| row.get(0))?;
         let (queues, writer_queues) = queue::channel();
         std::thread::Builder::new()
             .name("herald-store-writer".into())
@@ -131,6 +142,7 @@ impl SqliteStore {
             })?;
         Ok(Self {
             queues,
+            installation_id,
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
@@ -315,8 +327,12 @@ impl Store for SqliteStore {
         self.queues.revoke_api_key(organization, key_id)
     }
 
-    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, bool> {
+    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, AcknowledgeOutcome> {
         self.queues.acknowledge(acknowledgement)
+    }
+
+    fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     fn put_credential(
@@ -481,16 +497,31 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
             Command::Acknowledge {
                 acknowledgement: a,
                 reply,
-            } => Reply::Flag(
+            } => Reply::Acknowledged(
                 reply,
                 in_savepoint(&transaction, |tx| {
                     let inserted = tx.execute(
                         "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
                          SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS
-                           (SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2)",
+                           (SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2)
+                         ON CONFLICT DO NOTHING",
                         params![a.organization, a.notification_id, a.integration_id, a.action_id, a.actor, a.at],
                     )?;
-                    Ok(inserted == 1)
+                    Ok(if inserted == 1 {
+                        AcknowledgeOutcome::Recorded
+                    } else if tx
+                        .query_row(
+                            "SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2",
+                            params![a.organization, a.notification_id],
+                            |_| Ok(()),
+                        )
+                        .optional()?
+                        .is_some()
+                    {
+                        AcknowledgeOutcome::AlreadyRecorded
+                    } else {
+                        AcknowledgeOutcome::UnknownNotification
+                    })
                 }),
             ),
             Command::RevokeApiKey {
@@ -803,5 +834,37 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_version_6_folder_keeps_one_of_each_acknowledgement_and_gains_an_installation_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
+        for migration in &MIGRATIONS[..6] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 6).unwrap();
+        for (actor, at) in [("U1", 1), ("U1", 2), ("U1", 3), ("U2", 4)] {
+            connection
+                .execute(
+                    "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
+                     VALUES ('org', 'n1', 'slack', 'ack', ?1, ?2)",
+                    params![actor, at],
+                )
+                .unwrap();
+        }
+        drop(connection);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.installation_id().len(), 32);
+        drop(store);
+        let connection = Connection::open(dir.path().join("herald.sqlite3")).unwrap();
+        let kept: Vec<(String, i64)> = connection
+            .prepare("SELECT actor, at FROM acknowledgements ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, vec![("U1".to_owned(), 1), ("U2".to_owned(), 4)]);
     }
 }

@@ -375,17 +375,44 @@ async fn acknowledgements_attach_to_an_existing_notification_of_the_organization
         actor: "U123".into(),
         at: 7,
     };
-    assert!(store.acknowledge(ack("org", "n1")).await.unwrap());
-    assert!(
-        !store.acknowledge(ack("org", "missing")).await.unwrap(),
-        "no such notification"
+    assert_eq!(
+        store.acknowledge(ack("org", "n1")).await.unwrap(),
+        AcknowledgeOutcome::Recorded
     );
-    assert!(
-        !store.acknowledge(ack("other", "n1")).await.unwrap(),
+    let mut replayed = ack("org", "n1");
+    replayed.at = 8;
+    assert_eq!(
+        store.acknowledge(replayed).await.unwrap(),
+        AcknowledgeOutcome::AlreadyRecorded,
+        "the same person's same action, again"
+    );
+    assert_eq!(
+        store.acknowledge(ack("org", "missing")).await.unwrap(),
+        AcknowledgeOutcome::UnknownNotification
+    );
+    assert_eq!(
+        store.acknowledge(ack("other", "n1")).await.unwrap(),
+        AcknowledgeOutcome::UnknownNotification,
         "another organization's notification"
     );
     let stored = store.notification("org", "n1").await.unwrap().unwrap();
     assert_eq!(stored.acknowledgements, vec![ack("org", "n1")]);
+    backend.clean_up().await;
+}
+
+async fn the_installation_id_is_random_and_kept(backend: Backend) {
+    let store = backend.open().await;
+    let id = store.installation_id().to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    drop(store);
+    assert_eq!(
+        backend.open().await.installation_id(),
+        id,
+        "kept across a reopen"
+    );
+    let other = Backend::sqlite();
+    assert_ne!(other.open().await.installation_id(), id);
     backend.clean_up().await;
 }
 
@@ -522,6 +549,7 @@ contract!(
     api_keys_resolve_to_their_organization,
     a_delivery_carries_its_own_transformed_body,
     acknowledgements_attach_to_an_existing_notification_of_the_organization,
+    the_installation_id_is_random_and_kept,
     sealed_credentials_are_kept_per_integration_and_replaced,
     an_oauth_install_finishes_once_and_not_after_it_expires
 );

@@ -108,3 +108,105 @@ async fn templates_that_would_run_forever_or_fill_memory_are_refused() {
     }
     assert_alive(&herald).await;
 }
+
+// === connections and bodies ===
+
+/// Herald with one-second header and body timeouts and a 1 MiB body limit.
+async fn impatient() -> Harness {
+    let body = format!(
+        "[server]\nheader_timeout = \"1s\"\nbody_timeout = \"1s\"\nmax_body_bytes = 1048576\n[[organizations]]\nid = \"studio\"\n{}",
+        webhook_integration("crm-hook", "studio", "http://127.0.0.1:9/unused", "")
+    );
+    Harness::start(&body, "studio").await
+}
+
+/// Sends `request` on a fresh connection and returns everything the server sent before it
+/// closed the connection. A server that never closes fails the test after a minute.
+async fn exchange(herald: &Harness, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = herald.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server kept the connection open")
+    .unwrap_or_default();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_body_announced_too_large_is_refused_before_it_is_sent() {
+    let herald = impatient().await;
+    let request = format!(
+        "POST /v1/notifications HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000000000000\r\nconnection: close\r\n\r\n",
+        herald.key
+    );
+    let answer = exchange(&herald, request.as_bytes()).await;
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 413 Payload Too Large",
+        "{answer}"
+    );
+    assert!(answer.contains("\"too_large\""), "{answer}");
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    let herald = impatient().await;
+    // Headers that never finish, and a connection that never sends anything: closed.
+    let partial = exchange(&herald, b"POST /v1/notifications HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(!partial.contains("202"), "{partial}");
+    let silent = exchange(&herald, b"").await;
+    assert_eq!(silent, "");
+    // A body that stops arriving, announced or chunked with an absurd chunk size: 408.
+    let auth = format!("authorization: Bearer {}\r\n", herald.key);
+    for request in [
+        format!("POST /v1/notifications HTTP/1.1\r\nhost: x\r\n{auth}content-length: 100\r\n\r\n{{\"notif"),
+        format!("POST /v1/notifications HTTP/1.1\r\nhost: x\r\n{auth}transfer-encoding: chunked\r\n\r\nffffffffffffffff\r\n{{\"notif"),
+    ] {
+        let answer = exchange(&herald, request.as_bytes()).await;
+        assert_eq!(status_line(&answer), "HTTP/1.1 408 Request Timeout", "{answer}");
+        assert!(answer.contains("\"timeout\""), "{answer}");
+    }
+    assert_alive(&herald).await;
+}
+
+// === every error is the JSON error shape ===
+
+#[tokio::test]
+async fn framework_errors_answer_the_json_error_shape() {
+    let herald = studio().await;
+    let (status, answer) = herald.get("/v1/dead-letters?limit=abc").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"]["field"], "limit", "{answer}");
+    let (status, answer) = herald.get("/v1/dead-letters?limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"]["field"], "limit", "{answer}");
+    let routing = routing_with_title("waits", "{{ title }}");
+    let (status, answer) = herald.post("/v1/routings?wait=1s&wait=2s", &routing).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"]["field"], "wait", "{answer}");
+    let (status, answer) = herald.post("/v1/routings?wait=10m", &routing).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"]["field"], "wait", "{answer}");
+
+    let (status, answer) = herald.get("/v1/notifications/%FF").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+
+    let (status, answer) = herald.get("/v1/notifications").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer["error"]["code"], "method_not_allowed", "{answer}");
+
+    let (status, answer) = herald.get("/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"]["code"], "not_found", "{answer}");
+}

@@ -348,3 +348,39 @@ async fn with_a_metrics_token_only_a_scrape_carrying_it_reads_the_metrics() {
         .unwrap()
         .contains("herald_deliveries_total{"));
 }
+
+#[tokio::test]
+async fn webhook_ids_differ_between_installations_posting_to_one_receiver() {
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n{}{}",
+        webhook_integration("hook", "studio", &receiver.url(), ""),
+        route("studio", &["hook"], "")
+    );
+    // Two data folders: delivery ids start at 1 in each.
+    let first = Harness::start(&body, "studio").await;
+    let second = Harness::start(&body, "studio").await;
+    for (herald, id) in [(&first, "from-first"), (&second, "from-second")] {
+        herald
+            .post("/v1/notifications", &notification(id, "normal"))
+            .await;
+        herald
+            .wait_for_notification(id, Duration::from_secs(10), all_delivered)
+            .await;
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|m| m.header("webhook-id").unwrap())
+        .collect();
+    assert_ne!(
+        ids[0], ids[1],
+        "the receiver must not take one for a repeat of the other"
+    );
+    for id in ids {
+        assert!(id.starts_with("msg_") && id.ends_with("_1"), "{id}");
+    }
+}
