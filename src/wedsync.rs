@@ -15,6 +15,11 @@ use crate::template::{Template, TemplateError};
 /// The largest batch `POST /v1/notifications/batch` accepts.
 pub const MAX_BATCH: usize = 10_000;
 
+/// The largest `metadata` accepted, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// How deep `metadata` may nest (objects and arrays).
+pub const MAX_METADATA_DEPTH: usize = 8;
+
 /// The fields of a [`WeddingNotification`], as WedSync writes them.
 pub const NOTIFICATION_FIELDS: &[&str] = &[
     "notificationId",
@@ -42,7 +47,7 @@ pub const WEDDING_CONTEXT_FIELDS: &[&str] = &[
 ];
 
 /// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -63,6 +68,24 @@ impl Priority {
 
     pub fn is_emergency(self) -> bool {
         self == Priority::Emergency
+    }
+}
+
+impl<'de> Deserialize<'de> for Priority {
+    /// From its name only; anything else (a number, `true`, `null`) is named as a wrong type
+    /// rather than left to serde's enum handling, which reports it as a JSON syntax error.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["low", "normal", "high", "emergency"];
+        let name = String::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("must be one of \"low\", \"normal\", \"high\", \"emergency\"")
+        })?;
+        match name.as_str() {
+            "low" => Ok(Priority::Low),
+            "normal" => Ok(Priority::Normal),
+            "high" => Ok(Priority::High),
+            "emergency" => Ok(Priority::Emergency),
+            other => Err(serde::de::Error::unknown_variant(other, NAMES)),
+        }
     }
 }
 
@@ -411,15 +434,50 @@ impl WeddingNotification {
         }
         check_text(&field("title"), &self.title, 1, 500)?;
         check_text(&field("message"), &self.message, 1, 20_000)?;
+        if let Some(created_at) = &self.created_at {
+            if !is_rfc3339_timestamp(created_at) {
+                return Err(FieldError::new(
+                    field("createdAt"),
+                    "must be an RFC 3339 timestamp such as 2027-06-12T09:30:00Z",
+                ));
+            }
+        }
         if let Some(context) = &self.wedding_context {
             check_identifier(&field("weddingContext.weddingId"), &context.wedding_id)?;
             if !is_iso_date(&context.wedding_date) {
                 return Err(FieldError::new(
                     field("weddingContext.weddingDate"),
-                    "must be a date in the form YYYY-MM-DD",
+                    "must be a calendar date in the form YYYY-MM-DD (years 1900-9999)",
                 ));
             }
+            if let Some(zone) = &context.timezone {
+                if !is_time_zone_name(zone) {
+                    return Err(FieldError::new(
+                        field("weddingContext.timezone"),
+                        "must be an IANA time zone name such as Europe/London, or UTC",
+                    ));
+                }
+            }
         }
+        for (index, contact) in self.contacts.iter().enumerate() {
+            if let Some(email) = &contact.email {
+                if !is_email(email) {
+                    return Err(FieldError::new(
+                        field(&format!("contacts[{index}].email")),
+                        "must be an email address such as planner@example.com",
+                    ));
+                }
+            }
+            if let Some(phone) = &contact.phone {
+                if !is_phone_number(phone) {
+                    return Err(FieldError::new(
+                        field(&format!("contacts[{index}].phone")),
+                        "must be a phone number of 7 to 15 digits, best in E.164 form such as +447700900123",
+                    ));
+                }
+            }
+        }
+        check_metadata(&field("metadata"), &self.metadata)?;
         for (index, action) in self.actions.iter().enumerate() {
             check_identifier(
                 &field(&format!("actions[{index}].actionId")),
@@ -477,7 +535,8 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Fi
     Ok(())
 }
 
-/// Whether `value` is a calendar date written `YYYY-MM-DD` (a real month and day number).
+/// Whether `value` is a calendar date written `YYYY-MM-DD`: a day that exists (no 30 February),
+/// in the years 1900 to 9999.
 pub fn is_iso_date(value: &str) -> bool {
     let parts: Vec<&str> = value.split('-').collect();
     let [year, month, day] = parts.as_slice() else {
@@ -487,8 +546,115 @@ pub fn is_iso_date(value: &str) -> bool {
     if !(numeric(year, 4) && numeric(month, 2) && numeric(day, 2)) {
         return false;
     }
-    let (month, day): (u32, u32) = (month.parse().unwrap_or(0), day.parse().unwrap_or(0));
-    (1..=12).contains(&month) && (1..=31).contains(&day)
+    let (year, month, day): (u32, u32, u32) = (
+        year.parse().unwrap_or(0),
+        month.parse().unwrap_or(0),
+        day.parse().unwrap_or(0),
+    );
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1900..=9999).contains(&year) && (1..=days_in_month).contains(&day)
+}
+
+/// Whether `value` is an RFC 3339 timestamp: a calendar date, `T`, `hh:mm:ss` with optional
+/// fraction, and `Z` or an offset `+hh:mm`.
+pub fn is_rfc3339_timestamp(value: &str) -> bool {
+    let Some((date, time)) = value.split_once(['T', 't']) else {
+        return false;
+    };
+    if !is_iso_date(date) {
+        return false;
+    }
+    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
+        Some(index) => time.split_at(index),
+        None => return false,
+    };
+    let two_digits = |s: &str, max: u32| {
+        s.len() == 2
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|n| n <= max)
+    };
+    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, "1"));
+    let hms: Vec<&str> = whole.split(':').collect();
+    let clock_ok = matches!(hms.as_slice(), [h, m, s] if two_digits(h, 23) && two_digits(m, 59) && two_digits(s, 60))
+        && !fraction.is_empty()
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    let offset_ok = offset.eq_ignore_ascii_case("z")
+        || matches!(offset[1..].split_once(':'), Some((h, m)) if two_digits(h, 23) && two_digits(m, 59));
+    clock_ok && offset_ok
+}
+
+/// Whether `value` looks like an IANA time zone name (`Europe/London`, `America/Argentina/Salta`)
+/// or `UTC`. Herald carries no time-zone database, so the name's shape is what is checked.
+pub fn is_time_zone_name(value: &str) -> bool {
+    if value == "UTC" {
+        return true;
+    }
+    value.len() <= 64
+        && value.contains('/')
+        && value.split('/').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
+}
+
+/// Whether `value` is an email address: one `@`, a local part, a domain with a dot, no spaces.
+pub fn is_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
+    value.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Whether `value` is a phone number: an optional `+`, then 7 to 15 digits, with spaces, dots,
+/// dashes and parentheses allowed between them.
+pub fn is_phone_number(value: &str) -> bool {
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let rest = value.strip_prefix('+').unwrap_or(value);
+    (7..=15).contains(&digits)
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
+}
+
+fn check_metadata(field: &str, metadata: &Map<String, Value>) -> Result<(), FieldError> {
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let deepest = 1 + metadata.values().map(depth).max().unwrap_or(0);
+    if deepest > MAX_METADATA_DEPTH {
+        return Err(FieldError::new(
+            field,
+            format!("nests {deepest} deep; at most {MAX_METADATA_DEPTH}"),
+        ));
+    }
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(FieldError::new(
+            field,
+            format!("is {size} bytes of JSON; at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a JSON request body into `T`, naming the offending field when it fails.
@@ -498,8 +664,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Pars
     let value = parsed.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde reports some type errors (an enum given a number) as syntax errors; the body
+        // is only malformed if it is not JSON at all.
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        if (inner.is_syntax() || inner.is_eof()) && !well_formed() {
             ParseError::Malformed(inner.to_string())
+        } else if inner.is_syntax() {
+            let field = if path == "." { String::new() } else { path };
+            ParseError::Invalid(FieldError::new(field, "has the wrong type"))
         } else {
             let reason = strip_position(&inner.to_string());
             let parent = if path == "." { String::new() } else { path };
@@ -614,6 +786,41 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_in_well_formed_json_are_named_field_errors() {
+        for wrong in [
+            json_value(5),
+            json_value(true),
+            Value::Null,
+            json_value(vec![1]),
+        ] {
+            let mut value = sample();
+            value["priority"] = wrong.clone();
+            let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+                panic!("{wrong} is a field error")
+            };
+            assert_eq!(err.field, "priority");
+            assert!(err.reason.contains("\"emergency\""), "{}", err.reason);
+        }
+        let mut value = sample();
+        value["weddingContext"]["guestCount"] = "many".into();
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(err.field, "weddingContext.guestCount");
+        let batch = serde_json::json!({"notifications": [sample(), {"notificationId": "x", "type": "t", "priority": 5, "title": "a", "message": "b"}]});
+        let ParseError::Invalid(err) =
+            parse_json::<NotificationBatch>(batch.to_string().as_bytes()).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(err.field, "notifications[1].priority");
+    }
+
+    fn json_value(value: impl Serialize) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    #[test]
     fn malformed_json_is_not_a_field_error() {
         assert!(matches!(
             parse_json::<WeddingNotification>(b"{\"notificationId\": "),
@@ -690,8 +897,50 @@ mod tests {
     #[test]
     fn dates_are_checked_for_shape_and_range() {
         assert!(is_iso_date("2027-06-12"));
+        assert!(is_iso_date("2028-02-29"));
+        assert!(!is_iso_date("2027-02-29"));
+        assert!(!is_iso_date("2027-02-30"));
+        assert!(!is_iso_date("2027-04-31"));
+        assert!(!is_iso_date("0000-01-01"));
         assert!(!is_iso_date("2027-13-12"));
         assert!(!is_iso_date("2027-6-12"));
         assert!(!is_iso_date("tomorrow"));
+    }
+
+    #[test]
+    fn timestamps_zones_emails_and_phones_are_checked() {
+        assert!(is_rfc3339_timestamp("2027-06-12T09:30:00Z"));
+        assert!(is_rfc3339_timestamp("2027-06-12T09:30:00.123+01:00"));
+        assert!(!is_rfc3339_timestamp("yesterday"));
+        assert!(!is_rfc3339_timestamp("2027-06-12"));
+        assert!(!is_rfc3339_timestamp("2027-06-12T25:30:00Z"));
+        assert!(!is_rfc3339_timestamp("2027-06-12T09:30:00"));
+        assert!(is_time_zone_name("Europe/London"));
+        assert!(is_time_zone_name("America/Argentina/Salta"));
+        assert!(is_time_zone_name("UTC"));
+        assert!(!is_time_zone_name("london"));
+        assert!(!is_time_zone_name("Europe/London; DROP"));
+        assert!(is_email("planner@example.com"));
+        assert!(!is_email("planner"));
+        assert!(!is_email("a b@example.com"));
+        assert!(!is_email("a@localhost"));
+        assert!(is_phone_number("+44 7700 900123"));
+        assert!(is_phone_number("(555) 010-0199"));
+        assert!(!is_phone_number("call me"));
+        assert!(!is_phone_number("12"));
+    }
+
+    #[test]
+    fn metadata_is_bounded_in_size_and_depth() {
+        let mut value = sample();
+        value["metadata"] =
+            serde_json::json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": [1]}}}}}}}});
+        let err = parse(value).unwrap().validate("", "org").unwrap_err();
+        assert_eq!(err.field, "metadata");
+        let mut value = sample();
+        value["metadata"] = serde_json::json!({"notes": "x".repeat(MAX_METADATA_BYTES)});
+        let err = parse(value).unwrap().validate("", "org").unwrap_err();
+        assert_eq!(err.field, "metadata");
+        assert!(err.reason.contains("at most 65536"), "{}", err.reason);
     }
 }

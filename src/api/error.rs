@@ -28,6 +28,8 @@ pub enum ApiError {
     Timeout(std::time::Duration),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("content-type must be application/json, not {0:?}")]
+    UnsupportedMediaType(String),
     #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("request body exceeds {0} bytes")]
@@ -88,6 +90,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),

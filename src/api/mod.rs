@@ -150,13 +150,29 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
+/// Refuses a body that does not say it is JSON (`application/json`, any parameters).
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(content_type))
+    }
+}
+
 // === intake ===
 
 async fn post_notification(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_json(&headers)?;
     let notification: WeddingNotification = parse_json(&body)?;
     notification.validate("", &organization)?;
     let submission = Submission::routed(notification);
@@ -179,8 +195,10 @@ async fn post_notification(
 async fn post_batch(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_json(&headers)?;
     let batch: NotificationBatch = parse_json(&body)?;
     if batch.notifications.is_empty() {
         return Err(FieldError::new("notifications", "must hold at least one notification").into());
@@ -308,8 +326,10 @@ async fn post_routing(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     ApiQuery(query): ApiQuery<RoutingQuery>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_json(&headers)?;
     let started = Instant::now();
     let wait = match &query.wait {
         None => Duration::ZERO,

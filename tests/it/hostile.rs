@@ -210,3 +210,81 @@ async fn framework_errors_answer_the_json_error_shape() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(answer["error"]["code"], "not_found", "{answer}");
 }
+
+// === intake names what is wrong ===
+
+#[tokio::test]
+async fn type_errors_and_impossible_values_are_422_naming_the_field() {
+    let herald = studio().await;
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/v1/notifications", json!({"priority": 5}), "priority"),
+        ("/v1/notifications", json!({"priority": true}), "priority"),
+        ("/v1/notifications", json!({"priority": null}), "priority"),
+        ("/v1/notifications", json!({"priority": [1]}), "priority"),
+        (
+            "/v1/notifications",
+            json!({"createdAt": "yesterday"}),
+            "createdAt",
+        ),
+        (
+            "/v1/notifications",
+            json!({"weddingContext": {"weddingId": "w", "weddingDate": "2027-02-30"}}),
+            "weddingContext.weddingDate",
+        ),
+        (
+            "/v1/notifications",
+            json!({"weddingContext": {"weddingId": "w", "weddingDate": "0000-01-01"}}),
+            "weddingContext.weddingDate",
+        ),
+        (
+            "/v1/notifications",
+            json!({"weddingContext": {"weddingId": "w", "weddingDate": "2027-06-12", "timezone": "somewhere"}}),
+            "weddingContext.timezone",
+        ),
+        (
+            "/v1/notifications",
+            json!({"contacts": [{"email": "not-an-email"}]}),
+            "contacts[0].email",
+        ),
+        (
+            "/v1/notifications",
+            json!({"contacts": [{"phone": "call me"}]}),
+            "contacts[0].phone",
+        ),
+        (
+            "/v1/notifications",
+            json!({"metadata": {"notes": "x".repeat(70_000)}}),
+            "metadata",
+        ),
+    ];
+    for (index, (path, change, field)) in cases.into_iter().enumerate() {
+        let mut body = notification(&format!("typed-{index}"), "normal");
+        for (key, value) in change.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let (status, answer) = herald.post(path, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{change}: {answer}");
+    }
+    let batch = json!({"notifications": [notification("b-0", "normal"), {"notificationId": "b-1", "type": "t", "priority": 5, "title": "a", "message": "b"}]});
+    let (status, answer) = herald.post("/v1/notifications/batch", &batch).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "notifications[1].priority");
+
+    let refused = herald
+        .client
+        .post(format!("{}/v1/notifications", herald.base))
+        .bearer_auth(&herald.key)
+        .header("content-type", "text/plain")
+        .body(notification("plain", "normal").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let answer: Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "unsupported_media_type");
+}
