@@ -1136,6 +1136,26 @@ impl ConnectorConfig {
 }
 
 impl Config {
+    /// What is valid but probably not meant: a route condition naming fields no WedSync
+    /// notification has (so the route would never match), each with its field path.
+    pub fn warnings(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, route)| {
+                let unknown = route.when.as_ref()?.unknown_fields();
+                (!unknown.is_empty()).then(|| {
+                    format!(
+                        "routes[{index}].when: {} {} not a field of a WedSync notification (metadata.* is free-form); the route never matches while it names {}",
+                        unknown.join(", "),
+                        if unknown.len() == 1 { "is" } else { "are" },
+                        if unknown.len() == 1 { "it" } else { "them" },
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Returns the integration with this id.
     pub fn integration(&self, id: &str) -> Option<&IntegrationConfig> {
         self.integrations
@@ -1274,6 +1294,15 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             err.contains("routes[0].when") && err.contains("not a valid CEL expression"),
             "{err}"
         );
+        let typo = validate(&route(r#"wedding.venu == "Kew" && has(metadata.anything)"#)).unwrap();
+        assert_eq!(
+            typo.warnings(),
+            vec!["routes[0].when: wedding.venu is not a field of a WedSync notification (metadata.* is free-form); the route never matches while it names it"]
+        );
+        assert!(validate(&route(r#"wedding.venue == "Kew""#))
+            .unwrap()
+            .warnings()
+            .is_empty());
     }
 
     #[test]

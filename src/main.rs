@@ -151,6 +151,9 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
+    for warning in config.warnings() {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     for integration in &config.integrations {
         for secret in integration.connector.secrets() {
             if let Err(err) = secret.read() {

@@ -320,6 +320,15 @@ async fn journal_and_dispatch(
             Intake::Accepted(rows) => (false, rows),
             Intake::Duplicate(rows) => (true, rows),
         };
+        if !duplicate && deliveries.is_empty() {
+            // Accepted and journaled, and going nowhere: say so where an operator looks.
+            tracing::info!(
+                organization = planned.notification.organization_id.as_deref().unwrap_or_default(),
+                notification = %planned.notification.notification_id,
+                "notification matched no route; nothing will be delivered"
+            );
+            metrics::counter!("herald_unrouted_total", "lane" => lane_label).increment(1);
+        }
         if !duplicate {
             for row in &deliveries {
                 let seen_as = planned

@@ -19,9 +19,12 @@ const BUCKETS: &[f64] = &[
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // Colours only for a person at a terminal; a file or a log collector gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(colour)
         .try_init();
 }
 
@@ -36,6 +39,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("bucket list is not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
+            describe_metrics();
             let upkeep = handle.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -47,4 +51,64 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Gives every metric family its HELP text (Prometheus's `promtool check metrics` wants one),
+/// and registers the label-free-of-ids series at zero, so they are scraped from the start
+/// rather than appearing with the first event.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "herald_intake_total",
+        "Notifications taken in, by lane and outcome (accepted, duplicate)"
+    );
+    describe_counter!(
+        "herald_unrouted_total",
+        "Notifications accepted that matched no route and go nowhere, by lane"
+    );
+    describe_counter!(
+        "herald_deliveries_total",
+        "Deliveries settled, by integration, vendor, lane and outcome"
+    );
+    describe_counter!(
+        "herald_attempt_failures_total",
+        "Failed delivery attempts, by integration, vendor and error kind"
+    );
+    describe_counter!(
+        "herald_inbound_total",
+        "Inbound vendor calls (Slack interactivity, Tave REST hooks), by integration and outcome"
+    );
+    describe_gauge!(
+        "herald_circuit_state",
+        "Circuit breaker state per integration: 0 closed, 1 half-open, 2 open"
+    );
+    describe_gauge!(
+        "herald_in_flight",
+        "Delivery attempts in progress per integration"
+    );
+    describe_gauge!(
+        "herald_integration_failed",
+        "1 when an integration's actor was given up on after crashing past its restart limit"
+    );
+    describe_gauge!(
+        "herald_mailbox_depth",
+        "Deliveries waiting in an integration's mailbox"
+    );
+    describe_histogram!(
+        "herald_attempt_duration_seconds",
+        Unit::Seconds,
+        "Duration of one delivery attempt against the vendor"
+    );
+    describe_histogram!(
+        "herald_intake_to_delivery_seconds",
+        Unit::Seconds,
+        "Time from intake to delivery, by integration and lane"
+    );
+    for lane in ["emergency", "normal"] {
+        for outcome in ["accepted", "duplicate"] {
+            metrics::counter!("herald_intake_total", "lane" => lane, "outcome" => outcome)
+                .increment(0);
+        }
+        metrics::counter!("herald_unrouted_total", "lane" => lane).increment(0);
+    }
 }

@@ -233,11 +233,17 @@ async fn post_batch(
 }
 
 fn accepted_json(accepted: &Accepted) -> Value {
-    json!({
+    let mut answer = json!({
         "notificationId": accepted.notification_id,
         "status": if accepted.duplicate { "duplicate" } else { "accepted" },
         "deliveries": accepted.deliveries,
-    })
+    });
+    if accepted.deliveries.is_empty() {
+        answer["warnings"] = json!([
+            "no route of the organization matched this notification: it is kept but delivered nowhere"
+        ]);
+    }
+    answer
 }
 
 async fn get_notification(

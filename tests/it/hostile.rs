@@ -288,3 +288,45 @@ async fn type_errors_and_impossible_values_are_422_naming_the_field() {
     let answer: Value = refused.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "unsupported_media_type");
 }
+
+// === operating it ===
+
+#[tokio::test]
+async fn every_metric_family_is_described_and_intake_is_scraped_from_the_start() {
+    let herald = studio().await;
+    let text = herald
+        .client
+        .get(format!("{}/metrics", herald.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(families.contains(&"herald_intake_total"), "{text}");
+    assert!(families.contains(&"herald_unrouted_total"), "{text}");
+    for family in families {
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with(&format!("# HELP {family} "))),
+            "{family} has no HELP text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_notification_that_matches_no_route_is_accepted_with_a_warning() {
+    let herald = studio().await;
+    let (status, answer) = herald
+        .post("/v1/notifications", &notification("nowhere", "normal"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["deliveries"], json!([]));
+    let warning = answer["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("no route"), "{warning}");
+}
