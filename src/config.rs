@@ -520,8 +520,13 @@ pub struct RouteConfig {
 
 // === loading ===
 
-/// Loads built-in defaults, then `file` (if any), then `HERALD_*` environment variables
-/// (`HERALD_SERVER__LISTEN=0.0.0.0:8470`), and validates the result.
+/// The prefix of environment variables that override the configuration file. It is not just
+/// `HERALD_`, because Herald's own client variables (`HERALD_URL`, `HERALD_API_KEY`, read by
+/// `herald send`) must not be taken for configuration keys.
+pub const ENV_PREFIX: &str = "HERALD_CONFIG__";
+
+/// Loads built-in defaults, then `file` (if any), then `HERALD_CONFIG__*` environment variables
+/// (`HERALD_CONFIG__SERVER__LISTEN=0.0.0.0:8470`), and validates the result.
 pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
     let mut text = String::new();
@@ -530,7 +535,7 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
             .map_err(|err| ConfigError::Load(format!("{}: cannot read: {err}", path.display())))?;
         figment = figment.merge(Toml::string(&text));
     }
-    figment = figment.merge(Env::prefixed("HERALD_").split("__"));
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
     let location = file
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "built-in defaults".to_owned());
@@ -554,6 +559,17 @@ fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> Co
     let mut messages = Vec::new();
     for error in err {
         let path = error.path.join(".");
+        let kind = in_plain_words(&error.kind.to_string());
+        // A value from the environment is blamed on its variable, not on the file.
+        let from_environment = error
+            .metadata
+            .as_ref()
+            .is_some_and(|metadata| metadata.name.contains("environment"));
+        if from_environment {
+            let variable = format!("{ENV_PREFIX}{}", error.path.join("__").to_uppercase());
+            messages.push(format!("environment variable {variable}: {kind}"));
+            continue;
+        }
         let line = error
             .path
             .last()
@@ -563,9 +579,29 @@ fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> Co
             (false, Some(line)) => format!("{location}:{line}: {path}"),
             (false, None) => format!("{location}: {path}"),
         };
-        messages.push(format!("{place}: {}", error.kind));
+        messages.push(format!("{place}: {kind}"));
     }
     ConfigError::Load(messages.join("\n"))
+}
+
+/// serde's messages name Rust types (`expected f64`); a configuration's author reads TOML.
+fn in_plain_words(message: &str) -> String {
+    let mut plain = message.to_owned();
+    for (rust, words) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        plain = plain.replace(rust, words);
+    }
+    plain
 }
 
 /// Finds the line of a field written as `section.key`, `tables[2].key` or `tables[2].a.b`: the

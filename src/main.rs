@@ -119,28 +119,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(path: &Path) -> anyhow::Result<()> {
     herald::telemetry::init_logging("info");
     let config = herald::config::load(Some(path))?;
+    let stop = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    herald::run(config, listener, shutdown_signal()).await?;
+    herald::run(config, listener, stop).await?;
     Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves when the daemon is asked to stop. The signal handlers are installed now, before
+/// the daemon listens, so a signal sent once it answers is never met by the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    // SIGHUP is what operators send after editing a daemon's configuration. Herald does not
+    // reload in place yet; it shuts down cleanly (nothing accepted is lost) so the process
+    // supervisor starts it again on the new configuration, and says so.
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    async move {
+        let terminated = async {
+            match terminate.as_mut() {
+                Some(signal) => drop(signal.recv().await),
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(signal) => drop(signal.recv().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutdown requested"),
+            _ = terminated => tracing::info!("shutdown requested"),
+            _ = hung_up => tracing::warn!("SIGHUP: configuration reload is not supported; shutting down cleanly so the process supervisor restarts herald on the new configuration"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
-    tracing::info!("shutdown requested");
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {

@@ -330,3 +330,82 @@ async fn a_notification_that_matches_no_route_is_accepted_with_a_warning() {
     let warning = answer["warnings"][0].as_str().unwrap();
     assert!(warning.contains("no route"), "{warning}");
 }
+
+#[test]
+fn the_clients_variables_do_not_break_the_daemon_and_a_wrong_variable_is_named() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/herald.toml");
+    let check = |variables: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        command.args(["check-config", config]);
+        for (name, value) in variables {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let with_client_variables = check(&[
+        ("HERALD_URL", "http://127.0.0.1:8470"),
+        ("HERALD_API_KEY", "hk_x"),
+    ]);
+    assert!(
+        with_client_variables.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_client_variables.stderr)
+    );
+    let wrong = check(&[("HERALD_CONFIG__SERVER__MAX_BODY_BYTES", "lots")]);
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("environment variable HERALD_CONFIG__SERVER__MAX_BODY_BYTES")
+            && said.contains("a whole number")
+            && !said.contains("herald.toml:"),
+        "{said}"
+    );
+}
+
+#[test]
+fn sighup_shuts_the_daemon_down_cleanly_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\ndata_dir = \"{}\"\n[[organizations]]\nid = \"studio\"\n",
+            data.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = daemon.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("SIGHUP"), "{log}");
+    assert!(log.contains("herald stopped"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when not on a terminal: {log}"
+    );
+}
