@@ -1136,8 +1136,9 @@ fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
         // Slack: chat.postMessage allows about one message per second per channel, short bursts tolerated.
         ConnectorConfig::Slack(_) => (1.0, 3),
         // HubSpot: 100 requests per 10 seconds for private apps on Free and Starter (190 on
-        // Professional and Enterprise: raise it in the configuration).
-        ConnectorConfig::HubSpot(_) => (10.0, 100),
+        // Professional and Enterprise: raise it in the configuration). A GCRA lets through at
+        // most burst + rate x 10 s in any 10 seconds: 10 + 9 x 10 = 100.
+        ConnectorConfig::HubSpot(_) => (9.0, 10),
         // Tave publishes no figure, only a 429 `quota-limit`; stay modest and honour Retry-After.
         ConnectorConfig::Tave(_) => (2.0, 5),
         // A receiver we know nothing about: generous, the operator sets the real figure.

@@ -116,6 +116,53 @@ mod tests {
         }
     }
 
+    /// The most grants in any `window` of a limiter asked for a token every millisecond.
+    fn busiest_window(rate: &RateLimitConfig, window: Duration, run: Duration) -> usize {
+        let start = Instant::now();
+        let mut limiter = Limiter::new(rate, start);
+        let mut granted: Vec<Instant> = Vec::new();
+        for step in 0..run.as_millis() as u64 {
+            let now = start + Duration::from_millis(step);
+            if limiter.try_acquire(Lane::Emergency, now, 1).is_ok() {
+                granted.push(now);
+            }
+        }
+        granted
+            .iter()
+            .enumerate()
+            .map(|(index, &at)| {
+                granted[index..]
+                    .iter()
+                    .take_while(|&&t| t < at + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn vendor_defaults_stay_inside_the_vendors_documented_windows() {
+        let rate_of = |kind_settings: &str| {
+            let text = format!(
+                "[[organizations]]\nid = \"o\"\n[[integrations]]\nid = \"i\"\norganization = \"o\"\n{kind_settings}\n"
+            );
+            crate::config::parse(&text, "test").unwrap().integrations[0]
+                .rate_limit
+                .clone()
+        };
+        // HubSpot: 100 requests per 10 seconds (private apps, Free and Starter).
+        let hubspot = rate_of(
+            "kind = \"hubspot\"\nsettings = { base_url = \"https://api.hubapi.com\", token = { env = \"T\" } }",
+        );
+        let window = Duration::from_secs(10);
+        assert!(busiest_window(&hubspot, window, Duration::from_secs(40)) <= 100);
+        // Slack: chat.postMessage, about one message per second per channel (bursts tolerated).
+        let slack = rate_of(
+            "kind = \"slack\"\nsettings = { base_url = \"https://slack.com/api\", channel = \"#c\", token = { env = \"T\" } }",
+        );
+        assert!(busiest_window(&slack, Duration::from_secs(60), Duration::from_secs(120)) <= 63);
+    }
+
     #[test]
     fn never_exceeds_the_vendor_rate() {
         let start = Instant::now();
