@@ -146,9 +146,7 @@ mod tests {
             let text = format!(
                 "[[organizations]]\nid = \"o\"\n[[integrations]]\nid = \"i\"\norganization = \"o\"\n{kind_settings}\n"
             );
-            crate::config::parse(&text, "test").unwrap().integrations[0]
-                .rate_limit
-                .clone()
+            crate::config::parse(&text, "test").unwrap().integrations[0].rate_limit
         };
         // HubSpot: 100 requests per 10 seconds (private apps, Free and Starter).
         let hubspot = rate_of(
