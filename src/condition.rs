@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use cel::common::ast::{EntryExpr, Expr};
+use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
 use cel::IdedExpr;
 
 use crate::wedsync::{WeddingNotification, NOTIFICATION_FIELDS, WEDDING_CONTEXT_FIELDS};
@@ -109,28 +109,14 @@ impl fmt::Debug for Condition {
     }
 }
 
-/// How many levels the expression tree has.
-fn depth(expression: &IdedExpr) -> usize {
-    let children: Vec<&IdedExpr> = match &expression.expr {
+/// The expressions directly under `expression`.
+fn children(expression: &IdedExpr) -> Vec<&IdedExpr> {
+    match &expression.expr {
         Expr::Select(select) => vec![&select.operand],
         Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
         Expr::List(list) => list.elements.iter().collect(),
-        Expr::Map(map) => map
-            .entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
-                EntryExpr::StructField(field) => vec![&field.value],
-            })
-            .collect(),
-        Expr::Struct(structure) => structure
-            .entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
-                EntryExpr::StructField(field) => vec![&field.value],
-            })
-            .collect(),
+        Expr::Map(map) => entry_children(&map.entries),
+        Expr::Struct(structure) => entry_children(&structure.entries),
         Expr::Comprehension(c) => vec![
             &c.iter_range,
             &c.accu_init,
@@ -139,8 +125,26 @@ fn depth(expression: &IdedExpr) -> usize {
             &c.result,
         ],
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
-    };
-    1 + children.into_iter().map(depth).max().unwrap_or(0)
+    }
+}
+
+fn entry_children(entries: &[IdedEntryExpr]) -> Vec<&IdedExpr> {
+    entries
+        .iter()
+        .flat_map(|entry| match &entry.expr {
+            EntryExpr::MapEntry(entry) => vec![&entry.key, &entry.value],
+            EntryExpr::StructField(field) => vec![&field.value],
+        })
+        .collect()
+}
+
+/// How many levels the expression tree has.
+fn depth(expression: &IdedExpr) -> usize {
+    1 + children(expression)
+        .into_iter()
+        .map(depth)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Walks the expression; `bound` holds the names comprehension macros (`all`, `map`...)
@@ -176,34 +180,6 @@ fn collect_unknown(expression: &IdedExpr, bound: &mut Vec<String>, unknown: &mut
             }
             collect_unknown(&select.operand, bound, unknown);
         }
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                collect_unknown(target, bound, unknown);
-            }
-            for argument in &call.args {
-                collect_unknown(argument, bound, unknown);
-            }
-        }
-        Expr::List(list) => {
-            for element in &list.elements {
-                collect_unknown(element, bound, unknown);
-            }
-        }
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(entry) = &entry.expr {
-                    collect_unknown(&entry.key, bound, unknown);
-                    collect_unknown(&entry.value, bound, unknown);
-                }
-            }
-        }
-        Expr::Struct(structure) => {
-            for entry in &structure.entries {
-                if let EntryExpr::StructField(field) = &entry.expr {
-                    collect_unknown(&field.value, bound, unknown);
-                }
-            }
-        }
         Expr::Comprehension(comprehension) => {
             collect_unknown(&comprehension.iter_range, bound, unknown);
             collect_unknown(&comprehension.accu_init, bound, unknown);
@@ -219,7 +195,11 @@ fn collect_unknown(expression: &IdedExpr, bound: &mut Vec<String>, unknown: &mut
             collect_unknown(&comprehension.result, bound, unknown);
             bound.truncate(before);
         }
-        Expr::Literal(_) | Expr::Unspecified => {}
+        _ => {
+            for child in children(expression) {
+                collect_unknown(child, bound, unknown);
+            }
+        }
     }
 }
 

@@ -127,7 +127,6 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
 /// Resolves when the daemon is asked to stop. The signal handlers are installed now, before
 /// the daemon listens, so a signal sent once it answers is never met by the default action.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {

@@ -236,10 +236,11 @@ fn check_shape(source: &str) -> Result<(), TemplateError> {
         let body_and_rest = &after[1..];
         let (body, end) = tag_body(body_and_rest, close);
         if close != "#}" {
-            if has_outside_strings(body, '*') {
+            let code = code_of(body);
+            if code.contains('*') {
                 return Err(TemplateError::NotAllowed("the `*` operator".into()));
             }
-            let operators = count_operators(body);
+            let operators = count_operators(&code);
             if operators > MAX_OPERATORS_PER_TAG {
                 return Err(TemplateError::TooComplex(operators));
             }
@@ -292,64 +293,39 @@ fn tag_body<'a>(text: &'a str, close: &str) -> (&'a str, &'a str) {
     (text, "")
 }
 
-fn count_operators(body: &str) -> usize {
-    let mut count = 0;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut word = String::new();
-    let flush_word = |word: &mut String, count: &mut usize| {
-        if matches!(
-            word.as_str(),
-            "not" | "and" | "or" | "in" | "is" | "if" | "else"
-        ) {
-            *count += 1;
-        }
-        word.clear();
-    };
-    for c in body.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-            continue;
-        }
-        flush_word(&mut word, &mut count);
-        match c {
-            '"' | '\'' => quote = Some(c),
-            '+' | '-' | '*' | '/' | '%' | '~' | '|' | '<' | '>' | '=' | '!' | '(' | '[' | '{' => {
-                count += 1
-            }
-            _ => {}
-        }
-    }
-    flush_word(&mut word, &mut count);
-    count
-}
-
-/// Whether `wanted` appears in a tag's body outside its string literals.
-fn has_outside_strings(body: &str, wanted: char) -> bool {
+/// A tag's body with its string literals blanked out, so what the checks read is code.
+fn code_of(body: &str) -> String {
+    let mut code = String::with_capacity(body.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for c in body.chars() {
         match quote {
             Some(_) if escaped => escaped = false,
             Some(_) if c == '\\' => escaped = true,
-            Some(q) if c == q => quote = None,
+            Some(q) if c == q => {
+                quote = None;
+                code.push(' ');
+            }
             Some(_) => {}
             None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == wanted => return true,
-            None => {}
+            None => code.push(c),
         }
     }
-    false
+    code
+}
+
+/// Operators, filters, opening brackets and operator words in a tag's code: each nests the
+/// expression one level deeper in minijinja's parser.
+fn count_operators(code: &str) -> usize {
+    let symbols = code
+        .chars()
+        .filter(|c| "+-*/%~|<>=!([{".contains(*c))
+        .count();
+    let words = code
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|word| matches!(*word, "not" | "and" | "or" | "in" | "is" | "if" | "else"))
+        .count();
+    symbols + words
 }
 
 #[cfg(test)]

@@ -57,6 +57,14 @@ pub enum Priority {
 }
 
 impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Emergency,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Low => "low",
@@ -79,13 +87,10 @@ impl<'de> Deserialize<'de> for Priority {
         let name = String::deserialize(deserializer).map_err(|_| {
             serde::de::Error::custom("must be one of \"low\", \"normal\", \"high\", \"emergency\"")
         })?;
-        match name.as_str() {
-            "low" => Ok(Priority::Low),
-            "normal" => Ok(Priority::Normal),
-            "high" => Ok(Priority::High),
-            "emergency" => Ok(Priority::Emergency),
-            other => Err(serde::de::Error::unknown_variant(other, NAMES)),
-        }
+        Priority::ALL
+            .into_iter()
+            .find(|priority| priority.as_str() == name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, NAMES))
     }
 }
 

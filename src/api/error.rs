@@ -137,21 +137,15 @@ pub async fn errors_as_json(
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
     let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
     let error = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(match &allow {
-            Some(allow) => format!(
-                "this route does not take that method (allowed: {})",
-                allow.to_str().unwrap_or("")
-            ),
-            None => "this route does not take that method".to_owned(),
-        }),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed("this route does not take that method".into())
+        }
         StatusCode::NOT_FOUND => ApiError::NotFound("route".into()),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BadRequest(text),
         status if status.is_client_error() => ApiError::BadRequest(if text.is_empty() {
             status
                 .canonical_reason()
@@ -163,12 +157,7 @@ pub async fn errors_as_json(
         _ => ApiError::Internal(text),
     };
     let mut converted = error.into_response();
-    // Keep the framework's status (a 413 stays a 413, a 405 carries its Allow header).
+    // Keep the framework's status (a 415 stays a 415).
     *converted.status_mut() = status;
-    if let Some(allow) = allow {
-        converted
-            .headers_mut()
-            .insert(axum::http::header::ALLOW, allow);
-    }
     converted
 }

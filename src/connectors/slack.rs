@@ -31,7 +31,8 @@ pub struct SlackConnector {
     channel: String,
     text_template: Template,
     schedule_message: Url,
-    reminders: Vec<ReminderSettings>,
+    /// Each reminder with its text template, compiled once.
+    reminders: Vec<(ReminderSettings, Template)>,
     reminder_types: Vec<String>,
     client: OutboundClient,
     timeout: Duration,
@@ -63,6 +64,20 @@ impl SlackConnector {
                 .unwrap_or(DEFAULT_TEXT_TEMPLATE),
         )
         .map_err(|err| ConnectorError::Misconfigured(format!("text_template: {err}")))?;
+        let reminders = settings
+            .reminders
+            .iter()
+            .enumerate()
+            .map(|(index, reminder)| {
+                Template::compile(&reminder.text_template)
+                    .map(|template| (reminder.clone(), template))
+                    .map_err(|err| {
+                        ConnectorError::Misconfigured(format!(
+                            "reminders[{index}].text_template: {err}"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             post_message,
             auth_test,
@@ -73,7 +88,7 @@ impl SlackConnector {
             channel: settings.channel.clone(),
             text_template,
             schedule_message,
-            reminders: settings.reminders.clone(),
+            reminders,
             reminder_types: settings.reminder_types.clone(),
             quiet_hours: settings.quiet_hours.clone(),
             client,
@@ -103,7 +118,7 @@ impl SlackConnector {
             return (scheduled, skipped);
         };
         let now = SystemTime::now();
-        for reminder in &self.reminders {
+        for (reminder, template) in &self.reminders {
             let Ok(day) =
                 humantime::parse_rfc3339(&format!("{}T{}:00Z", wedding.wedding_date, reminder.at))
             else {
@@ -124,11 +139,7 @@ impl SlackConnector {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            let rendered = match Template::compile(&reminder.text_template) {
-                Ok(template) => template.render(notification).await,
-                Err(err) => Err(err),
-            };
-            let text = match rendered {
+            let text = match template.render(notification).await {
                 Ok(text) => text,
                 Err(err) => {
                     skipped.push(json!({"daysBefore": reminder.days_before, "reason": format!("text_template: {err}")}));
