@@ -40,6 +40,11 @@ enum Command {
         file: PathBuf,
     },
     /// Sends a notification, or a batch (`{"notifications": [...]}`), to a running Herald.
+    ///
+    /// The whole file is checked first, as Herald's API would check it (each problem named by
+    /// its place in the file, `notifications[1200].priority`); if anything is wrong nothing is
+    /// sent. A valid batch is then sent in requests of 1,000 notifications, each accepted whole
+    /// by Herald; a failure part-way (the daemon stopping, say) says how many were accepted.
     Send {
         file: PathBuf,
         #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8470")]
@@ -238,11 +243,20 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many notifications `herald send` puts in one request.
+const SEND_CHUNK: usize = 1000;
+
 async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let body: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    check_before_sending(&text, &body).with_context(|| {
+        format!(
+            "{} was not sent: it does not hold valid notifications",
+            file.display()
+        )
+    })?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -255,14 +269,17 @@ async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     let total = notifications.len();
     let mut sent = 0;
     let (mut accepted, mut duplicates) = (0, 0);
-    for chunk in notifications.chunks(1000) {
+    for chunk in notifications.chunks(SEND_CHUNK) {
         let answer = post(
             &client,
             &format!("{url}/v1/notifications/batch"),
             key,
             &serde_json::json!({"notifications": chunk}),
         )
-        .await?;
+        .await
+        .with_context(|| {
+            format!("after {sent} of {total} notifications were sent ({accepted} accepted)")
+        })?;
         accepted += answer["accepted"].as_u64().unwrap_or(0);
         duplicates += answer["duplicates"].as_u64().unwrap_or(0);
         sent += chunk.len();
@@ -273,6 +290,32 @@ async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     }
     eprintln!();
     println!("{accepted} accepted, {duplicates} duplicates");
+    Ok(())
+}
+
+/// Checks a file the way Herald's API checks what it receives, naming each problem by its
+/// place in the file. The organization is the API key's, which only the daemon knows, so a
+/// notification's `organizationId` is checked there.
+fn check_before_sending(text: &str, body: &Value) -> anyhow::Result<()> {
+    use herald::wedsync::{parse_json, NotificationBatch, WeddingNotification};
+    let notifications: Vec<(String, WeddingNotification)> = if body.get("notifications").is_some() {
+        let batch: NotificationBatch = parse_json(text.as_bytes())?;
+        if batch.notifications.is_empty() {
+            bail!("notifications: must hold at least one notification");
+        }
+        batch
+            .notifications
+            .into_iter()
+            .enumerate()
+            .map(|(index, n)| (format!("notifications[{index}]"), n))
+            .collect()
+    } else {
+        vec![(String::new(), parse_json(text.as_bytes())?)]
+    };
+    for (place, notification) in &notifications {
+        let organization = notification.organization_id.clone().unwrap_or_default();
+        notification.validate(place, &organization)?;
+    }
     Ok(())
 }
 

@@ -426,3 +426,53 @@ fn a_fresh_daemon_exports_intake_series_and_sighup_shuts_it_down_cleanly() {
         "no colour codes when not on a terminal: {log}"
     );
 }
+
+#[tokio::test]
+async fn herald_send_checks_the_whole_file_before_sending_any_of_it() {
+    let herald = studio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    let mut batch: Vec<Value> = (0..1201)
+        .map(|n| notification(&format!("file-{n}"), "normal"))
+        .collect();
+    batch[1200]["priority"] = json!("urgent");
+    let send = |file: std::path::PathBuf, base: String, key: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("send")
+                .arg(&file)
+                .args(["--url", &base, "--key", &key])
+                .output()
+                .unwrap()
+        })
+    };
+    std::fs::write(&file, json!({"notifications": batch}).to_string()).unwrap();
+    let refused = send(file.clone(), herald.base.clone(), herald.key.clone())
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("notifications[1200].priority"), "{said}");
+    assert!(said.contains("was not sent"), "{said}");
+    let (status, _) = herald.get("/v1/notifications/file-0").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing of the file was sent"
+    );
+
+    batch[1200]["priority"] = json!("high");
+    std::fs::write(&file, json!({"notifications": batch}).to_string()).unwrap();
+    let sent = send(file, herald.base.clone(), herald.key.clone())
+        .await
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout).trim(),
+        "1201 accepted, 0 duplicates"
+    );
+}
