@@ -59,12 +59,37 @@ pub enum RunError {
     CredentialsKey(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
-    #[error("supervision tree failed to start: {0}")]
-    Start(#[from] ractor::SpawnErr),
+    /// A component could not start: the path of supervisors to it (`integrations/hook`) and its
+    /// own reason, said once (see [`RunError::from`]). `check-config` names every such problem.
+    #[error("{component} could not start: {reason} (`herald check-config` names every unreadable secret and setting)")]
+    Start { component: String, reason: String },
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error("supervision tree stopped: a component kept crashing past its restart limit")]
     Crashed,
+}
+
+impl From<ractor::SpawnErr> for RunError {
+    /// Reads the chain of start failures down to the component that failed: each supervisor
+    /// adds its child's name, and only the innermost error says why (ractor's own messages
+    /// repeat everything beneath them, so they are skipped).
+    fn from(err: ractor::SpawnErr) -> Self {
+        let mut path = vec!["herald".to_owned()];
+        let mut reason = err.to_string();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(error) = source {
+            if let Some(failed) = error.downcast_ref::<supervision::ChildStartFailed>() {
+                path.push(failed.child.clone());
+            } else if error.source().is_none() {
+                reason = error.to_string();
+            }
+            source = error.source();
+        }
+        RunError::Start {
+            component: path.join("/"),
+            reason,
+        }
+    }
 }
 
 /// Opens the store a configuration names.

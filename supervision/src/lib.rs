@@ -137,6 +137,27 @@ pub struct ChildReport {
     pub cell: Option<ActorCell>,
 }
 
+/// A supervisor could not start one of its children. The child's own error is the `source`,
+/// not part of the message, so a chain of supervisors reads as a path to the child that failed
+/// rather than the same text nested once per level.
+#[derive(Debug)]
+pub struct ChildStartFailed {
+    pub child: String,
+    source: SpawnErr,
+}
+
+impl fmt::Display for ChildStartFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "child {} failed to start", self.child)
+    }
+}
+
+impl std::error::Error for ChildStartFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// How the supervisor behaves, and the children it starts with.
 pub struct SupervisorArgs {
     pub strategy: Strategy,
@@ -196,9 +217,13 @@ impl Actor for Supervisor {
             children: Vec::with_capacity(args.children.len()),
         };
         for spec in args.children {
-            let cell = (spec.start)(myself.get_cell())
-                .await
-                .map_err(|err| format!("child {} failed to start: {err}", spec.id))?;
+            let cell =
+                (spec.start)(myself.get_cell())
+                    .await
+                    .map_err(|source| ChildStartFailed {
+                        child: spec.id.clone(),
+                        source,
+                    })?;
             state.children.push(Child::running(spec, cell));
         }
         Ok(state)

@@ -476,3 +476,35 @@ async fn herald_send_checks_the_whole_file_before_sending_any_of_it() {
         "1201 accepted, 0 duplicates"
     );
 }
+
+#[test]
+fn a_missing_secret_at_start_is_said_once_with_the_integration_and_what_to_do() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[[organizations]]\nid = \"studio\"\n\
+             [[integrations]]\nid = \"hook\"\norganization = \"studio\"\nkind = \"webhook\"\n\
+             settings = {{ url = \"https://example.com/hook\", secret = {{ env = \"HERALD_TEST_UNSET_SECRET\" }} }}\n",
+            data.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("HERALD_TEST_UNSET_SECRET")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        said.matches("HERALD_TEST_UNSET_SECRET").count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains("integrations/hook"), "{said}");
+    assert!(said.contains("check-config"), "{said}");
+    assert!(!said.contains("Actor panicked"), "{said}");
+}
