@@ -283,7 +283,9 @@ fn tag_body<'a>(text: &'a str, close: &str) -> (&'a str, &'a str) {
             Some(q) if byte == q => quote = None,
             Some(_) => {}
             None if close != "#}" && (byte == b'"' || byte == b'\'') => quote = Some(byte),
-            None if text[index..].starts_with(close) => {
+            // Compared as bytes: `index` may sit inside a multi-byte character, and the
+            // delimiter, being ASCII, only matches on a character boundary.
+            None if bytes[index..].starts_with(close.as_bytes()) => {
                 return (&text[..index], &text[index + close.len()..]);
             }
             None => {}
@@ -367,6 +369,13 @@ mod tests {
     fn operators_inside_strings_and_comments_do_not_count() {
         let dashes = "-".repeat(200);
         Template::compile(&format!("{{{{ \"{dashes}\" }}}}{{# {dashes} #}}{dashes}")).unwrap();
+    }
+
+    #[test]
+    fn text_beyond_ascii_in_and_after_tags_is_read_without_panicking() {
+        // Found by `cargo fuzz run template`: an unclosed tag followed by a multi-byte character.
+        assert!(Template::compile("{{\n\u{71c7}\u{87}").is_err());
+        Template::compile("{{ 'é' }} {% if title == \"ü\\\"\" %}ß{% endif %} 🎉").unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod intake;
 mod interactivity;
 mod isolation;
 mod postgres;
+mod properties;
 mod quiet_hours;
 mod reminders;
 mod routing;
