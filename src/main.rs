@@ -33,6 +33,10 @@ enum Command {
         /// Slack listens on PORT_BASE+1, the webhook receiver on PORT_BASE+2.
         #[arg(long, default_value_t = 9100)]
         port_base: u16,
+        /// Writes a configuration that runs as it is to this file, its credentials into
+        /// `sandbox-secrets/` beside it and an example notification (`sandbox-notification.json`).
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
     },
     /// Checks a configuration file and says what is wrong and where.
     CheckConfig {
@@ -108,11 +112,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 herald::telemetry::init_logging("error");
                 herald::demo::run_demo().await.map_err(anyhow::Error::from)
             }
-            Command::Sandbox { port_base } => {
+            Command::Sandbox {
+                port_base,
+                write_config,
+            } => {
                 herald::telemetry::init_logging("warn");
-                herald::sandbox::serve_sandbox(port_base, shutdown_signal())
-                    .await
-                    .context("the sandbox could not start")
+                herald::sandbox::serve_sandbox(
+                    port_base,
+                    write_config.as_deref(),
+                    shutdown_signal(),
+                )
+                .await
+                .context("the sandbox could not start")
             }
             Command::CheckConfig { file } => check_config(&file),
             Command::Send { file, url, key } => send(&file, &url, &key).await,

@@ -1,4 +1,4 @@
-//! `herald sandbox`: the simulators on fixed ports, the configuration it prints works as printed,
+//! `herald sandbox`: the simulators on fixed ports, the configuration it writes runs as it is,
 //! and it shows every request it receives.
 
 use std::io::{BufRead, BufReader};
@@ -6,12 +6,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use herald::sandbox::{
-    SANDBOX_HUBSPOT_TOKEN, SANDBOX_SLACK_TOKEN, SANDBOX_TAVE_API_KEY, SANDBOX_TAVE_JOB,
-    SANDBOX_WEBHOOK_SECRET,
-};
+use herald::sandbox::SANDBOX_SLACK_TOKEN;
 
-use crate::harness::{all_delivered, notification, Harness};
+use crate::harness::{all_delivered, notification};
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 /// A base port whose next four ports are free. It is chosen below Linux's ephemeral range
 /// (32768 and up), where the other tests' simulators (bound to port 0) never land, so no test
@@ -61,10 +60,18 @@ fn lines_until_all_seen(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sandbox_serves_what_its_printed_configuration_describes() {
+async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
     let base = free_port_base();
-    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["sandbox", "--port-base", &base.to_string()])
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    let mut sandbox = Command::new(HERALD)
+        .args([
+            "sandbox",
+            "--port-base",
+            &base.to_string(),
+            "--write-config",
+        ])
+        .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -78,66 +85,127 @@ async fn the_sandbox_serves_what_its_printed_configuration_describes() {
             }
         }
     });
-    let url_after = |line: String| line.split_whitespace().nth(1).unwrap().to_owned();
-    let slack_url = url_after(next_line_containing(
-        &lines,
-        "  Slack ",
-        Duration::from_secs(20),
-    ));
-    let hook_url = url_after(next_line_containing(
-        &lines,
-        "  Webhook ",
-        Duration::from_secs(5),
-    ));
-    let hubspot_url = url_after(next_line_containing(
-        &lines,
-        "  HubSpot ",
-        Duration::from_secs(5),
-    ));
-    let tave_url = url_after(next_line_containing(
-        &lines,
-        "  Tave ",
-        Duration::from_secs(5),
-    ));
+    let slack_url = next_line_containing(&lines, "  Slack ", Duration::from_secs(20))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     assert_eq!(slack_url, format!("http://127.0.0.1:{}/api", base + 1));
     next_line_containing(&lines, "Requests appear below", Duration::from_secs(5));
 
-    let secrets = tempfile::tempdir().unwrap();
-    for (file, value) in [
-        ("token", SANDBOX_SLACK_TOKEN),
-        ("secret", SANDBOX_WEBHOOK_SECRET),
-        ("hubspot", SANDBOX_HUBSPOT_TOKEN),
-        ("tave", SANDBOX_TAVE_API_KEY),
-    ] {
-        std::fs::write(secrets.path().join(file), value).unwrap();
-    }
-    let body = format!(
-        "[[organizations]]\nid = \"my-studio\"\n\
-         [[integrations]]\nid = \"sandbox-slack\"\norganization = \"my-studio\"\nkind = \"slack\"\n\
-         settings = {{ base_url = \"{slack_url}\", channel = \"#weddings\", token = {{ file = \"{dir}/token\" }} }}\n\
-         [[integrations]]\nid = \"sandbox-webhook\"\norganization = \"my-studio\"\nkind = \"webhook\"\n\
-         settings = {{ url = \"{hook_url}\", secret = {{ file = \"{dir}/secret\" }} }}\n\
-         [[integrations]]\nid = \"sandbox-hubspot\"\norganization = \"my-studio\"\nkind = \"hubspot\"\n\
-         settings = {{ base_url = \"{hubspot_url}\", token = {{ file = \"{dir}/hubspot\" }} }}\n\
-         [[integrations]]\nid = \"sandbox-tave\"\norganization = \"my-studio\"\nkind = \"tave\"\n\
-         settings = {{ base_url = \"{tave_url}\", api_key = {{ file = \"{dir}/tave\" }} }}\n\
-         [[routes]]\norganization = \"my-studio\"\nname = \"everything\"\n\
-         targets = [\"sandbox-slack\", \"sandbox-webhook\", \"sandbox-hubspot\", \"sandbox-tave\"]\n",
-        dir = secrets.path().display()
+    // As a new user would: check it, make a key, serve it, send the example.
+    let checked = Command::new(HERALD)
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
     );
-    let herald = Harness::start(&body, "my-studio").await;
-    let mut sample = notification("sb-1", "high");
-    sample["contacts"] = serde_json::json!([{"email": "sam@example.com"}]);
-    sample["metadata"] = serde_json::json!({"taveJobId": SANDBOX_TAVE_JOB});
-    herald.post("/v1/notifications", &sample).await;
-    herald
-        .wait_for_notification("sb-1", Duration::from_secs(10), all_delivered)
-        .await;
+    assert!(
+        !String::from_utf8_lossy(&checked.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let created = Command::new(HERALD)
+        .args(["keys", "create", "--organization", "my-studio", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new(HERALD)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("HERALD_CONFIG__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "herald serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let example = dir.path().join("sandbox-notification.json");
+    let sent = Command::new(HERALD)
+        .arg("send")
+        .arg(&example)
+        .args(["--url", &url, "--key", &key])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // A minimal notification goes where it fits (chat and the webhook), not to a CRM that
+    // needs contacts or a booking system that needs a job.
+    let minimal = notification("sb-minimal", "normal");
+    let posted = client
+        .post(format!("{url}/v1/notifications"))
+        .bearer_auth(&key)
+        .json(&minimal)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), reqwest::StatusCode::ACCEPTED);
+    for (id, targets) in [
+        (
+            "sandbox-1",
+            vec![
+                "sandbox-hubspot",
+                "sandbox-slack",
+                "sandbox-tave",
+                "sandbox-webhook",
+            ],
+        ),
+        ("sb-minimal", vec!["sandbox-slack", "sandbox-webhook"]),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let record = loop {
+            let record: serde_json::Value = client
+                .get(format!("{url}/v1/notifications/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if all_delivered(&record) || Instant::now() > deadline {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(all_delivered(&record), "{record}");
+        let mut delivered_to: Vec<&str> = record["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["integrationId"].as_str().unwrap())
+            .collect();
+        delivered_to.sort();
+        assert_eq!(delivered_to, targets, "{record}");
+    }
     let printed = lines_until_all_seen(
         &lines,
         &[
             "slack   POST /api/chat.postMessage -> 200: Ceremony moved",
-            "webhook POST /hooks -> 204: timeline_change (sb-1)",
+            "webhook POST /hooks -> 204: timeline_change (sandbox-1)",
             "hubspot POST /crm/v3/objects/notes/batch/create -> 201: 1 inputs",
             "tave    POST /api/v2/note -> 201: job J-SANDBOX-1",
         ],
@@ -149,6 +217,8 @@ async fn the_sandbox_serves_what_its_printed_configuration_describes() {
             .any(|line| line.starts_with("tave    PUT /api/v2/job/J-SANDBOX-1 -> 200")),
         "{printed:?}"
     );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
     sandbox.kill().unwrap();
     sandbox.wait().unwrap();
 }
