@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 use crate::template::Template;
-use crate::wedsync::Priority;
+use crate::wedsync::{is_time_of_day, Priority};
 
 /// The connector kinds this build of Herald has. Other kinds named in a configuration are
 /// reported as not available rather than as a parse error.
@@ -1122,14 +1122,6 @@ fn check_tave_rest_hooks(hooks: &TaveRestHooks) -> Result<(), (String, String)> 
 }
 
 /// Whether `text` is a time of day written `HH:MM`.
-fn is_time_of_day(text: &str) -> bool {
-    let Some((hours, minutes)) = text.split_once(':') else {
-        return false;
-    };
-    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
-    two_digits(hours) && two_digits(minutes) && hours < "24" && minutes < "60"
-}
-
 /// The vendor's documented rate, used unless the configuration overrides it.
 fn default_rate(connector: &ConnectorConfig) -> (f64, u32) {
     match connector {

@@ -33,6 +33,8 @@ pub const NOTIFICATION_FIELDS: &[&str] = &[
     "actions",
     "metadata",
     "createdAt",
+    "bookingId",
+    "taveJobId",
 ];
 
 /// The fields of a [`WeddingContext`], as WedSync writes them.
@@ -125,13 +127,21 @@ pub struct WeddingNotification {
     pub metadata: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// The seed's `BookingNotification`: the booking this notification is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<String>,
+    /// The seed's `BookingNotification`: the Tave job it belongs to (also accepted, for older
+    /// senders, as `metadata.taveJobId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tave_job_id: Option<String>,
 }
 
 /// The wedding a notification is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeddingContext {
-    pub wedding_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wedding_id: Option<String>,
     /// ISO 8601 date, `YYYY-MM-DD`.
     pub wedding_date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +178,13 @@ pub struct Contact {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationAction {
     pub action_id: String,
+    /// The seed names the notification an action belongs to; it must be this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<String>,
+    /// The seed's action type (`acknowledge`, `approve`, `link`...): carried to the vendors
+    /// that show it, never interpreted by Herald.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub action_type: Option<String>,
     pub label: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -448,7 +465,9 @@ impl WeddingNotification {
             }
         }
         if let Some(context) = &self.wedding_context {
-            check_identifier(&field("weddingContext.weddingId"), &context.wedding_id)?;
+            if let Some(wedding_id) = &context.wedding_id {
+                check_identifier(&field("weddingContext.weddingId"), wedding_id)?;
+            }
             if !is_iso_date(&context.wedding_date) {
                 return Err(FieldError::new(
                     field("weddingContext.weddingDate"),
@@ -483,11 +502,33 @@ impl WeddingNotification {
             }
         }
         check_metadata(&field("metadata"), &self.metadata)?;
+        check_seed_metadata(&field("metadata"), &self.metadata)?;
+        for (name, id) in [
+            ("bookingId", &self.booking_id),
+            ("taveJobId", &self.tave_job_id),
+        ] {
+            if let Some(id) = id {
+                check_identifier(&field(name), id)?;
+            }
+        }
         for (index, action) in self.actions.iter().enumerate() {
             check_identifier(
                 &field(&format!("actions[{index}].actionId")),
                 &action.action_id,
             )?;
+            if action
+                .notification_id
+                .as_ref()
+                .is_some_and(|id| *id != self.notification_id)
+            {
+                return Err(FieldError::new(
+                    field(&format!("actions[{index}].notificationId")),
+                    "must be the id of the notification the action is in",
+                ));
+            }
+            if let Some(kind) = &action.action_type {
+                check_identifier(&field(&format!("actions[{index}].type")), kind)?;
+            }
             check_text(
                 &field(&format!("actions[{index}].label")),
                 &action.label,
@@ -635,6 +676,146 @@ pub fn is_phone_number(value: &str) -> bool {
         && rest
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
+}
+
+/// What the seed's `BookingNotification` says changed, from `metadata.timelineChanges`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimelineChanges {
+    pub new_wedding_date: Option<String>,
+    pub new_wedding_time: Option<String>,
+    pub new_venue: Option<String>,
+    pub affected_sessions: Vec<String>,
+}
+
+impl WeddingNotification {
+    /// The seed's `metadata.timelineChanges` (checked at intake), if the notification has one.
+    pub fn timeline_changes(&self) -> Option<TimelineChanges> {
+        let changes = self.metadata.get("timelineChanges")?;
+        let text = |key: &str| changes.get(key).and_then(Value::as_str).map(str::to_owned);
+        Some(TimelineChanges {
+            new_wedding_date: text("newWeddingDate"),
+            new_wedding_time: text("newWeddingTime"),
+            new_venue: text("newVenue"),
+            affected_sessions: changes
+                .get("affectedSessions")
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| id.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The wedding's new date: the seed's `timelineChanges.newWeddingDate`, or for a
+    /// `timeline_change` the date in its `weddingContext`.
+    pub fn new_wedding_date(&self) -> Option<String> {
+        self.timeline_changes()
+            .and_then(|changes| changes.new_wedding_date)
+            .or_else(|| {
+                (self.notification_type == "timeline_change")
+                    .then(|| {
+                        self.wedding_context
+                            .as_ref()
+                            .map(|w| w.wedding_date.clone())
+                    })
+                    .flatten()
+            })
+    }
+
+    /// The seed's booking status change: `metadata.newStatus` when `metadata.updatesBookingStatus`.
+    pub fn new_booking_status(&self) -> Option<&str> {
+        let updates = self.metadata.get("updatesBookingStatus")?.as_bool()?;
+        updates
+            .then(|| self.metadata.get("newStatus").and_then(Value::as_str))
+            .flatten()
+    }
+
+    /// The seed's flag that the notification moves a deal in the CRM.
+    pub fn affects_deal_stage(&self) -> bool {
+        self.metadata
+            .get("affectsDealStage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// The seed's own keys inside `metadata` have types; the rest of `metadata` is free-form.
+fn check_seed_metadata(field: &str, metadata: &Map<String, Value>) -> Result<(), FieldError> {
+    let named = |key: &str| format!("{field}.{key}");
+    for flag in ["updatesBookingStatus", "affectsDealStage"] {
+        if metadata.get(flag).is_some_and(|v| !v.is_boolean()) {
+            return Err(FieldError::new(named(flag), "must be true or false"));
+        }
+    }
+    if let Some(status) = metadata.get("newStatus") {
+        if !status
+            .as_str()
+            .is_some_and(|s| !s.trim().is_empty() && s.len() <= 64)
+        {
+            return Err(FieldError::new(
+                named("newStatus"),
+                "must be a status name of 1-64 characters",
+            ));
+        }
+    }
+    if metadata.get("updatesBookingStatus") == Some(&Value::Bool(true))
+        && !metadata.contains_key("newStatus")
+    {
+        return Err(FieldError::new(
+            named("newStatus"),
+            "is required when updatesBookingStatus is true: it names the new status",
+        ));
+    }
+    let Some(changes) = metadata.get("timelineChanges") else {
+        return Ok(());
+    };
+    let changes_field = named("timelineChanges");
+    let Some(changes) = changes.as_object() else {
+        return Err(FieldError::new(changes_field, "must be an object"));
+    };
+    let inner = |key: &str| format!("{changes_field}.{key}");
+    for (key, value) in changes {
+        let valid = match key.as_str() {
+            "newWeddingDate" => value.as_str().is_some_and(is_iso_date),
+            "newWeddingTime" => value.as_str().is_some_and(is_time_of_day),
+            "newVenue" => value
+                .as_str()
+                .is_some_and(|venue| !venue.trim().is_empty() && venue.chars().count() <= 500),
+            "affectedSessions" => value.as_array().is_some_and(|ids| {
+                ids.iter().all(|id| {
+                    id.as_str()
+                        .is_some_and(|id| check_identifier("", id).is_ok())
+                })
+            }),
+            _ => {
+                return Err(FieldError::new(
+                    inner(key),
+                    "is not one of newWeddingDate, newWeddingTime, newVenue, affectedSessions",
+                ))
+            }
+        };
+        if !valid {
+            let expected = match key.as_str() {
+                "newWeddingDate" => "must be a calendar date in the form YYYY-MM-DD",
+                "newWeddingTime" => "must be a time of day like 15:30",
+                "newVenue" => "must be the venue's name (1-500 characters)",
+                _ => "must be a list of session ids",
+            };
+            return Err(FieldError::new(inner(key), expected));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` is a time of day written `HH:MM` (24-hour).
+pub fn is_time_of_day(text: &str) -> bool {
+    let Some((hours, minutes)) = text.split_once(':') else {
+        return false;
+    };
+    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+    two_digits(hours) && two_digits(minutes) && hours < "24" && minutes < "60"
 }
 
 fn check_metadata(field: &str, metadata: &Map<String, Value>) -> Result<(), FieldError> {

@@ -357,14 +357,23 @@ impl HubSpotConnector {
         }
         self.ensure_wedding_properties().await?;
         // The note also goes on the wedding's deal and company when the notification names them.
-        let deal = metadata_id(notification, "hubspotDealId");
-        let company = metadata_id(notification, "hubspotCompanyId");
+        let deal = metadata_id(notification, "hubspotDealId")?;
+        let company = metadata_id(notification, "hubspotCompanyId")?;
+        let workflow = metadata_id(notification, "hubspotWorkflowId")?;
         // updateDealPipeline first: a stage HubSpot refuses stops the sync before anything else
         // is written (and a retry repeats the same, idempotent move).
         let stage = notification
             .metadata
             .get("hubspotDealStage")
             .and_then(Value::as_str);
+        // The seed's affectsDealStage asks for a deal move; without the deal and the stage to
+        // move it to, the move cannot happen, and is refused rather than skipped.
+        if notification.affects_deal_stage() && (deal.is_none() || stage.is_none()) {
+            return Err(ConnectorError::Rejected {
+                code: "no_deal_stage".into(),
+                message: "metadata.affectsDealStage is true, but metadata.hubspotDealId and hubspotDealStage do not both name the deal and the stage to move it to".into(),
+            });
+        }
         let moved = match (&deal, stage) {
             (Some(deal), Some(stage)) => {
                 let (status, answer) = self
@@ -461,7 +470,7 @@ impl HubSpotConnector {
                 Some(self.create_task(notification, associations).await)
             }
         };
-        let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
+        let enrollments = match workflow {
             Some(workflow) => Some(self.enroll(&workflow, &emails).await),
             None => None,
         };
@@ -791,12 +800,12 @@ impl Connector for HubSpotConnector {
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
         // Read histories, upsert contacts, create notes (plus two once, for the properties), and
         // move the deal when asked.
-        let moves_deal = metadata_id(notification, "hubspotDealId").is_some()
+        let moves_deal = matches!(metadata_id(notification, "hubspotDealId"), Ok(Some(_)))
             && notification.metadata.contains_key("hubspotDealStage");
         // and one enrolment per contact when a workflow is named.
         let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
-            Some(_) => contact_emails(notification).len() as u32,
-            None => 0,
+            Ok(Some(_)) => contact_emails(notification).len() as u32,
+            _ => 0,
         };
         // and the task when the notification asks for actions.
         3 + u32::from(moves_deal) + enrollments + u32::from(!notification.actions.is_empty())
@@ -833,13 +842,27 @@ impl Connector for HubSpotConnector {
 }
 
 /// A HubSpot object id from the notification's metadata (digits only: it goes into a path).
-fn metadata_id(notification: &WeddingNotification, key: &str) -> Option<String> {
-    let id = match notification.metadata.get(key)? {
+/// A HubSpot record id named in the metadata (digits, written as a string or a number). One
+/// that is there but is not an id is refused: the step it asks for must not silently vanish.
+fn metadata_id(
+    notification: &WeddingNotification,
+    key: &str,
+) -> Result<Option<String>, ConnectorError> {
+    let Some(value) = notification.metadata.get(key) else {
+        return Ok(None);
+    };
+    let id = match value {
         Value::String(id) => id.clone(),
         Value::Number(id) => id.to_string(),
-        _ => return None,
+        _ => String::new(),
     };
-    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConnectorError::Rejected {
+            code: "invalid_id".into(),
+            message: format!("metadata.{key} {value} is not a HubSpot record id (its digits)"),
+        });
+    }
+    Ok(Some(id))
 }
 
 fn results(answer: &Value) -> impl Iterator<Item = &Value> {

@@ -658,7 +658,7 @@ mod tests {
             title: "Marquee wind warning".into(),
             message: "Gusts of 50 mph expected at 14:00".into(),
             wedding_context: Some(WeddingContext {
-                wedding_id: "w-1".into(),
+                wedding_id: Some("w-1".into()),
                 wedding_date: "2027-06-12".into(),
                 venue: Some("Kew Gardens".into()),
                 vendor_name: None,
@@ -669,12 +669,16 @@ mod tests {
             contacts: vec![],
             actions: vec![NotificationAction {
                 action_id: "ack".into(),
+                notification_id: None,
+                action_type: None,
                 label: "Acknowledge".into(),
                 url: None,
                 style: Some("danger".into()),
             }],
             metadata: Default::default(),
             created_at: None,
+            booking_id: None,
+            tave_job_id: None,
         }
     }
 

@@ -1,13 +1,18 @@
 //! Tave / VSCO Workspace (the seed's `BookingSystemConnector`), over the Workspace API v2 with an
 //! `X-API-KEY`: `syncBookingNotifications` as one delivery.
 //!
-//! The job a notification belongs to is named in `metadata.taveJobId`. Sync actions:
-//! - a `timeline_change` with a wedding date: `PUT /job/{id}` setting the job's `eventDate`;
-//! - `metadata.taveLeadStatusId` / `taveJobStage` (updateBookingStatus) and `taveWorkflowId`
-//!   (triggerBookingWorkflows: the Tave workflow the job follows): `PUT /job/{id}` setting
-//!   `leadStatusId`, `stage`, `workflowId`;
+//! The job a notification belongs to is its `taveJobId` (the seed's `BookingNotification`), or
+//! `metadata.taveJobId`. Sync actions:
+//! - a new wedding date (the seed's `metadata.timelineChanges.newWeddingDate`, or the date of a
+//!   `timeline_change`'s wedding): `PUT /job/{id}` setting the job's `eventDate`;
+//! - the seed's `metadata.updatesBookingStatus` with `newStatus`, or `metadata.taveJobStage`, and
+//!   `taveLeadStatusId` (updateBookingStatus), and `taveWorkflowId` (triggerBookingWorkflows:
+//!   the Tave workflow the job follows): `PUT /job/{id}` setting `stage`, `leadStatusId`,
+//!   `workflowId`;
 //! - every notification: `POST /note` on the job, the studio's communication log, with the title
-//!   and message as `contentHtml`.
+//!   and message as `contentHtml`. The seed's other timeline changes (`newWeddingTime`,
+//!   `newVenue`, `affectedSessions`) have no field Herald may write in Tave's Job schema, so
+//!   they are written into that note and reported as a `timeline_noted` sync action.
 //!
 //! The job fields go in one `PUT`. A new wedding date also moves the job's sessions (its
 //! `/event`s) that were on the old date: the job is read first for that date, and each moved
@@ -136,7 +141,7 @@ impl TaveConnector {
         })?;
         let mut actions = Vec::new();
         let mut sync_actions = Vec::new();
-        let changes = job_changes(notification);
+        let changes = job_changes(notification)?;
         // A new wedding date moves the job's sessions on the old date with it: read the old
         // date before writing the new one.
         let moved_date = match changes.get("eventDate").and_then(Value::as_str) {
@@ -163,6 +168,11 @@ impl TaveConnector {
             sync_actions.push(json!({"action": "job_update", "jobId": job_id, "fields": fields}));
         }
         let mut note_body = note_html(notification);
+        if let Some((record, fields)) = noted_timeline_changes(notification) {
+            note_body.push_str(&record);
+            sync_actions
+                .push(json!({"action": "timeline_noted", "jobId": job_id, "fields": fields}));
+        }
         if let Some((old, new)) = &moved_date {
             for event_id in self.move_sessions(&job_id, old, new).await? {
                 actions.push(format!("session {event_id} moved"));
@@ -364,7 +374,7 @@ impl Connector for TaveConnector {
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
         // The note, the job update, and for a new date the job read and the sessions' first
         // page (moving sessions costs one more each, not known in advance).
-        let changes = job_changes(notification);
+        let changes = job_changes(notification).unwrap_or_default();
         let new_date = u32::from(changes.contains_key("eventDate"));
         1 + u32::from(!changes.is_empty())
             + 2 * new_date
@@ -549,27 +559,54 @@ fn is_plain_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `metadata.taveJobId`, written as a string or a number.
+/// The job: the notification's `taveJobId`, or `metadata.taveJobId` (a string or a number).
 fn job_id(notification: &WeddingNotification) -> Option<String> {
-    match notification.metadata.get("taveJobId")? {
+    let named = match &notification.tave_job_id {
+        Some(id) => Value::String(id.clone()),
+        None => notification.metadata.get("taveJobId")?.clone(),
+    };
+    match named {
         Value::String(id)
             if !id.trim().is_empty()
                 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
         {
-            Some(id.clone())
+            Some(id)
         }
         Value::Number(id) => Some(id.to_string()),
         _ => None,
     }
 }
 
-/// The job fields this notification changes.
-fn job_changes(notification: &WeddingNotification) -> Map<String, Value> {
+/// Tave's job stages, and the seed's status names that mean one of them.
+const STAGES: &[(&str, &str)] = &[
+    ("lead", "lead"),
+    ("inquiry", "lead"),
+    ("booked", "booked"),
+    ("confirmed", "booked"),
+    ("fulfillment", "fulfillment"),
+    ("in_progress", "fulfillment"),
+    ("completed", "completed"),
+];
+
+/// The job fields this notification changes; a status Tave has no stage for is refused (the
+/// delivery is dead-lettered saying so, never delivered without it).
+fn job_changes(notification: &WeddingNotification) -> Result<Map<String, Value>, ConnectorError> {
     let mut changes = Map::new();
-    if notification.notification_type == "timeline_change" {
-        if let Some(wedding) = &notification.wedding_context {
-            changes.insert("eventDate".into(), json!(wedding.wedding_date));
-        }
+    if let Some(date) = notification.new_wedding_date() {
+        changes.insert("eventDate".into(), json!(date));
+    }
+    if let Some(status) = notification.new_booking_status() {
+        let stage = STAGES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(status.trim()))
+            .map(|(_, stage)| *stage)
+            .ok_or_else(|| ConnectorError::Rejected {
+                code: "unknown_status".into(),
+                message: format!(
+                    "metadata.newStatus {status:?} is not a Tave job stage (lead, booked, fulfillment, completed; or inquiry, confirmed, in_progress)"
+                ),
+            })?;
+        changes.insert("stage".into(), json!(stage));
     }
     // updateBookingStatus (the lead status, or the job's stage) and triggerBookingWorkflows
     // (the Tave workflow the job follows), named in the metadata, in the same update.
@@ -582,7 +619,33 @@ fn job_changes(notification: &WeddingNotification) -> Map<String, Value> {
             changes.insert(field.into(), value.clone());
         }
     }
-    changes
+    Ok(changes)
+}
+
+/// The seed's timeline changes that Tave's Job schema has no field for, as a paragraph of the
+/// communication-log note, and their names for the sync action.
+fn noted_timeline_changes(
+    notification: &WeddingNotification,
+) -> Option<(String, Vec<&'static str>)> {
+    let changes = notification.timeline_changes()?;
+    let mut lines = Vec::new();
+    let mut fields = Vec::new();
+    if let Some(time) = &changes.new_wedding_time {
+        lines.push(format!("New time: {}", escape_html(time)));
+        fields.push("newWeddingTime");
+    }
+    if let Some(venue) = &changes.new_venue {
+        lines.push(format!("New venue: {}", escape_html(venue)));
+        fields.push("newVenue");
+    }
+    if !changes.affected_sessions.is_empty() {
+        lines.push(format!(
+            "Affected sessions: {}",
+            escape_html(&changes.affected_sessions.join(", "))
+        ));
+        fields.push("affectedSessions");
+    }
+    (!lines.is_empty()).then(|| (format!("<p>{}</p>", lines.join("<br>")), fields))
 }
 
 #[cfg(test)]
@@ -618,28 +681,68 @@ mod tests {
     #[test]
     fn only_timeline_changes_and_status_updates_touch_the_job() {
         assert_eq!(
-            job_changes(&notification("timeline_change", json!({}))),
+            job_changes(&notification("timeline_change", json!({}))).unwrap(),
             json!({"eventDate": "2027-06-12"})
                 .as_object()
                 .unwrap()
                 .clone()
         );
-        assert!(job_changes(&notification("client_message", json!({}))).is_empty());
+        assert!(job_changes(&notification("client_message", json!({})))
+            .unwrap()
+            .is_empty());
         assert_eq!(
             job_changes(&notification(
                 "payment_received",
                 json!({"taveLeadStatusId": "booked"})
-            ))["leadStatusId"],
+            ))
+            .unwrap()["leadStatusId"],
             "booked"
         );
         let booked = job_changes(&notification(
             "booking_confirmed",
             json!({"taveJobStage": "booked", "taveWorkflowId": "01wf"}),
-        ));
+        ))
+        .unwrap();
         assert_eq!(
             (booked["stage"].as_str(), booked["workflowId"].as_str()),
             (Some("booked"), Some("01wf"))
         );
+    }
+
+    #[test]
+    fn the_seeds_booking_fields_are_acted_on() {
+        let seed = notification(
+            "booking_update",
+            json!({
+                "timelineChanges": {"newWeddingDate": "2027-07-03", "newWeddingTime": "15:30", "newVenue": "Kew <Gardens>", "affectedSessions": ["S-1"]},
+                "updatesBookingStatus": true, "newStatus": "confirmed"
+            }),
+        );
+        let changes = job_changes(&seed).unwrap();
+        assert_eq!(
+            Value::Object(changes),
+            json!({"eventDate": "2027-07-03", "stage": "booked"})
+        );
+        let (record, fields) = noted_timeline_changes(&seed).unwrap();
+        assert_eq!(
+            record,
+            "<p>New time: 15:30<br>New venue: Kew &lt;Gardens&gt;<br>Affected sessions: S-1</p>"
+        );
+        assert_eq!(
+            fields,
+            vec!["newWeddingTime", "newVenue", "affectedSessions"]
+        );
+        let unknown = notification(
+            "booking_update",
+            json!({"updatesBookingStatus": true, "newStatus": "on_hold"}),
+        );
+        assert!(matches!(
+            job_changes(&unknown),
+            Err(ConnectorError::Rejected { code, .. }) if code == "unknown_status"
+        ));
+        let mut top_level = notification("t", json!({"taveJobId": "J-old"}));
+        top_level.tave_job_id = Some("J-7".into());
+        assert_eq!(job_id(&top_level).as_deref(), Some("J-7"));
     }
 
     #[test]

@@ -173,6 +173,8 @@ mod tests {
             actions: vec![],
             metadata: Default::default(),
             created_at: None,
+            booking_id: None,
+            tave_job_id: None,
         };
         Job {
             delivery_id: id,

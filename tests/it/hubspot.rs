@@ -290,6 +290,35 @@ async fn a_deal_affecting_notification_moves_the_deal_and_notes_it() {
         notes_before,
         "the refused stage stopped the sync before anything was written"
     );
+
+    // A deal id that is not one, and the seed's affectsDealStage without a stage to move to,
+    // are dead-lettered saying so, never delivered without the move they ask for.
+    for (id, metadata, reason) in [
+        (
+            "not-an-id",
+            json!({"hubspotDealId": "D-1", "hubspotDealStage": "contractsent"}),
+            "metadata.hubspotDealId \"D-1\" is not a HubSpot record id",
+        ),
+        (
+            "no-stage",
+            json!({"affectsDealStage": true, "hubspotDealId": deal}),
+            "affectsDealStage is true",
+        ),
+    ] {
+        let mut asked = with_contacts(id, &["sam@example.com"]);
+        asked["metadata"] = metadata;
+        herald.post("/v1/notifications", &asked).await;
+        let record = herald
+            .wait_for_notification(id, Duration::from_secs(10), dead_lettered)
+            .await;
+        let error = record["targets"][0]["lastError"].as_str().unwrap();
+        assert!(error.contains(reason), "{record}");
+    }
+    assert_eq!(
+        hubspot.notes().len(),
+        notes_before,
+        "nothing was written for either"
+    );
 }
 
 #[tokio::test]

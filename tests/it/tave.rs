@@ -536,3 +536,77 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
 }
+
+#[tokio::test]
+async fn the_seeds_booking_notification_is_acted_on_as_written() {
+    let (herald, tave, _key) = start().await;
+    // The seed's BookingNotification: the job at the top level, the changes in its words.
+    let mut seed = notification("seed-booking", "high");
+    seed["type"] = json!("booking_update");
+    seed["bookingId"] = json!("B-77");
+    seed["taveJobId"] = json!("J-2027-0612");
+    seed["metadata"] = json!({
+        "timelineChanges": {"newWeddingDate": "2027-07-03", "newWeddingTime": "15:30", "newVenue": "Syon Park", "affectedSessions": ["S-1"]},
+        "updatesBookingStatus": true,
+        "newStatus": "confirmed"
+    });
+    let (status, answer) = herald.post("/v1/notifications", &seed).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let record = herald
+        .wait_for_notification("seed-booking", Duration::from_secs(10), all_delivered)
+        .await;
+    let job = tave.job("J-2027-0612").unwrap();
+    assert_eq!(
+        (job["eventDate"].as_str(), job["stage"].as_str()),
+        (Some("2027-07-03"), Some("booked"))
+    );
+    let actions: Vec<&str> = record["targets"][0]["details"]["syncActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["job_update", "timeline_noted", "communication_log_note"],
+        "{record}"
+    );
+    let note = tave.notes().pop().unwrap();
+    assert!(
+        note.content_html.contains("New time: 15:30")
+            && note.content_html.contains("New venue: Syon Park"),
+        "{}",
+        note.content_html
+    );
+
+    // A status Tave has no stage for is dead-lettered with the reason, not delivered as a note.
+    let mut unknown = seed.clone();
+    unknown["notificationId"] = json!("seed-unknown-status");
+    unknown["metadata"] = json!({"updatesBookingStatus": true, "newStatus": "on_hold"});
+    herald.post("/v1/notifications", &unknown).await;
+    let record = herald
+        .wait_for_notification(
+            "seed-unknown-status",
+            Duration::from_secs(10),
+            dead_lettered,
+        )
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.newStatus \"on_hold\""),
+        "{record}"
+    );
+
+    // The seed's fields are typed: a date that is not one is refused at intake, by name.
+    let mut wrong = seed.clone();
+    wrong["notificationId"] = json!("seed-bad-date");
+    wrong["metadata"]["timelineChanges"]["newWeddingDate"] = json!("2027-02-30");
+    let (status, answer) = herald.post("/v1/notifications", &wrong).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer["error"]["field"],
+        "metadata.timelineChanges.newWeddingDate"
+    );
+}
