@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::condition::Condition;
 use crate::config::{Config, RouteConfig};
 use crate::integration::{Job, Registry};
 use crate::store::{
@@ -101,39 +102,55 @@ impl RoutingTable {
         for (index, target) in requested.iter().enumerate() {
             if self
                 .integration_owner
-                .get(&target.integration_id)
+                .get(&target.system_id)
                 .map(String::as_str)
                 != Some(organization)
             {
                 return Err(FieldError::new(
-                    format!("targetSystems[{index}].integrationId"),
+                    format!("targetSystems[{index}].systemId"),
                     format!(
                         "{:?} is not an integration of this organization",
-                        target.integration_id
+                        target.system_id
                     ),
                 ));
             }
-            if !targets.contains(&target.integration_id) {
-                targets.push(target.integration_id.clone());
+            if !targets.contains(&target.system_id) {
+                targets.push(target.system_id.clone());
             }
         }
+        let mut compiled = Vec::with_capacity(rules.len());
         for (index, rule) in rules.iter().enumerate() {
-            if !targets.contains(&rule.integration_id) {
+            if let Some(unknown) = rule.named_systems().find(|named| !targets.contains(named)) {
+                let field = if rule.target_systems.contains(unknown) {
+                    "targetSystems"
+                } else {
+                    "integrationId"
+                };
                 return Err(FieldError::new(
-                    format!("routingRules[{index}].integrationId"),
-                    "must name one of targetSystems",
+                    format!("routingRules[{index}].{field}"),
+                    format!("{unknown:?} is not one of the routing's targetSystems"),
                 ));
             }
+            let condition = match &rule.condition {
+                Some(source) => Some(Condition::compile(source).map_err(|reason| {
+                    FieldError::new(format!("routingRules[{index}].condition"), reason)
+                })?),
+                None => None,
+            };
+            compiled.push((rule, condition));
         }
         targets.retain(|target| {
-            rules
+            compiled
                 .iter()
-                .filter(|rule| &rule.integration_id == target)
-                .all(|rule| {
+                .filter(|(rule, _)| rule.applies_to(target))
+                .all(|(rule, condition)| {
                     (rule.types.is_empty() || rule.types.contains(&notification.notification_type))
                         && rule
                             .min_priority
                             .is_none_or(|min| notification.priority >= min)
+                        && condition.as_ref().is_none_or(|condition| {
+                            condition.evaluate(notification).unwrap_or(false)
+                        })
                 })
         });
         Ok(targets)
@@ -423,7 +440,6 @@ impl RouterHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::condition::Condition;
     use crate::wedsync::Priority;
 
     fn table() -> RoutingTable {
@@ -523,35 +539,55 @@ mod tests {
     }
 
     #[test]
-    fn explicit_targets_must_belong_to_the_organization() {
+    fn explicit_targets_must_belong_to_the_organization_and_pass_their_rules() {
         let table = table();
         let n = notification("timeline_change", Priority::Normal);
-        let theirs = [TargetSystem {
-            integration_id: "theirs".into(),
-        }];
+        let system = |id: &str| TargetSystem {
+            system_id: id.into(),
+            system_type: None,
+        };
         assert_eq!(
             table
-                .explicit_targets("studio", &n, &theirs, &[])
+                .explicit_targets("studio", &n, &[system("theirs")], &[])
                 .unwrap_err()
                 .field,
-            "targetSystems[0].integrationId"
+            "targetSystems[0].systemId"
         );
-        let ours = [
-            TargetSystem {
-                integration_id: "crm".into(),
-            },
-            TargetSystem {
-                integration_id: "pager".into(),
-            },
+        let ours = [system("crm"), system("pager"), system("slack")];
+        let rule =
+            |value: serde_json::Value| -> RoutingRule { serde_json::from_value(value).unwrap() };
+        // Herald's earlier form (one integration), the seed's (CEL over the systems it names),
+        // and a rule naming no system, which applies to all.
+        let rules = [
+            rule(serde_json::json!({"integrationId": "pager", "minPriority": "high"})),
+            rule(
+                serde_json::json!({"ruleId": "r2", "condition": "notification.type == \"payment_received\"", "targetSystems": ["slack"]}),
+            ),
+            rule(
+                serde_json::json!({"ruleId": "r3", "condition": "notification.priority != \"low\""}),
+            ),
         ];
-        let rules = [RoutingRule {
-            integration_id: "pager".into(),
-            types: vec![],
-            min_priority: Some(Priority::High),
-        }];
         assert_eq!(
             table.explicit_targets("studio", &n, &ours, &rules).unwrap(),
             vec!["crm"]
+        );
+        let unknown = [rule(serde_json::json!({"targetSystems": ["nowhere"]}))];
+        assert_eq!(
+            table
+                .explicit_targets("studio", &n, &ours, &unknown)
+                .unwrap_err()
+                .field,
+            "routingRules[0].targetSystems"
+        );
+        let broken = [rule(
+            serde_json::json!({"condition": "notification.type =="}),
+        )];
+        assert_eq!(
+            table
+                .explicit_targets("studio", &n, &ours, &broken)
+                .unwrap_err()
+                .field,
+            "routingRules[0].condition"
         );
     }
 }

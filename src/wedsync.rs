@@ -208,14 +208,96 @@ pub struct CrossSystemRouting {
     pub routing_id: String,
     pub source_notification: WeddingNotification,
     pub target_systems: Vec<TargetSystem>,
-    /// Optional extra conditions: a target is used only if every rule naming it matches.
+    /// Optional extra conditions: a target is used only if every rule applying to it matches.
     #[serde(default)]
     pub routing_rules: Vec<RoutingRule>,
     #[serde(default)]
     pub delivery_coordination: Option<DeliveryCoordination>,
-    /// Per target (by integration id): how to rewrite the notification's text for that system.
+    /// How to rewrite the notification's text per target system.
     #[serde(default)]
-    pub transformation_maps: std::collections::BTreeMap<String, TransformationMap>,
+    pub transformation_maps: TransformationMaps,
+    #[serde(default)]
+    pub error_handling: Option<ErrorHandling>,
+}
+
+impl CrossSystemRouting {
+    /// Checks what serde cannot: the routing's id and its notification (named under
+    /// `sourceNotification`).
+    pub fn validate(&self, organization: &str) -> Result<(), FieldError> {
+        check_identifier("routingId", &self.routing_id)?;
+        self.source_notification
+            .validate("sourceNotification", organization)
+    }
+}
+
+/// A routing's transformation maps, written either as the seed writes them, an array of
+/// `{targetSystem, mappings: {title, message}}`, or keyed by target (`{"crm": {title}}`).
+#[derive(Debug, Clone, Default)]
+pub struct TransformationMaps(pub Vec<TargetTransformation>);
+
+/// One target's transformation, with where it was written (for errors).
+#[derive(Debug, Clone)]
+pub struct TargetTransformation {
+    pub target_system: String,
+    /// `transformationMaps[0].mappings` or `transformationMaps.crm`.
+    pub field: String,
+    pub map: TransformationMap,
+}
+
+/// The seed's form of one transformation map.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SeedTransformationMap {
+    target_system: String,
+    mappings: TransformationMap,
+}
+
+impl<'de> Deserialize<'de> for TransformationMaps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Maps;
+        impl<'de> serde::de::Visitor<'de> for Maps {
+            type Value = TransformationMaps;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "an array of {targetSystem, mappings} or an object keyed by target system",
+                )
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut maps = Vec::new();
+                while let Some(seed) = seq.next_element::<SeedTransformationMap>()? {
+                    maps.push(TargetTransformation {
+                        field: format!("transformationMaps[{}].mappings", maps.len()),
+                        target_system: seed.target_system,
+                        map: seed.mappings,
+                    });
+                }
+                Ok(TransformationMaps(maps))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut maps = Vec::new();
+                while let Some((target, transformation)) =
+                    map.next_entry::<String, TransformationMap>()?
+                {
+                    maps.push(TargetTransformation {
+                        field: format!("transformationMaps.{target}"),
+                        target_system: target,
+                        map: transformation,
+                    });
+                }
+                Ok(TransformationMaps(maps))
+            }
+        }
+        deserializer.deserialize_any(Maps)
+    }
 }
 
 /// How one target sees the notification: minijinja templates for its title and message, with
@@ -283,36 +365,85 @@ pub enum TransformError {
     Busy(TemplateError),
 }
 
-/// One target of a [`CrossSystemRouting`].
+/// One target of a [`CrossSystemRouting`]: an integration of the organization, by id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSystem {
-    pub integration_id: String,
+    /// The integration's id (`integrationId`, Herald's earlier name, is accepted too).
+    #[serde(alias = "integrationId")]
+    pub system_id: String,
+    /// The seed's `IntegrationType` (`crm`, `booking`, `communication`...); when given it must
+    /// be the integration's.
+    #[serde(default)]
+    pub system_type: Option<String>,
 }
 
-/// A condition on a routing target, in the same structured form as the daemon's routes.
+/// A rule of a routing: it applies to the systems it names (all when it names none), and a
+/// system is used only if every rule applying to it holds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoutingRule {
-    pub integration_id: String,
+    #[serde(default)]
+    pub rule_id: Option<String>,
+    /// A CEL condition over the notification, as in a route's `when`.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// The systemIds it applies to.
+    #[serde(default)]
+    pub target_systems: Vec<String>,
+    /// Herald's earlier form: the one integration it applies to.
+    #[serde(default)]
+    pub integration_id: Option<String>,
     #[serde(default)]
     pub types: Vec<String>,
     #[serde(default)]
     pub min_priority: Option<Priority>,
 }
 
-/// How the routing's deliveries relate to each other.
-#[derive(Debug, Clone, Deserialize)]
+impl RoutingRule {
+    /// The systems this rule names, in the seed's or Herald's earlier form; empty means all.
+    pub fn named_systems(&self) -> impl Iterator<Item = &String> {
+        self.target_systems.iter().chain(&self.integration_id)
+    }
+
+    /// Whether the rule applies to this system: it names it, or names none.
+    pub fn applies_to(&self, system: &str) -> bool {
+        let mut named = self.named_systems().peekable();
+        named.peek().is_none() || named.any(|name| name == system)
+    }
+}
+
+/// How the routing's deliveries relate to each other; echoed in the `RoutingResult`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliveryCoordination {
-    /// `parallel` is the only mode Herald runs today; anything else is rejected by name.
+    #[serde(default)]
+    pub coordinated_delivery: bool,
+    /// `parallel` (the default) is the mode Herald runs today; `sequential` and
+    /// `all_or_nothing` are refused by name.
+    #[serde(default = "parallel_mode")]
     pub mode: String,
+}
+
+fn parallel_mode() -> String {
+    "parallel".to_owned()
+}
+
+/// What to do when a target fails: the seed's `errorHandling`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorHandling {
+    /// `retry` and `failover` are what Herald does for every delivery (retries, then the
+    /// integration's configured failover); `dead_letter` and `abort` are refused by name.
+    pub strategy: String,
 }
 
 /// How one target of a routing ended up, the seed's `RoutingResult.systemResults[]`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemResult {
+    /// The seed's name for the target; `integrationId` says the same.
+    pub system_id: String,
     pub integration_id: String,
     pub status: String,
     pub delivery_results: Vec<DeliveryResult>,
@@ -348,6 +479,9 @@ pub struct RoutingResult {
     pub failure_count: usize,
     /// Milliseconds from intake to the moment the result was taken.
     pub processing_time: u64,
+    /// The routing's `deliveryCoordination`, as the seed's result echoes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_coordination: Option<DeliveryCoordination>,
 }
 
 /// How an integration is set up, the seed's `IntegrationConfiguration`, as Herald reports it.

@@ -33,11 +33,12 @@ use crate::config::{ConnectorConfig, SecretRef};
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
-use crate::store::{DeliveryRow, DeliveryState, Store};
+use crate::store::{DeliveryRow, DeliveryState, RoutingRecord, Store};
 use crate::wedsync::{
-    parse_json, CredentialsReference, CrossSystemRouting, DeliveryResult, FailoverConfiguration,
-    FieldError, IntegrationConfiguration, NotificationBatch, NotificationMapping, RoutingResult,
-    SecurityConfiguration, SystemResult, WeddingNotification, MAX_BATCH,
+    parse_json, CredentialsReference, CrossSystemRouting, DeliveryCoordination, DeliveryResult,
+    FailoverConfiguration, FieldError, IntegrationConfiguration, NotificationBatch,
+    NotificationMapping, RoutingResult, SecurityConfiguration, SystemResult, WeddingNotification,
+    MAX_BATCH,
 };
 
 /// The longest `?wait=` a routing request may ask for.
@@ -69,6 +70,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             get(notification_engagement),
         )
         .route("/routings", post(post_routing))
+        .route("/routings/{routing_id}", get(get_routing))
         .route("/dead-letters", get(list_dead_letters))
         .route(
             "/dead-letters/{delivery_id}/replay",
@@ -353,14 +355,47 @@ async fn post_routing(
         }
     };
     let routing: CrossSystemRouting = parse_json(&body)?;
-    routing
-        .source_notification
-        .validate("sourceNotification", &organization)?;
+    routing.validate(&organization)?;
     if let Some(coordination) = &routing.delivery_coordination {
         if coordination.mode != "parallel" {
             return Err(FieldError::new(
                 "deliveryCoordination.mode",
-                "only \"parallel\" is supported",
+                format!(
+                    "{:?} is not available yet: deliveries of a routing run in parallel (\"parallel\")",
+                    coordination.mode
+                ),
+            )
+            .into());
+        }
+    }
+    if let Some(handling) = &routing.error_handling {
+        if !matches!(handling.strategy.as_str(), "retry" | "failover") {
+            return Err(FieldError::new(
+                "errorHandling.strategy",
+                format!(
+                    "{:?} is not available yet: every delivery is retried, then failed over where its integration has failover targets (\"retry\", \"failover\")",
+                    handling.strategy
+                ),
+            )
+            .into());
+        }
+    }
+    for (index, target) in routing.target_systems.iter().enumerate() {
+        let Some(expected) = &target.system_type else {
+            continue;
+        };
+        let actual = state
+            .registry
+            .runtime(&target.system_id)
+            .filter(|runtime| runtime.config.organization == organization)
+            .map(|runtime| integration_kind(&runtime.config.connector).0);
+        if actual.is_some_and(|actual| actual != expected) {
+            return Err(FieldError::new(
+                format!("targetSystems[{index}].systemType"),
+                format!(
+                    "{expected:?} is not the integration's type ({:?})",
+                    actual.unwrap_or_default()
+                ),
             )
             .into());
         }
@@ -372,21 +407,46 @@ async fn post_routing(
         &routing.routing_rules,
     )?;
     let mut transformed = HashMap::new();
-    for (integration_id, map) in &routing.transformation_maps {
-        let field = format!("transformationMaps.{integration_id}");
+    for transformation in &routing.transformation_maps.0 {
+        let target = &transformation.target_system;
         if !routing
             .target_systems
             .iter()
-            .any(|t| &t.integration_id == integration_id)
+            .any(|t| &t.system_id == target)
         {
-            return Err(FieldError::new(field, "must name one of targetSystems").into());
+            return Err(FieldError::new(
+                &transformation.field,
+                format!("{target:?} is not one of targetSystems"),
+            )
+            .into());
         }
         transformed.insert(
-            integration_id.clone(),
-            map.apply(&routing.source_notification, &field).await?,
+            target.clone(),
+            transformation
+                .map
+                .apply(&routing.source_notification, &transformation.field)
+                .await?,
         );
     }
+    // A routingId names one routing: the same id for another notification is refused before
+    // anything is accepted.
     let notification_id = routing.source_notification.notification_id.clone();
+    if let Some(existing) = state
+        .store
+        .routing(&organization, &routing.routing_id)
+        .await?
+    {
+        if existing.notification_id != notification_id {
+            return Err(ApiError::Conflict(format!(
+                "routingId {:?} already routed notification {:?}",
+                routing.routing_id, existing.notification_id
+            )));
+        }
+    }
+    let coordination_json = routing
+        .delivery_coordination
+        .as_ref()
+        .map(|c| serde_json::to_string(c).unwrap_or_default());
     let watch = state
         .registry
         .watch_settlements(&organization, &notification_id);
@@ -398,11 +458,21 @@ async fn post_routing(
     let accepted = state.routers.accept(&organization, vec![submission]).await;
     let result = match accepted {
         Ok(_) => {
+            state
+                .store
+                .record_routing(RoutingRecord {
+                    organization: organization.clone(),
+                    routing_id: routing.routing_id.clone(),
+                    notification_id: notification_id.clone(),
+                    delivery_coordination: coordination_json,
+                    accepted_at: crate::store::now_millis(),
+                })
+                .await?;
             wait_for_routing(
                 &state,
                 &organization,
                 &notification_id,
-                &routing.routing_id,
+                (&routing.routing_id, routing.delivery_coordination.as_ref()),
                 watch,
                 started,
                 wait,
@@ -429,7 +499,7 @@ async fn wait_for_routing(
     state: &AppState,
     organization: &str,
     notification_id: &str,
-    routing_id: &str,
+    routing: (&str, Option<&DeliveryCoordination>),
     watch: Arc<tokio::sync::Notify>,
     started: Instant,
     wait: Duration,
@@ -447,7 +517,7 @@ async fn wait_for_routing(
             .notification(organization, notification_id)
             .await?
             .ok_or_else(|| ApiError::Internal("routed notification not found".into()))?;
-        let result = routing_result(routing_id, &stored.deliveries, started.elapsed());
+        let result = routing_result(routing, &stored.deliveries, started.elapsed());
         if result.overall_status != "pending" || tokio::time::Instant::now() >= deadline {
             return Ok(result);
         }
@@ -459,7 +529,7 @@ async fn wait_for_routing(
 }
 
 fn routing_result(
-    routing_id: &str,
+    (routing_id, coordination): (&str, Option<&DeliveryCoordination>),
     deliveries: &[DeliveryRow],
     elapsed: Duration,
 ) -> RoutingResult {
@@ -474,6 +544,7 @@ fn routing_result(
             Some(index) => index,
             None => {
                 system_results.push(SystemResult {
+                    system_id: row.integration_id.clone(),
                     integration_id: row.integration_id.clone(),
                     status: String::new(),
                     delivery_results: Vec::new(),
@@ -534,7 +605,42 @@ fn routing_result(
         success_count,
         failure_count,
         processing_time: elapsed.as_millis() as u64,
+        delivery_coordination: coordination.cloned(),
     }
+}
+
+/// `GET /v1/routings/{routingId}`: the routing's result now, as `POST /v1/routings` answers it
+/// (`pending` until every target settled). `processingTime` runs from intake to the last
+/// settlement, or to now while it is pending.
+async fn get_routing(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(routing_id): Path<String>,
+) -> Result<Json<RoutingResult>, ApiError> {
+    let record = state
+        .store
+        .routing(&organization, &routing_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("routing {routing_id:?}")))?;
+    let stored = organization_notification(&state, &organization, &record.notification_id).await?;
+    let coordination: Option<DeliveryCoordination> = record
+        .delivery_coordination
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    let pending_or_latest = stored
+        .deliveries
+        .iter()
+        .map(|row| row.settled_at)
+        .try_fold(record.accepted_at, |latest, settled| {
+            settled.map(|at| latest.max(at))
+        })
+        .unwrap_or_else(crate::store::now_millis);
+    let elapsed = Duration::from_millis((pending_or_latest - record.accepted_at).max(0) as u64);
+    Ok(Json(routing_result(
+        (&routing_id, coordination.as_ref()),
+        &stored.deliveries,
+        elapsed,
+    )))
 }
 
 fn is_settled_state(state: &str) -> bool {
@@ -637,14 +743,7 @@ fn integration_configuration(
     runtime: &IntegrationRuntime,
 ) -> IntegrationConfiguration {
     let config = &runtime.config;
-    let (integration_type, authentication) = match &config.connector {
-        ConnectorConfig::Slack(_) => ("communication", "bearer-token"),
-        ConnectorConfig::HubSpot(_) => ("crm", "bearer-token"),
-        ConnectorConfig::Tave(_) => ("booking", "api-key"),
-        ConnectorConfig::Webhook(_) => ("webhook", "standard-webhooks-hmac-sha256"),
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Null | ConnectorConfig::Panic => ("testing", "none"),
-    };
+    let (integration_type, authentication) = integration_kind(&config.connector);
     let source = match config.connector.secrets().first() {
         Some(SecretRef::File(_)) => "file",
         _ => "env",
@@ -674,6 +773,18 @@ fn integration_configuration(
             authentication,
             private_destinations_allowed: state.allow_private_destinations,
         },
+    }
+}
+
+/// The seed's `IntegrationType` of an integration, and how Herald authenticates to it.
+fn integration_kind(connector: &ConnectorConfig) -> (&'static str, &'static str) {
+    match connector {
+        ConnectorConfig::Slack(_) => ("communication", "bearer-token"),
+        ConnectorConfig::HubSpot(_) => ("crm", "bearer-token"),
+        ConnectorConfig::Tave(_) => ("booking", "api-key"),
+        ConnectorConfig::Webhook(_) => ("webhook", "standard-webhooks-hmac-sha256"),
+        #[cfg(feature = "testing")]
+        ConnectorConfig::Null | ConnectorConfig::Panic => ("testing", "none"),
     }
 }
 

@@ -214,6 +214,18 @@ pub struct Acknowledgement {
     pub at: UnixMillis,
 }
 
+/// A routing request (`POST /v1/routings`), kept so its result can be read again by its
+/// `routingId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingRecord {
+    pub organization: String,
+    pub routing_id: String,
+    pub notification_id: String,
+    /// The request's `deliveryCoordination`, as JSON, to echo in the result.
+    pub delivery_coordination: Option<String>,
+    pub accepted_at: UnixMillis,
+}
+
 /// What became of an acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcknowledgeOutcome {
@@ -372,6 +384,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records an acknowledgement once per notification, integration, action and actor; a
     /// repeat, or a notification the organization does not have, writes nothing.
     fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, AcknowledgeOutcome>;
+    /// Keeps a routing request; a second one with the same organization and `routingId` keeps
+    /// the first.
+    fn record_routing(&self, routing: RoutingRecord) -> StoreFuture<'_, ()>;
+    /// The organization's routing request with this `routingId`.
+    fn routing(
+        &self,
+        organization: &str,
+        routing_id: &str,
+    ) -> StoreFuture<'_, Option<RoutingRecord>>;
     /// This installation's random id, made when its store was created: what makes ids Herald
     /// hands out (webhook message ids) unique across installations.
     fn installation_id(&self) -> &str;

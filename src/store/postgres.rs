@@ -20,8 +20,8 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
     now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
-    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store,
-    StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, RoutingRecord,
+    Settlement, Store, StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -99,6 +99,15 @@ const MIGRATIONS: &[&str] = &[
           AND a.integration_id = b.integration_id AND a.action_id = b.action_id AND a.actor = b.actor;
     CREATE UNIQUE INDEX acknowledgements_once
         ON acknowledgements (organization, notification_id, integration_id, action_id, actor);",
+    // 8: routing requests by their routingId, so a result can be read again.
+    "CREATE TABLE routings (
+        organization TEXT NOT NULL,
+        routing_id TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        delivery_coordination TEXT,
+        accepted_at BIGINT NOT NULL,
+        PRIMARY KEY (organization, routing_id)
+    );",
 ];
 
 const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details";
@@ -433,6 +442,35 @@ impl Store for PostgresStore {
         self.queues.acknowledge(acknowledgement)
     }
 
+    fn record_routing(&self, routing: RoutingRecord) -> StoreFuture<'_, ()> {
+        self.queues.record_routing(routing)
+    }
+
+    fn routing(
+        &self,
+        organization: &str,
+        routing_id: &str,
+    ) -> StoreFuture<'_, Option<RoutingRecord>> {
+        let (organization, routing_id) = (organization.to_owned(), routing_id.to_owned());
+        Box::pin(async move {
+            let reader = self.reader.get().await?;
+            let row = reader
+                .query_opt(
+                    "SELECT notification_id, delivery_coordination, accepted_at FROM routings
+                     WHERE organization = $1 AND routing_id = $2",
+                    &[&organization, &routing_id],
+                )
+                .await?;
+            Ok(row.map(|r| RoutingRecord {
+                organization,
+                routing_id,
+                notification_id: r.get(0),
+                delivery_coordination: r.get(1),
+                accepted_at: r.get(2),
+            }))
+        })
+    }
+
     fn installation_id(&self) -> &str {
         &self.installation_id
     }
@@ -572,6 +610,21 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                         tx.execute(
                             "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ($1, $2, $3, $4)",
                             &[&key_hash, &organization, &label, &now_millis()],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await;
+                Reply::Unit(reply, result)
+            }
+            Command::RecordRouting { routing: r, reply } => {
+                let result = in_savepoint(&mut transaction, |tx| {
+                    Box::pin(async move {
+                        tx.execute(
+                            "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                            &[&r.organization, &r.routing_id, &r.notification_id, &r.delivery_coordination, &r.accepted_at],
                         )
                         .await?;
                         Ok(())

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AcknowledgeOutcome, Acknowledgement, DeliveryRow, Intake, Lane, NewNotification,
-    PendingInstall, Settlement, StoreError, StoreFuture,
+    PendingInstall, RoutingRecord, Settlement, StoreError, StoreFuture,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -39,6 +39,10 @@ pub(super) enum Command {
         organization: String,
         key_hash: String,
         label: String,
+        reply: Answer<()>,
+    },
+    RecordRouting {
+        routing: RoutingRecord,
         reply: Answer<()>,
     },
     Acknowledge {
@@ -79,6 +83,7 @@ impl Command {
             Command::FailOver { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Replay { reply, .. } => drop(reply.send(Err(failed()))),
             Command::CreateApiKey { reply, .. }
+            | Command::RecordRouting { reply, .. }
             | Command::PutCredential { reply, .. }
             | Command::BeginInstall { reply, .. }
             | Command::Flush(reply) => drop(reply.send(Err(failed()))),
@@ -252,6 +257,13 @@ impl CommandQueues {
         self.request(Lane::Normal, |reply| Command::RevokeApiKey {
             organization,
             key_id,
+            reply,
+        })
+    }
+
+    pub(super) fn record_routing(&self, routing: RoutingRecord) -> StoreFuture<'_, ()> {
+        self.request(Lane::Normal, |reply| Command::RecordRouting {
+            routing,
             reply,
         })
     }

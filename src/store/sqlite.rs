@@ -18,8 +18,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
     now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
-    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, Settlement, Store,
-    StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, RoutingRecord,
+    Settlement, Store, StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -98,6 +98,15 @@ const MIGRATIONS: &[&str] = &[
         GROUP BY organization, notification_id, integration_id, action_id, actor);
     CREATE UNIQUE INDEX acknowledgements_once
         ON acknowledgements (organization, notification_id, integration_id, action_id, actor);",
+    // 8: routing requests by their routingId, so a result can be read again.
+    "CREATE TABLE routings (
+        organization TEXT NOT NULL,
+        routing_id TEXT NOT NULL,
+        notification_id TEXT NOT NULL,
+        delivery_coordination TEXT,
+        accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (organization, routing_id)
+    ) WITHOUT ROWID;",
 ];
 
 const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details";
@@ -331,6 +340,36 @@ impl Store for SqliteStore {
         self.queues.acknowledge(acknowledgement)
     }
 
+    fn record_routing(&self, routing: RoutingRecord) -> StoreFuture<'_, ()> {
+        self.queues.record_routing(routing)
+    }
+
+    fn routing(
+        &self,
+        organization: &str,
+        routing_id: &str,
+    ) -> StoreFuture<'_, Option<RoutingRecord>> {
+        let (organization, routing_id) = (organization.to_owned(), routing_id.to_owned());
+        self.read(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT notification_id, delivery_coordination, accepted_at FROM routings
+                     WHERE organization = ?1 AND routing_id = ?2",
+                    params![organization, routing_id],
+                    |r| {
+                        Ok(RoutingRecord {
+                            organization: organization.clone(),
+                            routing_id: routing_id.clone(),
+                            notification_id: r.get(0)?,
+                            delivery_coordination: r.get(1)?,
+                            accepted_at: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
     fn installation_id(&self) -> &str {
         &self.installation_id
     }
@@ -490,6 +529,17 @@ fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), 
                     tx.execute(
                         "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES (?1, ?2, ?3, ?4)",
                         params![key_hash, organization, label, now_millis()],
+                    )?;
+                    Ok(())
+                }),
+            ),
+            Command::RecordRouting { routing: r, reply } => Reply::Unit(
+                reply,
+                in_savepoint(&transaction, |tx| {
+                    tx.execute(
+                        "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                        params![r.organization, r.routing_id, r.notification_id, r.delivery_coordination, r.accepted_at],
                     )?;
                     Ok(())
                 }),

@@ -400,6 +400,26 @@ async fn acknowledgements_attach_to_an_existing_notification_of_the_organization
     backend.clean_up().await;
 }
 
+async fn a_routing_is_kept_once_by_its_id(backend: Backend) {
+    let store = backend.open().await;
+    let record = |notification_id: &str| RoutingRecord {
+        organization: "org".into(),
+        routing_id: "r-1".into(),
+        notification_id: notification_id.into(),
+        delivery_coordination: Some(r#"{"mode":"parallel"}"#.into()),
+        accepted_at: 5,
+    };
+    store.record_routing(record("n1")).await.unwrap();
+    store.record_routing(record("n2")).await.unwrap();
+    assert_eq!(
+        store.routing("org", "r-1").await.unwrap(),
+        Some(record("n1")),
+        "the first is kept"
+    );
+    assert_eq!(store.routing("other", "r-1").await.unwrap(), None);
+    backend.clean_up().await;
+}
+
 async fn the_installation_id_is_random_and_kept(backend: Backend) {
     let store = backend.open().await;
     let id = store.installation_id().to_owned();
@@ -550,6 +570,7 @@ contract!(
     a_delivery_carries_its_own_transformed_body,
     acknowledgements_attach_to_an_existing_notification_of_the_organization,
     the_installation_id_is_random_and_kept,
+    a_routing_is_kept_once_by_its_id,
     sealed_credentials_are_kept_per_integration_and_replaced,
     an_oauth_install_finishes_once_and_not_after_it_expires
 );

@@ -144,8 +144,8 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-2", "sourceNotification": notification("x", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "errorHandling": {}})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        answer["error"]["field"], "errorHandling",
-        "fields Herald does not support yet are rejected by name: {answer}"
+        answer["error"]["field"], "errorHandling.strategy",
+        "the seed's errorHandling needs its strategy: {answer}"
     );
     let (status, answer) = herald.post("/v1/routings", &json!({"routingId": "r-4", "sourceNotification": notification("z", "low"), "targetSystems": [{"integrationId": "crm-hook"}], "transformationMaps": {"ops-slack": {"title": "x"}}})).await;
     assert_eq!(
@@ -173,4 +173,131 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
         (status, answer["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("targetSystems"))
     );
+}
+
+#[tokio::test]
+async fn the_seeds_cross_system_routing_is_routed_as_written_and_read_again_by_its_id() {
+    let hook = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let pager = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n{}{}",
+        webhook_integration("crm-hook", "studio", &hook.url(), ""),
+        webhook_integration("pager", "studio", &pager.url(), ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let routing = |id: &str, notification_id: &str| {
+        json!({
+            "routingId": id,
+            "sourceNotification": notification(notification_id, "high"),
+            "targetSystems": [
+                {"systemId": "crm-hook", "systemType": "webhook"},
+                {"systemId": "pager", "systemType": "webhook"}
+            ],
+            "routingRules": [
+                {"ruleId": "pager-only-for-emergencies", "condition": "notification.priority == \"emergency\"", "targetSystems": ["pager"]},
+                {"ruleId": "everything-else", "condition": "notification.type != \"\""}
+            ],
+            "transformationMaps": [
+                {"targetSystem": "crm-hook", "mappings": {"title": "CRM: {{ title }}"}}
+            ],
+            "deliveryCoordination": {"coordinatedDelivery": true, "mode": "parallel"},
+            "errorHandling": {"strategy": "retry"}
+        })
+    };
+    let (status, result) = herald
+        .post("/v1/routings?wait=10s", &routing("route-seed", "seed-1"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["overallStatus"], "success", "{result}");
+    assert_eq!(
+        result["deliveryCoordination"],
+        json!({"coordinatedDelivery": true, "mode": "parallel"})
+    );
+    let systems: Vec<&str> = result["systemResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["systemId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        systems,
+        vec!["crm-hook"],
+        "the pager's rule does not hold for a high priority"
+    );
+    assert_eq!(
+        hook.received()[0].body["data"]["title"],
+        "CRM: Ceremony moved"
+    );
+    assert!(pager.received().is_empty());
+
+    // The result can be read again by its routingId.
+    let (status, again) = herald.get("/v1/routings/route-seed").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (
+            &again["routingId"],
+            &again["overallStatus"],
+            &again["deliveryCoordination"]
+        ),
+        (
+            &result["routingId"],
+            &result["overallStatus"],
+            &result["deliveryCoordination"]
+        )
+    );
+    assert_eq!(again["systemResults"], result["systemResults"]);
+    assert_eq!(
+        herald.get("/v1/routings/no-such-routing").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // One routingId names one routing.
+    let (status, answer) = herald
+        .post("/v1/routings", &routing("route-seed", "seed-2"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(
+        herald.get("/v1/notifications/seed-2").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // What is not the integration, or not available yet, is refused by name.
+    for (change, field) in [
+        (
+            json!({"targetSystems": [{"systemId": "crm-hook", "systemType": "crm"}]}),
+            "targetSystems[0].systemType",
+        ),
+        (
+            json!({"deliveryCoordination": {"coordinatedDelivery": true, "mode": "sequential"}}),
+            "deliveryCoordination.mode",
+        ),
+        (
+            json!({"errorHandling": {"strategy": "abort"}}),
+            "errorHandling.strategy",
+        ),
+        (
+            json!({"transformationMaps": [{"targetSystem": "elsewhere", "mappings": {"title": "x"}}]}),
+            "transformationMaps[0].mappings",
+        ),
+        (
+            json!({"routingRules": [{"condition": "notification.type =="}]}),
+            "routingRules[0].condition",
+        ),
+    ] {
+        let mut refused = routing("route-refused", "seed-refused");
+        for (key, value) in change.as_object().unwrap() {
+            refused[key] = value.clone();
+        }
+        let (status, answer) = herald.post("/v1/routings", &refused).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{change}: {answer}");
+    }
 }
