@@ -116,7 +116,19 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
     let routing = json!({"routingId": "r-1", "sourceNotification": notification("r-src", "high"), "targetSystems": [{"integrationId": "studio-hook"}]});
     let (status, answer) = herald.post_as(&venue_key, "/v1/routings", &routing).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(answer["error"]["field"], "targetSystems[0].integrationId");
+    assert_eq!(
+        answer["error"]["field"], "targetSystems[0].systemId",
+        "named by the seed's name for the field, which integrationId stands for"
+    );
+    // A routing is read back only by its own organization.
+    let own = json!({"routingId": "r-studio", "sourceNotification": notification("r-own", "high"), "targetSystems": [{"systemId": "studio-hook"}]});
+    let (status, answer) = herald.post("/v1/routings", &own).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(herald.get("/v1/routings/r-studio").await.0, StatusCode::OK);
+    assert_eq!(
+        herald.get_as(&venue_key, "/v1/routings/r-studio").await.0,
+        StatusCode::NOT_FOUND
+    );
     let mut claimed = notification("claimed", "normal");
     claimed["organizationId"] = json!("studio");
     let (status, answer) = herald
@@ -134,6 +146,7 @@ async fn every_endpoint_is_scoped_to_the_key_organization() {
         "/v1/integrations",
         "/v1/integrations/studio-hook",
         "/v1/integrations/studio-hook/health",
+        "/v1/routings/r-studio",
     ] {
         let response = herald
             .client
