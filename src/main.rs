@@ -55,6 +55,11 @@ enum Command {
         url: String,
         #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
         key: String,
+        /// After sending, follows delivery to every target until everything settled, showing
+        /// per target how many were delivered, are still in progress (pending or retrying),
+        /// failed over and were dead-lettered; exits non-zero if any was dead-lettered.
+        #[arg(long)]
+        follow: bool,
     },
     /// Manages API keys.
     Keys {
@@ -126,7 +131,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the sandbox could not start")
             }
             Command::CheckConfig { file } => check_config(&file),
-            Command::Send { file, url, key } => send(&file, &url, &key).await,
+            Command::Send {
+                file,
+                url,
+                key,
+                follow,
+            } => send(&file, &url, &key, follow).await,
             Command::Keys { command } => manage_keys(command).await,
         }
     })
@@ -257,7 +267,7 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
 /// How many notifications `herald send` puts in one request.
 const SEND_CHUNK: usize = 1000;
 
-async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
+async fn send(file: &Path, url: &str, key: &str, follow: bool) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let body: Value =
@@ -275,6 +285,13 @@ async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     let Some(notifications) = body.get("notifications").and_then(Value::as_array) else {
         let answer = post(&client, &format!("{url}/v1/notifications"), key, &body).await?;
         println!("{}", serde_json::to_string_pretty(&answer)?);
+        if follow {
+            let id = body["notificationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            follow_deliveries(&client, url, key, vec![id]).await?;
+        }
         return Ok(());
     };
     let total = notifications.len();
@@ -301,6 +318,13 @@ async fn send(file: &Path, url: &str, key: &str) -> anyhow::Result<()> {
     }
     eprintln!();
     println!("{accepted} accepted, {duplicates} duplicates");
+    if follow {
+        let ids = notifications
+            .iter()
+            .filter_map(|n| n["notificationId"].as_str().map(str::to_owned))
+            .collect();
+        follow_deliveries(&client, url, key, ids).await?;
+    }
     Ok(())
 }
 
@@ -328,6 +352,108 @@ fn check_before_sending(text: &str, body: &Value) -> anyhow::Result<()> {
         notification.validate(place, &organization)?;
     }
     Ok(())
+}
+
+/// How a target's deliveries stand.
+#[derive(Default, Clone, Copy)]
+struct TargetCounts {
+    delivered: usize,
+    in_progress: usize,
+    failed_over: usize,
+    dead_lettered: usize,
+}
+
+type CountsByTarget = std::collections::BTreeMap<String, TargetCounts>;
+
+/// Adds a notification's targets to the counts.
+fn tally(counts: &mut CountsByTarget, targets: &[Value]) {
+    for target in targets {
+        let entry = counts
+            .entry(target["integrationId"].as_str().unwrap_or("?").to_owned())
+            .or_default();
+        match target["state"].as_str() {
+            Some("delivered") => entry.delivered += 1,
+            Some("dead_lettered") => entry.dead_lettered += 1,
+            Some("failed_over") => entry.failed_over += 1,
+            _ => entry.in_progress += 1,
+        }
+    }
+}
+
+/// Follows the notifications until every delivery settled: each round reads the ones not yet
+/// settled (16 requests at a time) and shows, per target, where their deliveries stand.
+async fn follow_deliveries(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    mut open: Vec<String>,
+) -> anyhow::Result<()> {
+    // Settled notifications are counted once, here, and not read again.
+    let mut settled = CountsByTarget::new();
+    loop {
+        let mut records = Vec::with_capacity(open.len());
+        for ids in open.chunks(16) {
+            let mut reads = tokio::task::JoinSet::new();
+            for id in ids {
+                let request = client
+                    .get(format!("{url}/v1/notifications/{id}"))
+                    .bearer_auth(key)
+                    .send();
+                let id = id.clone();
+                reads.spawn(async move {
+                    let record = match request.await {
+                        Ok(response) => response.json::<Value>().await,
+                        Err(err) => Err(err),
+                    };
+                    (id, record)
+                });
+            }
+            while let Some(read) = reads.join_next().await {
+                records.push(read?);
+            }
+        }
+        let mut shown = settled.clone();
+        let mut still_open = Vec::new();
+        for (id, record) in records {
+            let record = record.with_context(|| format!("cannot read notification {id}"))?;
+            let targets = record["targets"].as_array().cloned().unwrap_or_default();
+            let done = targets.iter().all(|t| {
+                matches!(
+                    t["state"].as_str(),
+                    Some("delivered" | "dead_lettered" | "failed_over")
+                )
+            });
+            tally(&mut shown, &targets);
+            if done {
+                tally(&mut settled, &targets);
+            } else {
+                still_open.push(id);
+            }
+        }
+        let lines: Vec<String> = shown
+            .iter()
+            .map(|(target, c)| {
+                format!(
+                    "{target}: {} delivered, {} in progress, {} failed over, {} dead-lettered",
+                    c.delivered, c.in_progress, c.failed_over, c.dead_lettered
+                )
+            })
+            .collect();
+        open = still_open;
+        if open.is_empty() {
+            eprintln!();
+            for line in &lines {
+                println!("{line}");
+            }
+            let dead: usize = shown.values().map(|c| c.dead_lettered).sum();
+            if dead > 0 {
+                bail!("{dead} deliveries were dead-lettered (GET /v1/dead-letters says why)");
+            }
+            return Ok(());
+        }
+        eprint!("\r{}", lines.join(" | "));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn post(

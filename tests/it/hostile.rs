@@ -508,3 +508,64 @@ fn a_missing_secret_at_start_is_said_once_with_the_integration_and_what_to_do() 
     assert!(said.contains("check-config"), "{said}");
     assert!(!said.contains("Actor panicked"), "{said}");
 }
+
+#[tokio::test]
+async fn herald_send_follow_shows_each_target_until_everything_settled() {
+    let good = herald::sandbox::WebhookReceiver::start(
+        herald::sandbox::any_local_port(),
+        crate::harness::WEBHOOK_SECRET,
+    )
+    .await
+    .unwrap();
+    let refusing = herald::sandbox::WebhookReceiver::start(
+        herald::sandbox::any_local_port(),
+        crate::harness::WEBHOOK_SECRET,
+    )
+    .await
+    .unwrap();
+    // The second receiver refuses everything for good (a 400 is not retried).
+    refusing
+        .faults
+        .go_down(400, json!({"error": "no such hook"}));
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n{}{}{}",
+        webhook_integration("good-hook", "studio", &good.url(), ""),
+        webhook_integration("refusing-hook", "studio", &refusing.url(), ""),
+        crate::harness::route("studio", &["good-hook", "refusing-hook"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    let batch: Vec<Value> = (0..30)
+        .map(|n| notification(&format!("follow-{n}"), "normal"))
+        .collect();
+    std::fs::write(&file, json!({"notifications": batch}).to_string()).unwrap();
+    let (base, key) = (herald.base.clone(), herald.key.clone());
+    let followed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("send")
+            .arg(&file)
+            .args(["--url", &base, "--key", &key, "--follow"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&followed.stdout);
+    let said = String::from_utf8_lossy(&followed.stderr);
+    assert!(
+        !followed.status.success(),
+        "dead letters make it fail: {shown}"
+    );
+    assert!(said.contains("30 deliveries were dead-lettered"), "{said}");
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "30 accepted, 0 duplicates",
+            "good-hook: 30 delivered, 0 in progress, 0 failed over, 0 dead-lettered",
+            "refusing-hook: 0 delivered, 0 in progress, 0 failed over, 30 dead-lettered",
+        ],
+        "{said}"
+    );
+}
