@@ -6,6 +6,7 @@
 //! and (where it can find it) line is wrong. It does not open stores or build connectors; it only
 //! describes them. Secrets are never in the configuration, only references to where they live.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub enum ConfigError {
         field: String,
         reason: String,
     },
+    /// Every problem of a file, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
 }
 
 // === raw, as written ===
@@ -558,7 +562,16 @@ pub fn parse(text: &str, location: &str) -> Result<Config, ConfigError> {
 fn describe_figment_error(location: &str, text: &str, err: figment::Error) -> ConfigError {
     let mut messages = Vec::new();
     for error in err {
-        let path = error.path.join(".");
+        // One path style for every problem: `integrations[0].retry.max_attempts`.
+        let path = error.path.iter().fold(String::new(), |path, key| {
+            if key.bytes().all(|b| b.is_ascii_digit()) && !path.is_empty() {
+                format!("{path}[{key}]")
+            } else if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            }
+        });
         let kind = in_plain_words(&error.kind.to_string());
         // A value from the environment is blamed on its variable, not on the file.
         let from_environment = error
@@ -648,15 +661,16 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
         .map(|index| index + 1)
 }
 
-pub fn parse_duration(field: &str, value: &str) -> Result<Duration, String> {
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value)
-        .map_err(|err| format!("{field}: {value:?} is not a duration like \"30s\" ({err})"))
+        .map_err(|err| format!("{value:?} is not a duration like \"30s\" ({err})"))
 }
 
 // === impl RawConfig ===
 
 impl RawConfig {
-    /// Turns the raw configuration into a [`Config`], or names the first thing wrong with it.
+    /// Turns the raw configuration into a [`Config`], or names everything wrong with it (each
+    /// section and each integration and route is checked even when an earlier one failed).
     pub fn validate(self, location: &str, text: &str) -> Result<Config, ConfigError> {
         let invalid = |field: String, reason: String| {
             let location = match line_of_field(text, &field) {
@@ -676,9 +690,20 @@ impl RawConfig {
             match value {
                 None => Ok(default),
                 Some(text) => {
-                    parse_duration(field, text).map_err(|reason| invalid(field.to_owned(), reason))
+                    parse_duration(text).map_err(|reason| invalid(field.to_owned(), reason))
                 }
             }
+        };
+
+        // Every problem found, in file order; a section with a problem takes a placeholder so
+        // the rest is still checked.
+        let problems = RefCell::new(Vec::new());
+        let problem = |error: ConfigError| problems.borrow_mut().push(error);
+        let duration = |field: &str, value: &Option<String>, default: Duration| -> Duration {
+            duration(field, value, default).unwrap_or_else(|error| {
+                problem(error);
+                default
+            })
         };
 
         let listen_text = self
@@ -686,30 +711,31 @@ impl RawConfig {
             .listen
             .clone()
             .unwrap_or_else(|| "127.0.0.1:8470".to_owned());
-        let listen = listen_text.parse().map_err(|_| {
-            invalid(
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            problem(invalid(
                 "server.listen".into(),
                 format!("{listen_text:?} is not an address like 127.0.0.1:8470"),
-            )
-        })?;
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8470))
+        });
         let server = ServerConfig {
             listen,
             shutdown_grace: duration(
                 "server.shutdown_grace",
                 &self.server.shutdown_grace,
                 Duration::from_secs(10),
-            )?,
+            ),
             max_body_bytes: self.server.max_body_bytes.unwrap_or(16 * 1024 * 1024),
             header_timeout: duration(
                 "server.header_timeout",
                 &self.server.header_timeout,
                 Duration::from_secs(10),
-            )?,
+            ),
             body_timeout: duration(
                 "server.body_timeout",
                 &self.server.body_timeout,
                 Duration::from_secs(30),
-            )?,
+            ),
             metrics_token: self.server.metrics_token.clone(),
         };
         let store = match self.store.kind.as_deref().unwrap_or("sqlite") {
@@ -722,10 +748,11 @@ impl RawConfig {
             },
             "postgres" => {
                 let Some(url) = self.store.url.clone() else {
-                    return Err(invalid(
+                    problem(invalid(
                         "store.url".into(),
                         "postgres needs url = { env = \"VAR\" } or { file = \"path\" }".into(),
                     ));
+                    return Err(ConfigError::Many(problems.into_inner()));
                 };
                 let schema = self
                     .store
@@ -740,7 +767,7 @@ impl RawConfig {
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
                 if !identifier {
-                    return Err(invalid(
+                    problem(invalid(
                         "store.schema".into(),
                         format!("{schema:?} must be a lowercase identifier (a-z, 0-9, _)"),
                     ));
@@ -748,10 +775,13 @@ impl RawConfig {
                 StoreConfig::Postgres { url, schema }
             }
             other => {
-                return Err(invalid(
+                problem(invalid(
                     "store.kind".into(),
                     format!("unknown store {other:?}; expected sqlite or postgres"),
-                ))
+                ));
+                StoreConfig::Sqlite {
+                    data_dir: PathBuf::from("data"),
+                }
             }
         };
         let supervision = SupervisionConfig {
@@ -760,26 +790,27 @@ impl RawConfig {
                 "supervision.within",
                 &self.supervision.within,
                 Duration::from_secs(30),
-            )?,
+            ),
             backoff_initial: duration(
                 "supervision.backoff_initial",
                 &self.supervision.backoff_initial,
                 Duration::from_millis(20),
-            )?,
+            ),
             backoff_max: duration(
                 "supervision.backoff_max",
                 &self.supervision.backoff_max,
                 Duration::from_secs(2),
-            )?,
+            ),
         };
 
         let mut organizations = Vec::new();
         for (index, org) in self.organizations.iter().enumerate() {
             if org.id.is_empty() || organizations.contains(&org.id) {
-                return Err(invalid(
+                problem(invalid(
                     format!("organizations[{index}].id"),
                     format!("{:?} is empty or repeated", org.id),
                 ));
+                continue;
             }
             organizations.push(org.id.clone());
         }
@@ -789,28 +820,32 @@ impl RawConfig {
         for (index, raw) in self.integrations.iter().enumerate() {
             let field = |name: &str| format!("integrations[{index}].{name}");
             if raw.id.is_empty() || !ids.insert(raw.id.clone()) {
-                return Err(invalid(
+                problem(invalid(
                     field("id"),
                     format!("{:?} is empty or repeated", raw.id),
                 ));
+                continue;
             }
             if !organizations.contains(&raw.organization) {
-                return Err(invalid(
+                problem(invalid(
                     field("organization"),
                     format!("{:?} is not listed in [[organizations]]", raw.organization),
                 ));
             }
-            let connector =
-                connector_config(&raw.kind, &raw.settings).map_err(|(name, reason)| {
-                    invalid(
+            let connector = match connector_config(&raw.kind, &raw.settings) {
+                Ok(connector) => connector,
+                Err((name, reason)) => {
+                    problem(invalid(
                         if name.is_empty() {
                             field("kind")
                         } else {
                             field(&format!("settings.{name}"))
                         },
                         format!("integration {:?}: {reason}", raw.id),
-                    )
-                })?;
+                    ));
+                    continue;
+                }
+            };
             let (per_second, burst) = default_rate(&connector);
             let rate_limit = RateLimitConfig {
                 per_second: raw.rate_limit.per_second.unwrap_or(per_second),
@@ -820,15 +855,21 @@ impl RawConfig {
             if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite())
                 || rate_limit.burst == 0
             {
-                return Err(invalid(
+                problem(invalid(
                     field("rate_limit"),
                     "per_second and burst must be positive".into(),
                 ));
             }
             if !(0.0..1.0).contains(&rate_limit.emergency_reserve) {
-                return Err(invalid(
+                problem(invalid(
                     field("rate_limit.emergency_reserve"),
                     "must be at least 0 and below 1".into(),
+                ));
+            }
+            if raw.failover.emergency_after_attempts == Some(0) {
+                problem(invalid(
+                    field("failover.emergency_after_attempts"),
+                    "must be at least 1".into(),
                 ));
             }
             let retry = RetryConfig {
@@ -837,22 +878,22 @@ impl RawConfig {
                     &field("retry.initial"),
                     &raw.retry.initial,
                     Duration::from_millis(500),
-                )?,
+                ),
                 max_delay: duration(
                     &field("retry.max_delay"),
                     &raw.retry.max_delay,
                     Duration::from_secs(300),
-                )?,
+                ),
                 max_age: duration(
                     &field("retry.max_age"),
                     &raw.retry.max_age,
                     Duration::from_secs(24 * 3600),
-                )?,
+                ),
                 max_retry_after: duration(
                     &field("retry.max_retry_after"),
                     &raw.retry.max_retry_after,
                     Duration::from_secs(3600),
-                )?,
+                ),
             };
             let breaker = BreakerConfig {
                 failure_threshold: raw.breaker.failure_threshold.unwrap_or(5).max(1),
@@ -860,7 +901,7 @@ impl RawConfig {
                     &field("breaker.open_for"),
                     &raw.breaker.open_for,
                     Duration::from_secs(10),
-                )?,
+                ),
             };
             integrations.push(IntegrationConfig {
                 id: raw.id.clone(),
@@ -872,33 +913,31 @@ impl RawConfig {
                 failover: FailoverConfig {
                     targets: raw.failover.targets.clone(),
                     on_circuit_open: raw.failover.on_circuit_open.unwrap_or(true),
-                    emergency_after_attempts: match raw.failover.emergency_after_attempts {
-                        Some(0) => {
-                            return Err(invalid(
-                                field("failover.emergency_after_attempts"),
-                                "must be at least 1".into(),
-                            ))
-                        }
-                        attempts => attempts,
-                    },
+                    emergency_after_attempts: raw.failover.emergency_after_attempts,
                 },
                 max_in_flight: raw.max_in_flight.unwrap_or(32).max(1),
-                timeout: duration(&field("timeout"), &raw.timeout, Duration::from_secs(10))?,
+                timeout: duration(&field("timeout"), &raw.timeout, Duration::from_secs(10)),
             });
         }
         for (index, integration) in integrations.iter().enumerate() {
             for target in &integration.failover.targets {
-                let Some(backup) = integrations.iter().find(|other| &other.id == target) else {
-                    return Err(invalid(
+                match integrations.iter().find(|other| &other.id == target) {
+                    None => problem(invalid(
                         format!("integrations[{index}].failover.targets"),
                         format!("{target:?} is not a configured integration"),
-                    ));
-                };
-                if backup.organization != integration.organization || backup.id == integration.id {
-                    return Err(invalid(
-                        format!("integrations[{index}].failover.targets"),
-                        format!("{target:?} must be another integration of the same organization"),
-                    ));
+                    )),
+                    Some(backup)
+                        if backup.organization != integration.organization
+                            || backup.id == integration.id =>
+                    {
+                        problem(invalid(
+                            format!("integrations[{index}].failover.targets"),
+                            format!(
+                                "{target:?} must be another integration of the same organization"
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -909,7 +948,7 @@ impl RawConfig {
             }) = &integration.connector
             {
                 if oauth.refresh_token.is_none() && self.security.credentials_key.is_none() {
-                    return Err(invalid(
+                    problem(invalid(
                         format!("integrations[{index}].settings.oauth.refresh_token"),
                         "an app installed through Herald needs security.credentials_key, which seals the refresh token it keeps".into(),
                     ));
@@ -920,23 +959,26 @@ impl RawConfig {
         let mut routes = Vec::new();
         for (index, raw) in self.routes.iter().enumerate() {
             if !organizations.contains(&raw.organization) {
-                return Err(invalid(
+                problem(invalid(
                     format!("routes[{index}].organization"),
                     format!("{:?} is not listed in [[organizations]]", raw.organization),
                 ));
             }
             if raw.targets.is_empty() {
-                return Err(invalid(
+                problem(invalid(
                     format!("routes[{index}].targets"),
                     "a route needs at least one target".into(),
                 ));
             }
             for target in &raw.targets {
-                if !integrations
+                // Against the integrations as written, so one with a problem of its own is not
+                // reported again for every route that names it.
+                if !self
+                    .integrations
                     .iter()
                     .any(|i| &i.id == target && i.organization == raw.organization)
                 {
-                    return Err(invalid(
+                    problem(invalid(
                         format!("routes[{index}].targets"),
                         format!(
                             "{target:?} is not an integration of organization {:?}",
@@ -946,10 +988,13 @@ impl RawConfig {
                 }
             }
             let when = match &raw.when {
-                Some(source) => Some(
-                    Condition::compile(source)
-                        .map_err(|reason| invalid(format!("routes[{index}].when"), reason))?,
-                ),
+                Some(source) => match Condition::compile(source) {
+                    Ok(condition) => Some(condition),
+                    Err(reason) => {
+                        problem(invalid(format!("routes[{index}].when"), reason));
+                        None
+                    }
+                },
                 None => None,
             };
             routes.push(RouteConfig {
@@ -962,6 +1007,10 @@ impl RawConfig {
             });
         }
 
+        let problems = problems.into_inner();
+        if !problems.is_empty() {
+            return Err(ConfigError::Many(problems));
+        }
         Ok(Config {
             server,
             store,
@@ -1259,6 +1308,41 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             .to_string();
         assert!(
             err.contains("server.shutdown_grace") && err.contains("not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_at_once_in_one_path_style() {
+        let err = validate(&format!(
+            "[server]\nlisten = \"nowhere\"\nshutdown_grace = \"soon\"\n{BASE}retry = {{ initial = \"fast\" }}\n\
+             [[routes]]\norganization = \"nobody\"\nname = \"r\"\ntargets = [\"ghost\"]\nwhen = \"wedding.venue ==\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        let fields: Vec<&str> = err
+            .lines()
+            .filter_map(|line| line.split(": ").nth(1))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "server.listen",
+                "server.shutdown_grace",
+                "integrations[0].retry.initial",
+                "routes[0].organization",
+                "routes[0].targets",
+                "routes[0].when",
+            ],
+            "{err}"
+        );
+        // Type errors name the field in the same style, in words a TOML author reads.
+        let err = validate(&format!("{BASE}rate_limit = {{ per_second = \"fast\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("integrations[0].rate_limit.per_second")
+                && err.contains("expected a number"),
             "{err}"
         );
     }

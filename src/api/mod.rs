@@ -342,7 +342,7 @@ async fn post_routing(
     let wait = match &query.wait {
         None => Duration::ZERO,
         Some(text) => {
-            let wait = crate::config::parse_duration("wait", text)
+            let wait = crate::config::parse_duration(text)
                 .map_err(|reason| FieldError::new("wait", reason))?;
             if wait > MAX_WAIT {
                 return Err(FieldError::new(
