@@ -911,33 +911,27 @@ fn check_seed_metadata(field: &str, metadata: &Map<String, Value>) -> Result<(),
     };
     let inner = |key: &str| format!("{changes_field}.{key}");
     for (key, value) in changes {
-        let valid = match key.as_str() {
-            "newWeddingDate" => value.as_str().is_some_and(is_iso_date),
-            "newWeddingTime" => value.as_str().is_some_and(is_time_of_day),
-            "newVenue" => value
-                .as_str()
-                .is_some_and(|venue| !venue.trim().is_empty() && venue.chars().count() <= 500),
-            "affectedSessions" => value.as_array().is_some_and(|ids| {
+        let text = value.as_str();
+        let wrong = match key.as_str() {
+            "newWeddingDate" => (!text.is_some_and(is_iso_date))
+                .then_some("must be a calendar date in the form YYYY-MM-DD"),
+            "newWeddingTime" => {
+                (!text.is_some_and(is_time_of_day)).then_some("must be a time of day like 15:30")
+            }
+            "newVenue" => (!text
+                .is_some_and(|venue| !venue.trim().is_empty() && venue.chars().count() <= 500))
+            .then_some("must be the venue's name (1-500 characters)"),
+            "affectedSessions" => (!value.as_array().is_some_and(|ids| {
                 ids.iter().all(|id| {
                     id.as_str()
                         .is_some_and(|id| check_identifier("", id).is_ok())
                 })
-            }),
-            _ => {
-                return Err(FieldError::new(
-                    inner(key),
-                    "is not one of newWeddingDate, newWeddingTime, newVenue, affectedSessions",
-                ))
-            }
+            }))
+            .then_some("must be a list of session ids"),
+            _ => Some("is not one of newWeddingDate, newWeddingTime, newVenue, affectedSessions"),
         };
-        if !valid {
-            let expected = match key.as_str() {
-                "newWeddingDate" => "must be a calendar date in the form YYYY-MM-DD",
-                "newWeddingTime" => "must be a time of day like 15:30",
-                "newVenue" => "must be the venue's name (1-500 characters)",
-                _ => "must be a list of session ids",
-            };
-            return Err(FieldError::new(inner(key), expected));
+        if let Some(reason) = wrong {
+            return Err(FieldError::new(inner(key), reason));
         }
     }
     Ok(())
@@ -1248,6 +1242,59 @@ mod tests {
         assert!(is_phone_number("(555) 010-0199"));
         assert!(!is_phone_number("call me"));
         assert!(!is_phone_number("12"));
+    }
+
+    #[test]
+    fn the_seeds_metadata_keys_are_typed() {
+        for (metadata, field) in [
+            (
+                serde_json::json!({"timelineChanges": "soon"}),
+                "metadata.timelineChanges",
+            ),
+            (
+                serde_json::json!({"timelineChanges": {"newWeddingTime": "3pm"}}),
+                "metadata.timelineChanges.newWeddingTime",
+            ),
+            (
+                serde_json::json!({"timelineChanges": {"newVenue": " "}}),
+                "metadata.timelineChanges.newVenue",
+            ),
+            (
+                serde_json::json!({"timelineChanges": {"affectedSessions": [1]}}),
+                "metadata.timelineChanges.affectedSessions",
+            ),
+            (
+                serde_json::json!({"timelineChanges": {"newDj": "x"}}),
+                "metadata.timelineChanges.newDj",
+            ),
+            (
+                serde_json::json!({"updatesBookingStatus": "yes"}),
+                "metadata.updatesBookingStatus",
+            ),
+            (
+                serde_json::json!({"updatesBookingStatus": true}),
+                "metadata.newStatus",
+            ),
+            (
+                serde_json::json!({"affectsDealStage": 1}),
+                "metadata.affectsDealStage",
+            ),
+        ] {
+            let mut value = sample();
+            value["metadata"] = metadata.clone();
+            let err = parse(value).unwrap().validate("", "org").unwrap_err();
+            assert_eq!(err.field, field, "{metadata}");
+        }
+        let mut value = sample();
+        value["metadata"] = serde_json::json!({"timelineChanges": {"newWeddingDate": "2027-07-03", "newWeddingTime": "15:30", "newVenue": "Syon Park", "affectedSessions": ["S-1"]}, "updatesBookingStatus": true, "newStatus": "confirmed", "affectsDealStage": false});
+        let notification = parse(value).unwrap();
+        notification.validate("", "org").unwrap();
+        assert_eq!(
+            notification.new_wedding_date().as_deref(),
+            Some("2027-07-03")
+        );
+        assert_eq!(notification.new_booking_status(), Some("confirmed"));
+        assert!(!notification.affects_deal_stage());
     }
 
     #[test]
