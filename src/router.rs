@@ -16,7 +16,8 @@ use crate::condition::Condition;
 use crate::config::{Config, RouteConfig};
 use crate::integration::{Job, Registry};
 use crate::store::{
-    DeliveryRow, Intake, Lane, NewNotification, PlannedDelivery, Store, StoreError,
+    Coordination, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, PlannedDelivery,
+    Store, StoreError,
 };
 use crate::tree::Slot;
 use crate::wedsync::{FieldError, RoutingRule, TargetSystem, WeddingNotification};
@@ -194,6 +195,8 @@ pub struct Submission {
     pub notification: WeddingNotification,
     pub explicit_targets: Option<Vec<String>>,
     pub transformed: HashMap<String, WeddingNotification>,
+    /// How the targets' deliveries depend on each other (a routing's coordination).
+    pub coordination: Coordination,
 }
 
 impl Submission {
@@ -203,6 +206,7 @@ impl Submission {
             notification,
             explicit_targets: None,
             transformed: HashMap::new(),
+            coordination: Coordination::default(),
         }
     }
 }
@@ -304,6 +308,7 @@ impl Actor for Router {
                 notification_type: notification.notification_type.clone(),
                 body: encode(&notification)?,
                 targets: deliveries,
+                coordination: submission.coordination,
             });
             notifications.push(planned);
         }
@@ -347,7 +352,11 @@ async fn journal_and_dispatch(
             metrics::counter!("herald_unrouted_total", "lane" => lane_label).increment(1);
         }
         if !duplicate {
-            for row in &deliveries {
+            // A held delivery waits for the one before it in its sequence, which releases it.
+            for row in deliveries
+                .iter()
+                .filter(|row| row.state == DeliveryState::Pending)
+            {
                 let seen_as = planned
                     .per_target
                     .get(&row.integration_id)

@@ -419,23 +419,83 @@ impl RoutingRule {
 pub struct DeliveryCoordination {
     #[serde(default)]
     pub coordinated_delivery: bool,
-    /// `parallel` (the default) is the mode Herald runs today; `sequential` and
-    /// `all_or_nothing` are refused by name.
-    #[serde(default = "parallel_mode")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: CoordinationMode,
 }
 
-fn parallel_mode() -> String {
-    "parallel".to_owned()
+/// The seed's `deliveryCoordination.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinationMode {
+    /// Every target is sent at once.
+    #[default]
+    Parallel,
+    /// One target after the other, in the order of `targetSystems`: each is sent once the one
+    /// before it settled (delivered, or dead-lettered after its retries and failover).
+    Sequential,
+    /// Sequential, and a target that fails cancels the targets not yet sent.
+    AllOrNothing,
+}
+
+impl CoordinationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoordinationMode::Parallel => "parallel",
+            CoordinationMode::Sequential => "sequential",
+            CoordinationMode::AllOrNothing => "all_or_nothing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Parallel, Self::Sequential, Self::AllOrNothing]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+    }
 }
 
 /// What to do when a target fails: the seed's `errorHandling`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorHandling {
-    /// `retry` and `failover` are what Herald does for every delivery (retries, then the
-    /// integration's configured failover); `dead_letter` and `abort` are refused by name.
-    pub strategy: String,
+    pub strategy: ErrorStrategy,
+}
+
+/// The seed's `errorHandling.strategy`: what a failed delivery of a routing does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorStrategy {
+    /// Retried by the integration's retry policy, then dead-lettered (never failed over).
+    Retry,
+    /// Retried, then handed to the integration's failover targets if it has any (what every
+    /// routed notification does).
+    #[default]
+    Failover,
+    /// Dead-lettered at the first failure: no retry, no failover.
+    DeadLetter,
+    /// Dead-lettered at the first failure, and the routing's targets not yet sent are cancelled.
+    Abort,
+}
+
+impl ErrorStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorStrategy::Retry => "retry",
+            ErrorStrategy::Failover => "failover",
+            ErrorStrategy::DeadLetter => "dead_letter",
+            ErrorStrategy::Abort => "abort",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Retry, Self::Failover, Self::DeadLetter, Self::Abort]
+            .into_iter()
+            .find(|strategy| strategy.as_str() == text)
+    }
+
+    /// Whether a failed attempt is retried before the delivery is given up.
+    pub fn retries(self) -> bool {
+        matches!(self, ErrorStrategy::Retry | ErrorStrategy::Failover)
+    }
 }
 
 /// How one target of a routing ended up, the seed's `RoutingResult.systemResults[]`.

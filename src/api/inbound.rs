@@ -183,9 +183,8 @@ pub async fn tave_rest_hook(
         .filter(|target| target != &integration_id)
         .collect();
     let submission = Submission {
-        notification,
         explicit_targets: Some(targets),
-        transformed: Default::default(),
+        ..Submission::routed(notification)
     };
     let accepted = state
         .routers

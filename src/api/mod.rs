@@ -33,7 +33,7 @@ use crate::config::{ConnectorConfig, SecretRef};
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
-use crate::store::{DeliveryRow, DeliveryState, RoutingRecord, Store};
+use crate::store::{Coordination, DeliveryRow, DeliveryState, RoutingRecord, Store};
 use crate::wedsync::{
     parse_json, CredentialsReference, CrossSystemRouting, DeliveryCoordination, DeliveryResult,
     FailoverConfiguration, FieldError, IntegrationConfiguration, NotificationBatch,
@@ -356,30 +356,6 @@ async fn post_routing(
     };
     let routing: CrossSystemRouting = parse_json(&body)?;
     routing.validate(&organization)?;
-    if let Some(coordination) = &routing.delivery_coordination {
-        if coordination.mode != "parallel" {
-            return Err(FieldError::new(
-                "deliveryCoordination.mode",
-                format!(
-                    "{:?} is not available yet: deliveries of a routing run in parallel (\"parallel\")",
-                    coordination.mode
-                ),
-            )
-            .into());
-        }
-    }
-    if let Some(handling) = &routing.error_handling {
-        if !matches!(handling.strategy.as_str(), "retry" | "failover") {
-            return Err(FieldError::new(
-                "errorHandling.strategy",
-                format!(
-                    "{:?} is not available yet: every delivery is retried, then failed over where its integration has failover targets (\"retry\", \"failover\")",
-                    handling.strategy
-                ),
-            )
-            .into());
-        }
-    }
     for (index, target) in routing.target_systems.iter().enumerate() {
         let Some(expected) = &target.system_type else {
             continue;
@@ -454,6 +430,18 @@ async fn post_routing(
         notification: routing.source_notification,
         explicit_targets: Some(targets),
         transformed,
+        coordination: Coordination {
+            mode: routing
+                .delivery_coordination
+                .as_ref()
+                .map(|coordination| coordination.mode)
+                .unwrap_or_default(),
+            on_failure: routing
+                .error_handling
+                .as_ref()
+                .map(|handling| handling.strategy)
+                .unwrap_or_default(),
+        },
     };
     let accepted = state.routers.accept(&organization, vec![submission]).await;
     let result = match accepted {
@@ -577,13 +565,19 @@ fn routing_result(
         system.status = if states.contains(&DeliveryState::Delivered.as_str()) {
             success_count += 1;
             "delivered"
-        } else if system
-            .delivery_results
+        } else if states
             .iter()
-            .all(|d| is_settled_state(&d.state))
+            .all(|state| DeliveryState::parse(state).is_ok_and(|state| state.is_settled()))
         {
             failure_count += 1;
-            "failed"
+            if states
+                .iter()
+                .all(|&state| state == DeliveryState::Cancelled.as_str())
+            {
+                "cancelled"
+            } else {
+                "failed"
+            }
         } else {
             "pending"
         }
@@ -641,12 +635,6 @@ async fn get_routing(
         &stored.deliveries,
         elapsed,
     )))
-}
-
-fn is_settled_state(state: &str) -> bool {
-    state == DeliveryState::DeadLettered.as_str()
-        || state == DeliveryState::FailedOver.as_str()
-        || state == DeliveryState::Delivered.as_str()
 }
 
 // === dead letters ===

@@ -21,7 +21,7 @@ use crate::connectors::{
     self, Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt,
 };
 use crate::store::{now_millis, Lane, Settlement, Store};
-use crate::wedsync::WeddingNotification;
+use crate::wedsync::ErrorStrategy;
 
 pub struct IntegrationActor;
 
@@ -102,14 +102,15 @@ impl Actor for IntegrationActor {
         let now = Instant::now();
         let now_ms = now_millis();
         for open in store.open_deliveries(runtime.id()).await? {
-            let notification: WeddingNotification = match serde_json::from_str(&open.body) {
-                Ok(notification) => notification,
+            let job = match Job::from_open(&open) {
+                Ok(job) => job,
                 Err(err) => {
                     tracing::error!(integration = %runtime.id(), delivery = open.row.delivery_id, error = %err, "stored notification unreadable; dead-lettering");
                     store.settle(vec![Settlement::DeadLettered {
                         delivery_id: open.row.delivery_id,
                         attempts: open.row.attempts,
                         error: format!("stored notification unreadable: {err}"),
+                        sequenced: open.row.coordination.is_sequenced(),
                     }]);
                     continue;
                 }
@@ -118,10 +119,7 @@ impl Actor for IntegrationActor {
                 .row
                 .next_attempt_at
                 .map_or(0, |at| (at - now_ms).max(0) as u64);
-            mailbox.insert(
-                Job::from_row(&open.row, Arc::new(notification)),
-                now + Duration::from_millis(wait_ms),
-            );
+            mailbox.insert(job, now + Duration::from_millis(wait_ms));
         }
         if mailbox.queued() > 0 {
             tracing::info!(integration = %runtime.id(), recovered = mailbox.queued(), "mailbox rebuilt from the store");
@@ -383,8 +381,10 @@ impl IntegrationState {
                     attempts: job.attempts,
                     receipt: receipt.id,
                     details: receipt.details.map(|details| details.to_string()),
+                    sequenced: job.coordination.is_sequenced(),
                 }]);
                 self.registry.notify_settled(&job.notification);
+                self.send_next_in_sequence(&job);
             }
             Err(error) => {
                 tracing::warn!(integration = %self.runtime.id(), delivery = delivery_id, attempt = job.attempts, error = %error, "delivery attempt failed");
@@ -400,6 +400,11 @@ impl IntegrationState {
                     }
                 }
                 match error.disposition() {
+                    // The routing asked for no retries: the first failure ends the delivery.
+                    Disposition::Retry { .. } if !job.coordination.on_failure.retries() => {
+                        let reason = format!("failed, and the routing does not retry: {error}");
+                        self.dead_letter(job, reason)
+                    }
                     Disposition::Retry { after } => {
                         if let Some(wait) = after {
                             let hold = wait.min(self.runtime.config.retry.max_retry_after);
@@ -442,8 +447,7 @@ impl IntegrationState {
     ) {
         let failover = &self.runtime.config.failover;
         let emergency_moves_on = job.lane() == Lane::Emergency
-            && !job.is_failover
-            && !failover.targets.is_empty()
+            && self.may_fail_over(&job)
             && failover
                 .emergency_after_attempts
                 .is_some_and(|after| job.attempts >= after);
@@ -473,13 +477,25 @@ impl IntegrationState {
         self.mailbox.requeue(job, now + delay);
     }
 
+    /// Whether a backup integration may take this delivery: there is one, the delivery is not
+    /// already a backup's, and its routing's error strategy allows failover.
+    fn may_fail_over(&self, job: &Job) -> bool {
+        !job.is_failover
+            && !self.runtime.config.failover.targets.is_empty()
+            && job.coordination.on_failure == ErrorStrategy::Failover
+    }
+
     /// Ends a delivery that cannot succeed here: a backup integration takes it if one is
-    /// configured, otherwise it is dead-lettered.
+    /// configured and allowed, otherwise it is dead-lettered.
     fn give_up(&mut self, job: Job, reason: String) {
-        if !job.is_failover && !self.runtime.config.failover.targets.is_empty() {
+        if self.may_fail_over(&job) {
             self.fail_over(job, reason);
             return;
         }
+        self.dead_letter(job, reason);
+    }
+
+    fn dead_letter(&mut self, job: Job, reason: String) {
         tracing::error!(integration = %self.runtime.id(), delivery = job.delivery_id, %reason, "delivery dead-lettered");
         self.runtime
             .metrics()
@@ -488,8 +504,42 @@ impl IntegrationState {
             delivery_id: job.delivery_id,
             attempts: job.attempts,
             error: reason,
+            sequenced: job.coordination.is_sequenced(),
         }]);
         self.registry.notify_settled(&job.notification);
+        self.send_next_in_sequence(&job);
+    }
+
+    /// Once a sequenced delivery's settlement committed (which released the next one, or
+    /// cancelled the rest), hands the released delivery to its integration. If Herald stops
+    /// first, the released row is loaded with its integration's mailbox at the next start.
+    fn send_next_in_sequence(&self, job: &Job) {
+        if !job.coordination.is_sequenced() {
+            return;
+        }
+        let (store, registry, delivery_id) =
+            (self.store.clone(), self.registry.clone(), job.delivery_id);
+        tokio::spawn(async move {
+            let released = match store.flush().await {
+                Ok(()) => store.next_in_sequence(delivery_id).await,
+                Err(err) => Err(err),
+            };
+            match released {
+                Ok(released) => {
+                    for open in released {
+                        match Job::from_open(&open) {
+                            Ok(job) => registry.dispatch(&open.row.integration_id, vec![job]),
+                            Err(err) => {
+                                tracing::error!(delivery = open.row.delivery_id, error = %err, "stored notification unreadable; its integration dead-letters it at its next start")
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(delivery = delivery_id, error = %err, "the next delivery of the sequence was not read; it is sent at the next start")
+                }
+            }
+        });
     }
 
     fn hand_due_jobs_to_backup(&mut self, now: Instant, reason: &str) {
@@ -497,8 +547,9 @@ impl IntegrationState {
             return;
         }
         for job in self.mailbox.take_due(now) {
-            if job.is_failover {
-                // Already a backup's delivery: it waits for this circuit instead of bouncing on.
+            if !self.may_fail_over(&job) {
+                // A backup's delivery, or one whose routing forbids failover: it waits for this
+                // circuit instead of bouncing on.
                 self.mailbox
                     .requeue(job, now + self.runtime.config.breaker.open_for);
             } else {

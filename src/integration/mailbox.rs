@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::{Lane, UnixMillis};
+use crate::store::{Coordination, Lane, UnixMillis};
 use crate::wedsync::WeddingNotification;
 
 /// One delivery waiting for, or out on, an attempt.
@@ -25,6 +25,8 @@ pub struct Job {
     pub is_failover: bool,
     /// Whether the credential was already reloaded for this delivery.
     pub credentials_refreshed: bool,
+    /// How the delivery relates to the others of its routing (sequence, error strategy).
+    pub coordination: Coordination,
 }
 
 impl Job {
@@ -184,6 +186,7 @@ mod tests {
             emergency,
             is_failover: false,
             credentials_refreshed: false,
+            coordination: Default::default(),
         }
     }
 

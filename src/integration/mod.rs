@@ -30,7 +30,7 @@ pub use mailbox::{Job, Mailbox};
 pub use retry::{RetryDecision, RetryPolicy};
 
 use crate::config::{ConnectorConfig, IntegrationConfig};
-use crate::store::{now_millis, DeliveryRow, UnixMillis};
+use crate::store::{now_millis, DeliveryRow, OpenDelivery, UnixMillis};
 use crate::wedsync::WeddingNotification;
 
 /// How many recent attempts the error rate and latency percentiles are computed over.
@@ -297,6 +297,13 @@ impl Job {
             emergency: row.emergency,
             is_failover: row.route == "failover",
             credentials_refreshed: false,
+            coordination: row.coordination,
         }
+    }
+
+    /// The job for an open delivery read back from the store, with the notification it carries.
+    pub fn from_open(open: &OpenDelivery) -> Result<Self, serde_json::Error> {
+        let notification: WeddingNotification = serde_json::from_str(&open.body)?;
+        Ok(Self::from_row(&open.row, Arc::new(notification)))
     }
 }

@@ -15,6 +15,8 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
+use crate::wedsync::{CoordinationMode, ErrorStrategy};
+
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -64,7 +66,57 @@ pub struct NewNotification {
     pub notification_type: String,
     /// The notification as JSON, organization filled in.
     pub body: String,
+    /// The targets in order: a sequenced coordination sends them one after the other.
     pub targets: Vec<PlannedDelivery>,
+    pub coordination: Coordination,
+}
+
+/// How the deliveries of one notification depend on each other (a routing's
+/// `deliveryCoordination` and `errorHandling`), kept on each of its delivery rows so it survives
+/// restarts and carries over to a failover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coordination {
+    pub mode: CoordinationMode,
+    pub on_failure: ErrorStrategy,
+}
+
+impl Coordination {
+    /// Whether the targets are sent one after the other: all but the first are journaled
+    /// `held`, and each settlement releases the next.
+    pub fn is_sequenced(self) -> bool {
+        self.mode != CoordinationMode::Parallel
+    }
+
+    /// Whether a dead-lettered delivery cancels the deliveries still held behind it.
+    pub fn cancels_on_failure(self) -> bool {
+        self.mode == CoordinationMode::AllOrNothing || self.on_failure == ErrorStrategy::Abort
+    }
+
+    /// The stored columns (`mode`, `on_failure`); the defaults are stored as NULL.
+    pub(crate) fn columns(self) -> (Option<&'static str>, Option<&'static str>) {
+        (
+            (self.mode != CoordinationMode::Parallel).then(|| self.mode.as_str()),
+            (self.on_failure != ErrorStrategy::Failover).then(|| self.on_failure.as_str()),
+        )
+    }
+
+    pub(crate) fn from_columns(
+        mode: Option<String>,
+        on_failure: Option<String>,
+    ) -> Result<Self, StoreError> {
+        let mode = match mode.as_deref() {
+            None => CoordinationMode::Parallel,
+            Some(text) => CoordinationMode::parse(text).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown coordination mode {text:?}"))
+            })?,
+        };
+        let on_failure = match on_failure.as_deref() {
+            None => ErrorStrategy::Failover,
+            Some(text) => ErrorStrategy::parse(text)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown error strategy {text:?}")))?,
+        };
+        Ok(Self { mode, on_failure })
+    }
 }
 
 /// One target of a new notification.
@@ -88,32 +140,40 @@ pub enum Intake {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
+    /// Waiting for the delivery before it in a sequenced routing to settle.
+    Held,
     Pending,
     Retrying,
     Delivered,
     DeadLettered,
     /// Given up on this integration and handed to a backup (see the backup's row).
     FailedOver,
+    /// Never sent: a delivery before it in an all-or-nothing (or aborting) routing failed.
+    Cancelled,
 }
 
 impl DeliveryState {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeliveryState::Held => "held",
             DeliveryState::Pending => "pending",
             DeliveryState::Retrying => "retrying",
             DeliveryState::Delivered => "delivered",
             DeliveryState::DeadLettered => "dead_lettered",
             DeliveryState::FailedOver => "failed_over",
+            DeliveryState::Cancelled => "cancelled",
         }
     }
 
     pub(crate) fn parse(text: &str) -> Result<Self, StoreError> {
         Ok(match text {
+            "held" => DeliveryState::Held,
             "pending" => DeliveryState::Pending,
             "retrying" => DeliveryState::Retrying,
             "delivered" => DeliveryState::Delivered,
             "dead_lettered" => DeliveryState::DeadLettered,
             "failed_over" => DeliveryState::FailedOver,
+            "cancelled" => DeliveryState::Cancelled,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown delivery state {other:?}"
@@ -126,7 +186,10 @@ impl DeliveryState {
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            DeliveryState::Delivered | DeliveryState::DeadLettered | DeliveryState::FailedOver
+            DeliveryState::Delivered
+                | DeliveryState::DeadLettered
+                | DeliveryState::FailedOver
+                | DeliveryState::Cancelled
         )
     }
 }
@@ -160,6 +223,8 @@ pub struct DeliveryRow {
     /// The connector's structured account of what the delivery did (per-contact syncs, actions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub coordination: Coordination,
 }
 
 /// A delivery still to be made, with the notification it carries (its own transformed body, or
@@ -256,6 +321,8 @@ pub enum Settlement {
         receipt: String,
         /// The receipt's structured details, as JSON text.
         details: Option<String>,
+        /// Part of a sequenced routing: the commit also releases the next delivery.
+        sequenced: bool,
     },
     Retrying {
         delivery_id: i64,
@@ -267,7 +334,28 @@ pub enum Settlement {
         delivery_id: i64,
         attempts: u32,
         error: String,
+        /// Part of a sequenced routing: the commit also releases the next delivery, or cancels
+        /// the held ones if the routing cancels on failure.
+        sequenced: bool,
     },
+}
+
+/// The state and sequence position a journaled delivery starts with: in a sequenced routing
+/// every target but the first is held until the one before it settles.
+pub(crate) fn sequenced_start(
+    coordination: Coordination,
+    position: usize,
+) -> (DeliveryState, Option<i64>) {
+    match (coordination.is_sequenced(), position) {
+        (false, _) => (DeliveryState::Pending, None),
+        (true, 0) => (DeliveryState::Pending, Some(0)),
+        (true, position) => (DeliveryState::Held, Some(position as i64)),
+    }
+}
+
+/// Why a held delivery was cancelled.
+pub(crate) fn cancelled_reason(failed_delivery_id: i64) -> String {
+    format!("cancelled: delivery {failed_delivery_id} before it in the routing failed")
 }
 
 /// Reads a stored `details` column.
@@ -292,6 +380,23 @@ pub(crate) struct SettledColumns<'a> {
 }
 
 impl Settlement {
+    /// The delivery whose settlement may release or cancel the next ones of its routing.
+    pub(crate) fn sequenced_delivery(&self) -> Option<i64> {
+        match self {
+            Settlement::Delivered {
+                delivery_id,
+                sequenced: true,
+                ..
+            }
+            | Settlement::DeadLettered {
+                delivery_id,
+                sequenced: true,
+                ..
+            } => Some(*delivery_id),
+            _ => None,
+        }
+    }
+
     pub(crate) fn columns(&self, now: UnixMillis) -> SettledColumns<'_> {
         match self {
             Settlement::Delivered {
@@ -299,6 +404,7 @@ impl Settlement {
                 attempts,
                 receipt,
                 details,
+                ..
             } => SettledColumns {
                 delivery_id: *delivery_id,
                 state: DeliveryState::Delivered.as_str(),
@@ -328,6 +434,7 @@ impl Settlement {
                 delivery_id,
                 attempts,
                 error,
+                ..
             } => SettledColumns {
                 delivery_id: *delivery_id,
                 state: DeliveryState::DeadLettered.as_str(),
@@ -369,6 +476,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Option<StoredNotification>>;
     /// Every pending or retrying delivery of an integration, oldest first.
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>>;
+    /// The open deliveries that come right after this one in its sequenced routing (released
+    /// by its settlement; read after that settlement committed).
+    fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>>;
     fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>>;
     fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>>;
     fn create_api_key(

@@ -19,9 +19,10 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
-    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, RoutingRecord,
-    Settlement, Store, StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    cancelled_reason, now_millis, parse_details, sequenced_start, AcknowledgeOutcome,
+    Acknowledgement, ApiKeyInfo, Coordination, DeliveryRow, DeliveryState, Intake, Lane,
+    NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store, StoreError,
+    StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -108,9 +109,14 @@ const MIGRATIONS: &[&str] = &[
         accepted_at BIGINT NOT NULL,
         PRIMARY KEY (organization, routing_id)
     );",
+    // 9: a routing's coordination on each of its deliveries: the position of a sequenced one,
+    // the mode and the error strategy (NULL: parallel, failover).
+    "ALTER TABLE deliveries ADD COLUMN sequence_position BIGINT;
+    ALTER TABLE deliveries ADD COLUMN mode TEXT;
+    ALTER TABLE deliveries ADD COLUMN on_failure TEXT;",
 ];
 
-const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details";
+const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";
 
 pub struct PostgresStore {
     queues: CommandQueues,
@@ -357,24 +363,22 @@ impl Store for PostgresStore {
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>> {
         let integration_id = integration_id.to_owned();
         Box::pin(async move {
-            let reader = self.reader.get().await?;
-            let rows = reader.query(
-                    &format!(
-                        "SELECT {DELIVERY_COLUMNS}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
-                           ON n.organization = d.organization AND n.notification_id = d.notification_id
-                         WHERE d.integration_id = $1 AND d.state IN ('pending', 'retrying') ORDER BY d.id"
-                    ),
-                    &[&integration_id],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(OpenDelivery {
-                        row: delivery_from(row)?,
-                        body: row.get(15),
-                    })
-                })
-                .collect()
+            self.open_deliveries_where(
+                "d.integration_id = $1 AND d.state IN ('pending', 'retrying')",
+                &[&integration_id],
+            )
+            .await
+        })
+    }
+
+    fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>> {
+        Box::pin(async move {
+            self.open_deliveries_where(
+                "d.state IN ('pending', 'retrying') AND (d.organization, d.notification_id, d.sequence_position) =
+                   (SELECT organization, notification_id, sequence_position + 1 FROM deliveries WHERE id = $1)",
+                &[&delivery_id],
+            )
+            .await
         })
     }
 
@@ -525,6 +529,35 @@ impl Store for PostgresStore {
 }
 
 // === the writer task ===
+
+impl PostgresStore {
+    /// Open deliveries with the notification each carries, oldest first.
+    async fn open_deliveries_where(
+        &self,
+        condition: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<OpenDelivery>, StoreError> {
+        let reader = self.reader.get().await?;
+        let rows = reader
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
+                       ON n.organization = d.organization AND n.notification_id = d.notification_id
+                     WHERE {condition} ORDER BY d.id"
+                ),
+                parameters,
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OpenDelivery {
+                    row: delivery_from(row)?,
+                    body: row.try_get(17)?,
+                })
+            })
+            .collect()
+    }
+}
 
 async fn run_writer(target: Target, mut client: Client, mut queues: WriterQueues) {
     while let Some(group) = queues.next_group().await {
@@ -833,17 +866,25 @@ async fn journal(
 
     let (mut organizations, mut ids, mut targets, mut emergencies, mut bodies) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut states, mut positions, mut modes, mut on_failures) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (item, _) in batch
         .iter()
         .zip(&accepted)
         .filter(|(_, accepted)| **accepted)
     {
-        for target in &item.targets {
+        let (mode, on_failure) = item.coordination.columns();
+        for (position, target) in item.targets.iter().enumerate() {
+            let (state, sequence_position) = sequenced_start(item.coordination, position);
             organizations.push(item.organization.as_str());
             ids.push(item.notification_id.as_str());
             targets.push(target.integration_id.as_str());
             emergencies.push(item.priority == "emergency");
             bodies.push(target.body.as_deref());
+            states.push(state.as_str());
+            positions.push(sequence_position);
+            modes.push(mode);
+            on_failures.push(on_failure);
         }
     }
     let mut created: HashMap<(String, String, String), DeliveryRow> = HashMap::new();
@@ -852,12 +893,13 @@ async fn journal(
             .query(
                 &format!(
                     "WITH inserted AS (
-                       INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body)
-                       SELECT o, n, i, 'primary', 'pending', e, $5, b FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $6::text[]) AS u(o, n, i, e, b)
+                       INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body, sequence_position, mode, on_failure)
+                       SELECT o, n, i, 'primary', s, e, $5, b, p, m, f
+                       FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $6::text[], $7::text[], $8::int8[], $9::text[], $10::text[]) AS u(o, n, i, e, b, s, p, m, f)
                        RETURNING *)
                      SELECT {DELIVERY_COLUMNS} FROM inserted d"
                 ),
-                &[&organizations, &ids, &targets, &emergencies, &now, &bodies],
+                &[&organizations, &ids, &targets, &emergencies, &now, &bodies, &states, &positions, &modes, &on_failures],
             )
             .await?;
         for row in &rows {
@@ -962,7 +1004,36 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
             ],
         )
         .await?;
+        if let Some(delivery_id) = settlement.sequenced_delivery() {
+            release_or_cancel_next(tx, delivery_id, now).await?;
+        }
     }
+    Ok(())
+}
+
+/// After a sequenced delivery settled: a failure that cancels (all-or-nothing, abort) cancels
+/// every delivery of the notification still held; otherwise the next one is released.
+async fn release_or_cancel_next(
+    tx: &Transaction<'_>,
+    delivery_id: i64,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE deliveries SET state = 'cancelled', settled_at = $2, last_error = $3
+         WHERE state = 'held' AND (organization, notification_id) =
+           (SELECT organization, notification_id FROM deliveries
+            WHERE id = $1 AND state = 'dead_lettered' AND (mode = 'all_or_nothing' OR on_failure = 'abort'))",
+        &[&delivery_id, &now, &cancelled_reason(delivery_id)],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE deliveries SET state = 'pending'
+         WHERE state = 'held' AND (organization, notification_id, sequence_position) =
+           (SELECT organization, notification_id, sequence_position + 1 FROM deliveries
+            WHERE id = $1 AND state IN ('delivered', 'dead_lettered'))",
+        &[&delivery_id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -981,8 +1052,8 @@ async fn fail_over(
         .query_opt(
             &format!(
                 "WITH inserted AS (
-                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body)
-                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3, body FROM deliveries WHERE id = $1
+                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
+                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = $1
                    RETURNING *)
                  SELECT {DELIVERY_COLUMNS} FROM inserted d"
             ),
@@ -1029,5 +1100,6 @@ fn delivery_from(row: &Row) -> Result<DeliveryRow, StoreError> {
         receipt: row.try_get(12)?,
         settled_at: row.try_get(13)?,
         details: parse_details(row.try_get(14)?)?,
+        coordination: Coordination::from_columns(row.try_get(15)?, row.try_get(16)?)?,
     })
 }

@@ -17,9 +17,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    now_millis, parse_details, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow,
-    DeliveryState, Intake, Lane, NewNotification, OpenDelivery, PendingInstall, RoutingRecord,
-    Settlement, Store, StoreError, StoreFuture, StoredNotification, API_KEY_ID_LEN,
+    cancelled_reason, now_millis, parse_details, sequenced_start, AcknowledgeOutcome,
+    Acknowledgement, ApiKeyInfo, Coordination, DeliveryRow, DeliveryState, Intake, Lane,
+    NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store, StoreError,
+    StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -107,9 +108,14 @@ const MIGRATIONS: &[&str] = &[
         accepted_at INTEGER NOT NULL,
         PRIMARY KEY (organization, routing_id)
     ) WITHOUT ROWID;",
+    // 9: a routing's coordination on each of its deliveries: the position of a sequenced one,
+    // the mode and the error strategy (NULL: parallel, failover).
+    "ALTER TABLE deliveries ADD COLUMN sequence_position INTEGER;
+    ALTER TABLE deliveries ADD COLUMN mode TEXT;
+    ALTER TABLE deliveries ADD COLUMN on_failure TEXT;",
 ];
 
-const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details";
+const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";
 
 pub struct SqliteStore {
     queues: CommandQueues,
@@ -263,24 +269,22 @@ impl Store for SqliteStore {
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>> {
         let integration_id = integration_id.to_owned();
         self.read(move |connection| {
-            let mut statement = connection.prepare(&format!(
-                "SELECT {}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
-                   ON n.organization = d.organization AND n.notification_id = d.notification_id
-                 WHERE d.integration_id = ?1 AND d.state IN ('pending', 'retrying') ORDER BY d.id",
-                prefixed_columns("d")
-            ))?;
-            let rows = statement.query_map(params![integration_id], |r| {
-                Ok((delivery_from(r), r.get::<_, String>(15)?))
-            })?;
-            let mut open = Vec::new();
-            for row in rows {
-                let (delivery, body) = row?;
-                open.push(OpenDelivery {
-                    row: delivery?,
-                    body,
-                });
-            }
-            Ok(open)
+            open_deliveries_where(
+                connection,
+                "d.integration_id = ?1 AND d.state IN ('pending', 'retrying')",
+                params![integration_id],
+            )
+        })
+    }
+
+    fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>> {
+        self.read(move |connection| {
+            open_deliveries_where(
+                connection,
+                "d.state IN ('pending', 'retrying') AND (d.organization, d.notification_id, d.sequence_position) =
+                   (SELECT organization, notification_id, sequence_position + 1 FROM deliveries WHERE id = ?1)",
+                params![delivery_id],
+            )
         })
     }
 
@@ -683,8 +687,8 @@ fn journal(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
     )?;
     let mut insert_delivery = connection.prepare_cached(
-        "INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body)
-         VALUES (?1, ?2, ?3, 'primary', 'pending', ?4, ?5, ?6)",
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, state, emergency, created_at, body, sequence_position, mode, on_failure)
+         VALUES (?1, ?2, ?3, 'primary', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for item in batch {
@@ -705,15 +709,22 @@ fn journal(
             continue;
         }
         let emergency = item.priority == "emergency";
+        let coordination = item.coordination;
+        let (mode, on_failure) = coordination.columns();
         let mut rows = Vec::with_capacity(item.targets.len());
-        for target in item.targets {
+        for (position, target) in item.targets.into_iter().enumerate() {
+            let (state, sequence_position) = sequenced_start(coordination, position);
             insert_delivery.execute(params![
                 item.organization,
                 item.notification_id,
                 target.integration_id,
+                state.as_str(),
                 emergency,
                 now,
-                target.body
+                target.body,
+                sequence_position,
+                mode,
+                on_failure
             ])?;
             rows.push(DeliveryRow {
                 delivery_id: connection.last_insert_rowid(),
@@ -722,7 +733,7 @@ fn journal(
                 integration_id: target.integration_id,
                 route: "primary".to_owned(),
                 failover_of: None,
-                state: DeliveryState::Pending,
+                state,
                 emergency,
                 attempts: 0,
                 created_at: now,
@@ -731,6 +742,7 @@ fn journal(
                 receipt: None,
                 settled_at: None,
                 details: None,
+                coordination,
             });
         }
         outcomes.push(Intake::Accepted(rows));
@@ -757,7 +769,36 @@ fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), Sto
             c.settled_at,
             c.details
         ])?;
+        if let Some(delivery_id) = settlement.sequenced_delivery() {
+            release_or_cancel_next(connection, delivery_id, now)?;
+        }
     }
+    Ok(())
+}
+
+/// After a sequenced delivery settled: a failure that cancels (all-or-nothing, abort) cancels
+/// every delivery of the notification still held; otherwise the next one is released.
+fn release_or_cancel_next(
+    connection: &Connection,
+    delivery_id: i64,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'cancelled', settled_at = ?2, last_error = ?3
+             WHERE state = 'held' AND (organization, notification_id) =
+               (SELECT organization, notification_id FROM deliveries
+                WHERE id = ?1 AND state = 'dead_lettered' AND (mode = 'all_or_nothing' OR on_failure = 'abort'))",
+        )?
+        .execute(params![delivery_id, now, cancelled_reason(delivery_id)])?;
+    connection
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'pending'
+             WHERE state = 'held' AND (organization, notification_id, sequence_position) =
+               (SELECT organization, notification_id, sequence_position + 1 FROM deliveries
+                WHERE id = ?1 AND state IN ('delivered', 'dead_lettered'))",
+        )?
+        .execute(params![delivery_id])?;
     Ok(())
 }
 
@@ -774,8 +815,8 @@ fn fail_over(
         params![delivery_id, error, now, attempts],
     )?;
     connection.execute(
-        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body)
-         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3, body FROM deliveries WHERE id = ?1",
+        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
+         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = ?1",
         params![delivery_id, backup, now],
     )?;
     delivery_by_id(connection, connection.last_insert_rowid())?.ok_or_else(|| {
@@ -797,6 +838,32 @@ fn replay(
         return Ok(None);
     }
     delivery_by_id(connection, delivery_id)
+}
+
+/// Open deliveries with the notification each carries, oldest first.
+fn open_deliveries_where(
+    connection: &Connection,
+    condition: &str,
+    parameters: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<OpenDelivery>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {}, COALESCE(d.body, n.body) FROM deliveries d JOIN notifications n
+           ON n.organization = d.organization AND n.notification_id = d.notification_id
+         WHERE {condition} ORDER BY d.id",
+        prefixed_columns("d")
+    ))?;
+    let rows = statement.query_map(parameters, |r| {
+        Ok((delivery_from(r), r.get::<_, String>(17)?))
+    })?;
+    let mut open = Vec::new();
+    for row in rows {
+        let (delivery, body) = row?;
+        open.push(OpenDelivery {
+            row: delivery?,
+            body,
+        });
+    }
+    Ok(open)
 }
 
 fn delivery_by_id(
@@ -852,6 +919,7 @@ fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
         receipt: row.get(12)?,
         settled_at: row.get(13)?,
         details: parse_details(row.get(14)?)?,
+        coordination: Coordination::from_columns(row.get(15)?, row.get(16)?)?,
     })
 }
 

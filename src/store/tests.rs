@@ -61,6 +61,7 @@ fn notification(id: &str, targets: &[&str]) -> NewNotification {
                 body: None,
             })
             .collect(),
+        coordination: Coordination::default(),
     }
 }
 
@@ -140,11 +141,13 @@ async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
             attempts: 2,
             receipt: "r-1".into(),
             details: Some(r#"{"successfulSyncs":2}"#.into()),
+            sequenced: false,
         }]);
         store.settle(vec![Settlement::DeadLettered {
             delivery_id: second,
             attempts: 8,
             error: "400 bad".into(),
+            sequenced: false,
         }]);
         store.flush().await.unwrap();
         assert!(store.open_deliveries("a").await.unwrap().is_empty());
@@ -348,6 +351,7 @@ async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
         delivery_id: backup.delivery_id,
         attempts: 1,
         error: "no".into(),
+        sequenced: false,
     }]);
     let replayed = store
         .replay("org", backup.delivery_id)
@@ -551,6 +555,128 @@ async fn postgres_reconnects_after_the_server_closes_its_connections() {
     backend.clean_up().await;
 }
 
+fn states(stored: &StoredNotification) -> Vec<DeliveryState> {
+    stored.deliveries.iter().map(|d| d.state).collect()
+}
+
+async fn a_sequence_releases_one_delivery_at_a_time(backend: Backend) {
+    use crate::wedsync::{CoordinationMode, ErrorStrategy};
+    let store = backend.open().await;
+    let mut sequential = notification("seq", &["a", "b", "c"]);
+    sequential.coordination.mode = CoordinationMode::Sequential;
+    let intake = store.journal(Lane::Normal, vec![sequential]).await.unwrap();
+    let ids = delivery_ids(&intake[0]);
+    let stored = store.notification("org", "seq").await.unwrap().unwrap();
+    use DeliveryState::*;
+    assert_eq!(states(&stored), vec![Pending, Held, Held]);
+    assert!(
+        store.open_deliveries("b").await.unwrap().is_empty(),
+        "a held delivery is not open"
+    );
+
+    // A retry of the first releases nothing; its delivery releases the second only.
+    store.settle(vec![Settlement::Retrying {
+        delivery_id: ids[0],
+        attempts: 1,
+        next_attempt_at: 0,
+        error: "503".into(),
+    }]);
+    store.flush().await.unwrap();
+    assert!(store.next_in_sequence(ids[0]).await.unwrap().is_empty());
+    store.settle(vec![Settlement::Delivered {
+        delivery_id: ids[0],
+        attempts: 2,
+        receipt: "r".into(),
+        details: None,
+        sequenced: true,
+    }]);
+    store.flush().await.unwrap();
+    let released = store.next_in_sequence(ids[0]).await.unwrap();
+    assert_eq!(
+        (
+            released.len(),
+            released[0].row.delivery_id,
+            released[0].row.integration_id.as_str()
+        ),
+        (1, ids[1], "b")
+    );
+    assert_eq!(
+        released[0].row.coordination.mode,
+        CoordinationMode::Sequential
+    );
+    let stored = store.notification("org", "seq").await.unwrap().unwrap();
+    assert_eq!(states(&stored), vec![Delivered, Pending, Held]);
+
+    // A failover carries the sequence: the backup's dead letter releases the third (sequential
+    // does not cancel).
+    let backup = store
+        .fail_over(ids[1], 3, "down".into(), "backup".into())
+        .await
+        .unwrap();
+    assert_eq!(backup.coordination.mode, CoordinationMode::Sequential);
+    store.settle(vec![Settlement::DeadLettered {
+        delivery_id: backup.delivery_id,
+        attempts: 1,
+        error: "no".into(),
+        sequenced: true,
+    }]);
+    store.flush().await.unwrap();
+    let stored = store.notification("org", "seq").await.unwrap().unwrap();
+    assert_eq!(
+        states(&stored),
+        vec![Delivered, FailedOver, Pending, DeadLettered]
+    );
+    assert_eq!(
+        store.next_in_sequence(backup.delivery_id).await.unwrap()[0]
+            .row
+            .delivery_id,
+        ids[2]
+    );
+
+    // All or nothing: the first failure cancels every delivery still held.
+    let mut all_or_nothing = notification("aon", &["a", "b", "c"]);
+    all_or_nothing.coordination.mode = CoordinationMode::AllOrNothing;
+    // Abort in a sequence does the same.
+    let mut aborting = notification("abort", &["a", "b"]);
+    aborting.coordination = Coordination {
+        mode: CoordinationMode::Sequential,
+        on_failure: ErrorStrategy::Abort,
+    };
+    let intake = store
+        .journal(Lane::Normal, vec![all_or_nothing, aborting])
+        .await
+        .unwrap();
+    for (id, intake) in [("aon", &intake[0]), ("abort", &intake[1])] {
+        store.settle(vec![Settlement::DeadLettered {
+            delivery_id: delivery_ids(intake)[0],
+            attempts: 1,
+            error: "refused".into(),
+            sequenced: true,
+        }]);
+        store.flush().await.unwrap();
+        let stored = store.notification("org", id).await.unwrap().unwrap();
+        let cancelled = &stored.deliveries[1];
+        assert_eq!(
+            (
+                cancelled.state,
+                cancelled.last_error.clone(),
+                cancelled.settled_at.is_some()
+            ),
+            (
+                Cancelled,
+                Some(cancelled_reason(delivery_ids(intake)[0])),
+                true
+            ),
+            "{id}"
+        );
+        assert!(
+            stored.deliveries[1..].iter().all(|d| d.state == Cancelled),
+            "{id}"
+        );
+    }
+    backend.clean_up().await;
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
@@ -572,5 +698,6 @@ contract!(
     the_installation_id_is_random_and_kept,
     a_routing_is_kept_once_by_its_id,
     sealed_credentials_are_kept_per_integration_and_replaced,
-    an_oauth_install_finishes_once_and_not_after_it_expires
+    an_oauth_install_finishes_once_and_not_after_it_expires,
+    a_sequence_releases_one_delivery_at_a_time
 );

@@ -1,6 +1,8 @@
 //! `POST /v1/routings`: one notification to named systems, answered with the seed's
 //! `RoutingResult` once every target settled; failover shows which path delivered.
 
+use std::time::Duration;
+
 use herald::sandbox::{any_local_port, FakeSlack, WebhookReceiver};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -265,18 +267,18 @@ async fn the_seeds_cross_system_routing_is_routed_as_written_and_read_again_by_i
         StatusCode::NOT_FOUND
     );
 
-    // What is not the integration, or not available yet, is refused by name.
+    // What is not the integration, or not a mode or strategy of the seed, is refused by name.
     for (change, field) in [
         (
             json!({"targetSystems": [{"systemId": "crm-hook", "systemType": "crm"}]}),
             "targetSystems[0].systemType",
         ),
         (
-            json!({"deliveryCoordination": {"coordinatedDelivery": true, "mode": "sequential"}}),
+            json!({"deliveryCoordination": {"coordinatedDelivery": true, "mode": "eventually"}}),
             "deliveryCoordination.mode",
         ),
         (
-            json!({"errorHandling": {"strategy": "abort"}}),
+            json!({"errorHandling": {"strategy": "ignore"}}),
             "errorHandling.strategy",
         ),
         (
@@ -300,4 +302,229 @@ async fn the_seeds_cross_system_routing_is_routed_as_written_and_read_again_by_i
         );
         assert_eq!(answer["error"]["field"], field, "{change}: {answer}");
     }
+}
+
+/// The seed's `deliveryCoordination.mode` and `errorHandling.strategy`, each over HTTP against
+/// webhook receivers: who is called, in which order, how often, and what the result says.
+#[tokio::test]
+async fn coordination_modes_and_error_strategies_do_what_the_seed_names() {
+    let receiver = || WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET);
+    let (first, second, third) = (
+        receiver().await.unwrap(),
+        receiver().await.unwrap(),
+        receiver().await.unwrap(),
+    );
+    let (refusing, flaky, down, pager) = (
+        receiver().await.unwrap(),
+        receiver().await.unwrap(),
+        receiver().await.unwrap(),
+        receiver().await.unwrap(),
+    );
+    refusing
+        .faults
+        .go_down(422, json!({"error": "unprocessable"}));
+    down.faults.go_down(503, json!({"error": "unavailable"}));
+    let fast_retries = "retry = { initial = \"10ms\", max_delay = \"20ms\", max_attempts = 3 }";
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n{}{}{}{}{}{}{}",
+        webhook_integration("first", "studio", &first.url(), ""),
+        webhook_integration("second", "studio", &second.url(), ""),
+        webhook_integration("third", "studio", &third.url(), ""),
+        webhook_integration("refusing", "studio", &refusing.url(), ""),
+        webhook_integration("flaky", "studio", &flaky.url(), fast_retries),
+        webhook_integration(
+            "down",
+            "studio",
+            &down.url(),
+            &format!("{fast_retries}\nfailover = {{ targets = [\"pager\"] }}")
+        ),
+        webhook_integration("pager", "studio", &pager.url(), ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let route = |id: &str, targets: &[&str], coordination: serde_json::Value| {
+        let mut routing = json!({
+            "routingId": id,
+            "sourceNotification": notification(id, "high"),
+            "targetSystems": targets.iter().map(|t| json!({"systemId": t})).collect::<Vec<_>>(),
+        });
+        for (key, value) in coordination.as_object().unwrap() {
+            routing[key] = value.clone();
+        }
+        routing
+    };
+    let statuses = |result: &serde_json::Value| -> Vec<(String, String)> {
+        result["systemResults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["systemId"].as_str().unwrap().to_owned(),
+                    s["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+
+    // Sequential: each target is called after the one before it answered. The first answers
+    // slowly, so in parallel the others would have been answered first.
+    first.faults.set_latency(Duration::from_millis(300));
+    let sequential = route(
+        "in-order",
+        &["first", "second", "third"],
+        json!({"deliveryCoordination": {"coordinatedDelivery": true, "mode": "sequential"}}),
+    );
+    let (status, result) = herald.post("/v1/routings?wait=10s", &sequential).await;
+    assert_eq!(
+        (status, result["overallStatus"].as_str()),
+        (StatusCode::OK, Some("success")),
+        "{result}"
+    );
+    assert_eq!(result["deliveryCoordination"]["mode"], "sequential");
+    let answered = |receiver: &WebhookReceiver| receiver.received()[0].at;
+    assert!(answered(&first) < answered(&second), "second before first");
+    assert!(answered(&second) < answered(&third), "third before second");
+    first.faults.set_latency(Duration::ZERO);
+
+    // All or nothing: the refused target cancels the one not yet sent; the one before it stays
+    // delivered (a vendor write cannot be taken back).
+    let all_or_nothing = route(
+        "all-or-nothing",
+        &["first", "refusing", "third"],
+        json!({"deliveryCoordination": {"coordinatedDelivery": true, "mode": "all_or_nothing"}}),
+    );
+    let (status, result) = herald.post("/v1/routings?wait=10s", &all_or_nothing).await;
+    assert_eq!(
+        (status, result["overallStatus"].as_str()),
+        (StatusCode::OK, Some("partial")),
+        "{result}"
+    );
+    assert_eq!(
+        statuses(&result),
+        pairs(&[
+            ("first", "delivered"),
+            ("refusing", "failed"),
+            ("third", "cancelled")
+        ])
+    );
+    let cancelled = &result["systemResults"][2]["deliveryResults"][0];
+    assert_eq!(
+        (cancelled["state"].as_str(), cancelled["attempts"].as_u64()),
+        (Some("cancelled"), Some(0))
+    );
+    assert!(
+        cancelled["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled: delivery "),
+        "{cancelled}"
+    );
+    assert_eq!(
+        third.received().len(),
+        1,
+        "only the sequential routing reached it"
+    );
+
+    // dead_letter: the first failure ends the delivery, where retry would have delivered.
+    for (strategy, outcome) in [
+        ("dead_letter", (Some("dead_lettered"), Some(1))),
+        ("retry", (Some("delivered"), Some(2))),
+    ] {
+        flaky
+            .faults
+            .respond_next(503, &[], json!({"error": "unavailable"}));
+        let routing = route(
+            &format!("flaky-{strategy}"),
+            &["flaky"],
+            json!({"errorHandling": {"strategy": strategy}}),
+        );
+        let (_, result) = herald.post("/v1/routings?wait=10s", &routing).await;
+        let delivery = &result["systemResults"][0]["deliveryResults"][0];
+        assert_eq!(
+            (delivery["state"].as_str(), delivery["attempts"].as_u64()),
+            outcome,
+            "{strategy}: {result}"
+        );
+    }
+
+    // retry never fails over; failover (the default) hands the delivery to the backup.
+    let (_, result) = herald
+        .post(
+            "/v1/routings?wait=10s",
+            &route(
+                "retry-only",
+                &["down"],
+                json!({"errorHandling": {"strategy": "retry"}}),
+            ),
+        )
+        .await;
+    let deliveries = result["systemResults"][0]["deliveryResults"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        (
+            deliveries.len(),
+            deliveries[0]["state"].as_str(),
+            deliveries[0]["attempts"].as_u64()
+        ),
+        (1, Some("dead_lettered"), Some(3)),
+        "{result}"
+    );
+    assert!(pager.received().is_empty());
+    let (_, result) = herald
+        .post(
+            "/v1/routings?wait=10s",
+            &route(
+                "failed-over",
+                &["down"],
+                json!({"errorHandling": {"strategy": "failover"}}),
+            ),
+        )
+        .await;
+    assert_eq!(result["overallStatus"], "success", "{result}");
+    assert_eq!(pager.received().len(), 1);
+
+    // abort: the first failure, not retried (where retry would deliver), cancels the rest of
+    // the sequence.
+    flaky
+        .faults
+        .respond_next(503, &[], json!({"error": "unavailable"}));
+    let before = flaky.received().len();
+    let (_, result) = herald
+        .post(
+            "/v1/routings?wait=10s",
+            &route(
+                "aborted",
+                &["flaky", "second"],
+                json!({"deliveryCoordination": {"mode": "sequential"}, "errorHandling": {"strategy": "abort"}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (result["overallStatus"].as_str(), statuses(&result)),
+        (
+            Some("failed"),
+            pairs(&[("flaky", "failed"), ("second", "cancelled")])
+        ),
+        "{result}"
+    );
+    assert_eq!(
+        result["systemResults"][0]["deliveryResults"][0]["attempts"], 1,
+        "{result}"
+    );
+    assert_eq!(
+        flaky.received().len(),
+        before,
+        "not retried into a delivery"
+    );
+    assert_eq!(
+        second.received().len(),
+        1,
+        "only the sequential routing reached it"
+    );
 }
