@@ -17,6 +17,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::secret::SecretRef;
 use crate::template::Template;
 use crate::wedsync::{is_time_of_day, Priority};
 
@@ -250,52 +251,6 @@ pub struct IntegrationConfig {
     pub failover: FailoverConfig,
     pub max_in_flight: usize,
     pub timeout: Duration,
-}
-
-/// Where a secret lives. Herald reads it when it builds the connector and never logs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret Herald obtained itself (a token from a vendor), not read from configuration.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl SecretRef {
-    /// Reads the secret now; the error says where it looked, never what it found.
-    pub fn read(&self) -> Result<Secret, String> {
-        let value = match self {
-            SecretRef::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))?,
-        };
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err("the secret is empty".into());
-        }
-        Ok(Secret(value))
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use supervision::{ChildStatus, SupervisorMsg};
+use supervision::{ChildStatus, Slot, SupervisorMsg};
 
 use crate::integration::Registry;
-use crate::tree::Slot;
 
 const TICK: Duration = Duration::from_secs(1);
 

@@ -8,6 +8,7 @@
 //! Crate map:
 //! - [`wedsync`]: the platform's JSON vocabulary and its validation; [`condition`] (CEL) and
 //!   [`template`] (minijinja): what callers write about notifications, checked and bounded.
+//! - [`secret`]: where secrets live and how they are read (a leaf, like `wedsync`).
 //! - [`config`]: layered configuration and its validation.
 //! - [`store`]: the durable journal and delivery mailbox (SQLite, group commit).
 //! - [`router`]: routing rules and the Router actors (plan, journal, dispatch).
@@ -26,6 +27,7 @@ pub mod health;
 pub mod integration;
 pub mod router;
 pub mod sandbox;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod template;

@@ -11,16 +11,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use supervision::Slot;
 
 use crate::condition::Condition;
 use crate::config::{Config, RouteConfig};
 use crate::integration::{Job, Registry};
 use crate::store::{
-    Coordination, DeliveryRow, DeliveryState, Intake, Lane, NewNotification, PlannedDelivery,
-    Store, StoreError,
+    DeliveryRow, DeliveryState, Intake, NewNotification, PlannedDelivery, Store, StoreError,
 };
-use crate::tree::Slot;
-use crate::wedsync::{FieldError, RoutingRule, TargetSystem, WeddingNotification};
+use crate::wedsync::{
+    Coordination, FieldError, Lane, RoutingRule, TargetSystem, WeddingNotification,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {

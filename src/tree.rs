@@ -12,11 +12,11 @@
 //! The store writer is not in the tree: it is a thread (SQLite blocks), and a failed journal is
 //! fatal to the daemon rather than something to restart around.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorRef, SpawnErr};
 use supervision::{
-    ChildSpec, Intensity, OnExhausted, Restart, RestartBackoff, Strategy, Supervisor,
+    ChildSpec, Intensity, OnExhausted, Restart, RestartBackoff, Slot, Strategy, Supervisor,
     SupervisorArgs, SupervisorMsg,
 };
 use tokio::task::JoinHandle;
@@ -26,32 +26,8 @@ use crate::connectors::ConnectorKit;
 use crate::health::{HealthMonitor, HealthMonitorArgs};
 use crate::integration::{IntegrationActor, IntegrationArgs, IntegrationRuntime, Registry};
 use crate::router::{Router, RouterArgs, RouterHandle, RoutingTable};
-use crate::store::{Lane, Store};
-
-/// A shared, replaceable reference to whichever incarnation of an actor is live.
-pub struct Slot<T>(Arc<RwLock<Option<T>>>);
-
-impl<T> Clone for Slot<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Self(Arc::new(RwLock::new(None)))
-    }
-}
-
-impl<T: Clone> Slot<T> {
-    pub fn get(&self) -> Option<T> {
-        self.0.read().expect("slot lock").clone()
-    }
-
-    pub fn set(&self, value: Option<T>) {
-        *self.0.write().expect("slot lock") = value;
-    }
-}
+use crate::store::Store;
+use crate::wedsync::Lane;
 
 pub struct TreeArgs {
     pub supervision: SupervisionConfig,

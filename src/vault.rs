@@ -12,7 +12,7 @@ use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 /// The format byte of a sealed value.

@@ -48,6 +48,14 @@ pub const WEDDING_CONTEXT_FIELDS: &[&str] = &[
     "timezone",
 ];
 
+/// Which lane a notification travels: emergencies are journaled, queued and attempted ahead
+/// of everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Emergency,
+    Normal,
+}
+
 /// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -450,6 +458,22 @@ impl CoordinationMode {
         [Self::Parallel, Self::Sequential, Self::AllOrNothing]
             .into_iter()
             .find(|mode| mode.as_str() == text)
+    }
+}
+
+/// How the deliveries of one notification depend on each other (a routing's
+/// `deliveryCoordination` and `errorHandling`); the store keeps it on each delivery row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coordination {
+    pub mode: CoordinationMode,
+    pub on_failure: ErrorStrategy,
+}
+
+impl Coordination {
+    /// Whether the targets are sent one after the other: all but the first are journaled
+    /// `held`, and each settlement releases the next.
+    pub fn is_sequenced(self) -> bool {
+        self.mode != CoordinationMode::Parallel
     }
 }
 

@@ -29,14 +29,15 @@ pub use auth::{create_api_key, hash_key, Organization};
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
 
-use crate::config::{ConnectorConfig, SecretRef};
+use crate::config::ConnectorConfig;
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
-use crate::store::{Coordination, DeliveryRow, DeliveryState, RoutingRecord, Store};
+use crate::secret::SecretRef;
+use crate::store::{DeliveryRow, DeliveryState, RoutingRecord, Store};
 use crate::wedsync::{
-    parse_json, CredentialsReference, CrossSystemRouting, DeliveryCoordination, DeliveryResult,
-    FailoverConfiguration, FieldError, IntegrationConfiguration, NotificationBatch,
+    parse_json, Coordination, CredentialsReference, CrossSystemRouting, DeliveryCoordination,
+    DeliveryResult, FailoverConfiguration, FieldError, IntegrationConfiguration, NotificationBatch,
     NotificationMapping, RoutingResult, SecurityConfiguration, SystemResult, WeddingNotification,
     MAX_BATCH,
 };

@@ -39,9 +39,10 @@ use serde_json::{json, Value};
 use super::http::{classify_status, transport_error, OutboundClient};
 use super::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
-    Receipt, ReloadableSecret,
+    Receipt,
 };
-use crate::config::{HubSpotSettings, Secret};
+use crate::config::HubSpotSettings;
+use crate::secret::{ReloadableSecret, Secret};
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
 
@@ -162,15 +163,15 @@ impl HubSpotConnector {
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
         let credential = match (&settings.token, &settings.oauth) {
-            (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token)?),
+            (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
             (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession {
                 token_url: base
                     .join("/oauth/v1/token")
                     .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
                 client_id: oauth.client_id.clone(),
-                client_secret: ReloadableSecret::load(&oauth.client_secret)?,
+                client_secret: ReloadableSecret::load(&oauth.client_secret).map_err(ConnectorError::Misconfigured)?,
                 refresh_token: match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
-                    (Some(token), _, _) => RefreshToken::Configured(ReloadableSecret::load(token)?),
+                    (Some(token), _, _) => RefreshToken::Configured(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
                     (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
                         vault,
                         integration_id: integration_id.to_owned(),
@@ -825,14 +826,19 @@ impl Connector for HubSpotConnector {
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         match &self.credential {
-            Credential::PrivateApp(token) => token.reload(),
+            Credential::PrivateApp(token) => token.reload().map_err(ConnectorError::Misconfigured),
             // HubSpot refused the access token: forget it, so the retry refreshes first (with
             // the app secret and refresh token read again, in case they were rotated).
             Credential::OAuth(session) => {
                 *session.access.lock().expect("oauth lock") = None;
-                session.client_secret.reload()?;
+                session
+                    .client_secret
+                    .reload()
+                    .map_err(ConnectorError::Misconfigured)?;
                 match &session.refresh_token {
-                    RefreshToken::Configured(token) => token.reload(),
+                    RefreshToken::Configured(token) => {
+                        token.reload().map_err(ConnectorError::Misconfigured)
+                    }
                     // Read from the vault at every refresh anyway.
                     RefreshToken::Kept { .. } => Ok(()),
                 }

@@ -26,7 +26,7 @@ pub use slack::{
 pub use tave::{event_notification as tave_event_notification, rest_hook_path, TaveConnector};
 pub use webhook::{sign_standard_webhook, WebhookConnector};
 
-use crate::config::{ConnectorConfig, IntegrationConfig, Secret, SecretRef};
+use crate::config::{ConnectorConfig, IntegrationConfig};
 use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
@@ -239,36 +239,6 @@ fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-/// A secret that can be reloaded while the connector runs (token rotation).
-struct ReloadableSecret {
-    reference: SecretRef,
-    current: std::sync::RwLock<Secret>,
-}
-
-impl ReloadableSecret {
-    fn load(reference: &SecretRef) -> Result<Self, ConnectorError> {
-        Ok(Self {
-            reference: reference.clone(),
-            current: std::sync::RwLock::new(
-                reference.read().map_err(ConnectorError::Misconfigured)?,
-            ),
-        })
-    }
-
-    fn get(&self) -> Secret {
-        self.current.read().expect("secret lock").clone()
-    }
-
-    fn reload(&self) -> Result<(), ConnectorError> {
-        let fresh = self
-            .reference
-            .read()
-            .map_err(ConnectorError::Misconfigured)?;
-        *self.current.write().expect("secret lock") = fresh;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

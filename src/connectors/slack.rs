@@ -12,10 +12,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::http::{classify_status, retry_after, transport_error, OutboundClient};
-use super::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
-};
+use super::{CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt};
 use crate::config::{QuietHours, ReminderSettings, SlackSettings};
+use crate::secret::ReloadableSecret;
 use crate::template::Template;
 use crate::wedsync::{Priority, WeddingNotification};
 
@@ -84,7 +83,8 @@ impl SlackConnector {
             team_info,
             reactions_get,
             conversations_replies,
-            token: ReloadableSecret::load(&settings.token)?,
+            token: ReloadableSecret::load(&settings.token)
+                .map_err(ConnectorError::Misconfigured)?,
             channel: settings.channel.clone(),
             text_template,
             schedule_message,
@@ -451,7 +451,7 @@ impl Connector for SlackConnector {
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
-        self.token.reload()
+        self.token.reload().map_err(ConnectorError::Misconfigured)
     }
 }
 

@@ -34,9 +34,10 @@ use sha2::{Digest, Sha256};
 use super::http::{retry_after, transport_error, OutboundClient};
 use super::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
-    Receipt, ReloadableSecret,
+    Receipt,
 };
-use crate::config::{SecretRef, TaveSettings};
+use crate::config::TaveSettings;
+use crate::secret::{ReloadableSecret, SecretRef};
 use crate::wedsync::{is_iso_date, WeddingNotification};
 
 pub struct TaveConnector {
@@ -77,7 +78,8 @@ impl TaveConnector {
         });
         Ok(Self {
             base,
-            api_key: ReloadableSecret::load(&settings.api_key)?,
+            api_key: ReloadableSecret::load(&settings.api_key)
+                .map_err(ConnectorError::Misconfigured)?,
             client,
             timeout,
             integration_id: integration_id.to_owned(),
@@ -400,7 +402,7 @@ impl Connector for TaveConnector {
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
-        self.api_key.reload()
+        self.api_key.reload().map_err(ConnectorError::Misconfigured)
     }
 }
 

@@ -14,10 +14,9 @@ use reqwest::Url;
 use sha2::Sha256;
 
 use super::http::{classify_status, transport_error, OutboundClient};
-use super::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt, ReloadableSecret,
-};
+use super::{CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt};
 use crate::config::WebhookSettings;
+use crate::secret::ReloadableSecret;
 
 /// The Standard Webhooks payload shape: `{type, timestamp, data}`.
 #[derive(serde::Serialize)]
@@ -46,7 +45,8 @@ impl WebhookConnector {
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
         let url = client.check_url(&settings.url)?;
-        let secret = ReloadableSecret::load(&settings.secret)?;
+        let secret =
+            ReloadableSecret::load(&settings.secret).map_err(ConnectorError::Misconfigured)?;
         signing_key(secret.get().expose())?;
         Ok(Self {
             url,
@@ -124,7 +124,7 @@ impl Connector for WebhookConnector {
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
-        self.secret.reload()
+        self.secret.reload().map_err(ConnectorError::Misconfigured)
     }
 }
 

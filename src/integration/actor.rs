@@ -20,8 +20,8 @@ use super::{IntegrationRuntime, Registry};
 use crate::connectors::{
     self, Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt,
 };
-use crate::store::{now_millis, Lane, Settlement, Store};
-use crate::wedsync::ErrorStrategy;
+use crate::store::{now_millis, Settlement, Store};
+use crate::wedsync::{ErrorStrategy, Lane};
 
 pub struct IntegrationActor;
 

@@ -13,7 +13,7 @@ use governor::clock::{Clock, FakeRelativeClock};
 use governor::{Quota, RateLimiter};
 
 use crate::config::RateLimitConfig;
-use crate::store::Lane;
+use crate::wedsync::Lane;
 
 type Gcra = RateLimiter<
     governor::state::NotKeyed,

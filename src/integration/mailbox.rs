@@ -9,8 +9,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::store::{Coordination, Lane, UnixMillis};
-use crate::wedsync::WeddingNotification;
+use crate::store::UnixMillis;
+use crate::wedsync::{Coordination, Lane, WeddingNotification};
 
 /// One delivery waiting for, or out on, an attempt.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use metrics::{Counter, Histogram};
 
-use crate::store::Lane;
+use crate::wedsync::Lane;
 
 /// What happened to a delivery, as counted by `herald_deliveries_total{outcome}`.
 #[derive(Debug, Clone, Copy)]

@@ -15,7 +15,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
-use crate::wedsync::{CoordinationMode, ErrorStrategy};
+use crate::wedsync::{Coordination, CoordinationMode, ErrorStrategy, Lane};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -50,13 +50,6 @@ pub enum StoreError {
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// Which commit queue a write joins. Emergency writes are committed ahead of queued normal ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Emergency,
-    Normal,
-}
-
 /// A validated notification and the targets the router chose for it.
 #[derive(Debug, Clone)]
 pub struct NewNotification {
@@ -69,54 +62,6 @@ pub struct NewNotification {
     /// The targets in order: a sequenced coordination sends them one after the other.
     pub targets: Vec<PlannedDelivery>,
     pub coordination: Coordination,
-}
-
-/// How the deliveries of one notification depend on each other (a routing's
-/// `deliveryCoordination` and `errorHandling`), kept on each of its delivery rows so it survives
-/// restarts and carries over to a failover.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Coordination {
-    pub mode: CoordinationMode,
-    pub on_failure: ErrorStrategy,
-}
-
-impl Coordination {
-    /// Whether the targets are sent one after the other: all but the first are journaled
-    /// `held`, and each settlement releases the next.
-    pub fn is_sequenced(self) -> bool {
-        self.mode != CoordinationMode::Parallel
-    }
-
-    /// Whether a dead-lettered delivery cancels the deliveries still held behind it.
-    pub fn cancels_on_failure(self) -> bool {
-        self.mode == CoordinationMode::AllOrNothing || self.on_failure == ErrorStrategy::Abort
-    }
-
-    /// The stored columns (`mode`, `on_failure`); the defaults are stored as NULL.
-    pub(crate) fn columns(self) -> (Option<&'static str>, Option<&'static str>) {
-        (
-            (self.mode != CoordinationMode::Parallel).then(|| self.mode.as_str()),
-            (self.on_failure != ErrorStrategy::Failover).then(|| self.on_failure.as_str()),
-        )
-    }
-
-    pub(crate) fn from_columns(
-        mode: Option<String>,
-        on_failure: Option<String>,
-    ) -> Result<Self, StoreError> {
-        let mode = match mode.as_deref() {
-            None => CoordinationMode::Parallel,
-            Some(text) => CoordinationMode::parse(text).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown coordination mode {text:?}"))
-            })?,
-        };
-        let on_failure = match on_failure.as_deref() {
-            None => ErrorStrategy::Failover,
-            Some(text) => ErrorStrategy::parse(text)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown error strategy {text:?}")))?,
-        };
-        Ok(Self { mode, on_failure })
-    }
 }
 
 /// One target of a new notification.
@@ -338,6 +283,35 @@ pub enum Settlement {
         /// the held ones if the routing cancels on failure.
         sequenced: bool,
     },
+}
+
+/// A coordination's stored columns (`mode`, `on_failure`); the defaults are stored as NULL.
+pub(crate) fn coordination_columns(
+    coordination: Coordination,
+) -> (Option<&'static str>, Option<&'static str>) {
+    (
+        (coordination.mode != CoordinationMode::Parallel).then(|| coordination.mode.as_str()),
+        (coordination.on_failure != ErrorStrategy::Failover)
+            .then(|| coordination.on_failure.as_str()),
+    )
+}
+
+/// Reads a coordination back from its stored columns.
+pub(crate) fn coordination_from_columns(
+    mode: Option<String>,
+    on_failure: Option<String>,
+) -> Result<Coordination, StoreError> {
+    let mode = match mode.as_deref() {
+        None => CoordinationMode::Parallel,
+        Some(text) => CoordinationMode::parse(text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown coordination mode {text:?}")))?,
+    };
+    let on_failure = match on_failure.as_deref() {
+        None => ErrorStrategy::Failover,
+        Some(text) => ErrorStrategy::parse(text)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown error strategy {text:?}")))?,
+    };
+    Ok(Coordination { mode, on_failure })
 }
 
 /// The state and sequence position a journaled delivery starts with: in a sequenced routing

@@ -17,12 +17,14 @@ use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
+use crate::wedsync::Lane;
+
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    cancelled_reason, now_millis, parse_details, sequenced_start, AcknowledgeOutcome,
-    Acknowledgement, ApiKeyInfo, Coordination, DeliveryRow, DeliveryState, Intake, Lane,
-    NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store, StoreError,
-    StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
+    cancelled_reason, coordination_columns, coordination_from_columns, now_millis, parse_details,
+    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState,
+    Intake, NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store,
+    StoreError, StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -873,7 +875,7 @@ async fn journal(
         .zip(&accepted)
         .filter(|(_, accepted)| **accepted)
     {
-        let (mode, on_failure) = item.coordination.columns();
+        let (mode, on_failure) = coordination_columns(item.coordination);
         for (position, target) in item.targets.iter().enumerate() {
             let (state, sequence_position) = sequenced_start(item.coordination, position);
             organizations.push(item.organization.as_str());
@@ -1100,6 +1102,6 @@ fn delivery_from(row: &Row) -> Result<DeliveryRow, StoreError> {
         receipt: row.try_get(12)?,
         settled_at: row.try_get(13)?,
         details: parse_details(row.try_get(14)?)?,
-        coordination: Coordination::from_columns(row.try_get(15)?, row.try_get(16)?)?,
+        coordination: coordination_from_columns(row.try_get(15)?, row.try_get(16)?)?,
     })
 }

@@ -7,9 +7,11 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::wedsync::Lane;
+
 use super::{
-    AcknowledgeOutcome, Acknowledgement, DeliveryRow, Intake, Lane, NewNotification,
-    PendingInstall, RoutingRecord, Settlement, StoreError, StoreFuture,
+    AcknowledgeOutcome, Acknowledgement, DeliveryRow, Intake, NewNotification, PendingInstall,
+    RoutingRecord, Settlement, StoreError, StoreFuture,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.

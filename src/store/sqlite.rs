@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
 
+use crate::wedsync::Lane;
+
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    cancelled_reason, now_millis, parse_details, sequenced_start, AcknowledgeOutcome,
-    Acknowledgement, ApiKeyInfo, Coordination, DeliveryRow, DeliveryState, Intake, Lane,
-    NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store, StoreError,
-    StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
+    cancelled_reason, coordination_columns, coordination_from_columns, now_millis, parse_details,
+    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState,
+    Intake, NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store,
+    StoreError, StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -710,7 +712,7 @@ fn journal(
         }
         let emergency = item.priority == "emergency";
         let coordination = item.coordination;
-        let (mode, on_failure) = coordination.columns();
+        let (mode, on_failure) = coordination_columns(coordination);
         let mut rows = Vec::with_capacity(item.targets.len());
         for (position, target) in item.targets.into_iter().enumerate() {
             let (state, sequence_position) = sequenced_start(coordination, position);
@@ -919,7 +921,7 @@ fn delivery_from(row: &Row<'_>) -> Result<DeliveryRow, StoreError> {
         receipt: row.get(12)?,
         settled_at: row.get(13)?,
         details: parse_details(row.get(14)?)?,
-        coordination: Coordination::from_columns(row.get(15)?, row.get(16)?)?,
+        coordination: coordination_from_columns(row.get(15)?, row.get(16)?)?,
     })
 }
 

@@ -197,6 +197,32 @@ struct Child {
     total_restarts: u64,
 }
 
+/// A shared, replaceable reference to whichever incarnation of an actor is live: a child sets
+/// it when it starts, and callers read it instead of holding one incarnation's `ActorRef`.
+pub struct Slot<T>(Arc<std::sync::RwLock<Option<T>>>);
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::RwLock::new(None)))
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    pub fn get(&self) -> Option<T> {
+        self.0.read().expect("slot lock").clone()
+    }
+
+    pub fn set(&self, value: Option<T>) {
+        *self.0.write().expect("slot lock") = value;
+    }
+}
+
 // === impl Supervisor ===
 
 impl Actor for Supervisor {

@@ -1,0 +1,82 @@
+//! Secrets: where one lives ([`SecretRef`], an environment variable or a file), the value read
+//! from there ([`Secret`], whose `Debug` never shows it), and a secret a connector can read again
+//! while it runs ([`ReloadableSecret`], for rotated tokens).
+//!
+//! A leaf: configuration, connectors and the vault all use it. Sealing secrets at rest is the
+//! vault's job, not this module's.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a secret lives. Herald reads it when it builds the connector and never logs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret Herald obtained itself (a token from a vendor), not read from configuration.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret now; the error says where it looked, never what it found.
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))?,
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(Secret(value))
+    }
+}
+
+/// A secret that can be reloaded while the connector runs (token rotation).
+pub struct ReloadableSecret {
+    reference: SecretRef,
+    current: std::sync::RwLock<Secret>,
+}
+
+impl ReloadableSecret {
+    pub fn load(reference: &SecretRef) -> Result<Self, String> {
+        Ok(Self {
+            reference: reference.clone(),
+            current: std::sync::RwLock::new(reference.read()?),
+        })
+    }
+
+    pub fn get(&self) -> Secret {
+        self.current.read().expect("secret lock").clone()
+    }
+
+    /// Reads the secret again from where its reference points.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = self.reference.read()?;
+        *self.current.write().expect("secret lock") = fresh;
+        Ok(())
+    }
+}
