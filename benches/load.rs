@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use herald::sandbox::{any_local_port, RecordedRequest, WebhookReceiver};
+use herald::sandbox::{any_local_port, RecordedRequest};
+use herald::vendors::webhook::WebhookReceiver;
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_YmVuY2gtc2VjcmV0LWZvci1oZXJhbGQtbG9hZC10ZXN0cw==";

@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config;
-use crate::sandbox::{any_local_port, FakeHubSpot, FakeSlack, FakeTave, WebhookReceiver};
+use crate::sandbox::any_local_port;
+use crate::vendors::hubspot::FakeHubSpot;
+use crate::vendors::slack::FakeSlack;
+use crate::vendors::tave::FakeTave;
+use crate::vendors::webhook::WebhookReceiver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

@@ -13,10 +13,12 @@
 //! - [`store`]: the durable journal and delivery mailbox (SQLite, group commit).
 //! - [`router`]: routing rules and the Router actors (plan, journal, dispatch).
 //! - [`integration`]: one supervised actor per integration, with its limiter, breaker and retries.
-//! - [`connectors`]: vendor wire formats (Standard Webhooks, Slack).
+//! - [`connectors`]: what every connector is (the trait, errors, the outbound HTTP policy).
+//! - [`vendors`]: the vendor registry, one folder per vendor (settings, connector, simulator).
 //! - [`tree`]: the supervision tree; [`health`]: the health monitor actor.
 //! - [`api`]: the HTTP API; [`telemetry`]: logs and Prometheus metrics.
-//! - [`sandbox`]: vendor simulators for tests, benches and the demo; [`demo`]: `herald demo`.
+//! - [`sandbox`]: what every vendor simulator shares (server, faults, recorder, contract checks);
+//!   [`sandbox_command`]: `herald sandbox`; [`demo`]: `herald demo`.
 
 pub mod api;
 pub mod condition;
@@ -27,12 +29,14 @@ pub mod health;
 pub mod integration;
 pub mod router;
 pub mod sandbox;
+pub mod sandbox_command;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod template;
 pub mod tree;
 pub mod vault;
+pub mod vendors;
 pub mod wedsync;
 
 use std::future::Future;

@@ -122,7 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 write_config,
             } => {
                 herald::telemetry::init_logging("warn");
-                herald::sandbox::serve_sandbox(
+                herald::sandbox_command::serve_sandbox(
                     port_base,
                     write_config.as_deref(),
                     shutdown_signal(),
@@ -195,7 +195,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         eprintln!("{}: warning: {warning}", path.display());
     }
     for integration in &config.integrations {
-        for secret in integration.connector.secrets() {
+        for secret in integration.settings.secrets() {
             if let Err(err) = secret.read() {
                 eprintln!(
                     "{}: warning: integration {:?}: {err} (serve will refuse to start)",

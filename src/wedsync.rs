@@ -56,6 +56,34 @@ pub enum Lane {
     Normal,
 }
 
+/// The seed's `IntegrationType`: what kind of system an integration connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationType {
+    Crm,
+    BookingSystem,
+    CommunicationPlatform,
+    Calendar,
+    PaymentProcessor,
+    EmergencyServices,
+    /// A generic signed webhook (Herald's own addition to the seed's list).
+    Webhook,
+}
+
+impl IntegrationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Crm => "crm",
+            IntegrationType::BookingSystem => "booking_system",
+            IntegrationType::CommunicationPlatform => "communication_platform",
+            IntegrationType::Calendar => "calendar",
+            IntegrationType::PaymentProcessor => "payment_processor",
+            IntegrationType::EmergencyServices => "emergency_services",
+            IntegrationType::Webhook => "webhook",
+        }
+    }
+}
+
 /// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -577,7 +605,7 @@ pub struct IntegrationConfiguration {
     pub integration_id: String,
     pub organization_id: String,
     /// `communication`, `crm`, `booking`... (the seed's categories); `webhook` for generic ones.
-    pub integration_type: &'static str,
+    pub integration_type: IntegrationType,
     /// The vendor: `slack`, `webhook`.
     pub system: &'static str,
     pub credentials: CredentialsReference,

@@ -2,7 +2,7 @@
 //! unless the signature is the one Herald would compute.
 #![no_main]
 
-use herald::connectors::{sign_slack_request, verify_slack_request};
+use herald::vendors::slack::{sign_slack_request, verify_slack_request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (&str, &str, &[u8])| {

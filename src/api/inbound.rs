@@ -24,10 +24,10 @@ use serde_json::{Map, Value};
 
 use super::accepted_json;
 use super::auth::same_secret;
-use crate::config::ConnectorConfig;
-use crate::connectors::{tave_event_notification, verify_slack_request};
 use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
+use crate::vendors::slack::{verify_slack_request, SlackSettings};
+use crate::vendors::tave::{event_notification as tave_event_notification, TaveSettings};
 
 /// The most actions read from one interactivity payload (a click sends one).
 const MAX_ACTIONS_PER_PAYLOAD: usize = 5;
@@ -67,9 +67,11 @@ pub async fn slack_interactivity(
         .registry
         .runtime(&integration_id)
         .ok_or_else(not_found)?;
-    let ConnectorConfig::Slack(settings) = &runtime.config.connector else {
-        return Err(not_found());
-    };
+    let settings = runtime
+        .config
+        .settings
+        .downcast_ref::<SlackSettings>()
+        .ok_or_else(not_found)?;
     let signing_secret = settings.signing_secret.as_ref().ok_or_else(not_found)?;
     let secret = signing_secret.read().map_err(|reason| {
         tracing::error!(integration = %integration_id, %reason, "slack signing secret unreadable");
@@ -152,7 +154,7 @@ pub async fn tave_rest_hook(
     // 410 tells a REST-hook sender to drop the subscription: this address no longer takes events.
     let gone = || ApiError::Gone(format!("no Tave {event} subscription at this address"));
     let runtime = state.registry.runtime(&integration_id).ok_or_else(gone)?;
-    let ConnectorConfig::Tave(settings) = &runtime.config.connector else {
+    let Some(settings) = runtime.config.settings.downcast_ref::<TaveSettings>() else {
         return Err(gone());
     };
     let hooks = settings.rest_hooks.as_ref().ok_or_else(gone)?;

@@ -23,10 +23,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ask_connector, hash_key, organization_integration, ApiError, AppState, Organization};
-use crate::config::ConnectorConfig;
-use crate::connectors::hubspot_authorize_url;
 use crate::integration::IntegrationMsg;
 use crate::store::{now_millis, PendingInstall};
+use crate::vendors::hubspot::{authorize_url as hubspot_authorize_url, HubSpotSettings};
 
 /// How long a consent link stays good.
 const INSTALL_WINDOW: Duration = Duration::from_secs(600);
@@ -42,9 +41,11 @@ pub async fn start_install(
             "integration {integration_id:?} is not an OAuth app installed through Herald (a HubSpot oauth app with redirect_uri and no refresh_token)"
         ))
     };
-    let ConnectorConfig::HubSpot(settings) = &runtime.config.connector else {
-        return Err(not_installable());
-    };
+    let settings = runtime
+        .config
+        .settings
+        .downcast_ref::<HubSpotSettings>()
+        .ok_or_else(not_installable)?;
     if settings
         .oauth
         .as_ref()

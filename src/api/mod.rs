@@ -29,7 +29,6 @@ pub use auth::{create_api_key, hash_key, Organization};
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
 
-use crate::config::ConnectorConfig;
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::{Accepted, RouterHandle, RoutingTable, Submission};
@@ -365,7 +364,7 @@ async fn post_routing(
             .registry
             .runtime(&target.system_id)
             .filter(|runtime| runtime.config.organization == organization)
-            .map(|runtime| integration_kind(&runtime.config.connector).0);
+            .map(|runtime| runtime.config.vendor.describe().integration_type.as_str());
         if actual.is_some_and(|actual| actual != expected) {
             return Err(FieldError::new(
                 format!("targetSystems[{index}].systemType"),
@@ -732,15 +731,14 @@ fn integration_configuration(
     runtime: &IntegrationRuntime,
 ) -> IntegrationConfiguration {
     let config = &runtime.config;
-    let (integration_type, authentication) = integration_kind(&config.connector);
-    let source = match config.connector.secrets().first() {
+    let source = match config.settings.secrets().first() {
         Some(SecretRef::File(_)) => "file",
         _ => "env",
     };
     IntegrationConfiguration {
         integration_id: config.id.clone(),
         organization_id: config.organization.clone(),
-        integration_type,
+        integration_type: config.vendor.describe().integration_type,
         system: runtime.vendor(),
         credentials: CredentialsReference { source },
         notification_mapping: state
@@ -759,21 +757,9 @@ fn integration_configuration(
             emergency_after_attempts: config.failover.emergency_after_attempts,
         },
         security_configuration: SecurityConfiguration {
-            authentication,
+            authentication: config.vendor.describe().authentication,
             private_destinations_allowed: state.allow_private_destinations,
         },
-    }
-}
-
-/// The seed's `IntegrationType` of an integration, and how Herald authenticates to it.
-fn integration_kind(connector: &ConnectorConfig) -> (&'static str, &'static str) {
-    match connector {
-        ConnectorConfig::Slack(_) => ("communication", "bearer-token"),
-        ConnectorConfig::HubSpot(_) => ("crm", "bearer-token"),
-        ConnectorConfig::Tave(_) => ("booking", "api-key"),
-        ConnectorConfig::Webhook(_) => ("webhook", "standard-webhooks-hmac-sha256"),
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Null | ConnectorConfig::Panic => ("testing", "none"),
     }
 }
 

@@ -1,16 +1,11 @@
-//! Connectors: one per vendor, each turning a WedSync notification into the vendor's own request
-//! and the vendor's answer into a [`Receipt`] or a classified [`ConnectorError`].
+//! What every connector is: the [`Connector`] trait, one attempt ([`Delivery`]), its [`Receipt`]
+//! or classified [`ConnectorError`], and the outbound HTTP policy (`http`) they all send through.
+//! The connectors themselves live in their vendors' folders (`vendors/<kind>/connector.rs`).
 //!
 //! Connectors know HTTP and vendor JSON, nothing about actors, queues or retries: the connector
 //! classifies (its error's [`Disposition`]), the integration actor decides what to do with it.
 
-mod http;
-mod hubspot;
-mod slack;
-mod tave;
-#[cfg(feature = "testing")]
-pub mod testing;
-mod webhook;
+pub(crate) mod http;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,15 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
-pub use hubspot::{authorize_url as hubspot_authorize_url, HubSpotConnector, HUBSPOT_SCOPES};
-pub use slack::{
-    sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
-    SlackConnector,
-};
-pub use tave::{event_notification as tave_event_notification, rest_hook_path, TaveConnector};
-pub use webhook::{sign_standard_webhook, WebhookConnector};
 
-use crate::config::{ConnectorConfig, IntegrationConfig};
 use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
@@ -175,50 +162,8 @@ pub struct ConnectorKit {
     pub installation_id: Arc<str>,
 }
 
-/// Builds the connector an integration's configuration describes.
-pub fn build(
-    config: &IntegrationConfig,
-    kit: &ConnectorKit,
-) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let ConnectorKit {
-        client,
-        vault,
-        installation_id,
-    } = kit;
-    Ok(match &config.connector {
-        ConnectorConfig::Webhook(settings) => Arc::new(WebhookConnector::new(
-            settings,
-            installation_id.clone(),
-            client.clone(),
-            config.timeout,
-        )?),
-        ConnectorConfig::Slack(settings) => Arc::new(SlackConnector::new(
-            settings,
-            client.clone(),
-            config.timeout,
-        )?),
-        ConnectorConfig::HubSpot(settings) => Arc::new(HubSpotConnector::new(
-            settings,
-            &config.id,
-            client.clone(),
-            vault.clone(),
-            config.timeout,
-        )?),
-        ConnectorConfig::Tave(settings) => Arc::new(TaveConnector::new(
-            settings,
-            &config.id,
-            client.clone(),
-            config.timeout,
-        )?),
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Null => Arc::new(testing::NullConnector),
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Panic => Arc::new(testing::PanicConnector),
-    })
-}
-
 /// The answer of connectors whose vendor has nothing like engagement to read.
-fn engagement_unsupported(vendor: &str) -> ConnectorError {
+pub(crate) fn engagement_unsupported(vendor: &str) -> ConnectorError {
     ConnectorError::Rejected {
         code: "unsupported".into(),
         message: format!("{vendor} deliveries have no engagement to read"),
@@ -227,7 +172,7 @@ fn engagement_unsupported(vendor: &str) -> ConnectorError {
 
 /// A notification as the HTML body of a CRM or booking note: the title in bold, then the message,
 /// both escaped.
-fn note_html(notification: &WeddingNotification) -> String {
+pub(crate) fn note_html(notification: &WeddingNotification) -> String {
     format!(
         "<p><strong>{}</strong></p><p>{}</p>",
         escape_html(&notification.title),
@@ -235,7 +180,7 @@ fn note_html(notification: &WeddingNotification) -> String {
     )
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -17,10 +17,9 @@ use super::mailbox::{Job, Mailbox};
 use super::metrics::Outcome;
 use super::retry::{RetryDecision, RetryPolicy};
 use super::{IntegrationRuntime, Registry};
-use crate::connectors::{
-    self, Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt,
-};
+use crate::connectors::{Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt};
 use crate::store::{now_millis, Settlement, Store};
+use crate::vendors::ConnectorTarget;
 use crate::wedsync::{ErrorStrategy, Lane};
 
 pub struct IntegrationActor;
@@ -93,7 +92,14 @@ impl Actor for IntegrationActor {
             registry,
             kit,
         } = args;
-        let connector = connectors::build(&runtime.config, &kit)
+        let target = ConnectorTarget {
+            integration_id: runtime.id(),
+            timeout: runtime.config.timeout,
+        };
+        let connector = runtime
+            .config
+            .settings
+            .build(&target, &kit)
             .map_err(|err| format!("integration {}: {err}", runtime.id()))?;
         // Register before loading, so nothing journaled in between is missed: it is either in
         // the load or sent to this incarnation (the mailbox drops the duplicate).

@@ -29,7 +29,7 @@ pub use limiter::Limiter;
 pub use mailbox::{Job, Mailbox};
 pub use retry::{RetryDecision, RetryPolicy};
 
-use crate::config::{ConnectorConfig, IntegrationConfig};
+use crate::config::IntegrationConfig;
 use crate::store::{now_millis, DeliveryRow, OpenDelivery, UnixMillis};
 use crate::wedsync::WeddingNotification;
 
@@ -103,7 +103,7 @@ impl IntegrationRuntime {
     }
 
     pub fn vendor(&self) -> &'static str {
-        vendor_of(&self.config)
+        self.config.vendor.kind()
     }
 
     pub fn metrics(&self) -> &metrics::IntegrationMetrics {
@@ -175,19 +175,6 @@ impl IntegrationRuntime {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             supervision_failure,
         }
-    }
-}
-
-fn vendor_of(config: &IntegrationConfig) -> &'static str {
-    match &config.connector {
-        ConnectorConfig::Webhook(_) => "webhook",
-        ConnectorConfig::Slack(_) => "slack",
-        ConnectorConfig::HubSpot(_) => "hubspot",
-        ConnectorConfig::Tave(_) => "tave",
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Null => "null",
-        #[cfg(feature = "testing")]
-        ConnectorConfig::Panic => "panic",
     }
 }
 

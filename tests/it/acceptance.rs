@@ -1,6 +1,9 @@
 //! The seed's own test scenarios, against the simulators.
 
-use herald::sandbox::{any_local_port, FakeHubSpot, FakeSlack, FakeTave};
+use herald::sandbox::any_local_port;
+use herald::vendors::hubspot::FakeHubSpot;
+use herald::vendors::slack::FakeSlack;
+use herald::vendors::tave::FakeTave;
 use reqwest::StatusCode;
 use serde_json::json;
 

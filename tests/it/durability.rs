@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herald::sandbox::{any_local_port, WebhookReceiver};
+use herald::sandbox::any_local_port;
+use herald::vendors::webhook::WebhookReceiver;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

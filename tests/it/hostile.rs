@@ -511,13 +511,13 @@ fn a_missing_secret_at_start_is_said_once_with_the_integration_and_what_to_do() 
 
 #[tokio::test]
 async fn herald_send_follow_shows_each_target_until_everything_settled() {
-    let good = herald::sandbox::WebhookReceiver::start(
+    let good = herald::vendors::webhook::WebhookReceiver::start(
         herald::sandbox::any_local_port(),
         crate::harness::WEBHOOK_SECRET,
     )
     .await
     .unwrap();
-    let refusing = herald::sandbox::WebhookReceiver::start(
+    let refusing = herald::vendors::webhook::WebhookReceiver::start(
         herald::sandbox::any_local_port(),
         crate::harness::WEBHOOK_SECRET,
     )

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use herald::sandbox::hubspot::requests_by_path;
-use herald::sandbox::{any_local_port, FakeHubSpot};
+use herald::sandbox::any_local_port;
+use herald::vendors::hubspot::simulator::requests_by_path;
+use herald::vendors::hubspot::FakeHubSpot;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use herald::sandbox::{any_local_port, FakeSlack};
+use herald::sandbox::any_local_port;
+use herald::vendors::slack::FakeSlack;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -145,7 +146,7 @@ async fn a_button_click_acknowledges_the_notification() {
         .header("x-slack-request-timestamp", timestamp.to_string())
         .header(
             "x-slack-signature",
-            herald::connectors::sign_slack_request(SIGNING_SECRET, timestamp, body.as_bytes()),
+            herald::vendors::slack::sign_slack_request(SIGNING_SECRET, timestamp, body.as_bytes()),
         )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use herald::sandbox::{any_local_port, WebhookReceiver};
+use herald::sandbox::any_local_port;
+use herald::vendors::webhook::WebhookReceiver;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

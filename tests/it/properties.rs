@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use herald::condition::Condition;
-use herald::connectors::{sign_slack_request, verify_slack_request};
 use herald::template::{Template, TemplateError};
+use herald::vendors::slack::{sign_slack_request, verify_slack_request};
 use herald::wedsync::{parse_json, NotificationBatch, ParseError, WeddingNotification};
 use proptest::prelude::*;
 use serde_json::{json, Value};

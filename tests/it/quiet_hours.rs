@@ -4,7 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use herald::sandbox::{any_local_port, FakeSlack};
+use herald::sandbox::any_local_port;
+use herald::vendors::slack::FakeSlack;
 use serde_json::json;
 
 use crate::harness::{all_delivered, notification, route, Harness, SLACK_TOKEN};

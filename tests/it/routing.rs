@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use herald::sandbox::{any_local_port, FakeSlack, WebhookReceiver};
+use herald::sandbox::any_local_port;
+use herald::vendors::slack::FakeSlack;
+use herald::vendors::webhook::WebhookReceiver;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -130,7 +132,7 @@ async fn a_routing_waits_for_every_system_and_reports_the_failover_path() {
             configuration["system"].as_str(),
             configuration["integrationType"].as_str()
         ),
-        (Some("slack"), Some("communication"))
+        (Some("slack"), Some("communication_platform"))
     );
     assert_eq!(
         configuration["failoverConfiguration"]["backupIntegrations"],

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use herald::sandbox::SANDBOX_SLACK_TOKEN;
+use herald::sandbox_command::SANDBOX_SLACK_TOKEN;
 
 use crate::harness::{all_delivered, notification};
 
@@ -225,7 +225,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
 
 #[tokio::test]
 async fn the_slack_simulator_refuses_requests_that_drift_from_slacks_published_contract() {
-    let slack = herald::sandbox::FakeSlack::start(
+    let slack = herald::vendors::slack::FakeSlack::start(
         herald::sandbox::any_local_port(),
         SANDBOX_SLACK_TOKEN,
         &["weddings"],
@@ -265,7 +265,7 @@ async fn the_slack_simulator_refuses_requests_that_drift_from_slacks_published_c
 
 #[tokio::test]
 async fn the_slack_simulator_holds_each_method_to_its_tier() {
-    let slack = herald::sandbox::FakeSlack::start(
+    let slack = herald::vendors::slack::FakeSlack::start(
         herald::sandbox::any_local_port(),
         SANDBOX_SLACK_TOKEN,
         &["weddings"],

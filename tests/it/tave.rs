@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use herald::sandbox::{any_local_port, FakeTave, WebhookReceiver};
+use herald::sandbox::any_local_port;
+use herald::vendors::tave::FakeTave;
+use herald::vendors::webhook::WebhookReceiver;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use herald::sandbox::{any_local_port, FakeHubSpot, FakeSlack, FakeTave, Faults, Recorder};
+use herald::sandbox::{any_local_port, Faults, Recorder};
+use herald::vendors::hubspot::FakeHubSpot;
+use herald::vendors::slack::FakeSlack;
+use herald::vendors::tave::FakeTave;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -36,12 +36,12 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
-use super::http::{classify_status, transport_error, OutboundClient};
-use super::{
+use super::HubSpotSettings;
+use crate::connectors::http::{classify_status, transport_error, OutboundClient};
+use crate::connectors::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
 };
-use crate::config::HubSpotSettings;
 use crate::secret::{ReloadableSecret, Secret};
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
@@ -813,7 +813,7 @@ impl Connector for HubSpotConnector {
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
-        Box::pin(async { Err(super::engagement_unsupported("HubSpot")) })
+        Box::pin(async { Err(crate::connectors::engagement_unsupported("HubSpot")) })
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {

@@ -31,12 +31,12 @@ use reqwest::{Method, Url};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::http::{retry_after, transport_error, OutboundClient};
-use super::{
+use super::TaveSettings;
+use crate::connectors::http::{retry_after, transport_error, OutboundClient};
+use crate::connectors::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
 };
-use crate::config::TaveSettings;
 use crate::secret::{ReloadableSecret, SecretRef};
 use crate::wedsync::{is_iso_date, WeddingNotification};
 
@@ -384,7 +384,7 @@ impl Connector for TaveConnector {
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
-        Box::pin(async { Err(super::engagement_unsupported("Tave")) })
+        Box::pin(async { Err(crate::connectors::engagement_unsupported("Tave")) })
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {

@@ -12,8 +12,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{Faults, RecordedRequest, Recorder, Server};
-use crate::connectors::sign_standard_webhook;
+use super::sign_standard_webhook;
+use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 
 const TOLERANCE: Duration = Duration::from_secs(300);
 

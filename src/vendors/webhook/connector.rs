@@ -13,9 +13,11 @@ use hmac::{Hmac, Mac};
 use reqwest::Url;
 use sha2::Sha256;
 
-use super::http::{classify_status, transport_error, OutboundClient};
-use super::{CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt};
-use crate::config::WebhookSettings;
+use super::WebhookSettings;
+use crate::connectors::http::{classify_status, transport_error, OutboundClient};
+use crate::connectors::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+};
 use crate::secret::ReloadableSecret;
 
 /// The Standard Webhooks payload shape: `{type, timestamp, data}`.
@@ -110,7 +112,7 @@ impl Connector for WebhookConnector {
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {
-        Box::pin(async { Err(super::engagement_unsupported("webhook")) })
+        Box::pin(async { Err(crate::connectors::engagement_unsupported("webhook")) })
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {

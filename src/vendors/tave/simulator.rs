@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use serde_json::{json, Map, Value};
 
-use super::contract::{fields_of, tave_contract, Breach};
-use super::schema::SchemaError;
-use super::{Faults, RecordedRequest, Recorder, Server};
+use crate::sandbox::contract::{fields_of, tave_contract, Breach};
+use crate::sandbox::SchemaError;
+use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 
 pub struct FakeTave {
     server: Server,

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Value};
 
-use super::contract::slack_contract;
-use super::{Faults, RecordedRequest, Recorder, Server};
+use crate::sandbox::contract::slack_contract;
+use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 
 const BLOCK_TYPES: &[&str] = &[
     "header",
@@ -221,8 +221,7 @@ impl FakeSlack {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("payload", &payload.to_string())
             .finish();
-        let signature =
-            crate::connectors::sign_slack_request(signing_secret, timestamp, body.as_bytes());
+        let signature = super::sign_slack_request(signing_secret, timestamp, body.as_bytes());
         let response = reqwest::Client::new()
             .post(request_url)
             .header("content-type", "application/x-www-form-urlencoded")

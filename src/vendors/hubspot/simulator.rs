@@ -25,9 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Map, Value};
 
-use super::contract::{fields_of, hubspot_contract, Breach};
-use super::schema::SchemaError;
-use super::{Faults, RecordedRequest, Recorder, Server};
+use crate::sandbox::contract::{fields_of, hubspot_contract, Breach};
+use crate::sandbox::SchemaError;
+use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 
 /// Properties every HubSpot contact has before anyone adds custom ones.
 const DEFAULT_CONTACT_PROPERTIES: &[&str] = &[
@@ -153,7 +153,7 @@ impl FakeHubSpot {
             companies: BTreeMap::new(),
             notes: Vec::new(),
             tasks: Vec::new(),
-            scopes: crate::connectors::HUBSPOT_SCOPES
+            scopes: super::HUBSPOT_SCOPES
                 .iter()
                 .map(|scope| scope.to_string())
                 .collect(),

@@ -11,9 +11,11 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::http::{classify_status, retry_after, transport_error, OutboundClient};
-use super::{CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt};
-use crate::config::{QuietHours, ReminderSettings, SlackSettings};
+use super::{QuietHours, ReminderSettings, SlackSettings};
+use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
+use crate::connectors::{
+    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+};
 use crate::secret::ReloadableSecret;
 use crate::template::Template;
 use crate::wedsync::{Priority, WeddingNotification};

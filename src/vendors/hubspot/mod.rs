@@ -1,0 +1,114 @@
+//! HubSpot CRM: contacts upserted by email with the wedding's properties, a note per contact
+//! (and on the deal and company), deal stage moves, workflow enrolments, and the OAuth app
+//! installed through Herald.
+
+mod connector;
+mod settings;
+pub mod simulator;
+
+use std::sync::Arc;
+
+pub use connector::{authorize_url, HubSpotConnector, HUBSPOT_SCOPES};
+pub use settings::{HubSpotOAuthSettings, HubSpotSettings};
+pub use simulator::FakeHubSpot;
+
+use super::{
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Vendor,
+    VendorDescription, VendorSettings,
+};
+use crate::connectors::{Connector, ConnectorError, ConnectorKit};
+use crate::secret::SecretRef;
+use crate::wedsync::IntegrationType;
+
+pub struct HubSpot;
+
+const DESCRIPTION: VendorDescription = VendorDescription {
+    kind: "hubspot",
+    integration_type: IntegrationType::Crm,
+    authentication: "bearer-token",
+    // A GCRA lets through at most burst + rate x 10 s in any 10 seconds: 10 + 9 x 10 = 100.
+    default_rate: DefaultRate {
+        per_second: 9.0,
+        burst: 10,
+        source: "100 requests per 10 seconds for private apps on Free and Starter (190 on Professional and Enterprise: raise it in the configuration)",
+    },
+    seed_operations: &[
+        SeedOperation {
+            name: "syncNotificationToContacts",
+            implemented_by: "contacts/batch/read and contacts/batch/upsert by email",
+        },
+        SeedOperation {
+            name: "createNotificationActivities",
+            implemented_by: "notes/batch/create, associated with contacts, deal and company",
+        },
+        SeedOperation {
+            name: "updateDealPipeline",
+            implemented_by: "PATCH /crm/v3/objects/deals/{id} with the dealstage",
+        },
+        SeedOperation {
+            name: "triggerAutomationWorkflows",
+            implemented_by: "enrolment of each contact in an existing contact workflow (the API starts no workflow run as such)",
+        },
+        SeedOperation {
+            name: "establishConnection",
+            implemented_by: "GET /crm/v3/objects/contacts?limit=1, then what the token may do",
+        },
+    ],
+    inbound: &["GET /oauth/hubspot/callback: the end of an OAuth app install started through Herald"],
+};
+
+impl Vendor for HubSpot {
+    fn describe(&self) -> &'static VendorDescription {
+        &DESCRIPTION
+    }
+
+    fn parse_settings(
+        &self,
+        settings: serde_json::Value,
+    ) -> Result<Arc<dyn VendorSettings>, SettingsError> {
+        let hubspot: HubSpotSettings = deserialize_settings(settings)?;
+        match (&hubspot.token, &hubspot.oauth) {
+            (Some(_), None) => {}
+            (None, Some(oauth)) => settings::check_hubspot_oauth(oauth)?,
+            _ => {
+                return Err(SettingsError::new(
+                    "token",
+                    "set either token (a private app) or oauth (a public app)",
+                ))
+            }
+        }
+        Ok(Arc::new(hubspot))
+    }
+}
+
+impl VendorSettings for HubSpotSettings {
+    fn secrets(&self) -> Vec<&SecretRef> {
+        self.token
+            .iter()
+            .chain(self.oauth.iter().flat_map(|oauth| {
+                std::iter::once(&oauth.client_secret).chain(&oauth.refresh_token)
+            }))
+            .collect()
+    }
+
+    fn keeps_credentials_at(&self) -> Option<&'static str> {
+        self.oauth
+            .as_ref()
+            .filter(|oauth| oauth.refresh_token.is_none())
+            .map(|_| "oauth.refresh_token")
+    }
+
+    fn build(
+        &self,
+        integration: &ConnectorTarget<'_>,
+        kit: &ConnectorKit,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(HubSpotConnector::new(
+            self,
+            integration.integration_id,
+            kit.client.clone(),
+            kit.vault.clone(),
+            integration.timeout,
+        )?))
+    }
+}

@@ -1,0 +1,80 @@
+//! HubSpot's settings: a private app's token or an OAuth app, and their validation.
+
+use serde::Deserialize;
+
+use crate::secret::SecretRef;
+use crate::vendors::{is_http_url, SettingsError};
+
+/// HubSpot CRM v3 with a private-app access token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotSettings {
+    #[serde(default = "default_hubspot_base_url")]
+    pub base_url: String,
+    /// A private app's access token (`pat-...`); or, instead, `oauth`.
+    pub token: Option<SecretRef>,
+    /// A public app's OAuth 2 credentials: access tokens come from the refresh token.
+    pub oauth: Option<HubSpotOAuthSettings>,
+}
+
+/// HubSpot OAuth 2: the app's client id and secret and the portal's refresh token. Access
+/// tokens last 30 minutes; Herald refreshes them before they expire and whenever HubSpot refuses
+/// one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotOAuthSettings {
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// The portal's refresh token, when the app was installed outside Herald. Without it the
+    /// app is installed through Herald (`POST /v1/integrations/{id}/oauth/authorize`) and the
+    /// token is kept sealed in the vault.
+    pub refresh_token: Option<SecretRef>,
+    /// Herald's `/oauth/hubspot/callback` as the installing person's browser reaches it; the
+    /// app's redirect URL in HubSpot must be the same. Needed to install through Herald.
+    pub redirect_uri: Option<String>,
+    /// The scopes the install asks for.
+    #[serde(default = "default_hubspot_scopes")]
+    pub scopes: Vec<String>,
+    /// HubSpot's consent page.
+    #[serde(default = "default_hubspot_authorize_url")]
+    pub authorize_url: String,
+}
+
+fn default_hubspot_scopes() -> Vec<String> {
+    super::HUBSPOT_SCOPES
+        .iter()
+        .map(|scope| scope.to_string())
+        .collect()
+}
+
+fn default_hubspot_authorize_url() -> String {
+    "https://app.hubspot.com/oauth/authorize".to_owned()
+}
+
+fn default_hubspot_base_url() -> String {
+    "https://api.hubapi.com".to_owned()
+}
+
+/// An app installed through Herald needs the address HubSpot sends the browser back to.
+pub(super) fn check_hubspot_oauth(oauth: &HubSpotOAuthSettings) -> Result<(), SettingsError> {
+    for (field, address) in [
+        ("oauth.redirect_uri", oauth.redirect_uri.as_deref()),
+        ("oauth.authorize_url", Some(oauth.authorize_url.as_str())),
+    ] {
+        if let Some(address) = address {
+            if !is_http_url(address) {
+                return Err(SettingsError::new(
+                    field,
+                    format!("{address:?} is not an http(s) address"),
+                ));
+            }
+        }
+    }
+    if oauth.refresh_token.is_none() && oauth.redirect_uri.is_none() {
+        return Err(SettingsError::new(
+            "oauth.refresh_token",
+            "set refresh_token (an app installed elsewhere), or redirect_uri to install the app through Herald",
+        ));
+    }
+    Ok(())
+}

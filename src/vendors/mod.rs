@@ -1,0 +1,194 @@
+//! The vendor registry: every system Herald delivers to, one folder each, listed once in
+//! [`all`].
+//!
+//! A vendor's folder holds everything about it: its settings (parsed and validated by the vendor
+//! itself), its documented default rate, its connector, its simulator and its README (what the
+//! vendor's API allows and what it does not). The rest of Herald reaches a vendor only through
+//! the [`Vendor`] and [`VendorSettings`] traits: configuration asks the registry to parse an
+//! integration's `settings`, the integration actor asks the settings to build a connector, and
+//! the API, the CLI and the docs read the registry. Adding a vendor is a new folder and one line
+//! in [`all`].
+
+pub mod hubspot;
+pub mod slack;
+pub mod tave;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod webhook;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::connectors::{Connector, ConnectorError, ConnectorKit};
+use crate::secret::SecretRef;
+use crate::wedsync::IntegrationType;
+
+/// Every vendor this build of Herald delivers to, in the order they are listed to people.
+pub fn all() -> &'static [&'static dyn Vendor] {
+    &[
+        &hubspot::HubSpot,
+        &slack::Slack,
+        &tave::Tave,
+        &webhook::Webhook,
+    ]
+}
+
+/// The vendor registered under `kind`. With the `testing` feature, the connectors that exist for
+/// benches and supervision tests (`null`, `panic`) are found too, though [`all`] never lists them.
+pub fn find(kind: &str) -> Option<&'static dyn Vendor> {
+    let registered = all().iter().copied();
+    #[cfg(feature = "testing")]
+    let registered = registered.chain(testing::all().iter().copied());
+    registered.into_iter().find(|vendor| vendor.kind() == kind)
+}
+
+/// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
+/// one is told so, rather than that the kind is unknown.
+pub const PLANNED: &[&str] = &[
+    "salesforce",
+    "pipedrive",
+    "zoho",
+    "dynamics",
+    "monday",
+    "asana",
+    "tripleseat",
+    "teams",
+    "discord",
+    "whatsapp",
+    "telegram",
+    "intercom",
+    "google_calendar",
+    "quickbooks",
+    "twilio",
+    "pagerduty",
+    "stripe",
+];
+
+/// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
+/// implementation per folder.
+pub trait Vendor: Send + Sync + 'static {
+    fn describe(&self) -> &'static VendorDescription;
+    /// Parses and validates an integration's `settings`; errors name the settings key.
+    fn parse_settings(
+        &self,
+        settings: serde_json::Value,
+    ) -> Result<Arc<dyn VendorSettings>, SettingsError>;
+
+    /// The integration `kind` in configuration and the API (`slack`), also the metrics label.
+    fn kind(&self) -> &'static str {
+        self.describe().kind
+    }
+}
+
+/// What a vendor is, as the registry lists it (`herald vendors`, the API, the docs).
+#[derive(Debug, Clone, Copy)]
+pub struct VendorDescription {
+    pub kind: &'static str,
+    /// The seed's `IntegrationType` of the vendor.
+    pub integration_type: IntegrationType,
+    /// How Herald authenticates to the vendor, in a few words (`bearer-token`).
+    pub authentication: &'static str,
+    /// The vendor's documented rate, used unless an integration's `rate_limit` overrides it.
+    pub default_rate: DefaultRate,
+    /// The seed's operations this vendor implements, each with the vendor calls it maps to.
+    pub seed_operations: &'static [SeedOperation],
+    /// What the vendor can send Herald (signed webhooks, OAuth callbacks), each as
+    /// `METHOD path: what it does`; empty when it sends nothing.
+    pub inbound: &'static [&'static str],
+}
+
+impl fmt::Debug for dyn Vendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+/// One integration's settings for its vendor, already validated.
+pub trait VendorSettings: Any + fmt::Debug + Send + Sync {
+    /// The secrets the connector reads when it starts.
+    fn secrets(&self) -> Vec<&SecretRef>;
+    /// Where, under `settings`, a credential is named that Herald itself must keep sealed (an
+    /// OAuth app installed through Herald): such an integration needs `security.credentials_key`.
+    fn keeps_credentials_at(&self) -> Option<&'static str> {
+        None
+    }
+    /// Builds the integration's connector.
+    fn build(
+        &self,
+        integration: &ConnectorTarget<'_>,
+        kit: &ConnectorKit,
+    ) -> Result<Arc<dyn Connector>, ConnectorError>;
+}
+
+impl dyn VendorSettings {
+    /// The settings as the vendor's own type, for the vendor's inbound handlers.
+    pub fn downcast_ref<T: VendorSettings>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref()
+    }
+}
+
+/// What a connector is built for: the integration's id and its per-attempt timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorTarget<'a> {
+    pub integration_id: &'a str,
+    pub timeout: Duration,
+}
+
+/// A vendor's default rate and where the figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DefaultRate {
+    pub per_second: f64,
+    pub burst: u32,
+    /// The vendor's published limit the figure stays inside, or why there is none.
+    pub source: &'static str,
+}
+
+/// One of the seed's connector operations and what the vendor does for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedOperation {
+    /// The seed's name (`syncNotificationToContacts`).
+    pub name: &'static str,
+    /// The vendor calls it maps to, or what is done instead.
+    pub implemented_by: &'static str,
+}
+
+/// A problem with an integration's settings: the key under `settings` (empty for the settings
+/// as a whole) and the reason, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SettingsError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl SettingsError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Deserializes settings into the vendor's type; a mistake is named by its path (`reminders[0].at`).
+pub fn deserialize_settings<T: DeserializeOwned>(
+    settings: serde_json::Value,
+) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(settings).map_err(|err| {
+        let path = err.path().to_string();
+        SettingsError::new(
+            if path == "." { String::new() } else { path },
+            err.into_inner().to_string(),
+        )
+    })
+}
+
+/// Whether `address` is an absolute http(s) URL with a host.
+pub fn is_http_url(address: &str) -> bool {
+    url::Url::parse(address)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
