@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         write_config: Option<PathBuf>,
     },
+    /// Lists the vendors this build delivers to: type, authentication, default rate, the seed
+    /// operations each implements and what each sends Herald.
+    Vendors {
+        /// Prints the registry as JSON.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Prints the registry as the README's Markdown table.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Checks a configuration file and says what is wrong and where.
     CheckConfig {
         #[arg(default_value = "config/herald.toml")]
@@ -129,6 +139,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await
                 .context("the sandbox could not start")
+            }
+            Command::Vendors { json, markdown } => {
+                if json {
+                    let described: Vec<_> = herald::vendors::all()
+                        .iter()
+                        .map(|vendor| vendor.describe())
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&described)?);
+                } else if markdown {
+                    print!("{}", herald::vendors::markdown_table());
+                } else {
+                    print!("{}", herald::vendors::describe_all());
+                }
+                Ok(())
             }
             Command::CheckConfig { file } => check_config(&file),
             Command::Send {

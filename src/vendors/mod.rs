@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -44,6 +45,65 @@ pub fn find(kind: &str) -> Option<&'static dyn Vendor> {
     #[cfg(feature = "testing")]
     let registered = registered.chain(testing::all().iter().copied());
     registered.into_iter().find(|vendor| vendor.kind() == kind)
+}
+
+/// The registry as people read it (`herald vendors`): each vendor with its type, authentication,
+/// default rate and where the figure comes from, the seed operations it implements and what it
+/// sends Herald.
+pub fn describe_all() -> String {
+    let mut text = String::new();
+    for vendor in all() {
+        let d = vendor.describe();
+        let rate = d.default_rate;
+        text.push_str(&format!(
+            "{}  ({}, {})\n  default rate: {}/s, burst {}: {}\n",
+            d.kind,
+            d.integration_type.as_str(),
+            d.authentication,
+            rate.per_second,
+            rate.burst,
+            rate.source
+        ));
+        for operation in d.seed_operations {
+            text.push_str(&format!(
+                "  {}: {}\n",
+                operation.name, operation.implemented_by
+            ));
+        }
+        for inbound in d.inbound {
+            text.push_str(&format!("  inbound {inbound}\n"));
+        }
+    }
+    text
+}
+
+/// The registry as the README's vendor table (`herald vendors --markdown`); a test keeps the
+/// README's copy equal to it.
+pub fn markdown_table() -> String {
+    let mut table = String::from(
+        "| kind | integrationType | authentication | default rate | seed operations | inbound |\n|---|---|---|---|---|---|\n",
+    );
+    for vendor in all() {
+        let d = vendor.describe();
+        let operations: Vec<String> = d
+            .seed_operations
+            .iter()
+            .map(|operation| format!("`{}`: {}", operation.name, operation.implemented_by))
+            .collect();
+        let inbound: Vec<String> = d.inbound.iter().map(|line| format!("`{line}`")).collect();
+        table.push_str(&format!(
+            "| [`{kind}`](src/vendors/{kind}/README.md) | `{}` | {} | {}/s, burst {} ({}) | {} | {} |\n",
+            d.integration_type.as_str(),
+            d.authentication,
+            d.default_rate.per_second,
+            d.default_rate.burst,
+            d.default_rate.source,
+            operations.join("; "),
+            if inbound.is_empty() { "none".to_owned() } else { inbound.join("; ") },
+            kind = d.kind,
+        ));
+    }
+    table
 }
 
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
@@ -85,7 +145,8 @@ pub trait Vendor: Send + Sync + 'static {
 }
 
 /// What a vendor is, as the registry lists it (`herald vendors`, the API, the docs).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VendorDescription {
     pub kind: &'static str,
     /// The seed's `IntegrationType` of the vendor.
@@ -139,7 +200,8 @@ pub struct ConnectorTarget<'a> {
 }
 
 /// A vendor's default rate and where the figure comes from.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DefaultRate {
     pub per_second: f64,
     pub burst: u32,
@@ -148,7 +210,8 @@ pub struct DefaultRate {
 }
 
 /// One of the seed's connector operations and what the vendor does for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SeedOperation {
     /// The seed's name (`syncNotificationToContacts`).
     pub name: &'static str,
@@ -191,4 +254,45 @@ pub fn deserialize_settings<T: DeserializeOwned>(
 pub fn is_http_url(address: &str) -> bool {
     url::Url::parse(address)
         .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_found_by_kind() {
+        let kinds: Vec<&str> = all().iter().map(|vendor| vendor.kind()).collect();
+        assert_eq!(kinds, ["hubspot", "slack", "tave", "webhook"]);
+        for kind in kinds {
+            assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
+        }
+        assert!(find("salesforce").is_none());
+    }
+
+    #[test]
+    fn the_readme_lists_the_registry() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README's vendor table differs from the registry; replace it with `herald vendors --markdown`:\n{table}"
+        );
+    }
+
+    #[test]
+    fn each_vendor_folder_has_a_readme() {
+        for vendor in all() {
+            let path = format!(
+                "{}/src/vendors/{}/README.md",
+                env!("CARGO_MANIFEST_DIR"),
+                vendor.kind()
+            );
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                text.contains("## What the vendor's API does not allow"),
+                "{path} says what the vendor's API does not allow"
+            );
+        }
+    }
 }
