@@ -102,15 +102,11 @@ struct FaultScript {
 impl Faults {
     /// Answers the next request with this instead of the normal behaviour.
     pub fn respond_next(&self, status: u16, headers: &[(&str, &str)], body: Value) {
-        let response = ScriptedResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body,
-            drop_connection: false,
-        };
+        self.script_next(ScriptedResponse::json(status, headers, body));
+    }
+
+    /// Answers the next request with a prepared answer (a vendor's own error, say).
+    pub fn script_next(&self, response: ScriptedResponse) {
         self.0.lock().expect("faults lock").next.push_back(response);
     }
 
@@ -161,6 +157,19 @@ impl Faults {
 }
 
 impl ScriptedResponse {
+    /// A JSON answer with these headers.
+    pub fn json(status: u16, headers: &[(&str, &str)], body: Value) -> Self {
+        Self {
+            status,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body,
+            drop_connection: false,
+        }
+    }
+
     /// The status to record and the response to send.
     pub fn answer(self) -> (StatusCode, axum::response::Response) {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

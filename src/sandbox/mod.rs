@@ -8,7 +8,7 @@ pub mod contract;
 mod faults;
 mod schema;
 
-pub use faults::{Faults, RecordedRequest, Recorder};
+pub use faults::{Faults, RecordedRequest, Recorder, ScriptedResponse};
 pub use schema::SchemaError;
 
 use std::net::SocketAddr;

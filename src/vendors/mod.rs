@@ -18,6 +18,9 @@ pub mod webhook;
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
+use crate::sandbox::{Faults, Recorder, ScriptedResponse};
 use crate::secret::SecretRef;
 use crate::wedsync::IntegrationType;
 
@@ -138,10 +142,57 @@ pub trait Vendor: Send + Sync + 'static {
         settings: serde_json::Value,
     ) -> Result<Arc<dyn VendorSettings>, SettingsError>;
 
+    /// The vendor's simulator, for the conformance suite and `herald demo --all`. Every vendor in
+    /// [`all`] has one (a test says so); the testing vendors have none.
+    fn simulation(&self) -> Option<&dyn Simulation>;
+
     /// The integration `kind` in configuration and the API (`slack`), also the metrics label.
     fn kind(&self) -> &'static str {
         self.describe().kind
     }
+}
+
+pub type SimulatorFuture<'a> =
+    Pin<Box<dyn Future<Output = std::io::Result<Box<dyn RunningSimulator>>> + Send + 'a>>;
+
+/// Starts a vendor's simulator with credentials it accepts.
+pub trait Simulation: Send + Sync {
+    fn start(&self, addr: SocketAddr) -> SimulatorFuture<'_>;
+}
+
+/// A running simulator as the conformance suite drives it: what reaches it, how to break it in the
+/// vendor's own words, and what the vendor delivers. It stops when dropped.
+pub trait RunningSimulator: Send + Sync {
+    fn faults(&self) -> &Faults;
+    fn recorder(&self) -> &Recorder;
+    /// The credential the simulator accepts, to be kept where `settings`' secret points.
+    fn credential(&self) -> &'static str;
+    /// An integration's `settings` (the inside of a TOML inline table) that reach this simulator,
+    /// reading the credential from `secret` (a TOML secret reference, `{ file = "..." }`).
+    fn settings(&self, secret: &str) -> String;
+    /// A notification with this id that the vendor delivers.
+    fn sample_notification(&self, notification_id: &str) -> serde_json::Value;
+    /// The vendor's answer while it is down (a 5xx).
+    fn outage(&self) -> ScriptedResponse;
+    /// The vendor refusing the credential (expired, revoked): Herald reloads it and tries once more.
+    fn credential_refused(&self) -> ScriptedResponse;
+    /// The vendor's rate-limit answer with `Retry-After: 1`.
+    fn rate_limited(&self) -> ScriptedResponse;
+    /// The vendor refusing the request as invalid, and a phrase of its message that Herald's dead
+    /// letter must keep.
+    fn validation_error(&self) -> (ScriptedResponse, &'static str);
+}
+
+/// The notification every simulator's sample starts from: a timeline change of one wedding.
+pub fn base_sample_notification(notification_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "notificationId": notification_id,
+        "type": "timeline_change",
+        "priority": "normal",
+        "title": "Ceremony moved",
+        "message": "The ceremony now starts at 15:30",
+        "weddingContext": {"weddingId": "w-sample", "weddingDate": "2027-06-12", "venue": "Kew Gardens"}
+    })
 }
 
 /// What a vendor is, as the registry lists it (`herald vendors`, the API, the docs).
@@ -259,6 +310,13 @@ pub fn is_http_url(address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_vendor_ships_a_simulator() {
+        for vendor in all() {
+            assert!(vendor.simulation().is_some(), "{}", vendor.kind());
+        }
+    }
 
     #[test]
     fn kinds_are_unique_and_found_by_kind() {

@@ -61,6 +61,10 @@ impl Vendor for TestVendor {
         }
     }
 
+    fn simulation(&self) -> Option<&dyn super::Simulation> {
+        None
+    }
+
     fn parse_settings(
         &self,
         settings: serde_json::Value,

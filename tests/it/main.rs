@@ -21,4 +21,4 @@ mod routing;
 mod sandbox;
 mod supervision;
 mod tave;
-mod vendor_failures;
+mod vendors;

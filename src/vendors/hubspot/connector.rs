@@ -37,7 +37,7 @@ use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
 use super::HubSpotSettings;
-use crate::connectors::http::{classify_status, transport_error, OutboundClient};
+use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
 use crate::connectors::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
@@ -750,6 +750,13 @@ impl HubSpotConnector {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            // HubSpot documents its windows in X-HubSpot-RateLimit-* headers, not a wait; a
+            // Retry-After, where a 429 carries one, is honoured.
+            return Err(ConnectorError::RateLimited {
+                retry_after: retry_after(&headers),
+            });
+        }
         let text = response.text().await.map_err(transport_error)?;
         match serde_json::from_str(&text) {
             Ok(answer) => Ok((status, answer)),
@@ -774,7 +781,6 @@ impl HubSpotConnector {
             .unwrap_or("")
             .to_owned();
         match status.as_u16() {
-            429 => ConnectorError::RateLimited { retry_after: None },
             401 | 403 => ConnectorError::Unauthorized(format!("{category}: {message}")),
             408 | 500..=599 => ConnectorError::Unavailable(format!("{status}: {message}")),
             _ => ConnectorError::Rejected {
@@ -799,8 +805,7 @@ impl Connector for HubSpotConnector {
     }
 
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
-        // Read histories, upsert contacts, create notes (plus two once, for the properties), and
-        // move the deal when asked.
+        // Read histories, upsert contacts, create notes, and move the deal when asked;
         let moves_deal = matches!(metadata_id(notification, "hubspotDealId"), Ok(Some(_)))
             && notification.metadata.contains_key("hubspotDealStage");
         // and one enrolment per contact when a workflow is named.
@@ -808,8 +813,17 @@ impl Connector for HubSpotConnector {
             Ok(Some(_)) => contact_emails(notification).len() as u32,
             _ => 0,
         };
-        // and the task when the notification asks for actions.
-        3 + u32::from(moves_deal) + enrollments + u32::from(!notification.actions.is_empty())
+        // and the task when the notification asks for actions; and until they exist, the two
+        // that create the wedding properties.
+        let property_setup = if self.properties_ready.load(Ordering::Acquire) {
+            0
+        } else {
+            2
+        };
+        3 + u32::from(moves_deal)
+            + enrollments
+            + u32::from(!notification.actions.is_empty())
+            + property_setup
     }
 
     fn engagement<'a>(&'a self, _: &'a serde_json::Value) -> CheckFuture<'a> {

@@ -13,8 +13,8 @@ pub use settings::{HubSpotOAuthSettings, HubSpotSettings};
 pub use simulator::FakeHubSpot;
 
 use super::{
-    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Vendor,
-    VendorDescription, VendorSettings,
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
+    Vendor, VendorDescription, VendorSettings,
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -60,6 +60,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
 impl Vendor for HubSpot {
     fn describe(&self) -> &'static VendorDescription {
         &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
     }
 
     fn parse_settings(

@@ -27,7 +27,9 @@ use serde_json::{json, Map, Value};
 
 use crate::sandbox::contract::{fields_of, hubspot_contract, Breach};
 use crate::sandbox::SchemaError;
+use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
+use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 /// Properties every HubSpot contact has before anyone adds custom ones.
 const DEFAULT_CONTACT_PROPERTIES: &[&str] = &[
@@ -1048,4 +1050,81 @@ pub fn requests_by_path(requests: &[RecordedRequest]) -> HashMap<String, usize> 
         *counts.entry(request.path.clone()).or_default() += 1;
     }
     counts
+}
+
+// === the conformance suite's view ===
+
+/// The private-app token the simulated portal accepts (not a real credential).
+const SIMULATED_TOKEN: &str = "pat-na1-simulated-0000-0000-0000-000000000000";
+
+impl Simulation for super::HubSpot {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(async move {
+            let hubspot = FakeHubSpot::start(addr, SIMULATED_TOKEN, 100).await?;
+            Ok(Box::new(hubspot) as Box<dyn RunningSimulator>)
+        })
+    }
+}
+
+impl RunningSimulator for FakeHubSpot {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn credential(&self) -> &'static str {
+        SIMULATED_TOKEN
+    }
+
+    fn settings(&self, secret: &str) -> String {
+        format!("base_url = \"{}\", token = {secret}", self.base_url())
+    }
+
+    /// With the couple as contacts: HubSpot syncs people.
+    fn sample_notification(&self, notification_id: &str) -> Value {
+        let mut notification = base_sample_notification(notification_id);
+        notification["contacts"] = json!([
+            {"name": "Sam", "email": "sam@example.com", "role": "couple"},
+            {"name": "Alex", "email": "alex@example.com", "role": "couple"}
+        ]);
+        notification
+    }
+
+    fn outage(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            503,
+            &[],
+            json!({"status": "error", "message": "internal error", "category": "INTERNAL_ERROR", "correlationId": "00000000-0000-0000-0000-000000000503"}),
+        )
+    }
+
+    fn credential_refused(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            401,
+            &[],
+            json!({"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION", "correlationId": "00000000-0000-0000-0000-000000000401"}),
+        )
+    }
+
+    fn rate_limited(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            429,
+            &[("retry-after", "1")],
+            json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType": "RATE_LIMIT", "category": "RATE_LIMITS", "policyName": "TEN_SECONDLY_ROLLING", "correlationId": "00000000-0000-0000-0000-000000000429"}),
+        )
+    }
+
+    fn validation_error(&self) -> (ScriptedResponse, &'static str) {
+        (
+            ScriptedResponse::json(
+                400,
+                &[],
+                json!({"status": "error", "message": "Property values were not valid", "category": "VALIDATION_ERROR", "correlationId": "00000000-0000-0000-0000-000000000400"}),
+            ),
+            "Property values were not valid",
+        )
+    }
 }

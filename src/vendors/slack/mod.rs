@@ -16,8 +16,8 @@ pub use settings::{QuietHours, ReminderSettings, SlackSettings};
 pub use simulator::FakeSlack;
 
 use super::{
-    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Vendor,
-    VendorDescription, VendorSettings,
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
+    Vendor, VendorDescription, VendorSettings,
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -62,6 +62,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
 impl Vendor for Slack {
     fn describe(&self) -> &'static VendorDescription {
         &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
     }
 
     fn parse_settings(

@@ -16,7 +16,9 @@ use axum::routing::post;
 use serde_json::{json, Value};
 
 use crate::sandbox::contract::slack_contract;
+use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
+use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 const BLOCK_TYPES: &[&str] = &[
     "header",
@@ -674,4 +676,74 @@ fn blocks_are_valid(blocks: &Value) -> bool {
                     _ => true,
                 }
         })
+}
+
+// === the conformance suite's view ===
+
+/// The bot token the simulated workspace accepts (not a real credential).
+const SIMULATED_TOKEN: &str = "xoxb-simulated-0000000000-herald";
+
+impl Simulation for super::Slack {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(async move {
+            let slack = FakeSlack::start(addr, SIMULATED_TOKEN, &["wedding-team"]).await?;
+            Ok(Box::new(slack) as Box<dyn RunningSimulator>)
+        })
+    }
+}
+
+impl RunningSimulator for FakeSlack {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn credential(&self) -> &'static str {
+        SIMULATED_TOKEN
+    }
+
+    fn settings(&self, secret: &str) -> String {
+        format!(
+            "base_url = \"{}\", channel = \"#wedding-team\", token = {secret}",
+            self.base_url()
+        )
+    }
+
+    /// With an action, so the message and its thread reply (the buttons) are both sent.
+    fn sample_notification(&self, notification_id: &str) -> Value {
+        let mut notification = base_sample_notification(notification_id);
+        notification["actions"] =
+            json!([{"actionId": "confirm", "label": "Confirm the new time", "style": "primary"}]);
+        notification
+    }
+
+    fn outage(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            503,
+            &[],
+            json!({"ok": false, "error": "service_unavailable"}),
+        )
+    }
+
+    fn credential_refused(&self) -> ScriptedResponse {
+        ScriptedResponse::json(200, &[], json!({"ok": false, "error": "token_expired"}))
+    }
+
+    fn rate_limited(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            429,
+            &[("retry-after", "1")],
+            json!({"ok": false, "error": "ratelimited"}),
+        )
+    }
+
+    fn validation_error(&self) -> (ScriptedResponse, &'static str) {
+        (
+            ScriptedResponse::json(200, &[], json!({"ok": false, "error": "invalid_blocks"})),
+            "invalid_blocks",
+        )
+    }
 }

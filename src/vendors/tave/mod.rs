@@ -13,8 +13,8 @@ pub use settings::{TaveRestHooks, TaveSettings, TAVE_REST_HOOK_EVENTS};
 pub use simulator::FakeTave;
 
 use super::{
-    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Vendor,
-    VendorDescription, VendorSettings,
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
+    Vendor, VendorDescription, VendorSettings,
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -59,6 +59,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
 impl Vendor for Tave {
     fn describe(&self) -> &'static VendorDescription {
         &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
     }
 
     fn parse_settings(

@@ -21,7 +21,9 @@ use serde_json::{json, Map, Value};
 
 use crate::sandbox::contract::{fields_of, tave_contract, Breach};
 use crate::sandbox::SchemaError;
+use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
+use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 pub struct FakeTave {
     server: Server,
@@ -513,4 +515,82 @@ async fn respond(
     app.recorder
         .record(method, path, &headers, without_hook_secret(parsed), status);
     response
+}
+
+// === the conformance suite's view ===
+
+/// The API key the simulated studio accepts (not a real credential).
+const SIMULATED_API_KEY: &str = "tave-simulated-0000000000000000";
+/// The job the simulated studio has, which the sample notification names.
+const SIMULATED_JOB: &str = "J-SIMULATED-1";
+
+impl Simulation for super::Tave {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(async move {
+            let tave = FakeTave::start(addr, SIMULATED_API_KEY).await?;
+            tave.add_job(SIMULATED_JOB, json!({"name": "Sam & Alex"}));
+            Ok(Box::new(tave) as Box<dyn RunningSimulator>)
+        })
+    }
+}
+
+impl RunningSimulator for FakeTave {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn credential(&self) -> &'static str {
+        SIMULATED_API_KEY
+    }
+
+    fn settings(&self, secret: &str) -> String {
+        format!("base_url = \"{}\", api_key = {secret}", self.base_url())
+    }
+
+    /// A client message about the studio's job: one note on its communication log.
+    fn sample_notification(&self, notification_id: &str) -> Value {
+        let mut notification = base_sample_notification(notification_id);
+        notification["type"] = json!("client_message");
+        notification["taveJobId"] = json!(SIMULATED_JOB);
+        notification
+    }
+
+    fn outage(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            503,
+            &[],
+            json!({"type": "unknown", "title": "Service Unavailable", "detail": "maintenance", "status": 503}),
+        )
+    }
+
+    fn credential_refused(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            401,
+            &[],
+            json!({"type": "unauthorized", "title": "Unauthorized", "detail": "A valid X-API-KEY header is required.", "status": 401}),
+        )
+    }
+
+    fn rate_limited(&self) -> ScriptedResponse {
+        ScriptedResponse::json(
+            429,
+            &[("retry-after", "1")],
+            json!({"type": "quota-limit", "title": "Too Many Requests", "detail": "API quota exceeded; retry later.", "status": 429}),
+        )
+    }
+
+    fn validation_error(&self) -> (ScriptedResponse, &'static str) {
+        (
+            ScriptedResponse::json(
+                400,
+                &[],
+                json!({"type": "validation-error", "title": "Validation Failed", "detail": {"contentHtml": ["must not be longer than 65535 characters"]}, "status": 400}),
+            ),
+            "must not be longer than 65535 characters",
+        )
+    }
 }

@@ -12,8 +12,8 @@ pub use settings::WebhookSettings;
 pub use simulator::WebhookReceiver;
 
 use super::{
-    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Vendor,
-    VendorDescription, VendorSettings,
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
+    Vendor, VendorDescription, VendorSettings,
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -41,6 +41,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
 impl Vendor for Webhook {
     fn describe(&self) -> &'static VendorDescription {
         &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
     }
 
     fn parse_settings(

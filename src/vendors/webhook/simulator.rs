@@ -13,7 +13,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::sign_standard_webhook;
+use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
+use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 const TOLERANCE: Duration = Duration::from_secs(300);
 
@@ -116,5 +118,64 @@ fn verify(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), &'static s
         Ok(())
     } else {
         Err("no matching signature")
+    }
+}
+
+// === the conformance suite's view ===
+
+/// The secret the simulated receiver verifies with (not a real credential).
+const SIMULATED_SECRET: &str = "whsec_c2ltdWxhdGVkLXdlYmhvb2stc2VjcmV0LWZvci1oZXJhbGQ=";
+
+impl Simulation for super::Webhook {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(async move {
+            let receiver = WebhookReceiver::start(addr, SIMULATED_SECRET).await?;
+            Ok(Box::new(receiver) as Box<dyn RunningSimulator>)
+        })
+    }
+}
+
+impl RunningSimulator for WebhookReceiver {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn credential(&self) -> &'static str {
+        SIMULATED_SECRET
+    }
+
+    fn settings(&self, secret: &str) -> String {
+        format!("url = \"{}\", secret = {secret}", self.url())
+    }
+
+    fn sample_notification(&self, notification_id: &str) -> Value {
+        base_sample_notification(notification_id)
+    }
+
+    fn outage(&self) -> ScriptedResponse {
+        ScriptedResponse::json(503, &[], json!({"error": "unavailable"}))
+    }
+
+    fn credential_refused(&self) -> ScriptedResponse {
+        ScriptedResponse::json(401, &[], json!({"error": "invalid signature"}))
+    }
+
+    fn rate_limited(&self) -> ScriptedResponse {
+        ScriptedResponse::json(429, &[("retry-after", "1")], json!({"error": "slow down"}))
+    }
+
+    fn validation_error(&self) -> (ScriptedResponse, &'static str) {
+        (
+            ScriptedResponse::json(
+                422,
+                &[],
+                json!({"error": "weddingDate is not a date we know"}),
+            ),
+            "weddingDate is not a date we know",
+        )
     }
 }
