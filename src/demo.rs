@@ -11,6 +11,9 @@
 //!    booking reaches the team's Slack as a notification of its own.
 //!
 //! It prints what went where and how long it took, and succeeds only if everything was delivered.
+//!
+//! `herald demo --all` ([`run_every_vendor`]) instead routes one notification to every vendor in
+//! the registry, each through its own simulator, and prints one row per vendor.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,7 @@ use crate::vendors::hubspot::FakeHubSpot;
 use crate::vendors::slack::FakeSlack;
 use crate::vendors::tave::FakeTave;
 use crate::vendors::webhook::WebhookReceiver;
+use crate::vendors::{self, RunningSimulator};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -420,4 +424,127 @@ fn count_undelivered(records: &[Value]) -> (usize, usize) {
         }
     }
     (total, undelivered)
+}
+
+// === herald demo --all ===
+
+/// How one vendor's notification went in `herald demo --all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorRow {
+    pub kind: &'static str,
+    /// The delivery's state (`delivered`, or what it became instead).
+    pub state: String,
+    pub attempts: u64,
+    pub receipt: String,
+}
+
+/// Routes a sample notification to every registered vendor through its simulator
+/// (`POST /v1/routings`, one routing per vendor) and prints one row per vendor. Succeeds only if
+/// every vendor delivered.
+pub async fn run_every_vendor() -> Result<Vec<VendorRow>, DemoError> {
+    let setup = |e: &dyn std::fmt::Display| DemoError::Setup(e.to_string());
+    let data = tempfile::tempdir().map_err(|e| setup(&e))?;
+    let secrets = data.path().join("secrets");
+    std::fs::create_dir_all(&secrets).map_err(|e| setup(&e))?;
+    let mut simulators: Vec<(&'static str, Box<dyn RunningSimulator>)> = Vec::new();
+    let mut integrations = String::new();
+    for vendor in vendors::all() {
+        let kind = vendor.kind();
+        let simulation = vendor
+            .simulation()
+            .ok_or_else(|| DemoError::Setup(format!("{kind} ships no simulator")))?;
+        let simulator = simulation
+            .start(any_local_port())
+            .await
+            .map_err(|e| setup(&e))?;
+        let credential = secrets.join(kind);
+        std::fs::write(&credential, simulator.credential()).map_err(|e| setup(&e))?;
+        let settings = simulator.settings(&format!("{{ file = \"{}\" }}", credential.display()));
+        integrations.push_str(&format!(
+            "[[integrations]]\nid = \"{kind}\"\norganization = \"every-vendor\"\nkind = \"{kind}\"\nsettings = {{ {settings} }}\n\n"
+        ));
+        simulators.push((kind, simulator));
+    }
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\n\n[[organizations]]\nid = \"every-vendor\"\n\n{integrations}",
+        data.path().join("store").display()
+    );
+    let config = config::parse(&text, "demo --all config").map_err(|e| setup(&e))?;
+    let store = crate::open_store(&config).await.map_err(|e| setup(&e))?;
+    let key = crate::api::create_api_key(&*store, "every-vendor", "demo")
+        .await
+        .map_err(|e| setup(&e))?;
+    drop(store);
+    let listener = tokio::net::TcpListener::bind(any_local_port())
+        .await
+        .map_err(|e| setup(&e))?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| setup(&e))?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(crate::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    println!(
+        "{:<10} {:<24} {:<14} {:>8} {:>6}  receipt",
+        "vendor", "integrationType", "state", "attempts", "ms"
+    );
+    let client = reqwest::Client::new();
+    let mut rows = Vec::with_capacity(simulators.len());
+    for (kind, simulator) in &simulators {
+        let routing = json!({
+            "routingId": format!("every-vendor-{kind}"),
+            "sourceNotification": simulator.sample_notification(&format!("every-vendor-{kind}")),
+            "targetSystems": [{"systemId": kind}],
+        });
+        let answer: Value = client
+            .post(format!("{base}/v1/routings?wait=30s"))
+            .bearer_auth(&key)
+            .json(&routing)
+            .send()
+            .await
+            .map_err(|e| DemoError::Request(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| DemoError::Request(e.to_string()))?;
+        let delivery = &answer["systemResults"][0]["deliveryResults"][0];
+        let row = VendorRow {
+            kind,
+            state: delivery["state"]
+                .as_str()
+                .unwrap_or("not routed")
+                .to_owned(),
+            attempts: delivery["attempts"].as_u64().unwrap_or(0),
+            receipt: delivery["receipt"]
+                .as_str()
+                .or(delivery["lastError"].as_str())
+                .or(answer["error"]["message"].as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let integration_type = vendors::find(kind)
+            .map(|vendor| vendor.describe().integration_type.as_str())
+            .unwrap_or_default();
+        println!(
+            "{:<10} {:<24} {:<14} {:>8} {:>6}  {}",
+            row.kind,
+            integration_type,
+            row.state,
+            row.attempts,
+            answer["processingTime"].as_u64().unwrap_or(0),
+            row.receipt
+        );
+        rows.push(row);
+    }
+    let _ = stop.send(());
+    let _ = daemon.await;
+    let undelivered = rows.iter().filter(|row| row.state != "delivered").count();
+    if undelivered > 0 {
+        return Err(DemoError::Undelivered(undelivered, rows.len()));
+    }
+    println!(
+        "\nevery vendor delivered ({} of {})",
+        rows.len(),
+        rows.len()
+    );
+    Ok(rows)
 }

@@ -27,7 +27,12 @@ enum Command {
         config: PathBuf,
     },
     /// Runs Herald with local vendor simulators and routes sample notifications end to end.
-    Demo,
+    Demo {
+        /// Routes one notification to every registered vendor through its simulator instead,
+        /// one row per vendor; fails unless every vendor delivered.
+        #[arg(long)]
+        all: bool,
+    },
     /// Runs the vendor simulators on fixed local ports, to try a configuration without real credentials.
     Sandbox {
         /// Slack listens on PORT_BASE+1, the webhook receiver on PORT_BASE+2.
@@ -123,9 +128,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(&config).await,
-            Command::Demo => {
+            Command::Demo { all } => {
                 herald::telemetry::init_logging("error");
-                herald::demo::run_demo().await.map_err(anyhow::Error::from)
+                if all {
+                    herald::demo::run_every_vendor().await.map(drop)?;
+                } else {
+                    herald::demo::run_demo().await?;
+                }
+                Ok(())
             }
             Command::Sandbox {
                 port_base,

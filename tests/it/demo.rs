@@ -6,3 +6,24 @@ async fn the_demo_delivers_every_scenario() {
         .await
         .expect("the demo delivers every notification to every target");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_all_delivers_to_every_registered_vendor() {
+    let rows = herald::demo::run_every_vendor()
+        .await
+        .expect("every vendor delivers");
+    let kinds: Vec<&str> = rows.iter().map(|row| row.kind).collect();
+    let registered: Vec<&str> = herald::vendors::all()
+        .iter()
+        .map(|vendor| vendor.kind())
+        .collect();
+    assert_eq!(kinds, registered);
+    for row in &rows {
+        assert_eq!(
+            (row.state.as_str(), row.attempts),
+            ("delivered", 1),
+            "{row:?}"
+        );
+        assert!(!row.receipt.is_empty(), "{row:?}");
+    }
+}
