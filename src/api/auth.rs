@@ -80,13 +80,3 @@ pub async fn require_api_key(
     request.extensions_mut().insert(Organization(organization));
     Ok(next.run(request).await)
 }
-
-/// Compares two secrets in time that does not depend on where they differ.
-pub(super) fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (Sha256::digest(given), Sha256::digest(expected));
-    given
-        .iter()
-        .zip(expected.iter())
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
-}

@@ -1,10 +1,10 @@
-//! Installing an OAuth app through Herald (HubSpot today), so the refresh token never passes
-//! through a person's hands or a configuration file.
+//! Installing an OAuth app through Herald (for vendors with `Vendor::oauth_install`: HubSpot
+//! today), so the refresh token never passes through a person's hands or a configuration file.
 //!
 //! 1. `POST /v1/integrations/{id}/oauth/authorize` (API key) answers the vendor's consent page
 //!    for this integration, with a random single-use `state` good for ten minutes.
 //! 2. The person installing opens it and consents; the vendor sends their browser back to
-//!    `GET /oauth/hubspot/callback?code=...&state=...` (the integration's `oauth.redirect_uri`).
+//!    `GET /oauth/{kind}/callback?code=...&state=...` (the integration's `oauth.redirect_uri`).
 //!    The `state` is the proof that Herald started this install; the integration's connector
 //!    exchanges the code for the account's tokens and keeps the refresh token sealed in the vault.
 //!
@@ -25,7 +25,6 @@ use serde_json::{json, Value};
 use super::{ask_connector, hash_key, organization_integration, ApiError, AppState, Organization};
 use crate::integration::IntegrationMsg;
 use crate::store::{now_millis, PendingInstall};
-use crate::vendors::hubspot::{authorize_url as hubspot_authorize_url, HubSpotSettings};
 
 /// How long a consent link stays good.
 const INSTALL_WINDOW: Duration = Duration::from_secs(600);
@@ -36,27 +35,20 @@ pub async fn start_install(
     Path(integration_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let runtime = organization_integration(&state, &organization, &integration_id)?;
-    let not_installable = || {
-        ApiError::Conflict(format!(
-            "integration {integration_id:?} is not an OAuth app installed through Herald (a HubSpot oauth app with redirect_uri and no refresh_token)"
-        ))
-    };
-    let settings = runtime
-        .config
-        .settings
-        .downcast_ref::<HubSpotSettings>()
-        .ok_or_else(not_installable)?;
-    if settings
-        .oauth
-        .as_ref()
-        .is_none_or(|oauth| oauth.refresh_token.is_some())
-    {
-        return Err(not_installable());
-    }
     let mut random = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut random);
     let install_state = hex::encode(random);
-    let address = hubspot_authorize_url(settings, &install_state).ok_or_else(not_installable)?;
+    let vendor = runtime.config.vendor;
+    let address = vendor
+        .oauth_install()
+        .ok_or_else(|| {
+            format!(
+                "not an OAuth app installed through Herald ({} integrations are not installed with OAuth)",
+                vendor.describe().name
+            )
+        })
+        .and_then(|install| install.authorization_url(&*runtime.config.settings, &install_state))
+        .map_err(|reason| ApiError::Conflict(format!("integration {integration_id:?} is {reason}")))?;
     let expires_at = now_millis() + INSTALL_WINDOW.as_millis() as i64;
     let install = PendingInstall {
         integration_id: integration_id.clone(),
@@ -85,6 +77,7 @@ pub struct Callback {
 /// The end of the install in the person's browser: plain text saying what happened.
 pub async fn finish_install(
     State(state): State<Arc<AppState>>,
+    Path(kind): Path<String>,
     Query(callback): Query<Callback>,
 ) -> Response {
     let page = |status: StatusCode, text: String| (status, text).into_response();
@@ -107,6 +100,20 @@ pub async fn finish_install(
         );
     };
     let integration_id = pending.integration_id;
+    let Some(vendor) = state
+        .registry
+        .runtime(&integration_id)
+        .map(|runtime| runtime.config.vendor)
+        .filter(|vendor| vendor.kind() == kind)
+    else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "This install link is not for a {kind} app. Start the install again from Herald."
+            ),
+        );
+    };
+    let name = vendor.describe().name;
     let code = match (callback.code, callback.error) {
         (Some(code), None) if !code.is_empty() => code,
         (_, error) => {
@@ -116,7 +123,7 @@ pub async fn finish_install(
                 .unwrap_or_else(|| "no authorization code".into());
             return page(
                 StatusCode::BAD_REQUEST,
-                format!("HubSpot did not authorize the install of {integration_id}: {reason}"),
+                format!("{name} did not authorize the install of {integration_id}: {reason}"),
             );
         }
     };
@@ -129,14 +136,14 @@ pub async fn finish_install(
             tracing::info!(integration = %integration_id, "oauth app installed");
             page(
                 StatusCode::OK,
-                format!("HubSpot is connected to Herald (integration {integration_id}). You can close this page."),
+                format!("{name} is connected to Herald (integration {integration_id}). You can close this page."),
             )
         }
         Ok(Err(error)) => {
             tracing::warn!(integration = %integration_id, %error, "oauth install failed");
             page(
                 StatusCode::BAD_GATEWAY,
-                format!("HubSpot refused the install of {integration_id}: {error}"),
+                format!("{name} refused the install of {integration_id}: {error}"),
             )
         }
         Err(error) => error.into_response(),

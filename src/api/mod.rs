@@ -103,14 +103,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .route(
-            "/inbound/slack/{integration_id}/interactivity",
-            post(inbound::slack_interactivity),
+            "/inbound/{kind}/{integration_id}/{*rest}",
+            post(inbound::receive),
         )
-        .route("/oauth/hubspot/callback", get(install::finish_install))
-        .route(
-            "/inbound/tave/{integration_id}/{event}/{secret}",
-            post(inbound::tave_rest_hook),
-        )
+        .route("/oauth/{kind}/callback", get(install::finish_install))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -902,7 +898,7 @@ async fn prometheus(
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| auth::same_secret(given, expected.expose())) {
+        if !given.is_some_and(|given| crate::secret::same_secret(given, expected.expose())) {
             return ApiError::Unauthorized("metrics token").into_response();
         }
     }

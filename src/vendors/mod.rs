@@ -10,6 +10,7 @@
 //! in [`all`].
 
 pub mod hubspot;
+pub mod inbound;
 pub mod slack;
 pub mod tave;
 #[cfg(feature = "testing")]
@@ -31,6 +32,7 @@ use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::sandbox::{Faults, Recorder, ScriptedResponse};
 use crate::secret::SecretRef;
 use crate::wedsync::IntegrationType;
+use inbound::{InboundHandler, OAuthInstall};
 
 /// Every vendor this build of Herald delivers to, in the order they are listed to people.
 pub fn all() -> &'static [&'static dyn Vendor] {
@@ -146,6 +148,16 @@ pub trait Vendor: Send + Sync + 'static {
     /// [`all`] has one (a test says so); the testing vendors have none.
     fn simulation(&self) -> Option<&dyn Simulation>;
 
+    /// The vendor's handler of what it sends Herald (`/inbound/<kind>/...`), if it sends anything.
+    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
+        None
+    }
+
+    /// How the vendor's apps are installed through Herald with OAuth, if they are.
+    fn oauth_install(&self) -> Option<&dyn OAuthInstall> {
+        None
+    }
+
     /// The integration `kind` in configuration and the API (`slack`), also the metrics label.
     fn kind(&self) -> &'static str {
         self.describe().kind
@@ -200,6 +212,8 @@ pub fn base_sample_notification(notification_id: &str) -> serde_json::Value {
 #[serde(rename_all = "camelCase")]
 pub struct VendorDescription {
     pub kind: &'static str,
+    /// The vendor's name as people write it (`HubSpot`).
+    pub name: &'static str,
     /// The seed's `IntegrationType` of the vendor.
     pub integration_type: IntegrationType,
     /// How Herald authenticates to the vendor, in a few words (`bearer-token`).

@@ -28,11 +28,13 @@ pub enum TestVendor {
 
 const NULL: VendorDescription = VendorDescription {
     kind: "null",
+    name: "Null",
     ..PANIC
 };
 
 const PANIC: VendorDescription = VendorDescription {
     kind: "panic",
+    name: "Panic",
     integration_type: IntegrationType::Webhook,
     authentication: "none",
     default_rate: DefaultRate {

@@ -18,12 +18,14 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
+use crate::vendors::inbound::OAuthInstall;
 use crate::wedsync::IntegrationType;
 
 pub struct HubSpot;
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "hubspot",
+    name: "HubSpot",
     integration_type: IntegrationType::Crm,
     authentication: "bearer-token",
     // A GCRA lets through at most burst + rate x 10 s in any 10 seconds: 10 + 9 x 10 = 100.
@@ -63,6 +65,10 @@ impl Vendor for HubSpot {
     }
 
     fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn oauth_install(&self) -> Option<&dyn OAuthInstall> {
         Some(self)
     }
 
@@ -114,5 +120,28 @@ impl VendorSettings for HubSpotSettings {
             kit.vault.clone(),
             integration.timeout,
         )?))
+    }
+}
+
+impl OAuthInstall for HubSpot {
+    fn authorization_url(
+        &self,
+        settings: &dyn VendorSettings,
+        state: &str,
+    ) -> Result<String, String> {
+        let not_installable = || {
+            "not an OAuth app installed through Herald (an oauth app with redirect_uri and no refresh_token)".to_owned()
+        };
+        let settings = settings
+            .downcast_ref::<HubSpotSettings>()
+            .ok_or_else(not_installable)?;
+        if settings
+            .oauth
+            .as_ref()
+            .is_none_or(|oauth| oauth.refresh_token.is_some())
+        {
+            return Err(not_installable());
+        }
+        authorize_url(settings, state).ok_or_else(not_installable)
     }
 }

@@ -1,7 +1,7 @@
 //! A HubSpot simulator for what the HubSpot connector calls, behaving as HubSpot documents
 //! (developers.hubspot.com/docs/api-reference):
 //!
-//! - every request checked against `contracts/hubspot.json` first (400 `VALIDATION_ERROR` with an
+//! - every request checked against `contract.json` first (400 `VALIDATION_ERROR` with an
 //!   `errors` entry per field; 404 for an operation the contract lacks);
 //! - a Bearer private-app token or OAuth access tokens (401 `INVALID_AUTHENTICATION`, or
 //!   `EXPIRED_AUTHENTICATION` for an expired one); the OAuth consent page (a person who consents
@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Map, Value};
 
-use crate::sandbox::contract::{fields_of, hubspot_contract, Breach};
+use crate::sandbox::contract::{fields_of, load_written_contract, Breach, WrittenContract};
 use crate::sandbox::SchemaError;
 use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
@@ -1052,6 +1052,12 @@ pub fn requests_by_path(requests: &[RecordedRequest]) -> HashMap<String, usize> 
     counts
 }
 
+/// HubSpot's contract (`contract.json`, written from HubSpot's API reference), parsed once.
+fn hubspot_contract() -> &'static WrittenContract {
+    static CONTRACT: std::sync::OnceLock<WrittenContract> = std::sync::OnceLock::new();
+    CONTRACT.get_or_init(|| load_written_contract(include_str!("contract.json")))
+}
+
 // === the conformance suite's view ===
 
 /// The private-app token the simulated portal accepts (not a real credential).
@@ -1126,5 +1132,39 @@ impl RunningSimulator for FakeHubSpot {
             ),
             "Property values were not valid",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_loads_and_matches_path_templates() {
+        let hubspot = hubspot_contract();
+        assert_eq!(
+            hubspot.check(
+                "PATCH",
+                "/crm/v3/objects/deals/42",
+                &json!({"properties": {"dealstage": "closedwon"}})
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            hubspot.check("PATCH", "/crm/v3/objects/deals/", &json!({})),
+            Err(Breach::UnknownOperation(_))
+        ));
+        assert!(matches!(
+            hubspot.check("DELETE", "/crm/v3/objects/deals/42", &json!({})),
+            Err(Breach::UnknownOperation(_))
+        ));
+        let Err(Breach::Invalid(errors)) = hubspot.check(
+            "POST",
+            "/oauth/v1/token",
+            &fields_of(b"grant_type=authorization_code&client_id=a&client_secret=b&code=c"),
+        ) else {
+            panic!("an authorization-code grant without its redirect_uri breaks the contract");
+        };
+        assert_eq!(errors[0].to_string(), "redirect_uri: is required");
     }
 }

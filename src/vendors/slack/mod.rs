@@ -3,6 +3,7 @@
 //! and button clicks back through the app's interactivity Request URL.
 
 mod connector;
+mod inbound;
 mod settings;
 mod simulator;
 
@@ -21,12 +22,14 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
+use crate::vendors::inbound::InboundHandler;
 use crate::wedsync::IntegrationType;
 
 pub struct Slack;
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "slack",
+    name: "Slack",
     integration_type: IntegrationType::CommunicationPlatform,
     authentication: "bearer-token",
     default_rate: DefaultRate {
@@ -65,6 +68,10 @@ impl Vendor for Slack {
     }
 
     fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
         Some(self)
     }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{json, Value};
 
-use crate::sandbox::contract::slack_contract;
+use crate::sandbox::contract::{load_swagger_contract, Contract};
 use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
@@ -678,6 +678,13 @@ fn blocks_are_valid(blocks: &Value) -> bool {
         })
 }
 
+/// Slack's published Web API spec (`contract/slack_web_openapi_v2.json`), parsed once.
+fn slack_contract() -> &'static Contract {
+    static CONTRACT: std::sync::OnceLock<Contract> = std::sync::OnceLock::new();
+    CONTRACT
+        .get_or_init(|| load_swagger_contract(include_str!("contract/slack_web_openapi_v2.json")))
+}
+
 // === the conformance suite's view ===
 
 /// The bot token the simulated workspace accepts (not a real credential).
@@ -745,5 +752,73 @@ impl RunningSimulator for FakeSlack {
             ScriptedResponse::json(200, &[], json!({"ok": false, "error": "invalid_blocks"})),
             "invalid_blocks",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::contract::Violation;
+    use serde_json::Map;
+
+    fn check(body: Value, authorization: Option<&str>) -> Vec<Violation> {
+        slack_contract().check_json(
+            "POST",
+            "/api/chat.postMessage",
+            authorization,
+            body.as_object().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_well_formed_post_message_passes() {
+        let body = json!({"channel": "#weddings", "text": "hi", "blocks": [{"type": "section"}], "unfurl_links": false});
+        assert_eq!(check(body, Some("Bearer xoxb-1")), vec![]);
+    }
+
+    #[test]
+    fn drift_from_the_contract_is_named() {
+        assert_eq!(
+            check(json!({"text": "hi"}), Some("Bearer xoxb-1")),
+            vec![Violation("required parameter `channel` is missing".into())]
+        );
+        assert_eq!(
+            check(
+                json!({"channel": "C1", "colour": "red"}),
+                Some("Bearer xoxb-1")
+            ),
+            vec![Violation("unknown parameter `colour`".into())]
+        );
+        assert_eq!(
+            check(
+                json!({"channel": "C1", "unfurl_links": "no"}),
+                Some("Bearer xoxb-1")
+            ),
+            vec![Violation(
+                "`unfurl_links` must be a boolean, not \"no\"".into()
+            )]
+        );
+        assert_eq!(
+            check(json!({"channel": "C1"}), None),
+            vec![Violation("required parameter `token` is missing".into())]
+        );
+        let unknown_method =
+            slack_contract().check_json("POST", "/api/chat.sendCarrierPigeon", None, &Map::new());
+        assert_eq!(unknown_method.len(), 1);
+    }
+
+    #[test]
+    fn the_methods_herald_will_need_are_in_the_contract() {
+        for (method, path) in [
+            ("POST", "/api/chat.postMessage"),
+            ("POST", "/api/chat.scheduleMessage"),
+            ("GET", "/api/auth.test"),
+            ("GET", "/api/conversations.replies"),
+        ] {
+            assert!(
+                slack_contract().has_operation(method, path),
+                "{method} {path}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! hooks back into Herald as notifications.
 
 mod connector;
+mod inbound;
 mod settings;
 pub mod simulator;
 
@@ -18,12 +19,14 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
+use crate::vendors::inbound::InboundHandler;
 use crate::wedsync::IntegrationType;
 
 pub struct Tave;
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "tave",
+    name: "Tave",
     integration_type: IntegrationType::BookingSystem,
     authentication: "api-key",
     default_rate: DefaultRate {
@@ -62,6 +65,10 @@ impl Vendor for Tave {
     }
 
     fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
         Some(self)
     }
 

@@ -3,7 +3,7 @@
 //! /job/{id}`), events (`GET /event?jobId=`, paged `{type, items, meta}` collections; `PUT
 //! /event/{id}`), contacts, notes (`POST /note`, `contentHtml` with a `jobId` or `contactId` that
 //! exists); problem documents `{type, title, detail, status}` for errors; a 429 of type
-//! `quota-limit` with `Retry-After`. Every request is checked against `contracts/tave.json`
+//! `quota-limit` with `Retry-After`. Every request is checked against `contract.json`
 //! first: a breach is the API's 400 `validation-error`, its `detail` naming each field.
 //! REST hooks: `GET`/`POST /rest-hook` list and subscribe, and [`FakeTave::fire`] delivers an
 //! event the way Tave does (a JSON POST to each subscribed url, dropping a hook answered 410).
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use serde_json::{json, Map, Value};
 
-use crate::sandbox::contract::{fields_of, tave_contract, Breach};
+use crate::sandbox::contract::{fields_of, load_written_contract, Breach, WrittenContract};
 use crate::sandbox::SchemaError;
 use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
@@ -517,6 +517,13 @@ async fn respond(
     response
 }
 
+/// The Tave / VSCO Workspace contract (`contract.json`, written from the vendor's OpenAPI
+/// document), parsed once.
+fn tave_contract() -> &'static WrittenContract {
+    static CONTRACT: std::sync::OnceLock<WrittenContract> = std::sync::OnceLock::new();
+    CONTRACT.get_or_init(|| load_written_contract(include_str!("contract.json")))
+}
+
 // === the conformance suite's view ===
 
 /// The API key the simulated studio accepts (not a real credential).
@@ -592,5 +599,18 @@ impl RunningSimulator for FakeTave {
             ),
             "must not be longer than 65535 characters",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_loads_and_matches_path_templates() {
+        assert_eq!(
+            tave_contract().check("GET", "/api/v2/studio/me", &fields_of(b"")),
+            Ok(())
+        );
     }
 }

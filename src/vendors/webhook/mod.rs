@@ -23,6 +23,7 @@ pub struct Webhook;
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "webhook",
+    name: "Webhook",
     integration_type: IntegrationType::Webhook,
     authentication: "standard-webhooks-hmac-sha256",
     default_rate: DefaultRate {

@@ -1,0 +1,84 @@
+//! What vendors send Herald, as the vendors read it: a call to `/inbound/<kind>/<integration>/...`
+//! is verified by the vendor's own scheme and turned into an [`InboundAnswer`] (people acted on
+//! delivered notifications, or the vendor's event as a notification). The API mounts the route,
+//! finds the integration and acts on the answer (records the acknowledgements, routes the
+//! notification), so a vendor's handler is a pure function of the request and its settings.
+//!
+//! OAuth app installs through Herald ([`OAuthInstall`]) are the other thing vendors send back:
+//! the vendor's consent page is the vendor's to build; the state, the callback
+//! (`/oauth/<kind>/callback`) and the code exchange's bookkeeping are Herald's.
+
+use axum::http::HeaderMap;
+
+use super::VendorSettings;
+use crate::wedsync::WeddingNotification;
+
+/// One inbound call to an integration.
+pub struct InboundRequest<'a> {
+    pub integration_id: &'a str,
+    pub organization: &'a str,
+    pub settings: &'a dyn VendorSettings,
+    /// The path after `/inbound/<kind>/<integration>/` (`interactivity`, `order.booked/<secret>`).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// Now, in seconds since the Unix epoch (signature windows).
+    pub now: u64,
+}
+
+/// What an inbound call amounts to.
+#[derive(Debug)]
+pub enum InboundAnswer {
+    /// People acted on notifications Herald delivered (button clicks), to record once each.
+    Acknowledged(Vec<InboundAction>),
+    /// The vendor's event as a notification of the integration's organization, to route to its
+    /// other targets.
+    Notification(Box<WeddingNotification>),
+    /// A call Herald has no use for (an interaction type it does not send): answered 200.
+    Ignored,
+}
+
+/// Someone acted on a delivered notification in the vendor's system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundAction {
+    pub notification_id: String,
+    pub action_id: String,
+    /// Who acted, in the vendor's terms (a Slack user id).
+    pub actor: String,
+}
+
+/// Why an inbound call is refused. The API answers each with its status and the JSON error shape.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// This integration takes no such call (404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The address no longer takes calls (410: a REST-hook sender drops the subscription).
+    #[error("{0}")]
+    Gone(String),
+    /// The vendor's signature (or the secret in the address) does not verify (401).
+    #[error("signature refused: {0}")]
+    SignatureRefused(String),
+    /// The body is not what the vendor sends (400).
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// The integration's inbound secret cannot be read (503); the reason is logged, not answered.
+    #[error("inbound calls of this integration are misconfigured")]
+    Misconfigured(String),
+}
+
+/// A vendor's handler of its inbound calls.
+pub trait InboundHandler: Send + Sync {
+    fn handle(&self, request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError>;
+}
+
+/// A vendor whose apps are installed through Herald with OAuth 2 authorization codes.
+pub trait OAuthInstall: Send + Sync {
+    /// The vendor's consent page for this integration, carrying `state`; or why the integration
+    /// is not installed through Herald (a private-app token, a refresh token configured).
+    fn authorization_url(
+        &self,
+        settings: &dyn VendorSettings,
+        state: &str,
+    ) -> Result<String, String>;
+}
