@@ -557,8 +557,36 @@ pub struct SystemResult {
     /// The seed's name for the target; `integrationId` says the same.
     pub system_id: String,
     pub integration_id: String,
-    pub status: String,
+    pub status: SystemStatus,
     pub delivery_results: Vec<DeliveryResult>,
+}
+
+/// Where a routing stands with one target system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemStatus {
+    /// The system has it (directly or through a failover).
+    Delivered,
+    /// Every delivery towards it ended without delivering (dead-lettered).
+    Failed,
+    /// Never sent: an all-or-nothing or aborting routing failed before its turn.
+    Cancelled,
+    /// Still on its way (held, pending or retrying).
+    Pending,
+}
+
+/// Where a routing stands overall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverallStatus {
+    /// Every system has it.
+    Success,
+    /// Some systems have it, and the others never will.
+    Partial,
+    /// No system has it, and none will.
+    Failed,
+    /// Some system's delivery is still on its way (the wait ran out).
+    Pending,
 }
 
 /// One delivery attempt chain (primary or failover) towards a system.
@@ -584,8 +612,7 @@ pub struct DeliveryResult {
 #[serde(rename_all = "camelCase")]
 pub struct RoutingResult {
     pub routing_id: String,
-    /// `success` (every target delivered), `partial`, `failed` or `pending` (the wait ran out).
-    pub overall_status: String,
+    pub overall_status: OverallStatus,
     pub system_results: Vec<SystemResult>,
     pub success_count: usize,
     pub failure_count: usize,

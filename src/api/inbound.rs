@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{accepted_json, ApiError, AppState};
+use super::notifications::accepted_json;
+use super::{ApiError, AppState};
 use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
 use crate::vendors::inbound::{InboundAction, InboundAnswer, InboundError, InboundRequest};

@@ -22,7 +22,8 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ask_connector, hash_key, organization_integration, ApiError, AppState, Organization};
+use super::integrations::{ask_connector, organization_integration};
+use super::{hash_key, ApiError, AppState, Organization};
 use crate::integration::IntegrationMsg;
 use crate::store::{now_millis, PendingInstall};
 
