@@ -35,7 +35,7 @@ enum Command {
     },
     /// Runs the vendor simulators on fixed local ports, to try a configuration without real credentials.
     Sandbox {
-        /// Slack listens on PORT_BASE+1, the webhook receiver on PORT_BASE+2.
+        /// Each registered vendor's simulator listens on PORT_BASE+1 onwards, in the registry's order.
         #[arg(long, default_value_t = 9100)]
         port_base: u16,
         /// Writes a configuration that runs as it is to this file, its credentials into

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
-use crate::sandbox::{Faults, Recorder, ScriptedResponse};
+use crate::sandbox::{Faults, RecordedRequest, Recorder, ScriptedResponse};
 use crate::secret::SecretRef;
 use crate::wedsync::IntegrationType;
 use inbound::{InboundHandler, OAuthInstall};
@@ -184,6 +184,11 @@ pub trait RunningSimulator: Send + Sync {
     fn settings(&self, secret: &str) -> String;
     /// A notification with this id that the vendor delivers.
     fn sample_notification(&self, notification_id: &str) -> serde_json::Value;
+    /// The address Herald's settings point at, and a few words on what the simulator holds.
+    fn address(&self) -> String;
+    fn about(&self) -> String;
+    /// One recorded request in a few words, for `herald sandbox`'s log of what arrived.
+    fn describe_request(&self, request: &RecordedRequest) -> String;
     /// The vendor's answer while it is down (a 5xx).
     fn outage(&self) -> ScriptedResponse;
     /// The vendor refusing the credential (expired, revoked): Herald reloads it and tries once more.
@@ -225,6 +230,9 @@ pub struct VendorDescription {
     /// What the vendor can send Herald (signed webhooks, OAuth callbacks), each as
     /// `METHOD path: what it does`; empty when it sends nothing.
     pub inbound: &'static [&'static str],
+    /// The notifications the vendor can act on, as a route condition (CEL), when it cannot act
+    /// on every one (a CRM needs contacts); `herald sandbox` routes by it.
+    pub takes: Option<&'static str>,
 }
 
 impl fmt::Debug for dyn Vendor {

@@ -44,6 +44,7 @@ const PANIC: VendorDescription = VendorDescription {
     },
     seed_operations: &[],
     inbound: &[],
+    takes: None,
 };
 
 /// The testing vendors take no settings.

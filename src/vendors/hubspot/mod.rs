@@ -57,6 +57,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
     ],
     inbound: &["GET /oauth/hubspot/callback: the end of an OAuth app install started through Herald"],
+    takes: Some("has(notification.contacts)"),
 };
 
 impl Vendor for HubSpot {

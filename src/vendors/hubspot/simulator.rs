@@ -1099,6 +1099,21 @@ impl RunningSimulator for FakeHubSpot {
         notification
     }
 
+    fn address(&self) -> String {
+        self.base_url()
+    }
+
+    fn about(&self) -> String {
+        "a private-app portal: contacts, notes, deals".to_owned()
+    }
+
+    fn describe_request(&self, request: &RecordedRequest) -> String {
+        format!(
+            "{} inputs",
+            request.body["inputs"].as_array().map_or(0, Vec::len)
+        )
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(
             503,

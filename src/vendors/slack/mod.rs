@@ -60,6 +60,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
     ],
     inbound: &["POST /inbound/slack/{integration}/interactivity: button clicks acknowledge the notification (v0 signature, five-minute window)"],
+    takes: None,
 };
 
 impl Vendor for Slack {

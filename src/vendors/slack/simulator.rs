@@ -727,6 +727,18 @@ impl RunningSimulator for FakeSlack {
         notification
     }
 
+    fn address(&self) -> String {
+        self.base_url()
+    }
+
+    fn about(&self) -> String {
+        "channel #wedding-team".to_owned()
+    }
+
+    fn describe_request(&self, request: &RecordedRequest) -> String {
+        request.body["text"].as_str().unwrap_or("").to_owned()
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(
             503,

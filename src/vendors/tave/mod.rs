@@ -57,6 +57,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
     ],
     inbound: &["POST /inbound/tave/{integration}/{event}/{secret}: REST hooks (contact.created, job.created, order.booked, payment.created) become notifications"],
+    takes: Some("has(notification.taveJobId) || has(metadata.taveJobId)"),
 };
 
 impl Vendor for Tave {

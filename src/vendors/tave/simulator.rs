@@ -566,6 +566,21 @@ impl RunningSimulator for FakeTave {
         notification
     }
 
+    fn address(&self) -> String {
+        self.base_url()
+    }
+
+    fn about(&self) -> String {
+        format!("a studio with job {SIMULATED_JOB} (name it in taveJobId)")
+    }
+
+    fn describe_request(&self, request: &RecordedRequest) -> String {
+        request.body["jobId"]
+            .as_str()
+            .map(|job| format!("job {job}"))
+            .unwrap_or_default()
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(
             503,

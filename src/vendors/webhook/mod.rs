@@ -37,6 +37,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         implemented_by: "POST url with {type, timestamp, data}, signed (webhook-id, webhook-timestamp, webhook-signature)",
     }],
     inbound: &[],
+    takes: None,
 };
 
 impl Vendor for Webhook {

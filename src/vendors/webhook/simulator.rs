@@ -156,6 +156,24 @@ impl RunningSimulator for WebhookReceiver {
         base_sample_notification(notification_id)
     }
 
+    fn address(&self) -> String {
+        self.url()
+    }
+
+    fn about(&self) -> String {
+        "verifies Standard Webhooks signatures".to_owned()
+    }
+
+    fn describe_request(&self, request: &RecordedRequest) -> String {
+        format!(
+            "{} ({})",
+            request.body["type"].as_str().unwrap_or("?"),
+            request.body["data"]["notificationId"]
+                .as_str()
+                .unwrap_or("?")
+        )
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(503, &[], json!({"error": "unavailable"}))
     }
