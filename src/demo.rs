@@ -45,7 +45,19 @@ const TAVE_HOOK_SECRET: &str = "tave-hooks-demo-5f0c2a9e41b7d3";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
 
 /// Runs the demo and prints its report to standard output.
-pub async fn run_demo() -> Result<(), DemoError> {
+/// What `herald demo` delivered, counted at the simulators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoSummary {
+    /// Deliveries of every scenario, and how many of them were delivered.
+    pub deliveries: usize,
+    pub delivered: usize,
+    pub slack_messages: usize,
+    pub tave_notes: usize,
+    pub pager_messages: usize,
+    pub hubspot_notes: usize,
+}
+
+pub async fn run_demo() -> Result<DemoSummary, DemoError> {
     let setup = |err: &dyn std::fmt::Display| DemoError::Setup(err.to_string());
     let data = tempfile::tempdir().map_err(|e| setup(&e))?;
     let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["studio-ops"])
@@ -178,21 +190,26 @@ pub async fn run_demo() -> Result<(), DemoError> {
         "\nbatch: {batch_delivered} of {} client-message deliveries delivered",
         (records.len() - 3) * 2
     );
+    let (deliveries, undelivered) = count_undelivered(&records);
+    let summary = DemoSummary {
+        deliveries,
+        delivered: deliveries - undelivered,
+        slack_messages: slack.messages("studio-ops").len(),
+        tave_notes: tave.notes().len(),
+        pager_messages: pager.received().len(),
+        hubspot_notes: hubspot.notes().len(),
+    };
     println!(
         "Slack messages in #studio-ops: {}, Tave notes: {}, on-call webhook messages: {}, HubSpot notes: {}",
-        slack.messages("studio-ops").len(),
-        tave.notes().len(),
-        pager.received().len(),
-        hubspot.notes().len()
+        summary.slack_messages, summary.tave_notes, summary.pager_messages, summary.hubspot_notes
     );
     println!("all scenarios settled in {} ms", elapsed.as_millis());
 
-    let (total, undelivered) = count_undelivered(&records);
     if undelivered > 0 {
-        return Err(DemoError::Undelivered(undelivered, total));
+        return Err(DemoError::Undelivered(undelivered, deliveries));
     }
     println!("every notification reached every target");
-    Ok(())
+    Ok(summary)
 }
 
 fn demo_config(

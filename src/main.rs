@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if all {
                     herald::demo::run_every_vendor().await.map(drop)?;
                 } else {
-                    herald::demo::run_demo().await?;
+                    herald::demo::run_demo().await.map(drop)?;
                 }
                 Ok(())
             }

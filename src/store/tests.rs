@@ -522,7 +522,8 @@ async fn postgres_reconnects_after_the_server_closes_its_connections() {
         .journal(Lane::Normal, vec![notification("before", &["a"])])
         .await
         .unwrap();
-    assert!(store.notification("org", "before").await.unwrap().is_some());
+    let before = store.notification("org", "before").await.unwrap().unwrap();
+    assert_eq!(before.deliveries.len(), 1);
 
     // What a server restart or an operator does to Herald's sessions.
     let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

@@ -48,7 +48,7 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     let (status, result) = herald.post("/v1/routings?wait=10s", &routing).await;
     assert_eq!(status, StatusCode::OK, "{result}");
     assert_eq!(result["overallStatus"], "success", "{result}");
-    assert!(result["systemResults"].as_array().unwrap().len() > 2);
+    assert_eq!(result["systemResults"].as_array().unwrap().len(), 3);
     assert_eq!(result["successCount"], 3);
     let details = |system: &str| {
         let found = result["systemResults"]

@@ -572,7 +572,12 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
     herald
         .wait_for_notification("before-install", Duration::from_secs(10), all_delivered)
         .await;
-    assert!(hubspot.contact_by_email("sam@example.com").is_some());
+    assert_eq!(
+        hubspot
+            .contact_by_email("sam@example.com")
+            .map(|contact| contact.properties["wedding_date"].clone()),
+        Some(json!("2027-06-12"))
+    );
 
     // A consent link works once.
     let again = browser.get(&consent).send().await.unwrap();
