@@ -12,15 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::Rng;
 
 use super::mailbox::{Job, Mailbox};
 use super::metrics::Outcome;
-use super::retry::{RetryDecision, RetryPolicy};
+use super::recovery::{Ending, Recovery, RecoveryPolicy};
+use super::retry::RetryPolicy;
 use super::{IntegrationRuntime, Registry};
 use crate::connectors::{Connector, ConnectorError, ConnectorKit, Delivery, Disposition, Receipt};
 use crate::store::{now_millis, Settlement, Store};
 use crate::vendors::ConnectorTarget;
-use crate::wedsync::{ErrorStrategy, Lane};
+use crate::wedsync::Lane;
 
 pub struct IntegrationActor;
 
@@ -185,7 +187,7 @@ impl Actor for IntegrationActor {
                     state
                         .runtime
                         .record_attempt(false, Duration::ZERO, Some(error.to_string()));
-                    state.retry_or_give_up(job_after_attempt(job), error, None, Instant::now());
+                    state.recover(job_after_attempt(job), error, Instant::now());
                 }
                 // Make sure the attempt is counted in the store before the restart reads it.
                 state.store.flush().await?;
@@ -405,70 +407,56 @@ impl IntegrationState {
                         breaker.record_neutral();
                     }
                 }
-                match error.disposition() {
-                    // The routing asked for no retries: the first failure ends the delivery.
-                    Disposition::Retry { .. } if !job.coordination.on_failure.retries() => {
-                        let reason = format!("failed, and the routing does not retry: {error}");
-                        self.dead_letter(job, reason)
-                    }
-                    Disposition::Retry { after } => {
-                        if let Some(wait) = after {
-                            let hold = wait.min(self.runtime.config.retry.max_retry_after);
-                            self.runtime
-                                .limiter
-                                .lock()
-                                .expect("limiter lock")
-                                .hold_until(now + hold);
-                        }
-                        self.retry_or_give_up(job, error, after, now);
-                    }
-                    Disposition::RefreshCredentials if !job.credentials_refreshed => match self
-                        .connector
-                        .refresh_credentials()
-                    {
-                        Ok(()) => {
-                            let mut job = job;
-                            job.credentials_refreshed = true;
-                            self.requeue(job, &error, Duration::ZERO, now);
-                        }
-                        Err(refresh_error) => self.give_up(
-                            job,
-                            format!("{error}; reloading the credential failed: {refresh_error}"),
-                        ),
-                    },
-                    Disposition::RefreshCredentials | Disposition::DeadLetter => {
-                        self.give_up(job, error.to_string())
-                    }
+                if let Disposition::Retry { after: Some(wait) } = error.disposition() {
+                    let hold = wait.min(self.runtime.config.retry.max_retry_after);
+                    self.runtime
+                        .limiter
+                        .lock()
+                        .expect("limiter lock")
+                        .hold_until(now + hold);
                 }
+                self.recover(job, error, now);
             }
         }
     }
 
-    fn retry_or_give_up(
-        &mut self,
-        job: Job,
-        error: ConnectorError,
-        vendor_wait: Option<Duration>,
-        now: Instant,
-    ) {
-        let failover = &self.runtime.config.failover;
-        let emergency_moves_on = job.lane() == Lane::Emergency
-            && self.may_fail_over(&job)
-            && failover
-                .emergency_after_attempts
-                .is_some_and(|after| job.attempts >= after);
-        if emergency_moves_on {
-            let reason = format!("an emergency failed {} attempt(s): {error}", job.attempts);
-            self.fail_over(job, reason);
-            return;
-        }
+    /// Carries out what the recovery policy decides after a failed attempt.
+    fn recover(&mut self, job: Job, error: ConnectorError, now: Instant) {
         let age = Duration::from_millis((now_millis() - job.created_at).max(0) as u64);
-        match self.retry.decide_now(job.attempts, age, vendor_wait) {
-            RetryDecision::RetryAfter(delay) => self.requeue(job, &error, delay, now),
-            RetryDecision::GiveUp => {
-                let reason = format!("gave up after {} attempts: {error}", job.attempts);
-                self.give_up(job, reason)
-            }
+        let decision = self
+            .recovery()
+            .after_failure(&job, &error, age, rand::thread_rng().gen());
+        match decision {
+            Recovery::RetryAfter(delay) => self.requeue(job, &error, delay, now),
+            Recovery::RefreshCredentials => match self.connector.refresh_credentials() {
+                Ok(()) => {
+                    let mut job = job;
+                    job.credentials_refreshed = true;
+                    self.requeue(job, &error, Duration::ZERO, now);
+                }
+                Err(refresh_error) => {
+                    let reason =
+                        format!("{error}; reloading the credential failed: {refresh_error}");
+                    let ending = self.recovery().give_up(&job, reason);
+                    self.end(job, ending);
+                }
+            },
+            Recovery::End(ending) => self.end(job, ending),
+        }
+    }
+
+    /// Ends a delivery here as decided: handed to a backup, or dead-lettered.
+    fn end(&mut self, job: Job, ending: Ending) {
+        match ending {
+            Ending::FailOver { reason } => self.fail_over(job, reason),
+            Ending::DeadLetter { reason } => self.dead_letter(job, reason),
+        }
+    }
+
+    fn recovery(&self) -> RecoveryPolicy<'_> {
+        RecoveryPolicy {
+            retry: &self.retry,
+            failover: &self.runtime.config.failover,
         }
     }
 
@@ -481,24 +469,6 @@ impl IntegrationState {
             error: error.to_string(),
         }]);
         self.mailbox.requeue(job, now + delay);
-    }
-
-    /// Whether a backup integration may take this delivery: there is one, the delivery is not
-    /// already a backup's, and its routing's error strategy allows failover.
-    fn may_fail_over(&self, job: &Job) -> bool {
-        !job.is_failover
-            && !self.runtime.config.failover.targets.is_empty()
-            && job.coordination.on_failure == ErrorStrategy::Failover
-    }
-
-    /// Ends a delivery that cannot succeed here: a backup integration takes it if one is
-    /// configured and allowed, otherwise it is dead-lettered.
-    fn give_up(&mut self, job: Job, reason: String) {
-        if self.may_fail_over(&job) {
-            self.fail_over(job, reason);
-            return;
-        }
-        self.dead_letter(job, reason);
     }
 
     fn dead_letter(&mut self, job: Job, reason: String) {
@@ -553,7 +523,7 @@ impl IntegrationState {
             return;
         }
         for job in self.mailbox.take_due(now) {
-            if !self.may_fail_over(&job) {
+            if !self.recovery().may_fail_over(&job) {
                 // A backup's delivery, or one whose routing forbids failover: it waits for this
                 // circuit instead of bouncing on.
                 self.mailbox

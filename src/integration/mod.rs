@@ -4,13 +4,15 @@
 //! [`IntegrationRuntime`] holds what must outlive one incarnation of the actor (breaker, limiter,
 //! health figures), so a restart keeps them; the mailbox itself is rebuilt from the store. The
 //! [`Registry`] is how the rest of Herald reaches the live actors. Policy lives in plain structs
-//! (`limiter`, `breaker`, `retry`, `mailbox`) that take `now` and do no I/O; `actor` is the glue.
+//! (`limiter`, `breaker`, `retry`, `recovery`, `mailbox`) that take `now` and do no I/O; `actor`
+//! is the glue.
 
 pub mod actor;
 pub mod breaker;
 pub mod limiter;
 pub mod mailbox;
 pub mod metrics;
+pub mod recovery;
 pub mod retry;
 
 use std::collections::{HashMap, VecDeque};
