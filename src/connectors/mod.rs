@@ -6,6 +6,7 @@
 //! classifies (its error's [`Disposition`]), the integration actor decides what to do with it.
 
 pub(crate) mod http;
+pub mod oauth;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -38,11 +38,12 @@ use serde_json::{json, Value};
 
 use super::HubSpotSettings;
 use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
+use crate::connectors::oauth::{authorization_url, OAuthSession, RefreshToken};
 use crate::connectors::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
 };
-use crate::secret::{ReloadableSecret, Secret};
+use crate::secret::ReloadableSecret;
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
 
@@ -115,27 +116,6 @@ enum Credential {
     OAuth(Box<OAuthSession>),
 }
 
-/// An OAuth 2 app's session with the portal: the current access token and when it expires.
-struct OAuthSession {
-    token_url: Url,
-    client_id: String,
-    client_secret: ReloadableSecret,
-    refresh_token: RefreshToken,
-    access: std::sync::Mutex<Option<(String, std::time::Instant)>>,
-}
-
-/// Where the portal's refresh token comes from.
-enum RefreshToken {
-    /// The configuration (an app installed outside Herald).
-    Configured(ReloadableSecret),
-    /// The vault, where an install through Herald put it.
-    Kept {
-        vault: Arc<Vault>,
-        integration_id: String,
-        redirect_uri: String,
-    },
-}
-
 /// The vault's name for the refresh token of an app installed through Herald.
 const KEPT_REFRESH_TOKEN: &str = "hubspot_refresh_token";
 
@@ -143,14 +123,13 @@ const KEPT_REFRESH_TOKEN: &str = "hubspot_refresh_token";
 /// when the app is not installed through Herald (no `redirect_uri`).
 pub fn authorize_url(settings: &HubSpotSettings, state: &str) -> Option<String> {
     let oauth = settings.oauth.as_ref()?;
-    let redirect_uri = oauth.redirect_uri.as_ref()?;
-    let mut url = Url::parse(&oauth.authorize_url).ok()?;
-    url.query_pairs_mut()
-        .append_pair("client_id", &oauth.client_id)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", &oauth.scopes.join(" "))
-        .append_pair("state", state);
-    Some(url.into())
+    authorization_url(
+        &oauth.authorize_url,
+        &oauth.client_id,
+        oauth.redirect_uri.as_ref()?,
+        &oauth.scopes,
+        state,
+    )
 }
 
 impl HubSpotConnector {
@@ -164,17 +143,21 @@ impl HubSpotConnector {
         let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
         let credential = match (&settings.token, &settings.oauth) {
             (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
-            (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession {
-                token_url: base
-                    .join("/oauth/v1/token")
+            (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession::new(
+                "HubSpot",
+                base.join("/oauth/v1/token")
                     .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
-                client_id: oauth.client_id.clone(),
-                client_secret: ReloadableSecret::load(&oauth.client_secret).map_err(ConnectorError::Misconfigured)?,
-                refresh_token: match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
-                    (Some(token), _, _) => RefreshToken::Configured(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
+                oauth.client_id.clone(),
+                ReloadableSecret::load(&oauth.client_secret)
+                    .map_err(ConnectorError::Misconfigured)?,
+                match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
+                    (Some(token), _, _) => RefreshToken::Configured(
+                        ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?,
+                    ),
                     (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
                         vault,
                         integration_id: integration_id.to_owned(),
+                        name: KEPT_REFRESH_TOKEN,
                         redirect_uri: redirect_uri.clone(),
                     },
                     _ => {
@@ -183,8 +166,7 @@ impl HubSpotConnector {
                         ))
                     }
                 },
-                access: std::sync::Mutex::new(None),
-            })),
+            ))),
             _ => {
                 return Err(ConnectorError::Misconfigured(
                     "set either token (a private app) or oauth (a public app), not both".into(),
@@ -200,150 +182,26 @@ impl HubSpotConnector {
         })
     }
 
-    /// The bearer token for the next request: the private app's, or a live OAuth access token
-    /// (refreshed when it has less than a tenth of its life, at most a minute, left).
+    /// The bearer token for the next request: the private app's, or a live OAuth access token.
     async fn bearer(&self) -> Result<String, ConnectorError> {
-        let session = match &self.credential {
-            Credential::PrivateApp(token) => return Ok(token.get().expose().to_owned()),
-            Credential::OAuth(session) => session,
-        };
-        if let Some((token, refresh_at)) = session.access.lock().expect("oauth lock").clone() {
-            if std::time::Instant::now() < refresh_at {
-                return Ok(token);
-            }
+        match &self.credential {
+            Credential::PrivateApp(token) => Ok(token.get().expose().to_owned()),
+            Credential::OAuth(session) => session.access_token(&self.client, self.timeout).await,
         }
-        let refresh_token = match &session.refresh_token {
-            RefreshToken::Configured(token) => token.get(),
-            RefreshToken::Kept {
-                vault,
-                integration_id,
-                ..
-            } => vault
-                .get(integration_id, KEPT_REFRESH_TOKEN)
-                .await
-                .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?
-                .ok_or_else(|| ConnectorError::Rejected {
-                    code: "not_installed".into(),
-                    message: format!("the HubSpot app is not installed yet: POST /v1/integrations/{integration_id}/oauth/authorize and open the address it answers"),
-                })?,
-        };
-        let answer = self
-            .grant(
-                session,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token.expose()),
-                ],
-            )
-            .await?;
-        Ok(Self::keep_access_token(session, &answer))
-    }
-
-    /// One request to HubSpot's token endpoint with the app's credentials added to `grant`.
-    async fn grant(
-        &self,
-        session: &OAuthSession,
-        grant: &[(&str, &str)],
-    ) -> Result<Value, ConnectorError> {
-        let secret = session.client_secret.get();
-        let mut form = vec![
-            ("client_id", session.client_id.as_str()),
-            ("client_secret", secret.expose()),
-        ];
-        form.extend_from_slice(grant);
-        let response = self
-            .client
-            .client()
-            .post(session.token_url.clone())
-            .timeout(self.timeout)
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            // 400 BAD_REFRESH_TOKEN, BAD_AUTH_CODE and friends: only a person can fix them.
-            let message = answer["message"]
-                .as_str()
-                .unwrap_or("HubSpot refused the grant");
-            return Err(if status.is_server_error() {
-                ConnectorError::Unavailable(format!("{status}: {message}"))
-            } else {
-                ConnectorError::Rejected {
-                    code: answer["status"].as_str().unwrap_or("oauth").to_owned(),
-                    message: message.to_owned(),
-                }
-            });
-        }
-        if answer["access_token"].as_str().is_none() {
-            return Err(ConnectorError::Unavailable(
-                "HubSpot's token answer has no access_token".into(),
-            ));
-        }
-        Ok(answer)
-    }
-
-    /// Caches the access token of a token answer until a tenth of its life (at most a minute)
-    /// is left, and returns it.
-    fn keep_access_token(session: &OAuthSession, answer: &Value) -> String {
-        let token = answer["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
-        let margin = (lifetime / 10).min(Duration::from_secs(60));
-        *session.access.lock().expect("oauth lock") =
-            Some((token.clone(), std::time::Instant::now() + lifetime - margin));
-        token
     }
 
     /// Exchanges the authorization code of an install through Herald for the portal's tokens
     /// and keeps the refresh token in the vault.
     async fn install(&self, code: &str) -> Result<Value, ConnectorError> {
-        let not_through_herald = || {
-            ConnectorError::Rejected {
-            code: "not_installable".into(),
-            message: "this integration's HubSpot app is not installed through Herald (it needs oauth.redirect_uri and no oauth.refresh_token)".into(),
-        }
-        };
         let Credential::OAuth(session) = &self.credential else {
-            return Err(not_through_herald());
+            return Err(ConnectorError::Rejected {
+                code: "not_installable".into(),
+                message: "this integration's HubSpot app is not installed through Herald (it needs oauth.redirect_uri and no oauth.refresh_token)".into(),
+            });
         };
-        let RefreshToken::Kept {
-            vault,
-            integration_id,
-            redirect_uri,
-        } = &session.refresh_token
-        else {
-            return Err(not_through_herald());
-        };
-        let answer = self
-            .grant(
-                session,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("redirect_uri", redirect_uri),
-                    ("code", code),
-                ],
-            )
+        session
+            .complete_install(&self.client, self.timeout, code)
             .await?;
-        let Some(refresh_token) = answer["refresh_token"].as_str() else {
-            return Err(ConnectorError::Unavailable(
-                "HubSpot's token answer has no refresh_token".into(),
-            ));
-        };
-        vault
-            .put(
-                integration_id,
-                KEPT_REFRESH_TOKEN,
-                &Secret::new(refresh_token.to_owned()),
-            )
-            .await
-            .map_err(|err| {
-                ConnectorError::Unavailable(format!("keeping the refresh token: {err}"))
-            })?;
-        Self::keep_access_token(session, &answer);
         Ok(json!({"installed": true}))
     }
 
@@ -843,20 +701,7 @@ impl Connector for HubSpotConnector {
             Credential::PrivateApp(token) => token.reload().map_err(ConnectorError::Misconfigured),
             // HubSpot refused the access token: forget it, so the retry refreshes first (with
             // the app secret and refresh token read again, in case they were rotated).
-            Credential::OAuth(session) => {
-                *session.access.lock().expect("oauth lock") = None;
-                session
-                    .client_secret
-                    .reload()
-                    .map_err(ConnectorError::Misconfigured)?;
-                match &session.refresh_token {
-                    RefreshToken::Configured(token) => {
-                        token.reload().map_err(ConnectorError::Misconfigured)
-                    }
-                    // Read from the vault at every refresh anyway.
-                    RefreshToken::Kept { .. } => Ok(()),
-                }
-            }
+            Credential::OAuth(session) => session.reload(),
         }
     }
 }

@@ -1,0 +1,286 @@
+//! OAuth 2 for connectors, once for every vendor: an app's session with one account.
+//!
+//! - Access tokens come from the refresh-token grant and are kept until a tenth of their life (at
+//!   most a minute) is left, so a request never carries one about to expire; a refused one is
+//!   forgotten ([`OAuthSession::forget_access_token`]) and the next request refreshes first.
+//! - The refresh token is configured (an app installed elsewhere) or kept sealed in the vault by
+//!   an install through Herald ([`OAuthSession::complete_install`]: the authorization-code grant).
+//! - The app's secret and a configured refresh token are re-read on [`OAuthSession::reload`].
+//!
+//! The vendor supplies its token endpoint, its name (for errors) and the vault name of the kept
+//! refresh token; token answers and errors follow RFC 6749 (`access_token`, `expires_in`,
+//! `refresh_token`; `error`, `error_description`), with a vendor's `message`/`status` fields read
+//! where it answers with those instead (HubSpot).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde_json::Value;
+
+use super::http::{transport_error, OutboundClient};
+use super::ConnectorError;
+use crate::secret::{ReloadableSecret, Secret};
+use crate::vault::Vault;
+
+/// An app's OAuth 2 session with one account of a vendor.
+pub struct OAuthSession {
+    vendor: &'static str,
+    token_url: Url,
+    client_id: String,
+    client_secret: ReloadableSecret,
+    refresh_token: RefreshToken,
+    /// The current access token and when to refresh it.
+    access: Mutex<Option<(String, Instant)>>,
+}
+
+/// Where the account's refresh token comes from.
+pub enum RefreshToken {
+    /// The configuration (an app installed outside Herald).
+    Configured(ReloadableSecret),
+    /// The vault, where an install through Herald put it under `name`.
+    Kept {
+        vault: Arc<Vault>,
+        integration_id: String,
+        name: &'static str,
+        redirect_uri: String,
+    },
+}
+
+impl OAuthSession {
+    /// `vendor` names the vendor in errors ("HubSpot").
+    pub fn new(
+        vendor: &'static str,
+        token_url: Url,
+        client_id: String,
+        client_secret: ReloadableSecret,
+        refresh_token: RefreshToken,
+    ) -> Self {
+        Self {
+            vendor,
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            access: Mutex::new(None),
+        }
+    }
+
+    /// A live access token: the kept one, or a fresh one from the refresh-token grant.
+    pub async fn access_token(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+    ) -> Result<String, ConnectorError> {
+        if let Some((token, refresh_at)) = self.access.lock().expect("oauth lock").clone() {
+            if Instant::now() < refresh_at {
+                return Ok(token);
+            }
+        }
+        let refresh_token = match &self.refresh_token {
+            RefreshToken::Configured(token) => token.get(),
+            RefreshToken::Kept {
+                vault,
+                integration_id,
+                name,
+                ..
+            } => vault
+                .get(integration_id, name)
+                .await
+                .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?
+                .ok_or_else(|| ConnectorError::Rejected {
+                    code: "not_installed".into(),
+                    message: format!(
+                        "the {} app is not installed yet: POST /v1/integrations/{integration_id}/oauth/authorize and open the address it answers",
+                        self.vendor
+                    ),
+                })?,
+        };
+        let answer = self
+            .grant(
+                client,
+                timeout,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose()),
+                ],
+            )
+            .await?;
+        Ok(self.keep_access_token(&answer))
+    }
+
+    /// Exchanges the authorization code of an install through Herald for the account's tokens
+    /// and keeps the refresh token in the vault.
+    pub async fn complete_install(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+        code: &str,
+    ) -> Result<(), ConnectorError> {
+        let RefreshToken::Kept {
+            vault,
+            integration_id,
+            name,
+            redirect_uri,
+        } = &self.refresh_token
+        else {
+            return Err(ConnectorError::Rejected {
+                code: "not_installable".into(),
+                message: format!(
+                    "this integration's {} app is not installed through Herald (it has a configured refresh token)",
+                    self.vendor
+                ),
+            });
+        };
+        let answer = self
+            .grant(
+                client,
+                timeout,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("redirect_uri", redirect_uri),
+                    ("code", code),
+                ],
+            )
+            .await?;
+        let Some(refresh_token) = answer["refresh_token"].as_str() else {
+            return Err(ConnectorError::Unavailable(format!(
+                "{}'s token answer has no refresh_token",
+                self.vendor
+            )));
+        };
+        vault
+            .put(integration_id, name, &Secret::new(refresh_token.to_owned()))
+            .await
+            .map_err(|err| {
+                ConnectorError::Unavailable(format!("keeping the refresh token: {err}"))
+            })?;
+        self.keep_access_token(&answer);
+        Ok(())
+    }
+
+    /// Forgets the access token (the vendor refused it): the next request refreshes first.
+    pub fn forget_access_token(&self) {
+        *self.access.lock().expect("oauth lock") = None;
+    }
+
+    /// Forgets the access token and reads the app's secret and a configured refresh token again
+    /// (they may have been rotated); a kept refresh token is read from the vault at every refresh.
+    pub fn reload(&self) -> Result<(), ConnectorError> {
+        self.forget_access_token();
+        self.client_secret
+            .reload()
+            .map_err(ConnectorError::Misconfigured)?;
+        match &self.refresh_token {
+            RefreshToken::Configured(token) => {
+                token.reload().map_err(ConnectorError::Misconfigured)
+            }
+            RefreshToken::Kept { .. } => Ok(()),
+        }
+    }
+
+    /// One request to the token endpoint with the app's credentials added to `grant`.
+    async fn grant(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+        grant: &[(&str, &str)],
+    ) -> Result<Value, ConnectorError> {
+        let secret = self.client_secret.get();
+        let mut form = vec![
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+        ];
+        form.extend_from_slice(grant);
+        let response = client
+            .client()
+            .post(self.token_url.clone())
+            .timeout(timeout)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            // invalid_grant, a bad code and friends: only a person can fix them.
+            let message = answer["error_description"]
+                .as_str()
+                .or(answer["message"].as_str())
+                .unwrap_or("the token endpoint refused the grant");
+            return Err(if status.is_server_error() {
+                ConnectorError::Unavailable(format!("{status}: {message}"))
+            } else {
+                ConnectorError::Rejected {
+                    code: answer["error"]
+                        .as_str()
+                        .or(answer["status"].as_str())
+                        .unwrap_or("oauth")
+                        .to_owned(),
+                    message: message.to_owned(),
+                }
+            });
+        }
+        if answer["access_token"].as_str().is_none() {
+            return Err(ConnectorError::Unavailable(format!(
+                "{}'s token answer has no access_token",
+                self.vendor
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// Keeps the access token of a token answer until a tenth of its life (at most a minute) is
+    /// left, and returns it.
+    fn keep_access_token(&self, answer: &Value) -> String {
+        let token = answer["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
+        let margin = (lifetime / 10).min(Duration::from_secs(60));
+        *self.access.lock().expect("oauth lock") =
+            Some((token.clone(), Instant::now() + lifetime - margin));
+        token
+    }
+}
+
+/// A vendor's consent page for an install through Herald: the authorization-code request with
+/// the app's client id, the callback, the scopes (space-separated, RFC 6749) and `state`.
+pub fn authorization_url(
+    authorize_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+    state: &str,
+) -> Option<String> {
+    let mut url = Url::parse(authorize_url).ok()?;
+    url.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", &scopes.join(" "))
+        .append_pair("state", state);
+    Some(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consent_page_carries_the_app_the_callback_the_scopes_and_the_state() {
+        let url = authorization_url(
+            "https://app.example.com/oauth/authorize",
+            "client-1",
+            "https://herald.example.com/oauth/crm/callback",
+            &["crm.read".to_owned(), "crm.write".to_owned()],
+            "s-1",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "https://app.example.com/oauth/authorize?client_id=client-1&redirect_uri=https%3A%2F%2Fherald.example.com%2Foauth%2Fcrm%2Fcallback&scope=crm.read+crm.write&state=s-1"
+        );
+        assert_eq!(authorization_url("not a url", "c", "r", &[], "s"), None);
+    }
+}
