@@ -8,7 +8,11 @@
 //!
 //! Scenarios: `intake` (durable acceptance rate), `e2e` (deliveries per second to a signed-webhook
 //! sink), `latency` (intake-to-sink latency at 50 notifications/s), `emergency` (emergency
-//! intake-to-sink latency behind a 100,000 backlog), `idle` (RSS of 10,000 idle integrations).
+//! intake-to-sink latency behind a 100,000 backlog), `idle` (RSS of 10,000 idle integrations),
+//! `single` and `single-postgres` (one notification per `POST /v1/notifications` over 64
+//! keep-alive connections to a webhook sink, as WedSync mostly sends them: accepted/s and
+//! delivered/s, on SQLite and on the machine's PostgreSQL, `HERALD_BENCH_POSTGRES_URL` or
+//! `postgres://postgres@127.0.0.1:5432/test`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,11 +32,38 @@ struct Daemon {
 }
 
 async fn start(body: &str) -> Daemon {
+    start_on(Store::Sqlite, body).await
+}
+
+/// Where a bench daemon keeps its state.
+#[derive(Clone, Copy)]
+enum Store {
+    Sqlite,
+    /// A schema of its own on the machine's PostgreSQL.
+    Postgres,
+}
+
+async fn start_on(store: Store, body: &str) -> Daemon {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("secret"), SECRET).unwrap();
+    let store = match store {
+        Store::Sqlite => format!(
+            "[store]\ndata_dir = \"{}\"\n",
+            data.path().join("store").display()
+        ),
+        Store::Postgres => {
+            let url = std::env::var("HERALD_BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            std::fs::write(data.path().join("postgres-url"), url).unwrap();
+            format!(
+                "[store]\nkind = \"postgres\"\nurl = {{ file = \"{}\" }}\nschema = \"herald_bench_{}\"\n",
+                data.path().join("postgres-url").display(),
+                std::process::id()
+            )
+        }
+    };
     let text = format!(
-        "[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\n[[organizations]]\nid = \"bench\"\n{}",
-        data.path().join("store").display(),
+        "{store}[security]\nallow_private_destinations = true\n[[organizations]]\nid = \"bench\"\n{}",
         body.replace("{secret}", &data.path().join("secret").display().to_string())
     );
     let config = herald::config::parse(&text, "bench").unwrap();
@@ -48,7 +79,7 @@ async fn start(body: &str) -> Daemon {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(128)
         .build()
         .unwrap();
     Daemon {
@@ -192,6 +223,81 @@ async fn e2e() {
     );
 }
 
+/// Single notifications, one per request, from 64 clients on keep-alive connections, to a
+/// signed-webhook sink: how fast they are accepted, and how fast they are delivered.
+async fn single(store: Store, label: &str) {
+    let receiver = WebhookReceiver::start(any_local_port(), SECRET)
+        .await
+        .unwrap();
+    let daemon = start_on(
+        store,
+        &sink(
+            "sink",
+            &receiver.url(),
+            "rate_limit = { per_second = 1000000, burst = 100000 }\nmax_in_flight = 128",
+        ),
+    )
+    .await;
+    let (clients, per_client) = (64, 500);
+    let total = clients * per_client;
+    let started = Instant::now();
+    let mut senders = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let (http, base, key) = (
+            daemon.client.clone(),
+            daemon.base.clone(),
+            daemon.key.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            for n in 0..per_client {
+                let status = http
+                    .post(format!("{base}/v1/notifications"))
+                    .bearer_auth(&key)
+                    .json(&notification(&format!("s-{client}-{n}"), "normal"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert!(status.is_success(), "{status}");
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = started.elapsed();
+    let finished = wait_for_count(&receiver, total, Duration::from_secs(300)).await;
+    let delivered = finished - started;
+    println!(
+        "{label}: {total} single POSTs from {clients} keep-alive clients accepted in {:.2} s = {:.0}/s; all delivered after {:.2} s = {:.0}/s",
+        accepted.as_secs_f64(),
+        total as f64 / accepted.as_secs_f64(),
+        delivered.as_secs_f64(),
+        total as f64 / delivered.as_secs_f64()
+    );
+    if let Store::Postgres = store {
+        drop(daemon);
+        drop_bench_schema().await;
+    }
+}
+
+/// Drops the schema a PostgreSQL bench daemon kept its state in.
+async fn drop_bench_schema() {
+    let url = std::env::var("HERALD_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS herald_bench_{} CASCADE",
+            std::process::id()
+        ))
+        .await
+        .unwrap();
+}
+
 /// Intake-to-sink latency at a steady 50 notifications per second, one request each.
 async fn latency() {
     let receiver = WebhookReceiver::start(any_local_port(), SECRET)
@@ -314,7 +420,15 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let all = ["intake", "e2e", "latency", "emergency", "idle"];
+    let all = [
+        "intake",
+        "e2e",
+        "latency",
+        "emergency",
+        "idle",
+        "single",
+        "single-postgres",
+    ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
     } else {
@@ -347,6 +461,8 @@ fn main() {
             Some("latency") => latency().await,
             Some("emergency") => emergency().await,
             Some("idle") => idle().await,
+            Some("single") => single(Store::Sqlite, "single").await,
+            Some("single-postgres") => single(Store::Postgres, "single-postgres").await,
             _ => eprintln!("unknown scenario; choose from {all:?}"),
         }
     });
