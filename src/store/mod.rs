@@ -341,6 +341,30 @@ pub(crate) fn parse_details(text: Option<String>) -> Result<Option<serde_json::V
     .transpose()
 }
 
+/// What a run of settlements amounts to, one per delivery, in the order the deliveries first
+/// appear: the first that ends the delivery (delivered, dead-lettered) if any, since nothing
+/// updates a settled row; otherwise the last retry. Applied together, they leave every row as
+/// applying them one by one would.
+pub(crate) fn effective_settlements(settlements: &[Settlement]) -> Vec<&Settlement> {
+    let mut chosen: Vec<&Settlement> = Vec::with_capacity(settlements.len());
+    let mut index_of: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for settlement in settlements {
+        let id = settlement.delivery_id();
+        match index_of.get(&id) {
+            None => {
+                index_of.insert(id, chosen.len());
+                chosen.push(settlement);
+            }
+            Some(&index) => {
+                if !chosen[index].ends_delivery() {
+                    chosen[index] = settlement;
+                }
+            }
+        }
+    }
+    chosen
+}
+
 /// The column values a settlement writes, the same for every backend.
 pub(crate) struct SettledColumns<'a> {
     pub delivery_id: i64,
@@ -354,6 +378,19 @@ pub(crate) struct SettledColumns<'a> {
 }
 
 impl Settlement {
+    pub(crate) fn delivery_id(&self) -> i64 {
+        match self {
+            Settlement::Delivered { delivery_id, .. }
+            | Settlement::Retrying { delivery_id, .. }
+            | Settlement::DeadLettered { delivery_id, .. } => *delivery_id,
+        }
+    }
+
+    /// Whether it settles the delivery for good (delivered or dead-lettered).
+    fn ends_delivery(&self) -> bool {
+        !matches!(self, Settlement::Retrying { .. })
+    }
+
     /// The delivery whose settlement may release or cancel the next ones of its routing.
     pub(crate) fn sequenced_delivery(&self) -> Option<i64> {
         match self {

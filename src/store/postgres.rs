@@ -21,10 +21,11 @@ use crate::wedsync::Lane;
 
 use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
 use super::{
-    cancelled_reason, coordination_columns, coordination_from_columns, now_millis, parse_details,
-    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState,
-    Intake, NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store,
-    StoreError, StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
+    cancelled_reason, coordination_columns, coordination_from_columns, effective_settlements,
+    now_millis, parse_details, sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo,
+    DeliveryRow, DeliveryState, Intake, NewNotification, OpenDelivery, PendingInstall,
+    RoutingRecord, Settlement, Store, StoreError, StoreFuture, StoredNotification, UnixMillis,
+    API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -596,20 +597,27 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
         }
     };
     let mut replies = Vec::with_capacity(group.len());
-    // Consecutive settlements are written together, in order, before the next other command.
+    // Consecutive settlements are written together, in order, before the next other command;
+    // so are consecutive journal commands (each single POST is one), as one bulk statement.
     let mut pending_settlements: Vec<Settlement> = Vec::new();
+    let mut pending_journals: Vec<PendingJournal> = Vec::new();
     for command in group {
-        if let Command::Settle(settlements) = command {
-            pending_settlements.extend(settlements);
-            continue;
+        match command {
+            Command::Settle(settlements) => {
+                write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
+                pending_settlements.extend(settlements);
+                continue;
+            }
+            Command::Journal { batch, reply } => {
+                write_settlements(&mut transaction, &mut pending_settlements).await;
+                pending_journals.push((batch, reply));
+                continue;
+            }
+            _ => {}
         }
         write_settlements(&mut transaction, &mut pending_settlements).await;
+        write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
         let reply = match command {
-            Command::Journal { batch, reply } => {
-                let result =
-                    in_savepoint(&mut transaction, |tx| Box::pin(journal(tx, batch))).await;
-                Reply::Journal(reply, result)
-            }
             Command::FailOver {
                 delivery_id,
                 attempts,
@@ -788,11 +796,14 @@ async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), St
                 Reply::Install(reply, result)
             }
             Command::Flush(reply) => Reply::Unit(reply, Ok(())),
-            Command::Settle(_) => unreachable!("settlements are gathered above"),
+            Command::Journal { .. } | Command::Settle(_) => {
+                unreachable!("journal and settle commands are gathered above")
+            }
         };
         replies.push(reply);
     }
     write_settlements(&mut transaction, &mut pending_settlements).await;
+    write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
     let committed = transaction.commit().await;
     queue::answer(
         replies,
@@ -819,6 +830,39 @@ async fn in_savepoint<'t, T>(
         Err(_) => savepoint.rollback().await?,
     }
     result
+}
+
+/// A journal command waiting for the group's bulk statement.
+type PendingJournal = (Vec<NewNotification>, queue::Answer<Vec<Intake>>);
+
+/// Journals consecutive journal commands with one bulk statement, each command's outcome its
+/// share of the result. If that fails, each is journaled on its own, so one command's failure
+/// fails only that command.
+async fn write_journals(
+    transaction: &mut Transaction<'_>,
+    pending: &mut Vec<PendingJournal>,
+    replies: &mut Vec<Reply>,
+) {
+    let commands = std::mem::take(pending);
+    if commands.len() > 1 {
+        let combined: Vec<NewNotification> = commands
+            .iter()
+            .flat_map(|(batch, _)| batch.iter().cloned())
+            .collect();
+        if let Ok(mut intakes) =
+            in_savepoint(transaction, |tx| Box::pin(journal(tx, combined))).await
+        {
+            for (batch, reply) in commands.into_iter().rev() {
+                let share = intakes.split_off(intakes.len() - batch.len());
+                replies.push(Reply::Journal(reply, Ok(share)));
+            }
+            return;
+        }
+    }
+    for (batch, reply) in commands {
+        let result = in_savepoint(transaction, |tx| Box::pin(journal(tx, batch))).await;
+        replies.push(Reply::Journal(reply, result));
+    }
 }
 
 async fn write_settlements(transaction: &mut Transaction<'_>, settlements: &mut Vec<Settlement>) {
@@ -980,32 +1024,29 @@ async fn journal(
 
 async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<(), StoreError> {
     let now = now_millis();
-    // One statement per settlement keeps their order (a retrying then a delivered for the same
-    // row must end delivered); they share the group's single commit.
-    let statement = tx
-        .prepare(
-            "UPDATE deliveries SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
-                    receipt = COALESCE($6, receipt), settled_at = $7, details = COALESCE($8, details)
-             WHERE id = $1 AND state IN ('pending', 'retrying')",
-        )
-        .await?;
-    for settlement in settlements {
-        let c = settlement.columns(now);
-        let attempts = c.attempts as i32;
-        tx.execute(
-            &statement,
-            &[
-                &c.delivery_id,
-                &c.state,
-                &attempts,
-                &c.next_attempt_at,
-                &c.last_error,
-                &c.receipt,
-                &c.settled_at,
-                &c.details,
-            ],
-        )
-        .await?;
+    // One statement for the whole run, each delivery's effective settlement (the order within
+    // the run is kept by choosing, for each row, what applying them one by one would leave).
+    let effective = effective_settlements(&settlements);
+    let columns: Vec<_> = effective.iter().map(|s| s.columns(now)).collect();
+    let ids: Vec<i64> = columns.iter().map(|c| c.delivery_id).collect();
+    let states: Vec<&str> = columns.iter().map(|c| c.state).collect();
+    let attempts: Vec<i32> = columns.iter().map(|c| c.attempts as i32).collect();
+    let next_attempts: Vec<Option<i64>> = columns.iter().map(|c| c.next_attempt_at).collect();
+    let errors: Vec<Option<&str>> = columns.iter().map(|c| c.last_error).collect();
+    let receipts: Vec<Option<&str>> = columns.iter().map(|c| c.receipt).collect();
+    let settled: Vec<Option<i64>> = columns.iter().map(|c| c.settled_at).collect();
+    let details: Vec<Option<&str>> = columns.iter().map(|c| c.details).collect();
+    tx.execute(
+        "UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
+                last_error = u.last_error, receipt = COALESCE(u.receipt, d.receipt),
+                settled_at = u.settled_at, details = COALESCE(u.details, d.details)
+         FROM UNNEST($1::int8[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
+              AS u(id, state, attempts, next_attempt_at, last_error, receipt, settled_at, details)
+         WHERE d.id = u.id AND d.state IN ('pending', 'retrying')",
+        &[&ids, &states, &attempts, &next_attempts, &errors, &receipts, &settled, &details],
+    )
+    .await?;
+    for settlement in effective {
         if let Some(delivery_id) = settlement.sequenced_delivery() {
             release_or_cancel_next(tx, delivery_id, now).await?;
         }

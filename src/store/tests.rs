@@ -678,6 +678,85 @@ async fn a_sequence_releases_one_delivery_at_a_time(backend: Backend) {
     backend.clean_up().await;
 }
 
+async fn concurrent_journals_each_get_their_own_outcome(backend: Backend) {
+    let store = backend.open().await;
+    store
+        .journal(Lane::Normal, vec![notification("old", &["a"])])
+        .await
+        .unwrap();
+    // Sent together, so the writer may take them in one group (PostgreSQL journals such a run
+    // with one bulk statement): each answer is still that command's own.
+    let answers = tokio::join!(
+        store.journal(Lane::Normal, vec![notification("c1", &["a", "b"])]),
+        store.journal(
+            Lane::Normal,
+            vec![notification("old", &["a"]), notification("c2", &["a"])]
+        ),
+        store.journal(Lane::Normal, vec![notification("c1", &["a"])]),
+        store.journal(Lane::Normal, vec![notification("c3", &[])]),
+    );
+    let answers = [answers.0, answers.1, answers.2, answers.3];
+    let shapes: Vec<Vec<(bool, usize)>> = answers
+        .into_iter()
+        .map(|answer| {
+            answer
+                .unwrap()
+                .iter()
+                .map(|intake| match intake {
+                    Intake::Accepted(rows) => (true, rows.len()),
+                    Intake::Duplicate(rows) => (false, rows.len()),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        vec![
+            vec![(true, 2)],
+            vec![(false, 1), (true, 1)],
+            vec![(false, 2)],
+            vec![(true, 0)],
+        ]
+    );
+    backend.clean_up().await;
+}
+
+#[test]
+fn a_run_of_settlements_amounts_to_what_applying_them_in_order_leaves() {
+    let retrying = |id: i64, attempts: u32| Settlement::Retrying {
+        delivery_id: id,
+        attempts,
+        next_attempt_at: 0,
+        error: "503".into(),
+    };
+    let delivered = |id: i64, attempts: u32| Settlement::Delivered {
+        delivery_id: id,
+        attempts,
+        receipt: "r".into(),
+        details: None,
+        sequenced: false,
+    };
+    let run = [
+        retrying(1, 1),
+        retrying(2, 1),
+        delivered(1, 2),
+        retrying(1, 3),
+        retrying(2, 2),
+        delivered(3, 1),
+    ];
+    let effective: Vec<(i64, &str, i64)> = effective_settlements(&run)
+        .into_iter()
+        .map(|s| {
+            let c = s.columns(0);
+            (c.delivery_id, c.state, c.attempts)
+        })
+        .collect();
+    assert_eq!(
+        effective,
+        vec![(1, "delivered", 2), (2, "retrying", 2), (3, "delivered", 1)]
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
@@ -700,5 +779,6 @@ contract!(
     a_routing_is_kept_once_by_its_id,
     sealed_credentials_are_kept_per_integration_and_replaced,
     an_oauth_install_finishes_once_and_not_after_it_expires,
-    a_sequence_releases_one_delivery_at_a_time
+    a_sequence_releases_one_delivery_at_a_time,
+    concurrent_journals_each_get_their_own_outcome
 );
