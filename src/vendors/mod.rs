@@ -280,6 +280,17 @@ pub struct DefaultRate {
     pub burst: u32,
     /// The vendor's published limit the figure stays inside, or why there is none.
     pub source: &'static str,
+    /// That limit as a window, where the vendor publishes an exact one: a test holds the default
+    /// rate inside it.
+    pub window: Option<RateWindow>,
+}
+
+/// A vendor's published limit: at most `requests` in any `seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateWindow {
+    pub requests: u32,
+    pub seconds: u64,
 }
 
 /// One of the seed's connector operations and what the vendor does for it.

@@ -41,6 +41,7 @@ const PANIC: VendorDescription = VendorDescription {
         per_second: 1_000_000.0,
         burst: 1_000_000,
         source: "no vendor: measures Herald itself",
+        window: None,
     },
     seed_operations: &[],
     inbound: &[],

@@ -13,8 +13,8 @@ pub use settings::{HubSpotOAuthSettings, HubSpotSettings};
 pub use simulator::FakeHubSpot;
 
 use super::{
-    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
-    Vendor, VendorDescription, VendorSettings,
+    deserialize_settings, ConnectorTarget, DefaultRate, RateWindow, SeedOperation, SettingsError,
+    Simulation, Vendor, VendorDescription, VendorSettings,
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
@@ -33,6 +33,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         per_second: 9.0,
         burst: 10,
         source: "100 requests per 10 seconds for private apps on Free and Starter (190 on Professional and Enterprise: raise it in the configuration)",
+        window: Some(RateWindow {
+            requests: 100,
+            seconds: 10,
+        }),
     },
     seed_operations: &[
         SeedOperation {

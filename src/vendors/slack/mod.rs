@@ -36,6 +36,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         per_second: 1.0,
         burst: 3,
         source: "chat.postMessage allows about one message per second per channel, short bursts tolerated",
+        window: None,
     },
     seed_operations: &[
         SeedOperation {

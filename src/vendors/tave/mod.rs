@@ -33,6 +33,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         per_second: 2.0,
         burst: 5,
         source: "Tave publishes no figure, only a 429 quota-limit: modest, and Retry-After is honoured",
+        window: None,
     },
     seed_operations: &[
         SeedOperation {

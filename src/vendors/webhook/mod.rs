@@ -31,6 +31,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         burst: 100,
         source:
             "a receiver Herald knows nothing about: generous, the operator sets the real figure",
+        window: None,
     },
     seed_operations: &[SeedOperation {
         name: "routeNotification",
