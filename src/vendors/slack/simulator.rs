@@ -833,4 +833,85 @@ mod tests {
             );
         }
     }
+
+    #[tokio::test]
+    async fn the_slack_simulator_refuses_requests_that_drift_from_slacks_published_contract() {
+        let slack = FakeSlack::start(
+            crate::sandbox::any_local_port(),
+            SIMULATED_TOKEN,
+            &["weddings"],
+        )
+        .await
+        .unwrap();
+        let post = |body: serde_json::Value| {
+            reqwest::Client::new()
+                .post(format!("{}/chat.postMessage", slack.base_url()))
+                .bearer_auth(SIMULATED_TOKEN)
+                .json(&body)
+                .send()
+        };
+        let answer: serde_json::Value =
+            post(serde_json::json!({"channel": "#weddings", "txt": "typo"}))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(answer["ok"], false);
+        assert_eq!(answer["error"], "invalid_arguments");
+        assert_eq!(
+            answer["response_metadata"]["messages"][0],
+            "[ERROR] unknown parameter `txt`"
+        );
+        let answer: serde_json::Value =
+            post(serde_json::json!({"channel": "#weddings", "text": "fine"}))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert_eq!(slack.messages("weddings").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_slack_simulator_holds_each_method_to_its_tier() {
+        let slack = FakeSlack::start(
+            crate::sandbox::any_local_port(),
+            SIMULATED_TOKEN,
+            &["weddings"],
+        )
+        .await
+        .unwrap();
+        slack.set_method_limit("team.info", 2);
+        let client = reqwest::Client::new();
+        let team_info = || {
+            client
+                .get(format!("{}/team.info", slack.base_url()))
+                .bearer_auth(SIMULATED_TOKEN)
+                .send()
+        };
+        for _ in 0..2 {
+            assert_eq!(team_info().await.unwrap().status(), 200);
+        }
+        let limited = team_info().await.unwrap();
+        assert_eq!(limited.status(), 429);
+        let wait: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        let body: serde_json::Value = limited.json().await.unwrap();
+        assert_eq!(body["error"], "ratelimited");
+        // Another method has its own allowance.
+        let replies = client
+            .get(format!("{}/reactions.get", slack.base_url()))
+            .bearer_auth(SIMULATED_TOKEN)
+            .query(&[("channel", "C00000001"), ("timestamp", "1.000001")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replies.status(), 200);
+    }
 }
