@@ -185,6 +185,16 @@ pub async fn serve_sandbox(
             entry.simulator.about()
         );
     }
+    if let Some(control) = simulated.first().and_then(|entry| {
+        url::Url::parse(&entry.simulator.address())
+            .and_then(|address| address.join(crate::sandbox::FAULTS_PATH))
+            .ok()
+    }) {
+        println!(
+            "\nEach simulator takes faults at {} on its own port, e.g.\n  curl -X POST {control} -H 'content-type: application/json' -d '{{\"goDown\": {{\"status\": 503}}}}'\n  (also respondNext {{status, headers, body}}, comeBack, dropNext, latencyMs)",
+            crate::sandbox::FAULTS_PATH
+        );
+    }
     println!();
     match write_config {
         Some(path) => {

@@ -206,3 +206,58 @@ impl futures_core::Stream for BrokenOff {
         ))))
     }
 }
+
+/// A fault script sent to a simulator's [`super::FAULTS_PATH`].
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct FaultCommand {
+    respond_next: Option<ScriptedAnswer>,
+    go_down: Option<ScriptedAnswer>,
+    #[serde(default)]
+    come_back: bool,
+    drop_next: Option<usize>,
+    latency_ms: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedAnswer {
+    status: u16,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    body: Value,
+}
+
+/// Applies a fault script sent from outside; answers what the script now holds.
+pub(super) async fn control(
+    axum::extract::State(faults): axum::extract::State<Faults>,
+    axum::Json(command): axum::Json<FaultCommand>,
+) -> axum::Json<Value> {
+    if let Some(answer) = command.respond_next {
+        let headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        faults.respond_next(answer.status, &headers, answer.body);
+    }
+    if let Some(answer) = command.go_down {
+        faults.go_down(answer.status, answer.body);
+    }
+    if command.come_back {
+        faults.come_back();
+    }
+    if let Some(count) = command.drop_next {
+        faults.drop_next(count);
+    }
+    if let Some(latency) = command.latency_ms {
+        faults.set_latency(Duration::from_millis(latency));
+    }
+    let script = faults.0.lock().expect("faults lock");
+    axum::Json(serde_json::json!({
+        "scripted": script.next.len(),
+        "down": script.down.as_ref().map(|answer| answer.status),
+        "latencyMs": script.latency.as_millis() as u64,
+    }))
+}

@@ -16,6 +16,12 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// Where every simulator takes fault scripts from outside: `POST` a JSON object with one of
+/// `respondNext` (`{status, headers?, body?}`: the next request's answer), `goDown`
+/// (`{status, body?}`: every answer until `comeBack`), `comeBack` (`true`), `dropNext` (how many
+/// connections to drop) or `latencyMs`.
+pub const FAULTS_PATH: &str = "/_herald/faults";
+
 /// A simulator's HTTP server; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
@@ -23,8 +29,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `app` on `addr` (port 0 picks a free one).
-    pub async fn start(app: axum::Router, addr: SocketAddr) -> std::io::Result<Self> {
+    /// Serves `app` on `addr` (port 0 picks a free one), with the fault-control endpoint
+    /// [`FAULTS_PATH`] scripting `faults` from outside (`herald sandbox` users, other processes).
+    pub async fn start(
+        app: axum::Router,
+        addr: SocketAddr,
+        faults: Faults,
+    ) -> std::io::Result<Self> {
+        let control = axum::Router::new()
+            .route(FAULTS_PATH, axum::routing::post(faults::control))
+            .with_state(faults);
+        let app = control.merge(app);
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();

@@ -217,3 +217,61 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
     sandbox.kill().unwrap();
     sandbox.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_simulators_faults_are_scripted_from_outside() {
+    let receiver = herald::vendors::webhook::WebhookReceiver::start(
+        herald::sandbox::any_local_port(),
+        crate::harness::WEBHOOK_SECRET,
+    )
+    .await
+    .unwrap();
+    let base = receiver.url().trim_end_matches("/hooks").to_owned();
+    let client = reqwest::Client::new();
+    let control = |script: serde_json::Value| {
+        client
+            .post(format!("{base}{}", herald::sandbox::FAULTS_PATH))
+            .json(&script)
+            .send()
+    };
+    let hook = || client.post(receiver.url()).body("{}").send();
+
+    let answer: serde_json::Value = control(serde_json::json!({
+        "respondNext": {"status": 503, "headers": {"retry-after": "7"}, "body": {"error": "maintenance"}}
+    }))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(answer["scripted"], 1);
+    let scripted = hook().await.unwrap();
+    assert_eq!(
+        (
+            scripted.status().as_u16(),
+            scripted.headers()["retry-after"].to_str().unwrap()
+        ),
+        (503, "7")
+    );
+    // Unscripted again: the receiver's own answer (401, the request is not signed).
+    assert_eq!(hook().await.unwrap().status(), 401);
+
+    control(serde_json::json!({"goDown": {"status": 502}}))
+        .await
+        .unwrap();
+    assert_eq!(hook().await.unwrap().status(), 502);
+    assert_eq!(hook().await.unwrap().status(), 502);
+    let answer: serde_json::Value = control(serde_json::json!({"comeBack": true}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["down"], serde_json::Value::Null);
+    assert_eq!(hook().await.unwrap().status(), 401);
+
+    let refused = control(serde_json::json!({"explode": true})).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    // The control calls are not requests to the vendor.
+    assert_eq!(receiver.recorder.len(), 5);
+}

@@ -193,7 +193,7 @@ impl FakeHubSpot {
             )
             .with_state(app_state);
         Ok(Self {
-            server: Server::start(app, addr).await?,
+            server: Server::start(app, addr, faults.clone()).await?,
             recorder,
             faults,
             state,

@@ -143,7 +143,7 @@ impl FakeSlack {
             .route("/api/chat.scheduleMessage", post(schedule_message))
             .with_state(app_state);
         Ok(Self {
-            server: Server::start(app, addr).await?,
+            server: Server::start(app, addr, faults.clone()).await?,
             recorder,
             faults,
             state,

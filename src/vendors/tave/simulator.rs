@@ -101,7 +101,7 @@ impl FakeTave {
             )
             .with_state(app_state);
         Ok(Self {
-            server: Server::start(app, addr).await?,
+            server: Server::start(app, addr, faults.clone()).await?,
             recorder,
             faults,
             state,

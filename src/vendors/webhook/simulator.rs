@@ -53,7 +53,7 @@ impl WebhookReceiver {
             .route("/hooks", post(receive))
             .with_state(state);
         Ok(Self {
-            server: Server::start(app, addr).await?,
+            server: Server::start(app, addr, faults.clone()).await?,
             recorder,
             faults,
         })
