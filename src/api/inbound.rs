@@ -32,11 +32,17 @@ pub async fn receive(
             "inbound address for integration {integration_id:?}"
         ))
     };
-    let runtime = state
+    let Some(runtime) = state
         .registry
         .runtime(&integration_id)
         .filter(|runtime| runtime.config.vendor.kind() == kind)
-        .ok_or_else(not_found)?;
+    else {
+        // The vendor says how its senders are told the integration is gone.
+        return Err(crate::vendors::find(&kind)
+            .and_then(|vendor| vendor.inbound_handler())
+            .map(|handler| handler.unknown_integration(&integration_id).into())
+            .unwrap_or_else(not_found));
+    };
     let handler = runtime
         .config
         .vendor

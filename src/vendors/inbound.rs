@@ -70,6 +70,14 @@ pub enum InboundError {
 /// A vendor's handler of its inbound calls.
 pub trait InboundHandler: Send + Sync {
     fn handle(&self, request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError>;
+
+    /// The answer to a call for an integration Herald does not have (removed from the
+    /// configuration): 404, unless the vendor's senders need another word to stop calling.
+    fn unknown_integration(&self, integration_id: &str) -> InboundError {
+        InboundError::NotFound(format!(
+            "inbound address for integration {integration_id:?}"
+        ))
+    }
 }
 
 /// A vendor whose apps are installed through Herald with OAuth 2 authorization codes.

@@ -531,6 +531,17 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
         .await
         .unwrap();
     assert_eq!(unsubscribed.status(), StatusCode::GONE);
+    // So is an integration Herald no longer has (removed from the configuration).
+    let removed = client
+        .post(format!(
+            "{}/inbound/tave/removed-booking/order.booked/{HOOK_SECRET}",
+            herald.base
+        ))
+        .json(&json!({"id": "ord-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::GONE);
 
     // Subscriptions are Tave's: a webhook integration has none.
     let (status, refused) = herald

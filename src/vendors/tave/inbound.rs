@@ -10,6 +10,13 @@ use crate::secret::same_secret;
 use crate::vendors::inbound::{InboundAnswer, InboundError, InboundHandler, InboundRequest};
 
 impl InboundHandler for Tave {
+    /// 410, so Tave drops a subscription whose integration is gone instead of calling forever.
+    fn unknown_integration(&self, integration_id: &str) -> InboundError {
+        InboundError::Gone(format!(
+            "integration {integration_id:?} takes no Tave events any more"
+        ))
+    }
+
     fn handle(&self, request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError> {
         let (event, secret) = request.path.split_once('/').unwrap_or((request.path, ""));
         // 410 tells a REST-hook sender to drop the subscription: this address takes no events.
