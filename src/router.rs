@@ -466,13 +466,13 @@ mod tests {
             routes: HashMap::from([(
                 "studio".into(),
                 vec![
-                    route("timeline", &["timeline_change"], None, &["crm", "slack"]),
-                    route("urgent", &[], Some(Priority::High), &["slack", "pager"]),
+                    route("timeline", &["timeline_change"], None, &["crm", "chat"]),
+                    route("urgent", &[], Some(Priority::High), &["chat", "pager"]),
                 ],
             )]),
             integration_owner: HashMap::from([
                 ("crm".into(), "studio".into()),
-                ("slack".into(), "studio".into()),
+                ("chat".into(), "studio".into()),
                 ("pager".into(), "studio".into()),
                 ("theirs".into(), "other".into()),
             ]),
@@ -491,21 +491,21 @@ mod tests {
         let table = table();
         assert_eq!(
             table.targets("studio", &notification("timeline_change", Priority::Normal)),
-            vec!["crm", "slack"]
+            vec!["crm", "chat"]
         );
         assert_eq!(
             table.targets(
                 "studio",
                 &notification("timeline_change", Priority::Emergency)
             ),
-            vec!["crm", "slack", "pager"]
+            vec!["crm", "chat", "pager"]
         );
         assert_eq!(
             table.targets(
                 "studio",
                 &notification("payment_received", Priority::Emergency)
             ),
-            vec!["slack", "pager"]
+            vec!["chat", "pager"]
         );
         assert!(table
             .targets("studio", &notification("payment_received", Priority::Low))
@@ -521,29 +521,32 @@ mod tests {
         n.wedding_context = Some(serde_json::from_value(serde_json::json!({"weddingId": "w", "weddingDate": "2027-06-12", "venue": "Kew Gardens"})).unwrap());
         n.metadata.insert("affectsDeal".into(), true.into());
         let matches = |source: &str| Condition::compile(source).unwrap().evaluate(&n);
-        // As the photo-studio example tells WedSync's own payments from Tave's.
+        // As the photo-studio example tells WedSync's own payments from its booking system's.
         assert_eq!(matches("!has(metadata.source)"), Ok(true));
-        let mut from_tave = n.clone();
-        from_tave.metadata.insert("source".into(), "tave".into());
-        let tave_only =
-            Condition::compile(r#"has(metadata.source) && metadata.source == "tave""#).unwrap();
-        assert_eq!(tave_only.evaluate(&from_tave), Ok(true));
-        assert_eq!(tave_only.evaluate(&n), Ok(false));
+        let mut from_booking = n.clone();
+        from_booking
+            .metadata
+            .insert("source".into(), "booking-system".into());
+        let booking_only =
+            Condition::compile(r#"has(metadata.source) && metadata.source == "booking-system""#)
+                .unwrap();
+        assert_eq!(booking_only.evaluate(&from_booking), Ok(true));
+        assert_eq!(booking_only.evaluate(&n), Ok(false));
         assert_eq!(
             Condition::compile("!has(metadata.source)")
                 .unwrap()
-                .evaluate(&from_tave),
+                .evaluate(&from_booking),
             Ok(false)
         );
 
         let mut table = table();
         table.routes.get_mut("studio").unwrap()[1].when =
             Some(Condition::compile("has(metadata.affectsDeal)").unwrap());
-        assert_eq!(table.targets("studio", &n), vec!["crm", "slack", "pager"]);
+        assert_eq!(table.targets("studio", &n), vec!["crm", "chat", "pager"]);
         n.metadata.clear();
         assert_eq!(
             table.targets("studio", &n),
-            vec!["crm", "slack"],
+            vec!["crm", "chat"],
             "the urgent route's condition no longer holds"
         );
     }
@@ -563,7 +566,7 @@ mod tests {
                 .field,
             "targetSystems[0].systemId"
         );
-        let ours = [system("crm"), system("pager"), system("slack")];
+        let ours = [system("crm"), system("pager"), system("chat")];
         let rule =
             |value: serde_json::Value| -> RoutingRule { serde_json::from_value(value).unwrap() };
         // Herald's earlier form (one integration), the seed's (CEL over the systems it names),
@@ -571,7 +574,7 @@ mod tests {
         let rules = [
             rule(serde_json::json!({"integrationId": "pager", "minPriority": "high"})),
             rule(
-                serde_json::json!({"ruleId": "r2", "condition": "notification.type == \"payment_received\"", "targetSystems": ["slack"]}),
+                serde_json::json!({"ruleId": "r2", "condition": "notification.type == \"payment_received\"", "targetSystems": ["chat"]}),
             ),
             rule(
                 serde_json::json!({"ruleId": "r3", "condition": "notification.priority != \"low\""}),

@@ -166,8 +166,8 @@ pub struct WeddingNotification {
     /// The seed's `BookingNotification`: the booking this notification is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_id: Option<String>,
-    /// The seed's `BookingNotification`: the Tave job it belongs to (also accepted, for older
-    /// senders, as `metadata.taveJobId`).
+    /// The seed's `BookingNotification`: the booking system's job it belongs to (the seed's name
+    /// for the field; also accepted, for older senders, in `metadata`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tave_job_id: Option<String>,
 }
@@ -602,7 +602,7 @@ pub struct DeliveryResult {
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// What the connector did, step by step (HubSpot `successfulSyncs`, Tave `syncActions`).
+    /// What the connector did, step by step (per-contact syncs, sync actions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
 }
@@ -633,7 +633,7 @@ pub struct IntegrationConfiguration {
     pub organization_id: String,
     /// `communication`, `crm`, `booking`... (the seed's categories); `webhook` for generic ones.
     pub integration_type: IntegrationType,
-    /// The vendor: `slack`, `webhook`.
+    /// The vendor's kind, as `vendors::all()` lists it.
     pub system: &'static str,
     pub credentials: CredentialsReference,
     /// The routes that send notifications here.

@@ -3,7 +3,7 @@
 //!
 //! The vendor's handler (`vendors::<kind>::inbound`) verifies the call and says what it amounts
 //! to; this module finds the integration, counts the outcome (`herald_inbound_total`) and acts:
-//! acknowledgements are recorded once each (after answering: Slack wants its answer within three
+//! acknowledgements are recorded once each (after answering: chat vendors want theirs within
 //! seconds), and a vendor event becomes a notification of the integration's organization, routed
 //! by its routes to every target but the integration it came from.
 

@@ -1,5 +1,5 @@
-//! Installing an OAuth app through Herald (for vendors with `Vendor::oauth_install`: HubSpot
-//! today), so the refresh token never passes through a person's hands or a configuration file.
+//! Installing an OAuth app through Herald (for vendors with `Vendor::oauth_install`), so the
+//! refresh token never passes through a person's hands or a configuration file.
 //!
 //! 1. `POST /v1/integrations/{id}/oauth/authorize` (API key) answers the vendor's consent page
 //!    for this integration, with a random single-use `state` good for ten minutes.

@@ -121,7 +121,7 @@ pub(super) async fn check_connection(
     }))
 }
 
-/// Subscribes to the vendor's events the integration's configuration names (Tave's REST hooks).
+/// Subscribes to the vendor's events the integration's configuration names (REST hooks).
 /// Run it once after configuring them: the vendor keeps the subscriptions.
 pub(super) async fn subscribe_to_events(
     State(state): State<Arc<AppState>>,

@@ -127,8 +127,8 @@ pub(super) async fn organization_notification(
         .ok_or_else(|| ApiError::NotFound(format!("notification {notification_id:?}")))
 }
 
-/// The seed's trackCommunicationEngagement: for each delivered target that can tell (Slack
-/// today), how people reacted and replied, read from the vendor now.
+/// The seed's trackCommunicationEngagement: for each delivered target whose vendor can tell, how
+/// people reacted and replied, read from the vendor now.
 pub(super) async fn notification_engagement(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,

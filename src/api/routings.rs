@@ -396,14 +396,14 @@ mod tests {
     #[test]
     fn a_failover_counts_for_the_system_it_took_over_from() {
         let result = result(&[
-            row(1, "slack", FailedOver, None),
+            row(1, "chat", FailedOver, None),
             row(2, "hook", Delivered, None),
             row(3, "pager", Delivered, Some(1)),
         ]);
         assert_eq!(
             statuses(&result),
             vec![
-                ("slack", SystemStatus::Delivered),
+                ("chat", SystemStatus::Delivered),
                 ("hook", SystemStatus::Delivered)
             ]
         );

@@ -4,7 +4,7 @@
 //!
 //! It is driven by the `now` the caller passes (governor runs on a clock we advance), so it is
 //! tested by passing instants, never by sleeping. Every attempt, retries included, takes one token
-//! per request it makes to the vendor (a HubSpot sync is three): vendors count requests.
+//! per request it makes to the vendor (a CRM sync can be three): vendors count requests.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -161,10 +161,9 @@ mod tests {
             );
             checked.push(vendor.kind());
         }
-        assert_eq!(
-            checked,
-            ["hubspot"],
-            "the vendors that publish an exact window"
+        assert!(
+            !checked.is_empty(),
+            "no registered vendor publishes an exact window to hold its default to"
         );
     }
 
@@ -218,7 +217,7 @@ mod tests {
     #[test]
     fn an_attempt_takes_a_token_per_vendor_request() {
         let start = Instant::now();
-        // HubSpot-like: 10 requests per second, burst 10; a sync costs 3 requests.
+        // A CRM's: 10 requests per second, burst 10; a sync costs 3 requests.
         let mut limiter = Limiter::new(&config(10.0, 10, 0.0), start);
         let syncs = (0..10)
             .filter(|_| limiter.try_acquire(Lane::Normal, start, 3).is_ok())
