@@ -835,7 +835,6 @@ impl Config {
 mod tests {
     use super::*;
     use crate::vendors::slack::SlackSettings;
-    use crate::vendors::tave::TaveSettings;
     use crate::wedsync::is_time_of_day;
 
     fn validate(text: &str) -> Result<Config, ConfigError> {
@@ -1085,89 +1084,5 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             err.contains("settings.text_template") && err.contains("does not compile"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn hubspot_takes_a_token_or_an_oauth_app() {
-        let hubspot = |settings: &str| {
-            format!("{BASE}\n[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\nsettings = {{ {settings} }}\n")
-        };
-        assert!(validate(&hubspot(r#"token = { env = "T" }"#)).is_ok());
-        assert!(validate(&hubspot(r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#)).is_ok());
-        let err = validate(&hubspot("")).unwrap_err().to_string();
-        assert!(
-            err.contains("settings.token") && err.contains("either token"),
-            "{err}"
-        );
-
-        // Installed through Herald: a redirect address, and a key to seal what it keeps.
-        let install = r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "https://herald.example.com/oauth/hubspot/callback" }"#;
-        let sealed = |config: String| {
-            format!(
-                "[security]\ncredentials_key = {{ env = \"HERALD_CREDENTIALS_KEY\" }}\n{config}"
-            )
-        };
-        assert!(validate(&sealed(hubspot(install))).is_ok());
-        let err = validate(&hubspot(install)).unwrap_err().to_string();
-        assert!(
-            err.contains("integrations[1].settings.oauth.refresh_token")
-                && err.contains("security.credentials_key"),
-            "{err}"
-        );
-        let err = validate(&sealed(hubspot(
-            r#"oauth = { client_id = "c", client_secret = { env = "S" } }"#,
-        )))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("settings.oauth.refresh_token") && err.contains("redirect_uri"),
-            "{err}"
-        );
-        let err = validate(&sealed(hubspot(
-            r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "/callback" }"#,
-        )))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("settings.oauth.redirect_uri") && err.contains("not an http(s) address"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn tave_rest_hooks_name_tave_events_and_an_http_address() {
-        let tave = |hooks: &str| {
-            format!("{BASE}\n[[integrations]]\nid = \"studio-tave\"\norganization = \"studio\"\nkind = \"tave\"\nsettings = {{ api_key = {{ env = \"K\" }}, rest_hooks = {{ {hooks} }} }}\n")
-        };
-        let config = validate(&tave(
-            r#"public_url = "https://herald.example.com", secret = { env = "H" }"#,
-        ))
-        .unwrap();
-        let settings = config.integration("studio-tave").unwrap().settings.clone();
-        let settings = settings.downcast_ref::<TaveSettings>().unwrap();
-        assert_eq!(
-            settings.rest_hooks.as_ref().unwrap().events,
-            ["job.created", "order.booked", "payment.created"]
-        );
-        for (hooks, field, reason) in [
-            (
-                r#"public_url = "herald.example.com", secret = { env = "H" }"#,
-                "settings.rest_hooks.public_url",
-                "not an http(s) address",
-            ),
-            (
-                r#"public_url = "https://h.example", events = ["job.created", "invoice.paid"], secret = { env = "H" }"#,
-                "settings.rest_hooks.events[1]",
-                "not a Tave REST-hook event",
-            ),
-            (
-                r#"public_url = "https://h.example""#,
-                "settings.rest_hooks",
-                "secret",
-            ),
-        ] {
-            let err = validate(&tave(hooks)).unwrap_err().to_string();
-            assert!(err.contains(field) && err.contains(reason), "{err}");
-        }
     }
 }

@@ -76,7 +76,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "herald_inbound_total",
-        "Inbound vendor calls (Slack interactivity, Tave REST hooks), by integration and outcome"
+        "Inbound vendor calls (interactivity, REST hooks), by integration and outcome"
     );
     describe_gauge!(
         "herald_circuit_state",

@@ -2,7 +2,7 @@
 //! within bounds, so no template can take the daemon down.
 //!
 //! Templates come from API callers (a routing's `transformationMaps`) and from configuration
-//! (Slack's `text_template`, reminders). minijinja guards statement nesting but not chains of
+//! (a chat vendor's `text_template`, reminders). minijinja guards statement nesting but not chains of
 //! operators or filters, whose depth overflows a worker's stack, and a loop can run and allocate
 //! without end. So a template is held to these limits:
 //!

@@ -134,7 +134,7 @@ fn retry_after_value(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Classifies a non-success HTTP status the way most JSON APIs mean it. Vendors with their own
-/// conventions (Slack's `ok:false`) classify the body first and fall back to this.
+/// conventions (an `ok:false` in a 200) classify the body first and fall back to this.
 pub fn classify_status(
     status: reqwest::StatusCode,
     headers: &HeaderMap,

@@ -27,9 +27,9 @@ pub struct Delivery {
     pub notification: Arc<WeddingNotification>,
 }
 
-/// What a delivery created: the vendor's id for it (a Slack message `ts`, a webhook message id,
-/// the HubSpot contacts and notes), and for multi-step syncs a structured account of each step
-/// (HubSpot's `totalContacts`/`successfulSyncs`, Tave's `syncActions`).
+/// What a delivery created: the vendor's id for it (a message `ts`, a webhook message id, the CRM
+/// contacts and notes), and for multi-step syncs a structured account of each step (per-contact
+/// syncs, sync actions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
     pub id: String,
@@ -113,7 +113,7 @@ pub type CheckFuture<'a> =
     Pin<Box<dyn Future<Output = Result<serde_json::Value, ConnectorError>> + Send + 'a>>;
 
 pub trait Connector: Send + Sync + 'static {
-    /// A bounded vendor name for metrics and logs (`slack`, `webhook`).
+    /// A bounded vendor name for metrics and logs (its `kind`).
     fn vendor(&self) -> &'static str;
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a>;
     /// How many requests delivering this notification makes to the vendor, so the rate limiter
@@ -123,10 +123,10 @@ pub trait Connector: Send + Sync + 'static {
     /// seed's establishConnection / authenticateConnection / connectToBookingAPI). Sends nothing.
     fn check_connection(&self) -> CheckFuture<'_>;
     /// How people engaged with what a delivery created, from the receipt's `details` (the seed's
-    /// trackCommunicationEngagement): for Slack, the message's reactions and thread replies.
+    /// trackCommunicationEngagement): a chat message's reactions and thread replies.
     fn engagement<'a>(&'a self, details: &'a serde_json::Value) -> CheckFuture<'a>;
     /// Subscribes to the vendor's events that the configuration names, so they reach Herald's
-    /// inbound endpoint (Tave's REST hooks). Answers what was subscribed.
+    /// inbound endpoint (REST hooks). Answers what was subscribed.
     fn subscribe_to_events(&self) -> CheckFuture<'_> {
         let vendor = self.vendor();
         Box::pin(async move {
@@ -137,7 +137,7 @@ pub trait Connector: Send + Sync + 'static {
         })
     }
     /// Finishes an OAuth app install through Herald: exchanges the authorization code the
-    /// vendor sent back for the account's tokens and keeps them (HubSpot).
+    /// vendor sent back for the account's tokens and keeps them.
     fn complete_install<'a>(&'a self, _code: &'a str) -> CheckFuture<'a> {
         let vendor = self.vendor();
         Box::pin(async move {

@@ -10,7 +10,7 @@
 //! The vendor supplies its token endpoint, its name (for errors) and the vault name of the kept
 //! refresh token; token answers and errors follow RFC 6749 (`access_token`, `expires_in`,
 //! `refresh_token`; `error`, `error_description`), with a vendor's `message`/`status` fields read
-//! where it answers with those instead (HubSpot).
+//! where it answers with those instead.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ pub enum RefreshToken {
 }
 
 impl OAuthSession {
-    /// `vendor` names the vendor in errors ("HubSpot").
+    /// `vendor` names the vendor in errors.
     pub fn new(
         vendor: &'static str,
         token_url: Url,

@@ -3,13 +3,13 @@
 //! type). A simulator refuses what the contract refuses, so a connector that drifts from the
 //! vendor's contract fails the test suite even where the real vendor would be lenient.
 //!
-//! Two kinds of contract. A vendor's own published description (Slack's Swagger 2.0 file), and,
-//! where a vendor publishes none we may bundle (HubSpot, Tave), a contract we write from its
+//! Two kinds of contract. A vendor's own published description (a Swagger 2.0 file), and,
+//! where a vendor publishes none we may bundle, a contract we write from its
 //! documentation: one JSON Schema per operation, with the documentation address beside it
 //! ([`WrittenContract`], files in `contracts/`).
 //!
-//! Swagger: `formData`/`query`/`header` parameters, as Slack publishes them. The
-//! conventions of a JSON body are applied as Slack documents them: a parameter typed `string`
+//! Swagger: `formData`/`query`/`header` parameters, as vendors publish them in Swagger 2.0. The
+//! conventions of a JSON body are applied as the one bundled spec (`vendors/slack/contract/`) documents them: a parameter typed `string`
 //! that carries JSON (`blocks`, `attachments`) may be sent as the JSON value itself, and the
 //! `token` parameter (a header or query parameter in the spec) may travel as
 //! `Authorization: Bearer`. Query-string values are text and are checked by what they parse as.
@@ -44,7 +44,7 @@ impl Contract {
             .contains_key(&(method.to_owned(), path.to_owned()))
     }
 
-    /// Reads a Swagger 2.0 document. `base_path` is prefixed to every path (Slack's `/api`).
+    /// Reads a Swagger 2.0 document. `base_path` is prefixed to every path (`/api`, say).
     pub fn from_swagger(document: &Value) -> Result<Self, String> {
         let base = document["basePath"].as_str().unwrap_or("");
         let paths = document["paths"]
@@ -108,7 +108,7 @@ impl Contract {
         }
         for (name, parameter) in parameters.iter().filter(|(_, p)| p.required) {
             let present = match parameter.location.as_str() {
-                // Slack accepts the token, wherever the spec puts it, as `Authorization: Bearer`.
+                // The token is accepted wherever the spec puts it, and as `Authorization: Bearer`.
                 _ if name == "token" => {
                     fields.contains_key(name)
                         || authorization.is_some_and(|value| value.starts_with("Bearer "))

@@ -1,5 +1,5 @@
 //! JSON Schema validation for the contracts we write ourselves from a vendor's documentation
-//! (HubSpot, Tave): the draft 2020-12 keywords those contracts use, nothing more. A schema that
+//! (the vendors that publish no spec we may bundle): the draft 2020-12 keywords those contracts use, nothing more. A schema that
 //! uses any other keyword is refused when it is read, so a contract can never be silently more
 //! lenient than it looks.
 

@@ -160,7 +160,7 @@ pub struct DeliveryRow {
     pub next_attempt_at: Option<UnixMillis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// The vendor's id for what it created (Slack message ts, webhook message id...).
+    /// The vendor's id for what it created (a message ts, a webhook message id...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +209,7 @@ pub struct PendingInstall {
     pub organization: String,
 }
 
-/// Someone acted on a delivered notification in the target system (a Slack button click).
+/// Someone acted on a delivered notification in the target system (a button click).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Acknowledgement {
@@ -219,7 +219,7 @@ pub struct Acknowledgement {
     pub notification_id: String,
     pub integration_id: String,
     pub action_id: String,
-    /// Who acted, in the target system's terms (a Slack user id).
+    /// Who acted, in the target system's terms (a chat user id).
     pub actor: String,
     pub at: UnixMillis,
 }

@@ -65,7 +65,7 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: a delivery may carry its own transformed notification (a routing's transformation map).
     "ALTER TABLE deliveries ADD COLUMN body TEXT;",
-    // 3: acknowledgements from the target systems (Slack button clicks).
+    // 3: acknowledgements from the target systems (button clicks).
     "CREATE TABLE acknowledgements (
         id INTEGER PRIMARY KEY,
         organization TEXT NOT NULL,

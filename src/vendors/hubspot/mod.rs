@@ -150,3 +150,61 @@ impl OAuthInstall for HubSpot {
         authorize_url(settings, state).ok_or_else(not_installable)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Parses a configuration of one organization, `studio`, with `integration` added.
+    fn validate(integration: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::parse(
+            &format!("[[organizations]]\nid = \"studio\"\n{integration}"),
+            "test.toml",
+        )
+    }
+
+    #[test]
+    fn hubspot_takes_a_token_or_an_oauth_app() {
+        let hubspot = |settings: &str| {
+            format!("[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\nsettings = {{ {settings} }}\n")
+        };
+        assert!(validate(&hubspot(r#"token = { env = "T" }"#)).is_ok());
+        assert!(validate(&hubspot(r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#)).is_ok());
+        let err = validate(&hubspot("")).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.token") && err.contains("either token"),
+            "{err}"
+        );
+
+        // Installed through Herald: a redirect address, and a key to seal what it keeps.
+        let install = r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "https://herald.example.com/oauth/hubspot/callback" }"#;
+        let sealed = |integration: String| {
+            format!(
+                "[security]\ncredentials_key = {{ env = \"HERALD_CREDENTIALS_KEY\" }}\n{integration}"
+            )
+        };
+        assert!(validate(&sealed(hubspot(install))).is_ok());
+        let err = validate(&hubspot(install)).unwrap_err().to_string();
+        assert!(
+            err.contains("integrations[0].settings.oauth.refresh_token")
+                && err.contains("security.credentials_key"),
+            "{err}"
+        );
+        let err = validate(&sealed(hubspot(
+            r#"oauth = { client_id = "c", client_secret = { env = "S" } }"#,
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.oauth.refresh_token") && err.contains("redirect_uri"),
+            "{err}"
+        );
+        let err = validate(&sealed(hubspot(
+            r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "/callback" }"#,
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.oauth.redirect_uri") && err.contains("not an http(s) address"),
+            "{err}"
+        );
+    }
+}

@@ -106,3 +106,53 @@ impl VendorSettings for TaveSettings {
         )?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a configuration of one organization, `studio`, with `integration` added.
+    fn validate(integration: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::parse(
+            &format!("[[organizations]]\nid = \"studio\"\n{integration}"),
+            "test.toml",
+        )
+    }
+
+    #[test]
+    fn tave_rest_hooks_name_tave_events_and_an_http_address() {
+        let tave = |hooks: &str| {
+            format!("[[integrations]]\nid = \"studio-tave\"\norganization = \"studio\"\nkind = \"tave\"\nsettings = {{ api_key = {{ env = \"K\" }}, rest_hooks = {{ {hooks} }} }}\n")
+        };
+        let config = validate(&tave(
+            r#"public_url = "https://herald.example.com", secret = { env = "H" }"#,
+        ))
+        .unwrap();
+        let settings = config.integration("studio-tave").unwrap().settings.clone();
+        let settings = settings.downcast_ref::<TaveSettings>().unwrap();
+        assert_eq!(
+            settings.rest_hooks.as_ref().unwrap().events,
+            ["job.created", "order.booked", "payment.created"]
+        );
+        for (hooks, field, reason) in [
+            (
+                r#"public_url = "herald.example.com", secret = { env = "H" }"#,
+                "settings.rest_hooks.public_url",
+                "not an http(s) address",
+            ),
+            (
+                r#"public_url = "https://h.example", events = ["job.created", "invoice.paid"], secret = { env = "H" }"#,
+                "settings.rest_hooks.events[1]",
+                "not a Tave REST-hook event",
+            ),
+            (
+                r#"public_url = "https://h.example""#,
+                "settings.rest_hooks",
+                "secret",
+            ),
+        ] {
+            let err = validate(&tave(hooks)).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(reason), "{err}");
+        }
+    }
+}
