@@ -834,8 +834,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendors::slack::SlackSettings;
-    use crate::wedsync::is_time_of_day;
 
     fn validate(text: &str) -> Result<Config, ConfigError> {
         parse(text, "test.toml")
@@ -846,24 +844,26 @@ mod tests {
 id = "studio"
 
 [[integrations]]
-id = "slack"
+id = "team-hook"
 organization = "studio"
-kind = "slack"
-settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
+kind = "webhook"
+settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SECRET" } }
 "##;
 
     #[test]
     fn defaults_fill_in_what_is_not_written() {
         let config = validate(BASE).unwrap();
-        let slack = config.integration("slack").unwrap();
-        assert_eq!(slack.rate_limit.per_second, 1.0);
-        assert_eq!(slack.retry.max_attempts, 8);
-        assert!(!config.allow_private_destinations);
-        let settings = slack.settings.downcast_ref::<SlackSettings>();
+        let hook = config.integration("team-hook").unwrap();
+        let vendor_default = crate::vendors::find("webhook")
+            .unwrap()
+            .describe()
+            .default_rate;
         assert_eq!(
-            settings.map(|s| s.base_url.as_str()),
-            Some("https://slack.com/api")
+            (hook.rate_limit.per_second, hook.rate_limit.burst),
+            (vendor_default.per_second, vendor_default.burst)
         );
+        assert_eq!(hook.retry.max_attempts, 8);
+        assert!(!config.allow_private_destinations);
     }
 
     #[test]
@@ -880,12 +880,12 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
 
     #[test]
     fn kind_specific_settings_are_checked_by_name() {
-        let text = BASE.replace("channel = \"#weddings\", ", "");
+        let text = BASE.replace("url = \"https://hooks.example.com/herald\", ", "");
         let err = validate(&text).unwrap_err().to_string();
-        assert!(err.contains("missing field `channel`"), "{err}");
-        let text = BASE.replace("channel =", "chanel = \"x\", channel =");
+        assert!(err.contains("missing field `url`"), "{err}");
+        let text = BASE.replace("url =", "ur = \"x\", url =");
         let err = validate(&text).unwrap_err().to_string();
-        assert!(err.contains("unknown field `chanel`"), "{err}");
+        assert!(err.contains("unknown field `ur`"), "{err}");
     }
 
     #[test]
@@ -950,7 +950,7 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
             .to_string()
             .contains("routes[0].targets"));
         let text = format!("{BASE}\n[[organizations]]\nid = \"other\"\n[[integrations]]\nid = \"hook\"\norganization = \"other\"\nkind = \"webhook\"\nsettings = {{ url = \"https://example.com\", secret = {{ env = \"S\" }} }}\n")
-            .replace("kind = \"slack\"", "kind = \"slack\"\nfailover = { targets = [\"hook\"] }");
+            .replacen("kind = \"webhook\"", "kind = \"webhook\"\nfailover = { targets = [\"hook\"] }", 1);
         assert!(validate(&text)
             .unwrap_err()
             .to_string()
@@ -986,7 +986,7 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
     #[test]
     fn route_conditions_are_compiled_when_the_config_loads() {
         let route = |when: &str| {
-            format!("{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\nwhen = '{when}'\ntargets = [\"slack\"]\n")
+            format!("{BASE}\n[[routes]]\norganization = \"studio\"\nname = \"r\"\nwhen = '{when}'\ntargets = [\"team-hook\"]\n")
         };
         let source = r#"wedding.venue == "Kew Gardens""#;
         assert_eq!(
@@ -1033,56 +1033,5 @@ settings = { channel = "#weddings", token = { env = "SLACK_TOKEN" } }
                 "{file}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn reminder_times_and_templates_are_checked_when_the_config_loads() {
-        for good in ["00:00", "09:00", "23:59"] {
-            assert!(is_time_of_day(good), "{good}");
-        }
-        for bad in ["24:00", "9:00", "09:60", "noon", "09-00"] {
-            assert!(!is_time_of_day(bad), "{bad}");
-        }
-        let with = |extra: &str| {
-            BASE.replace(
-                "channel = \"#weddings\",",
-                &format!("channel = \"#weddings\", {extra},"),
-            )
-        };
-        let err = validate(&with(
-            r#"reminders = [{ days_before = 1, at = "9am", text_template = "x" }]"#,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("settings.reminders[0].at") && err.contains("not a time"),
-            "{err}"
-        );
-        for (quiet, field, reason) in [
-            (
-                r#"quiet_hours = { from = "10pm", to = "07:00" }"#,
-                "settings.quiet_hours.from",
-                "not a time",
-            ),
-            (
-                r#"quiet_hours = { from = "07:00", to = "07:00" }"#,
-                "settings.quiet_hours.to",
-                "must not be empty",
-            ),
-        ] {
-            let err = validate(&with(quiet)).unwrap_err().to_string();
-            assert!(err.contains(field) && err.contains(reason), "{err}");
-        }
-        assert!(validate(&with(
-            r#"quiet_hours = { from = "22:00", to = "07:00", breaks_through = "high" }"#
-        ))
-        .is_ok());
-        let err = validate(&with(r#"text_template = "{{ title""#))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("settings.text_template") && err.contains("does not compile"),
-            "{err}"
-        );
     }
 }

@@ -9,7 +9,7 @@
 //! ([`WrittenContract`], files in `contracts/`).
 //!
 //! Swagger: `formData`/`query`/`header` parameters, as vendors publish them in Swagger 2.0. The
-//! conventions of a JSON body are applied as the one bundled spec (`vendors/slack/contract/`) documents them: a parameter typed `string`
+//! conventions of a JSON body are applied as the bundled spec documents them: a parameter typed `string`
 //! that carries JSON (`blocks`, `attachments`) may be sent as the JSON value itself, and the
 //! `token` parameter (a header or query parameter in the spec) may travel as
 //! `Authorization: Bearer`. Query-string values are text and are checked by what they parse as.

@@ -968,7 +968,7 @@ mod tests {
             connection
                 .execute(
                     "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
-                     VALUES ('org', 'n1', 'slack', 'ack', ?1, ?2)",
+                     VALUES ('org', 'n1', 'chat', 'ack', ?1, ?2)",
                     params![actor, at],
                 )
                 .unwrap();

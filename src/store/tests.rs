@@ -368,13 +368,13 @@ async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
 async fn acknowledgements_attach_to_an_existing_notification_of_the_organization(backend: Backend) {
     let store = backend.open().await;
     store
-        .journal(Lane::Normal, vec![notification("n1", &["slack"])])
+        .journal(Lane::Normal, vec![notification("n1", &["chat"])])
         .await
         .unwrap();
     let ack = |organization: &str, notification_id: &str| Acknowledgement {
         organization: organization.into(),
         notification_id: notification_id.into(),
-        integration_id: "slack".into(),
+        integration_id: "chat".into(),
         action_id: "ack".into(),
         actor: "U123".into(),
         at: 7,

@@ -106,3 +106,71 @@ impl VendorSettings for SlackSettings {
         )?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wedsync::is_time_of_day;
+
+    #[test]
+    fn settings_default_to_slacks_api() {
+        let settings = Slack
+            .parse_settings(serde_json::json!({"channel": "#weddings", "token": {"env": "T"}}))
+            .unwrap();
+        assert_eq!(
+            settings
+                .downcast_ref::<SlackSettings>()
+                .map(|s| s.base_url.as_str()),
+            Some("https://slack.com/api")
+        );
+    }
+
+    #[test]
+    fn reminder_times_and_templates_are_checked_when_the_config_loads() {
+        for good in ["00:00", "09:00", "23:59"] {
+            assert!(is_time_of_day(good), "{good}");
+        }
+        for bad in ["24:00", "9:00", "09:60", "noon", "09-00"] {
+            assert!(!is_time_of_day(bad), "{bad}");
+        }
+        let with = |extra: &str| {
+            format!("[[organizations]]\nid = \"studio\"\n[[integrations]]\nid = \"slack\"\norganization = \"studio\"\nkind = \"slack\"\nsettings = {{ channel = \"#weddings\", {extra}, token = {{ env = \"SLACK_TOKEN\" }} }}\n")
+        };
+        let validate = |text: String| crate::config::parse(&text, "test.toml");
+        let err = validate(with(
+            r#"reminders = [{ days_before = 1, at = "9am", text_template = "x" }]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("settings.reminders[0].at") && err.contains("not a time"),
+            "{err}"
+        );
+        for (quiet, field, reason) in [
+            (
+                r#"quiet_hours = { from = "10pm", to = "07:00" }"#,
+                "settings.quiet_hours.from",
+                "not a time",
+            ),
+            (
+                r#"quiet_hours = { from = "07:00", to = "07:00" }"#,
+                "settings.quiet_hours.to",
+                "must not be empty",
+            ),
+        ] {
+            let err = validate(with(quiet)).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(reason), "{err}");
+        }
+        assert!(validate(with(
+            r#"quiet_hours = { from = "22:00", to = "07:00", breaks_through = "high" }"#
+        ))
+        .is_ok());
+        let err = validate(with(r#"text_template = "{{ title""#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("settings.text_template") && err.contains("does not compile"),
+            "{err}"
+        );
+    }
+}
