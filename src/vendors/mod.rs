@@ -189,6 +189,10 @@ pub trait RunningSimulator: Send + Sync {
     fn about(&self) -> String;
     /// One recorded request in a few words, for `herald sandbox`'s log of what arrived.
     fn describe_request(&self, request: &RecordedRequest) -> String;
+    /// Holds the simulator to the vendor's published rate limits from now on, answering beyond
+    /// them with the vendor's own 429. Where the simulator always holds to them, or the vendor
+    /// publishes none, there is nothing to turn on.
+    fn hold_to_published_limits(&self);
     /// The vendor's answer while it is down (a 5xx).
     fn outage(&self) -> ScriptedResponse;
     /// The vendor refusing the credential (expired, revoked): Herald reloads it and tries once more.

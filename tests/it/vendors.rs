@@ -2,7 +2,8 @@
 //! HTTP. A vendor gets all of it by being registered: delivered end to end with as many requests
 //! as the limiter was charged; a 5xx retried; a refused credential reloaded and tried once more;
 //! a 429's `Retry-After` honoured; a validation error dead-lettered with the vendor's own message;
-//! a vendor that stays down opens the circuit, which closes once it is back. The simulators check
+//! a vendor that stays down opens the circuit, which closes once it is back; and a burst at the
+//! vendor's default rate stays inside what the vendor publishes (no 429). The simulators check
 //! every request against the vendor's contract, so a delivery is also a contract check.
 
 use std::time::{Duration, Instant};
@@ -31,22 +32,58 @@ async fn every_registered_vendor_conforms() {
     }
 }
 
+#[tokio::test]
+async fn every_registered_vendors_default_rate_stays_inside_what_the_vendor_publishes() {
+    let checks: Vec<_> = vendors::all()
+        .iter()
+        .map(|&vendor| tokio::spawn(keeps_to_its_default_rate(vendor)))
+        .collect();
+    for check in checks {
+        check.await.unwrap();
+    }
+}
+
+/// The vendor's simulator, started, and the configuration of one integration (`vendor`, in
+/// organization `studio`, routed everything) that reaches it with `overrides`.
+struct VendorUnderTest {
+    simulator: Box<dyn RunningSimulator>,
+    body: String,
+    _credential: tempfile::NamedTempFile,
+}
+
+impl VendorUnderTest {
+    async fn start(vendor: &'static dyn Vendor, overrides: &str) -> Self {
+        let kind = vendor.kind();
+        let simulator = vendor
+            .simulation()
+            .unwrap_or_else(|| panic!("{kind} ships no simulator"))
+            .start(any_local_port())
+            .await
+            .unwrap();
+        let credential = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(credential.path(), simulator.credential()).unwrap();
+        let settings =
+            simulator.settings(&format!("{{ file = \"{}\" }}", credential.path().display()));
+        let body = format!(
+            "[[organizations]]\nid = \"studio\"\n[[integrations]]\nid = \"vendor\"\norganization = \"studio\"\n\
+             kind = \"{kind}\"\nsettings = {{ {settings} }}\n{overrides}\n{}",
+            route("studio", &["vendor"], "")
+        );
+        Self {
+            simulator,
+            body,
+            _credential: credential,
+        }
+    }
+}
+
 async fn conforms(vendor: &'static dyn Vendor) {
     let kind = vendor.kind();
-    let simulator = vendor
-        .simulation()
-        .unwrap_or_else(|| panic!("{kind} ships no simulator"))
-        .start(any_local_port())
-        .await
-        .unwrap();
-    let credential = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(credential.path(), simulator.credential()).unwrap();
-    let settings = simulator.settings(&format!("{{ file = \"{}\" }}", credential.path().display()));
-    let body = format!(
-        "[[organizations]]\nid = \"studio\"\n[[integrations]]\nid = \"vendor\"\norganization = \"studio\"\n\
-         kind = \"{kind}\"\nsettings = {{ {settings} }}\n{RESILIENCE}\n{}",
-        route("studio", &["vendor"], "")
-    );
+    let VendorUnderTest {
+        simulator,
+        body,
+        _credential,
+    } = VendorUnderTest::start(vendor, RESILIENCE).await;
     let herald = Harness::start(&body, "studio").await;
     let vendor_check = VendorCheck {
         kind,
@@ -122,6 +159,91 @@ async fn conforms(vendor: &'static dyn Vendor) {
             .await;
     }
     vendor_check.wait_for_circuit("closed").await;
+}
+
+/// Issue 6's item 14 for every vendor: with no `rate_limit` in the configuration, a burst long
+/// enough to drain the default bucket (and to span the vendor's published window, where it has
+/// one) draws no 429 from a simulator holding to the vendor's published limits, and the requests
+/// that reached the vendor never outran the default bucket.
+async fn keeps_to_its_default_rate(vendor: &'static dyn Vendor) {
+    let kind = vendor.kind();
+    let rate = &vendor.describe().default_rate;
+    let VendorUnderTest {
+        simulator,
+        body,
+        _credential,
+    } = VendorUnderTest::start(vendor, "").await;
+    simulator.hold_to_published_limits();
+    let herald = Harness::start(&body, "studio").await;
+
+    // Three seconds past the bucket, and the published window and its bucket over again.
+    let burst = f64::from(rate.burst);
+    let wanted = (burst + 3.0 * rate.per_second).max(
+        rate.window
+            .as_ref()
+            .map_or(0.0, |window| f64::from(window.requests) + burst),
+    ) as usize;
+    let charge = first_delivery_charge(&body, &simulator.sample_notification("charge"));
+    let mut sent = 0;
+    while simulator.recorder().len() < wanted {
+        let wave: Vec<Value> = (sent..sent
+            + (wanted - simulator.recorder().len()).div_ceil(charge))
+            .map(|n| simulator.sample_notification(&format!("burst-{n}")))
+            .collect();
+        let (status, answer) = herald
+            .post(
+                "/v1/notifications/batch",
+                &serde_json::json!({"notifications": wave}),
+            )
+            .await;
+        assert_eq!(status, 202, "{kind}: {answer}");
+        let patience = Duration::from_secs_f64(wanted as f64 / rate.per_second + 30.0);
+        for n in sent..sent + wave.len() {
+            herald
+                .wait_for_notification(&format!("burst-{n}"), patience, all_delivered)
+                .await;
+        }
+        sent += wave.len();
+    }
+
+    let requests = simulator.recorder().all();
+    let limited = requests
+        .iter()
+        .filter(|request| request.status == 429)
+        .count();
+    assert_eq!(
+        limited,
+        0,
+        "{kind}: {limited} of {} requests drew a 429",
+        requests.len()
+    );
+    // Any stretch of requests fits the default bucket (one more for the two clocks' jitter),
+    for (first, early) in requests.iter().enumerate() {
+        for (last, late) in requests.iter().enumerate().skip(first) {
+            let span = late.at.duration_since(early.at).as_secs_f64();
+            let allowed = burst + rate.per_second * span + 1.0;
+            assert!(
+                (last - first + 1) as f64 <= allowed,
+                "{kind}: {} requests in {span:.3} s outran the default bucket ({allowed:.1})",
+                last - first + 1
+            );
+        }
+    }
+    // and any stretch of the published window holds no more than the vendor allows.
+    if let Some(window) = &rate.window {
+        let period = Duration::from_secs(window.seconds);
+        for (first, early) in requests.iter().enumerate() {
+            let inside = requests[first..]
+                .iter()
+                .take_while(|late| late.at.duration_since(early.at) < period)
+                .count();
+            assert!(
+                inside <= window.requests as usize,
+                "{kind}: {inside} requests inside {period:?}, published limit {}",
+                window.requests
+            );
+        }
+    }
 }
 
 /// What the limiter is charged for a vendor's first delivery of `notification`: the connector's

@@ -1114,6 +1114,10 @@ impl RunningSimulator for FakeHubSpot {
         )
     }
 
+    fn hold_to_published_limits(&self) {
+        // The ten-second window is always enforced.
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(
             503,

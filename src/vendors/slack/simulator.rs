@@ -53,9 +53,10 @@ struct SlackState {
     /// Scheduled messages: (id, channel id, post_at, text).
     scheduled: Vec<(String, String, u64, String)>,
     next_ts: u64,
-    /// Minimum spacing between messages to one channel (Slack: about one per second).
-    channel_interval: Duration,
-    last_post: HashMap<String, Instant>,
+    /// Whether Slack's per-channel message rate is enforced ([`FakeSlack::hold_to_channel_rate`]).
+    holds_channel_rate: bool,
+    /// Per channel id: the messages it may still take at once, and when that was counted.
+    channel_allowance: HashMap<String, (f64, Instant)>,
     /// The scopes the bot token was granted.
     scopes: Vec<String>,
     /// Requests per minute each Web API method allows (its tier); and when it was called.
@@ -105,8 +106,8 @@ impl FakeSlack {
             reactions: HashMap::new(),
             scheduled: Vec::new(),
             next_ts: 1_767_225_600_000_100,
-            channel_interval: Duration::ZERO,
-            last_post: HashMap::new(),
+            holds_channel_rate: false,
+            channel_allowance: HashMap::new(),
             scopes: [
                 "chat:write",
                 "chat:write.public",
@@ -155,9 +156,11 @@ impl FakeSlack {
         format!("{}/api", self.server.url())
     }
 
-    /// Enforces at most one message per `interval` per channel, answering 429 + Retry-After.
-    pub fn limit_channel_rate(&self, interval: Duration) {
-        self.state.lock().expect("slack lock").channel_interval = interval;
+    /// Holds every channel to Slack's message rate from now on: about one message per second,
+    /// short bursts tolerated (a bucket of [`ChannelRate::BURST`]), answering 429 + Retry-After
+    /// beyond it.
+    pub fn hold_to_channel_rate(&self) {
+        self.state.lock().expect("slack lock").holds_channel_rate = true;
     }
 
     /// The messages posted to a channel (by name), as (ts, text, blocks).
@@ -413,7 +416,44 @@ async fn web_method(
     response
 }
 
+/// Slack's special rate for `chat.postMessage`: "one message per second per channel", with
+/// "short bursts" tolerated. Slack publishes no burst figure; the simulator takes
+/// [`ChannelRate::BURST`] at once (Herald's default bucket) and takes a message up to
+/// [`ChannelRate::JITTER`] early (the clocks of Herald's limiter and of this server differ by
+/// that much), carrying it as a debt so that the rate over time stays one per second.
+struct ChannelRate;
+
+impl ChannelRate {
+    const PER_SECOND: f64 = 1.0;
+    const BURST: f64 = 3.0;
+    const JITTER: f64 = 0.15;
+}
+
 impl SlackState {
+    /// Counts a message to `channel_id` against the channel rate, when it is on; when the channel
+    /// is over it, how long until the next message is taken.
+    fn over_channel_rate(&mut self, channel_id: &str) -> Option<Duration> {
+        if !self.holds_channel_rate {
+            return None;
+        }
+        let now = Instant::now();
+        let (allowance, counted_at) = self
+            .channel_allowance
+            .entry(channel_id.to_owned())
+            .or_insert((ChannelRate::BURST, now));
+        let refilled = now.duration_since(*counted_at).as_secs_f64() * ChannelRate::PER_SECOND;
+        let available = (*allowance + refilled).min(ChannelRate::BURST);
+        *counted_at = now;
+        *allowance = available;
+        if available < 1.0 - ChannelRate::JITTER {
+            return Some(Duration::from_secs_f64(
+                (1.0 - available) / ChannelRate::PER_SECOND,
+            ));
+        }
+        *allowance -= 1.0;
+        None
+    }
+
     /// Counts a call of `method` against its tier; when it is over, how long until a slot frees.
     fn over_tier(&mut self, method: &str) -> Option<Duration> {
         let limit = *self.method_limits.get(method)?;
@@ -597,24 +637,18 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
             return slack_error("thread_not_found");
         }
     }
-    let now = Instant::now();
-    let interval = state.channel_interval;
-    if let Some(last) = state.last_post.get(&channel_id) {
-        let since = now.duration_since(*last);
-        if since < interval {
-            let retry_after = (interval - since).as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                axum::Json(json!({"ok": false, "error": "ratelimited"})),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert("retry-after", retry_after.into());
-            return (StatusCode::TOO_MANY_REQUESTS, response);
-        }
+    if let Some(wait) = state.over_channel_rate(&channel_id) {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            "retry-after",
+            (wait.as_secs_f64().ceil().max(1.0) as u64).into(),
+        );
+        return (StatusCode::TOO_MANY_REQUESTS, response);
     }
-    state.last_post.insert(channel_id.clone(), now);
     state.next_ts += 1;
     let ts = format!(
         "{}.{:06}",
@@ -737,6 +771,10 @@ impl RunningSimulator for FakeSlack {
 
     fn describe_request(&self, request: &RecordedRequest) -> String {
         request.body["text"].as_str().unwrap_or("").to_owned()
+    }
+
+    fn hold_to_published_limits(&self) {
+        self.hold_to_channel_rate();
     }
 
     fn outage(&self) -> ScriptedResponse {

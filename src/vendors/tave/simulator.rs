@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -58,8 +57,6 @@ struct TaveState {
     events: BTreeMap<String, Map<String, Value>>,
     hooks: Vec<RestHook>,
     next_id: u64,
-    min_interval: Duration,
-    last_request: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -80,8 +77,6 @@ impl FakeTave {
             events: BTreeMap::new(),
             hooks: Vec::new(),
             next_id: 5000,
-            min_interval: Duration::ZERO,
-            last_request: None,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -184,11 +179,6 @@ impl FakeTave {
             statuses.push(status);
         }
         statuses
-    }
-
-    /// Answers 429 `quota-limit` to requests closer together than `interval`.
-    pub fn limit_rate(&self, interval: Duration) {
-        self.state.lock().expect("tave lock").min_interval = interval;
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -486,22 +476,7 @@ async fn respond(
                     "Unauthorized",
                     "A valid X-API-KEY header is required.",
                 )
-            } else if state
-                .last_request
-                .is_some_and(|last| last.elapsed() < state.min_interval)
-            {
-                let (status, mut response) = problem(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "quota-limit",
-                    "Too Many Requests",
-                    "API quota exceeded; retry later.",
-                );
-                response
-                    .headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-                (status, response)
             } else {
-                state.last_request = Some(Instant::now());
                 match tave_contract().check(method, path, &parsed) {
                     Ok(()) => operation(&mut state, &parsed),
                     Err(Breach::UnknownOperation(message)) => {
@@ -579,6 +554,10 @@ impl RunningSimulator for FakeTave {
             .as_str()
             .map(|job| format!("job {job}"))
             .unwrap_or_default()
+    }
+
+    fn hold_to_published_limits(&self) {
+        // Tave publishes no rate, only its 429 `quota-limit` answer.
     }
 
     fn outage(&self) -> ScriptedResponse {

@@ -174,6 +174,10 @@ impl RunningSimulator for WebhookReceiver {
         )
     }
 
+    fn hold_to_published_limits(&self) {
+        // A receiver Herald knows nothing about publishes no limits.
+    }
+
     fn outage(&self) -> ScriptedResponse {
         ScriptedResponse::json(503, &[], json!({"error": "unavailable"}))
     }
