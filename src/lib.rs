@@ -133,6 +133,7 @@ pub async fn run(
         None => None,
     };
     let registry = Arc::new(Registry::new(&config.integrations));
+    registry.follow_settlements(store.clone());
     let table = Arc::new(RoutingTable::from_config(&config));
     let tree = tree::start(TreeArgs {
         supervision: config.supervision,

@@ -197,12 +197,11 @@ pub(super) async fn wait_for_routing(
 ) -> Result<RoutingResult, ApiError> {
     let deadline = tokio::time::Instant::from_std(started + wait);
     loop {
-        // Armed before reading, so a settlement between the read and the wait is not missed.
+        // Armed before reading, so a settlement committed between the read and the wait is not
+        // missed (the registry is woken by the store's writer once a settlement is committed).
         let notified = watch.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        // Settlements are written in the next group commit; wait for it so the read sees them.
-        state.store.flush().await?;
         let stored = state
             .store
             .notification(organization, notification_id)

@@ -391,8 +391,6 @@ impl IntegrationState {
                     details: receipt.details.map(|details| details.to_string()),
                     sequenced: job.coordination.is_sequenced(),
                 }]);
-                self.registry.notify_settled(&job.notification);
-                self.send_next_in_sequence(&job);
             }
             Err(error) => {
                 tracing::warn!(integration = %self.runtime.id(), delivery = delivery_id, attempt = job.attempts, error = %error, "delivery attempt failed");
@@ -482,40 +480,6 @@ impl IntegrationState {
             error: reason,
             sequenced: job.coordination.is_sequenced(),
         }]);
-        self.registry.notify_settled(&job.notification);
-        self.send_next_in_sequence(&job);
-    }
-
-    /// Once a sequenced delivery's settlement committed (which released the next one, or
-    /// cancelled the rest), hands the released delivery to its integration. If Herald stops
-    /// first, the released row is loaded with its integration's mailbox at the next start.
-    fn send_next_in_sequence(&self, job: &Job) {
-        if !job.coordination.is_sequenced() {
-            return;
-        }
-        let (store, registry, delivery_id) =
-            (self.store.clone(), self.registry.clone(), job.delivery_id);
-        tokio::spawn(async move {
-            let released = match store.flush().await {
-                Ok(()) => store.next_in_sequence(delivery_id).await,
-                Err(err) => Err(err),
-            };
-            match released {
-                Ok(released) => {
-                    for open in released {
-                        match Job::from_open(&open) {
-                            Ok(job) => registry.dispatch(&open.row.integration_id, vec![job]),
-                            Err(err) => {
-                                tracing::error!(delivery = open.row.delivery_id, error = %err, "stored notification unreadable; its integration dead-letters it at its next start")
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(delivery = delivery_id, error = %err, "the next delivery of the sequence was not read; it is sent at the next start")
-                }
-            }
-        });
     }
 
     fn hand_due_jobs_to_backup(&mut self, now: Instant, reason: &str) {

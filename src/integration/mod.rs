@@ -32,7 +32,7 @@ pub use mailbox::{Job, Mailbox};
 pub use retry::{RetryDecision, RetryPolicy};
 
 use crate::config::IntegrationConfig;
-use crate::store::{now_millis, DeliveryRow, OpenDelivery, UnixMillis};
+use crate::store::{now_millis, DeliveryRow, OpenDelivery, SettledDelivery, Store, UnixMillis};
 use crate::wedsync::WeddingNotification;
 
 /// How many recent attempts the error rate and latency percentiles are computed over.
@@ -261,16 +261,59 @@ impl Registry {
             .remove(&(organization.to_owned(), notification_id.to_owned()));
     }
 
-    fn notify_settled(&self, notification: &WeddingNotification) {
+    fn notify_settled(&self, delivery: &SettledDelivery) {
         if self.settle_waiters.is_empty() {
             return;
         }
-        let organization = notification.organization_id.clone().unwrap_or_default();
-        if let Some(waiter) = self
-            .settle_waiters
-            .get(&(organization, notification.notification_id.clone()))
-        {
+        if let Some(waiter) = self.settle_waiters.get(&(
+            delivery.organization.clone(),
+            delivery.notification_id.clone(),
+        )) {
             waiter.notify_waiters();
+        }
+    }
+
+    /// Follows the settlements the store commits, until the store is gone: wakes whoever waits
+    /// on a notification whose delivery settled (a routing's `?wait=`), and hands the delivery a
+    /// sequenced routing released to its integration. Subscribed before it returns, so nothing
+    /// committed after the call is missed.
+    pub fn follow_settlements(self: &Arc<Self>, store: Arc<dyn Store>) {
+        let mut committed = store.settled_deliveries();
+        let registry = self.clone();
+        tokio::spawn(async move {
+            while let Some(group) = committed.recv().await {
+                for delivery in group.iter() {
+                    if delivery.state.is_settled() {
+                        registry.notify_settled(delivery);
+                    }
+                    if delivery.sequenced {
+                        registry
+                            .send_next_in_sequence(&*store, delivery.delivery_id)
+                            .await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Hands the deliveries released by a sequenced delivery's committed settlement to their
+    /// integration. If that fails, or Herald stops first, they are loaded with their
+    /// integration's mailbox at the next start.
+    async fn send_next_in_sequence(&self, store: &dyn Store, delivery_id: i64) {
+        match store.next_in_sequence(delivery_id).await {
+            Ok(released) => {
+                for open in released {
+                    match Job::from_open(&open) {
+                        Ok(job) => self.dispatch(&open.row.integration_id, vec![job]),
+                        Err(err) => {
+                            tracing::error!(delivery = open.row.delivery_id, error = %err, "stored notification unreadable; its integration dead-letters it at its next start")
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(delivery = delivery_id, error = %err, "the next delivery of the sequence was not read; it is sent at the next start")
+            }
         }
     }
 }

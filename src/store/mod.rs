@@ -3,8 +3,9 @@
 //!
 //! [`Store`] is the seam, with two backends: `sqlite`, the embedded default (one data folder, WAL),
 //! and `postgres`, for operators who keep their state in PostgreSQL. Both commit in groups through
-//! the same queues (`queue`). The store knows rows and states; it does not decide when to retry
-//! or where to route.
+//! the same queues and group commit (`queue`), each supplying its statements; the writer
+//! announces the settlements it committed ([`Store::settled_deliveries`]) to whoever follows them.
+//! The store knows rows and states; it does not decide when to retry or where to route.
 
 mod postgres;
 mod queue;
@@ -285,6 +286,22 @@ pub enum Settlement {
     },
 }
 
+/// A delivery whose settlement has committed, as the store's writer announces it
+/// ([`Store::settled_deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledDelivery {
+    pub delivery_id: i64,
+    pub organization: String,
+    pub notification_id: String,
+    pub state: DeliveryState,
+    /// Part of a sequenced routing: the settlement released the next delivery, or cancelled the
+    /// held ones ([`Store::next_in_sequence`] reads what it released).
+    pub sequenced: bool,
+}
+
+/// The settlements one group commit made durable, as the writer announces them.
+pub type CommittedSettlements = std::sync::Arc<[SettledDelivery]>;
+
 /// A coordination's stored columns (`mode`, `on_failure`); the defaults are stored as NULL.
 pub(crate) fn coordination_columns(
     coordination: Coordination,
@@ -536,6 +553,11 @@ pub trait Store: Send + Sync + 'static {
     /// Takes (once) the install with this state hash, if it has not expired by `now` (ms).
     fn finish_install(&self, state_hash: &str, now: i64)
         -> StoreFuture<'_, Option<PendingInstall>>;
+    /// Every delivery whose settlement commits from now on (its state changed: a settlement of
+    /// a delivery already settled changes nothing and is not announced), a group at a time.
+    fn settled_deliveries(
+        &self,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<[SettledDelivery]>>;
     /// Resolves once everything written before it is committed.
     fn flush(&self) -> StoreFuture<'_, ()>;
     /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails

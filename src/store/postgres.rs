@@ -15,17 +15,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::{Client, NoTls, Row};
 
 use crate::wedsync::Lane;
 
-use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
+use super::queue::{self, CommandQueues, Writer, WriterQueues};
 use super::{
-    cancelled_reason, coordination_columns, coordination_from_columns, effective_settlements,
-    now_millis, parse_details, sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo,
+    cancelled_reason, coordination_columns, coordination_from_columns, now_millis, parse_details,
+    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, CommittedSettlements,
     DeliveryRow, DeliveryState, Intake, NewNotification, OpenDelivery, PendingInstall,
-    RoutingRecord, Settlement, Store, StoreError, StoreFuture, StoredNotification, UnixMillis,
-    API_KEY_ID_LEN,
+    RoutingRecord, SettledDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    UnixMillis, API_KEY_ID_LEN,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -522,6 +522,10 @@ impl Store for PostgresStore {
         self.queues.finish_install(state_hash, now)
     }
 
+    fn settled_deliveries(&self) -> tokio::sync::mpsc::UnboundedReceiver<CommittedSettlements> {
+        self.queues.subscribe()
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -562,15 +566,16 @@ impl PostgresStore {
     }
 }
 
-async fn run_writer(target: Target, mut client: Client, mut queues: WriterQueues) {
+async fn run_writer(target: Target, client: Client, mut queues: WriterQueues) {
+    let mut writer = PostgresWriter { client };
     while let Some(group) = queues.next_group().await {
         // The server closed the connection (restart, failover): reconnect before this group;
         // while it cannot, the group is refused (callers see 503 and retry), nothing is lost.
-        if client.is_closed() {
+        if writer.client.is_closed() {
             match target.connect().await {
                 Ok(fresh) => {
                     tracing::warn!("postgres write connection re-established");
-                    client = fresh;
+                    writer.client = fresh;
                 }
                 Err(err) => {
                     let reason = err.to_string();
@@ -581,304 +586,241 @@ async fn run_writer(target: Target, mut client: Client, mut queues: WriterQueues
                 }
             }
         }
-        if let Err(err) = commit_group(&mut client, group).await {
-            tracing::error!(error = %err, "store group commit failed");
+        queues.commit(&mut writer, group).await;
+    }
+}
+
+/// The write connection, as the shared group commit drives it.
+struct PostgresWriter {
+    client: Client,
+}
+
+impl Writer for PostgresWriter {
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute("BEGIN").await?)
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute("COMMIT").await?)
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute("ROLLBACK").await?)
+    }
+
+    async fn savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self.client.batch_execute("SAVEPOINT command").await?)
+    }
+
+    async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self
+            .client
+            .batch_execute("RELEASE SAVEPOINT command")
+            .await?)
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self
+            .client
+            .batch_execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
+            .await?)
+    }
+
+    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+        journal(&self.client, batch).await
+    }
+
+    async fn settle(
+        &mut self,
+        settlements: &[&Settlement],
+        now: UnixMillis,
+    ) -> Result<Vec<SettledDelivery>, StoreError> {
+        settle(&self.client, settlements, now).await
+    }
+
+    async fn fail_over(
+        &mut self,
+        delivery_id: i64,
+        attempts: u32,
+        error: &str,
+        backup: &str,
+    ) -> Result<DeliveryRow, StoreError> {
+        let now = now_millis();
+        let attempts = attempts as i32;
+        self.client
+            .execute(
+                "UPDATE deliveries SET state = 'failed_over', attempts = GREATEST(attempts, $4), last_error = $2, settled_at = $3 WHERE id = $1",
+                &[&delivery_id, &error, &now, &attempts],
+            )
+            .await?;
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "WITH inserted AS (
+                       INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
+                       SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = $1
+                       RETURNING *)
+                     SELECT {DELIVERY_COLUMNS} FROM inserted d"
+                ),
+                &[&delivery_id, &backup, &now],
+            )
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover"))
+            })?;
+        delivery_from(&row)
+    }
+
+    async fn replay(
+        &mut self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> Result<Option<DeliveryRow>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "WITH updated AS (
+                       UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
+                       WHERE id = $1 AND organization = $2 AND state = 'dead_lettered' RETURNING *)
+                     SELECT {DELIVERY_COLUMNS} FROM updated d"
+                ),
+                &[&delivery_id, &organization],
+            )
+            .await?;
+        row.as_ref().map(delivery_from).transpose()
+    }
+
+    async fn create_api_key(
+        &mut self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ($1, $2, $3, $4)",
+                &[&key_hash, &organization, &label, &now_millis()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(
+        &mut self,
+        organization: &str,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted = self
+            .client
+            .execute(
+                "DELETE FROM api_keys WHERE organization = $1 AND substr(key_hash, 1, $3) = $2",
+                &[&organization, &key_id, &(API_KEY_ID_LEN as i32)],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn record_routing(&mut self, r: &RoutingRecord) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&r.organization, &r.routing_id, &r.notification_id, &r.delivery_coordination, &r.accepted_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self, a: &Acknowledgement) -> Result<AcknowledgeOutcome, StoreError> {
+        let inserted = self
+            .client
+            .execute(
+                "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
+                 SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS
+                   (SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2)
+                 ON CONFLICT DO NOTHING",
+                &[&a.organization, &a.notification_id, &a.integration_id, &a.action_id, &a.actor, &a.at],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(AcknowledgeOutcome::Recorded);
         }
+        let exists = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2",
+                &[&a.organization, &a.notification_id],
+            )
+            .await?
+            .is_some();
+        Ok(if exists {
+            AcknowledgeOutcome::AlreadyRecorded
+        } else {
+            AcknowledgeOutcome::UnknownNotification
+        })
+    }
+
+    async fn put_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                &[&integration_id, &name, &sealed, &now_millis()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_install(
+        &mut self,
+        state_hash: &str,
+        install: &PendingInstall,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "DELETE FROM oauth_installs WHERE expires_at <= $1",
+                &[&now_millis()],
+            )
+            .await?;
+        self.client
+            .execute(
+                "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES ($1, $2, $3, $4)",
+                &[&state_hash, &install.integration_id, &install.organization, &expires_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_install(
+        &mut self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingInstall>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at",
+                &[&state_hash],
+            )
+            .await?;
+        Ok(row
+            .filter(|row| row.get::<_, i64>(2) > now)
+            .map(|row| PendingInstall {
+                integration_id: row.get(0),
+                organization: row.get(1),
+            }))
     }
 }
 
-async fn commit_group(client: &mut Client, group: Vec<Command>) -> Result<(), StoreError> {
-    let mut transaction = match client.transaction().await {
-        Ok(transaction) => transaction,
-        Err(err) => {
-            let reason = err.to_string();
-            group.into_iter().for_each(|command| command.fail(&reason));
-            return Err(err.into());
-        }
-    };
-    let mut replies = Vec::with_capacity(group.len());
-    // Consecutive settlements are written together, in order, before the next other command;
-    // so are consecutive journal commands (each single POST is one), as one bulk statement.
-    let mut pending_settlements: Vec<Settlement> = Vec::new();
-    let mut pending_journals: Vec<PendingJournal> = Vec::new();
-    for command in group {
-        match command {
-            Command::Settle(settlements) => {
-                write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
-                pending_settlements.extend(settlements);
-                continue;
-            }
-            Command::Journal { batch, reply } => {
-                write_settlements(&mut transaction, &mut pending_settlements).await;
-                pending_journals.push((batch, reply));
-                continue;
-            }
-            _ => {}
-        }
-        write_settlements(&mut transaction, &mut pending_settlements).await;
-        write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
-        let reply = match command {
-            Command::FailOver {
-                delivery_id,
-                attempts,
-                error,
-                backup,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(fail_over(tx, delivery_id, attempts, error, backup))
-                })
-                .await;
-                Reply::Row(reply, result)
-            }
-            Command::Replay {
-                organization,
-                delivery_id,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(replay(tx, organization, delivery_id))
-                })
-                .await;
-                Reply::MaybeRow(reply, result)
-            }
-            Command::CreateApiKey {
-                organization,
-                key_hash,
-                label,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        tx.execute(
-                            "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ($1, $2, $3, $4)",
-                            &[&key_hash, &organization, &label, &now_millis()],
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
-                Reply::Unit(reply, result)
-            }
-            Command::RecordRouting { routing: r, reply } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        tx.execute(
-                            "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                            &[&r.organization, &r.routing_id, &r.notification_id, &r.delivery_coordination, &r.accepted_at],
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
-                Reply::Unit(reply, result)
-            }
-            Command::Acknowledge {
-                acknowledgement: a,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        let inserted = tx
-                            .execute(
-                                "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
-                                 SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS
-                                   (SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2)
-                                 ON CONFLICT DO NOTHING",
-                                &[&a.organization, &a.notification_id, &a.integration_id, &a.action_id, &a.actor, &a.at],
-                            )
-                            .await?;
-                        if inserted == 1 {
-                            return Ok(AcknowledgeOutcome::Recorded);
-                        }
-                        let exists = tx
-                            .query_opt(
-                                "SELECT 1 FROM notifications WHERE organization = $1 AND notification_id = $2",
-                                &[&a.organization, &a.notification_id],
-                            )
-                            .await?
-                            .is_some();
-                        Ok(if exists {
-                            AcknowledgeOutcome::AlreadyRecorded
-                        } else {
-                            AcknowledgeOutcome::UnknownNotification
-                        })
-                    })
-                })
-                .await;
-                Reply::Acknowledged(reply, result)
-            }
-            Command::RevokeApiKey {
-                organization,
-                key_id,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        let deleted = tx
-                            .execute(
-                                "DELETE FROM api_keys WHERE organization = $1 AND substr(key_hash, 1, $3) = $2",
-                                &[&organization, &key_id, &(API_KEY_ID_LEN as i32)],
-                            )
-                            .await?;
-                        Ok(deleted > 0)
-                    })
-                })
-                .await;
-                Reply::Flag(reply, result)
-            }
-            Command::PutCredential {
-                integration_id,
-                name,
-                sealed,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        tx.execute(
-                            "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-                            &[&integration_id, &name, &sealed, &now_millis()],
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
-                Reply::Unit(reply, result)
-            }
-            Command::BeginInstall {
-                state_hash,
-                install,
-                expires_at,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        tx.execute("DELETE FROM oauth_installs WHERE expires_at <= $1", &[&now_millis()])
-                            .await?;
-                        tx.execute(
-                            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES ($1, $2, $3, $4)",
-                            &[&state_hash, &install.integration_id, &install.organization, &expires_at],
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .await;
-                Reply::Unit(reply, result)
-            }
-            Command::FinishInstall {
-                state_hash,
-                now,
-                reply,
-            } => {
-                let result = in_savepoint(&mut transaction, |tx| {
-                    Box::pin(async move {
-                        let row = tx
-                            .query_opt(
-                                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at",
-                                &[&state_hash],
-                            )
-                            .await?;
-                        Ok(row
-                            .filter(|row| row.get::<_, i64>(2) > now)
-                            .map(|row| PendingInstall {
-                                integration_id: row.get(0),
-                                organization: row.get(1),
-                            }))
-                    })
-                })
-                .await;
-                Reply::Install(reply, result)
-            }
-            Command::Flush(reply) => Reply::Unit(reply, Ok(())),
-            Command::Journal { .. } | Command::Settle(_) => {
-                unreachable!("journal and settle commands are gathered above")
-            }
-        };
-        replies.push(reply);
-    }
-    write_settlements(&mut transaction, &mut pending_settlements).await;
-    write_journals(&mut transaction, &mut pending_journals, &mut replies).await;
-    let committed = transaction.commit().await;
-    queue::answer(
-        replies,
-        committed
-            .as_ref()
-            .map(|_| ())
-            .map_err(|err| err.to_string()),
-    );
-    committed.map_err(StoreError::from)
-}
-
-type Work<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// Runs one command in a savepoint, so a failing command does not take its group down.
-async fn in_savepoint<'t, T>(
-    transaction: &mut Transaction<'t>,
-    work: impl for<'s> FnOnce(&'s Transaction<'s>) -> Work<'s, T>,
-) -> Result<T, StoreError> {
-    let savepoint = transaction.savepoint("command").await?;
-    let result = work(&savepoint).await;
-    match &result {
-        Ok(_) => savepoint.commit().await?,
-        Err(_) => savepoint.rollback().await?,
-    }
-    result
-}
-
-/// A journal command waiting for the group's bulk statement.
-type PendingJournal = (Vec<NewNotification>, queue::Answer<Vec<Intake>>);
-
-/// Journals consecutive journal commands with one bulk statement, each command's outcome its
-/// share of the result. If that fails, each is journaled on its own, so one command's failure
-/// fails only that command.
-async fn write_journals(
-    transaction: &mut Transaction<'_>,
-    pending: &mut Vec<PendingJournal>,
-    replies: &mut Vec<Reply>,
-) {
-    let commands = std::mem::take(pending);
-    if commands.len() > 1 {
-        let combined: Vec<NewNotification> = commands
-            .iter()
-            .flat_map(|(batch, _)| batch.iter().cloned())
-            .collect();
-        if let Ok(mut intakes) =
-            in_savepoint(transaction, |tx| Box::pin(journal(tx, combined))).await
-        {
-            for (batch, reply) in commands.into_iter().rev() {
-                let share = intakes.split_off(intakes.len() - batch.len());
-                replies.push(Reply::Journal(reply, Ok(share)));
-            }
-            return;
-        }
-    }
-    for (batch, reply) in commands {
-        let result = in_savepoint(transaction, |tx| Box::pin(journal(tx, batch))).await;
-        replies.push(Reply::Journal(reply, result));
-    }
-}
-
-async fn write_settlements(transaction: &mut Transaction<'_>, settlements: &mut Vec<Settlement>) {
-    if settlements.is_empty() {
-        return;
-    }
-    let batch = std::mem::take(settlements);
-    if let Err(err) = in_savepoint(transaction, |tx| Box::pin(settle(tx, batch))).await {
-        tracing::error!(error = %err, "recording delivery outcomes failed");
-    }
-}
-
-async fn journal(
-    tx: &Transaction<'_>,
-    batch: Vec<NewNotification>,
-) -> Result<Vec<Intake>, StoreError> {
+async fn journal(tx: &Client, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
     let now = now_millis();
     let column = |f: fn(&NewNotification) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
     let inserted: HashSet<(String, String)> = tx
@@ -994,7 +936,7 @@ async fn journal(
     }
 
     Ok(batch
-        .into_iter()
+        .iter()
         .zip(accepted)
         .map(|(item, accepted)| {
             if accepted {
@@ -1013,7 +955,7 @@ async fn journal(
             } else {
                 Intake::Duplicate(
                     existing
-                        .get(&(item.organization, item.notification_id))
+                        .get(&(item.organization.clone(), item.notification_id.clone()))
                         .cloned()
                         .unwrap_or_default(),
                 )
@@ -1022,12 +964,13 @@ async fn journal(
         .collect())
 }
 
-async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<(), StoreError> {
-    let now = now_millis();
-    // One statement for the whole run, each delivery's effective settlement (the order within
-    // the run is kept by choosing, for each row, what applying them one by one would leave).
-    let effective = effective_settlements(&settlements);
-    let columns: Vec<_> = effective.iter().map(|s| s.columns(now)).collect();
+async fn settle(
+    client: &Client,
+    settlements: &[&Settlement],
+    now: UnixMillis,
+) -> Result<Vec<SettledDelivery>, StoreError> {
+    // One statement for the whole run (one settlement per delivery).
+    let columns: Vec<_> = settlements.iter().map(|s| s.columns(now)).collect();
     let ids: Vec<i64> = columns.iter().map(|c| c.delivery_id).collect();
     let states: Vec<&str> = columns.iter().map(|c| c.state).collect();
     let attempts: Vec<i32> = columns.iter().map(|c| c.attempts as i32).collect();
@@ -1036,94 +979,66 @@ async fn settle(tx: &Transaction<'_>, settlements: Vec<Settlement>) -> Result<()
     let receipts: Vec<Option<&str>> = columns.iter().map(|c| c.receipt).collect();
     let settled: Vec<Option<i64>> = columns.iter().map(|c| c.settled_at).collect();
     let details: Vec<Option<&str>> = columns.iter().map(|c| c.details).collect();
-    tx.execute(
-        "UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
-                last_error = u.last_error, receipt = COALESCE(u.receipt, d.receipt),
-                settled_at = u.settled_at, details = COALESCE(u.details, d.details)
-         FROM UNNEST($1::int8[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
-              AS u(id, state, attempts, next_attempt_at, last_error, receipt, settled_at, details)
-         WHERE d.id = u.id AND d.state IN ('pending', 'retrying')",
-        &[&ids, &states, &attempts, &next_attempts, &errors, &receipts, &settled, &details],
-    )
-    .await?;
-    for settlement in effective {
-        if let Some(delivery_id) = settlement.sequenced_delivery() {
-            release_or_cancel_next(tx, delivery_id, now).await?;
+    let changed = client
+        .query(
+            "UPDATE deliveries d SET state = u.state, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
+                    last_error = u.last_error, receipt = COALESCE(u.receipt, d.receipt),
+                    settled_at = u.settled_at, details = COALESCE(u.details, d.details)
+             FROM UNNEST($1::int8[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::int8[], $8::text[])
+                  AS u(id, state, attempts, next_attempt_at, last_error, receipt, settled_at, details)
+             WHERE d.id = u.id AND d.state IN ('pending', 'retrying')
+             RETURNING d.id, d.organization, d.notification_id, d.state",
+            &[&ids, &states, &attempts, &next_attempts, &errors, &receipts, &settled, &details],
+        )
+        .await?;
+    let sequenced: HashSet<i64> = settlements
+        .iter()
+        .filter_map(|settlement| settlement.sequenced_delivery())
+        .collect();
+    let mut announced = Vec::with_capacity(changed.len());
+    for row in &changed {
+        let delivery_id: i64 = row.try_get(0)?;
+        let is_sequenced = sequenced.contains(&delivery_id);
+        if is_sequenced {
+            release_or_cancel_next(client, delivery_id, now).await?;
         }
+        announced.push(SettledDelivery {
+            delivery_id,
+            organization: row.try_get(1)?,
+            notification_id: row.try_get(2)?,
+            state: DeliveryState::parse(row.try_get(3)?)?,
+            sequenced: is_sequenced,
+        });
     }
-    Ok(())
+    Ok(announced)
 }
 
 /// After a sequenced delivery settled: a failure that cancels (all-or-nothing, abort) cancels
 /// every delivery of the notification still held; otherwise the next one is released.
 async fn release_or_cancel_next(
-    tx: &Transaction<'_>,
+    client: &Client,
     delivery_id: i64,
     now: UnixMillis,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE deliveries SET state = 'cancelled', settled_at = $2, last_error = $3
-         WHERE state = 'held' AND (organization, notification_id) =
-           (SELECT organization, notification_id FROM deliveries
-            WHERE id = $1 AND state = 'dead_lettered' AND (mode = 'all_or_nothing' OR on_failure = 'abort'))",
-        &[&delivery_id, &now, &cancelled_reason(delivery_id)],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE deliveries SET state = 'pending'
-         WHERE state = 'held' AND (organization, notification_id, sequence_position) =
-           (SELECT organization, notification_id, sequence_position + 1 FROM deliveries
-            WHERE id = $1 AND state IN ('delivered', 'dead_lettered'))",
-        &[&delivery_id],
-    )
-    .await?;
+    client
+        .execute(
+            "UPDATE deliveries SET state = 'cancelled', settled_at = $2, last_error = $3
+             WHERE state = 'held' AND (organization, notification_id) =
+               (SELECT organization, notification_id FROM deliveries
+                WHERE id = $1 AND state = 'dead_lettered' AND (mode = 'all_or_nothing' OR on_failure = 'abort'))",
+            &[&delivery_id, &now, &cancelled_reason(delivery_id)],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE deliveries SET state = 'pending'
+             WHERE state = 'held' AND (organization, notification_id, sequence_position) =
+               (SELECT organization, notification_id, sequence_position + 1 FROM deliveries
+                WHERE id = $1 AND state IN ('delivered', 'dead_lettered'))",
+            &[&delivery_id],
+        )
+        .await?;
     Ok(())
-}
-
-async fn fail_over(
-    tx: &Transaction<'_>,
-    delivery_id: i64,
-    attempts: u32,
-    error: String,
-    backup: String,
-) -> Result<DeliveryRow, StoreError> {
-    let now = now_millis();
-    let attempts = attempts as i32;
-    tx.execute("UPDATE deliveries SET state = 'failed_over', attempts = GREATEST(attempts, $4), last_error = $2, settled_at = $3 WHERE id = $1", &[&delivery_id, &error, &now, &attempts])
-        .await?;
-    let row = tx
-        .query_opt(
-            &format!(
-                "WITH inserted AS (
-                   INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
-                   SELECT organization, notification_id, $2, 'failover', id, 'pending', emergency, $3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = $1
-                   RETURNING *)
-                 SELECT {DELIVERY_COLUMNS} FROM inserted d"
-            ),
-            &[&delivery_id, &backup, &now],
-        )
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover")))?;
-    delivery_from(&row)
-}
-
-async fn replay(
-    tx: &Transaction<'_>,
-    organization: String,
-    delivery_id: i64,
-) -> Result<Option<DeliveryRow>, StoreError> {
-    let row = tx
-        .query_opt(
-            &format!(
-                "WITH updated AS (
-                   UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
-                   WHERE id = $1 AND organization = $2 AND state = 'dead_lettered' RETURNING *)
-                 SELECT {DELIVERY_COLUMNS} FROM updated d"
-            ),
-            &[&delivery_id, &organization],
-        )
-        .await?;
-    row.as_ref().map(delivery_from).transpose()
 }
 
 fn delivery_from(row: &Row) -> Result<DeliveryRow, StoreError> {

@@ -1,17 +1,21 @@
 //! Group commit, shared by both backends: the writer's two queues (emergency first), the
-//! commands they carry, and the answers sent once a group's transaction has committed.
+//! commands they carry, the group commit itself ([`commit_group`], over a dialect's [`Writer`]),
+//! and the announcement of committed settlements to whoever subscribed.
 //!
-//! A backend's writer loops on [`WriterQueues::next_group`], runs the group in one transaction,
-//! and hands its [`Reply`]s to [`answer`]: nobody hears "done" before the commit is durable, and
-//! if the commit fails every command of the group hears that instead.
+//! A backend's writer loops on [`WriterQueues::next_group`] and hands each group to
+//! [`commit_group`]: nobody hears "done" before the commit is durable, and if the commit fails
+//! every command of the group hears that instead.
+
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wedsync::Lane;
 
 use super::{
-    AcknowledgeOutcome, Acknowledgement, DeliveryRow, Intake, NewNotification, PendingInstall,
-    RoutingRecord, Settlement, StoreError, StoreFuture,
+    effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, CommittedSettlements,
+    DeliveryRow, Intake, NewNotification, PendingInstall, RoutingRecord, SettledDelivery,
+    Settlement, StoreError, StoreFuture, UnixMillis,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -97,48 +101,107 @@ impl Command {
             }
         }
     }
-}
 
-/// A command's result, held until its group commits.
-pub(super) enum Reply {
-    Journal(Answer<Vec<Intake>>, Result<Vec<Intake>, StoreError>),
-    Row(Answer<DeliveryRow>, Result<DeliveryRow, StoreError>),
-    MaybeRow(
-        Answer<Option<DeliveryRow>>,
-        Result<Option<DeliveryRow>, StoreError>,
-    ),
-    Unit(Answer<()>, Result<(), StoreError>),
-    Flag(Answer<bool>, Result<bool, StoreError>),
-    Acknowledged(
-        Answer<AcknowledgeOutcome>,
-        Result<AcknowledgeOutcome, StoreError>,
-    ),
-    Install(
-        Answer<Option<PendingInstall>>,
-        Result<Option<PendingInstall>, StoreError>,
-    ),
+    /// Answers the command with its own outcome, once its group committed.
+    fn answer(self, outcome: Outcome) {
+        match (self, outcome) {
+            (Command::Journal { reply, .. }, Outcome::Journal(result)) => drop(reply.send(result)),
+            (Command::FailOver { reply, .. }, Outcome::Row(result)) => drop(reply.send(result)),
+            (Command::Replay { reply, .. }, Outcome::MaybeRow(result)) => drop(reply.send(result)),
+            (
+                Command::CreateApiKey { reply, .. }
+                | Command::RecordRouting { reply, .. }
+                | Command::PutCredential { reply, .. }
+                | Command::BeginInstall { reply, .. }
+                | Command::Flush(reply),
+                Outcome::Unit(result),
+            ) => drop(reply.send(result)),
+            (Command::RevokeApiKey { reply, .. }, Outcome::Flag(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::Acknowledge { reply, .. }, Outcome::Acknowledged(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::FinishInstall { reply, .. }, Outcome::Install(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::Settle(_), Outcome::Recorded) => {}
+            (command, _) => command.fail("the store paired a command with another's outcome"),
+        }
+    }
+
+    /// The outcome of this command failing alone with `err`.
+    fn failed_outcome(&self, err: StoreError) -> Outcome {
+        match self {
+            Command::Journal { .. } => Outcome::Journal(Err(err)),
+            Command::FailOver { .. } => Outcome::Row(Err(err)),
+            Command::Replay { .. } => Outcome::MaybeRow(Err(err)),
+            Command::CreateApiKey { .. }
+            | Command::RecordRouting { .. }
+            | Command::PutCredential { .. }
+            | Command::BeginInstall { .. }
+            | Command::Flush(_) => Outcome::Unit(Err(err)),
+            Command::RevokeApiKey { .. } => Outcome::Flag(Err(err)),
+            Command::Acknowledge { .. } => Outcome::Acknowledged(Err(err)),
+            Command::FinishInstall { .. } => Outcome::Install(Err(err)),
+            Command::Settle(_) => {
+                tracing::error!(error = %err, "recording delivery outcomes failed");
+                Outcome::Recorded
+            }
+        }
+    }
+
+    fn journal_batch(&self) -> Option<&[NewNotification]> {
+        match self {
+            Command::Journal { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    fn settlements(&self) -> Option<&[Settlement]> {
+        match self {
+            Command::Settle(settlements) => Some(settlements),
+            _ => None,
+        }
+    }
 }
 
 /// The sending side, held by the store.
 pub(super) struct CommandQueues {
     emergency: mpsc::UnboundedSender<Command>,
     normal: mpsc::UnboundedSender<Command>,
+    announcer: Announcer,
 }
 
 /// The receiving side, owned by the backend's writer.
 pub(super) struct WriterQueues {
     emergency: mpsc::UnboundedReceiver<Command>,
     normal: mpsc::UnboundedReceiver<Command>,
+    announcer: Announcer,
+}
+
+/// Committed settlements, one message per group, to every subscriber still listening. The
+/// queues are unbounded so that the writer never waits on a subscriber and no subscriber misses
+/// a settlement (a missed one would leave a sequence's next delivery held until a restart).
+#[derive(Clone, Default)]
+struct Announcer {
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<CommittedSettlements>>>>,
 }
 
 pub(super) fn channel() -> (CommandQueues, WriterQueues) {
     let (emergency, emergency_rx) = mpsc::unbounded_channel();
     let (normal, normal_rx) = mpsc::unbounded_channel();
+    let announcer = Announcer::default();
     (
-        CommandQueues { emergency, normal },
+        CommandQueues {
+            emergency,
+            normal,
+            announcer: announcer.clone(),
+        },
         WriterQueues {
             emergency: emergency_rx,
             normal: normal_rx,
+            announcer,
         },
     )
 }
@@ -284,6 +347,17 @@ impl CommandQueues {
         self.request(Lane::Normal, Command::Flush)
     }
 
+    /// Every settlement committed from now on, a group's at a time.
+    pub(super) fn subscribe(&self) -> mpsc::UnboundedReceiver<CommittedSettlements> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.announcer
+            .subscribers
+            .lock()
+            .expect("announcer lock")
+            .push(sender);
+        receiver
+    }
+
     /// Whether the backend's writer is still taking commands.
     pub(super) fn writer_alive(&self) -> bool {
         !self.normal.is_closed() && !self.emergency.is_closed()
@@ -338,28 +412,317 @@ impl WriterQueues {
         }
         Some(group)
     }
-}
 
-/// Sends every reply of a group once its commit is known. If the commit failed, nothing of the
-/// group is durable, so every command hears that failure instead of its own result.
-pub(super) fn answer(replies: Vec<Reply>, commit: Result<(), String>) {
-    let failed = |reason: &String| StoreError::CommitFailed(reason.clone());
-    for reply in replies {
-        match (reply, &commit) {
-            (Reply::Journal(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Journal(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::Row(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Row(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::MaybeRow(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::MaybeRow(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::Unit(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Unit(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::Flag(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Flag(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::Acknowledged(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Acknowledged(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
-            (Reply::Install(tx, result), Ok(())) => drop(tx.send(result)),
-            (Reply::Install(tx, _), Err(reason)) => drop(tx.send(Err(failed(reason)))),
+    /// Commits `group` (see [`commit_group`]) and announces the settlements it committed.
+    pub(super) async fn commit<W: Writer>(&self, writer: &mut W, group: Vec<Command>) {
+        match commit_group(writer, group).await {
+            Ok(settled) if settled.is_empty() => {}
+            Ok(settled) => {
+                let settled: CommittedSettlements = settled.into();
+                self.announcer
+                    .subscribers
+                    .lock()
+                    .expect("announcer lock")
+                    .retain(|subscriber| subscriber.send(settled.clone()).is_ok());
+            }
+            Err(err) => tracing::error!(error = %err, "store group commit failed"),
         }
     }
+}
+
+/// One dialect's write statements: what the shared group commit runs inside one transaction.
+/// Each method is one statement (or the few a command needs) and reports its own result; the
+/// group commit decides what is committed together and who hears what.
+pub(super) trait Writer {
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    async fn rollback(&mut self) -> Result<(), StoreError>;
+    async fn savepoint(&mut self) -> Result<(), StoreError>;
+    async fn release_savepoint(&mut self) -> Result<(), StoreError>;
+    async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError>;
+
+    /// Journals notifications, idempotent on (organization, notificationId): one outcome per
+    /// notification, in order (the first of two with the same key in one batch is accepted).
+    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError>;
+    /// Applies settlements (one per delivery, see [`super::effective_settlements`]) to deliveries
+    /// still open, releasing or cancelling what comes after a sequenced one; answers the
+    /// deliveries it changed.
+    async fn settle(
+        &mut self,
+        settlements: &[&Settlement],
+        now: UnixMillis,
+    ) -> Result<Vec<SettledDelivery>, StoreError>;
+    async fn fail_over(
+        &mut self,
+        delivery_id: i64,
+        attempts: u32,
+        error: &str,
+        backup: &str,
+    ) -> Result<DeliveryRow, StoreError>;
+    async fn replay(
+        &mut self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> Result<Option<DeliveryRow>, StoreError>;
+    async fn create_api_key(
+        &mut self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError>;
+    async fn revoke_api_key(
+        &mut self,
+        organization: &str,
+        key_id: &str,
+    ) -> Result<bool, StoreError>;
+    async fn record_routing(&mut self, routing: &RoutingRecord) -> Result<(), StoreError>;
+    async fn acknowledge(
+        &mut self,
+        acknowledgement: &Acknowledgement,
+    ) -> Result<AcknowledgeOutcome, StoreError>;
+    async fn put_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError>;
+    async fn begin_install(
+        &mut self,
+        state_hash: &str,
+        install: &PendingInstall,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    async fn finish_install(
+        &mut self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingInstall>, StoreError>;
+}
+
+/// A command's result, held until its group commits.
+enum Outcome {
+    Journal(Result<Vec<Intake>, StoreError>),
+    Row(Result<DeliveryRow, StoreError>),
+    MaybeRow(Result<Option<DeliveryRow>, StoreError>),
+    Unit(Result<(), StoreError>),
+    Flag(Result<bool, StoreError>),
+    Acknowledged(Result<AcknowledgeOutcome, StoreError>),
+    Install(Result<Option<PendingInstall>, StoreError>),
+    /// A settlement: nobody waits for it (its effect is announced once committed).
+    Recorded,
+}
+
+/// How the commands of a group are kept apart inside its transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// No savepoints: consecutive journals are one statement, consecutive settlements another,
+    /// and the first failure abandons the attempt.
+    Together,
+    /// Each command in its own savepoint, so a failing command fails alone.
+    EachCommand,
+}
+
+/// Commits one group in one transaction and answers its commands once the commit is durable;
+/// returns the deliveries whose settlements it committed.
+///
+/// The group first runs [`Isolation::Together`]: a group of single posts is then a handful of
+/// statements, whatever its size. If any statement fails, nothing of that attempt is kept and
+/// the group runs again [`Isolation::EachCommand`], so only the failing commands hear their
+/// error. If the commit fails, every command hears that, and nothing is announced.
+pub(super) async fn commit_group<W: Writer>(
+    writer: &mut W,
+    group: Vec<Command>,
+) -> Result<Vec<SettledDelivery>, StoreError> {
+    let attempt = match writer.begin().await {
+        Ok(()) => run(writer, &group, Isolation::Together).await,
+        Err(err) => return Err(fail_group(group, err)),
+    };
+    let (outcomes, settled) = match attempt {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::debug!(error = %err, "group commit retried command by command");
+            let again = match writer.rollback().await {
+                Ok(()) => writer.begin().await,
+                Err(err) => Err(err),
+            };
+            let retried = match again {
+                Ok(()) => run(writer, &group, Isolation::EachCommand).await,
+                Err(err) => Err(err),
+            };
+            match retried {
+                Ok(done) => done,
+                Err(err) => {
+                    // The savepoints themselves failed: the transaction is gone.
+                    let _ = writer.rollback().await;
+                    return Err(fail_group(group, err));
+                }
+            }
+        }
+    };
+    if let Err(err) = writer.commit().await {
+        return Err(fail_group(group, err));
+    }
+    for (command, outcome) in group.into_iter().zip(outcomes) {
+        command.answer(outcome);
+    }
+    Ok(settled)
+}
+
+fn fail_group(group: Vec<Command>, err: StoreError) -> StoreError {
+    let reason = err.to_string();
+    group.into_iter().for_each(|command| command.fail(&reason));
+    err
+}
+
+/// Runs every command of the group, in order; one outcome per command. With
+/// [`Isolation::Together`] the first failure is returned instead.
+async fn run<W: Writer>(
+    writer: &mut W,
+    group: &[Command],
+    isolation: Isolation,
+) -> Result<(Vec<Outcome>, Vec<SettledDelivery>), StoreError> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut settled = Vec::new();
+    let mut index = 0;
+    while index < group.len() {
+        if isolation == Isolation::Together {
+            // A run of journals is one statement, and so is a run of settlements.
+            let journals = run_length(&group[index..], |c| matches!(c, Command::Journal { .. }));
+            if journals > 0 {
+                let batches: Vec<&[NewNotification]> = group[index..index + journals]
+                    .iter()
+                    .filter_map(Command::journal_batch)
+                    .collect();
+                let combined: Vec<NewNotification> = batches
+                    .iter()
+                    .flat_map(|batch| batch.iter().cloned())
+                    .collect();
+                let mut intakes = writer.journal(&combined).await?.into_iter();
+                for batch in batches {
+                    outcomes.push(Outcome::Journal(Ok(intakes
+                        .by_ref()
+                        .take(batch.len())
+                        .collect())));
+                }
+                index += journals;
+                continue;
+            }
+            let settles = run_length(&group[index..], |c| matches!(c, Command::Settle(_)));
+            if settles > 0 {
+                let all: Vec<Settlement> = group[index..index + settles]
+                    .iter()
+                    .filter_map(Command::settlements)
+                    .flat_map(|settlements| settlements.iter().cloned())
+                    .collect();
+                settled.extend(
+                    writer
+                        .settle(&effective_settlements(&all), now_millis())
+                        .await?,
+                );
+                outcomes.extend((0..settles).map(|_| Outcome::Recorded));
+                index += settles;
+                continue;
+            }
+            outcomes.push(execute(writer, &group[index]).await?);
+        } else {
+            writer.savepoint().await?;
+            let outcome = match &group[index] {
+                Command::Settle(settlements) => {
+                    let chosen = effective_settlements(settlements);
+                    writer.settle(&chosen, now_millis()).await.map(|changed| {
+                        settled.extend(changed);
+                        Outcome::Recorded
+                    })
+                }
+                command => execute(writer, command).await,
+            };
+            match outcome {
+                Ok(outcome) => {
+                    writer.release_savepoint().await?;
+                    outcomes.push(outcome);
+                }
+                Err(err) => {
+                    writer.rollback_to_savepoint().await?;
+                    outcomes.push(group[index].failed_outcome(err));
+                }
+            }
+        }
+        index += 1;
+    }
+    Ok((outcomes, settled))
+}
+
+/// How many commands from the start of `commands` are of one kind.
+fn run_length(commands: &[Command], is_kind: impl Fn(&Command) -> bool) -> usize {
+    commands
+        .iter()
+        .take_while(|command| is_kind(command))
+        .count()
+}
+
+/// Runs one command (a settlement in a group of its own included); its outcome, or the failure
+/// of its statement.
+async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome, StoreError> {
+    Ok(match command {
+        Command::Journal { batch, .. } => Outcome::Journal(Ok(writer.journal(batch).await?)),
+        Command::Settle(settlements) => {
+            writer
+                .settle(&effective_settlements(settlements), now_millis())
+                .await?;
+            Outcome::Recorded
+        }
+        Command::FailOver {
+            delivery_id,
+            attempts,
+            error,
+            backup,
+            ..
+        } => Outcome::Row(Ok(writer
+            .fail_over(*delivery_id, *attempts, error, backup)
+            .await?)),
+        Command::Replay {
+            organization,
+            delivery_id,
+            ..
+        } => Outcome::MaybeRow(Ok(writer.replay(organization, *delivery_id).await?)),
+        Command::CreateApiKey {
+            organization,
+            key_hash,
+            label,
+            ..
+        } => Outcome::Unit(Ok(writer
+            .create_api_key(organization, key_hash, label)
+            .await?)),
+        Command::RecordRouting { routing, .. } => {
+            Outcome::Unit(Ok(writer.record_routing(routing).await?))
+        }
+        Command::Acknowledge {
+            acknowledgement, ..
+        } => Outcome::Acknowledged(Ok(writer.acknowledge(acknowledgement).await?)),
+        Command::RevokeApiKey {
+            organization,
+            key_id,
+            ..
+        } => Outcome::Flag(Ok(writer.revoke_api_key(organization, key_id).await?)),
+        Command::PutCredential {
+            integration_id,
+            name,
+            sealed,
+            ..
+        } => Outcome::Unit(Ok(writer
+            .put_credential(integration_id, name, sealed)
+            .await?)),
+        Command::BeginInstall {
+            state_hash,
+            install,
+            expires_at,
+            ..
+        } => Outcome::Unit(Ok(writer
+            .begin_install(state_hash, install, *expires_at)
+            .await?)),
+        Command::FinishInstall {
+            state_hash, now, ..
+        } => Outcome::Install(Ok(writer.finish_install(state_hash, *now).await?)),
+        Command::Flush(_) => Outcome::Unit(Ok(())),
+    })
 }

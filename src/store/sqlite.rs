@@ -13,16 +13,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::wedsync::Lane;
 
-use super::queue::{self, Command, CommandQueues, Reply, WriterQueues};
+use super::queue::{self, CommandQueues, Writer, WriterQueues};
 use super::{
     cancelled_reason, coordination_columns, coordination_from_columns, now_millis, parse_details,
-    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, DeliveryRow, DeliveryState,
-    Intake, NewNotification, OpenDelivery, PendingInstall, RoutingRecord, Settlement, Store,
-    StoreError, StoreFuture, StoredNotification, UnixMillis, API_KEY_ID_LEN,
+    sequenced_start, AcknowledgeOutcome, Acknowledgement, ApiKeyInfo, CommittedSettlements,
+    DeliveryRow, DeliveryState, Intake, NewNotification, OpenDelivery, PendingInstall,
+    RoutingRecord, SettledDelivery, Settlement, Store, StoreError, StoreFuture, StoredNotification,
+    UnixMillis, API_KEY_ID_LEN,
 };
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
@@ -419,6 +420,10 @@ impl Store for SqliteStore {
         self.queues.finish_install(state_hash, now)
     }
 
+    fn settled_deliveries(&self) -> tokio::sync::mpsc::UnboundedReceiver<CommittedSettlements> {
+        self.queues.subscribe()
+    }
+
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.queues.flush()
     }
@@ -472,7 +477,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run_writer(mut connection: Connection, mut queues: WriterQueues) {
+fn run_writer(connection: Connection, mut queues: WriterQueues) {
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -480,209 +485,212 @@ fn run_writer(mut connection: Connection, mut queues: WriterQueues) {
             return;
         }
     };
+    let mut writer = SqliteWriter { connection };
     runtime.block_on(async {
         while let Some(group) = queues.next_group().await {
-            if let Err(err) = commit_group(&mut connection, group) {
-                tracing::error!(error = %err, "store group commit failed");
-            }
+            queues.commit(&mut writer, group).await;
         }
     });
 }
 
-fn commit_group(connection: &mut Connection, group: Vec<Command>) -> Result<(), StoreError> {
-    let transaction = connection.transaction()?;
-    let mut replies = Vec::with_capacity(group.len());
-    for command in group {
-        // Each command runs in a savepoint, so one failing command does not take its group down.
-        let reply = match command {
-            Command::Journal { batch, reply } => {
-                Reply::Journal(reply, in_savepoint(&transaction, |tx| journal(tx, batch)))
-            }
-            Command::Settle(settlements) => {
-                if let Err(err) = in_savepoint(&transaction, |tx| settle(tx, &settlements)) {
-                    tracing::error!(error = %err, "recording delivery outcomes failed");
-                }
-                continue;
-            }
-            Command::FailOver {
-                delivery_id,
-                attempts,
-                error,
-                backup,
-                reply,
-            } => Reply::Row(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    fail_over(tx, delivery_id, attempts, &error, &backup)
-                }),
-            ),
-            Command::Replay {
-                organization,
-                delivery_id,
-                reply,
-            } => Reply::MaybeRow(
-                reply,
-                in_savepoint(&transaction, |tx| replay(tx, &organization, delivery_id)),
-            ),
-            Command::CreateApiKey {
-                organization,
-                key_hash,
-                label,
-                reply,
-            } => Reply::Unit(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    tx.execute(
-                        "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![key_hash, organization, label, now_millis()],
-                    )?;
-                    Ok(())
-                }),
-            ),
-            Command::RecordRouting { routing: r, reply } => Reply::Unit(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    tx.execute(
-                        "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                        params![r.organization, r.routing_id, r.notification_id, r.delivery_coordination, r.accepted_at],
-                    )?;
-                    Ok(())
-                }),
-            ),
-            Command::Acknowledge {
-                acknowledgement: a,
-                reply,
-            } => Reply::Acknowledged(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    let inserted = tx.execute(
-                        "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS
-                           (SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2)
-                         ON CONFLICT DO NOTHING",
-                        params![a.organization, a.notification_id, a.integration_id, a.action_id, a.actor, a.at],
-                    )?;
-                    Ok(if inserted == 1 {
-                        AcknowledgeOutcome::Recorded
-                    } else if tx
-                        .query_row(
-                            "SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2",
-                            params![a.organization, a.notification_id],
-                            |_| Ok(()),
-                        )
-                        .optional()?
-                        .is_some()
-                    {
-                        AcknowledgeOutcome::AlreadyRecorded
-                    } else {
-                        AcknowledgeOutcome::UnknownNotification
-                    })
-                }),
-            ),
-            Command::RevokeApiKey {
-                organization,
-                key_id,
-                reply,
-            } => Reply::Flag(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    let deleted = tx.execute(
-                        "DELETE FROM api_keys WHERE organization = ?1 AND substr(key_hash, 1, ?3) = ?2",
-                        params![organization, key_id, API_KEY_ID_LEN as i64],
-                    )?;
-                    Ok(deleted > 0)
-                }),
-            ),
-            Command::PutCredential {
+/// The write connection, as the shared group commit drives it. Every call blocks (the writer has
+/// its own thread), so these `async` methods never wait.
+struct SqliteWriter {
+    connection: Connection,
+}
+
+impl Writer for SqliteWriter {
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(self.connection.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(self.connection.execute_batch("COMMIT")?)
+    }
+
+    async fn rollback(&mut self) -> Result<(), StoreError> {
+        Ok(self.connection.execute_batch("ROLLBACK")?)
+    }
+
+    async fn savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self.connection.execute_batch("SAVEPOINT command")?)
+    }
+
+    async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self.connection.execute_batch("RELEASE command")?)
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        Ok(self
+            .connection
+            .execute_batch("ROLLBACK TO command; RELEASE command")?)
+    }
+
+    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+        journal(&self.connection, batch)
+    }
+
+    async fn settle(
+        &mut self,
+        settlements: &[&Settlement],
+        now: UnixMillis,
+    ) -> Result<Vec<SettledDelivery>, StoreError> {
+        settle(&self.connection, settlements, now)
+    }
+
+    async fn fail_over(
+        &mut self,
+        delivery_id: i64,
+        attempts: u32,
+        error: &str,
+        backup: &str,
+    ) -> Result<DeliveryRow, StoreError> {
+        let connection = &self.connection;
+        let now = now_millis();
+        connection.execute(
+            "UPDATE deliveries SET state = 'failed_over', attempts = MAX(attempts, ?4), last_error = ?2, settled_at = ?3 WHERE id = ?1",
+            params![delivery_id, error, now, attempts],
+        )?;
+        connection.execute(
+            "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
+             SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = ?1",
+            params![delivery_id, backup, now],
+        )?;
+        delivery_by_id(connection, connection.last_insert_rowid())?.ok_or_else(|| {
+            StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover"))
+        })
+    }
+
+    async fn replay(
+        &mut self,
+        organization: &str,
+        delivery_id: i64,
+    ) -> Result<Option<DeliveryRow>, StoreError> {
+        let changed = self.connection.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
+             WHERE id = ?1 AND organization = ?2 AND state = 'dead_lettered'",
+            params![delivery_id, organization],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        delivery_by_id(&self.connection, delivery_id)
+    }
+
+    async fn create_api_key(
+        &mut self,
+        organization: &str,
+        key_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        self.connection.execute(
+            "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![key_hash, organization, label, now_millis()],
+        )?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(
+        &mut self,
+        organization: &str,
+        key_id: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted = self.connection.execute(
+            "DELETE FROM api_keys WHERE organization = ?1 AND substr(key_hash, 1, ?3) = ?2",
+            params![organization, key_id, API_KEY_ID_LEN as i64],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    async fn record_routing(&mut self, r: &RoutingRecord) -> Result<(), StoreError> {
+        self.connection.execute(
+            "INSERT INTO routings (organization, routing_id, notification_id, delivery_coordination, accepted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![r.organization, r.routing_id, r.notification_id, r.delivery_coordination, r.accepted_at],
+        )?;
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self, a: &Acknowledgement) -> Result<AcknowledgeOutcome, StoreError> {
+        let inserted = self.connection.execute(
+            "INSERT INTO acknowledgements (organization, notification_id, integration_id, action_id, actor, at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS
+               (SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2)
+             ON CONFLICT DO NOTHING",
+            params![a.organization, a.notification_id, a.integration_id, a.action_id, a.actor, a.at],
+        )?;
+        if inserted == 1 {
+            return Ok(AcknowledgeOutcome::Recorded);
+        }
+        let exists = self
+            .connection
+            .query_row(
+                "SELECT 1 FROM notifications WHERE organization = ?1 AND notification_id = ?2",
+                params![a.organization, a.notification_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        Ok(if exists {
+            AcknowledgeOutcome::AlreadyRecorded
+        } else {
+            AcknowledgeOutcome::UnknownNotification
+        })
+    }
+
+    async fn put_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.connection.execute(
+            "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![integration_id, name, sealed, now_millis()],
+        )?;
+        Ok(())
+    }
+
+    async fn begin_install(
+        &mut self,
+        state_hash: &str,
+        install: &PendingInstall,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.connection.execute(
+            "DELETE FROM oauth_installs WHERE expires_at <= ?1",
+            params![now_millis()],
+        )?;
+        self.connection.execute(
+            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![state_hash, install.integration_id, install.organization, expires_at],
+        )?;
+        Ok(())
+    }
+
+    async fn finish_install(
+        &mut self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingInstall>, StoreError> {
+        Ok(self
+            .connection
+            .query_row(
+                "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at",
+                params![state_hash],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()?
+            .filter(|(_, _, expires_at)| *expires_at > now)
+            .map(|(integration_id, organization, _)| PendingInstall {
                 integration_id,
-                name,
-                sealed,
-                reply,
-            } => Reply::Unit(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    tx.execute(
-                        "INSERT INTO credentials (integration_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (integration_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-                        params![integration_id, name, sealed, now_millis()],
-                    )?;
-                    Ok(())
-                }),
-            ),
-            Command::BeginInstall {
-                state_hash,
-                install,
-                expires_at,
-                reply,
-            } => Reply::Unit(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    tx.execute(
-                        "DELETE FROM oauth_installs WHERE expires_at <= ?1",
-                        params![now_millis()],
-                    )?;
-                    tx.execute(
-                        "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![state_hash, install.integration_id, install.organization, expires_at],
-                    )?;
-                    Ok(())
-                }),
-            ),
-            Command::FinishInstall {
-                state_hash,
-                now,
-                reply,
-            } => Reply::Install(
-                reply,
-                in_savepoint(&transaction, |tx| {
-                    Ok(tx
-                        .query_row(
-                            "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at",
-                            params![state_hash],
-                            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-                        )
-                        .optional()?
-                        .filter(|(_, _, expires_at)| *expires_at > now)
-                        .map(|(integration_id, organization, _)| PendingInstall { integration_id, organization }))
-                }),
-            ),
-            Command::Flush(reply) => Reply::Unit(reply, Ok(())),
-        };
-        replies.push(reply);
-    }
-    let committed = transaction.commit();
-    queue::answer(
-        replies,
-        committed
-            .as_ref()
-            .map(|_| ())
-            .map_err(|err| err.to_string()),
-    );
-    committed.map_err(StoreError::from)
-}
-
-fn in_savepoint<T>(
-    transaction: &Transaction<'_>,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    transaction.execute_batch("SAVEPOINT command")?;
-    match work(transaction) {
-        Ok(value) => {
-            transaction.execute_batch("RELEASE command")?;
-            Ok(value)
-        }
-        Err(err) => {
-            transaction.execute_batch("ROLLBACK TO command; RELEASE command")?;
-            Err(err)
-        }
+                organization,
+            }))
     }
 }
 
-fn journal(
-    connection: &Connection,
-    batch: Vec<NewNotification>,
-) -> Result<Vec<Intake>, StoreError> {
+fn journal(connection: &Connection, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
     let now = now_millis();
     let mut insert_notification = connection.prepare_cached(
         "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)
@@ -714,7 +722,7 @@ fn journal(
         let coordination = item.coordination;
         let (mode, on_failure) = coordination_columns(coordination);
         let mut rows = Vec::with_capacity(item.targets.len());
-        for (position, target) in item.targets.into_iter().enumerate() {
+        for (position, target) in item.targets.iter().enumerate() {
             let (state, sequence_position) = sequenced_start(coordination, position);
             insert_delivery.execute(params![
                 item.organization,
@@ -732,7 +740,7 @@ fn journal(
                 delivery_id: connection.last_insert_rowid(),
                 organization: item.organization.clone(),
                 notification_id: item.notification_id.clone(),
-                integration_id: target.integration_id,
+                integration_id: target.integration_id.clone(),
                 route: "primary".to_owned(),
                 failover_of: None,
                 state,
@@ -752,30 +760,51 @@ fn journal(
     Ok(outcomes)
 }
 
-fn settle(connection: &Connection, settlements: &[Settlement]) -> Result<(), StoreError> {
-    let now = now_millis();
+fn settle(
+    connection: &Connection,
+    settlements: &[&Settlement],
+    now: UnixMillis,
+) -> Result<Vec<SettledDelivery>, StoreError> {
     let mut update = connection.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
                 receipt = COALESCE(?6, receipt), settled_at = ?7, details = COALESCE(?8, details)
-         WHERE id = ?1 AND state IN ('pending', 'retrying')",
+         WHERE id = ?1 AND state IN ('pending', 'retrying')
+         RETURNING organization, notification_id",
     )?;
+    let mut settled = Vec::with_capacity(settlements.len());
     for settlement in settlements {
         let c = settlement.columns(now);
-        update.execute(params![
-            c.delivery_id,
-            c.state,
-            c.attempts,
-            c.next_attempt_at,
-            c.last_error,
-            c.receipt,
-            c.settled_at,
-            c.details
-        ])?;
-        if let Some(delivery_id) = settlement.sequenced_delivery() {
-            release_or_cancel_next(connection, delivery_id, now)?;
+        let changed = update
+            .query_row(
+                params![
+                    c.delivery_id,
+                    c.state,
+                    c.attempts,
+                    c.next_attempt_at,
+                    c.last_error,
+                    c.receipt,
+                    c.settled_at,
+                    c.details
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        let Some((organization, notification_id)) = changed else {
+            continue;
+        };
+        let sequenced = settlement.sequenced_delivery().is_some();
+        if sequenced {
+            release_or_cancel_next(connection, c.delivery_id, now)?;
         }
+        settled.push(SettledDelivery {
+            delivery_id: c.delivery_id,
+            organization,
+            notification_id,
+            state: DeliveryState::parse(c.state)?,
+            sequenced,
+        });
     }
-    Ok(())
+    Ok(settled)
 }
 
 /// After a sequenced delivery settled: a failure that cancels (all-or-nothing, abort) cancels
@@ -802,44 +831,6 @@ fn release_or_cancel_next(
         )?
         .execute(params![delivery_id])?;
     Ok(())
-}
-
-fn fail_over(
-    connection: &Connection,
-    delivery_id: i64,
-    attempts: u32,
-    error: &str,
-    backup: &str,
-) -> Result<DeliveryRow, StoreError> {
-    let now = now_millis();
-    connection.execute(
-        "UPDATE deliveries SET state = 'failed_over', attempts = MAX(attempts, ?4), last_error = ?2, settled_at = ?3 WHERE id = ?1",
-        params![delivery_id, error, now, attempts],
-    )?;
-    connection.execute(
-        "INSERT INTO deliveries (organization, notification_id, integration_id, route, failover_of, state, emergency, created_at, body, sequence_position, mode, on_failure)
-         SELECT organization, notification_id, ?2, 'failover', id, 'pending', emergency, ?3, body, sequence_position, mode, on_failure FROM deliveries WHERE id = ?1",
-        params![delivery_id, backup, now],
-    )?;
-    delivery_by_id(connection, connection.last_insert_rowid())?.ok_or_else(|| {
-        StoreError::Corrupt(format!("delivery {delivery_id} vanished during failover"))
-    })
-}
-
-fn replay(
-    connection: &Connection,
-    organization: &str,
-    delivery_id: i64,
-) -> Result<Option<DeliveryRow>, StoreError> {
-    let changed = connection.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL, settled_at = NULL
-         WHERE id = ?1 AND organization = ?2 AND state = 'dead_lettered'",
-        params![delivery_id, organization],
-    )?;
-    if changed == 0 {
-        return Ok(None);
-    }
-    delivery_by_id(connection, delivery_id)
 }
 
 /// Open deliveries with the notification each carries, oldest first.

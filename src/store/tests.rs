@@ -721,6 +721,126 @@ async fn concurrent_journals_each_get_their_own_outcome(backend: Backend) {
     backend.clean_up().await;
 }
 
+async fn committed_settlements_are_announced_once_they_change_a_delivery(backend: Backend) {
+    use crate::wedsync::CoordinationMode;
+    let store = backend.open().await;
+    let mut announced = store.settled_deliveries();
+    let mut sequential = notification("seq", &["a", "b"]);
+    sequential.coordination.mode = CoordinationMode::Sequential;
+    let intake = store
+        .journal(
+            Lane::Normal,
+            vec![notification("plain", &["a"]), sequential],
+        )
+        .await
+        .unwrap();
+    let (plain, sequenced) = (delivery_ids(&intake[0])[0], delivery_ids(&intake[1]));
+    store.settle(vec![
+        Settlement::Retrying {
+            delivery_id: plain,
+            attempts: 1,
+            next_attempt_at: 0,
+            error: "503".into(),
+        },
+        Settlement::Delivered {
+            delivery_id: sequenced[0],
+            attempts: 1,
+            receipt: "r".into(),
+            details: None,
+            sequenced: true,
+        },
+    ]);
+    let settled =
+        |id: i64, notification: &str, state: DeliveryState, sequenced: bool| SettledDelivery {
+            delivery_id: id,
+            organization: "org".into(),
+            notification_id: notification.into(),
+            state,
+            sequenced,
+        };
+    let first = announced.recv().await.unwrap();
+    assert_eq!(
+        first.to_vec(),
+        vec![
+            settled(plain, "plain", DeliveryState::Retrying, false),
+            settled(sequenced[0], "seq", DeliveryState::Delivered, true),
+        ]
+    );
+    // Announced after the commit: what it released is there to be read.
+    let released = store.next_in_sequence(sequenced[0]).await.unwrap();
+    assert_eq!(released[0].row.delivery_id, sequenced[1]);
+
+    // A settlement of a delivery already settled changes nothing and is not announced; the next
+    // announcement is the next change.
+    store.settle(vec![Settlement::DeadLettered {
+        delivery_id: sequenced[0],
+        attempts: 2,
+        error: "late".into(),
+        sequenced: true,
+    }]);
+    store.settle(vec![Settlement::DeadLettered {
+        delivery_id: plain,
+        attempts: 2,
+        error: "422".into(),
+        sequenced: false,
+    }]);
+    let mut next = Vec::new();
+    while next.is_empty() {
+        next = announced.recv().await.unwrap().to_vec();
+    }
+    assert_eq!(
+        next,
+        vec![settled(plain, "plain", DeliveryState::DeadLettered, false)]
+    );
+    backend.clean_up().await;
+}
+
+async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
+    let store = backend.open().await;
+    store
+        .create_api_key("org", "hash-taken", "first")
+        .await
+        .unwrap();
+    // Sent together, so the writer takes most of them in one group: the key that is already
+    // taken fails the group's first attempt, and only that command hears the failure.
+    let before: Vec<_> = (0..20)
+        .map(|n| {
+            store.journal(
+                Lane::Normal,
+                vec![notification(&format!("before-{n}"), &["a"])],
+            )
+        })
+        .collect();
+    let taken = store.create_api_key("org", "hash-taken", "second");
+    let after: Vec<_> = (0..20)
+        .map(|n| {
+            store.journal(
+                Lane::Normal,
+                vec![notification(&format!("after-{n}"), &["a"])],
+            )
+        })
+        .collect();
+    assert!(taken.await.is_err(), "a key hash is unique");
+    for answer in before.into_iter().chain(after) {
+        assert!(matches!(answer.await.unwrap()[0], Intake::Accepted(_)));
+    }
+    for n in 0..20 {
+        for id in [format!("before-{n}"), format!("after-{n}")] {
+            let stored = store.notification("org", &id).await.unwrap();
+            assert_eq!(stored.map(|s| s.deliveries.len()), Some(1), "{id}");
+        }
+    }
+    let labels: Vec<String> = store
+        .api_keys("org")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| key.label)
+        .collect();
+    assert_eq!(labels, ["first"]);
+    backend.clean_up().await;
+}
+
 #[test]
 fn a_run_of_settlements_amounts_to_what_applying_them_in_order_leaves() {
     let retrying = |id: i64, attempts: u32| Settlement::Retrying {
@@ -780,5 +900,7 @@ contract!(
     sealed_credentials_are_kept_per_integration_and_replaced,
     an_oauth_install_finishes_once_and_not_after_it_expires,
     a_sequence_releases_one_delivery_at_a_time,
-    concurrent_journals_each_get_their_own_outcome
+    concurrent_journals_each_get_their_own_outcome,
+    committed_settlements_are_announced_once_they_change_a_delivery,
+    a_failing_command_fails_alone_in_its_group
 );
