@@ -515,8 +515,8 @@ enum Outcome {
 /// How the commands of a group are kept apart inside its transaction.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Isolation {
-    /// No savepoints: consecutive journals are one statement, consecutive settlements another,
-    /// and the first failure abandons the attempt.
+    /// No savepoints: the group's journals are one statement, its settlements another, and the
+    /// first failure abandons the attempt.
     Together,
     /// Each command in its own savepoint, so a failing command fails alone.
     EachCommand,
@@ -574,103 +574,108 @@ fn fail_group(group: Vec<Command>, err: StoreError) -> StoreError {
     err
 }
 
-/// Runs every command of the group, in order; one outcome per command. With
-/// [`Isolation::Together`] the first failure is returned instead.
+/// Runs every command of the group; one outcome per command, in the group's order.
 async fn run<W: Writer>(
     writer: &mut W,
     group: &[Command],
     isolation: Isolation,
 ) -> Result<(Vec<Outcome>, Vec<SettledDelivery>), StoreError> {
-    let mut outcomes = Vec::with_capacity(group.len());
-    let mut settled = Vec::new();
-    let mut index = 0;
-    while index < group.len() {
-        if isolation == Isolation::Together {
-            // A run of journals is one statement, and so is a run of settlements.
-            let journals = run_length(&group[index..], |c| matches!(c, Command::Journal { .. }));
-            if journals > 0 {
-                let batches: Vec<&[NewNotification]> = group[index..index + journals]
-                    .iter()
-                    .filter_map(Command::journal_batch)
-                    .collect();
-                let combined: Vec<NewNotification> = batches
-                    .iter()
-                    .flat_map(|batch| batch.iter().cloned())
-                    .collect();
-                let mut intakes = writer.journal(&combined).await?.into_iter();
-                for batch in batches {
-                    outcomes.push(Outcome::Journal(Ok(intakes
-                        .by_ref()
-                        .take(batch.len())
-                        .collect())));
-                }
-                index += journals;
-                continue;
-            }
-            let settles = run_length(&group[index..], |c| matches!(c, Command::Settle(_)));
-            if settles > 0 {
-                let all: Vec<Settlement> = group[index..index + settles]
-                    .iter()
-                    .filter_map(Command::settlements)
-                    .flat_map(|settlements| settlements.iter().cloned())
-                    .collect();
-                settled.extend(
-                    writer
-                        .settle(&effective_settlements(&all), now_millis())
-                        .await?,
-                );
-                outcomes.extend((0..settles).map(|_| Outcome::Recorded));
-                index += settles;
-                continue;
-            }
-            outcomes.push(execute(writer, &group[index]).await?);
-        } else {
-            writer.savepoint().await?;
-            let outcome = match &group[index] {
-                Command::Settle(settlements) => {
-                    let chosen = effective_settlements(settlements);
-                    writer.settle(&chosen, now_millis()).await.map(|changed| {
-                        settled.extend(changed);
-                        Outcome::Recorded
-                    })
-                }
-                command => execute(writer, command).await,
-            };
-            match outcome {
-                Ok(outcome) => {
-                    writer.release_savepoint().await?;
-                    outcomes.push(outcome);
-                }
-                Err(err) => {
-                    writer.rollback_to_savepoint().await?;
-                    outcomes.push(group[index].failed_outcome(err));
-                }
-            }
+    match isolation {
+        Isolation::Together => run_together(writer, group).await,
+        Isolation::EachCommand => run_each(writer, group).await,
+    }
+}
+
+/// The group's journals as one statement, then its settlements as one statement, then the other
+/// commands in order; the first failure is returned instead of the outcomes.
+///
+/// Journals and settlements commute within a group: an integration settles a delivery only after
+/// the journal, failover or replay that made it was answered, which is after that group's commit,
+/// so a settlement never names a row its own group creates; and intake only creates rows (a
+/// duplicate's answer is a snapshot either way). The other commands keep their order; none of
+/// them can name a row a settlement of the same group changes (an integration fails a delivery
+/// over instead of settling it, and a dead letter is replayed only once it was committed).
+async fn run_together<W: Writer>(
+    writer: &mut W,
+    group: &[Command],
+) -> Result<(Vec<Outcome>, Vec<SettledDelivery>), StoreError> {
+    let batches: Vec<&[NewNotification]> =
+        group.iter().filter_map(Command::journal_batch).collect();
+    let mut journaled = std::collections::VecDeque::with_capacity(batches.len());
+    if !batches.is_empty() {
+        let combined: Vec<NewNotification> = batches
+            .iter()
+            .flat_map(|batch| batch.iter().cloned())
+            .collect();
+        let mut intakes = writer.journal(&combined).await?.into_iter();
+        for batch in &batches {
+            journaled.push_back(intakes.by_ref().take(batch.len()).collect::<Vec<_>>());
         }
-        index += 1;
+    }
+    let settlements: Vec<Settlement> = group
+        .iter()
+        .filter_map(Command::settlements)
+        .flat_map(|settlements| settlements.iter().cloned())
+        .collect();
+    let settled = if settlements.is_empty() {
+        Vec::new()
+    } else {
+        writer
+            .settle(&effective_settlements(&settlements), now_millis())
+            .await?
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    for command in group {
+        outcomes.push(match command {
+            Command::Journal { .. } => {
+                Outcome::Journal(Ok(journaled.pop_front().unwrap_or_default()))
+            }
+            Command::Settle(_) => Outcome::Recorded,
+            other => execute(writer, other).await?,
+        });
     }
     Ok((outcomes, settled))
 }
 
-/// How many commands from the start of `commands` are of one kind.
-fn run_length(commands: &[Command], is_kind: impl Fn(&Command) -> bool) -> usize {
-    commands
-        .iter()
-        .take_while(|command| is_kind(command))
-        .count()
+/// Every command in its own savepoint, in the group's order, so a failing command fails alone.
+async fn run_each<W: Writer>(
+    writer: &mut W,
+    group: &[Command],
+) -> Result<(Vec<Outcome>, Vec<SettledDelivery>), StoreError> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut settled = Vec::new();
+    for command in group {
+        writer.savepoint().await?;
+        let outcome = match command {
+            Command::Settle(settlements) => writer
+                .settle(&effective_settlements(settlements), now_millis())
+                .await
+                .map(|changed| {
+                    settled.extend(changed);
+                    Outcome::Recorded
+                }),
+            command => execute(writer, command).await,
+        };
+        match outcome {
+            Ok(outcome) => {
+                writer.release_savepoint().await?;
+                outcomes.push(outcome);
+            }
+            Err(err) => {
+                writer.rollback_to_savepoint().await?;
+                outcomes.push(command.failed_outcome(err));
+            }
+        }
+    }
+    Ok((outcomes, settled))
 }
 
-/// Runs one command (a settlement in a group of its own included); its outcome, or the failure
-/// of its statement.
+/// Runs one command other than a settlement; its outcome, or the failure of its statement.
 async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome, StoreError> {
     Ok(match command {
         Command::Journal { batch, .. } => Outcome::Journal(Ok(writer.journal(batch).await?)),
-        Command::Settle(settlements) => {
-            writer
-                .settle(&effective_settlements(settlements), now_millis())
-                .await?;
-            Outcome::Recorded
-        }
+        // Settlements are gathered by the callers, which announce what they changed.
+        Command::Settle(_) => Outcome::Recorded,
         Command::FailOver {
             delivery_id,
             attempts,

@@ -795,6 +795,53 @@ async fn committed_settlements_are_announced_once_they_change_a_delivery(backend
     backend.clean_up().await;
 }
 
+async fn interleaved_journals_and_settlements_each_take_effect(backend: Backend) {
+    let store = backend.open().await;
+    let earlier = store
+        .journal(
+            Lane::Normal,
+            (0..10)
+                .map(|n| notification(&format!("earlier-{n}"), &["a"]))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    // A single post and a delivery outcome, one after the other, as a busy daemon sends them:
+    // the writer takes them in one group and runs each kind as one statement.
+    let mut answers = Vec::new();
+    for (n, intake) in earlier.iter().enumerate() {
+        answers.push(store.journal(
+            Lane::Normal,
+            vec![notification(&format!("later-{n}"), &["a", "b"])],
+        ));
+        store.settle(vec![Settlement::Delivered {
+            delivery_id: delivery_ids(intake)[0],
+            attempts: 1,
+            receipt: format!("receipt-{n}"),
+            details: None,
+            sequenced: false,
+        }]);
+    }
+    for answer in answers {
+        let intake = answer.await.unwrap();
+        assert!(matches!(&intake[0], Intake::Accepted(rows) if rows.len() == 2));
+    }
+    store.flush().await.unwrap();
+    for n in 0..10 {
+        let stored = store
+            .notification("org", &format!("earlier-{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
+        assert_eq!(
+            stored.deliveries[0].receipt.as_deref(),
+            Some(format!("receipt-{n}").as_str())
+        );
+    }
+    backend.clean_up().await;
+}
+
 async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
     let store = backend.open().await;
     store
@@ -902,5 +949,6 @@ contract!(
     a_sequence_releases_one_delivery_at_a_time,
     concurrent_journals_each_get_their_own_outcome,
     committed_settlements_are_announced_once_they_change_a_delivery,
-    a_failing_command_fails_alone_in_its_group
+    a_failing_command_fails_alone_in_its_group,
+    interleaved_journals_and_settlements_each_take_effect
 );
