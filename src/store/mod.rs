@@ -7,8 +7,14 @@
 //! announces the settlements it committed ([`Store::settled_deliveries`]) to whoever follows them.
 //! The store knows rows and states; it does not decide when to retry or where to route.
 
+mod acknowledgements;
+mod credentials;
+mod installs;
+mod journal;
+mod keys;
 mod postgres;
 mod queue;
+mod routings;
 mod sqlite;
 
 use std::future::Future;
@@ -16,9 +22,15 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
-use crate::wedsync::{Coordination, CoordinationMode, ErrorStrategy, Lane};
+use crate::wedsync::{Coordination, CoordinationMode, ErrorStrategy};
 
+pub use acknowledgements::Acknowledgements;
+pub use credentials::Credentials;
+pub use installs::Installs;
+pub use journal::Journal;
+pub use keys::ApiKeys;
 pub use postgres::PostgresStore;
+pub use routings::Routings;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch; every timestamp in the store uses it.
@@ -477,93 +489,24 @@ impl Settlement {
     }
 }
 
-/// The durable journal. Writes that answer a client (`journal`) are fsynced before they return;
-/// `settle` is fire-and-forget and rides along with the next commit, so delivery bookkeeping
-/// never pays an fsync of its own (at worst a crash repeats a delivery: at-least-once).
-pub trait Store: Send + Sync + 'static {
-    /// Journals notifications and their delivery rows; idempotent on (organization, notificationId).
-    fn journal(&self, lane: Lane, batch: Vec<NewNotification>) -> StoreFuture<'_, Vec<Intake>>;
-    /// Records delivery outcomes in the next commit.
-    fn settle(&self, settlements: Vec<Settlement>);
-    /// Marks a delivery failed over and creates the backup's delivery row; returns the new row.
-    fn fail_over(
-        &self,
-        delivery_id: i64,
-        attempts: u32,
-        error: String,
-        backup_integration: String,
-    ) -> StoreFuture<'_, DeliveryRow>;
-    /// Puts a dead-lettered delivery of this organization back to pending; returns it, or `None`
-    /// if the organization has no such dead letter.
-    fn replay(&self, organization: &str, delivery_id: i64)
-        -> StoreFuture<'_, Option<OpenDelivery>>;
-    fn notification(
-        &self,
-        organization: &str,
-        notification_id: &str,
-    ) -> StoreFuture<'_, Option<StoredNotification>>;
-    /// Every pending or retrying delivery of an integration, oldest first.
-    fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>>;
-    /// The open deliveries that come right after this one in its sequenced routing (released
-    /// by its settlement; read after that settlement committed).
-    fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>>;
-    fn dead_letters(&self, organization: &str, limit: usize) -> StoreFuture<'_, Vec<DeliveryRow>>;
-    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>>;
-    fn create_api_key(
-        &self,
-        organization: &str,
-        key_hash: &str,
-        label: &str,
-    ) -> StoreFuture<'_, ()>;
-    /// The organization's API keys (never the keys: their ids, labels and creation times).
-    fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
-    /// Deletes the organization's key with this id; answers whether there was one.
-    fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool>;
-    /// Records an acknowledgement once per notification, integration, action and actor; a
-    /// repeat, or a notification the organization does not have, writes nothing.
-    fn acknowledge(&self, acknowledgement: Acknowledgement) -> StoreFuture<'_, AcknowledgeOutcome>;
-    /// Keeps a routing request; a second one with the same organization and `routingId` keeps
-    /// the first.
-    fn record_routing(&self, routing: RoutingRecord) -> StoreFuture<'_, ()>;
-    /// The organization's routing request with this `routingId`.
-    fn routing(
-        &self,
-        organization: &str,
-        routing_id: &str,
-    ) -> StoreFuture<'_, Option<RoutingRecord>>;
+/// The durable store, one trait per concern (each in its own module, with both dialects side by
+/// side), and what belongs to the store as a whole.
+pub trait Store:
+    Journal + ApiKeys + Acknowledgements + Routings + Credentials + Installs + Send + Sync + 'static
+{
     /// This installation's random id, made when its store was created: what makes ids Herald
     /// hands out (webhook message ids) unique across installations.
     fn installation_id(&self) -> &str;
-    /// Keeps a credential sealed by the vault (replacing one of the same name).
-    fn put_credential(
-        &self,
-        integration_id: &str,
-        name: &str,
-        sealed: Vec<u8>,
-    ) -> StoreFuture<'_, ()>;
-    /// A sealed credential, if one was kept.
-    fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
-    /// Records an install started now, good until `expires_at` (ms); drops expired ones.
-    fn begin_install(
-        &self,
-        state_hash: &str,
-        install: PendingInstall,
-        expires_at: i64,
-    ) -> StoreFuture<'_, ()>;
-    /// Takes (once) the install with this state hash, if it has not expired by `now` (ms).
-    fn finish_install(&self, state_hash: &str, now: i64)
-        -> StoreFuture<'_, Option<PendingInstall>>;
-    /// Every delivery whose settlement commits from now on (its state changed: a settlement of
-    /// a delivery already settled changes nothing and is not announced), a group at a time.
-    fn settled_deliveries(
-        &self,
-    ) -> tokio::sync::mpsc::UnboundedReceiver<std::sync::Arc<[SettledDelivery]>>;
     /// Resolves once everything written before it is committed.
-    fn flush(&self) -> StoreFuture<'_, ()>;
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.queues().flush()
+    }
     /// Whether the writer is alive. It is not restarted in place: if it dies, `/healthz` fails
     /// so the process supervisor (systemd, Kubernetes) restarts Herald, and the journal carries
     /// everything accepted across that restart.
-    fn writer_alive(&self) -> bool;
+    fn writer_alive(&self) -> bool {
+        self.queues().writer_alive()
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::wedsync::Lane;
 
+use super::acknowledgements::AcknowledgementStatements;
+use super::credentials::CredentialStatements;
+use super::installs::InstallStatements;
+use super::journal::JournalStatements;
+use super::keys::KeyStatements;
+use super::routings::RoutingStatements;
+
 use super::{
     effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, CommittedSettlements,
     DeliveryRow, Intake, NewNotification, PendingInstall, RoutingRecord, SettledDelivery,
-    Settlement, StoreError, StoreFuture, UnixMillis,
+    Settlement, StoreError, StoreFuture,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -166,8 +173,9 @@ impl Command {
     }
 }
 
-/// The sending side, held by the store.
-pub(super) struct CommandQueues {
+/// The sending side, held by the store: the way into its writer. Nothing outside `store` can
+/// name it or call its methods.
+pub struct CommandQueues {
     emergency: mpsc::UnboundedSender<Command>,
     normal: mpsc::UnboundedSender<Command>,
     announcer: Announcer,
@@ -178,6 +186,12 @@ pub(super) struct WriterQueues {
     emergency: mpsc::UnboundedReceiver<Command>,
     normal: mpsc::UnboundedReceiver<Command>,
     announcer: Announcer,
+}
+
+/// A store with a writer: how the concern traits' writes (`Journal::journal`,
+/// `ApiKeys::create_api_key`...) reach it, the same for every dialect.
+pub trait Queued {
+    fn queues(&self) -> &CommandQueues;
 }
 
 /// Committed settlements, one message per group, to every subscriber still listening. The
@@ -430,73 +444,23 @@ impl WriterQueues {
     }
 }
 
-/// One dialect's write statements: what the shared group commit runs inside one transaction.
-/// Each method is one statement (or the few a command needs) and reports its own result; the
-/// group commit decides what is committed together and who hears what.
-pub(super) trait Writer {
+/// One dialect's writer: its transaction control here, and one method per statement through each
+/// concern's statements trait (`journal.rs`, `keys.rs`...). Each statement reports its own
+/// result; the group commit decides what is committed together and who hears what.
+pub(super) trait Writer:
+    JournalStatements
+    + KeyStatements
+    + AcknowledgementStatements
+    + RoutingStatements
+    + CredentialStatements
+    + InstallStatements
+{
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
     async fn rollback(&mut self) -> Result<(), StoreError>;
     async fn savepoint(&mut self) -> Result<(), StoreError>;
     async fn release_savepoint(&mut self) -> Result<(), StoreError>;
     async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError>;
-
-    /// Journals notifications, idempotent on (organization, notificationId): one outcome per
-    /// notification, in order (the first of two with the same key in one batch is accepted).
-    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError>;
-    /// Applies settlements (one per delivery, see [`super::effective_settlements`]) to deliveries
-    /// still open, releasing or cancelling what comes after a sequenced one; answers the
-    /// deliveries it changed.
-    async fn settle(
-        &mut self,
-        settlements: &[&Settlement],
-        now: UnixMillis,
-    ) -> Result<Vec<SettledDelivery>, StoreError>;
-    async fn fail_over(
-        &mut self,
-        delivery_id: i64,
-        attempts: u32,
-        error: &str,
-        backup: &str,
-    ) -> Result<DeliveryRow, StoreError>;
-    async fn replay(
-        &mut self,
-        organization: &str,
-        delivery_id: i64,
-    ) -> Result<Option<DeliveryRow>, StoreError>;
-    async fn create_api_key(
-        &mut self,
-        organization: &str,
-        key_hash: &str,
-        label: &str,
-    ) -> Result<(), StoreError>;
-    async fn revoke_api_key(
-        &mut self,
-        organization: &str,
-        key_id: &str,
-    ) -> Result<bool, StoreError>;
-    async fn record_routing(&mut self, routing: &RoutingRecord) -> Result<(), StoreError>;
-    async fn acknowledge(
-        &mut self,
-        acknowledgement: &Acknowledgement,
-    ) -> Result<AcknowledgeOutcome, StoreError>;
-    async fn put_credential(
-        &mut self,
-        integration_id: &str,
-        name: &str,
-        sealed: &[u8],
-    ) -> Result<(), StoreError>;
-    async fn begin_install(
-        &mut self,
-        state_hash: &str,
-        install: &PendingInstall,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
-    async fn finish_install(
-        &mut self,
-        state_hash: &str,
-        now: i64,
-    ) -> Result<Option<PendingInstall>, StoreError>;
 }
 
 /// A command's result, held until its group commits.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::wedsync::Lane;
 
 enum Backend {
     Sqlite(tempfile::TempDir),
