@@ -14,12 +14,12 @@ fn time_of_day(minute_of_day: u64) -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
-#[tokio::test]
-async fn inside_quiet_hours_messages_wait_and_emergencies_break_through() {
+/// A Slack workspace with channel #team and Herald posting to it inside a quiet period from an
+/// hour ago to an hour from now (UTC); and when that period ends (Unix seconds).
+async fn inside_quiet_hours() -> (FakeSlack, Harness, u64) {
     let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["team"])
         .await
         .unwrap();
-    // A quiet period from an hour ago to an hour from now (UTC).
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -38,7 +38,12 @@ async fn inside_quiet_hours_messages_wait_and_emergencies_break_through() {
         route("studio", &["team"], "")
     );
     let herald = Harness::start(&body, "studio").await;
+    (slack, herald, now - now % 60 + 3600)
+}
 
+#[tokio::test]
+async fn inside_quiet_hours_messages_wait_and_emergencies_break_through() {
+    let (slack, herald, quiet_ends) = inside_quiet_hours().await;
     let mut routine = notification("routine-1", "high");
     routine["actions"] = json!([{"actionId": "ack", "label": "Acknowledge"}]);
     herald.post("/v1/notifications", &routine).await;
@@ -46,7 +51,6 @@ async fn inside_quiet_hours_messages_wait_and_emergencies_break_through() {
         .wait_for_notification("routine-1", Duration::from_secs(10), all_delivered)
         .await;
     let details = &record["targets"][0]["details"];
-    let quiet_ends = now - now % 60 + 3600;
     assert_eq!(details["heldFor"], "quiet_hours", "{record}");
     assert_eq!(details["postAt"], quiet_ends);
     let scheduled = slack.scheduled("#team");
@@ -69,5 +73,75 @@ async fn inside_quiet_hours_messages_wait_and_emergencies_break_through() {
         slack.messages("#team").len(),
         1,
         "the emergency is posted at once"
+    );
+}
+
+#[tokio::test]
+async fn held_messages_spread_over_slacks_five_minute_windows_and_keep_every_button() {
+    // Slack schedules at most 30 messages within five minutes in one channel
+    // (restricted_too_many); 35 held at once, each with two buttons WedSync gave one id.
+    let (slack, herald, quiet_ends) = inside_quiet_hours().await;
+    let batch: Vec<_> = (0..35)
+        .map(|n| {
+            let mut held = notification(&format!("held-{n}"), "normal");
+            held["actions"] = json!([
+                {"actionId": "confirm", "label": "Confirm"},
+                {"actionId": "confirm", "label": "Confirm for the venue"}
+            ]);
+            held
+        })
+        .collect();
+    let (status, answer) = herald
+        .post("/v1/notifications/batch", &json!({"notifications": batch}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    for n in 0..35 {
+        herald
+            .wait_for_notification(&format!("held-{n}"), Duration::from_secs(20), all_delivered)
+            .await;
+    }
+    let scheduled = slack.scheduled("#team");
+    assert_eq!(scheduled.len(), 35);
+    let at_the_end = scheduled.iter().filter(|s| s.1 == quiet_ends).count();
+    let next_slot = scheduled.iter().filter(|s| s.1 == quiet_ends + 301).count();
+    assert_eq!((at_the_end, next_slot), (30, 5));
+    let refused = slack
+        .recorder
+        .all()
+        .into_iter()
+        .filter(|request| request.path == "/api/chat.scheduleMessage" && request.status != 200)
+        .count();
+    assert_eq!(refused, 0);
+    // Both buttons, each in its own actions block (Slack refuses a repeated action_id in one).
+    let blocks = scheduled[0].3.as_array().unwrap();
+    let actions: Vec<_> = blocks
+        .iter()
+        .filter(|block| block["type"] == "actions")
+        .map(|block| block["elements"][0]["action_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["confirm", "confirm"]);
+}
+
+#[tokio::test]
+async fn wedsync_text_cannot_mention_the_channel_or_disguise_a_link() {
+    let (slack, herald, _) = inside_quiet_hours().await;
+    let mut hostile = notification("hostile-1", "emergency");
+    hostile["message"] =
+        json!("<!channel> the plan moved: <https://evil.example|open the timeline>");
+    hostile["weddingContext"]["venue"] = json!("<@U0HERALD1> & friends");
+    herald.post("/v1/notifications", &hostile).await;
+    herald
+        .wait_for_notification("hostile-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let messages = slack.messages("#team");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].2[1]["text"]["text"],
+        "&lt;!channel&gt; the plan moved: &lt;https://evil.example|open the timeline&gt;"
+    );
+    assert_eq!(
+        slack.control_sequences("#team"),
+        Vec::<String>::new(),
+        "Slack would act on nothing in the message"
     );
 }

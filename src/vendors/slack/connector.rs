@@ -4,6 +4,8 @@
 //! classified first: `ratelimited` waits, token errors refresh the credential, Slack-side faults
 //! retry, and everything else (`channel_not_found`, `invalid_blocks`...) is permanent.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -11,6 +13,7 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::blocks::{action_blocks, escaped_within, slack_blocks, FALLBACK_TEXT_CHARS, MAX_BLOCKS};
 use super::{QuietHours, ReminderSettings, SlackSettings};
 use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
 use crate::connectors::{
@@ -18,7 +21,7 @@ use crate::connectors::{
 };
 use crate::secret::ReloadableSecret;
 use crate::template::Template;
-use crate::wedsync::{Priority, WeddingNotification};
+use crate::wedsync::WeddingNotification;
 
 const DEFAULT_TEXT_TEMPLATE: &str = "{{ title }}: {{ message }}";
 
@@ -38,6 +41,80 @@ pub struct SlackConnector {
     client: OutboundClient,
     timeout: Duration,
     quiet_hours: Option<QuietHours>,
+    /// When Herald's scheduled messages will post, per channel, to keep inside Slack's window.
+    schedule: Mutex<SchedulePlanner>,
+}
+
+/// How many later slots a scheduled message tries when Slack answers `restricted_too_many`.
+const MAX_SLOT_MOVES: usize = 12;
+
+/// Where Herald's scheduled messages go in a channel. Slack takes "no more than 30 messages to
+/// post within a 5-minute window to the same channel" (`chat.scheduleMessage`), and quiet hours
+/// and reminders ask for the same moments: the end of the period, 09:00 before a wedding date.
+/// A message goes at the moment asked for if fewer than 30 of Herald's own fall within five
+/// minutes either side of it, otherwise at the first slot 301 seconds on that has room, so no
+/// window of five minutes ever holds more than 30 of them. A slot Slack refused (full with
+/// messages Herald did not plan) is not tried again. Kept in memory: after a restart Slack's
+/// refusals teach it again.
+#[derive(Default)]
+struct SchedulePlanner {
+    taken: HashMap<String, Vec<u64>>,
+    refused: HashMap<String, Vec<u64>>,
+}
+
+impl SchedulePlanner {
+    const PER_WINDOW: usize = 30;
+    const WINDOW: u64 = 300;
+
+    /// The first moment from `wanted` on with room in `channel`.
+    fn slot(&mut self, channel: &str, wanted: u64, now: u64) -> u64 {
+        // What has already posted no longer counts.
+        for times in self.taken.values_mut().chain(self.refused.values_mut()) {
+            times.retain(|&t| t + Self::WINDOW >= now);
+        }
+        let taken = self
+            .taken
+            .get(channel)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let refused = self
+            .refused
+            .get(channel)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut candidate = wanted;
+        loop {
+            let around = taken
+                .iter()
+                .filter(|&&t| t + Self::WINDOW >= candidate && t <= candidate + Self::WINDOW)
+                .count();
+            if around < Self::PER_WINDOW && !refused.contains(&candidate) {
+                return candidate;
+            }
+            candidate += Self::WINDOW + 1;
+        }
+    }
+
+    fn taken(&mut self, channel: &str, post_at: u64) {
+        self.taken
+            .entry(channel.to_owned())
+            .or_default()
+            .push(post_at);
+    }
+
+    fn refused(&mut self, channel: &str, post_at: u64) {
+        self.refused
+            .entry(channel.to_owned())
+            .or_default()
+            .push(post_at);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Slack schedules messages at most 120 days ahead.
@@ -95,7 +172,51 @@ impl SlackConnector {
             quiet_hours: settings.quiet_hours.clone(),
             client,
             timeout,
+            schedule: Mutex::new(SchedulePlanner::default()),
         })
+    }
+
+    /// `chat.scheduleMessage` of `message` in `channel` at `wanted` (Unix seconds) or, where
+    /// Slack's five-minute window there is full, at the first later slot that is not (see
+    /// [`SchedulePlanner`]); answers Slack's answer and when the message will post.
+    async fn schedule_message(
+        &self,
+        channel: &str,
+        mut message: Value,
+        wanted: u64,
+    ) -> Result<(Value, u64), ConnectorError> {
+        let mut post_at = self.planner().slot(channel, wanted, unix_now());
+        for _ in 0..MAX_SLOT_MOVES {
+            message["post_at"] = json!(post_at.to_string());
+            let request = self
+                .client
+                .client()
+                .post(self.schedule_message.clone())
+                .json(&message);
+            match self.call(request).await {
+                Ok((answer, _)) => {
+                    self.planner().taken(channel, post_at);
+                    return Ok((answer, post_at));
+                }
+                // Full with messages Herald did not plan (another app's, or from before a
+                // restart): this slot is out, the next one is tried.
+                Err(ConnectorError::Rejected { code, .. }) if code == "restricted_too_many" => {
+                    self.planner().refused(channel, post_at);
+                    post_at = self.planner().slot(channel, wanted, unix_now());
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(ConnectorError::Rejected {
+            code: "restricted_too_many".into(),
+            message: format!(
+                "Slack refused {MAX_SLOT_MOVES} slots from {wanted} on: the channel's scheduled messages are full"
+            ),
+        })
+    }
+
+    fn planner(&self) -> std::sync::MutexGuard<'_, SchedulePlanner> {
+        self.schedule.lock().expect("schedule planner lock")
     }
 
     /// Whether delivering this notification schedules the reminder sequence.
@@ -148,19 +269,12 @@ impl SlackConnector {
                     continue;
                 }
             };
-            let body = json!({"channel": channel, "text": truncate(&text, 4000), "post_at": post_at_secs.to_string()});
-            match self
-                .call(
-                    self.client
-                        .client()
-                        .post(self.schedule_message.clone())
-                        .json(&body),
-                )
-                .await
-            {
-                Ok((answer, _)) => scheduled.push(json!({
+            let body =
+                json!({"channel": channel, "text": escaped_within(&text, FALLBACK_TEXT_CHARS)});
+            match self.schedule_message(channel, body, post_at_secs).await {
+                Ok((answer, posts_at)) => scheduled.push(json!({
                     "daysBefore": reminder.days_before,
-                    "postAt": post_at_secs,
+                    "postAt": posts_at,
                     "scheduledMessageId": answer["scheduled_message_id"],
                 })),
                 Err(error) => skipped
@@ -189,25 +303,16 @@ impl SlackConnector {
         post_at: u64,
     ) -> Result<Receipt, ConnectorError> {
         let mut blocks = slack_blocks(notification);
-        if let (Some(blocks), Some(Value::Array(actions))) =
-            (blocks.as_array_mut(), slack_action_blocks(notification))
-        {
-            blocks.extend(actions);
-        }
+        let actions = action_blocks(notification, MAX_BLOCKS - blocks.len());
+        blocks.extend(actions.blocks);
         let message = json!({
             "channel": self.channel,
-            "text": truncate(text, 4000),
+            "text": escaped_within(text, FALLBACK_TEXT_CHARS),
             "blocks": blocks,
-            "post_at": post_at.to_string(),
             "unfurl_links": false,
         });
-        let (answer, _) = self
-            .call(
-                self.client
-                    .client()
-                    .post(self.schedule_message.clone())
-                    .json(&message),
-            )
+        let (answer, post_at) = self
+            .schedule_message(&self.channel, message, post_at)
             .await?;
         let (Some(id), Some(channel)) = (
             answer["scheduled_message_id"].as_str(),
@@ -218,6 +323,9 @@ impl SlackConnector {
             ));
         };
         let mut details = json!({"channel": channel, "scheduledMessageId": id, "postAt": post_at, "heldFor": "quiet_hours"});
+        if !actions.dropped.is_empty() {
+            details["droppedActions"] = json!(actions.dropped);
+        }
         if self.schedules_reminders(notification) {
             let (scheduled, skipped) = self.schedule_reminders(channel, notification).await;
             details["scheduledReminders"] = json!(scheduled);
@@ -246,7 +354,7 @@ impl SlackConnector {
         }
         let message = json!({
             "channel": self.channel,
-            "text": truncate(&text, 4000),
+            "text": escaped_within(&text, FALLBACK_TEXT_CHARS),
             "blocks": slack_blocks(notification),
             "unfurl_links": false,
         });
@@ -254,12 +362,16 @@ impl SlackConnector {
         // From here the message is in the channel: what follows is reported, never retried,
         // because retrying the delivery would post the message twice.
         let mut details = json!({"ts": posted.ts, "channel": posted.channel});
-        if let Some(actions) = slack_action_blocks(notification) {
+        let actions = action_blocks(notification, MAX_BLOCKS);
+        if !actions.dropped.is_empty() {
+            details["droppedActions"] = json!(actions.dropped);
+        }
+        if !actions.blocks.is_empty() {
             let reply = json!({
                 "channel": posted.channel,
                 "thread_ts": posted.ts,
-                "text": truncate(&format!("Actions for: {}", notification.title), 4000),
-                "blocks": actions,
+                "text": escaped_within(&format!("Actions for: {}", notification.title), FALLBACK_TEXT_CHARS),
+                "blocks": actions.blocks,
             });
             match self.post_message(&reply).await {
                 Ok(reply) => details["actionsTs"] = json!(reply.ts),
@@ -565,160 +677,9 @@ fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorE
     }
 }
 
-/// Builds the Block Kit blocks for a notification: a header marked by priority, the message, and
-/// the wedding's details as context. The actions go in the thread ([`slack_action_blocks`]).
-pub fn slack_blocks(notification: &WeddingNotification) -> Value {
-    let marker = match notification.priority {
-        Priority::Emergency => ":rotating_light: ",
-        Priority::High => ":warning: ",
-        Priority::Normal | Priority::Low => "",
-    };
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("{marker}{}", notification.title), 150), "emoji": true}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&notification.message, 3000)}}),
-    ];
-    if let Some(context) = &notification.wedding_context {
-        let mut details = vec![format!("*Wedding* {}", context.wedding_date)];
-        details.extend(
-            context
-                .venue
-                .as_ref()
-                .map(|venue| format!("*Venue* {venue}")),
-        );
-        details.extend(
-            context
-                .couple_names
-                .as_ref()
-                .map(|names| format!("*Couple* {names}")),
-        );
-        details.extend(
-            context
-                .vendor_name
-                .as_ref()
-                .map(|vendor| format!("*Vendor* {vendor}")),
-        );
-        let elements: Vec<Value> = details
-            .into_iter()
-            .take(10)
-            .map(|text| json!({"type": "mrkdwn", "text": truncate(&text, 3000)}))
-            .collect();
-        blocks.push(json!({"type": "context", "elements": elements}));
-    }
-    Value::Array(blocks)
-}
-
-/// The notification's actions as an `actions` block of buttons (each button's value is the
-/// notification id, which interactivity uses to acknowledge it), or `None` if it has none.
-pub fn slack_action_blocks(notification: &WeddingNotification) -> Option<Value> {
-    if notification.actions.is_empty() {
-        return None;
-    }
-    let buttons: Vec<Value> = notification
-        .actions
-        .iter()
-        .take(25)
-        .map(|action| {
-            let mut button = json!({
-                "type": "button",
-                "text": {"type": "plain_text", "text": truncate(&action.label, 75)},
-                "action_id": truncate(&action.action_id, 255),
-                "value": truncate(&notification.notification_id, 2000),
-            });
-            if let Some(url) = &action.url {
-                button["url"] = json!(truncate(url, 3000));
-            }
-            if let Some(style @ ("primary" | "danger")) = action.style.as_deref() {
-                button["style"] = json!(style);
-            }
-            button
-        })
-        .collect();
-    Some(json!([{"type": "actions", "block_id": "herald_actions", "elements": buttons}]))
-}
-
-/// Cuts text to Slack's per-field character limits, marking the cut.
-fn truncate(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wedsync::{NotificationAction, WeddingContext};
-
-    fn notification() -> WeddingNotification {
-        WeddingNotification {
-            notification_id: "n-1".into(),
-            organization_id: Some("org".into()),
-            notification_type: "emergency_alert".into(),
-            priority: Priority::Emergency,
-            title: "Marquee wind warning".into(),
-            message: "Gusts of 50 mph expected at 14:00".into(),
-            wedding_context: Some(WeddingContext {
-                wedding_id: Some("w-1".into()),
-                wedding_date: "2027-06-12".into(),
-                venue: Some("Kew Gardens".into()),
-                vendor_name: None,
-                couple_names: Some("Sam & Alex".into()),
-                guest_count: None,
-                timezone: None,
-            }),
-            contacts: vec![],
-            actions: vec![NotificationAction {
-                action_id: "ack".into(),
-                notification_id: None,
-                action_type: None,
-                label: "Acknowledge".into(),
-                url: None,
-                style: Some("danger".into()),
-            }],
-            metadata: Default::default(),
-            created_at: None,
-            booking_id: None,
-            tave_job_id: None,
-        }
-    }
-
-    #[test]
-    fn blocks_carry_priority_context_and_actions() {
-        let blocks = slack_blocks(&notification());
-        assert_eq!(blocks[0]["type"], "header");
-        assert!(blocks[0]["text"]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with(":rotating_light: Marquee"));
-        assert_eq!(blocks[2]["type"], "context");
-        assert_eq!(blocks[2]["elements"][1]["text"], "*Venue* Kew Gardens");
-        assert_eq!(
-            blocks.as_array().unwrap().len(),
-            3,
-            "the buttons go in the thread"
-        );
-        let actions = slack_action_blocks(&notification()).unwrap();
-        assert_eq!(actions[0]["type"], "actions");
-        assert_eq!(actions[0]["elements"][0]["style"], "danger");
-        assert_eq!(actions[0]["elements"][0]["value"], "n-1");
-        let mut quiet = notification();
-        quiet.actions.clear();
-        assert!(slack_action_blocks(&quiet).is_none());
-    }
-
-    #[test]
-    fn long_text_is_cut_to_slack_limits() {
-        let mut long = notification();
-        long.title = "x".repeat(400);
-        let header = slack_blocks(&long)[0]["text"]["text"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(header.chars().count(), 150);
-        assert!(header.ends_with('…'));
-    }
 
     #[test]
     fn signature_matches_slacks_documented_example() {

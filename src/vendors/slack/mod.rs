@@ -2,6 +2,7 @@
 //! reminders and quiet hours with `chat.scheduleMessage`, engagement from reactions and replies,
 //! and button clicks back through the app's interactivity Request URL.
 
+mod blocks;
 mod connector;
 mod inbound;
 mod settings;
@@ -9,10 +10,8 @@ mod simulator;
 
 use std::sync::Arc;
 
-pub use connector::{
-    sign_slack_request, slack_action_blocks, slack_blocks, verify_slack_request, SignatureError,
-    SlackConnector,
-};
+pub use blocks::{action_blocks, escape_mrkdwn, slack_blocks, ActionBlocks};
+pub use connector::{sign_slack_request, verify_slack_request, SignatureError, SlackConnector};
 pub use settings::{QuietHours, ReminderSettings, SlackSettings};
 pub use simulator::FakeSlack;
 

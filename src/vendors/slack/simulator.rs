@@ -50,8 +50,8 @@ struct SlackState {
     replies: HashMap<String, Vec<(String, String, String, bool)>>,
     /// Reactions by message ts: (name, users).
     reactions: HashMap<String, Vec<(String, Vec<String>)>>,
-    /// Scheduled messages: (id, channel id, post_at, text).
-    scheduled: Vec<(String, String, u64, String)>,
+    /// Scheduled messages: (id, channel id, post_at, text, blocks).
+    scheduled: Vec<(String, String, u64, String, Value)>,
     next_ts: u64,
     /// Whether Slack's per-channel message rate is enforced ([`FakeSlack::hold_to_channel_rate`]).
     holds_channel_rate: bool,
@@ -67,6 +67,11 @@ struct SlackState {
 /// The tier of each method the simulator serves through [`web_method`], as requests per
 /// minute (Tier 3: 50+). `chat.postMessage` is Slack's special tier: about one message per
 /// second per channel, enforced on its own; `auth.test` is not limited here.
+/// `chat.scheduleMessage`: at most this many messages to one channel within a window of this
+/// many seconds.
+const SCHEDULED_PER_WINDOW: usize = 30;
+const SCHEDULE_WINDOW: u64 = 300;
+
 const METHOD_TIERS: &[(&str, usize)] = &[
     ("/api/chat.scheduleMessage", 50),
     ("/api/reactions.get", 50),
@@ -265,8 +270,26 @@ impl FakeSlack {
             .push((ts, user.to_owned(), text.to_owned(), false));
     }
 
-    /// The messages scheduled in a channel (by name), as (id, post_at, text).
-    pub fn scheduled(&self, channel: &str) -> Vec<(String, u64, String)> {
+    /// The control sequences Slack would act on (mentions, links) in the messages posted or
+    /// scheduled in a channel (by name), in order.
+    pub fn control_sequences(&self, channel: &str) -> Vec<String> {
+        let state = self.state.lock().expect("slack lock");
+        let Some(id) = state.channel_id(channel) else {
+            return Vec::new();
+        };
+        let posted = state.messages.get(&id).into_iter().flatten();
+        let scheduled = state
+            .scheduled
+            .iter()
+            .filter(|(_, channel, ..)| *channel == id);
+        posted
+            .flat_map(|(_, text, blocks)| control_sequences(text, blocks))
+            .chain(scheduled.flat_map(|(_, _, _, text, blocks)| control_sequences(text, blocks)))
+            .collect()
+    }
+
+    /// The messages scheduled in a channel (by name), as (id, post_at, text, blocks).
+    pub fn scheduled(&self, channel: &str) -> Vec<(String, u64, String, Value)> {
         let state = self.state.lock().expect("slack lock");
         let Some(id) = state.channel_id(channel) else {
             return Vec::new();
@@ -275,7 +298,7 @@ impl FakeSlack {
             .scheduled
             .iter()
             .filter(|s| s.1 == id)
-            .map(|s| (s.0.clone(), s.2, s.3.clone()))
+            .map(|s| (s.0.clone(), s.2, s.3.clone(), s.4.clone()))
             .collect()
     }
 
@@ -507,9 +530,22 @@ async fn schedule_message(
             return json!({"ok": false, "error": "time_too_far"});
         }
         let text = fields.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let blocks = fields.get("blocks").cloned().unwrap_or(Value::Null);
+        if !blocks.is_null() && !blocks_are_valid(&blocks) {
+            return json!({"ok": false, "error": "invalid_blocks"});
+        }
+        // "You cannot schedule more than 30 messages to post within a 5-minute window to the
+        // same channel": no window of five minutes around post_at may already hold 30.
+        let times: Vec<u64> = state.scheduled.iter().filter(|s| s.1 == channel).map(|s| s.2).collect();
+        let crowded = (post_at.saturating_sub(SCHEDULE_WINDOW)..=post_at).any(|start| {
+            times.iter().filter(|t| (start..=start + SCHEDULE_WINDOW).contains(*t)).count() >= SCHEDULED_PER_WINDOW
+        });
+        if crowded {
+            return json!({"ok": false, "error": "restricted_too_many"});
+        }
         state.next_ts += 1;
         let id = format!("Q{:010}", state.next_ts % 10_000_000_000);
-        state.scheduled.push((id.clone(), channel.clone(), post_at, text.clone()));
+        state.scheduled.push((id.clone(), channel.clone(), post_at, text.clone(), blocks));
         json!({
             "ok": true, "channel": channel, "scheduled_message_id": id, "post_at": post_at.to_string(),
             "message": {"type": "delayed_message", "text": text, "bot_id": "B0HERALD1"}
@@ -679,12 +715,25 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
 /// Checks the Block Kit limits Slack enforces on what Herald sends: at most 50 blocks, known
 /// block types, header text at most 150 characters, section text at most 3000, at most 25
 /// elements per actions block, button text at most 75.
+/// Block Kit's rules as Slack enforces them on a message: at most 50 blocks of known types, block
+/// ids unique in the message, a header of 1-150 plain-text characters, section text of 1-3,000,
+/// 1-10 context elements, and `actions` blocks of 1-25 buttons whose `action_id`s are unique in
+/// the block, each with 1-75 characters of text and a url of at most 3,000.
 fn blocks_are_valid(blocks: &Value) -> bool {
     let Some(blocks) = blocks.as_array() else {
         return false;
     };
     let chars = |value: &Value| value.as_str().map(|s| s.chars().count());
+    let block_ids: Vec<&str> = blocks
+        .iter()
+        .filter_map(|block| block["block_id"].as_str())
+        .collect();
+    let unique_block_ids = block_ids
+        .iter()
+        .enumerate()
+        .all(|(index, id)| !block_ids[..index].contains(id));
     blocks.len() <= 50
+        && unique_block_ids
         && blocks.iter().all(|block| {
             let kind = block["type"].as_str().unwrap_or_default();
             BLOCK_TYPES.contains(&kind)
@@ -700,16 +749,60 @@ fn blocks_are_valid(blocks: &Value) -> bool {
                         .as_array()
                         .is_some_and(|e| (1..=10).contains(&e.len())),
                     "actions" => block["elements"].as_array().is_some_and(|elements| {
+                        let action_ids: Vec<&Value> =
+                            elements.iter().map(|e| &e["action_id"]).collect();
                         (1..=25).contains(&elements.len())
+                            && action_ids
+                                .iter()
+                                .enumerate()
+                                .all(|(index, id)| !action_ids[..index].contains(id))
                             && elements.iter().all(|e| {
                                 e["type"] == "button"
                                     && chars(&e["text"]["text"])
                                         .is_some_and(|n| (1..=75).contains(&n))
+                                    && chars(&e["url"]).is_none_or(|n| n <= 3000)
                             })
                     }),
                     _ => true,
                 }
         })
+}
+
+/// The control sequences Slack would act on in a message (`<!channel>`, `<@U123>`,
+/// `<https://...|label>`): whatever sits between `<` and `>` in its text and mrkdwn fields. Text
+/// escaped as Slack asks has none.
+fn control_sequences(text: &str, blocks: &Value) -> Vec<String> {
+    let mut texts = vec![text.to_owned()];
+    collect_mrkdwn(blocks, &mut texts);
+    texts
+        .iter()
+        .flat_map(|text| {
+            text.split('<')
+                .skip(1)
+                .filter_map(|rest| rest.split_once('>').map(|(inside, _)| inside.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn collect_mrkdwn(value: &Value, texts: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if object.get("type").and_then(Value::as_str) == Some("mrkdwn") {
+                texts.extend(
+                    object
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
+            object
+                .values()
+                .for_each(|inner| collect_mrkdwn(inner, texts));
+        }
+        Value::Array(items) => items.iter().for_each(|inner| collect_mrkdwn(inner, texts)),
+        _ => {}
+    }
 }
 
 /// Slack's published Web API spec (`contract/slack_web_openapi_v2.json`), parsed once.
@@ -951,5 +1044,74 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(replies.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn the_slack_simulator_refuses_repeated_action_ids_and_a_crowded_schedule() {
+        let slack = FakeSlack::start(
+            crate::sandbox::any_local_port(),
+            SIMULATED_TOKEN,
+            &["weddings"],
+        )
+        .await
+        .unwrap();
+        slack.set_method_limit("chat.scheduleMessage", 100);
+        let client = reqwest::Client::new();
+        let call = |method: &str, body: Value| {
+            client
+                .post(format!("{}/{method}", slack.base_url()))
+                .bearer_auth(SIMULATED_TOKEN)
+                .json(&body)
+                .send()
+        };
+        let button = |id: &str| json!({"type": "button", "text": {"type": "plain_text", "text": "Go"}, "action_id": id});
+        let repeated = json!([{"type": "actions", "elements": [button("go"), button("go")]}]);
+        let apart = json!([
+            {"type": "actions", "block_id": "a", "elements": [button("go")]},
+            {"type": "actions", "block_id": "b", "elements": [button("go")]}
+        ]);
+        let post_at = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600)
+            .to_string();
+        for (method, blocks, error) in [
+            ("chat.postMessage", &repeated, Some("invalid_blocks")),
+            ("chat.scheduleMessage", &repeated, Some("invalid_blocks")),
+            ("chat.postMessage", &apart, None),
+        ] {
+            let mut body = json!({"channel": "#weddings", "text": "t", "blocks": blocks});
+            if method == "chat.scheduleMessage" {
+                body["post_at"] = json!(post_at);
+            }
+            let answer: Value = call(method, body).await.unwrap().json().await.unwrap();
+            assert_eq!(answer["error"].as_str(), error, "{method}: {answer}");
+        }
+        // 30 scheduled within five minutes, then the 31st is refused; five minutes on is free.
+        for _ in 0..30 {
+            let body = json!({"channel": "#weddings", "text": "t", "post_at": post_at});
+            let answer: Value = call("chat.scheduleMessage", body)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["ok"], true, "{answer}");
+        }
+        let later = |seconds: u64| (post_at.parse::<u64>().unwrap() + seconds).to_string();
+        for (at, expected) in [
+            (later(299), Some("restricted_too_many")),
+            (later(301), None),
+        ] {
+            let body = json!({"channel": "#weddings", "text": "t", "post_at": at});
+            let answer: Value = call("chat.scheduleMessage", body)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["error"].as_str(), expected, "{answer}");
+        }
     }
 }
