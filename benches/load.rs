@@ -6,8 +6,8 @@
 //! cargo bench --bench load -- intake e2e   # some of them
 //! ```
 //!
-//! Scenarios: `intake` (durable acceptance rate), `e2e` (deliveries per second to a signed-webhook
-//! sink), `latency` (intake-to-sink latency at 50 notifications/s), `emergency` (emergency
+//! Scenarios: `intake` and `intake-postgres` (durable acceptance rate on each store), `e2e`
+//! (deliveries per second to a signed-webhook sink), `latency` (intake-to-sink latency at 50 notifications/s), `emergency` (emergency
 //! intake-to-sink latency behind a 100,000 backlog), `idle` (RSS of 10,000 idle integrations),
 //! `single` and `single-postgres` (one notification per `POST /v1/notifications` over 64
 //! keep-alive connections to a webhook sink, as WedSync mostly sends them: accepted/s and
@@ -188,14 +188,14 @@ async fn wait_for_count(receiver: &WebhookReceiver, count: usize, timeout: Durat
 }
 
 /// Durable acceptance: batches of 1,000 from 8 concurrent clients, routed to a null connector.
-async fn intake() {
-    let daemon = start("[[integrations]]\nid = \"null\"\norganization = \"bench\"\nkind = \"null\"\n[[routes]]\norganization = \"bench\"\nname = \"all\"\ntargets = [\"null\"]\n").await;
+async fn intake(store: Store, label: &str) {
+    let daemon = start_on(store, "[[integrations]]\nid = \"null\"\norganization = \"bench\"\nkind = \"null\"\n[[routes]]\norganization = \"bench\"\nname = \"all\"\ntargets = [\"null\"]\n").await;
     daemon.post_batches("warm", 10_000, 1000, 8, "normal").await;
     let total = 200_000;
     let started = Instant::now();
     daemon.post_batches("n", total, 1000, 8, "normal").await;
     let elapsed = started.elapsed();
-    println!("intake: {total} notifications accepted durably in {:.2} s = {:.0}/s (batches of 1,000, 8 concurrent, each with one delivery row)", elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
+    println!("{label}: {total} notifications accepted durably in {:.2} s = {:.0}/s (batches of 1,000, 8 concurrent, each with one delivery row)", elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
 }
 
 /// End to end: 50,000 notifications to a Standard Webhooks sink that verifies every signature.
@@ -422,6 +422,7 @@ fn main() {
         .collect();
     let all = [
         "intake",
+        "intake-postgres",
         "e2e",
         "latency",
         "emergency",
@@ -456,7 +457,8 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         match chosen.first().copied() {
-            Some("intake") => intake().await,
+            Some("intake") => intake(Store::Sqlite, "intake").await,
+            Some("intake-postgres") => intake(Store::Postgres, "intake-postgres").await,
             Some("e2e") => e2e().await,
             Some("latency") => latency().await,
             Some("emergency") => emergency().await,
