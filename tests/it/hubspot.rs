@@ -667,3 +667,50 @@ async fn a_notification_asking_for_actions_becomes_a_hubspot_task() {
         .await;
     assert_eq!(hubspot.tasks().len(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_that_partly_fails_is_read_input_by_input() {
+    // HubSpot answers a batch create whose inputs partly fail with 207 Multi-Status: the
+    // created ones in `results`, the others in `errors`. Alex's activities fail, Sam's do not.
+    let (herald, hubspot, _token) = start("").await;
+    let alex = hubspot.add_contact("alex@example.com", json!({}));
+    hubspot.refuse_activities_for(&alex);
+    let mut partly = with_contacts("partly-1", &["sam@example.com", "alex@example.com"]);
+    partly["actions"] = json!([{"actionId": "count", "label": "Send the guest count"}]);
+    herald.post("/v1/notifications", &partly).await;
+    let record = herald
+        .wait_for_notification("partly-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let details = &record["targets"][0]["details"];
+    assert_eq!(details["notesRequested"], 2, "{record}");
+    assert_eq!(details["notesCreated"], 1);
+    assert_eq!(
+        details["noteErrors"],
+        json!([format!("VALIDATION_ERROR: Contact {alex} cannot take a new note")])
+    );
+    assert_eq!(hubspot.notes().len(), 1);
+    // The task is on both contacts, so its one input fails: reported, never "created" with no id.
+    assert_eq!(details["task"]["status"], "failed");
+    assert_eq!(
+        details["task"]["error"],
+        format!("VALIDATION_ERROR: Contact {alex} cannot take a new task")
+    );
+
+    // When no note at all is created, the activity did not happen: dead-lettered with HubSpot's
+    // reasons, not reported delivered.
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("partly-2", &["alex@example.com"]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("partly-2", Duration::from_secs(10), dead_lettered)
+        .await;
+    let error = record["targets"][0]["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("HubSpot created none of the 1 notes")
+            && error.contains("cannot take a new note"),
+        "{error}"
+    );
+}

@@ -317,6 +317,20 @@ impl HubSpotConnector {
             )
             .await?;
         let note_ids: Vec<&str> = results(&created).filter_map(|r| r["id"].as_str()).collect();
+        // A 207 Multi-Status creates some notes and lists why the others failed. None created
+        // means the activity did not happen: refused with HubSpot's reasons. Some created is
+        // delivered, and the receipt says how many notes are missing and why.
+        let note_errors = batch_errors(&created);
+        if note_ids.is_empty() {
+            return Err(ConnectorError::Rejected {
+                code: "notes_not_created".into(),
+                message: format!(
+                    "HubSpot created none of the {} notes: {}",
+                    notes.len(),
+                    note_errors.join("; ")
+                ),
+            });
+        }
         let task = match notification.actions.is_empty() {
             true => None,
             false => {
@@ -345,6 +359,9 @@ impl HubSpotConnector {
                 note_ids.join(",")
             ),
             details: Some(json!({
+                "notesRequested": contact_ids.len(),
+                "notesCreated": note_ids.len(),
+                "noteErrors": note_errors,
                 "totalContacts": emails.len(),
                 "successfulSyncs": contacts.len(),
                 "failedSyncs": emails.len() - contacts.len(),
@@ -397,9 +414,11 @@ impl HubSpotConnector {
             )
             .await
         {
-            Ok(created) => {
-                json!({"status": "created", "taskId": results(&created).next().and_then(|r| r["id"].as_str())})
-            }
+            Ok(created) => match results(&created).next().and_then(|r| r["id"].as_str()) {
+                Some(id) => json!({"status": "created", "taskId": id}),
+                // A 207 whose one input failed.
+                None => json!({"status": "failed", "error": batch_errors(&created).join("; ")}),
+            },
             Err(error) => json!({"status": "failed", "error": error.to_string()}),
         }
     }
@@ -732,6 +751,20 @@ fn metadata_id(
 
 fn results(answer: &Value) -> impl Iterator<Item = &Value> {
     answer["results"].as_array().into_iter().flatten()
+}
+
+/// The messages of a batch answer's `errors` (a 207 Multi-Status lists the inputs that failed).
+fn batch_errors(answer: &Value) -> Vec<String> {
+    answer["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|error| {
+            let category = error["category"].as_str().unwrap_or("error");
+            let message = error["message"].as_str().unwrap_or("no message");
+            format!("{category}: {message}")
+        })
+        .collect()
 }
 
 /// The notification's contacts with an email, lowercased, without repeats, at most one batch.

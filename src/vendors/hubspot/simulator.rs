@@ -95,6 +95,8 @@ struct HubSpotState {
     tasks: Vec<Note>,
     /// The scopes every token of the portal was granted.
     scopes: Vec<String>,
+    /// Contacts whose new notes and tasks fail one by one (a 207 Multi-Status for the batch).
+    refusing_activities: Vec<String>,
     /// Contact-based workflows by id, with the emails enrolled in them.
     workflows: BTreeMap<String, Vec<String>>,
     next_id: u64,
@@ -160,6 +162,7 @@ impl FakeHubSpot {
                 .map(|scope| scope.to_string())
                 .collect(),
             workflows: BTreeMap::new(),
+            refusing_activities: Vec::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
             max_per_window: max_per_10s,
@@ -223,6 +226,14 @@ impl FakeHubSpot {
             lifetime,
             grants: 0,
         });
+    }
+
+    /// From now on, a note or task input associated with this contact fails on its own: the batch
+    /// answers 207 Multi-Status with the others created and an `errors` entry for it, as HubSpot
+    /// answers a batch whose inputs partly fail.
+    pub fn refuse_activities_for(&self, contact_id: &str) {
+        let mut state = self.state.lock().expect("hubspot lock");
+        state.refusing_activities.push(contact_id.to_owned());
     }
 
     /// Grants every token of the portal exactly these scopes.
@@ -860,6 +871,7 @@ impl HubSpotState {
         let (to_contact, to_company, to_deal) = kind.association_types();
         let mut results = Vec::new();
         let mut created = Vec::new();
+        let mut errors = Vec::new();
         for input in inputs_of(body) {
             let properties = input["properties"].as_object().cloned().unwrap_or_default();
             if !properties.contains_key("hs_timestamp") {
@@ -897,6 +909,17 @@ impl HubSpotState {
                 }
                 ids.push(to.to_owned());
             }
+            if let Some(refused) = contact_ids
+                .iter()
+                .find(|id| self.refusing_activities.contains(id))
+            {
+                errors.push(json!({
+                    "status": "error", "category": "VALIDATION_ERROR",
+                    "message": format!("Contact {refused} cannot take a new {}", kind.name()),
+                    "context": {"toObjectId": [refused]}
+                }));
+                continue;
+            }
             let id = self.next_id();
             results.push(json!({"id": id, "properties": properties, "archived": false}));
             created.push(Note {
@@ -911,8 +934,10 @@ impl HubSpotState {
             Activity::Note => self.notes.extend(created),
             Activity::Task => self.tasks.extend(created),
         }
-        let (_, answer) = batch_answer(results, vec![]);
-        (StatusCode::CREATED, answer)
+        match batch_answer(results, errors) {
+            (StatusCode::OK, answer) => (StatusCode::CREATED, answer),
+            partial => partial,
+        }
     }
 }
 
