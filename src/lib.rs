@@ -148,7 +148,7 @@ pub async fn run(
         store: store.clone(),
         registry: registry.clone(),
         kit: ConnectorKit {
-            client,
+            client: client.clone(),
             vault: vault.clone(),
             installation_id: store.installation_id().into(),
         },
@@ -167,6 +167,7 @@ pub async fn run(
             body_timeout: config.server.body_timeout,
         },
         allow_private_destinations: config.allow_private_destinations,
+        client,
         metrics_token: config.server.metrics_token.clone(),
     });
     tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");

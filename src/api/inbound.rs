@@ -52,15 +52,19 @@ pub async fn receive(
     let count = |outcome: &'static str| {
         metrics::counter!("herald_inbound_total", "integration" => integration_id.clone(), "outcome" => outcome).increment(1);
     };
-    let answer = handler.handle(InboundRequest {
-        integration_id: &integration_id,
-        organization: &organization,
-        settings: &*runtime.config.settings,
-        path: &rest,
-        headers: &headers,
-        body: &body,
-        now: (now_millis() / 1000).max(0) as u64,
-    });
+    let answer = handler
+        .handle(InboundRequest {
+            integration_id: &integration_id,
+            organization: &organization,
+            settings: &*runtime.config.settings,
+            path: &rest,
+            headers: &headers,
+            body: &body,
+            now: (now_millis() / 1000).max(0) as u64,
+            client: &state.client,
+            timeout: runtime.config.timeout,
+        })
+        .await;
     match answer {
         Err(error) => {
             if matches!(error, InboundError::SignatureRefused(_)) {
@@ -147,6 +151,10 @@ impl From<InboundError> for ApiError {
             InboundError::Misconfigured(reason) => {
                 tracing::error!(%reason, "inbound secret unreadable");
                 ApiError::Unavailable("inbound calls of this integration are misconfigured".into())
+            }
+            InboundError::VendorUnavailable(reason) => {
+                tracing::warn!(%reason, "inbound event not looked up");
+                ApiError::Unavailable(format!("the vendor could not be read: {reason}"))
             }
         }
     }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub key_cache: DashMap<String, (String, std::time::Instant)>,
     pub limits: ServerLimits,
     pub allow_private_destinations: bool,
+    /// The outbound policy's client, for inbound handlers that read the vendor's API.
+    pub client: crate::connectors::OutboundClient,
     /// The bearer token `/metrics` asks for, if any.
     pub metrics_token: Option<SecretRef>,
 }

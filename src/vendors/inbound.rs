@@ -2,15 +2,21 @@
 //! is verified by the vendor's own scheme and turned into an [`InboundAnswer`] (people acted on
 //! delivered notifications, or the vendor's event as a notification). The API mounts the route,
 //! finds the integration and acts on the answer (records the acknowledgements, routes the
-//! notification), so a vendor's handler is a pure function of the request and its settings.
+//! notification). A handler verifies the call and may read the vendor's API once (with the
+//! outbound policy's client) when the vendor's event carries only an id.
 //!
 //! OAuth app installs through Herald ([`OAuthInstall`]) are the other thing vendors send back:
 //! the vendor's consent page is the vendor's to build; the state, the callback
 //! (`/oauth/<kind>/callback`) and the code exchange's bookkeeping are Herald's.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
 use axum::http::HeaderMap;
 
 use super::VendorSettings;
+use crate::connectors::OutboundClient;
 use crate::wedsync::WeddingNotification;
 
 /// One inbound call to an integration.
@@ -24,7 +30,15 @@ pub struct InboundRequest<'a> {
     pub body: &'a [u8],
     /// Now, in seconds since the Unix epoch (signature windows).
     pub now: u64,
+    /// The outbound policy's client and the integration's timeout, for a handler that reads the
+    /// vendor's API to know what an event is about.
+    pub client: &'a OutboundClient,
+    pub timeout: Duration,
 }
+
+/// What a handler answers, once it has verified (and, where needed, looked up) the call.
+pub type InboundFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<InboundAnswer, InboundError>> + Send + 'a>>;
 
 /// What an inbound call amounts to.
 #[derive(Debug)]
@@ -65,11 +79,15 @@ pub enum InboundError {
     /// The integration's inbound secret cannot be read (503); the reason is logged, not answered.
     #[error("inbound calls of this integration are misconfigured")]
     Misconfigured(String),
+    /// The vendor's API, read to know what the event is about, did not answer (503: the vendor
+    /// sends the event again later).
+    #[error("the vendor could not be read: {0}")]
+    VendorUnavailable(String),
 }
 
 /// A vendor's handler of its inbound calls.
 pub trait InboundHandler: Send + Sync {
-    fn handle(&self, request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError>;
+    fn handle<'a>(&'a self, request: InboundRequest<'a>) -> InboundFuture<'a>;
 
     /// The answer to a call for an integration Herald does not have (removed from the
     /// configuration): 404, unless the vendor's senders need another word to stop calling.

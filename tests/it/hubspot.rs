@@ -686,7 +686,9 @@ async fn a_batch_that_partly_fails_is_read_input_by_input() {
     assert_eq!(details["notesCreated"], 1);
     assert_eq!(
         details["noteErrors"],
-        json!([format!("VALIDATION_ERROR: Contact {alex} cannot take a new note")])
+        json!([format!(
+            "VALIDATION_ERROR: Contact {alex} cannot take a new note"
+        )])
     );
     assert_eq!(hubspot.notes().len(), 1);
     // The task is on both contacts, so its one input fails: reported, never "created" with no id.

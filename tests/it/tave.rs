@@ -476,13 +476,16 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     );
     assert_eq!(tave.rest_hooks().len(), 2, "no second subscription");
 
-    // Tave books an order: it reaches the team feed once, even when Tave delivers it twice.
-    let order = json!({"id": "ORD-77", "jobId": "J-2027-0612", "name": "Sam & Alex: full day"});
-    assert_eq!(tave.fire("order.booked", &order).await, [200]);
-    assert_eq!(tave.fire("order.booked", &order).await, [200]);
+    // Tave records a payment. Its hook carries only the payment's id (as Tave's do); Herald reads
+    // the payment for its job, and the event reaches the team feed once, even when Tave
+    // delivers it twice.
+    let payment = "01hq3v8kzp4x6d2m9w5t7r1c0a";
+    tave.add_payment(payment, json!({"jobId": "J-2027-0612", "amount": 1500}));
+    assert_eq!(tave.fire("payment.created", payment).await, [200]);
+    assert_eq!(tave.fire("payment.created", payment).await, [200]);
     let record = herald
         .wait_for_notification(
-            "tave-booking-order.booked-ORD-77",
+            &format!("tave-booking-payment.created-{payment}"),
             Duration::from_secs(10),
             all_delivered,
         )
@@ -496,15 +499,47 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     assert_eq!(targets, ["team-feed"], "never back to Tave");
     let received = feed.received();
     assert_eq!(received.len(), 1);
-    assert_eq!(received[0].body["data"]["type"], "booking_confirmed");
+    assert_eq!(received[0].body["data"]["type"], "payment_received");
     assert_eq!(
         received[0].body["data"]["metadata"]["taveJobId"],
-        "J-2027-0612"
+        "J-2027-0612",
+        "the job comes from reading the payment"
     );
+    let reads = tave
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/api/v2/payment/{payment}"))
+        .count();
+    assert_eq!(reads, 2, "one read per hook call");
+    // An order Tave documents no read for is named by its id.
+    assert_eq!(tave.fire("order.booked", "01hq3v8kzp4x6d2m9w5t7r1c0b").await, [200]);
+    let record = herald
+        .wait_for_notification(
+            "tave-booking-order.booked-01hq3v8kzp4x6d2m9w5t7r1c0b",
+            Duration::from_secs(10),
+            all_delivered,
+        )
+        .await;
+    assert_eq!(
+        record["notification"]["metadata"]["taveObjectId"],
+        "01hq3v8kzp4x6d2m9w5t7r1c0b",
+        "{record}"
+    );
+    // A payment Tave cannot find answers 503, so Tave sends the hook again later.
+    let client = reqwest::Client::new();
+    let unknown = client
+        .post(format!(
+            "{}/inbound/tave/booking/payment.created/{HOOK_SECRET}",
+            herald.base
+        ))
+        .json(&json!({"targetId": "01hq3v8kzp4x6d2m9w5t7r1c0c"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(tave.notes().is_empty(), "nothing was written back to Tave");
 
     // A caller without the secret is refused and nothing is journaled.
-    let client = reqwest::Client::new();
     let forged = client
         .post(format!(
             "{}/inbound/tave/booking/payment.created/guessed",

@@ -1,12 +1,13 @@
 //! A Tave / VSCO Workspace API v2 simulator for what the Tave connector calls, as the vendor's
 //! OpenAPI (served at `/api/v2/openapi.json`) describes it: `X-API-KEY` auth; jobs (`GET`/`PUT
 //! /job/{id}`), events (`GET /event?jobId=`, paged `{type, items, meta}` collections; `PUT
-//! /event/{id}`), contacts, notes (`POST /note`, `contentHtml` with a `jobId` or `contactId` that
-//! exists); problem documents `{type, title, detail, status}` for errors; a 429 of type
+//! /event/{id}`), payments (`GET /payment/{id}`), contacts, notes (`POST /note`, `contentHtml` with
+//! a `jobId` or `contactId` that exists); problem documents `{type, title, detail, status}` for errors; a 429 of type
 //! `quota-limit` with `Retry-After`. Every request is checked against `contract.json`
 //! first: a breach is the API's 400 `validation-error`, its `detail` naming each field.
 //! REST hooks: `GET`/`POST /rest-hook` list and subscribe, and [`FakeTave::fire`] delivers an
-//! event the way Tave does (a JSON POST to each subscribed url, dropping a hook answered 410).
+//! event the way Tave does (a JSON POST of only the object's `targetId` to each subscribed url,
+//! dropping a hook answered 410).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,8 @@ struct TaveState {
     contacts: BTreeMap<String, Map<String, Value>>,
     /// Events (a job's sessions and shoots) by id.
     events: BTreeMap<String, Map<String, Value>>,
+    /// Payments recorded against jobs, by id.
+    payments: BTreeMap<String, Map<String, Value>>,
     hooks: Vec<RestHook>,
     next_id: u64,
 }
@@ -75,6 +78,7 @@ impl FakeTave {
             notes: Vec::new(),
             contacts: BTreeMap::new(),
             events: BTreeMap::new(),
+            payments: BTreeMap::new(),
             hooks: Vec::new(),
             next_id: 5000,
         }));
@@ -86,6 +90,7 @@ impl FakeTave {
         };
         let app = axum::Router::new()
             .route("/api/v2/job/{id}", put(update_job).get(get_job))
+            .route("/api/v2/payment/{id}", axum::routing::get(get_payment))
             .route("/api/v2/event", axum::routing::get(list_events))
             .route("/api/v2/event/{id}", put(update_event))
             .route("/api/v2/note", post(create_note))
@@ -118,6 +123,14 @@ impl FakeTave {
 
     pub fn job(&self, id: &str) -> Option<Map<String, Value>> {
         self.state.lock().expect("tave lock").jobs.get(id).cloned()
+    }
+
+    /// Records a payment, e.g. `{"jobId": ..., "amount": 1500}`.
+    pub fn add_payment(&self, id: &str, fields: Value) {
+        self.state.lock().expect("tave lock").payments.insert(
+            id.to_owned(),
+            fields.as_object().cloned().unwrap_or_default(),
+        );
     }
 
     /// Adds a contact to the studio's address book.
@@ -153,10 +166,12 @@ impl FakeTave {
         self.state.lock().expect("tave lock").hooks.clone()
     }
 
-    /// Does what Tave does when `event` happens: POSTs `payload` to every hook subscribed to it,
-    /// and drops a hook whose address answers 410 Gone (the REST-hook convention). Answers the
-    /// status each hook's address returned.
-    pub async fn fire(&self, event: &str, payload: &Value) -> Vec<u16> {
+    /// Does what Tave does when `event` happens to the object `target_id`: POSTs
+    /// `{"targetId": target_id}` (all a REST hook carries: "only the targetId will be provided")
+    /// to every hook subscribed to it, and drops a hook whose address answers 410 Gone (the
+    /// REST-hook convention). Answers the status each hook's address returned.
+    pub async fn fire(&self, event: &str, target_id: &str) -> Vec<u16> {
+        let payload = json!({"targetId": target_id});
         let hooks: Vec<RestHook> = self
             .rest_hooks()
             .into_iter()
@@ -165,7 +180,7 @@ impl FakeTave {
         let client = reqwest::Client::new();
         let mut statuses = Vec::new();
         for hook in hooks {
-            let status = match client.post(&hook.url).json(payload).send().await {
+            let status = match client.post(&hook.url).json(&payload).send().await {
                 Ok(answer) => answer.status().as_u16(),
                 Err(_) => 0,
             };
@@ -259,6 +274,26 @@ fn missing(kind: &str, id: &str) -> (StatusCode, Response) {
         "Not Found",
         &format!("{kind} {id} was not found."),
     )
+}
+
+async fn get_payment(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        app,
+        "GET",
+        &uri,
+        headers,
+        Bytes::new(),
+        move |state, _| match state.payments.get(&id) {
+            Some(payment) => record(&id, payment),
+            None => missing("Payment", &id),
+        },
+    )
+    .await
 }
 
 async fn get_job(
