@@ -180,28 +180,70 @@ impl OAuthSession {
     }
 
     /// One request to the token endpoint with the app's credentials added to `grant`.
-    async fn grant(
+    /// What the vendor says about the current access token (RFC 7662 introspection at
+    /// `introspection_url`, the app's credentials in the form): `active`, and whatever metadata the
+    /// vendor adds (scopes, account).
+    pub async fn introspect(
         &self,
         client: &OutboundClient,
         timeout: Duration,
-        grant: &[(&str, &str)],
+        introspection_url: Url,
     ) -> Result<Value, ConnectorError> {
+        let token = self.access_token(client, timeout).await?;
+        let form = [
+            ("token", token.as_str()),
+            ("token_type_hint", "access_token"),
+        ];
+        let (status, answer) = self
+            .post_form(client, timeout, introspection_url, &form)
+            .await?;
+        if !status.is_success() {
+            return Err(ConnectorError::Rejected {
+                code: status.as_u16().to_string(),
+                message: format!(
+                    "{}'s token introspection answered {status}: {answer}",
+                    self.vendor
+                ),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Posts `params` with the app's credentials, form-encoded, as OAuth endpoints take them.
+    async fn post_form(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+        url: Url,
+        params: &[(&str, &str)],
+    ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
         let secret = self.client_secret.get();
         let mut form = vec![
             ("client_id", self.client_id.as_str()),
             ("client_secret", secret.expose()),
         ];
-        form.extend_from_slice(grant);
+        form.extend_from_slice(params);
         let response = client
             .client()
-            .post(self.token_url.clone())
+            .post(url)
             .timeout(timeout)
             .form(&form)
             .send()
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn grant(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+        grant: &[(&str, &str)],
+    ) -> Result<Value, ConnectorError> {
+        let (status, answer) = self
+            .post_form(client, timeout, self.token_url.clone(), grant)
+            .await?;
         if !status.is_success() {
             // invalid_grant, a bad code and friends: only a person can fix them.
             let message = answer["error_description"]

@@ -397,8 +397,9 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
     let token_calls: Vec<_> = hubspot
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/oauth/v1/token")
+        .filter(|r| r.path == "/oauth/v3/token")
         .collect();
+    assert_eq!(token_calls.len(), 3, "HubSpot's v3 token endpoint (v1 is sunset in 2027)");
     assert!(
         token_calls
             .iter()
@@ -406,7 +407,7 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
         "secrets are not recorded"
     );
 
-    // establishConnection reads the access token's portal and scopes.
+    // establishConnection reads the access token's portal and scopes through v3 introspection.
     let (status, check) = herald
         .post("/v1/integrations/crm/connection-check", &json!({}))
         .await;
@@ -414,10 +415,18 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["account"]["hubId"], 62515);
     assert_eq!(check["account"]["missingScopes"], json!([]));
-    assert!(hubspot
+    let introspections: Vec<_> = hubspot
         .requests()
-        .iter()
-        .any(|r| r.path == "/oauth/v1/access-tokens/<token>"));
+        .into_iter()
+        .filter(|r| r.path == "/oauth/v3/token/introspect")
+        .collect();
+    assert_eq!(introspections.len(), 1);
+    assert_eq!(
+        introspections[0].body,
+        json!({"token_type_hint": "access_token"}),
+        "neither the token nor the client secret is recorded"
+    );
+    assert_eq!(introspections[0].status, 200);
 }
 
 #[tokio::test]

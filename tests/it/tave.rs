@@ -501,8 +501,7 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].body["data"]["type"], "payment_received");
     assert_eq!(
-        received[0].body["data"]["metadata"]["taveJobId"],
-        "J-2027-0612",
+        received[0].body["data"]["metadata"]["taveJobId"], "J-2027-0612",
         "the job comes from reading the payment"
     );
     let reads = tave
@@ -512,7 +511,11 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
         .count();
     assert_eq!(reads, 2, "one read per hook call");
     // An order Tave documents no read for is named by its id.
-    assert_eq!(tave.fire("order.booked", "01hq3v8kzp4x6d2m9w5t7r1c0b").await, [200]);
+    assert_eq!(
+        tave.fire("order.booked", "01hq3v8kzp4x6d2m9w5t7r1c0b")
+            .await,
+        [200]
+    );
     let record = herald
         .wait_for_notification(
             "tave-booking-order.booked-01hq3v8kzp4x6d2m9w5t7r1c0b",
@@ -521,8 +524,7 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
         )
         .await;
     assert_eq!(
-        record["notification"]["metadata"]["taveObjectId"],
-        "01hq3v8kzp4x6d2m9w5t7r1c0b",
+        record["notification"]["metadata"]["taveObjectId"], "01hq3v8kzp4x6d2m9w5t7r1c0b",
         "{record}"
     );
     // A payment Tave cannot find answers 503, so Tave sends the hook again later.

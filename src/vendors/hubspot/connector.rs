@@ -1,5 +1,5 @@
 //! HubSpot CRM (the seed's `CRMIntegrationConnector`), over CRM v3 with a private-app token or
-//! an OAuth 2 app (refresh-token grant at `/oauth/v1/token`, refreshed before expiry and on a
+//! an OAuth 2 app (refresh-token grant at `/oauth/v3/token`, refreshed before expiry and on a
 //! refused token): `syncNotificationToContacts` as one delivery.
 //!
 //! 1. Once per connector: the `wedding_information` property group and the wedding properties on
@@ -145,7 +145,7 @@ impl HubSpotConnector {
             (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
             (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession::new(
                 "HubSpot",
-                base.join("/oauth/v1/token")
+                base.join("/oauth/v3/token")
                     .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
                 oauth.client_id.clone(),
                 ReloadableSecret::load(&oauth.client_secret)
@@ -467,26 +467,36 @@ impl HubSpotConnector {
         // What the credential may do: a check that cannot read it still passes, saying why.
         match self.token_info().await {
             Ok(info) => {
-                let scopes: Vec<&str> = info["scopes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                let missing: Vec<&str> = HUBSPOT_SCOPES
-                    .iter()
-                    .copied()
-                    .filter(|needed| !scopes.contains(needed))
-                    .collect();
                 // The private-app answer is camelCase, the OAuth one snake_case.
                 account["hubId"] = info
                     .get("hubId")
                     .or(info.get("hub_id"))
                     .cloned()
                     .unwrap_or_default();
-                account["scopes"] = json!(scopes);
-                account["missingScopes"] = json!(missing);
-                account["workflowsAllowed"] = json!(scopes.contains(&"automation"));
+                // A list (`scopes`), or RFC 7662's space-separated `scope`.
+                let scopes: Option<Vec<&str>> = match (&info["scopes"], &info["scope"]) {
+                    (Value::Array(scopes), _) => {
+                        Some(scopes.iter().filter_map(Value::as_str).collect())
+                    }
+                    (_, Value::String(scope)) => Some(scope.split_whitespace().collect()),
+                    _ => None,
+                };
+                match scopes {
+                    Some(scopes) => {
+                        let missing: Vec<&str> = HUBSPOT_SCOPES
+                            .iter()
+                            .copied()
+                            .filter(|needed| !scopes.contains(needed))
+                            .collect();
+                        account["scopes"] = json!(scopes);
+                        account["missingScopes"] = json!(missing);
+                        account["workflowsAllowed"] = json!(scopes.contains(&"automation"));
+                    }
+                    None => {
+                        account["scopesUnreadable"] =
+                            json!("HubSpot's answer about the token names no scopes")
+                    }
+                }
             }
             Err(error) => account["scopesUnreadable"] = json!(error.to_string()),
         }
@@ -494,8 +504,9 @@ impl HubSpotConnector {
     }
 
     /// The token's portal and scopes: a private app's from `POST
-    /// /oauth/v2/private-apps/get/access-token-info`, an OAuth access token's from `GET
-    /// /oauth/v1/access-tokens/{token}`.
+    /// /oauth/v2/private-apps/get/access-token-info`, an OAuth access token's from `POST
+    /// /oauth/v3/token/introspect` (the v1 `GET /oauth/v1/access-tokens/{token}` is deprecated,
+    /// sunset on 16 February 2027).
     async fn token_info(&self) -> Result<Value, ConnectorError> {
         let (status, answer) = match &self.credential {
             Credential::PrivateApp(token) => {
@@ -503,14 +514,18 @@ impl HubSpotConnector {
                 self.send("/oauth/v2/private-apps/get/access-token-info", &body)
                     .await?
             }
-            Credential::OAuth(_) => {
-                let token = self.bearer().await?;
-                self.request(
-                    Method::GET,
-                    &format!("/oauth/v1/access-tokens/{token}"),
-                    None,
-                )
-                .await?
+            Credential::OAuth(session) => {
+                let url = self
+                    .base
+                    .join("/oauth/v3/token/introspect")
+                    .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?;
+                let answer = session.introspect(&self.client, self.timeout, url).await?;
+                if answer["active"] != true {
+                    return Err(ConnectorError::Unauthorized(
+                        "HubSpot says the access token is not active".into(),
+                    ));
+                }
+                (reqwest::StatusCode::OK, answer)
             }
         };
         if !status.is_success() {

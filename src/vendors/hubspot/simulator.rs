@@ -178,13 +178,10 @@ impl FakeHubSpot {
             .route("/crm/v3/properties/contacts/groups", post(handle))
             .route("/crm/v3/properties/contacts/batch/create", post(handle))
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
-            .route("/oauth/v1/token", post(grant_token))
+            .route("/oauth/v3/token", post(grant_token))
+            .route("/oauth/v3/token/introspect", post(introspect_token))
             .route("/oauth/authorize", axum::routing::get(authorize))
             .route("/oauth/v2/private-apps/get/access-token-info", post(handle))
-            .route(
-                "/oauth/v1/access-tokens/{token}",
-                axum::routing::get(handle),
-            )
             .route("/crm/v3/objects/contacts/batch/upsert", post(handle))
             .route("/crm/v3/objects/notes/batch/create", post(handle))
             .route("/crm/v3/objects/tasks/batch/create", post(handle))
@@ -414,11 +411,8 @@ async fn handle(
             state.answer(method.as_str(), &uri, &headers, parsed)
         }
     };
-    // A token in the path or the body is a secret: recordings keep everything else.
-    let path = match uri.path().strip_prefix("/oauth/v1/access-tokens/") {
-        Some(_) => "/oauth/v1/access-tokens/<token>",
-        None => uri.path(),
-    };
+    // A token in the body is a secret: recordings keep everything else.
+    let path = uri.path();
     let mut recorded = recorded;
     if recorded.get("tokenKey").is_some() {
         recorded["tokenKey"] = json!("<token>");
@@ -428,7 +422,7 @@ async fn handle(
     response
 }
 
-/// `POST /oauth/v1/token` with `grant_type=refresh_token`, form-encoded, as HubSpot documents.
+/// `POST /oauth/v3/token` with `grant_type=refresh_token`, form-encoded, as HubSpot documents.
 /// The consent page: a person who consents at once. Sends the browser back to the app's
 /// redirect URL with a fresh authorization code and the `state` it was given.
 async fn authorize(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
@@ -486,7 +480,7 @@ async fn authorize(State(app): State<AppState>, uri: Uri, headers: HeaderMap) ->
 
 async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let checked = hubspot_contract().check("POST", "/oauth/v1/token", &fields_of(&body));
+    let checked = hubspot_contract().check("POST", "/oauth/v3/token", &fields_of(&body));
     let (status, answer) = if let Err(Breach::Invalid(errors)) = checked {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
         (
@@ -500,9 +494,41 @@ async fn grant_token(State(app): State<AppState>, headers: HeaderMap, body: Byte
     // The form carries the client secret and refresh token: the recording keeps only the grant type.
     app.recorder.record(
         "POST",
-        "/oauth/v1/token",
+        "/oauth/v3/token",
         &headers,
         json!({"grant_type": form.get("grant_type")}),
+        status,
+    );
+    (status, axum::Json(answer)).into_response()
+}
+
+/// `POST /oauth/v3/token/introspect`, form-encoded with the app's credentials and the token, as
+/// HubSpot documents it (RFC 7662): `{"active": true, ...}` for a live access token of the app,
+/// with the portal and the granted scopes; `{"active": false}` for any other token. (HubSpot's
+/// reference shows only `active`; the metadata is the v1 endpoint's, which Herald reads if
+/// present.)
+async fn introspect_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let checked = hubspot_contract().check("POST", "/oauth/v3/token/introspect", &fields_of(&body));
+    let (status, answer) = if let Err(Breach::Invalid(errors)) = checked {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"status": "error", "category": "VALIDATION_ERROR", "message": listed.join("; ")}),
+        )
+    } else {
+        app.state.lock().expect("hubspot lock").introspect(&form)
+    };
+    // The form carries the client secret and the token: the recording keeps neither.
+    app.recorder.record(
+        "POST",
+        "/oauth/v3/token/introspect",
+        &headers,
+        json!({"token_type_hint": form.get("token_type_hint")}),
         status,
     );
     (status, axum::Json(answer)).into_response()
@@ -536,6 +562,32 @@ fn hubspot_error(status: StatusCode, category: &str, message: &str) -> (StatusCo
 // === impl HubSpotState ===
 
 impl HubSpotState {
+    /// Token introspection: the app's credentials must be right; the token is active while it
+    /// is an unexpired access token of the portal.
+    fn introspect(&self, form: &HashMap<String, String>) -> (StatusCode, Value) {
+        let Some(oauth) = &self.oauth else {
+            return oauth_refusal("BAD_CLIENT_ID", "no app is installed in this portal");
+        };
+        if form.get("client_id") != Some(&oauth.client_id)
+            || form.get("client_secret") != Some(&oauth.client_secret)
+        {
+            return oauth_refusal("BAD_CLIENT_ID", "missing or unknown client id or secret");
+        }
+        let now = Instant::now();
+        let token = form.get("token").map(String::as_str).unwrap_or_default();
+        match self.access_tokens.get(token) {
+            Some(expires) if *expires > now => (
+                StatusCode::OK,
+                json!({
+                    "active": true, "token_type": "access_token", "client_id": oauth.client_id,
+                    "hub_id": SANDBOX_HUB_ID, "app_id": 3001, "user_id": 7001,
+                    "scopes": self.scopes, "expires_in": expires.duration_since(now).as_secs(),
+                }),
+            ),
+            _ => (StatusCode::OK, json!({"active": false})),
+        }
+    }
+
     /// The token endpoint: a refresh-token grant, or an authorization code from the consent
     /// page exchanged (once) for the portal's refresh token.
     fn grant(&mut self, form: &HashMap<String, String>) -> (StatusCode, Value) {
@@ -693,26 +745,6 @@ impl HubSpotState {
                     StatusCode::OK,
                     json!({"userId": 7001, "hubId": SANDBOX_HUB_ID, "appId": 3001, "scopes": self.scopes}),
                 )
-            }
-            info if info.starts_with("/oauth/v1/access-tokens/") => {
-                let token = info.trim_start_matches("/oauth/v1/access-tokens/");
-                match self.access_tokens.get(token) {
-                    Some(expires) if *expires > now => (
-                        StatusCode::OK,
-                        json!({
-                            "token": token, "user": "owner@herald-sandbox.example", "hub_domain": "herald-sandbox.hubspot.com",
-                            "scopes": self.scopes, "hub_id": SANDBOX_HUB_ID, "app_id": 3001,
-                            "expires_in": expires.duration_since(now).as_secs(), "user_id": 7001, "token_type": "access",
-                        }),
-                    ),
-                    _ => {
-                        return hubspot_error(
-                            StatusCode::NOT_FOUND,
-                            "OBJECT_NOT_FOUND",
-                            "The access token does not exist or has expired",
-                        )
-                    }
-                }
             }
             enrolment if enrolment.starts_with("/automation/v2/workflows/") => {
                 self.enroll(enrolment)
@@ -1204,11 +1236,16 @@ mod tests {
         ));
         let Err(Breach::Invalid(errors)) = hubspot.check(
             "POST",
-            "/oauth/v1/token",
+            "/oauth/v3/token",
             &fields_of(b"grant_type=authorization_code&client_id=a&client_secret=b&code=c"),
         ) else {
             panic!("an authorization-code grant without its redirect_uri breaks the contract");
         };
         assert_eq!(errors[0].to_string(), "redirect_uri: is required");
+        // HubSpot's v1 token endpoints are sunset: the simulator takes none of them.
+        assert!(matches!(
+            hubspot.check("POST", "/oauth/v1/token", &json!({})),
+            Err(Breach::UnknownOperation(_))
+        ));
     }
 }
