@@ -131,7 +131,10 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     );
     assert_eq!(hubspot_check["account"]["hubId"], 62515);
     assert_eq!(hubspot_check["account"]["missingScopes"], json!([]));
-    assert_eq!(hubspot_check["account"]["workflowsAllowed"], false);
+    assert_eq!(
+        hubspot_check["account"]["workflowsAllowed"], true,
+        "the portal granted the optional automation scope"
+    );
     // A token without the scope for properties says what it lacks.
     hubspot.set_scopes(&[
         "crm.objects.contacts.read",

@@ -399,7 +399,11 @@ async fn an_oauth_app_refreshes_its_access_token_before_expiry_and_when_refused(
         .into_iter()
         .filter(|r| r.path == "/oauth/v3/token")
         .collect();
-    assert_eq!(token_calls.len(), 3, "HubSpot's v3 token endpoint (v1 is sunset in 2027)");
+    assert_eq!(
+        token_calls.len(),
+        3,
+        "HubSpot's v3 token endpoint (v1 is sunset in 2027)"
+    );
     assert!(
         token_calls
             .iter()
@@ -546,6 +550,10 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
     assert_eq!(query["client_id"], "client-2");
     assert_eq!(query["redirect_uri"], callback);
     assert!(query["scope"].contains("crm.objects.contacts.write"));
+    assert_eq!(
+        query["optional_scope"], "automation",
+        "workflow enrolments need it; HubSpot drops it where the portal cannot grant it"
+    );
     let browser = reqwest::Client::new();
     let finished = browser.get(&consent).send().await.unwrap();
     assert_eq!(finished.url().path(), "/oauth/hubspot/callback");
@@ -630,6 +638,31 @@ async fn a_notification_naming_a_workflow_enrolls_each_contact_in_it() {
     );
     assert_eq!(record["targets"][0]["attempts"], 1);
     assert_eq!(hubspot.notes().len(), 3, "two notes, then one");
+
+    // A token without the `automation` scope cannot enrol anyone: HubSpot's 403 MISSING_SCOPES
+    // is in the details, never "enrolled".
+    hubspot.set_scopes(&[
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.schemas.contacts.write",
+        "crm.objects.deals.write",
+    ]);
+    let mut unscoped = with_contacts("wf-3", &["sam+wedding@example.com"]);
+    unscoped["metadata"] = json!({"hubspotWorkflowId": "4021"});
+    herald.post("/v1/notifications", &unscoped).await;
+    let record = herald
+        .wait_for_notification("wf-3", Duration::from_secs(10), all_delivered)
+        .await;
+    let refused = &record["targets"][0]["details"]["workflowEnrollments"][0];
+    assert_eq!(refused["status"], "failed", "{record}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("the token needs a scope it was not granted"),
+        "{refused}"
+    );
+    assert_eq!(hubspot.enrolled("4021").len(), 2, "nobody more");
 }
 
 #[tokio::test]

@@ -47,14 +47,20 @@ use crate::secret::ReloadableSecret;
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
 
-/// The scopes Herald's HubSpot sync needs (`automation` too for workflow enrolments); an app
-/// installed through Herald asks for these unless `oauth.scopes` says otherwise.
+/// The scopes Herald's HubSpot sync needs; an app installed through Herald asks for these unless
+/// `oauth.scopes` says otherwise.
 pub const HUBSPOT_SCOPES: &[&str] = &[
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
     "crm.schemas.contacts.write",
     "crm.objects.deals.write",
 ];
+
+/// The scopes asked for as optional (HubSpot's `optional_scope`): workflow enrolments need
+/// `automation`, which not every portal can grant; HubSpot drops an optional scope the portal
+/// cannot grant and the install still succeeds (the connection check's `workflowsAllowed` says
+/// whether it was granted).
+pub const HUBSPOT_OPTIONAL_SCOPES: &[&str] = &["automation"];
 
 /// The property group Herald's contact properties live in.
 const WEDDING_GROUP: &str = "wedding_information";
@@ -123,13 +129,21 @@ const KEPT_REFRESH_TOKEN: &str = "hubspot_refresh_token";
 /// when the app is not installed through Herald (no `redirect_uri`).
 pub fn authorize_url(settings: &HubSpotSettings, state: &str) -> Option<String> {
     let oauth = settings.oauth.as_ref()?;
-    authorization_url(
+    let consent = authorization_url(
         &oauth.authorize_url,
         &oauth.client_id,
         oauth.redirect_uri.as_ref()?,
         &oauth.scopes,
         state,
-    )
+    )?;
+    if oauth.optional_scopes.is_empty() {
+        return Some(consent);
+    }
+    let mut consent = Url::parse(&consent).ok()?;
+    consent
+        .query_pairs_mut()
+        .append_pair("optional_scope", &oauth.optional_scopes.join(" "));
+    Some(consent.into())
 }
 
 impl HubSpotConnector {
@@ -673,6 +687,11 @@ impl HubSpotConnector {
             .unwrap_or("")
             .to_owned();
         match status.as_u16() {
+            // A token without a scope is not a refused credential: reloading it changes nothing.
+            403 if category == "MISSING_SCOPES" => ConnectorError::Rejected {
+                code: category,
+                message: format!("{message} (the token needs a scope it was not granted)"),
+            },
             401 | 403 => ConnectorError::Unauthorized(format!("{category}: {message}")),
             408 | 500..=599 => ConnectorError::Unavailable(format!("{status}: {message}")),
             _ => ConnectorError::Rejected {

@@ -8,7 +8,7 @@ pub mod simulator;
 
 use std::sync::Arc;
 
-pub use connector::{authorize_url, HubSpotConnector, HUBSPOT_SCOPES};
+pub use connector::{authorize_url, HubSpotConnector, HUBSPOT_OPTIONAL_SCOPES, HUBSPOT_SCOPES};
 pub use settings::{HubSpotOAuthSettings, HubSpotSettings};
 pub use simulator::FakeHubSpot;
 

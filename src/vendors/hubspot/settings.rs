@@ -35,6 +35,10 @@ pub struct HubSpotOAuthSettings {
     /// The scopes the install asks for.
     #[serde(default = "default_hubspot_scopes")]
     pub scopes: Vec<String>,
+    /// The scopes the install asks for if the portal can grant them (default `automation`, for
+    /// workflow enrolments).
+    #[serde(default = "default_hubspot_optional_scopes")]
+    pub optional_scopes: Vec<String>,
     /// HubSpot's consent page.
     #[serde(default = "default_hubspot_authorize_url")]
     pub authorize_url: String,
@@ -42,6 +46,13 @@ pub struct HubSpotOAuthSettings {
 
 fn default_hubspot_scopes() -> Vec<String> {
     super::HUBSPOT_SCOPES
+        .iter()
+        .map(|scope| scope.to_string())
+        .collect()
+}
+
+fn default_hubspot_optional_scopes() -> Vec<String> {
+    super::HUBSPOT_OPTIONAL_SCOPES
         .iter()
         .map(|scope| scope.to_string())
         .collect()
