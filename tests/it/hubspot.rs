@@ -666,6 +666,41 @@ async fn a_notification_naming_a_workflow_enrolls_each_contact_in_it() {
 }
 
 #[tokio::test]
+async fn a_v4_flow_id_is_mapped_to_its_v2_workflow_or_refused_with_the_reason() {
+    // Enrolment takes v2 workflow ids; WedSync may know a workflow by its v4 flow id.
+    let (herald, hubspot, _token) = start("").await;
+    hubspot.add_workflow("4021");
+    hubspot.add_flow("58890312", Some("4021"));
+    hubspot.add_flow("58890313", None);
+    let mut mapped = with_contacts("flow-1", &["sam@example.com"]);
+    mapped["metadata"] = json!({"hubspotFlowId": "58890312"});
+    herald.post("/v1/notifications", &mapped).await;
+    let record = herald
+        .wait_for_notification("flow-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let enrolled = &record["targets"][0]["details"]["workflowEnrollments"][0];
+    assert_eq!(enrolled["status"], "enrolled", "{record}");
+    assert_eq!(hubspot.enrolled("4021"), ["sam@example.com"]);
+
+    let mut unmapped = with_contacts("flow-2", &["alex@example.com"]);
+    unmapped["metadata"] = json!({"hubspotFlowId": "58890313"});
+    herald.post("/v1/notifications", &unmapped).await;
+    let record = herald
+        .wait_for_notification("flow-2", Duration::from_secs(10), all_delivered)
+        .await;
+    let refused = &record["targets"][0]["details"]["workflowEnrollments"][0];
+    assert_eq!(refused["status"], "failed");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("flow 58890313 has no v2 workflow id"),
+        "{refused}"
+    );
+    assert_eq!(hubspot.enrolled("4021"), ["sam@example.com"], "nobody more");
+}
+
+#[tokio::test]
 async fn a_notification_asking_for_actions_becomes_a_hubspot_task() {
     let (herald, hubspot, _token) = start("").await;
     let deal = hubspot.add_deal("Sam & Alex", "appointmentscheduled");

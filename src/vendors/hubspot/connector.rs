@@ -233,6 +233,7 @@ impl HubSpotConnector {
         let deal = metadata_id(notification, "hubspotDealId")?;
         let company = metadata_id(notification, "hubspotCompanyId")?;
         let workflow = metadata_id(notification, "hubspotWorkflowId")?;
+        let flow = metadata_id(notification, "hubspotFlowId")?;
         // updateDealPipeline first: a stage HubSpot refuses stops the sync before anything else
         // is written (and a retry repeats the same, idempotent move).
         let stage = notification
@@ -357,9 +358,16 @@ impl HubSpotConnector {
                 Some(self.create_task(notification, associations).await)
             }
         };
-        let enrollments = match workflow {
-            Some(workflow) => Some(self.enroll(&workflow, &emails).await),
-            None => None,
+        let enrollments = match (workflow, flow) {
+            (Some(workflow), _) => Some(self.enroll(&workflow, &emails).await),
+            (None, Some(flow)) => Some(match self.workflow_of_flow(&flow).await {
+                Ok(workflow) => self.enroll(&workflow, &emails).await,
+                Err(reason) => emails
+                    .iter()
+                    .map(|email| json!({"email": email, "status": "failed", "error": reason}))
+                    .collect(),
+            }),
+            (None, None) => None,
         };
         let contacts: Vec<Value> = emails
             .iter()
@@ -464,6 +472,27 @@ impl HubSpotConnector {
             enrollments.push(outcome);
         }
         enrollments
+    }
+
+    /// The v2 workflow id of a v4 flow (`metadata.hubspotFlowId`), from `POST
+    /// /automation/v4/workflow-id-mappings/batch/read`: enrolment takes v2 ids, and a flow made in
+    /// the v4 editor has none. Answers why not, when it cannot be mapped.
+    async fn workflow_of_flow(&self, flow: &str) -> Result<String, String> {
+        let body = json!({"inputs": [{"type": "FLOW_ID", "flowId": flow}]});
+        let answer = self
+            .post("/automation/v4/workflow-id-mappings/batch/read", &body)
+            .await
+            .map_err(|error| format!("the v2 id of flow {flow} could not be read: {error}"))?;
+        let workflow = results(&answer)
+            .find(|mapping| mapping["flowId"].to_string().trim_matches('"') == flow)
+            .and_then(|mapping| match &mapping["workflowId"] {
+                Value::Number(id) => Some(id.to_string()),
+                Value::String(id) => Some(id.clone()),
+                _ => None,
+            });
+        workflow.ok_or_else(|| {
+                format!("flow {flow} has no v2 workflow id (a flow made in the v4 editor), so no contact can be enrolled in it through HubSpot's public API")
+            })
     }
 
     /// The cheapest read that proves the token: one contact (needs `crm.objects.contacts.read`).
@@ -719,10 +748,12 @@ impl Connector for HubSpotConnector {
         // Read histories, upsert contacts, create notes, and move the deal when asked;
         let moves_deal = matches!(metadata_id(notification, "hubspotDealId"), Ok(Some(_)))
             && notification.metadata.contains_key("hubspotDealStage");
-        // and one enrolment per contact when a workflow is named.
-        let enrollments = match metadata_id(notification, "hubspotWorkflowId") {
-            Ok(Some(_)) => contact_emails(notification).len() as u32,
-            _ => 0,
+        // and one enrolment per contact when a workflow is named (a v4 flow is mapped first).
+        let named = |key| matches!(metadata_id(notification, key), Ok(Some(_)));
+        let enrollments = match (named("hubspotWorkflowId"), named("hubspotFlowId")) {
+            (true, _) => contact_emails(notification).len() as u32,
+            (false, true) => 1 + contact_emails(notification).len() as u32,
+            (false, false) => 0,
         };
         // and the task when the notification asks for actions; and until they exist, the two
         // that create the wedding properties.

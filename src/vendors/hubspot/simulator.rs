@@ -99,6 +99,8 @@ struct HubSpotState {
     refusing_activities: Vec<String>,
     /// Contact-based workflows by id, with the emails enrolled in them.
     workflows: BTreeMap<String, Vec<String>>,
+    /// v4 flow ids and the v2 workflow id each has, if any (a flow made in the v4 editor has none).
+    flows: BTreeMap<String, Option<String>>,
     next_id: u64,
     window: Duration,
     max_per_window: usize,
@@ -164,6 +166,7 @@ impl FakeHubSpot {
                 .map(|scope| scope.to_string())
                 .collect(),
             workflows: BTreeMap::new(),
+            flows: BTreeMap::new(),
             refusing_activities: Vec::new(),
             next_id: 1000,
             window: Duration::from_secs(10),
@@ -191,6 +194,10 @@ impl FakeHubSpot {
             .route("/crm/v3/objects/deals/{id}", axum::routing::patch(handle))
             .route(
                 "/automation/v2/workflows/{workflow}/enrollments/contacts/{email}",
+                post(handle),
+            )
+            .route(
+                "/automation/v4/workflow-id-mappings/batch/read",
                 post(handle),
             )
             .with_state(app_state);
@@ -245,6 +252,15 @@ impl FakeHubSpot {
     pub fn add_workflow(&self, id: &str) {
         let mut state = self.state.lock().expect("hubspot lock");
         state.workflows.insert(id.to_owned(), Vec::new());
+    }
+
+    /// Adds a v4 flow: the v2 workflow it is (enrolments reach it), or none (made in the v4
+    /// editor).
+    pub fn add_flow(&self, flow_id: &str, workflow_id: Option<&str>) {
+        let mut state = self.state.lock().expect("hubspot lock");
+        state
+            .flows
+            .insert(flow_id.to_owned(), workflow_id.map(str::to_owned));
     }
 
     /// The emails enrolled in a workflow, in enrolment order.
@@ -563,6 +579,7 @@ fn required_scope(method: &str, path: &str) -> Option<&'static str> {
         | ("POST", "/crm/v3/properties/contacts/batch/create") => "crm.schemas.contacts.write",
         ("PATCH", deal) if deal.starts_with("/crm/v3/objects/deals/") => "crm.objects.deals.write",
         ("POST", enrolment) if enrolment.starts_with("/automation/v2/workflows/") => "automation",
+        ("POST", "/automation/v4/workflow-id-mappings/batch/read") => "automation",
         _ => return None,
     })
 }
@@ -771,6 +788,7 @@ impl HubSpotState {
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_activities(Activity::Note, &body),
             "/crm/v3/objects/tasks/batch/create" => self.create_activities(Activity::Task, &body),
+            "/automation/v4/workflow-id-mappings/batch/read" => self.map_flows(&body),
             "/oauth/v2/private-apps/get/access-token-info" => {
                 if body["tokenKey"] != self.token.as_str() {
                     return hubspot_error(
@@ -933,6 +951,26 @@ impl HubSpotState {
             results.push(answer);
         }
         batch_answer(results, vec![])
+    }
+
+    /// `POST /automation/v4/workflow-id-mappings/batch/read`: `{flowId, workflowId}` (numbers, as
+    /// HubSpot's reference shows them) for each flow that has a v2 id; the others are `errors`.
+    fn map_flows(&mut self, body: &Value) -> (StatusCode, Value) {
+        let (mut results, mut errors) = (Vec::new(), Vec::new());
+        for input in inputs_of(body) {
+            let flow = input["flowId"].as_str().unwrap_or_default();
+            match self.flows.get(flow).cloned().flatten() {
+                Some(workflow) => results.push(json!({
+                    "flowId": flow.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(flow)),
+                    "workflowId": workflow.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(workflow)),
+                })),
+                None => errors.push(json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("No workflow id mapping for flow {flow}")})),
+            }
+        }
+        let (status, mut answer) = batch_answer(results, errors);
+        answer["startedAt"] = json!("2027-01-01T00:00:00Z");
+        answer["completedAt"] = json!("2027-01-01T00:00:00Z");
+        (status, answer)
     }
 
     /// `POST /crm/v3/objects/{notes|tasks}/batch/create`: activities associated with contacts,
