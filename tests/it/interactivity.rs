@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use herald::sandbox::any_local_port;
 use herald::vendors::slack::FakeSlack;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{all_delivered, notification, route, Harness, SLACK_TOKEN};
 
@@ -201,5 +201,27 @@ async fn a_button_click_acknowledges_the_notification() {
     assert_eq!(
         (read["replies"].as_u64(), read["repliedBy"].clone()),
         (Some(1), json!(["U0FLORIST"]))
+    );
+    assert_eq!(read["repliesComplete"], true);
+
+    // A long thread is read page by page with Slack's cursors, not just its first page.
+    for n in 0..250 {
+        slack.add_reply(&ts, &format!("U{n:07}"), "seen");
+    }
+    let (_, engagement) = herald.get("/v1/notifications/alert-1/engagement").await;
+    let read = &engagement["systems"][0]["engagement"];
+    assert_eq!(read["replies"], 251, "{engagement}");
+    assert_eq!(read["repliesComplete"], true);
+    let cursors: Vec<Value> = slack
+        .recorder
+        .all()
+        .into_iter()
+        .filter(|r| r.path == "/api/conversations.replies")
+        .map(|r| r.body["cursor"].clone())
+        .collect();
+    assert_eq!(
+        cursors,
+        [Value::Null, Value::Null, json!("page:200")],
+        "one page for the short thread, two for the long one"
     );
 }

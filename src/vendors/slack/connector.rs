@@ -117,6 +117,10 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// A thread is read in pages of this many messages, at most this many pages.
+const REPLY_PAGE_SIZE: &str = "200";
+const REPLY_PAGES: usize = 10;
+
 /// Slack schedules messages at most 120 days ahead.
 const SCHEDULE_HORIZON: Duration = Duration::from_secs(120 * 24 * 3600);
 
@@ -476,17 +480,27 @@ impl SlackConnector {
                 &[("channel", channel), ("timestamp", ts), ("full", "true")],
             )
             .await?;
-        let (thread, _) = self
-            .read(
-                &self.conversations_replies,
-                &[("channel", channel), ("ts", ts)],
-            )
-            .await?;
-        let replies: Vec<&Value> = thread["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .skip(1)
+        // The thread, page by page (Slack's cursor pagination), at most REPLY_PAGES pages.
+        let (mut messages, mut cursor, mut complete) = (Vec::new(), String::new(), false);
+        for _ in 0..REPLY_PAGES {
+            let mut query = vec![("channel", channel), ("ts", ts), ("limit", REPLY_PAGE_SIZE)];
+            if !cursor.is_empty() {
+                query.push(("cursor", cursor.as_str()));
+            }
+            let (page, _) = self.read(&self.conversations_replies, &query).await?;
+            messages.extend(page["messages"].as_array().into_iter().flatten().cloned());
+            cursor = page["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if page["has_more"] != true || cursor.is_empty() {
+                complete = true;
+                break;
+            }
+        }
+        let replies: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["ts"].as_str() != Some(ts))
             .filter(|m| m["bot_id"].is_null())
             .collect();
         let reactions: Vec<Value> = reactions["message"]["reactions"]
@@ -497,6 +511,7 @@ impl SlackConnector {
             .collect();
         Ok(json!({
             "reactions": reactions,
+            "repliesComplete": complete,
             "replies": replies.len(),
             "repliedBy": replies.iter().filter_map(|m| m["user"].as_str()).collect::<Vec<_>>(),
         }))

@@ -347,16 +347,13 @@ async fn reactions_get(
     .await
 }
 
-/// `team.info`: the workspace (needs `team:read`).
+/// `team.info`: the workspace (needs `team:read`, checked with every method's scopes).
 async fn team_info(
     State(app): State<AppState>,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    web_method(&app, "GET", "/api/team.info", &headers, query_fields(&query), |state, _| {
-        if !state.scopes.iter().any(|scope| scope == "team:read") {
-            return json!({"ok": false, "error": "missing_scope", "needed": "team:read", "provided": state.scopes.join(",")});
-        }
+    web_method(&app, "GET", "/api/team.info", &headers, query_fields(&query), |_, _| {
         json!({"ok": true, "team": {"id": "T0HERALD1", "name": "Herald Sandbox", "domain": "herald-sandbox", "email_domain": "herald.example"}})
     })
     .await
@@ -379,7 +376,14 @@ async fn conversations_replies(
             message[if *bot { "bot_id" } else { "user" }] = json!(author);
             messages.push(message);
         }
-        json!({"ok": true, "messages": messages, "has_more": false})
+        // Cursor pagination, as Slack pages: `limit` per page (Slack's default 1,000), an opaque
+        // `next_cursor` while there is more.
+        let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
+        let start = query.get("cursor").and_then(|c| c.strip_prefix("page:")).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+        let page: Vec<Value> = messages.iter().skip(start).take(limit).cloned().collect();
+        let has_more = start + limit < messages.len();
+        let next_cursor = if has_more { format!("page:{}", start + limit) } else { String::new() };
+        json!({"ok": true, "messages": page, "has_more": has_more, "response_metadata": {"next_cursor": next_cursor}})
     })
     .await
 }
@@ -422,6 +426,8 @@ async fn web_method(
             }
             let body = if !authorized {
                 json!({"ok": false, "error": "invalid_auth"})
+            } else if let Some(needed) = state.missing_scope(path) {
+                json!({"ok": false, "error": "missing_scope", "needed": needed, "provided": state.scopes.join(",")})
             } else if !violations.is_empty() {
                 let messages: Vec<String> = violations
                     .iter()
@@ -452,7 +458,44 @@ impl ChannelRate {
     const JITTER: f64 = 0.15;
 }
 
+/// The scopes each method of Slack's published spec accepts (any one of them), by path, with the
+/// spec's old `chat:write:bot` / `chat:write:user` read as today's bot scope `chat:write`.
+fn method_scopes() -> &'static HashMap<String, Vec<String>> {
+    static SCOPES: std::sync::OnceLock<HashMap<String, Vec<String>>> = std::sync::OnceLock::new();
+    SCOPES.get_or_init(|| {
+        let spec: Value = serde_json::from_str(include_str!("contract/slack_web_openapi_v2.json"))
+            .unwrap_or(Value::Null);
+        let mut scopes = HashMap::new();
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            for operation in operations.as_object().into_iter().flat_map(|o| o.values()) {
+                let accepted: Vec<String> = operation["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|scheme| scheme["slackAuth"].as_array())
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter(|scope| *scope != "none")
+                    .map(|scope| match scope {
+                        "chat:write:bot" | "chat:write:user" => "chat:write".to_owned(),
+                        other => other.to_owned(),
+                    })
+                    .collect();
+                if !accepted.is_empty() {
+                    scopes.insert(format!("/api{path}"), accepted);
+                }
+            }
+        }
+        scopes
+    })
+}
+
 impl SlackState {
+    /// The scope `path` needs that the token lacks (none of those the spec accepts), if any.
+    fn missing_scope(&self, path: &str) -> Option<String> {
+        let accepted = method_scopes().get(path)?;
+        (!accepted.iter().any(|scope| self.scopes.contains(scope))).then(|| accepted.join(","))
+    }
     /// Counts a message to `channel_id` against the channel rate, when it is on; when the channel
     /// is over it, how long until the next message is taken.
     fn over_channel_rate(&mut self, channel_id: &str) -> Option<Duration> {
@@ -637,6 +680,9 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
     match token {
         None => return slack_error("not_authed"),
         Some(token) if token != state.token => return slack_error("invalid_auth"),
+        Some(_) if state.missing_scope("/api/chat.postMessage").is_some() => {
+            return slack_error("missing_scope")
+        }
         Some(_) => {}
     }
     let Some(fields) = body.as_object() else {
@@ -1113,5 +1159,64 @@ mod tests {
                 .unwrap();
             assert_eq!(answer["error"].as_str(), expected, "{answer}");
         }
+    }
+
+    #[tokio::test]
+    async fn every_method_needs_a_scope_its_published_spec_accepts() {
+        let slack = FakeSlack::start(
+            crate::sandbox::any_local_port(),
+            SIMULATED_TOKEN,
+            &["weddings"],
+        )
+        .await
+        .unwrap();
+        slack.set_scopes(&["chat:write"]);
+        let client = reqwest::Client::new();
+        let get = |method: &str, query: &[(&str, &str)]| {
+            client
+                .get(format!("{}/{method}", slack.base_url()))
+                .bearer_auth(SIMULATED_TOKEN)
+                .query(query)
+                .send()
+        };
+        let message = [("channel", "C00000001"), ("timestamp", "1.000001")];
+        let thread = [("channel", "C00000001"), ("ts", "1.000001")];
+        for (method, query, needed) in [
+            ("reactions.get", &message[..], "reactions:read"),
+            (
+                "conversations.replies",
+                &thread[..],
+                "channels:history,groups:history,im:history,mpim:history",
+            ),
+            ("team.info", &[][..], "team:read"),
+        ] {
+            let answer: Value = get(method, query).await.unwrap().json().await.unwrap();
+            assert_eq!(answer["error"], "missing_scope", "{method}: {answer}");
+            assert_eq!(answer["needed"], needed, "{method}");
+        }
+        // chat:write is what the spec's chat:write:bot means for a bot token today.
+        let posted: Value = client
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth(SIMULATED_TOKEN)
+            .json(&json!({"channel": "#weddings", "text": "hi"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(posted["ok"], true, "{posted}");
+        slack.set_scopes(&["reactions:read"]);
+        let refused: Value = client
+            .post(format!("{}/chat.postMessage", slack.base_url()))
+            .bearer_auth(SIMULATED_TOKEN)
+            .json(&json!({"channel": "#weddings", "text": "hi"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(refused["error"], "missing_scope");
     }
 }
