@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::integrations::{ask_connector, organization_integration};
 use super::{hash_key, ApiError, AppState, Organization};
+use crate::connectors::oauth::{pkce_challenge, pkce_verifier};
 use crate::integration::IntegrationMsg;
 use crate::store::{now_millis, PendingInstall};
 
@@ -40,20 +41,27 @@ pub async fn start_install(
     rand::thread_rng().fill_bytes(&mut random);
     let install_state = hex::encode(random);
     let vendor = runtime.config.vendor;
-    let address = vendor
-        .oauth_install()
-        .ok_or_else(|| {
-            format!(
-                "not an OAuth app installed through Herald ({} integrations are not installed with OAuth)",
-                vendor.describe().name
-            )
-        })
-        .and_then(|install| install.authorization_url(&*runtime.config.settings, &install_state))
-        .map_err(|reason| ApiError::Conflict(format!("integration {integration_id:?} is {reason}")))?;
+    let not_installable =
+        |reason: String| ApiError::Conflict(format!("integration {integration_id:?} is {reason}"));
+    let oauth = vendor.oauth_install().ok_or_else(|| {
+        not_installable(format!(
+            "not an OAuth app installed through Herald ({} integrations are not installed with OAuth)",
+            vendor.describe().name
+        ))
+    })?;
+    let code_verifier = oauth.takes_pkce().then(pkce_verifier);
+    let address = oauth
+        .authorization_url(
+            &*runtime.config.settings,
+            &install_state,
+            code_verifier.as_deref().map(pkce_challenge).as_deref(),
+        )
+        .map_err(not_installable)?;
     let expires_at = now_millis() + INSTALL_WINDOW.as_millis() as i64;
     let install = PendingInstall {
         integration_id: integration_id.clone(),
         organization,
+        code_verifier,
     };
     state
         .store
@@ -129,7 +137,7 @@ pub async fn finish_install(
         }
     };
     let installed = ask_connector(&state, &pending.organization, &integration_id, |reply| {
-        IntegrationMsg::CompleteInstall(code, reply)
+        IntegrationMsg::CompleteInstall(code, pending.code_verifier.clone(), reply)
     })
     .await;
     match installed {

@@ -6,6 +6,8 @@
 //! - The refresh token is configured (an app installed elsewhere) or kept sealed in the vault by
 //!   an install through Herald ([`OAuthSession::complete_install`]: the authorization-code grant).
 //! - The app's secret and a configured refresh token are re-read on [`OAuthSession::reload`].
+//! - PKCE (RFC 7636, S256) for vendors that take it: a fresh [`pkce_verifier`] per install, its
+//!   [`pkce_challenge`] on the consent page, the verifier with the authorization code.
 //!
 //! The vendor supplies its token endpoint, its name (for errors) and the vault name of the kept
 //! refresh token; token answers and errors follow RFC 6749 (`access_token`, `expires_in`,
@@ -116,6 +118,7 @@ impl OAuthSession {
         client: &OutboundClient,
         timeout: Duration,
         code: &str,
+        code_verifier: Option<&str>,
     ) -> Result<(), ConnectorError> {
         let RefreshToken::Kept {
             vault,
@@ -132,17 +135,13 @@ impl OAuthSession {
                 ),
             });
         };
-        let answer = self
-            .grant(
-                client,
-                timeout,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("redirect_uri", redirect_uri),
-                    ("code", code),
-                ],
-            )
-            .await?;
+        let mut exchange = vec![
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code", code),
+        ];
+        exchange.extend(code_verifier.map(|verifier| ("code_verifier", verifier)));
+        let answer = self.grant(client, timeout, &exchange).await?;
         let Some(refresh_token) = answer["refresh_token"].as_str() else {
             return Err(ConnectorError::Unavailable(format!(
                 "{}'s token answer has no refresh_token",
@@ -295,6 +294,7 @@ pub fn authorization_url(
     redirect_uri: &str,
     scopes: &[String],
     state: &str,
+    code_challenge: Option<&str>,
 ) -> Option<String> {
     let mut url = Url::parse(authorize_url).ok()?;
     url.query_pairs_mut()
@@ -302,7 +302,28 @@ pub fn authorization_url(
         .append_pair("redirect_uri", redirect_uri)
         .append_pair("scope", &scopes.join(" "))
         .append_pair("state", state);
+    if let Some(challenge) = code_challenge {
+        url.query_pairs_mut()
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256");
+    }
     Some(url.into())
+}
+
+/// A fresh PKCE code verifier: 32 random bytes, base64url (43 characters, RFC 7636 section 4.1).
+pub fn pkce_verifier() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut random = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut random);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+}
+
+/// The S256 challenge of a verifier: base64url(SHA-256(verifier)), without padding.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 #[cfg(test)]
@@ -317,12 +338,34 @@ mod tests {
             "https://herald.example.com/oauth/crm/callback",
             &["crm.read".to_owned(), "crm.write".to_owned()],
             "s-1",
+            None,
         )
         .unwrap();
         assert_eq!(
             url,
             "https://app.example.com/oauth/authorize?client_id=client-1&redirect_uri=https%3A%2F%2Fherald.example.com%2Foauth%2Fcrm%2Fcallback&scope=crm.read+crm.write&state=s-1"
         );
-        assert_eq!(authorization_url("not a url", "c", "r", &[], "s"), None);
+        assert_eq!(
+            authorization_url("not a url", "c", "r", &[], "s", None),
+            None
+        );
+        let with_pkce =
+            authorization_url("https://a.example/o", "c", "r", &[], "s", Some("x-y")).unwrap();
+        assert!(
+            with_pkce.ends_with("&code_challenge=x-y&code_challenge_method=S256"),
+            "{with_pkce}"
+        );
+    }
+
+    #[test]
+    fn a_pkce_challenge_is_rfc_7636s_s256() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let verifier = pkce_verifier();
+        assert_eq!(verifier.len(), 43);
+        assert_ne!(verifier, pkce_verifier(), "fresh each time");
     }
 }

@@ -51,9 +51,11 @@ pub enum IntegrationMsg {
     Drain(RpcReplyPort<()>),
     /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
     CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
-    /// Finish an OAuth app install with the authorization code the vendor sent back (spawned task).
+    /// Finish an OAuth app install with the authorization code the vendor sent back and the
+    /// install's PKCE verifier, if it has one (spawned task).
     CompleteInstall(
         String,
+        Option<String>,
         RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
     ),
     /// Subscribe to the vendor's events the configuration names (spawned task).
@@ -204,10 +206,13 @@ impl Actor for IntegrationActor {
                     let _ = reply.send(connector.check_connection().await);
                 });
             }
-            IntegrationMsg::CompleteInstall(code, reply) => {
+            IntegrationMsg::CompleteInstall(code, code_verifier, reply) => {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
-                    let _ = reply.send(connector.complete_install(&code).await);
+                    let installed = connector
+                        .complete_install(&code, code_verifier.as_deref())
+                        .await;
+                    let _ = reply.send(installed);
                 });
             }
             IntegrationMsg::SubscribeToEvents(reply) => {

@@ -62,8 +62,8 @@ impl InstallStatements for SqliteWriter {
             params![now_millis()],
         )?;
         self.connection.execute(
-            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![state_hash, install.integration_id, install.organization, expires_at],
+            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![state_hash, install.integration_id, install.organization, expires_at, install.code_verifier],
         )?;
         Ok(())
     }
@@ -76,16 +76,22 @@ impl InstallStatements for SqliteWriter {
         Ok(self
             .connection
             .query_row(
-                "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at",
+                "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at, code_verifier",
                 params![state_hash],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        PendingInstall {
+                            integration_id: r.get(0)?,
+                            organization: r.get(1)?,
+                            code_verifier: r.get(3)?,
+                        },
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
             )
             .optional()?
-            .filter(|(_, _, expires_at)| *expires_at > now)
-            .map(|(integration_id, organization, _)| PendingInstall {
-                integration_id,
-                organization,
-            }))
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(install, _)| install))
     }
 }
 
@@ -108,8 +114,8 @@ impl InstallStatements for PostgresWriter {
             .await?;
         self.client
             .execute(
-                "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at) VALUES ($1, $2, $3, $4)",
-                &[&state_hash, &install.integration_id, &install.organization, &expires_at],
+                "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier) VALUES ($1, $2, $3, $4, $5)",
+                &[&state_hash, &install.integration_id, &install.organization, &expires_at, &install.code_verifier],
             )
             .await?;
         Ok(())
@@ -123,7 +129,7 @@ impl InstallStatements for PostgresWriter {
         let row = self
             .client
             .query_opt(
-                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at",
+                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at, code_verifier",
                 &[&state_hash],
             )
             .await?;
@@ -132,6 +138,7 @@ impl InstallStatements for PostgresWriter {
             .map(|row| PendingInstall {
                 integration_id: row.get(0),
                 organization: row.get(1),
+                code_verifier: row.get(3),
             }))
     }
 }

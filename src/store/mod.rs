@@ -220,6 +220,10 @@ pub const API_KEY_ID_LEN: usize = 16;
 pub struct PendingInstall {
     pub integration_id: String,
     pub organization: String,
+    /// The install's PKCE code verifier, for a vendor that takes PKCE. Kept for the install's
+    /// ten minutes and taken once with it; without the authorization code, which only the
+    /// registered redirect receives, it is worth nothing.
+    pub code_verifier: Option<String>,
 }
 
 /// Someone acted on a delivered notification in the target system (a button click).

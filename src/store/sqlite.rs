@@ -116,6 +116,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE deliveries ADD COLUMN sequence_position INTEGER;
     ALTER TABLE deliveries ADD COLUMN mode TEXT;
     ALTER TABLE deliveries ADD COLUMN on_failure TEXT;",
+    // 10: an OAuth install's PKCE code verifier, for vendors that take PKCE.
+    "ALTER TABLE oauth_installs ADD COLUMN code_verifier TEXT;",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

@@ -481,6 +481,7 @@ async fn an_oauth_install_finishes_once_and_not_after_it_expires(backend: Backen
     let install = PendingInstall {
         integration_id: "crm".into(),
         organization: "org".into(),
+        code_verifier: Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into()),
     };
     let now = now_millis();
     store
@@ -496,7 +497,7 @@ async fn an_oauth_install_finishes_once_and_not_after_it_expires(backend: Backen
     assert_eq!(
         store.finish_install("hash-1", now).await.unwrap(),
         Some(install.clone()),
-        "kept across a restart"
+        "kept across a restart, with its PKCE verifier"
     );
     assert_eq!(
         store.finish_install("hash-1", now).await.unwrap(),

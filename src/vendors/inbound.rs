@@ -100,11 +100,17 @@ pub trait InboundHandler: Send + Sync {
 
 /// A vendor whose apps are installed through Herald with OAuth 2 authorization codes.
 pub trait OAuthInstall: Send + Sync {
-    /// The vendor's consent page for this integration, carrying `state`; or why the integration
-    /// is not installed through Herald (a private-app token, a refresh token configured).
+    /// Whether the vendor takes PKCE (RFC 7636, S256): Herald then makes a verifier for each
+    /// install, puts its challenge on the consent page and sends it with the code.
+    fn takes_pkce(&self) -> bool;
+
+    /// The vendor's consent page for this integration, carrying `state` (and `code_challenge`
+    /// when the vendor takes PKCE); or why the integration is not installed through Herald (a
+    /// private-app token, a refresh token configured).
     fn authorization_url(
         &self,
         settings: &dyn VendorSettings,
         state: &str,
+        code_challenge: Option<&str>,
     ) -> Result<String, String>;
 }

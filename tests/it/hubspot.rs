@@ -554,6 +554,46 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
         query["optional_scope"], "automation",
         "workflow enrolments need it; HubSpot drops it where the portal cannot grant it"
     );
+    // PKCE: the consent page gets the S256 challenge of a verifier only Herald knows.
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
+
+    // Someone who intercepts an authorization code cannot use it without that verifier, even
+    // with the app's own credentials.
+    let (_, other) = herald
+        .post("/v1/integrations/crm/oauth/authorize", &json!({}))
+        .await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let intercepted = no_redirects
+        .get(other["authorizationUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(intercepted.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, code)| code.into_owned())
+        .unwrap();
+    let stolen = no_redirects
+        .post(format!("{}/oauth/v3/token", hubspot.base_url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "client-2"),
+            ("client_secret", "app-secret-2"),
+            ("redirect_uri", callback.as_str()),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
+    let refusal: Value = stolen.json().await.unwrap();
+    assert_eq!(refusal["status"], "BAD_AUTH_CODE", "{refusal}");
+
     let browser = reqwest::Client::new();
     let finished = browser.get(&consent).send().await.unwrap();
     assert_eq!(finished.url().path(), "/oauth/hubspot/callback");

@@ -127,7 +127,11 @@ const KEPT_REFRESH_TOKEN: &str = "hubspot_refresh_token";
 
 /// HubSpot's consent page for installing the app, carrying `state` back to the callback; `None`
 /// when the app is not installed through Herald (no `redirect_uri`).
-pub fn authorize_url(settings: &HubSpotSettings, state: &str) -> Option<String> {
+pub fn authorize_url(
+    settings: &HubSpotSettings,
+    state: &str,
+    code_challenge: Option<&str>,
+) -> Option<String> {
     let oauth = settings.oauth.as_ref()?;
     let consent = authorization_url(
         &oauth.authorize_url,
@@ -135,6 +139,7 @@ pub fn authorize_url(settings: &HubSpotSettings, state: &str) -> Option<String> 
         oauth.redirect_uri.as_ref()?,
         &oauth.scopes,
         state,
+        code_challenge,
     )?;
     if oauth.optional_scopes.is_empty() {
         return Some(consent);
@@ -206,7 +211,11 @@ impl HubSpotConnector {
 
     /// Exchanges the authorization code of an install through Herald for the portal's tokens
     /// and keeps the refresh token in the vault.
-    async fn install(&self, code: &str) -> Result<Value, ConnectorError> {
+    async fn install(
+        &self,
+        code: &str,
+        code_verifier: Option<&str>,
+    ) -> Result<Value, ConnectorError> {
         let Credential::OAuth(session) = &self.credential else {
             return Err(ConnectorError::Rejected {
                 code: "not_installable".into(),
@@ -214,7 +223,7 @@ impl HubSpotConnector {
             });
         };
         session
-            .complete_install(&self.client, self.timeout, code)
+            .complete_install(&self.client, self.timeout, code, code_verifier)
             .await?;
         Ok(json!({"installed": true}))
     }
@@ -776,8 +785,12 @@ impl Connector for HubSpotConnector {
         Box::pin(self.establish_connection())
     }
 
-    fn complete_install<'a>(&'a self, code: &'a str) -> CheckFuture<'a> {
-        Box::pin(self.install(code))
+    fn complete_install<'a>(
+        &'a self,
+        code: &'a str,
+        code_verifier: Option<&'a str>,
+    ) -> CheckFuture<'a> {
+        Box::pin(self.install(code, code_verifier))
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {

@@ -129,10 +129,16 @@ impl VendorSettings for HubSpotSettings {
 }
 
 impl OAuthInstall for HubSpot {
+    /// HubSpot's v3 token endpoint takes `code_verifier`.
+    fn takes_pkce(&self) -> bool {
+        true
+    }
+
     fn authorization_url(
         &self,
         settings: &dyn VendorSettings,
         state: &str,
+        code_challenge: Option<&str>,
     ) -> Result<String, String> {
         let not_installable = || {
             "not an OAuth app installed through Herald (an oauth app with redirect_uri and no refresh_token)".to_owned()
@@ -147,7 +153,7 @@ impl OAuthInstall for HubSpot {
         {
             return Err(not_installable());
         }
-        authorize_url(settings, state).ok_or_else(not_installable)
+        authorize_url(settings, state, code_challenge).ok_or_else(not_installable)
     }
 }
 

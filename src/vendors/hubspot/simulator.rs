@@ -115,11 +115,19 @@ struct OAuthApp {
     redirect_uri: Option<String>,
     /// The portal's refresh token, once the app is installed.
     refresh_token: Option<String>,
-    /// Authorization codes handed out by the consent page and not yet exchanged.
-    codes: HashMap<String, String>,
+    /// Authorization codes handed out by the consent page and not yet exchanged: the redirect
+    /// URL each was issued for, and the PKCE challenge (S256) it was asked with, if any.
+    codes: HashMap<String, (String, Option<String>)>,
     lifetime: Duration,
     /// Token requests answered so far.
     grants: usize,
+}
+
+/// RFC 7636's S256 transformation, as the authorization server computes it.
+fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// The answer of the token endpoint to a grant it refuses, as HubSpot words them.
@@ -459,7 +467,18 @@ async fn authorize(State(app): State<AppState>, uri: Uri, headers: HeaderMap) ->
                 return None;
             }
             let code = format!("code-{}", uuid::Uuid::new_v4().simple());
-            oauth.codes.insert(code.clone(), registered.clone());
+            let challenge = match (
+                query.get("code_challenge"),
+                query.get("code_challenge_method"),
+            ) {
+                (Some(challenge), Some(method)) if method == "S256" => Some(challenge.clone()),
+                (None, None) => None,
+                // A plain or unknown method, or half the pair: refused like a bad request.
+                _ => return None,
+            };
+            oauth
+                .codes
+                .insert(code.clone(), (registered.clone(), challenge));
             let mut back = url::Url::parse(&registered).ok()?;
             back.query_pairs_mut()
                 .append_pair("code", &code)
@@ -654,10 +673,23 @@ impl HubSpotState {
                 let code = form.get("code").map_or("", String::as_str);
                 match oauth.codes.get(code) {
                     None => return oauth_refusal("BAD_AUTH_CODE", "missing or invalid auth code"),
-                    Some(redirect) if form.get("redirect_uri") != Some(redirect) => {
+                    Some((redirect, _)) if form.get("redirect_uri") != Some(redirect) => {
                         return oauth_refusal(
                             "BAD_REDIRECT_URI",
                             "redirect_uri does not match the one the code was issued for",
+                        )
+                    }
+                    // PKCE: the verifier must hash to the challenge the consent page was given.
+                    Some((_, Some(challenge)))
+                        if form
+                            .get("code_verifier")
+                            .map(|verifier| s256(verifier))
+                            .as_ref()
+                            != Some(challenge) =>
+                    {
+                        return oauth_refusal(
+                            "BAD_AUTH_CODE",
+                            "code_verifier does not match the code_challenge",
                         )
                     }
                     Some(_) => {}
