@@ -120,6 +120,10 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
         tave_check["account"]["studio"], "Herald Sandbox Studio",
         "{tave_check}"
     );
+    assert_eq!(
+        tave_check["account"]["timezone"], "Europe/London",
+        "read from the studio's timezoneId, as the API names it"
+    );
     let (_, hubspot_check) = check("crm").await;
     assert_eq!(
         (

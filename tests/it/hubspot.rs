@@ -67,6 +67,14 @@ async fn a_wedding_notification_syncs_to_every_contact() {
         (Some(3), Some(3), Some(0)),
         "the seed's successfulSyncs = N: {details}"
     );
+    // The property setup is answered as HubSpot answers a complete batch create: 201.
+    let setup: Vec<u16> = hubspot
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/crm/v3/properties/contacts/batch/create")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(setup, [201]);
     assert_eq!(details["contacts"][0]["email"], "sam@example.com");
     assert_eq!(details["contacts"][0]["contactId"], existing.as_str());
 

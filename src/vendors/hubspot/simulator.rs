@@ -901,7 +901,11 @@ impl HubSpotState {
             self.properties.insert(name.to_owned(), input.clone());
             results.push(input.clone());
         }
-        batch_answer(results, errors)
+        // A batch create that made everything answers 201 Created, as the reference says.
+        match batch_answer(results, errors) {
+            (StatusCode::OK, answer) => (StatusCode::CREATED, answer),
+            partial => partial,
+        }
     }
 
     fn read_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
@@ -1193,7 +1197,9 @@ fn batch_answer(results: Vec<Value>, errors: Vec<Value>) -> (StatusCode, Value) 
     } else {
         StatusCode::MULTI_STATUS
     };
-    let mut answer = json!({"status": "COMPLETE", "results": results});
+    // HubSpot stamps every batch answer with when it was asked, started and completed.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let mut answer = json!({"status": "COMPLETE", "results": results, "requestedAt": now, "startedAt": now, "completedAt": now});
     if !errors.is_empty() {
         answer["numErrors"] = json!(errors.len());
         answer["errors"] = json!(errors);

@@ -392,7 +392,7 @@ impl Connector for TaveConnector {
         Box::pin(async move {
             let studio = self.call(Method::GET, "studio/me", None).await?;
             Ok(
-                json!({"studio": studio["name"], "timezone": studio["timezone"], "plan": studio["plan"]}),
+                json!({"studio": studio["name"], "timezone": studio["timezoneId"], "plan": studio["plan"]}),
             )
         })
     }

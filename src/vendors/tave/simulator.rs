@@ -345,7 +345,7 @@ async fn list_rest_hooks(State(app): State<AppState>, uri: Uri, headers: HeaderM
             .iter()
             .map(|hook| json!({"id": hook.id, "event": hook.event, "url": hook.url}))
             .collect();
-        collection("rest-hook-collection", hooks, query)
+        collection("resthook-collection", hooks, query)
     })
     .await
 }
@@ -406,7 +406,7 @@ async fn update_job(
 
 async fn studio_me(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     respond(app, "GET", &uri, headers, Bytes::new(), |_, _| {
-        let studio = json!({"id": "S-1", "name": "Herald Sandbox Studio", "timezone": "Europe/London", "plan": "pro"});
+        let studio = json!({"id": "S-1", "name": "Herald Sandbox Studio", "timezoneId": "Europe/London", "plan": "pro"});
         (StatusCode::OK, (StatusCode::OK, axum::Json(studio)).into_response())
     })
     .await
