@@ -224,4 +224,17 @@ async fn a_button_click_acknowledges_the_notification() {
         [Value::Null, Value::Null, json!("page:200")],
         "one page for the short thread, two for the long one"
     );
+
+    // Posting to a public channel needs no membership (chat:write.public); reading it does.
+    slack.remove_bot_from("wedding-day");
+    let (_, engagement) = herald.get("/v1/notifications/alert-1/engagement").await;
+    let system = &engagement["systems"][0];
+    assert_eq!(system["kind"], "rejected", "{engagement}");
+    assert!(
+        system["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a member of the channel"),
+        "{engagement}"
+    );
 }

@@ -685,6 +685,10 @@ fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorE
         | "service_unavailable"
         | "request_timeout"
         | "team_added_to_org" => ConnectorError::Unavailable(code.to_owned()),
+        "not_in_channel" => ConnectorError::Rejected {
+            code: code.to_owned(),
+            message: "the app is not a member of the channel: Slack lets it post to a public channel it never joined (chat:write.public) but not read it; invite the app to the channel".into(),
+        },
         other => ConnectorError::Rejected {
             code: other.to_owned(),
             message: format!("Slack refused the message: {other}"),

@@ -59,6 +59,9 @@ struct SlackState {
     channel_allowance: HashMap<String, (f64, Instant)>,
     /// The scopes the bot token was granted.
     scopes: Vec<String>,
+    /// Channels (ids) the bot is not a member of: it may post there only with
+    /// `chat:write.public`, and reads nothing there.
+    outside: Vec<String>,
     /// Requests per minute each Web API method allows (its tier); and when it was called.
     method_limits: HashMap<String, usize>,
     method_calls: HashMap<String, VecDeque<Instant>>,
@@ -112,6 +115,7 @@ impl FakeSlack {
             scheduled: Vec::new(),
             next_ts: 1_767_225_600_000_100,
             holds_channel_rate: false,
+            outside: Vec::new(),
             channel_allowance: HashMap::new(),
             scopes: [
                 "chat:write",
@@ -302,6 +306,15 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Takes the bot out of a channel (by name): Slack then answers `not_in_channel` to reading
+    /// it, and to posting in it without `chat:write.public`.
+    pub fn remove_bot_from(&self, channel: &str) {
+        let mut state = self.state.lock().expect("slack lock");
+        if let Some(id) = state.channel_id(channel) {
+            state.outside.push(id);
+        }
+    }
+
     /// Grants the bot token exactly these scopes (methods needing others answer `missing_scope`).
     pub fn set_scopes(&self, scopes: &[&str]) {
         self.state.lock().expect("slack lock").scopes =
@@ -330,6 +343,9 @@ async fn reactions_get(
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     web_method(&app, "GET", "/api/reactions.get", &headers, query_fields(&query), |state, _| {
+        if query.get("channel").is_some_and(|c| state.outside.contains(c)) {
+            return json!({"ok": false, "error": "not_in_channel"});
+        }
         let ts = query.get("timestamp").cloned().unwrap_or_default();
         let known = query.get("channel").and_then(|c| state.messages.get(c)).is_some_and(|m| m.iter().any(|(t, _, _)| *t == ts));
         if !known {
@@ -366,6 +382,9 @@ async fn conversations_replies(
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
     web_method(&app, "GET", "/api/conversations.replies", &headers, query_fields(&query), |state, _| {
+        if query.get("channel").is_some_and(|c| state.outside.contains(c)) {
+            return json!({"ok": false, "error": "not_in_channel"});
+        }
         let ts = query.get("ts").cloned().unwrap_or_default();
         let Some(parent) = query.get("channel").and_then(|c| state.messages.get(c)).and_then(|m| m.iter().find(|(t, _, _)| *t == ts)) else {
             return json!({"ok": false, "error": "thread_not_found"});
@@ -702,6 +721,10 @@ fn answer(state: &Mutex<SlackState>, headers: &HeaderMap, body: &Value) -> (Stat
     let Some(channel_id) = state.channel_id(body["channel"].as_str().unwrap_or_default()) else {
         return slack_error("channel_not_found");
     };
+    if state.outside.contains(&channel_id) && !state.scopes.iter().any(|s| s == "chat:write.public")
+    {
+        return slack_error("not_in_channel");
+    }
     let text = body["text"].as_str().unwrap_or_default().to_owned();
     let blocks = body.get("blocks").cloned().unwrap_or(Value::Null);
     if text.is_empty() && blocks.is_null() {
@@ -1206,6 +1229,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(posted["ok"], true, "{posted}");
+        // Outside the channel, posting needs chat:write.public.
+        slack.remove_bot_from("weddings");
+        let post = |scopes: &'static [&'static str]| {
+            slack.set_scopes(scopes);
+            client
+                .post(format!("{}/chat.postMessage", slack.base_url()))
+                .bearer_auth(SIMULATED_TOKEN)
+                .json(&json!({"channel": "#weddings", "text": "hi"}))
+                .send()
+        };
+        let outside: Value = post(&["chat:write"]).await.unwrap().json().await.unwrap();
+        assert_eq!(outside["error"], "not_in_channel");
+        let public: Value = post(&["chat:write", "chat:write.public"])
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(public["ok"], true, "{public}");
         slack.set_scopes(&["reactions:read"]);
         let refused: Value = client
             .post(format!("{}/chat.postMessage", slack.base_url()))
