@@ -567,10 +567,8 @@ async fn run_together<W: Writer>(
         group.iter().filter_map(Command::journal_batch).collect();
     let mut journaled = std::collections::VecDeque::with_capacity(batches.len());
     if !batches.is_empty() {
-        let combined: Vec<NewNotification> = batches
-            .iter()
-            .flat_map(|batch| batch.iter().cloned())
-            .collect();
+        let combined: Vec<&NewNotification> =
+            batches.iter().flat_map(|batch| batch.iter()).collect();
         let mut intakes = writer.journal(&combined).await?.into_iter();
         for batch in &batches {
             journaled.push_back(intakes.by_ref().take(batch.len()).collect::<Vec<_>>());
@@ -637,7 +635,10 @@ async fn run_each<W: Writer>(
 /// Runs one command other than a settlement; its outcome, or the failure of its statement.
 async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome, StoreError> {
     Ok(match command {
-        Command::Journal { batch, .. } => Outcome::Journal(Ok(writer.journal(batch).await?)),
+        Command::Journal { batch, .. } => {
+            let batch: Vec<&NewNotification> = batch.iter().collect();
+            Outcome::Journal(Ok(writer.journal(&batch).await?))
+        }
         // Settlements are gathered by the callers, which announce what they changed.
         Command::Settle(_) => Outcome::Recorded,
         Command::FailOver {

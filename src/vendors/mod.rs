@@ -204,6 +204,18 @@ pub trait RunningSimulator: Send + Sync {
     fn validation_error(&self) -> (ScriptedResponse, &'static str);
 }
 
+/// Parses a configuration of one organization, `studio`, with `integration` (a TOML
+/// `[[integrations]]` table) added: how the vendors' settings tests check their validation.
+#[cfg(test)]
+pub(crate) fn parse_with_studio(
+    integration: &str,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::parse(
+        &format!("[[organizations]]\nid = \"studio\"\n{integration}"),
+        "test.toml",
+    )
+}
+
 /// The notification every simulator's sample starts from: a timeline change of one wedding.
 pub fn base_sample_notification(notification_id: &str) -> serde_json::Value {
     serde_json::json!({

@@ -67,7 +67,8 @@ pub trait Journal: Queued {
 pub(super) trait JournalStatements {
     /// Journals notifications, idempotent on (organization, notificationId): one outcome per
     /// notification, in order (the first of two with the same key in one batch is accepted).
-    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError>;
+    /// The batch is borrowed: a group's journal commands are one statement without copying them.
+    async fn journal(&mut self, batch: &[&NewNotification]) -> Result<Vec<Intake>, StoreError>;
     /// Applies settlements (one per delivery, see [`super::effective_settlements`]) to deliveries
     /// still open, releasing or cancelling what comes after a sequenced one; answers the
     /// deliveries it changed.

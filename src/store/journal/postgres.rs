@@ -123,7 +123,7 @@ impl Journal for PostgresStore {
 }
 
 impl JournalStatements for PostgresWriter {
-    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+    async fn journal(&mut self, batch: &[&NewNotification]) -> Result<Vec<Intake>, StoreError> {
         journal(&self.client, batch).await
     }
 
@@ -190,9 +190,10 @@ impl JournalStatements for PostgresWriter {
     }
 }
 
-async fn journal(tx: &Client, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+async fn journal(tx: &Client, batch: &[&NewNotification]) -> Result<Vec<Intake>, StoreError> {
     let now = now_millis();
-    let column = |f: fn(&NewNotification) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let column =
+        |f: fn(&NewNotification) -> &str| batch.iter().map(|n| f(n)).collect::<Vec<&str>>();
     let inserted: HashSet<(String, String)> = tx
         .query(
             "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)

@@ -116,7 +116,7 @@ impl Journal for SqliteStore {
 }
 
 impl JournalStatements for SqliteWriter {
-    async fn journal(&mut self, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+    async fn journal(&mut self, batch: &[&NewNotification]) -> Result<Vec<Intake>, StoreError> {
         journal(&self.connection, batch)
     }
 
@@ -168,7 +168,7 @@ impl JournalStatements for SqliteWriter {
     }
 }
 
-fn journal(connection: &Connection, batch: &[NewNotification]) -> Result<Vec<Intake>, StoreError> {
+fn journal(connection: &Connection, batch: &[&NewNotification]) -> Result<Vec<Intake>, StoreError> {
     let now = now_millis();
     let mut insert_notification = connection.prepare_cached(
         "INSERT INTO notifications (organization, notification_id, priority, type, body, accepted_at)

@@ -159,22 +159,16 @@ impl OAuthInstall for HubSpot {
 
 #[cfg(test)]
 mod tests {
-    /// Parses a configuration of one organization, `studio`, with `integration` added.
-    fn validate(integration: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
-        crate::config::parse(
-            &format!("[[organizations]]\nid = \"studio\"\n{integration}"),
-            "test.toml",
-        )
-    }
+    use crate::vendors::parse_with_studio;
 
     #[test]
     fn hubspot_takes_a_token_or_an_oauth_app() {
         let hubspot = |settings: &str| {
             format!("[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\nsettings = {{ {settings} }}\n")
         };
-        assert!(validate(&hubspot(r#"token = { env = "T" }"#)).is_ok());
-        assert!(validate(&hubspot(r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#)).is_ok());
-        let err = validate(&hubspot("")).unwrap_err().to_string();
+        assert!(parse_with_studio(&hubspot(r#"token = { env = "T" }"#)).is_ok());
+        assert!(parse_with_studio(&hubspot(r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#)).is_ok());
+        let err = parse_with_studio(&hubspot("")).unwrap_err().to_string();
         assert!(
             err.contains("settings.token") && err.contains("either token"),
             "{err}"
@@ -187,14 +181,16 @@ mod tests {
                 "[security]\ncredentials_key = {{ env = \"HERALD_CREDENTIALS_KEY\" }}\n{integration}"
             )
         };
-        assert!(validate(&sealed(hubspot(install))).is_ok());
-        let err = validate(&hubspot(install)).unwrap_err().to_string();
+        assert!(parse_with_studio(&sealed(hubspot(install))).is_ok());
+        let err = parse_with_studio(&hubspot(install))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("integrations[0].settings.oauth.refresh_token")
                 && err.contains("security.credentials_key"),
             "{err}"
         );
-        let err = validate(&sealed(hubspot(
+        let err = parse_with_studio(&sealed(hubspot(
             r#"oauth = { client_id = "c", client_secret = { env = "S" } }"#,
         )))
         .unwrap_err()
@@ -203,7 +199,7 @@ mod tests {
             err.contains("settings.oauth.refresh_token") && err.contains("redirect_uri"),
             "{err}"
         );
-        let err = validate(&sealed(hubspot(
+        let err = parse_with_studio(&sealed(hubspot(
             r#"oauth = { client_id = "c", client_secret = { env = "S" }, redirect_uri = "/callback" }"#,
         )))
         .unwrap_err()

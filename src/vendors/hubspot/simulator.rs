@@ -222,7 +222,7 @@ impl FakeHubSpot {
         self.server.url()
     }
 
-    /// Installs a public app: `/oauth/v1/token` then trades this refresh token for access
+    /// Installs a public app: `/oauth/v3/token` then trades this refresh token for access
     /// tokens that live `lifetime` (HubSpot: 30 minutes).
     pub fn install_oauth_app(
         &self,

@@ -1115,24 +1115,45 @@ mod tests {
         assert_eq!(replies.status(), 200);
     }
 
-    #[tokio::test]
-    async fn the_slack_simulator_refuses_repeated_action_ids_and_a_crowded_schedule() {
-        let slack = FakeSlack::start(
+    /// A workspace with channel #weddings.
+    async fn workspace() -> FakeSlack {
+        FakeSlack::start(
             crate::sandbox::any_local_port(),
             SIMULATED_TOKEN,
             &["weddings"],
         )
         .await
-        .unwrap();
-        slack.set_method_limit("chat.scheduleMessage", 100);
+        .unwrap()
+    }
+
+    /// Calls a Web API method with the bot token, a JSON body (POST) or a query (GET), and
+    /// answers Slack's body.
+    async fn web_api(
+        slack: &FakeSlack,
+        method: &str,
+        body: Option<Value>,
+        query: &[(&str, &str)],
+    ) -> Value {
+        let url = format!("{}/{method}", slack.base_url());
         let client = reqwest::Client::new();
-        let call = |method: &str, body: Value| {
-            client
-                .post(format!("{}/{method}", slack.base_url()))
-                .bearer_auth(SIMULATED_TOKEN)
-                .json(&body)
-                .send()
+        let request = match body {
+            Some(body) => client.post(url).json(&body),
+            None => client.get(url).query(query),
         };
+        request
+            .bearer_auth(SIMULATED_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_slack_simulator_refuses_repeated_action_ids_and_a_crowded_schedule() {
+        let slack = workspace().await;
+        slack.set_method_limit("chat.scheduleMessage", 100);
         let button = |id: &str| json!({"type": "button", "text": {"type": "plain_text", "text": "Go"}, "action_id": id});
         let repeated = json!([{"type": "actions", "elements": [button("go"), button("go")]}]);
         let apart = json!([
@@ -1154,18 +1175,16 @@ mod tests {
             if method == "chat.scheduleMessage" {
                 body["post_at"] = json!(post_at);
             }
-            let answer: Value = call(method, body).await.unwrap().json().await.unwrap();
+            let answer = web_api(&slack, method, Some(body), &[]).await;
             assert_eq!(answer["error"].as_str(), error, "{method}: {answer}");
         }
         // 30 scheduled within five minutes, then the 31st is refused; five minutes on is free.
+        let schedule = |at: String| {
+            let body = json!({"channel": "#weddings", "text": "t", "post_at": at});
+            web_api(&slack, "chat.scheduleMessage", Some(body), &[])
+        };
         for _ in 0..30 {
-            let body = json!({"channel": "#weddings", "text": "t", "post_at": post_at});
-            let answer: Value = call("chat.scheduleMessage", body)
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = schedule(post_at.clone()).await;
             assert_eq!(answer["ok"], true, "{answer}");
         }
         let later = |seconds: u64| (post_at.parse::<u64>().unwrap() + seconds).to_string();
@@ -1173,35 +1192,15 @@ mod tests {
             (later(299), Some("restricted_too_many")),
             (later(301), None),
         ] {
-            let body = json!({"channel": "#weddings", "text": "t", "post_at": at});
-            let answer: Value = call("chat.scheduleMessage", body)
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = schedule(at).await;
             assert_eq!(answer["error"].as_str(), expected, "{answer}");
         }
     }
 
     #[tokio::test]
     async fn every_method_needs_a_scope_its_published_spec_accepts() {
-        let slack = FakeSlack::start(
-            crate::sandbox::any_local_port(),
-            SIMULATED_TOKEN,
-            &["weddings"],
-        )
-        .await
-        .unwrap();
+        let slack = workspace().await;
         slack.set_scopes(&["chat:write"]);
-        let client = reqwest::Client::new();
-        let get = |method: &str, query: &[(&str, &str)]| {
-            client
-                .get(format!("{}/{method}", slack.base_url()))
-                .bearer_auth(SIMULATED_TOKEN)
-                .query(query)
-                .send()
-        };
         let message = [("channel", "C00000001"), ("timestamp", "1.000001")];
         let thread = [("channel", "C00000001"), ("ts", "1.000001")];
         for (method, query, needed) in [
@@ -1213,52 +1212,23 @@ mod tests {
             ),
             ("team.info", &[][..], "team:read"),
         ] {
-            let answer: Value = get(method, query).await.unwrap().json().await.unwrap();
+            let answer = web_api(&slack, method, None, query).await;
             assert_eq!(answer["error"], "missing_scope", "{method}: {answer}");
             assert_eq!(answer["needed"], needed, "{method}");
         }
-        // chat:write is what the spec's chat:write:bot means for a bot token today.
-        let posted: Value = client
-            .post(format!("{}/chat.postMessage", slack.base_url()))
-            .bearer_auth(SIMULATED_TOKEN)
-            .json(&json!({"channel": "#weddings", "text": "hi"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(posted["ok"], true, "{posted}");
-        // Outside the channel, posting needs chat:write.public.
-        slack.remove_bot_from("weddings");
         let post = |scopes: &'static [&'static str]| {
             slack.set_scopes(scopes);
-            client
-                .post(format!("{}/chat.postMessage", slack.base_url()))
-                .bearer_auth(SIMULATED_TOKEN)
-                .json(&json!({"channel": "#weddings", "text": "hi"}))
-                .send()
+            let body = json!({"channel": "#weddings", "text": "hi"});
+            web_api(&slack, "chat.postMessage", Some(body), &[])
         };
-        let outside: Value = post(&["chat:write"]).await.unwrap().json().await.unwrap();
-        assert_eq!(outside["error"], "not_in_channel");
-        let public: Value = post(&["chat:write", "chat:write.public"])
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // chat:write is what the spec's chat:write:bot means for a bot token today.
+        let posted = post(&["chat:write"]).await;
+        assert_eq!(posted["ok"], true, "{posted}");
+        assert_eq!(post(&["reactions:read"]).await["error"], "missing_scope");
+        // Outside the channel, posting needs chat:write.public.
+        slack.remove_bot_from("weddings");
+        assert_eq!(post(&["chat:write"]).await["error"], "not_in_channel");
+        let public = post(&["chat:write", "chat:write.public"]).await;
         assert_eq!(public["ok"], true, "{public}");
-        slack.set_scopes(&["reactions:read"]);
-        let refused: Value = client
-            .post(format!("{}/chat.postMessage", slack.base_url()))
-            .bearer_auth(SIMULATED_TOKEN)
-            .json(&json!({"channel": "#weddings", "text": "hi"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(refused["error"], "missing_scope");
     }
 }

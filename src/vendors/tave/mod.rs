@@ -110,21 +110,14 @@ impl VendorSettings for TaveSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Parses a configuration of one organization, `studio`, with `integration` added.
-    fn validate(integration: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
-        crate::config::parse(
-            &format!("[[organizations]]\nid = \"studio\"\n{integration}"),
-            "test.toml",
-        )
-    }
+    use crate::vendors::parse_with_studio;
 
     #[test]
     fn tave_rest_hooks_name_tave_events_and_an_http_address() {
         let tave = |hooks: &str| {
             format!("[[integrations]]\nid = \"studio-tave\"\norganization = \"studio\"\nkind = \"tave\"\nsettings = {{ api_key = {{ env = \"K\" }}, rest_hooks = {{ {hooks} }} }}\n")
         };
-        let config = validate(&tave(
+        let config = parse_with_studio(&tave(
             r#"public_url = "https://herald.example.com", secret = { env = "H" }"#,
         ))
         .unwrap();
@@ -151,7 +144,7 @@ mod tests {
                 "secret",
             ),
         ] {
-            let err = validate(&tave(hooks)).unwrap_err().to_string();
+            let err = parse_with_studio(&tave(hooks)).unwrap_err().to_string();
             assert!(err.contains(field) && err.contains(reason), "{err}");
         }
     }

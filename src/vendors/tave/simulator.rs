@@ -282,18 +282,7 @@ async fn get_payment(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    respond(
-        app,
-        "GET",
-        &uri,
-        headers,
-        Bytes::new(),
-        move |state, _| match state.payments.get(&id) {
-            Some(payment) => record(&id, payment),
-            None => missing("Payment", &id),
-        },
-    )
-    .await
+    get_record(app, id, uri, headers, "Payment", |state| &state.payments).await
 }
 
 async fn get_job(
@@ -302,15 +291,28 @@ async fn get_job(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    get_record(app, id, uri, headers, "Job", |state| &state.jobs).await
+}
+
+/// `GET /{collection}/{id}`: one record of the studio's `collection`, or the API's 404 naming
+/// the `kind`.
+async fn get_record(
+    app: AppState,
+    id: String,
+    uri: Uri,
+    headers: HeaderMap,
+    kind: &'static str,
+    collection: fn(&TaveState) -> &BTreeMap<String, Map<String, Value>>,
+) -> Response {
     respond(
         app,
         "GET",
         &uri,
         headers,
         Bytes::new(),
-        move |state, _| match state.jobs.get(&id) {
-            Some(job) => record(&id, job),
-            None => missing("Job", &id),
+        move |state, _| match collection(state).get(&id) {
+            Some(fields) => record(&id, fields),
+            None => missing(kind, &id),
         },
     )
     .await
