@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::auth::Organization;
 use super::{require_json, ApiError, AppState};
 
+use crate::connectors::ConnectorError;
 use crate::router::{Accepted, Submission};
 use crate::store::DeliveryState;
 use crate::wedsync::{parse_json, FieldError, NotificationBatch, WeddingNotification, MAX_BATCH};
@@ -158,7 +159,14 @@ pub(super) async fn notification_engagement(
                 json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "engagement": engagement})
             }
             Ok(Err(error)) => {
-                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": error.to_string(), "kind": error.kind()})
+                let mut entry = json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": error.to_string(), "kind": error.kind()});
+                if let ConnectorError::RateLimited {
+                    retry_after: Some(wait),
+                } = error
+                {
+                    entry["retryAfterSeconds"] = json!(wait.as_secs_f64().ceil() as u64);
+                }
+                entry
             }
             Err(_) => {
                 json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": "integration did not answer"})

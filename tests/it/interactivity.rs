@@ -238,3 +238,58 @@ async fn a_button_click_acknowledges_the_notification() {
         "{engagement}"
     );
 }
+
+/// An app distributed outside the Slack Marketplace reads a thread within Slack's reduced limits:
+/// one page of 15 messages (the thread is then not read whole, and says so) and one read a
+/// minute; an earlier read is refused by Herald with the wait, without drawing Slack's 429.
+#[tokio::test]
+async fn an_app_outside_the_marketplace_reads_threads_within_slacks_reduced_limits() {
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
+        .await
+        .unwrap();
+    slack.distribute_outside_marketplace();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"day-slack\"\norganization = \"studio\"\nkind = \"slack\"\n\
+         settings = {{ base_url = \"{}\", channel = \"#wedding-day\", token = {{ file = \"{{secrets}}/slack\" }}, app_distribution = \"outside_marketplace\" }}\n{}",
+        slack.base_url(),
+        route("studio", &["day-slack"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    herald
+        .post("/v1/notifications", &notification("alert-1", "high"))
+        .await;
+    herald
+        .wait_for_notification("alert-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let ts = slack.messages("wedding-day")[0].0.clone();
+    for n in 0..20 {
+        slack.add_reply(&ts, &format!("U{n:07}"), "seen");
+    }
+
+    let (_, engagement) = herald.get("/v1/notifications/alert-1/engagement").await;
+    let read = &engagement["systems"][0]["engagement"];
+    assert_eq!(
+        (read["replies"].clone(), read["repliesComplete"].clone()),
+        (json!(14), json!(false)),
+        "the parent and 14 replies fill the one page: {engagement}"
+    );
+
+    let (_, engagement) = herald.get("/v1/notifications/alert-1/engagement").await;
+    let system = &engagement["systems"][0];
+    assert_eq!(system["kind"], "rate_limited", "{engagement}");
+    let wait = system["retryAfterSeconds"].as_u64().unwrap();
+    assert!((55..=60).contains(&wait), "{engagement}");
+
+    let limits: Vec<Value> = slack
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/conversations.replies")
+        .map(|r| r.body["limit"].clone())
+        .collect();
+    assert_eq!(limits, [json!("15")], "one read reached Slack");
+    assert!(slack
+        .requests()
+        .iter()
+        .all(|r| r.status != StatusCode::TOO_MANY_REQUESTS.as_u16()));
+}

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use reqwest::Url;
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::blocks::{action_blocks, escaped_within, slack_blocks, FALLBACK_TEXT_CHARS, MAX_BLOCKS};
-use super::{QuietHours, ReminderSettings, SlackSettings};
+use super::{AppDistribution, QuietHours, ReminderSettings, SlackSettings};
 use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
 use crate::connectors::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
@@ -43,6 +43,52 @@ pub struct SlackConnector {
     quiet_hours: Option<QuietHours>,
     /// When Herald's scheduled messages will post, per channel, to keep inside Slack's window.
     schedule: Mutex<SchedulePlanner>,
+    thread_reads: ThreadReads,
+}
+
+/// How Herald reads a thread (`conversations.replies`) within what Slack allows the app.
+struct ThreadReads {
+    /// Messages a page and pages a read.
+    page_size: &'static str,
+    pages: usize,
+    /// Slack's least interval between two reads, when the app's distribution has one; and when
+    /// this integration last read.
+    interval: Option<Duration>,
+    last_read: Mutex<Option<Instant>>,
+}
+
+impl ThreadReads {
+    fn for_distribution(distribution: AppDistribution) -> Self {
+        let (page_size, pages, interval) = match distribution {
+            // Tier 3; Slack recommends pages of at most 200.
+            AppDistribution::Internal | AppDistribution::Marketplace => ("200", 10, None),
+            // 1 request a minute, 15 messages at most: one page a read.
+            AppDistribution::OutsideMarketplace => ("15", 1, Some(Duration::from_secs(60))),
+        };
+        Self {
+            page_size,
+            pages,
+            interval,
+            last_read: Mutex::new(None),
+        }
+    }
+
+    /// Takes the right to read now, or says how long until Slack allows the next read (asking
+    /// earlier would only draw Slack's `ratelimited`).
+    fn take_turn(&self) -> Result<(), ConnectorError> {
+        let Some(interval) = self.interval else {
+            return Ok(());
+        };
+        let mut last_read = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(wait) = last_read.and_then(|at| interval.checked_sub(now.duration_since(at))) {
+            return Err(ConnectorError::RateLimited {
+                retry_after: Some(wait),
+            });
+        }
+        *last_read = Some(now);
+        Ok(())
+    }
 }
 
 /// How many later slots a scheduled message tries when Slack answers `restricted_too_many`.
@@ -117,10 +163,6 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// A thread is read in pages of this many messages, at most this many pages.
-const REPLY_PAGE_SIZE: &str = "200";
-const REPLY_PAGES: usize = 10;
-
 /// Slack schedules messages at most 120 days ahead.
 const SCHEDULE_HORIZON: Duration = Duration::from_secs(120 * 24 * 3600);
 
@@ -177,6 +219,7 @@ impl SlackConnector {
             client,
             timeout,
             schedule: Mutex::new(SchedulePlanner::default()),
+            thread_reads: ThreadReads::for_distribution(settings.app_distribution),
         })
     }
 
@@ -474,16 +517,21 @@ impl SlackConnector {
                 message: "the delivery recorded no Slack message".into(),
             });
         };
+        self.thread_reads.take_turn()?;
         let (reactions, _) = self
             .read(
                 &self.reactions_get,
                 &[("channel", channel), ("timestamp", ts), ("full", "true")],
             )
             .await?;
-        // The thread, page by page (Slack's cursor pagination), at most REPLY_PAGES pages.
+        // The thread, page by page (Slack's cursor pagination).
         let (mut messages, mut cursor, mut complete) = (Vec::new(), String::new(), false);
-        for _ in 0..REPLY_PAGES {
-            let mut query = vec![("channel", channel), ("ts", ts), ("limit", REPLY_PAGE_SIZE)];
+        for _ in 0..self.thread_reads.pages {
+            let mut query = vec![
+                ("channel", channel),
+                ("ts", ts),
+                ("limit", self.thread_reads.page_size),
+            ];
             if !cursor.is_empty() {
                 query.push(("cursor", cursor.as_str()));
             }

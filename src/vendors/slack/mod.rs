@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use blocks::{action_blocks, escape_mrkdwn, slack_blocks, ActionBlocks};
 pub use connector::{sign_slack_request, verify_slack_request, SignatureError, SlackConnector};
-pub use settings::{QuietHours, ReminderSettings, SlackSettings};
+pub use settings::{AppDistribution, QuietHours, ReminderSettings, SlackSettings};
 pub use simulator::FakeSlack;
 
 use super::{

@@ -30,6 +30,26 @@ pub struct SlackSettings {
     pub reminder_types: Vec<String>,
     /// Hours when the channel is not disturbed (the seed's manageNotificationPreferences).
     pub quiet_hours: Option<QuietHours>,
+    /// How the Slack app behind the token is distributed, which sets the limits Slack applies
+    /// to thread reads.
+    #[serde(default)]
+    pub app_distribution: AppDistribution,
+}
+
+/// Slack limits `conversations.history` and `conversations.replies` to 1 request a minute and
+/// 15 messages a page for apps distributed commercially outside the Slack Marketplace (new
+/// installations since 29 May 2025, existing ones since 3 March 2026); Marketplace apps and a
+/// workspace's own internal apps keep Tier 3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppDistribution {
+    /// An app the workspace built for itself.
+    #[default]
+    Internal,
+    /// An app approved for the Slack Marketplace.
+    Marketplace,
+    /// An app distributed to other workspaces without Marketplace approval.
+    OutsideMarketplace,
 }
 
 /// A daily quiet period, in UTC. A notification delivered inside it is scheduled

@@ -65,6 +65,8 @@ struct SlackState {
     /// Requests per minute each Web API method allows (its tier); and when it was called.
     method_limits: HashMap<String, usize>,
     method_calls: HashMap<String, VecDeque<Instant>>,
+    /// The most messages a `conversations.replies` page holds, and its default.
+    max_reply_page: usize,
 }
 
 /// The tier of each method the simulator serves through [`web_method`], as requests per
@@ -74,6 +76,11 @@ struct SlackState {
 /// many seconds.
 const SCHEDULED_PER_WINDOW: usize = 30;
 const SCHEDULE_WINDOW: u64 = 300;
+
+/// `conversations.replies` pages: Slack's default and most, and what it allows an app
+/// distributed outside the Marketplace.
+const REPLY_PAGE: usize = 1000;
+const NON_MARKETPLACE_PAGE: usize = 15;
 
 const METHOD_TIERS: &[(&str, usize)] = &[
     ("/api/chat.scheduleMessage", 50),
@@ -131,6 +138,7 @@ impl FakeSlack {
                 .map(|(method, limit)| (method.to_string(), *limit))
                 .collect(),
             method_calls: HashMap::new(),
+            max_reply_page: REPLY_PAGE,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -321,6 +329,17 @@ impl FakeSlack {
             scopes.iter().map(|scope| scope.to_string()).collect();
     }
 
+    /// Makes the app one distributed commercially outside the Slack Marketplace: Slack then
+    /// allows `conversations.replies` 1 request a minute and pages of at most 15 messages
+    /// (`limit` defaults to 15 and is capped there).
+    pub fn distribute_outside_marketplace(&self) {
+        let mut state = self.state.lock().expect("slack lock");
+        state.max_reply_page = NON_MARKETPLACE_PAGE;
+        state
+            .method_limits
+            .insert("/api/conversations.replies".to_owned(), 1);
+    }
+
     /// Sets how many requests per minute a Web API method (`team.info`) allows.
     pub fn set_method_limit(&self, method: &str, per_minute: usize) {
         self.state
@@ -395,9 +414,10 @@ async fn conversations_replies(
             message[if *bot { "bot_id" } else { "user" }] = json!(author);
             messages.push(message);
         }
-        // Cursor pagination, as Slack pages: `limit` per page (Slack's default 1,000), an opaque
-        // `next_cursor` while there is more.
-        let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
+        // Cursor pagination, as Slack pages: `limit` per page (by default and at most the app's
+        // page size), an opaque `next_cursor` while there is more.
+        let most = state.max_reply_page;
+        let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(most).clamp(1, most);
         let start = query.get("cursor").and_then(|c| c.strip_prefix("page:")).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
         let page: Vec<Value> = messages.iter().skip(start).take(limit).cloned().collect();
         let has_more = start + limit < messages.len();
