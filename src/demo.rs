@@ -40,7 +40,7 @@ pub enum DemoError {
 const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
 const HUBSPOT_TOKEN: &str = "pat-na1-demo0000-0000-0000-0000-000000000000";
 const TAVE_API_KEY: &str = "tave-demo-0000000000000000";
-const TAVE_JOB: &str = "J-2027-0612";
+const TAVE_JOB: &str = "01j00000000000000020270612";
 const TAVE_HOOK_SECRET: &str = "tave-hooks-demo-5f0c2a9e41b7d3";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
 
@@ -160,7 +160,7 @@ pub async fn run_demo() -> Result<DemoSummary, DemoError> {
 
     // Tave's side: Herald subscribes to its REST hooks, then a booking happens in Tave.
     post("/v1/integrations/studio-booking/subscriptions", json!({})).await?;
-    let called_back = tave.fire("order.booked", "ord-0001").await;
+    let called_back = tave.fire("order.booked", "01r00000000000000000000001").await;
     if called_back != [200] {
         return Err(DemoError::Request(format!(
             "Tave's REST hook call to Herald answered {called_back:?}"

@@ -17,7 +17,7 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     let tave = FakeTave::start(any_local_port(), "tave-acceptance")
         .await
         .unwrap();
-    tave.add_job("J-77", json!({"name": "Jordan & Casey"}));
+    tave.add_job("01j00000000000000000000077", json!({"name": "Jordan & Casey"}));
     let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
         .await
         .unwrap();
@@ -39,7 +39,7 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     alert["type"] = json!("weather_alert");
     alert["title"] = json!("Storm warning for the ceremony");
     alert["contacts"] = json!([{"email": "jordan@example.com"}, {"email": "casey@example.com"}]);
-    alert["metadata"] = json!({"taveJobId": "J-77"});
+    alert["metadata"] = json!({"taveJobId": "01j00000000000000000000077"});
     let routing = json!({
         "routingId": "storm-routing",
         "sourceNotification": alert,

@@ -208,7 +208,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
             "slack    POST /api/chat.postMessage -> 200: Ceremony moved",
             "webhook  POST /hooks -> 204: timeline_change (sandbox-1)",
             "hubspot  POST /crm/v3/objects/notes/batch/create -> 201: 2 inputs",
-            "tave     POST /api/v2/note -> 201: job J-SIMULATED-1",
+            "tave     POST /api/v2/note -> 201: job 01jsm0k3x7c9v2b8n4q6w1e5r0",
         ],
         Duration::from_secs(5),
     );

@@ -23,7 +23,7 @@ async fn start() -> (Harness, FakeTave, tempfile::NamedTempFile) {
 async fn start_with(settings: &str) -> (Harness, FakeTave, tempfile::NamedTempFile) {
     let tave = FakeTave::start(any_local_port(), API_KEY).await.unwrap();
     tave.add_job(
-        "J-2027-0612",
+        "01j00000000000000020270612",
         json!({"name": "Sam & Alex", "eventDate": "2027-06-05"}),
     );
     let key_file = tempfile::NamedTempFile::new().unwrap();
@@ -53,7 +53,7 @@ async fn a_booking_change_is_two_sync_actions() {
     let (herald, tave, _key) = start().await;
     let routing = json!({
         "routingId": "tave-1",
-        "sourceNotification": for_job("tl-1", "timeline_change", json!("J-2027-0612")),
+        "sourceNotification": for_job("tl-1", "timeline_change", json!("01j00000000000000020270612")),
         "targetSystems": [{"integrationId": "booking"}]
     });
     let (status, result) = herald.post("/v1/routings?wait=10s", &routing).await;
@@ -80,13 +80,13 @@ async fn a_booking_change_is_two_sync_actions() {
         (Some("job_update"), Some("communication_log_note"))
     );
     assert!(
-        receipt.starts_with("job J-2027-0612 updated; note "),
+        receipt.starts_with("job 01j00000000000000020270612 updated; note "),
         "{receipt}"
     );
-    assert_eq!(tave.job("J-2027-0612").unwrap()["eventDate"], "2027-06-12");
+    assert_eq!(tave.job("01j00000000000000020270612").unwrap()["eventDate"], "2027-06-12");
     let notes = tave.notes();
     assert_eq!(notes.len(), 1);
-    assert_eq!(notes[0].job_id.as_deref(), Some("J-2027-0612"));
+    assert_eq!(notes[0].job_id.as_deref(), Some("01j00000000000000020270612"));
     assert!(notes[0].content_html.contains("Ceremony moved"));
     assert!(
         tave.requests()
@@ -99,7 +99,7 @@ async fn a_booking_change_is_two_sync_actions() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("cm-1", "client_message", json!("J-2027-0612")),
+            &for_job("cm-1", "client_message", json!("01j00000000000000020270612")),
         )
         .await;
     let record = herald
@@ -117,14 +117,14 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
     let (herald, tave, _key) = start().await;
     // The job is on 2027-06-05 (see `start`): its ceremony and reception that day move, the
     // engagement shoot in May stays, another job's session is not touched.
-    tave.add_event("01ceremony", json!({"jobId": "J-2027-0612", "name": "Ceremony", "startDate": "2027-06-05", "endDate": "2027-06-05", "confirmed": true}));
-    tave.add_event("01reception", json!({"jobId": "J-2027-0612", "name": "Reception", "startDate": "2027-06-05", "endDate": "2027-06-06"}));
-    tave.add_event("01engagement", json!({"jobId": "J-2027-0612", "name": "Engagement shoot", "startDate": "2027-05-01", "endDate": "2027-05-01"}));
-    tave.add_event("01otherjob", json!({"jobId": "J-OTHER", "name": "Ceremony", "startDate": "2027-06-05", "endDate": "2027-06-05"}));
+    tave.add_event("01e000000000000000cer3m0ny", json!({"jobId": "01j00000000000000020270612", "name": "Ceremony", "startDate": "2027-06-05", "endDate": "2027-06-05", "confirmed": true}));
+    tave.add_event("01e00000000000000000recept", json!({"jobId": "01j00000000000000020270612", "name": "Reception", "startDate": "2027-06-05", "endDate": "2027-06-06"}));
+    tave.add_event("01e0000000000000engagement", json!({"jobId": "01j00000000000000020270612", "name": "Engagement shoot", "startDate": "2027-05-01", "endDate": "2027-05-01"}));
+    tave.add_event("01e0000000000000000th3rj0b", json!({"jobId": "01j0000000000000000000th3r", "name": "Ceremony", "startDate": "2027-06-05", "endDate": "2027-06-05"}));
     herald
         .post(
             "/v1/notifications",
-            &for_job("tl-sessions", "timeline_change", json!("J-2027-0612")),
+            &for_job("tl-sessions", "timeline_change", json!("01j00000000000000020270612")),
         )
         .await;
     let record = herald
@@ -145,18 +145,18 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
         actions,
         [
             ("job_update".to_owned(), String::new()),
-            ("session_update".to_owned(), "01ceremony".to_owned()),
-            ("session_update".to_owned(), "01reception".to_owned()),
+            ("session_update".to_owned(), "01e00000000000000000recept".to_owned()),
+            ("session_update".to_owned(), "01e000000000000000cer3m0ny".to_owned()),
             ("communication_log_note".to_owned(), String::new()),
         ],
         "{record}"
     );
-    let ceremony = tave.event("01ceremony").unwrap();
+    let ceremony = tave.event("01e000000000000000cer3m0ny").unwrap();
     assert_eq!(
         (ceremony["startDate"].as_str(), ceremony["endDate"].as_str()),
         (Some("2027-06-12"), Some("2027-06-12"))
     );
-    let reception = tave.event("01reception").unwrap();
+    let reception = tave.event("01e00000000000000000recept").unwrap();
     assert_eq!(
         (
             reception["startDate"].as_str(),
@@ -166,22 +166,22 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
         "a session that ran past midnight keeps its length"
     );
     assert_eq!(
-        tave.event("01engagement").unwrap()["startDate"],
+        tave.event("01e0000000000000engagement").unwrap()["startDate"],
         "2027-05-01"
     );
-    assert_eq!(tave.event("01otherjob").unwrap()["startDate"], "2027-06-05");
+    assert_eq!(tave.event("01e0000000000000000th3rj0b").unwrap()["startDate"], "2027-06-05");
 }
 
 #[tokio::test]
 async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free_days_nearby() {
     let (herald, tave, _key) = start_with(", check_conflicts = true").await;
-    tave.add_event("01smith", json!({"jobId": "J-SMITH", "name": "Smith wedding", "startDate": "2027-06-12", "confirmed": true}));
-    tave.add_event("01jones", json!({"jobId": "J-JONES", "name": "Jones wedding", "startDate": "2027-06-11", "confirmed": true}));
-    tave.add_event("01pencil", json!({"jobId": "J-PENCIL", "name": "Pencilled in", "startDate": "2027-06-13", "confirmed": false}));
+    tave.add_event("01e0000000000000000000smth", json!({"jobId": "01j0000000000000000000smth", "name": "Smith wedding", "startDate": "2027-06-12", "confirmed": true}));
+    tave.add_event("01e000000000000000000j0nes", json!({"jobId": "01j000000000000000000j0nes", "name": "Jones wedding", "startDate": "2027-06-11", "confirmed": true}));
+    tave.add_event("01e0000000000000000000penc", json!({"jobId": "01j0000000000000000000penc", "name": "Pencilled in", "startDate": "2027-06-13", "confirmed": false}));
     herald
         .post(
             "/v1/notifications",
-            &for_job("tl-conflict", "timeline_change", json!("J-2027-0612")),
+            &for_job("tl-conflict", "timeline_change", json!("01j00000000000000020270612")),
         )
         .await;
     let record = herald
@@ -196,7 +196,7 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
         .expect("a conflict check");
     assert_eq!(
         check["conflicts"],
-        json!([{"eventId": "01smith", "jobId": "J-SMITH", "name": "Smith wedding"}])
+        json!([{"eventId": "01e0000000000000000000smth", "jobId": "01j0000000000000000000smth", "name": "Smith wedding"}])
     );
     assert_eq!(
         check["alternatives"],
@@ -211,7 +211,7 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
     assert!(
         notes[0]
             .content_html
-            .contains("Date conflict:</strong> 2027-06-12 already has Smith wedding (job J-SMITH)"),
+            .contains("Date conflict:</strong> 2027-06-12 already has Smith wedding (job 01j0000000000000000000smth)"),
         "{}",
         notes[0].content_html
     );
@@ -220,8 +220,8 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
 #[tokio::test]
 async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
     let (herald, tave, _key) = start().await;
-    let mut booked = for_job("booked-2", "booking_confirmed", json!("J-2027-0612"));
-    booked["metadata"] = json!({"taveJobId": "J-2027-0612", "taveJobStage": "booked", "taveWorkflowId": "01wfweddingday"});
+    let mut booked = for_job("booked-2", "booking_confirmed", json!("01j00000000000000020270612"));
+    booked["metadata"] = json!({"taveJobId": "01j00000000000000020270612", "taveJobStage": "booked", "taveWorkflowId": "01wfweddingday"});
     herald.post("/v1/notifications", &booked).await;
     let record = herald
         .wait_for_notification("booked-2", Duration::from_secs(10), all_delivered)
@@ -231,15 +231,15 @@ async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
         json!(["stage", "workflowId"]),
         "{record}"
     );
-    let job = tave.job("J-2027-0612").unwrap();
+    let job = tave.job("01j00000000000000020270612").unwrap();
     assert_eq!(
         (job["stage"].as_str(), job["workflowId"].as_str()),
         (Some("booked"), Some("01wfweddingday"))
     );
 
     // A stage Tave does not have is refused with its validation problem, named.
-    let mut wrong = for_job("booked-3", "booking_confirmed", json!("J-2027-0612"));
-    wrong["metadata"] = json!({"taveJobId": "J-2027-0612", "taveJobStage": "signed"});
+    let mut wrong = for_job("booked-3", "booking_confirmed", json!("01j00000000000000020270612"));
+    wrong["metadata"] = json!({"taveJobId": "01j00000000000000020270612", "taveJobStage": "signed"});
     herald.post("/v1/notifications", &wrong).await;
     let record = herald
         .wait_for_notification("booked-3", Duration::from_secs(10), dead_lettered)
@@ -273,7 +273,7 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("missing", "timeline_change", json!("J-404")),
+            &for_job("missing", "timeline_change", json!("01j00000000000000000000404")),
         )
         .await;
     let record = herald
@@ -283,7 +283,7 @@ async fn tave_failures_are_classified() {
         record["targets"][0]["lastError"]
             .as_str()
             .unwrap()
-            .contains("Job J-404 was not found."),
+            .contains("Job 01j00000000000000000000404 was not found."),
         "{record}"
     );
     assert_eq!(
@@ -291,12 +291,32 @@ async fn tave_failures_are_classified() {
         "a 404 problem is not retried"
     );
 
+    // Tave's ids are ULIDs: a number can never name a job, and is refused before Tave is asked.
+    let asked = tave.requests().len();
+    herald
+        .post(
+            "/v1/notifications",
+            &for_job("numeric", "timeline_change", json!(2027)),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("numeric", Duration::from_secs(10), dead_lettered)
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_job_id: metadata.taveJobId: 2027 is not a Tave id"),
+        "{record}"
+    );
+    assert_eq!(tave.requests().len(), asked, "nothing reached Tave");
+
     // quota-limit with Retry-After: 1 is honoured.
     tave.faults.respond_next(429, &[("retry-after", "1")], json!({"type": "quota-limit", "title": "Too Many Requests", "status": 429, "detail": "API quota exceeded"}));
     herald
         .post(
             "/v1/notifications",
-            &for_job("quota", "client_message", json!("J-2027-0612")),
+            &for_job("quota", "client_message", json!("01j00000000000000020270612")),
         )
         .await;
     herald
@@ -319,7 +339,7 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("dropped", "client_message", json!("J-2027-0612")),
+            &for_job("dropped", "client_message", json!("01j00000000000000020270612")),
         )
         .await;
     let record = herald
@@ -333,7 +353,7 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("revoked", "client_message", json!("J-2027-0612")),
+            &for_job("revoked", "client_message", json!("01j00000000000000020270612")),
         )
         .await;
     let record = herald
@@ -349,11 +369,11 @@ async fn tave_failures_are_classified() {
 #[tokio::test]
 async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field() {
     let tave = FakeTave::start(any_local_port(), API_KEY).await.unwrap();
-    tave.add_job("J-1", json!({"name": "Sam & Alex"}));
+    tave.add_job("01j00000000000000000000001", json!({"name": "Sam & Alex"}));
     let client = reqwest::Client::new();
     let put = |body: Value| {
         client
-            .put(format!("{}/job/J-1", tave.base_url()))
+            .put(format!("{}/job/01j00000000000000000000001", tave.base_url()))
             .header("x-api-key", API_KEY)
             .json(&body)
             .send()
@@ -370,7 +390,7 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
         json!({"eventDate": ["is not a valid date"], "venue": ["is not a known field"]})
     );
     assert_eq!(
-        tave.job("J-1").unwrap().get("eventDate"),
+        tave.job("01j00000000000000000000001").unwrap().get("eventDate"),
         None,
         "nothing was written"
     );
@@ -387,10 +407,10 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
     assert_eq!(problem["detail"], json!({"jobId": ["is required"]}));
 
     // A note on a contact needs a contact the studio has.
-    tave.add_contact("01sam", json!({"firstName": "Sam"}));
+    tave.add_contact("01c000000000000000000005am", json!({"firstName": "Sam"}));
     for (contact, status) in [
-        ("01nobody", StatusCode::BAD_REQUEST),
-        ("01sam", StatusCode::CREATED),
+        ("01c00000000000000000n0b0dy", StatusCode::BAD_REQUEST),
+        ("01c000000000000000000005am", StatusCode::CREATED),
     ] {
         let note = client
             .post(format!("{}/note", tave.base_url()))
@@ -480,7 +500,7 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     // the payment for its job, and the event reaches the team feed once, even when Tave
     // delivers it twice.
     let payment = "01hq3v8kzp4x6d2m9w5t7r1c0a";
-    tave.add_payment(payment, json!({"jobId": "J-2027-0612", "amount": 1500}));
+    tave.add_payment(payment, json!({"jobId": "01j00000000000000020270612", "amount": 1500}));
     assert_eq!(tave.fire("payment.created", payment).await, [200]);
     assert_eq!(tave.fire("payment.created", payment).await, [200]);
     let record = herald
@@ -501,7 +521,7 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].body["data"]["type"], "payment_received");
     assert_eq!(
-        received[0].body["data"]["metadata"]["taveJobId"], "J-2027-0612",
+        received[0].body["data"]["metadata"]["taveJobId"], "01j00000000000000020270612",
         "the job comes from reading the payment"
     );
     let reads = tave
@@ -563,7 +583,7 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
             "{}/inbound/tave/booking/job.created/{HOOK_SECRET}",
             herald.base
         ))
-        .json(&json!({"id": "J-9"}))
+        .json(&json!({"id": "01j00000000000000000000009"}))
         .send()
         .await
         .unwrap();
@@ -594,7 +614,7 @@ async fn the_seeds_booking_notification_is_acted_on_as_written() {
     let mut seed = notification("seed-booking", "high");
     seed["type"] = json!("booking_update");
     seed["bookingId"] = json!("B-77");
-    seed["taveJobId"] = json!("J-2027-0612");
+    seed["taveJobId"] = json!("01j00000000000000020270612");
     seed["metadata"] = json!({
         "timelineChanges": {"newWeddingDate": "2027-07-03", "newWeddingTime": "15:30", "newVenue": "Syon Park", "affectedSessions": ["S-1"]},
         "updatesBookingStatus": true,
@@ -605,7 +625,7 @@ async fn the_seeds_booking_notification_is_acted_on_as_written() {
     let record = herald
         .wait_for_notification("seed-booking", Duration::from_secs(10), all_delivered)
         .await;
-    let job = tave.job("J-2027-0612").unwrap();
+    let job = tave.job("01j00000000000000020270612").unwrap();
     assert_eq!(
         (job["eventDate"].as_str(), job["stage"].as_str()),
         (Some("2027-07-03"), Some("booked"))

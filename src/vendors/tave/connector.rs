@@ -136,11 +136,7 @@ impl TaveConnector {
 
     async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
         let notification = &delivery.notification;
-        let job_id = job_id(notification).ok_or_else(|| ConnectorError::Rejected {
-            code: "no_job".into(),
-            message: "metadata.taveJobId does not name the Tave job this notification belongs to"
-                .into(),
-        })?;
+        let job_id = job_id(notification)?;
         let mut actions = Vec::new();
         let mut sync_actions = Vec::new();
         let changes = job_changes(notification)?;
@@ -416,11 +412,10 @@ pub fn event_notification(
     event: &str,
     payload: &Map<String, Value>,
 ) -> Result<WeddingNotification, serde_json::Error> {
-    let object_id = match payload.get("id") {
-        Some(Value::String(id)) if is_plain_id(id) => id.clone(),
-        Some(Value::Number(id)) => id.to_string(),
+    let object_id = match payload.get("id").and_then(Value::as_str).and_then(tave_id) {
+        Some(id) => id,
         // No usable id: the body itself identifies the delivery.
-        _ => {
+        None => {
             hex::encode(&Sha256::digest(Value::Object(payload.clone()).to_string().as_bytes())[..8])
         }
     };
@@ -436,11 +431,7 @@ pub fn event_notification(
         .filter(|name| !name.trim().is_empty());
     let job_id = match event {
         "job.created" => Some(object_id.clone()),
-        _ => payload.get("jobId").and_then(|id| match id {
-            Value::String(id) if is_plain_id(id) => Some(id.clone()),
-            Value::Number(id) => Some(id.to_string()),
-            _ => None,
-        }),
+        _ => payload.get("jobId").and_then(Value::as_str).and_then(tave_id),
     };
     let message = match (name, &job_id) {
         (Some(name), _) => format!("{label} in Tave: {name}."),
@@ -591,31 +582,45 @@ fn shift_date(date: &str, old: &str, new: &str) -> Option<String> {
     shift_by(date, day(new)? - day(old)?)
 }
 
-/// An id Tave sent that can go into a notification id as it is.
-pub(super) fn is_plain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// Crockford's base 32, in which a ULID is written: digits and letters without i, l, o, u.
+const ULID_ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// A Tave id as Tave writes it, or `None` if `id` cannot be one. Tave's ids are ULIDs in
+/// lowercase (26 characters of Crockford's base 32, the first at most 7); a ULID is read
+/// without regard to case, so an uppercase one is taken and written in lowercase.
+pub(super) fn tave_id(id: &str) -> Option<String> {
+    let id = id.to_ascii_lowercase();
+    let well_formed = id.len() == 26
+        && id.as_bytes()[0] <= b'7'
+        && id.bytes().all(|b| ULID_ALPHABET.contains(&b));
+    well_formed.then_some(id)
 }
 
-/// The job: the notification's `taveJobId`, or `metadata.taveJobId` (a string or a number).
-fn job_id(notification: &WeddingNotification) -> Option<String> {
-    let named = match &notification.tave_job_id {
-        Some(id) => Value::String(id.clone()),
-        None => notification.metadata.get("taveJobId")?.clone(),
+/// The job: the notification's `taveJobId`, or `metadata.taveJobId`; refused when absent or
+/// not a Tave id (a number never is one).
+fn job_id(notification: &WeddingNotification) -> Result<String, ConnectorError> {
+    let (field, named) = match &notification.tave_job_id {
+        Some(id) => ("taveJobId", Value::String(id.clone())),
+        None => match notification.metadata.get("taveJobId") {
+            Some(id) => ("metadata.taveJobId", id.clone()),
+            None => {
+                return Err(ConnectorError::Rejected {
+                    code: "no_job".into(),
+                    message: "taveJobId does not name the Tave job this notification belongs to"
+                        .into(),
+                })
+            }
+        },
     };
-    match named {
-        Value::String(id)
-            if !id.trim().is_empty()
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
-        {
-            Some(id)
-        }
-        Value::Number(id) => Some(id.to_string()),
-        _ => None,
-    }
+    named
+        .as_str()
+        .and_then(tave_id)
+        .ok_or_else(|| ConnectorError::Rejected {
+            code: "invalid_job_id".into(),
+            message: format!(
+                "{field}: {named} is not a Tave id (Tave's ids are ULIDs: 26 letters and digits such as 01j5x3k9q2m8r4t6v7w0y1z2a3)"
+            ),
+        })
 }
 
 /// Tave's job stages, and the seed's status names that mean one of them.
@@ -701,22 +706,32 @@ mod tests {
         .unwrap()
     }
 
+    const JOB: &str = "01j5x3k9q2m8r4t6v7w0y1z2a3";
+
     #[test]
-    fn the_job_id_comes_from_metadata_as_text_or_number() {
+    fn the_job_id_is_a_tave_ulid() {
+        let job = |metadata: Value| job_id(&notification("t", metadata));
+        assert_eq!(job(json!({"taveJobId": JOB})).unwrap(), JOB);
         assert_eq!(
-            job_id(&notification("t", json!({"taveJobId": "J-123"}))).as_deref(),
-            Some("J-123")
+            job(json!({"taveJobId": JOB.to_uppercase()})).unwrap(),
+            JOB,
+            "a ULID is read without regard to case"
         );
-        assert_eq!(
-            job_id(&notification("t", json!({"taveJobId": 42}))).as_deref(),
-            Some("42")
+        let refusal = |metadata: Value| match job(metadata) {
+            Err(ConnectorError::Rejected { code, message }) => format!("{code}: {message}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            refusal(json!({"taveJobId": 42})).starts_with("invalid_job_id: metadata.taveJobId: 42 is not a Tave id"),
+            "a number never names a Tave job"
         );
-        assert_eq!(
-            job_id(&notification("t", json!({"taveJobId": "../studio"}))),
-            None,
-            "no path tricks"
-        );
-        assert_eq!(job_id(&notification("t", json!({}))), None);
+        for wrong in ["../studio", "J-123", "81j5x3k9q2m8r4t6v7w0y1z2a3", "01j5x3k9q2m8r4t6v7w0y1z2au"] {
+            assert!(
+                refusal(json!({"taveJobId": wrong})).starts_with("invalid_job_id:"),
+                "{wrong}"
+            );
+        }
+        assert!(refusal(json!({})).starts_with("no_job:"));
     }
 
     #[test]
@@ -782,8 +797,8 @@ mod tests {
             Err(ConnectorError::Rejected { code, .. }) if code == "unknown_status"
         ));
         let mut top_level = notification("t", json!({"taveJobId": "J-old"}));
-        top_level.tave_job_id = Some("J-7".into());
-        assert_eq!(job_id(&top_level).as_deref(), Some("J-7"));
+        top_level.tave_job_id = Some(JOB.into());
+        assert_eq!(job_id(&top_level).unwrap(), JOB);
     }
 
     #[test]
@@ -793,33 +808,36 @@ mod tests {
             "booking",
             "studio",
             "job.created",
-            &payload(json!({"id": "J-9", "name": "Sam & Alex", "eventDate": "2027-06-12"})),
+            &payload(json!({"id": JOB, "name": "Sam & Alex", "eventDate": "2027-06-12"})),
         )
         .unwrap();
-        assert_eq!(job.notification_id, "tave-booking-job.created-J-9");
+        assert_eq!(job.notification_id, format!("tave-booking-job.created-{JOB}"));
         assert_eq!(job.notification_type, "booking_created");
         assert_eq!(job.message, "A new job was created in Tave: Sam & Alex.");
         assert_eq!(job.wedding_context.unwrap().wedding_date, "2027-06-12");
-        assert_eq!(job.metadata["taveJobId"], "J-9");
+        assert_eq!(job.metadata["taveJobId"], JOB);
 
         let payment = event_notification(
             "booking",
             "studio",
             "payment.created",
-            &payload(json!({"id": 314, "jobId": "J-9"})),
+            &payload(json!({"id": "01J5X3K9Q2M8R4T6V7W0Y1Z2PM", "jobId": JOB})),
         )
         .unwrap();
         assert_eq!(payment.notification_type, "payment_received");
-        assert_eq!(payment.notification_id, "tave-booking-payment.created-314");
+        assert_eq!(
+            payment.notification_id,
+            "tave-booking-payment.created-01j5x3k9q2m8r4t6v7w0y1z2pm"
+        );
         assert_eq!(
             payment.message,
-            "A payment was recorded in Tave for job J-9."
+            format!("A payment was recorded in Tave for job {JOB}.")
         );
         assert!(payment.wedding_context.is_none());
 
         // An id that cannot go into a notification id as it is: the body names the delivery,
         // the same body the same way every time.
-        let odd = payload(json!({"id": "has spaces in it"}));
+        let odd = payload(json!({"id": 314}));
         let first = event_notification("booking", "studio", "order.booked", &odd).unwrap();
         let again = event_notification("booking", "studio", "order.booked", &odd).unwrap();
         assert_eq!(first.notification_id, again.notification_id);

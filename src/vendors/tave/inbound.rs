@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::connector::is_plain_id;
+use super::connector::tave_id;
 use super::{Tave, TaveConnector, TaveSettings};
 use crate::connectors::ConnectorError;
 use crate::secret::same_secret;
@@ -33,10 +33,10 @@ impl InboundHandler for Tave {
             let target_id = payload
                 .get("targetId")
                 .and_then(Value::as_str)
-                .filter(|id| is_plain_id(id))
+                .and_then(tave_id)
                 .ok_or_else(|| {
                     InboundError::Malformed(
-                        "a Tave REST hook carries the targetId of its object".into(),
+                        "targetId: a Tave REST hook carries the id (a ULID) of its object".into(),
                     )
                 })?;
             let connector = TaveConnector::new(
@@ -51,7 +51,7 @@ impl InboundHandler for Tave {
                     request.integration_id,
                     request.organization,
                     event,
-                    target_id,
+                    &target_id,
                 )
                 .await
                 .map_err(|err| match err {

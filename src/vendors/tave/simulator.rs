@@ -62,6 +62,29 @@ struct TaveState {
     next_id: u64,
 }
 
+impl TaveState {
+    /// A new record's id, as Tave makes them: a lowercase ULID (a 48-bit millisecond time, here
+    /// fixed at 2026-01-01, then 80 bits that here count up).
+    fn new_id(&mut self) -> String {
+        const TIME_MS: u128 = 1_767_225_600_000;
+        const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+        self.next_id += 1;
+        let value = (TIME_MS << 80) | u128::from(self.next_id);
+        (0..26)
+            .map(|at| ALPHABET[((value >> (125 - 5 * at)) & 31) as usize] as char)
+            .collect()
+    }
+}
+
+/// The studio's records are named as Tave names them, so a test cannot pass with an id Tave
+/// would never give.
+fn assert_tave_id(id: &str) {
+    assert!(
+        super::connector::tave_id(id).as_deref() == Some(id),
+        "{id:?} is not a Tave id: Tave's ids are lowercase ULIDs"
+    );
+}
+
 #[derive(Clone)]
 struct AppState {
     state: Arc<Mutex<TaveState>>,
@@ -80,7 +103,7 @@ impl FakeTave {
             events: BTreeMap::new(),
             payments: BTreeMap::new(),
             hooks: Vec::new(),
-            next_id: 5000,
+            next_id: 0,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -115,6 +138,7 @@ impl FakeTave {
 
     /// Adds a job that exists in the studio.
     pub fn add_job(&self, id: &str, fields: Value) {
+        assert_tave_id(id);
         self.state.lock().expect("tave lock").jobs.insert(
             id.to_owned(),
             fields.as_object().cloned().unwrap_or_default(),
@@ -127,6 +151,7 @@ impl FakeTave {
 
     /// Records a payment, e.g. `{"jobId": ..., "amount": 1500}`.
     pub fn add_payment(&self, id: &str, fields: Value) {
+        assert_tave_id(id);
         self.state.lock().expect("tave lock").payments.insert(
             id.to_owned(),
             fields.as_object().cloned().unwrap_or_default(),
@@ -135,6 +160,7 @@ impl FakeTave {
 
     /// Adds a contact to the studio's address book.
     pub fn add_contact(&self, id: &str, fields: Value) {
+        assert_tave_id(id);
         self.state.lock().expect("tave lock").contacts.insert(
             id.to_owned(),
             fields.as_object().cloned().unwrap_or_default(),
@@ -143,6 +169,7 @@ impl FakeTave {
 
     /// Adds an event (a session or shoot), e.g. `{"jobId": ..., "startDate": ..., "confirmed": true}`.
     pub fn add_event(&self, id: &str, fields: Value) {
+        assert_tave_id(id);
         self.state.lock().expect("tave lock").events.insert(
             id.to_owned(),
             fields.as_object().cloned().unwrap_or_default(),
@@ -439,8 +466,7 @@ async fn create_note(
                 }]);
             }
         }
-        state.next_id += 1;
-        let id = state.next_id.to_string();
+        let id = state.new_id();
         state.notes.push(Note {
             id: id.clone(),
             job_id: job_id.clone(),
@@ -462,9 +488,8 @@ async fn create_rest_hook(
     body: Bytes,
 ) -> Response {
     respond(app, "POST", &uri, headers, body, |state, body| {
-        state.next_id += 1;
         let hook = RestHook {
-            id: format!("01HOOK{:020}", state.next_id),
+            id: state.new_id(),
             event: body["event"].as_str().unwrap_or_default().to_owned(),
             url: body["url"].as_str().unwrap_or_default().to_owned(),
         };
@@ -541,7 +566,7 @@ fn tave_contract() -> &'static WrittenContract {
 /// The API key the simulated studio accepts (not a real credential).
 const SIMULATED_API_KEY: &str = "tave-simulated-0000000000000000";
 /// The job the simulated studio has, which the sample notification names.
-const SIMULATED_JOB: &str = "J-SIMULATED-1";
+const SIMULATED_JOB: &str = "01jsm0k3x7c9v2b8n4q6w1e5r0";
 
 impl Simulation for super::Tave {
     fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
