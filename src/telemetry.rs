@@ -91,6 +91,14 @@ fn describe_metrics() {
         "1 when an integration's actor was given up on after crashing past its restart limit"
     );
     describe_gauge!(
+        "herald_vendor_quota_limit",
+        "A vendor's allowance for an integration over a window the vendor reports (window: daily)"
+    );
+    describe_gauge!(
+        "herald_vendor_quota_remaining",
+        "What is left of a vendor's allowance for an integration, as the vendor last reported it"
+    );
+    describe_gauge!(
         "herald_mailbox_depth",
         "Deliveries waiting in an integration's mailbox"
     );

@@ -236,6 +236,7 @@ async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
         refused.json::<Value>().await.unwrap()["category"],
         "INVALID_AUTHENTICATION"
     );
+    hubspot.set_daily_limit(1_000);
     for remaining in [2, 1, 0] {
         let answer = read(TOKEN).await.unwrap();
         assert_eq!(
@@ -243,10 +244,25 @@ async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
             StatusCode::MULTI_STATUS,
             "not found is a 207 with errors"
         );
+        let header = |name: &str| answer.headers()[name].to_str().unwrap().to_owned();
         assert_eq!(
-            answer.headers()["x-hubspot-ratelimit-remaining"],
-            remaining.to_string().as_str()
+            [
+                header("x-hubspot-ratelimit-max"),
+                header("x-hubspot-ratelimit-remaining"),
+                header("x-hubspot-ratelimit-interval-milliseconds"),
+                header("x-hubspot-ratelimit-daily"),
+                header("x-hubspot-ratelimit-daily-remaining"),
+            ],
+            [
+                "3".to_owned(),
+                remaining.to_string(),
+                "10000".to_owned(),
+                "1000".to_owned(),
+                (997 + remaining).to_string(),
+            ]
         );
+        assert!(answer.headers().contains_key("x-hubspot-ratelimit-secondly"));
+        assert!(answer.headers().contains_key("x-hubspot-ratelimit-secondly-remaining"));
     }
     let limited = read(TOKEN).await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -840,4 +856,56 @@ async fn a_batch_that_partly_fails_is_read_input_by_input() {
             && error.contains("cannot take a new note"),
         "{error}"
     );
+}
+
+/// A private app's day: HubSpot's daily headers become a gauge, and a spent allowance (a 429
+/// with `policyName: DAILY`) waits an hour rather than retrying into the same refusal.
+#[tokio::test]
+async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
+    let (herald, hubspot, _token_file) = start("").await;
+    herald
+        .post("/v1/notifications", &with_contacts("first", &["a@example.com"]))
+        .await;
+    herald
+        .wait_for_notification("first", Duration::from_secs(10), all_delivered)
+        .await;
+    let used = hubspot.requests().len();
+    let metrics = herald
+        .client
+        .get(format!("{}/metrics", herald.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("{name}{{")) && line.contains("integration=\"crm\""))
+            .map(|line| line.rsplit(' ').next().unwrap().to_owned())
+    };
+    assert_eq!(gauge("herald_vendor_quota_limit").as_deref(), Some("250000"), "{metrics}");
+    assert_eq!(
+        gauge("herald_vendor_quota_remaining"),
+        Some((250_000 - used).to_string()),
+        "{metrics}"
+    );
+
+    hubspot.set_daily_limit(used);
+    herald
+        .post("/v1/notifications", &with_contacts("spent", &["b@example.com"]))
+        .await;
+    let record = herald
+        .wait_for_notification("spent", Duration::from_secs(10), |record| {
+            record["targets"][0]["state"] == "retrying"
+        })
+        .await;
+    let target = &record["targets"][0];
+    let wait_ms = target["nextAttemptAt"].as_i64().unwrap() - target["createdAt"].as_i64().unwrap();
+    assert!(
+        (3_590_000..=3_610_000).contains(&wait_ms),
+        "an hour, not the retry policy's 20 ms: {record}"
+    );
+    assert_eq!(target["attempts"], 1);
 }

@@ -62,6 +62,22 @@ pub const HUBSPOT_SCOPES: &[&str] = &[
 /// whether it was granted).
 pub const HUBSPOT_OPTIONAL_SCOPES: &[&str] = &["automation"];
 
+/// How long Herald waits before trying again once a private app's daily allowance is spent.
+/// HubSpot resets it at midnight in the account's time zone, which the API does not tell a
+/// private app, so Herald tries hourly (bounded by the integration's `retry.max_retry_after`).
+const DAILY_LIMIT_RETRY: Duration = Duration::from_secs(3600);
+
+/// A 429. HubSpot documents its windows in `X-HubSpot-RateLimit-*` headers, not a wait: a
+/// `Retry-After`, where one comes, is honoured; a spent daily allowance (`policyName: DAILY`)
+/// waits [`DAILY_LIMIT_RETRY`]; the rolling ten seconds leave the wait to the retry policy.
+fn rate_limited(headers: &reqwest::header::HeaderMap, body: &str) -> ConnectorError {
+    let daily = serde_json::from_str::<Value>(body)
+        .is_ok_and(|answer| answer["policyName"] == "DAILY");
+    ConnectorError::RateLimited {
+        retry_after: retry_after(headers).or(daily.then_some(DAILY_LIMIT_RETRY)),
+    }
+}
+
 /// The property group Herald's contact properties live in.
 const WEDDING_GROUP: &str = "wedding_information";
 
@@ -109,6 +125,7 @@ const TASK_TO_COMPANY: u32 = 192;
 const TASK_TO_DEAL: u32 = 216;
 
 pub struct HubSpotConnector {
+    integration_id: String,
     base: Url,
     credential: Credential,
     client: OutboundClient,
@@ -193,6 +210,7 @@ impl HubSpotConnector {
             }
         };
         Ok(Self {
+            integration_id: integration_id.to_owned(),
             base,
             credential,
             client,
@@ -694,14 +712,11 @@ impl HubSpotConnector {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            // HubSpot documents its windows in X-HubSpot-RateLimit-* headers, not a wait; a
-            // Retry-After, where a 429 carries one, is honoured.
-            return Err(ConnectorError::RateLimited {
-                retry_after: retry_after(&headers),
-            });
-        }
+        self.report_daily_allowance(&headers);
         let text = response.text().await.map_err(transport_error)?;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(rate_limited(&headers, &text));
+        }
         match serde_json::from_str(&text) {
             Ok(answer) => Ok((status, answer)),
             // 204 No Content (a workflow enrolment) answers nothing.
@@ -711,6 +726,30 @@ impl HubSpotConnector {
             ))),
             Err(_) => Err(classify_status(status, &headers, &text)),
         }
+    }
+
+    /// A private app's daily allowance, from `X-HubSpot-RateLimit-Daily` and `-Daily-Remaining`
+    /// (OAuth calls have no daily limit and carry neither), as the
+    /// `herald_vendor_quota_remaining` and `herald_vendor_quota_limit` gauges.
+    fn report_daily_allowance(&self, headers: &reqwest::header::HeaderMap) {
+        let read = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let (Some(limit), Some(remaining)) = (
+            read("x-hubspot-ratelimit-daily"),
+            read("x-hubspot-ratelimit-daily-remaining"),
+        ) else {
+            return;
+        };
+        let labels = [
+            ("integration", self.integration_id.clone()),
+            ("window", "daily".to_owned()),
+        ];
+        metrics::gauge!("herald_vendor_quota_limit", &labels).set(limit);
+        metrics::gauge!("herald_vendor_quota_remaining", &labels).set(remaining);
     }
 
     fn error(&self, status: reqwest::StatusCode, answer: Value) -> ConnectorError {

@@ -105,7 +105,14 @@ struct HubSpotState {
     window: Duration,
     max_per_window: usize,
     recent: VecDeque<Instant>,
+    /// Private-app requests the portal allows a day, and how many it has taken today (OAuth
+    /// calls have no daily limit).
+    daily_limit: usize,
+    used_today: usize,
 }
+
+/// HubSpot's smallest daily allowance for private apps (Free and Starter).
+const DAILY_LIMIT: usize = 250_000;
 
 /// A public app installed in the portal: its credentials and its access tokens' lifetime.
 struct OAuthApp {
@@ -180,6 +187,8 @@ impl FakeHubSpot {
             window: Duration::from_secs(10),
             max_per_window: max_per_10s,
             recent: VecDeque::new(),
+            daily_limit: DAILY_LIMIT,
+            used_today: 0,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app_state = AppState {
@@ -325,6 +334,12 @@ impl FakeHubSpot {
             .access_tokens
             .values_mut()
             .for_each(|expires| *expires = past);
+    }
+
+    /// Sets how many private-app requests the portal allows today (HubSpot: 250,000 to 1,000,000
+    /// by plan); past it, private-app calls draw a 429 with `policyName: DAILY`.
+    pub fn set_daily_limit(&self, limit: usize) {
+        self.state.lock().expect("hubspot lock").daily_limit = limit;
     }
 
     /// Replaces the private app's token (a rotation): the old one is refused from now on.
@@ -739,6 +754,7 @@ impl HubSpotState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let now = Instant::now();
+        let private_app = token == Some(self.token.as_str());
         if let Some(expires) = token.and_then(|t| self.access_tokens.get(t)) {
             if now >= *expires {
                 let ago = now.duration_since(*expires).as_secs();
@@ -762,20 +778,29 @@ impl HubSpotState {
         {
             self.recent.pop_front();
         }
-        if self.recent.len() >= self.max_per_window {
+        let policy = if private_app && self.used_today >= self.daily_limit {
+            Some(("daily", "DAILY"))
+        } else if self.recent.len() >= self.max_per_window {
+            Some(("ten_secondly_rolling", "TEN_SECONDLY_ROLLING"))
+        } else {
+            None
+        };
+        if let Some((limit, policy)) = policy {
             let body = json!({
                 "status": "error",
-                "message": "You have reached your ten_secondly_rolling limit.",
+                "message": format!("You have reached your {limit} limit."),
                 "errorType": "RATE_LIMIT",
                 "correlationId": uuid::Uuid::new_v4().to_string(),
-                "policyName": "TEN_SECONDLY_ROLLING",
+                "policyName": policy,
             });
             let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-            self.rate_headers(&mut response, 0);
+            self.rate_headers(&mut response, private_app);
             return (StatusCode::TOO_MANY_REQUESTS, response);
         }
         self.recent.push_back(now);
-        let remaining = self.max_per_window - self.recent.len();
+        if private_app {
+            self.used_today += 1;
+        }
         let body = match body {
             Ok(body) if body.is_object() => body,
             Ok(_) => {
@@ -856,18 +881,44 @@ impl HubSpotState {
         } else {
             (status, axum::Json(answer)).into_response()
         };
-        self.rate_headers(&mut response, remaining);
+        self.rate_headers(&mut response, private_app);
         (status, response)
     }
 
-    fn rate_headers(&self, response: &mut Response, remaining: usize) {
+    /// HubSpot's `X-HubSpot-RateLimit-*` headers: the rolling window (`-Max`, `-Remaining`,
+    /// `-Interval-Milliseconds`), the same per second (`-Secondly`, `-Secondly-Remaining`), and
+    /// for a private app the day (`-Daily`, `-Daily-Remaining`; OAuth calls have no daily limit,
+    /// so they carry none).
+    fn rate_headers(&self, response: &mut Response, private_app: bool) {
+        let now = Instant::now();
+        let secondly = self.max_per_window / self.window.as_secs().max(1) as usize;
+        let this_second = self
+            .recent
+            .iter()
+            .filter(|at| now.duration_since(**at) < Duration::from_secs(1))
+            .count();
         let headers = response.headers_mut();
         headers.insert("x-hubspot-ratelimit-max", self.max_per_window.into());
-        headers.insert("x-hubspot-ratelimit-remaining", remaining.into());
+        headers.insert(
+            "x-hubspot-ratelimit-remaining",
+            self.max_per_window.saturating_sub(self.recent.len()).into(),
+        );
         headers.insert(
             "x-hubspot-ratelimit-interval-milliseconds",
             (self.window.as_millis() as u64).into(),
         );
+        headers.insert("x-hubspot-ratelimit-secondly", secondly.into());
+        headers.insert(
+            "x-hubspot-ratelimit-secondly-remaining",
+            secondly.saturating_sub(this_second).into(),
+        );
+        if private_app {
+            headers.insert("x-hubspot-ratelimit-daily", self.daily_limit.into());
+            headers.insert(
+                "x-hubspot-ratelimit-daily-remaining",
+                self.daily_limit.saturating_sub(self.used_today).into(),
+            );
+        }
     }
 
     fn create_group(&mut self, body: &Value) -> (StatusCode, Value) {
