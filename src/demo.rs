@@ -160,7 +160,9 @@ pub async fn run_demo() -> Result<DemoSummary, DemoError> {
 
     // Tave's side: Herald subscribes to its REST hooks, then a booking happens in Tave.
     post("/v1/integrations/studio-booking/subscriptions", json!({})).await?;
-    let called_back = tave.fire("order.booked", "01r00000000000000000000001").await;
+    let called_back = tave
+        .fire("order.booked", "01r00000000000000000000001")
+        .await;
     if called_back != [200] {
         return Err(DemoError::Request(format!(
             "Tave's REST hook call to Herald answered {called_back:?}"

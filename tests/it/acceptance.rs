@@ -17,7 +17,10 @@ async fn a_multi_system_emergency_reaches_hubspot_tave_and_slack() {
     let tave = FakeTave::start(any_local_port(), "tave-acceptance")
         .await
         .unwrap();
-    tave.add_job("01j00000000000000000000077", json!({"name": "Jordan & Casey"}));
+    tave.add_job(
+        "01j00000000000000000000077",
+        json!({"name": "Jordan & Casey"}),
+    );
     let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["wedding-day"])
         .await
         .unwrap();

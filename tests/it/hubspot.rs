@@ -261,8 +261,12 @@ async fn the_simulator_enforces_hubspot_auth_and_its_ten_second_limit() {
                 (997 + remaining).to_string(),
             ]
         );
-        assert!(answer.headers().contains_key("x-hubspot-ratelimit-secondly"));
-        assert!(answer.headers().contains_key("x-hubspot-ratelimit-secondly-remaining"));
+        assert!(answer
+            .headers()
+            .contains_key("x-hubspot-ratelimit-secondly"));
+        assert!(answer
+            .headers()
+            .contains_key("x-hubspot-ratelimit-secondly-remaining"));
     }
     let limited = read(TOKEN).await.unwrap();
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -864,7 +868,10 @@ async fn a_batch_that_partly_fails_is_read_input_by_input() {
 async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
     let (herald, hubspot, _token_file) = start("").await;
     herald
-        .post("/v1/notifications", &with_contacts("first", &["a@example.com"]))
+        .post(
+            "/v1/notifications",
+            &with_contacts("first", &["a@example.com"]),
+        )
         .await;
     herald
         .wait_for_notification("first", Duration::from_secs(10), all_delivered)
@@ -882,10 +889,16 @@ async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
     let gauge = |name: &str| {
         metrics
             .lines()
-            .find(|line| line.starts_with(&format!("{name}{{")) && line.contains("integration=\"crm\""))
+            .find(|line| {
+                line.starts_with(&format!("{name}{{")) && line.contains("integration=\"crm\"")
+            })
             .map(|line| line.rsplit(' ').next().unwrap().to_owned())
     };
-    assert_eq!(gauge("herald_vendor_quota_limit").as_deref(), Some("250000"), "{metrics}");
+    assert_eq!(
+        gauge("herald_vendor_quota_limit").as_deref(),
+        Some("250000"),
+        "{metrics}"
+    );
     assert_eq!(
         gauge("herald_vendor_quota_remaining"),
         Some((250_000 - used).to_string()),
@@ -894,7 +907,10 @@ async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
 
     hubspot.set_daily_limit(used);
     herald
-        .post("/v1/notifications", &with_contacts("spent", &["b@example.com"]))
+        .post(
+            "/v1/notifications",
+            &with_contacts("spent", &["b@example.com"]),
+        )
         .await;
     let record = herald
         .wait_for_notification("spent", Duration::from_secs(10), |record| {

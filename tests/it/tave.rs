@@ -83,10 +83,16 @@ async fn a_booking_change_is_two_sync_actions() {
         receipt.starts_with("job 01j00000000000000020270612 updated; note "),
         "{receipt}"
     );
-    assert_eq!(tave.job("01j00000000000000020270612").unwrap()["eventDate"], "2027-06-12");
+    assert_eq!(
+        tave.job("01j00000000000000020270612").unwrap()["eventDate"],
+        "2027-06-12"
+    );
     let notes = tave.notes();
     assert_eq!(notes.len(), 1);
-    assert_eq!(notes[0].job_id.as_deref(), Some("01j00000000000000020270612"));
+    assert_eq!(
+        notes[0].job_id.as_deref(),
+        Some("01j00000000000000020270612")
+    );
     assert!(notes[0].content_html.contains("Ceremony moved"));
     assert!(
         tave.requests()
@@ -99,7 +105,11 @@ async fn a_booking_change_is_two_sync_actions() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("cm-1", "client_message", json!("01j00000000000000020270612")),
+            &for_job(
+                "cm-1",
+                "client_message",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     let record = herald
@@ -124,7 +134,11 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("tl-sessions", "timeline_change", json!("01j00000000000000020270612")),
+            &for_job(
+                "tl-sessions",
+                "timeline_change",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     let record = herald
@@ -145,8 +159,14 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
         actions,
         [
             ("job_update".to_owned(), String::new()),
-            ("session_update".to_owned(), "01e00000000000000000recept".to_owned()),
-            ("session_update".to_owned(), "01e000000000000000cer3m0ny".to_owned()),
+            (
+                "session_update".to_owned(),
+                "01e00000000000000000recept".to_owned()
+            ),
+            (
+                "session_update".to_owned(),
+                "01e000000000000000cer3m0ny".to_owned()
+            ),
             ("communication_log_note".to_owned(), String::new()),
         ],
         "{record}"
@@ -169,7 +189,10 @@ async fn a_new_wedding_date_moves_the_jobs_sessions_on_the_old_date() {
         tave.event("01e0000000000000engagement").unwrap()["startDate"],
         "2027-05-01"
     );
-    assert_eq!(tave.event("01e0000000000000000th3rj0b").unwrap()["startDate"], "2027-06-05");
+    assert_eq!(
+        tave.event("01e0000000000000000th3rj0b").unwrap()["startDate"],
+        "2027-06-05"
+    );
 }
 
 #[tokio::test]
@@ -181,7 +204,11 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
     herald
         .post(
             "/v1/notifications",
-            &for_job("tl-conflict", "timeline_change", json!("01j00000000000000020270612")),
+            &for_job(
+                "tl-conflict",
+                "timeline_change",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     let record = herald
@@ -220,7 +247,11 @@ async fn a_new_date_taken_by_another_booking_is_recorded_as_a_conflict_with_free
 #[tokio::test]
 async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
     let (herald, tave, _key) = start().await;
-    let mut booked = for_job("booked-2", "booking_confirmed", json!("01j00000000000000020270612"));
+    let mut booked = for_job(
+        "booked-2",
+        "booking_confirmed",
+        json!("01j00000000000000020270612"),
+    );
     booked["metadata"] = json!({"taveJobId": "01j00000000000000020270612", "taveJobStage": "booked", "taveWorkflowId": "01wfweddingday"});
     herald.post("/v1/notifications", &booked).await;
     let record = herald
@@ -238,8 +269,13 @@ async fn a_status_update_can_move_the_stage_and_start_a_tave_workflow() {
     );
 
     // A stage Tave does not have is refused with its validation problem, named.
-    let mut wrong = for_job("booked-3", "booking_confirmed", json!("01j00000000000000020270612"));
-    wrong["metadata"] = json!({"taveJobId": "01j00000000000000020270612", "taveJobStage": "signed"});
+    let mut wrong = for_job(
+        "booked-3",
+        "booking_confirmed",
+        json!("01j00000000000000020270612"),
+    );
+    wrong["metadata"] =
+        json!({"taveJobId": "01j00000000000000020270612", "taveJobStage": "signed"});
     herald.post("/v1/notifications", &wrong).await;
     let record = herald
         .wait_for_notification("booked-3", Duration::from_secs(10), dead_lettered)
@@ -273,7 +309,11 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("missing", "timeline_change", json!("01j00000000000000000000404")),
+            &for_job(
+                "missing",
+                "timeline_change",
+                json!("01j00000000000000000000404"),
+            ),
         )
         .await;
     let record = herald
@@ -316,7 +356,11 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("quota", "client_message", json!("01j00000000000000020270612")),
+            &for_job(
+                "quota",
+                "client_message",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     herald
@@ -339,7 +383,11 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("dropped", "client_message", json!("01j00000000000000020270612")),
+            &for_job(
+                "dropped",
+                "client_message",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     let record = herald
@@ -353,7 +401,11 @@ async fn tave_failures_are_classified() {
     herald
         .post(
             "/v1/notifications",
-            &for_job("revoked", "client_message", json!("01j00000000000000020270612")),
+            &for_job(
+                "revoked",
+                "client_message",
+                json!("01j00000000000000020270612"),
+            ),
         )
         .await;
     let record = herald
@@ -373,7 +425,10 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
     let client = reqwest::Client::new();
     let put = |body: Value| {
         client
-            .put(format!("{}/job/01j00000000000000000000001", tave.base_url()))
+            .put(format!(
+                "{}/job/01j00000000000000000000001",
+                tave.base_url()
+            ))
             .header("x-api-key", API_KEY)
             .json(&body)
             .send()
@@ -390,7 +445,9 @@ async fn a_request_that_drifts_from_taves_contract_is_refused_naming_the_field()
         json!({"eventDate": ["is not a valid date"], "venue": ["is not a known field"]})
     );
     assert_eq!(
-        tave.job("01j00000000000000000000001").unwrap().get("eventDate"),
+        tave.job("01j00000000000000000000001")
+            .unwrap()
+            .get("eventDate"),
         None,
         "nothing was written"
     );
@@ -500,7 +557,10 @@ async fn tave_rest_hooks_bring_bookings_and_payments_to_the_studios_other_system
     // the payment for its job, and the event reaches the team feed once, even when Tave
     // delivers it twice.
     let payment = "01hq3v8kzp4x6d2m9w5t7r1c0a";
-    tave.add_payment(payment, json!({"jobId": "01j00000000000000020270612", "amount": 1500}));
+    tave.add_payment(
+        payment,
+        json!({"jobId": "01j00000000000000020270612", "amount": 1500}),
+    );
     assert_eq!(tave.fire("payment.created", payment).await, [200]);
     assert_eq!(tave.fire("payment.created", payment).await, [200]);
     let record = herald

@@ -71,8 +71,8 @@ const DAILY_LIMIT_RETRY: Duration = Duration::from_secs(3600);
 /// `Retry-After`, where one comes, is honoured; a spent daily allowance (`policyName: DAILY`)
 /// waits [`DAILY_LIMIT_RETRY`]; the rolling ten seconds leave the wait to the retry policy.
 fn rate_limited(headers: &reqwest::header::HeaderMap, body: &str) -> ConnectorError {
-    let daily = serde_json::from_str::<Value>(body)
-        .is_ok_and(|answer| answer["policyName"] == "DAILY");
+    let daily =
+        serde_json::from_str::<Value>(body).is_ok_and(|answer| answer["policyName"] == "DAILY");
     ConnectorError::RateLimited {
         retry_after: retry_after(headers).or(daily.then_some(DAILY_LIMIT_RETRY)),
     }

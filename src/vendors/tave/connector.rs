@@ -431,7 +431,10 @@ pub fn event_notification(
         .filter(|name| !name.trim().is_empty());
     let job_id = match event {
         "job.created" => Some(object_id.clone()),
-        _ => payload.get("jobId").and_then(Value::as_str).and_then(tave_id),
+        _ => payload
+            .get("jobId")
+            .and_then(Value::as_str)
+            .and_then(tave_id),
     };
     let message = match (name, &job_id) {
         (Some(name), _) => format!("{label} in Tave: {name}."),
@@ -722,10 +725,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(
-            refusal(json!({"taveJobId": 42})).starts_with("invalid_job_id: metadata.taveJobId: 42 is not a Tave id"),
+            refusal(json!({"taveJobId": 42}))
+                .starts_with("invalid_job_id: metadata.taveJobId: 42 is not a Tave id"),
             "a number never names a Tave job"
         );
-        for wrong in ["../studio", "J-123", "81j5x3k9q2m8r4t6v7w0y1z2a3", "01j5x3k9q2m8r4t6v7w0y1z2au"] {
+        for wrong in [
+            "../studio",
+            "J-123",
+            "81j5x3k9q2m8r4t6v7w0y1z2a3",
+            "01j5x3k9q2m8r4t6v7w0y1z2au",
+        ] {
             assert!(
                 refusal(json!({"taveJobId": wrong})).starts_with("invalid_job_id:"),
                 "{wrong}"
@@ -811,7 +820,10 @@ mod tests {
             &payload(json!({"id": JOB, "name": "Sam & Alex", "eventDate": "2027-06-12"})),
         )
         .unwrap();
-        assert_eq!(job.notification_id, format!("tave-booking-job.created-{JOB}"));
+        assert_eq!(
+            job.notification_id,
+            format!("tave-booking-job.created-{JOB}")
+        );
         assert_eq!(job.notification_type, "booking_created");
         assert_eq!(job.message, "A new job was created in Tave: Sam & Alex.");
         assert_eq!(job.wedding_context.unwrap().wedding_date, "2027-06-12");
