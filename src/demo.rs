@@ -40,6 +40,8 @@ pub enum DemoError {
 const SLACK_TOKEN: &str = "xoxb-demo-0000000000-herald";
 const HUBSPOT_TOKEN: &str = "pat-na1-demo0000-0000-0000-0000-000000000000";
 const TAVE_API_KEY: &str = "tave-demo-0000000000000000";
+/// The order booked in Tave (Tave's ids are lowercase ULIDs).
+const TAVE_ORDER: &str = "01r00000000000000000000001";
 const TAVE_JOB: &str = "01j00000000000000020270612";
 const TAVE_HOOK_SECRET: &str = "tave-hooks-demo-5f0c2a9e41b7d3";
 const WEBHOOK_SECRET: &str = "whsec_ZGVtby1zZWNyZXQtZm9yLWhlcmFsZC1kZW1vLTEyMzQ=";
@@ -160,9 +162,7 @@ pub async fn run_demo() -> Result<DemoSummary, DemoError> {
 
     // Tave's side: Herald subscribes to its REST hooks, then a booking happens in Tave.
     post("/v1/integrations/studio-booking/subscriptions", json!({})).await?;
-    let called_back = tave
-        .fire("order.booked", "01r00000000000000000000001")
-        .await;
+    let called_back = tave.fire("order.booked", TAVE_ORDER).await;
     if called_back != [200] {
         return Err(DemoError::Request(format!(
             "Tave's REST hook call to Herald answered {called_back:?}"
@@ -172,7 +172,7 @@ pub async fn run_demo() -> Result<DemoSummary, DemoError> {
     let mut ids = vec![
         "tl-0001".to_owned(),
         "em-0001".to_owned(),
-        "tave-studio-booking-order.booked-ord-0001".to_owned(),
+        format!("tave-studio-booking-order.booked-{TAVE_ORDER}"),
     ];
     ids.extend((1..=200).map(|n| format!("cm-{n:04}")));
     let records = wait_until_settled(&client, &base, &key, &ids, Duration::from_secs(30)).await?;
@@ -355,6 +355,13 @@ async fn wait_until_settled(
                 .send()
                 .await
                 .map_err(|e| DemoError::Request(e.to_string()))?;
+            // A notification Herald never took is a failed scenario, not one with nothing to do.
+            if !response.status().is_success() && Instant::now() >= deadline {
+                return Err(DemoError::Request(format!(
+                    "notification {id}: {}",
+                    response.status()
+                )));
+            }
             records.push(
                 response
                     .json::<Value>()
