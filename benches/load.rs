@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use herald::sandbox::{any_local_port, RecordedRequest};
+use herald::store::Role;
 use herald::vendors::webhook::WebhookReceiver;
 use serde_json::{json, Value};
 
@@ -68,7 +69,7 @@ async fn start_on(store: Store, body: &str) -> Daemon {
     );
     let config = herald::config::parse(&text, "bench").unwrap();
     let store = herald::open_store(&config).await.unwrap();
-    let key = herald::api::create_api_key(&*store, "bench", "bench")
+    let (key, _) = herald::api::create_api_key(&*store, "bench", "bench", Role::Sender)
         .await
         .unwrap();
     drop(store);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use herald::store::Role;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -91,10 +92,15 @@ enum KeysCommand {
         organization: String,
         #[arg(long, default_value = "default")]
         label: String,
+        /// What the key may do: `admin` (integrations, routes, keys, credentials, and
+        /// everything a sender may), `sender` (notifications, routings, replays, and reading),
+        /// `viewer` (reading).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
         #[arg(long, default_value = "config/herald.toml")]
         config: PathBuf,
     },
-    /// Lists an organization's API keys (ids, labels, creation times; never the keys).
+    /// Lists an organization's API keys (ids, labels, roles, creation times; never the keys).
     List {
         #[arg(long)]
         organization: String,
@@ -250,6 +256,10 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: admin, sender or viewer"))
+}
+
 async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
     let (KeysCommand::Create {
         organization,
@@ -274,17 +284,18 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
     }
     let store = herald::open_store(&loaded).await?;
     match &command {
-        KeysCommand::Create { label, .. } => {
-            let key = herald::api::create_api_key(&*store, organization, label).await?;
+        KeysCommand::Create { label, role, .. } => {
+            let (key, id) =
+                herald::api::create_api_key(&*store, organization, label, *role).await?;
             println!("{key}");
-            eprintln!("this key is shown once; Herald keeps only its SHA-256");
+            eprintln!("key {id} ({role}); this key is shown once; Herald keeps only its SHA-256");
         }
         KeysCommand::List { .. } => {
             for key in store.api_keys(organization).await? {
                 let created = humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + Duration::from_millis(key.created_at.max(0) as u64),
                 );
-                println!("{}  {created}  {}", key.id, key.label);
+                println!("{}  {created}  {:<6}  {}", key.id, key.role, key.label);
             }
         }
         KeysCommand::Revoke { id, .. } => {

@@ -1,19 +1,25 @@
-//! API keys: `Authorization: Bearer <key>`, where each key belongs to one organization. Keys are
-//! random 256-bit values shown once at creation; the store keeps only their SHA-256, so a leaked
-//! data folder leaks no key. Lookups are cached by hash for [`KEY_CACHE_TTL`], so a revoked key
-//! stops working within that time.
+//! API keys and roles: `Authorization: Bearer <key>`, where each key belongs to one organization
+//! and has a role ([`Role`]). Keys are random 256-bit values shown once at creation; the store
+//! keeps only their SHA-256, so a leaked data folder leaks no key. Lookups are cached by hash for
+//! [`KEY_CACHE_TTL`]; a key revoked through the API is dropped from this node's cache at once,
+//! one revoked elsewhere stops working within that time.
+//!
+//! Which role each `/v1` route needs is one table, [`required_role`]: reading needs `viewer`,
+//! sending needs `sender`, everything else needs `admin`, and a route missing from the table
+//! needs `admin`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::store::{Store, StoreError};
+use crate::store::{KeyHolder, Role, Store, StoreError};
 
 /// How long a key lookup is trusted before the store is asked again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -24,27 +30,59 @@ const API_KEY_REFUSED: ApiError = ApiError::Unauthorized("API key");
 #[derive(Debug, Clone)]
 pub struct Organization(pub String);
 
+/// The key a request was made with: who did it, for the audit and for key management.
+#[derive(Debug, Clone)]
+pub struct Caller(pub KeyHolder);
+
 /// Returns the hex SHA-256 of a key, the form the store keeps.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Creates a key for `organization`, stores its hash, and returns the key (the only time it is seen).
+/// Creates a key for `organization` with `role`, stores its hash, and returns the key (the only
+/// time it is seen) and its id.
 pub async fn create_api_key(
     store: &dyn Store,
     organization: &str,
     label: &str,
-) -> Result<String, StoreError> {
+    role: Role,
+) -> Result<(String, String), StoreError> {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("hk_{}", hex::encode(bytes));
+    let hash = hash_key(&key);
     store
-        .create_api_key(organization, &hash_key(&key), label)
+        .create_api_key(organization, &hash, label, role)
         .await?;
-    Ok(key)
+    let id = hash[..crate::store::API_KEY_ID_LEN].to_owned();
+    Ok((key, id))
 }
 
-/// Middleware: resolves the bearer key to its organization or answers 401.
+/// The role a `/v1` call needs: `viewer` to read, `sender` to send notifications and routings
+/// and replay dead letters, `admin` for the rest (integrations, routes, keys, credentials, and
+/// any route not named here).
+pub fn required_role(method: &Method, route: &str) -> Role {
+    let route = route.strip_prefix("/v1").unwrap_or(route);
+    let admin_only = route.starts_with("/keys");
+    match *method {
+        Method::GET | Method::HEAD if !admin_only => Role::Viewer,
+        Method::POST
+            if matches!(
+                route,
+                "/notifications"
+                    | "/notifications/batch"
+                    | "/routings"
+                    | "/dead-letters/{delivery_id}/replay"
+            ) =>
+        {
+            Role::Sender
+        }
+        _ => Role::Admin,
+    }
+}
+
+/// Middleware: resolves the bearer key to its holder (401 otherwise) and checks the holder's role
+/// against what the route needs (403 naming the role otherwise).
 pub async fn require_api_key(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -64,19 +102,76 @@ pub async fn require_api_key(
         .get(&hash)
         .filter(|entry| entry.1.elapsed() < KEY_CACHE_TTL)
         .map(|entry| entry.0.clone());
-    let organization = match cached {
-        Some(organization) => organization,
+    let holder = match cached {
+        Some(holder) => holder,
         None => {
-            let Some(organization) = state.store.organization_for_key(&hash).await? else {
+            let Some(holder) = state.store.key_holder(&hash).await? else {
                 state.key_cache.remove(&hash);
                 return Err(API_KEY_REFUSED);
             };
             state
                 .key_cache
-                .insert(hash, (organization.clone(), Instant::now()));
-            organization
+                .insert(hash, (holder.clone(), Instant::now()));
+            holder
         }
     };
-    request.extensions_mut().insert(Organization(organization));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let needed = required_role(request.method(), &route);
+    if holder.role < needed {
+        return Err(ApiError::Forbidden {
+            needed,
+            held: holder.role,
+        });
+    }
+    request
+        .extensions_mut()
+        .insert(Organization(holder.organization.clone()));
+    request.extensions_mut().insert(Caller(holder));
     Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_needs_a_viewer_sending_a_sender_and_the_rest_an_admin() {
+        let cases = [
+            (
+                Method::GET,
+                "/v1/notifications/{notification_id}",
+                Role::Viewer,
+            ),
+            (Method::GET, "/v1/integrations", Role::Viewer),
+            (Method::POST, "/v1/notifications", Role::Sender),
+            (Method::POST, "/v1/notifications/batch", Role::Sender),
+            (Method::POST, "/v1/routings", Role::Sender),
+            (
+                Method::POST,
+                "/v1/dead-letters/{delivery_id}/replay",
+                Role::Sender,
+            ),
+            (
+                Method::POST,
+                "/v1/integrations/{integration_id}/connection-check",
+                Role::Admin,
+            ),
+            (
+                Method::POST,
+                "/v1/integrations/{integration_id}/oauth/authorize",
+                Role::Admin,
+            ),
+            (Method::POST, "/v1/keys", Role::Admin),
+            (Method::GET, "/v1/keys", Role::Admin),
+            (Method::DELETE, "/v1/keys/{key_id}", Role::Admin),
+            (Method::PUT, "/v1/anything/new", Role::Admin),
+        ];
+        for (method, route, role) in cases {
+            assert_eq!(required_role(&method, route), role, "{method} {route}");
+        }
+    }
 }

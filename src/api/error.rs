@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::router::RouterError;
-use crate::store::StoreError;
+use crate::store::{Role, StoreError};
 use crate::wedsync::{FieldError, ParseError, TransformError};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,9 @@ pub enum ApiError {
     /// A missing or wrong bearer token; the text says which token (API key, metrics token).
     #[error("missing or invalid {0}")]
     Unauthorized(&'static str),
+    /// A valid key whose role does not allow the call.
+    #[error("this call needs an API key with the {needed} role; this key is a {held} key")]
+    Forbidden { needed: Role, held: Role },
     #[error("{0} not found")]
     NotFound(String),
     /// An inbound call whose vendor signature (or address secret) does not verify.
@@ -93,6 +96,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
@@ -106,6 +110,9 @@ impl IntoResponse for ApiError {
             }
         };
         let mut error = json!({"code": code, "message": self.to_string()});
+        if let ApiError::Forbidden { needed, .. } = &self {
+            error["requiredRole"] = json!(needed);
+        }
         if let ApiError::Invalid(field) = &self {
             error["field"] = json!(field.field);
             error["message"] = json!(format!("{}: {}", field.field, field.reason));

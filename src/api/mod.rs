@@ -10,6 +10,7 @@ mod error;
 mod inbound;
 mod install;
 mod integrations;
+mod keys;
 mod notifications;
 mod ops;
 mod routings;
@@ -18,12 +19,12 @@ mod server;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use auth::{create_api_key, hash_key, Organization};
+pub use auth::{create_api_key, hash_key, required_role, Caller, Organization};
 pub use error::ApiError;
 pub use server::{serve, ServerLimits};
 
@@ -39,8 +40,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub table: Arc<RoutingTable>,
     pub metrics: PrometheusHandle,
-    /// Key hash to (organization, when it was looked up).
-    pub key_cache: DashMap<String, (String, std::time::Instant)>,
+    /// Key hash to (who holds it, when it was looked up).
+    pub key_cache: DashMap<String, (crate::store::KeyHolder, std::time::Instant)>,
     pub limits: ServerLimits,
     pub allow_private_destinations: bool,
     /// The outbound policy's client, for inbound handlers that read the vendor's API.
@@ -91,6 +92,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/integrations/{integration_id}/health",
             get(integrations::integration_health),
         )
+        .route("/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/keys/{key_id}", delete(keys::revoke_key))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

@@ -1,5 +1,5 @@
-//! API keys: which organization a key belongs to (by its SHA-256), creating, listing and revoking
-//! them.
+//! API keys: who holds a key (by its SHA-256: its organization, id, label and role), creating,
+//! listing and revoking them.
 //!
 //! Both dialects side by side: what each store reads, and the statements each writer runs in the
 //! shared group commit (`queue.rs`).
@@ -9,20 +9,24 @@ use rusqlite::{params, OptionalExtension};
 use super::postgres::{PostgresStore, PostgresWriter};
 use super::queue::Queued;
 use super::sqlite::{SqliteStore, SqliteWriter};
-use super::{now_millis, ApiKeyInfo, StoreError, StoreFuture, API_KEY_ID_LEN};
+use super::{now_millis, ApiKeyInfo, KeyHolder, Role, StoreError, StoreFuture, API_KEY_ID_LEN};
 
 /// The organizations' API keys, kept by their hash.
 pub trait ApiKeys: Queued {
-    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>>;
+    /// Who holds the key with this hash, if anyone.
+    fn key_holder(&self, key_hash: &str) -> StoreFuture<'_, Option<KeyHolder>>;
     fn create_api_key(
         &self,
         organization: &str,
         key_hash: &str,
         label: &str,
+        role: Role,
     ) -> StoreFuture<'_, ()> {
-        self.queues().create_api_key(organization, key_hash, label)
+        self.queues()
+            .create_api_key(organization, key_hash, label, role)
     }
-    /// The organization's API keys (never the keys: their ids, labels and creation times).
+    /// The organization's API keys (never the keys: their ids, labels, roles and creation
+    /// times).
     fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
     /// Deletes the organization's key with this id; answers whether there was one.
     fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
@@ -37,6 +41,7 @@ pub(super) trait KeyStatements {
         organization: &str,
         key_hash: &str,
         label: &str,
+        role: Role,
     ) -> Result<(), StoreError>;
     async fn revoke_api_key(
         &mut self,
@@ -45,19 +50,29 @@ pub(super) trait KeyStatements {
     ) -> Result<bool, StoreError>;
 }
 
+/// A stored role; a name Herald does not know means the store was changed outside Herald.
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("an API key has the unknown role {text:?}")))
+}
+
 // === SQLite ===
 
 impl ApiKeys for SqliteStore {
-    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+    fn key_holder(&self, key_hash: &str) -> StoreFuture<'_, Option<KeyHolder>> {
         let key_hash = key_hash.to_owned();
         self.read(move |connection| {
-            Ok(connection
+            let row = connection
                 .query_row(
-                    "SELECT organization FROM api_keys WHERE key_hash = ?1",
-                    params![key_hash],
-                    |r| r.get(0),
+                    "SELECT organization, substr(key_hash, 1, ?2), label, role FROM api_keys WHERE key_hash = ?1",
+                    params![key_hash, API_KEY_ID_LEN as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?)),
                 )
-                .optional()?)
+                .optional()?;
+            row.map(|(organization, key_id, label, role)| {
+                Ok(KeyHolder { organization, key_id, label, role: parse_role(&role)? })
+            })
+            .transpose()
         })
     }
 
@@ -65,14 +80,18 @@ impl ApiKeys for SqliteStore {
         let organization = organization.to_owned();
         self.read(move |connection| {
             let mut statement = connection.prepare(
-                "SELECT substr(key_hash, 1, ?2), label, created_at FROM api_keys WHERE organization = ?1 ORDER BY created_at, key_hash",
+                "SELECT substr(key_hash, 1, ?2), label, role, created_at FROM api_keys WHERE organization = ?1 ORDER BY created_at, key_hash",
             )?;
-            let keys = statement
+            let rows = statement
                 .query_map(params![organization, API_KEY_ID_LEN as i64], |r| {
-                    Ok(ApiKeyInfo { id: r.get(0)?, label: r.get(1)?, created_at: r.get(2)? })
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
                 })?
-                .collect::<Result<_, _>>()?;
-            Ok(keys)
+                .collect::<Result<Vec<(String, String, String, i64)>, _>>()?;
+            rows.into_iter()
+                .map(|(id, label, role, created_at)| {
+                    Ok(ApiKeyInfo { id, label, role: parse_role(&role)?, created_at })
+                })
+                .collect()
         })
     }
 }
@@ -83,10 +102,11 @@ impl KeyStatements for SqliteWriter {
         organization: &str,
         key_hash: &str,
         label: &str,
+        role: Role,
     ) -> Result<(), StoreError> {
         self.connection.execute(
-            "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![key_hash, organization, label, now_millis()],
+            "INSERT INTO api_keys (key_hash, organization, label, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key_hash, organization, label, role.as_str(), now_millis()],
         )?;
         Ok(())
     }
@@ -107,17 +127,25 @@ impl KeyStatements for SqliteWriter {
 // === PostgreSQL ===
 
 impl ApiKeys for PostgresStore {
-    fn organization_for_key(&self, key_hash: &str) -> StoreFuture<'_, Option<String>> {
+    fn key_holder(&self, key_hash: &str) -> StoreFuture<'_, Option<KeyHolder>> {
         let key_hash = key_hash.to_owned();
         Box::pin(async move {
             let reader = self.reader.get().await?;
             let row = reader
                 .query_opt(
-                    "SELECT organization FROM api_keys WHERE key_hash = $1",
-                    &[&key_hash],
+                    "SELECT organization, substr(key_hash, 1, $2), label, role FROM api_keys WHERE key_hash = $1",
+                    &[&key_hash, &(API_KEY_ID_LEN as i32)],
                 )
                 .await?;
-            Ok(row.map(|row| row.get(0)))
+            row.map(|row| {
+                Ok(KeyHolder {
+                    organization: row.get(0),
+                    key_id: row.get(1),
+                    label: row.get(2),
+                    role: parse_role(row.get(3))?,
+                })
+            })
+            .transpose()
         })
     }
 
@@ -126,18 +154,20 @@ impl ApiKeys for PostgresStore {
         Box::pin(async move {
             let reader = self.reader.get().await?;
             let rows = reader.query(
-                    "SELECT substr(key_hash, 1, $2), label, created_at FROM api_keys WHERE organization = $1 ORDER BY created_at, key_hash",
+                    "SELECT substr(key_hash, 1, $2), label, role, created_at FROM api_keys WHERE organization = $1 ORDER BY created_at, key_hash",
                     &[&organization, &(API_KEY_ID_LEN as i32)],
                 )
                 .await?;
-            Ok(rows
-                .iter()
-                .map(|r| ApiKeyInfo {
-                    id: r.get(0),
-                    label: r.get(1),
-                    created_at: r.get(2),
+            rows.iter()
+                .map(|r| {
+                    Ok(ApiKeyInfo {
+                        id: r.get(0),
+                        label: r.get(1),
+                        role: parse_role(r.get(2))?,
+                        created_at: r.get(3),
+                    })
                 })
-                .collect())
+                .collect()
         })
     }
 }
@@ -148,11 +178,12 @@ impl KeyStatements for PostgresWriter {
         organization: &str,
         key_hash: &str,
         label: &str,
+        role: Role,
     ) -> Result<(), StoreError> {
         self.client
             .execute(
-                "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ($1, $2, $3, $4)",
-                &[&key_hash, &organization, &label, &now_millis()],
+                "INSERT INTO api_keys (key_hash, organization, label, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&key_hash, &organization, &label, &role.as_str(), &now_millis()],
             )
             .await?;
         Ok(())

@@ -208,7 +208,54 @@ pub struct StoredNotification {
 pub struct ApiKeyInfo {
     pub id: String,
     pub label: String,
+    pub role: Role,
     pub created_at: UnixMillis,
+}
+
+/// Who holds an API key: its organization, the key's id and label (who did something, in the
+/// audit), and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub organization: String,
+    pub key_id: String,
+    pub label: String,
+    pub role: Role,
+}
+
+/// What an API key may do. Each role may do what the ones below it may: `viewer` reads,
+/// `sender` also sends notifications and routings and replays dead letters, `admin` also
+/// manages integrations, routes, credentials and keys.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Sender,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Sender, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Sender => "sender",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `text` (`admin`, `sender`, `viewer`).
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The length of an API key's id (a prefix of its SHA-256).

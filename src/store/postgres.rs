@@ -117,6 +117,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN on_failure TEXT;",
     // 10: an OAuth install's PKCE code verifier, for vendors that take PKCE.
     "ALTER TABLE oauth_installs ADD COLUMN code_verifier TEXT;",
+    // 11: each API key has a role; keys from before roles keep the power they had.
+    "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";

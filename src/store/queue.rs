@@ -21,7 +21,7 @@ use super::routings::RoutingStatements;
 
 use super::{
     effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, CommittedSettlements,
-    DeliveryRow, Intake, NewNotification, PendingInstall, RoutingRecord, SettledDelivery,
+    DeliveryRow, Intake, NewNotification, PendingInstall, Role, RoutingRecord, SettledDelivery,
     Settlement, StoreError, StoreFuture,
 };
 
@@ -52,6 +52,7 @@ pub(super) enum Command {
         organization: String,
         key_hash: String,
         label: String,
+        role: Role,
         reply: Answer<()>,
     },
     RecordRouting {
@@ -274,6 +275,7 @@ impl CommandQueues {
         organization: &str,
         key_hash: &str,
         label: &str,
+        role: Role,
     ) -> StoreFuture<'_, ()> {
         let (organization, key_hash, label) = (
             organization.to_owned(),
@@ -284,6 +286,7 @@ impl CommandQueues {
             organization,
             key_hash,
             label,
+            role,
             reply,
         })
     }
@@ -659,9 +662,10 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
             organization,
             key_hash,
             label,
+            role,
             ..
         } => Outcome::Unit(Ok(writer
-            .create_api_key(organization, key_hash, label)
+            .create_api_key(organization, key_hash, label, *role)
             .await?)),
         Command::RecordRouting { routing, .. } => {
             Outcome::Unit(Ok(writer.record_routing(routing).await?))

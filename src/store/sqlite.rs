@@ -28,7 +28,7 @@ use super::{
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` records how far a data
 /// folder has come, so a newer Herald opens an older folder by running the rest.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the journal, the delivery mailbox and API keys.
     "CREATE TABLE notifications (
         organization TEXT NOT NULL,
@@ -118,6 +118,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE deliveries ADD COLUMN on_failure TEXT;",
     // 10: an OAuth install's PKCE code verifier, for vendors that take PKCE.
     "ALTER TABLE oauth_installs ADD COLUMN code_verifier TEXT;",
+    // 11: each API key has a role; keys from before roles keep the power they had.
+    "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

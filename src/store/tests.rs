@@ -238,48 +238,55 @@ async fn fail_over_hands_the_delivery_to_the_backup(backend: Backend) {
 async fn api_keys_resolve_to_their_organization(backend: Backend) {
     let store = backend.open().await;
     assert!(store.writer_alive());
-    store.create_api_key("org", "hash-1", "test").await.unwrap();
-    assert_eq!(
-        store
-            .organization_for_key("hash-1")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("org")
-    );
-    assert!(store
-        .organization_for_key("hash-2")
+    store
+        .create_api_key("org", "hash-1", "test", Role::Sender)
         .await
-        .unwrap()
-        .is_none());
+        .unwrap();
+    let organization_for_key = |hash: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .key_holder(hash)
+                .await
+                .unwrap()
+                .map(|holder| holder.organization)
+        }
+    };
+    assert_eq!(
+        store.key_holder("hash-1").await.unwrap(),
+        Some(KeyHolder {
+            organization: "org".into(),
+            key_id: "hash-1".into(),
+            label: "test".into(),
+            role: Role::Sender
+        })
+    );
+    assert!(store.key_holder("hash-2").await.unwrap().is_none());
     assert!(
         store
-            .create_api_key("other", "hash-1", "clash")
+            .create_api_key("other", "hash-1", "clash", Role::Admin)
             .await
             .is_err(),
         "a key hash belongs to one organization"
     );
     store.flush().await.unwrap();
     assert_eq!(
-        store
-            .organization_for_key("hash-1")
-            .await
-            .unwrap()
-            .as_deref(),
+        organization_for_key("hash-1").await.as_deref(),
         Some("org"),
         "a failed command leaves its group intact"
     );
     store
-        .create_api_key("org", "0123456789abcdef-second", "ci")
+        .create_api_key("org", "0123456789abcdef-second", "ci", Role::Viewer)
         .await
         .unwrap();
     let keys = store.api_keys("org").await.unwrap();
-    let listed: Vec<(&str, &str)> = keys
+    let listed: Vec<(&str, &str, Role)> = keys
         .iter()
-        .map(|k| (k.id.as_str(), k.label.as_str()))
+        .map(|k| (k.id.as_str(), k.label.as_str(), k.role))
         .collect();
     assert!(
-        listed.contains(&("hash-1", "test")) && listed.contains(&("0123456789abcdef", "ci")),
+        listed.contains(&("hash-1", "test", Role::Sender))
+            && listed.contains(&("0123456789abcdef", "ci", Role::Viewer)),
         "{listed:?}"
     );
     assert!(
@@ -293,13 +300,35 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
         .revoke_api_key("org", "0123456789abcdef")
         .await
         .unwrap());
-    assert!(store
-        .organization_for_key("0123456789abcdef-second")
+    assert!(organization_for_key("0123456789abcdef-second")
         .await
-        .unwrap()
         .is_none());
     assert_eq!(store.api_keys("org").await.unwrap().len(), 1);
     backend.clean_up().await;
+}
+
+/// A data folder from before roles (schema 10) keeps its keys working with the power they had.
+#[tokio::test]
+async fn keys_from_before_roles_are_admin_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let connection = rusqlite::Connection::open(dir.path().join("herald.sqlite3")).unwrap();
+        for migration in &super::sqlite::MIGRATIONS[..10] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 10).unwrap();
+        connection
+            .execute(
+                "INSERT INTO api_keys (key_hash, organization, label, created_at) VALUES ('hash-old', 'org', 'wedsync', 1)",
+                [],
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.key_holder("hash-old").await.unwrap().map(|k| k.role),
+        Some(Role::Admin)
+    );
 }
 
 #[tokio::test]
@@ -847,7 +876,7 @@ async fn interleaved_journals_and_settlements_each_take_effect(backend: Backend)
 async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
     let store = backend.open().await;
     store
-        .create_api_key("org", "hash-taken", "first")
+        .create_api_key("org", "hash-taken", "first", Role::Admin)
         .await
         .unwrap();
     // Sent together, so the writer takes most of them in one group: the key that is already
@@ -860,7 +889,7 @@ async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
             )
         })
         .collect();
-    let taken = store.create_api_key("org", "hash-taken", "second");
+    let taken = store.create_api_key("org", "hash-taken", "second", Role::Admin);
     let after: Vec<_> = (0..20)
         .map(|n| {
             store.journal(

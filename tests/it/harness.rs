@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use herald::store::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -87,7 +88,7 @@ impl Harness {
         let config = herald::config::parse(&text.replace("{herald}", &base), "test config")
             .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
         let store = herald::open_store(&config).await.unwrap();
-        let key = herald::api::create_api_key(&*store, organization, "test")
+        let (key, _) = herald::api::create_api_key(&*store, organization, "test", Role::Admin)
             .await
             .unwrap();
         drop(store);
@@ -109,12 +110,18 @@ impl Harness {
         }
     }
 
-    /// Creates another API key, for `organization`, in the running daemon's store.
+    /// Creates another admin API key, for `organization`, in the running daemon's store.
     pub async fn key_for(&self, organization: &str) -> String {
+        self.key_with_role(organization, Role::Admin).await
+    }
+
+    /// Creates an API key with `role` for `organization`, in the running daemon's store.
+    pub async fn key_with_role(&self, organization: &str, role: Role) -> String {
         let store = herald::store::SqliteStore::open(&self.data.path().join("store")).unwrap();
-        herald::api::create_api_key(&store, organization, "test")
+        herald::api::create_api_key(&store, organization, "test", role)
             .await
             .unwrap()
+            .0
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {

@@ -17,6 +17,7 @@ mod postgres;
 mod properties;
 mod quiet_hours;
 mod reminders;
+mod roles;
 mod routing;
 mod sandbox;
 mod supervision;
