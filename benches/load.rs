@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use herald::sandbox::{any_local_port, RecordedRequest};
-use herald::store::Role;
+use herald::store::{Actor, Role};
 use herald::vendors::webhook::WebhookReceiver;
 use serde_json::{json, Value};
 
@@ -69,9 +69,10 @@ async fn start_on(store: Store, body: &str) -> Daemon {
     );
     let config = herald::config::parse(&text, "bench").unwrap();
     let store = herald::open_store(&config).await.unwrap();
-    let (key, _) = herald::api::create_api_key(&*store, "bench", "bench", Role::Sender)
-        .await
-        .unwrap();
+    let (key, _) =
+        herald::api::create_api_key(&*store, "bench", "bench", Role::Sender, &Actor::operator())
+            .await
+            .unwrap();
     drop(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::config;
 use crate::sandbox::any_local_port;
-use crate::store::Role;
+use crate::store::{Actor, Role};
 use crate::vendors::hubspot::FakeHubSpot;
 use crate::vendors::slack::FakeSlack;
 use crate::vendors::tave::FakeTave;
@@ -111,9 +111,15 @@ pub async fn run_demo() -> Result<DemoSummary, DemoError> {
     let config = config::parse(&text, "demo config").map_err(|e| setup(&e))?;
     let store = crate::open_store(&config).await.map_err(|e| setup(&e))?;
     // Admin: the demo also subscribes to Tave's REST hooks, which manages an integration.
-    let (key, _) = crate::api::create_api_key(&*store, "lumiere-studios", "demo", Role::Admin)
-        .await
-        .map_err(|e| setup(&e))?;
+    let (key, _) = crate::api::create_api_key(
+        &*store,
+        "lumiere-studios",
+        "demo",
+        Role::Admin,
+        &Actor::operator(),
+    )
+    .await
+    .map_err(|e| setup(&e))?;
     drop(store);
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -497,9 +503,15 @@ pub async fn run_every_vendor() -> Result<Vec<VendorRow>, DemoError> {
     );
     let config = config::parse(&text, "demo --all config").map_err(|e| setup(&e))?;
     let store = crate::open_store(&config).await.map_err(|e| setup(&e))?;
-    let (key, _) = crate::api::create_api_key(&*store, "every-vendor", "demo", Role::Sender)
-        .await
-        .map_err(|e| setup(&e))?;
+    let (key, _) = crate::api::create_api_key(
+        &*store,
+        "every-vendor",
+        "demo",
+        Role::Sender,
+        &Actor::operator(),
+    )
+    .await
+    .map_err(|e| setup(&e))?;
     drop(store);
     let listener = tokio::net::TcpListener::bind(any_local_port())
         .await

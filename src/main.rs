@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use herald::store::Role;
+use herald::store::{Actor, Role};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -81,6 +81,21 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Checks the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks every organization's audit chain: exits non-zero naming the first record that was
+    /// changed, or that follows a deleted one.
+    Verify {
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
     },
 }
 
@@ -178,6 +193,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 follow,
             } => send(&file, &url, &key, follow).await,
             Command::Keys { command } => manage_keys(command).await,
+            Command::Audit {
+                command: AuditCommand::Verify { config },
+            } => verify_audit(&config).await,
         }
     })
 }
@@ -256,6 +274,22 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn verify_audit(config: &Path) -> anyhow::Result<()> {
+    let loaded = herald::config::load(Some(config))?;
+    let store = herald::open_store(&loaded).await?;
+    let records = store.audit_chains().await?;
+    let mut organizations = 0;
+    for chain in records.chunk_by(|a, b| a.organization == b.organization) {
+        herald::store::verify_chain(chain)?;
+        organizations += 1;
+    }
+    println!(
+        "{} audit records of {organizations} organizations: every chain is intact",
+        records.len()
+    );
+    Ok(())
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: admin, sender or viewer"))
 }
@@ -285,8 +319,14 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
     let store = herald::open_store(&loaded).await?;
     match &command {
         KeysCommand::Create { label, role, .. } => {
-            let (key, id) =
-                herald::api::create_api_key(&*store, organization, label, *role).await?;
+            let (key, id) = herald::api::create_api_key(
+                &*store,
+                organization,
+                label,
+                *role,
+                &Actor::operator(),
+            )
+            .await?;
             println!("{key}");
             eprintln!("key {id} ({role}); this key is shown once; Herald keeps only its SHA-256");
         }
@@ -299,7 +339,10 @@ async fn manage_keys(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id, .. } => {
-            if !store.revoke_api_key(organization, id).await? {
+            if !store
+                .revoke_api_key(organization, id, &Actor::operator())
+                .await?
+            {
                 bail!("organization {organization:?} has no API key with id {id:?} (see `herald keys list`)");
             }
             println!("revoked {id}; running daemons stop accepting it within 30 seconds");

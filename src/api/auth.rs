@@ -5,8 +5,8 @@
 //! one revoked elsewhere stops working within that time.
 //!
 //! Which role each `/v1` route needs is one table, [`required_role`]: reading needs `viewer`,
-//! sending needs `sender`, everything else needs `admin`, and a route missing from the table
-//! needs `admin`.
+//! sending needs `sender`, everything else (and reading keys or the audit log) needs `admin`,
+//! and a route missing from the table needs `admin`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::store::{KeyHolder, Role, Store, StoreError};
+use crate::store::{Actor, KeyHolder, Role, Store, StoreError};
 
 /// How long a key lookup is trusted before the store is asked again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -39,20 +39,21 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Creates a key for `organization` with `role`, stores its hash, and returns the key (the only
-/// time it is seen) and its id.
+/// Creates a key for `organization` with `role` (audited as made `by`), stores its hash, and
+/// returns the key (the only time it is seen) and its id.
 pub async fn create_api_key(
     store: &dyn Store,
     organization: &str,
     label: &str,
     role: Role,
+    by: &Actor,
 ) -> Result<(String, String), StoreError> {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("hk_{}", hex::encode(bytes));
     let hash = hash_key(&key);
     store
-        .create_api_key(organization, &hash, label, role)
+        .create_api_key(organization, &hash, label, role, by)
         .await?;
     let id = hash[..crate::store::API_KEY_ID_LEN].to_owned();
     Ok((key, id))
@@ -63,7 +64,7 @@ pub async fn create_api_key(
 /// any route not named here).
 pub fn required_role(method: &Method, route: &str) -> Role {
     let route = route.strip_prefix("/v1").unwrap_or(route);
-    let admin_only = route.starts_with("/keys");
+    let admin_only = route.starts_with("/keys") || route.starts_with("/audit");
     match *method {
         Method::GET | Method::HEAD if !admin_only => Role::Viewer,
         Method::POST
@@ -168,6 +169,7 @@ mod tests {
             (Method::POST, "/v1/keys", Role::Admin),
             (Method::GET, "/v1/keys", Role::Admin),
             (Method::DELETE, "/v1/keys/{key_id}", Role::Admin),
+            (Method::GET, "/v1/audit", Role::Admin),
             (Method::PUT, "/v1/anything/new", Role::Admin),
         ];
         for (method, route, role) in cases {

@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Organization;
+use super::auth::{Caller, Organization};
 use super::{ApiError, ApiQuery, AppState};
 
 use crate::wedsync::{FieldError, WeddingNotification};
@@ -36,13 +36,14 @@ pub(super) async fn list_dead_letters(
 pub(super) async fn replay_dead_letter(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
+    Extension(Caller(caller)): Extension<Caller>,
     Path(delivery_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("dead letter {delivery_id:?}"));
     let id: i64 = delivery_id.parse().map_err(|_| not_found())?;
     let replayed = state
         .store
-        .replay(&organization, id)
+        .replay(&organization, id, &caller.actor())
         .await?
         .ok_or_else(not_found)?;
     let notification: WeddingNotification =

@@ -47,8 +47,14 @@ pub(super) async fn create_key(
         )
         .into());
     }
-    let (key, key_id) =
-        create_api_key(&*state.store, &caller.organization, label, new.role).await?;
+    let (key, key_id) = create_api_key(
+        &*state.store,
+        &caller.organization,
+        label,
+        new.role,
+        &caller.actor(),
+    )
+    .await?;
     tracing::info!(organization = %caller.organization, key = %key_id, by = %caller.key_id, role = %new.role, "API key created");
     Ok((
         StatusCode::CREATED,
@@ -90,7 +96,7 @@ pub(super) async fn revoke_key(
     }
     if !state
         .store
-        .revoke_api_key(&caller.organization, &key_id)
+        .revoke_api_key(&caller.organization, &key_id, &caller.actor())
         .await?
     {
         return Err(ApiError::NotFound(format!("API key {key_id:?}")));

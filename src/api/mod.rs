@@ -4,6 +4,7 @@
 //! organization's data (anything else is a 404). The API knows router messages, the store's
 //! read side and integration health; it knows nothing about vendors.
 
+mod audit;
 mod auth;
 mod dead_letters;
 mod error;
@@ -94,6 +95,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{key_id}", delete(keys::revoke_key))
+        .route("/audit", get(audit::list_audit_records))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

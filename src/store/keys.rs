@@ -9,7 +9,9 @@ use rusqlite::{params, OptionalExtension};
 use super::postgres::{PostgresStore, PostgresWriter};
 use super::queue::Queued;
 use super::sqlite::{SqliteStore, SqliteWriter};
-use super::{now_millis, ApiKeyInfo, KeyHolder, Role, StoreError, StoreFuture, API_KEY_ID_LEN};
+use super::{
+    now_millis, Actor, ApiKeyInfo, KeyHolder, Role, StoreError, StoreFuture, API_KEY_ID_LEN,
+};
 
 /// The organizations' API keys, kept by their hash.
 pub trait ApiKeys: Queued {
@@ -21,16 +23,22 @@ pub trait ApiKeys: Queued {
         key_hash: &str,
         label: &str,
         role: Role,
+        by: &Actor,
     ) -> StoreFuture<'_, ()> {
         self.queues()
-            .create_api_key(organization, key_hash, label, role)
+            .create_api_key(organization, key_hash, label, role, by)
     }
     /// The organization's API keys (never the keys: their ids, labels, roles and creation
     /// times).
     fn api_keys(&self, organization: &str) -> StoreFuture<'_, Vec<ApiKeyInfo>>;
     /// Deletes the organization's key with this id; answers whether there was one.
-    fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
-        self.queues().revoke_api_key(organization, key_id)
+    fn revoke_api_key(
+        &self,
+        organization: &str,
+        key_id: &str,
+        by: &Actor,
+    ) -> StoreFuture<'_, bool> {
+        self.queues().revoke_api_key(organization, key_id, by)
     }
 }
 
@@ -43,11 +51,12 @@ pub(super) trait KeyStatements {
         label: &str,
         role: Role,
     ) -> Result<(), StoreError>;
+    /// Deletes the key; the label and role it had, if there was one.
     async fn revoke_api_key(
         &mut self,
         organization: &str,
         key_id: &str,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<(String, Role)>, StoreError>;
 }
 
 /// A stored role; a name Herald does not know means the store was changed outside Herald.
@@ -115,12 +124,19 @@ impl KeyStatements for SqliteWriter {
         &mut self,
         organization: &str,
         key_id: &str,
-    ) -> Result<bool, StoreError> {
-        let deleted = self.connection.execute(
-            "DELETE FROM api_keys WHERE organization = ?1 AND substr(key_hash, 1, ?3) = ?2",
-            params![organization, key_id, API_KEY_ID_LEN as i64],
-        )?;
-        Ok(deleted > 0)
+    ) -> Result<Option<(String, Role)>, StoreError> {
+        let deleted = self
+            .connection
+            .query_row(
+                "DELETE FROM api_keys WHERE organization = ?1 AND substr(key_hash, 1, ?3) = ?2
+                 RETURNING label, role",
+                params![organization, key_id, API_KEY_ID_LEN as i64],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        deleted
+            .map(|(label, role)| Ok((label, parse_role(&role)?)))
+            .transpose()
     }
 }
 
@@ -193,14 +209,17 @@ impl KeyStatements for PostgresWriter {
         &mut self,
         organization: &str,
         key_id: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<(String, Role)>, StoreError> {
         let deleted = self
             .client
-            .execute(
-                "DELETE FROM api_keys WHERE organization = $1 AND substr(key_hash, 1, $3) = $2",
+            .query_opt(
+                "DELETE FROM api_keys WHERE organization = $1 AND substr(key_hash, 1, $3) = $2
+                 RETURNING label, role",
                 &[&organization, &key_id, &(API_KEY_ID_LEN as i32)],
             )
             .await?;
-        Ok(deleted > 0)
+        deleted
+            .map(|row| Ok((row.get(0), parse_role(row.get(1))?)))
+            .transpose()
     }
 }

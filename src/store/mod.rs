@@ -8,6 +8,7 @@
 //! The store knows rows and states; it does not decide when to retry or where to route.
 
 mod acknowledgements;
+mod audit;
 mod credentials;
 mod installs;
 mod journal;
@@ -25,6 +26,7 @@ use serde::Serialize;
 use crate::wedsync::{Coordination, CoordinationMode, ErrorStrategy};
 
 pub use acknowledgements::Acknowledgements;
+pub use audit::{verify_chain, Actor, Audit, AuditDraft, AuditQuery, AuditRecord, ChainBreak};
 pub use credentials::Credentials;
 pub use installs::Installs;
 pub use journal::Journal;
@@ -220,6 +222,16 @@ pub struct KeyHolder {
     pub key_id: String,
     pub label: String,
     pub role: Role,
+}
+
+impl KeyHolder {
+    /// The key as the author of a change, in the audit log.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            key_id: self.key_id.clone(),
+            label: self.label.clone(),
+        }
+    }
 }
 
 /// What an API key may do. Each role may do what the ones below it may: `viewer` reads,
@@ -543,7 +555,16 @@ impl Settlement {
 /// The durable store, one trait per concern (each in its own module, with both dialects side by
 /// side), and what belongs to the store as a whole.
 pub trait Store:
-    Journal + ApiKeys + Acknowledgements + Routings + Credentials + Installs + Send + Sync + 'static
+    Journal
+    + ApiKeys
+    + Acknowledgements
+    + Routings
+    + Credentials
+    + Installs
+    + Audit
+    + Send
+    + Sync
+    + 'static
 {
     /// This installation's random id, made when its store was created: what makes ids Herald
     /// hands out (webhook message ids) unique across installations.

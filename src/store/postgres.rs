@@ -119,6 +119,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE oauth_installs ADD COLUMN code_verifier TEXT;",
     // 11: each API key has a role; keys from before roles keep the power they had.
     "ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';",
+    // 12: the audit log, hash-chained per organization.
+    "CREATE TABLE audit_log (
+        seq BIGSERIAL PRIMARY KEY,
+        organization TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        key_id TEXT NOT NULL,
+        key_label TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_organization ON audit_log (organization, seq);",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::wedsync::Lane;
 
 use super::acknowledgements::AcknowledgementStatements;
+use super::audit::AuditStatements;
 use super::credentials::CredentialStatements;
 use super::installs::InstallStatements;
 use super::journal::JournalStatements;
@@ -20,9 +21,9 @@ use super::keys::KeyStatements;
 use super::routings::RoutingStatements;
 
 use super::{
-    effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, CommittedSettlements,
-    DeliveryRow, Intake, NewNotification, PendingInstall, Role, RoutingRecord, SettledDelivery,
-    Settlement, StoreError, StoreFuture,
+    effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, Actor, AuditDraft,
+    CommittedSettlements, DeliveryRow, Intake, NewNotification, PendingInstall, Role,
+    RoutingRecord, SettledDelivery, Settlement, StoreError, StoreFuture, API_KEY_ID_LEN,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -46,6 +47,7 @@ pub(super) enum Command {
     Replay {
         organization: String,
         delivery_id: i64,
+        by: Actor,
         reply: Answer<Option<DeliveryRow>>,
     },
     CreateApiKey {
@@ -53,6 +55,7 @@ pub(super) enum Command {
         key_hash: String,
         label: String,
         role: Role,
+        by: Actor,
         reply: Answer<()>,
     },
     RecordRouting {
@@ -66,6 +69,7 @@ pub(super) enum Command {
     RevokeApiKey {
         organization: String,
         key_id: String,
+        by: Actor,
         reply: Answer<bool>,
     },
     PutCredential {
@@ -261,11 +265,13 @@ impl CommandQueues {
         &self,
         organization: &str,
         delivery_id: i64,
+        by: &Actor,
     ) -> StoreFuture<'_, Option<DeliveryRow>> {
-        let organization = organization.to_owned();
+        let (organization, by) = (organization.to_owned(), by.clone());
         self.request(Lane::Normal, |reply| Command::Replay {
             organization,
             delivery_id,
+            by,
             reply,
         })
     }
@@ -276,17 +282,20 @@ impl CommandQueues {
         key_hash: &str,
         label: &str,
         role: Role,
+        by: &Actor,
     ) -> StoreFuture<'_, ()> {
-        let (organization, key_hash, label) = (
+        let (organization, key_hash, label, by) = (
             organization.to_owned(),
             key_hash.to_owned(),
             label.to_owned(),
+            by.clone(),
         );
         self.request(Lane::Normal, |reply| Command::CreateApiKey {
             organization,
             key_hash,
             label,
             role,
+            by,
             reply,
         })
     }
@@ -334,11 +343,17 @@ impl CommandQueues {
         })
     }
 
-    pub(super) fn revoke_api_key(&self, organization: &str, key_id: &str) -> StoreFuture<'_, bool> {
-        let (organization, key_id) = (organization.to_owned(), key_id.to_owned());
+    pub(super) fn revoke_api_key(
+        &self,
+        organization: &str,
+        key_id: &str,
+        by: &Actor,
+    ) -> StoreFuture<'_, bool> {
+        let (organization, key_id, by) = (organization.to_owned(), key_id.to_owned(), by.clone());
         self.request(Lane::Normal, |reply| Command::RevokeApiKey {
             organization,
             key_id,
+            by,
             reply,
         })
     }
@@ -457,6 +472,7 @@ pub(super) trait Writer:
     + RoutingStatements
     + CredentialStatements
     + InstallStatements
+    + AuditStatements
 {
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
@@ -656,17 +672,52 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
         Command::Replay {
             organization,
             delivery_id,
+            by,
             ..
-        } => Outcome::MaybeRow(Ok(writer.replay(organization, *delivery_id).await?)),
+        } => {
+            let replayed = writer.replay(organization, *delivery_id).await?;
+            if let Some(row) = &replayed {
+                writer
+                    .append_audit(&AuditDraft {
+                        organization: organization.clone(),
+                        actor: by.clone(),
+                        action: "dead_letter.replayed".to_owned(),
+                        resource_type: "delivery".to_owned(),
+                        resource_id: delivery_id.to_string(),
+                        before: None,
+                        after: Some(
+                            serde_json::json!({"notificationId": row.notification_id, "integrationId": row.integration_id})
+                                .to_string(),
+                        ),
+                    })
+                    .await?;
+            }
+            Outcome::MaybeRow(Ok(replayed))
+        }
         Command::CreateApiKey {
             organization,
             key_hash,
             label,
             role,
+            by,
             ..
-        } => Outcome::Unit(Ok(writer
-            .create_api_key(organization, key_hash, label, *role)
-            .await?)),
+        } => {
+            writer
+                .create_api_key(organization, key_hash, label, *role)
+                .await?;
+            let key_id = key_hash.get(..API_KEY_ID_LEN).unwrap_or(key_hash);
+            writer
+                .append_audit(&key_change(
+                    organization,
+                    by,
+                    "key.created",
+                    key_id,
+                    None,
+                    Some((label, *role)),
+                ))
+                .await?;
+            Outcome::Unit(Ok(()))
+        }
         Command::RecordRouting { routing, .. } => {
             Outcome::Unit(Ok(writer.record_routing(routing).await?))
         }
@@ -676,8 +727,24 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
         Command::RevokeApiKey {
             organization,
             key_id,
+            by,
             ..
-        } => Outcome::Flag(Ok(writer.revoke_api_key(organization, key_id).await?)),
+        } => {
+            let revoked = writer.revoke_api_key(organization, key_id).await?;
+            if let Some((label, role)) = &revoked {
+                writer
+                    .append_audit(&key_change(
+                        organization,
+                        by,
+                        "key.revoked",
+                        key_id,
+                        Some((label, *role)),
+                        None,
+                    ))
+                    .await?;
+            }
+            Outcome::Flag(Ok(revoked.is_some()))
+        }
         Command::PutCredential {
             integration_id,
             name,
@@ -699,4 +766,28 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
         } => Outcome::Install(Ok(writer.finish_install(state_hash, *now).await?)),
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })
+}
+
+/// The audit record of a key's creation or revocation: the key as it was or became (its label and
+/// role; the key itself never exists in the store).
+fn key_change(
+    organization: &str,
+    by: &Actor,
+    action: &str,
+    key_id: &str,
+    before: Option<(&String, Role)>,
+    after: Option<(&String, Role)>,
+) -> AuditDraft {
+    let shown = |key: Option<(&String, Role)>| {
+        key.map(|(label, role)| serde_json::json!({"label": label, "role": role}).to_string())
+    };
+    AuditDraft {
+        organization: organization.to_owned(),
+        actor: by.clone(),
+        action: action.to_owned(),
+        resource_type: "key".to_owned(),
+        resource_id: key_id.to_owned(),
+        before: shown(before),
+        after: shown(after),
+    }
 }

@@ -185,10 +185,18 @@ async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
         .is_none());
     let dead_id = reopened.dead_letters("org", 10).await.unwrap()[0].delivery_id;
     assert!(
-        reopened.replay("other", dead_id).await.unwrap().is_none(),
+        reopened
+            .replay("other", dead_id, &Actor::operator())
+            .await
+            .unwrap()
+            .is_none(),
         "another organization cannot replay it"
     );
-    let replayed = reopened.replay("org", dead_id).await.unwrap().unwrap();
+    let replayed = reopened
+        .replay("org", dead_id, &Actor::operator())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (replayed.row.state, replayed.row.attempts),
         (DeliveryState::Pending, 0)
@@ -196,7 +204,11 @@ async fn settlements_are_durable_and_dead_letters_are_scoped(backend: Backend) {
     assert!(replayed.body.contains("n2"));
     assert_eq!(reopened.open_deliveries("a").await.unwrap().len(), 1);
     assert!(
-        reopened.replay("org", dead_id).await.unwrap().is_none(),
+        reopened
+            .replay("org", dead_id, &Actor::operator())
+            .await
+            .unwrap()
+            .is_none(),
         "no longer a dead letter"
     );
     backend.clean_up().await;
@@ -239,7 +251,7 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
     let store = backend.open().await;
     assert!(store.writer_alive());
     store
-        .create_api_key("org", "hash-1", "test", Role::Sender)
+        .create_api_key("org", "hash-1", "test", Role::Sender, &Actor::operator())
         .await
         .unwrap();
     let organization_for_key = |hash: &'static str| {
@@ -264,7 +276,7 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
     assert!(store.key_holder("hash-2").await.unwrap().is_none());
     assert!(
         store
-            .create_api_key("other", "hash-1", "clash", Role::Admin)
+            .create_api_key("other", "hash-1", "clash", Role::Admin, &Actor::operator())
             .await
             .is_err(),
         "a key hash belongs to one organization"
@@ -276,7 +288,13 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
         "a failed command leaves its group intact"
     );
     store
-        .create_api_key("org", "0123456789abcdef-second", "ci", Role::Viewer)
+        .create_api_key(
+            "org",
+            "0123456789abcdef-second",
+            "ci",
+            Role::Viewer,
+            &Actor::operator(),
+        )
         .await
         .unwrap();
     let keys = store.api_keys("org").await.unwrap();
@@ -291,13 +309,13 @@ async fn api_keys_resolve_to_their_organization(backend: Backend) {
     );
     assert!(
         !store
-            .revoke_api_key("other", "0123456789abcdef")
+            .revoke_api_key("other", "0123456789abcdef", &Actor::operator())
             .await
             .unwrap(),
         "another organization cannot revoke it"
     );
     assert!(store
-        .revoke_api_key("org", "0123456789abcdef")
+        .revoke_api_key("org", "0123456789abcdef", &Actor::operator())
         .await
         .unwrap());
     assert!(organization_for_key("0123456789abcdef-second")
@@ -384,7 +402,7 @@ async fn a_delivery_carries_its_own_transformed_body(backend: Backend) {
         sequenced: false,
     }]);
     let replayed = store
-        .replay("org", backup.delivery_id)
+        .replay("org", backup.delivery_id, &Actor::operator())
         .await
         .unwrap()
         .unwrap();
@@ -876,7 +894,13 @@ async fn interleaved_journals_and_settlements_each_take_effect(backend: Backend)
 async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
     let store = backend.open().await;
     store
-        .create_api_key("org", "hash-taken", "first", Role::Admin)
+        .create_api_key(
+            "org",
+            "hash-taken",
+            "first",
+            Role::Admin,
+            &Actor::operator(),
+        )
         .await
         .unwrap();
     // Sent together, so the writer takes most of them in one group: the key that is already
@@ -889,7 +913,13 @@ async fn a_failing_command_fails_alone_in_its_group(backend: Backend) {
             )
         })
         .collect();
-    let taken = store.create_api_key("org", "hash-taken", "second", Role::Admin);
+    let taken = store.create_api_key(
+        "org",
+        "hash-taken",
+        "second",
+        Role::Admin,
+        &Actor::operator(),
+    );
     let after: Vec<_> = (0..20)
         .map(|n| {
             store.journal(
@@ -955,6 +985,106 @@ fn a_run_of_settlements_amounts_to_what_applying_them_in_order_leaves() {
     );
 }
 
+async fn key_changes_are_audited_in_a_chain(backend: Backend) {
+    let store = backend.open().await;
+    let admin = Actor {
+        key_id: "aaaaaaaaaaaaaaaa".into(),
+        label: "wedsync".into(),
+    };
+    store
+        .create_api_key("org", "0123456789abcdef-key", "ci", Role::Sender, &admin)
+        .await
+        .unwrap();
+    store
+        .create_api_key(
+            "other",
+            "fedcba9876543210-key",
+            "theirs",
+            Role::Viewer,
+            &Actor::operator(),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .revoke_api_key("org", "0123456789abcdef", &admin)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .revoke_api_key("org", "0123456789abcdef", &admin)
+            .await
+            .unwrap(),
+        "nothing revoked, nothing recorded"
+    );
+    let records = store
+        .audit_records(
+            "org",
+            AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    type Summary<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+    let summary: Vec<Summary> = records
+        .iter()
+        .map(|r| {
+            (
+                r.action.as_str(),
+                r.resource_id.as_str(),
+                r.key_label.as_str(),
+                r.before.as_deref(),
+                r.after.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "key.revoked",
+                "0123456789abcdef",
+                "wedsync",
+                Some(r#"{"label":"ci","role":"sender"}"#),
+                None
+            ),
+            (
+                "key.created",
+                "0123456789abcdef",
+                "wedsync",
+                None,
+                Some(r#"{"label":"ci","role":"sender"}"#)
+            ),
+        ],
+        "newest first, another organization's record not among them"
+    );
+    assert_eq!(records[0].prev_hash, records[1].hash, "chained");
+    let older = store
+        .audit_records(
+            "org",
+            AuditQuery {
+                before_seq: Some(records[0].seq),
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1, "paged by seq");
+    let chains = store.audit_chains().await.unwrap();
+    assert_eq!(chains.len(), 3);
+    for organization in ["org", "other"] {
+        let chain: Vec<AuditRecord> = chains
+            .iter()
+            .filter(|r| r.organization == organization)
+            .cloned()
+            .collect();
+        assert_eq!(verify_chain(&chain), Ok(()), "{organization}");
+    }
+    backend.clean_up().await;
+}
+
 macro_rules! contract {
     ($($case:ident),*) => {
         mod sqlite {
@@ -981,5 +1111,6 @@ contract!(
     concurrent_journals_each_get_their_own_outcome,
     committed_settlements_are_announced_once_they_change_a_delivery,
     a_failing_command_fails_alone_in_its_group,
-    interleaved_journals_and_settlements_each_take_effect
+    interleaved_journals_and_settlements_each_take_effect,
+    key_changes_are_audited_in_a_chain
 );

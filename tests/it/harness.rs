@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use herald::store::Role;
+use herald::store::{Actor, Role};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -88,9 +88,15 @@ impl Harness {
         let config = herald::config::parse(&text.replace("{herald}", &base), "test config")
             .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
         let store = herald::open_store(&config).await.unwrap();
-        let (key, _) = herald::api::create_api_key(&*store, organization, "test", Role::Admin)
-            .await
-            .unwrap();
+        let (key, _) = herald::api::create_api_key(
+            &*store,
+            organization,
+            "test",
+            Role::Admin,
+            &Actor::operator(),
+        )
+        .await
+        .unwrap();
         drop(store);
         let (stop, stopped) = oneshot::channel::<()>();
         let daemon = tokio::spawn(herald::run(config, listener, async move {
@@ -118,7 +124,7 @@ impl Harness {
     /// Creates an API key with `role` for `organization`, in the running daemon's store.
     pub async fn key_with_role(&self, organization: &str, role: Role) -> String {
         let store = herald::store::SqliteStore::open(&self.data.path().join("store")).unwrap();
-        herald::api::create_api_key(&store, organization, "test", role)
+        herald::api::create_api_key(&store, organization, "test", role, &Actor::operator())
             .await
             .unwrap()
             .0

@@ -5,6 +5,7 @@ mod harness;
 mod hostile;
 
 mod acceptance;
+mod audit;
 mod breaker;
 mod demo;
 mod durability;

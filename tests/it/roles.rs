@@ -85,6 +85,7 @@ fn every_call() -> Vec<(Method, &'static str, Role)> {
         (Method::POST, "/v1/keys", Role::Admin),
         (Method::GET, "/v1/keys", Role::Admin),
         (Method::DELETE, "/v1/keys/0000000000000000", Role::Admin),
+        (Method::GET, "/v1/audit", Role::Admin),
     ]
 }
 

@@ -8,6 +8,7 @@
 mod postgres;
 mod sqlite;
 
+use crate::store::Actor;
 use crate::wedsync::Lane;
 
 use super::queue::Queued;
@@ -41,10 +42,14 @@ pub trait Journal: Queued {
         self.queues()
             .fail_over(delivery_id, attempts, error, backup)
     }
-    /// Puts a dead-lettered delivery of this organization back to pending; returns it, or `None`
-    /// if the organization has no such dead letter.
-    fn replay(&self, organization: &str, delivery_id: i64)
-        -> StoreFuture<'_, Option<OpenDelivery>>;
+    /// Puts a dead-lettered delivery of this organization back to pending (audited as done
+    /// `by`); returns it, or `None` if the organization has no such dead letter.
+    fn replay(
+        &self,
+        organization: &str,
+        delivery_id: i64,
+        by: &Actor,
+    ) -> StoreFuture<'_, Option<OpenDelivery>>;
     fn notification(
         &self,
         organization: &str,

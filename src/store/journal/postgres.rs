@@ -12,6 +12,7 @@ use crate::store::{
 };
 
 use crate::store::queue::Queued;
+use crate::store::Actor;
 
 use super::{Journal, JournalStatements};
 
@@ -20,8 +21,9 @@ impl Journal for PostgresStore {
         &self,
         organization: &str,
         delivery_id: i64,
+        by: &Actor,
     ) -> StoreFuture<'_, Option<OpenDelivery>> {
-        let replayed = self.queues().replay(organization, delivery_id);
+        let replayed = self.queues().replay(organization, delivery_id, by);
         Box::pin(async move {
             let reader = self.reader.get().await?;
             let Some(row) = replayed.await? else {

@@ -13,6 +13,7 @@ use crate::store::{
 };
 
 use crate::store::queue::Queued;
+use crate::store::Actor;
 
 use super::{Journal, JournalStatements};
 
@@ -21,8 +22,9 @@ impl Journal for SqliteStore {
         &self,
         organization: &str,
         delivery_id: i64,
+        by: &Actor,
     ) -> StoreFuture<'_, Option<OpenDelivery>> {
-        let replayed = self.queues().replay(organization, delivery_id);
+        let replayed = self.queues().replay(organization, delivery_id, by);
         Box::pin(async move {
             let Some(row) = replayed.await? else {
                 return Ok(None);
