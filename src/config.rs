@@ -418,6 +418,131 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .map_err(|err| format!("{value:?} is not a duration like \"30s\" ({err})"))
 }
 
+// === impl RawIntegration ===
+
+/// Where an integration comes from, which decides where its secrets may live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// The operator's configuration file: secrets are read from `env` or `file`, never written
+    /// into the file itself.
+    File,
+    /// WedSync, through the API: secrets arrive as values and are sealed by the vault; `env` and
+    /// `file` references are refused (they would let a caller have Herald send the daemon's own
+    /// variables or files to an address of the caller's choice).
+    Api,
+}
+
+impl RawIntegration {
+    /// Checks everything about this integration that does not depend on the others (the vendor
+    /// and its settings, rates, retries, durations); what the others decide (a unique id, failover
+    /// targets that exist) is its caller's. Returns every problem as (field under the
+    /// integration, reason), and the integration whenever its vendor and settings could be read
+    /// (with defaults where another field was wrong, so the caller can check the others against
+    /// it): it is usable only if there is no problem.
+    pub fn check(&self, origin: SecretOrigin) -> (Option<IntegrationConfig>, Vec<(String, String)>) {
+        let mut problems = Vec::new();
+        let Some(vendor) = vendors::find(&self.kind) else {
+            problems.push(("kind".to_owned(), unknown_kind(&self.kind)));
+            return (None, problems);
+        };
+        let settings = serde_json::to_value(&self.settings)
+            .map_err(|err| SettingsError::new("", err.to_string()))
+            .and_then(|settings| vendor.parse_settings(settings));
+        let settings = match settings {
+            Ok(settings) => settings,
+            Err(SettingsError { field, reason }) => {
+                let field = if field.is_empty() {
+                    "settings".to_owned()
+                } else {
+                    format!("settings.{field}")
+                };
+                problems.push((field, format!("integration {:?}: {reason}", self.id)));
+                return (None, problems);
+            }
+        };
+        let misplaced = settings.secrets().into_iter().any(|secret| match origin {
+            SecretOrigin::File => matches!(secret, SecretRef::Value(_)),
+            SecretOrigin::Api => !matches!(secret, SecretRef::Value(_)),
+        });
+        if misplaced {
+            problems.push((
+                "settings".to_owned(),
+                match origin {
+                    SecretOrigin::File => "a secret in the configuration file is read from where it lives ({ env = \"VAR\" } or { file = \"path\" }), not written into the file".to_owned(),
+                    SecretOrigin::Api => "an integration created through the API takes its secrets as values ({\"value\": \"...\"}), never as env or file references".to_owned(),
+                },
+            ));
+        }
+        let mut duration = |field: &str, value: &Option<String>, default: Duration| match value {
+            None => default,
+            Some(text) => parse_duration(text).unwrap_or_else(|reason| {
+                problems.push((field.to_owned(), reason));
+                default
+            }),
+        };
+        let retry = RetryConfig {
+            max_attempts: self.retry.max_attempts.unwrap_or(8).max(1),
+            initial: duration("retry.initial", &self.retry.initial, Duration::from_millis(500)),
+            max_delay: duration("retry.max_delay", &self.retry.max_delay, Duration::from_secs(300)),
+            max_age: duration("retry.max_age", &self.retry.max_age, Duration::from_secs(24 * 3600)),
+            max_retry_after: duration(
+                "retry.max_retry_after",
+                &self.retry.max_retry_after,
+                Duration::from_secs(3600),
+            ),
+        };
+        let breaker = BreakerConfig {
+            failure_threshold: self.breaker.failure_threshold.unwrap_or(5).max(1),
+            open_for: duration("breaker.open_for", &self.breaker.open_for, Duration::from_secs(10)),
+        };
+        let timeout = duration("timeout", &self.timeout, Duration::from_secs(10));
+        let DefaultRate {
+            per_second, burst, ..
+        } = vendor.describe().default_rate;
+        let rate_limit = RateLimitConfig {
+            per_second: self.rate_limit.per_second.unwrap_or(per_second),
+            burst: self.rate_limit.burst.unwrap_or(burst),
+            emergency_reserve: self.rate_limit.emergency_reserve.unwrap_or(0.2),
+        };
+        if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite()) || rate_limit.burst == 0
+        {
+            problems.push((
+                "rate_limit".to_owned(),
+                "per_second and burst must be positive".to_owned(),
+            ));
+        }
+        if !(0.0..1.0).contains(&rate_limit.emergency_reserve) {
+            problems.push((
+                "rate_limit.emergency_reserve".to_owned(),
+                "must be at least 0 and below 1".to_owned(),
+            ));
+        }
+        if self.failover.emergency_after_attempts == Some(0) {
+            problems.push((
+                "failover.emergency_after_attempts".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let integration = IntegrationConfig {
+            id: self.id.clone(),
+            organization: self.organization.clone(),
+            vendor,
+            settings,
+            rate_limit,
+            breaker,
+            retry,
+            failover: FailoverConfig {
+                targets: self.failover.targets.clone(),
+                on_circuit_open: self.failover.on_circuit_open.unwrap_or(true),
+                emergency_after_attempts: self.failover.emergency_after_attempts,
+            },
+            max_in_flight: self.max_in_flight.unwrap_or(32).max(1),
+            timeout,
+        };
+        (Some(integration), problems)
+    }
+}
+
 // === impl RawConfig ===
 
 impl RawConfig {
@@ -584,105 +709,13 @@ impl RawConfig {
                     format!("{:?} is not listed in [[organizations]]", raw.organization),
                 ));
             }
-            let Some(vendor) = vendors::find(&raw.kind) else {
-                problem(invalid(field("kind"), unknown_kind(&raw.kind)));
-                continue;
-            };
-            let settings = serde_json::to_value(&raw.settings)
-                .map_err(|err| SettingsError::new("", err.to_string()))
-                .and_then(|settings| vendor.parse_settings(settings));
-            let settings = match settings {
-                Ok(settings) => settings,
-                Err(SettingsError {
-                    field: name,
-                    reason,
-                }) => {
-                    problem(invalid(
-                        if name.is_empty() {
-                            field("settings")
-                        } else {
-                            field(&format!("settings.{name}"))
-                        },
-                        format!("integration {:?}: {reason}", raw.id),
-                    ));
-                    continue;
-                }
-            };
-            let DefaultRate {
-                per_second, burst, ..
-            } = vendor.describe().default_rate;
-            let rate_limit = RateLimitConfig {
-                per_second: raw.rate_limit.per_second.unwrap_or(per_second),
-                burst: raw.rate_limit.burst.unwrap_or(burst),
-                emergency_reserve: raw.rate_limit.emergency_reserve.unwrap_or(0.2),
-            };
-            if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite())
-                || rate_limit.burst == 0
-            {
-                problem(invalid(
-                    field("rate_limit"),
-                    "per_second and burst must be positive".into(),
-                ));
+            let (checked, found) = raw.check(SecretOrigin::File);
+            for (name, reason) in found {
+                problem(invalid(field(&name), reason));
             }
-            if !(0.0..1.0).contains(&rate_limit.emergency_reserve) {
-                problem(invalid(
-                    field("rate_limit.emergency_reserve"),
-                    "must be at least 0 and below 1".into(),
-                ));
+            if let Some(integration) = checked {
+                integrations.push(integration);
             }
-            if raw.failover.emergency_after_attempts == Some(0) {
-                problem(invalid(
-                    field("failover.emergency_after_attempts"),
-                    "must be at least 1".into(),
-                ));
-            }
-            let retry = RetryConfig {
-                max_attempts: raw.retry.max_attempts.unwrap_or(8).max(1),
-                initial: duration(
-                    &field("retry.initial"),
-                    &raw.retry.initial,
-                    Duration::from_millis(500),
-                ),
-                max_delay: duration(
-                    &field("retry.max_delay"),
-                    &raw.retry.max_delay,
-                    Duration::from_secs(300),
-                ),
-                max_age: duration(
-                    &field("retry.max_age"),
-                    &raw.retry.max_age,
-                    Duration::from_secs(24 * 3600),
-                ),
-                max_retry_after: duration(
-                    &field("retry.max_retry_after"),
-                    &raw.retry.max_retry_after,
-                    Duration::from_secs(3600),
-                ),
-            };
-            let breaker = BreakerConfig {
-                failure_threshold: raw.breaker.failure_threshold.unwrap_or(5).max(1),
-                open_for: duration(
-                    &field("breaker.open_for"),
-                    &raw.breaker.open_for,
-                    Duration::from_secs(10),
-                ),
-            };
-            integrations.push(IntegrationConfig {
-                id: raw.id.clone(),
-                organization: raw.organization.clone(),
-                vendor,
-                settings,
-                rate_limit,
-                breaker,
-                retry,
-                failover: FailoverConfig {
-                    targets: raw.failover.targets.clone(),
-                    on_circuit_open: raw.failover.on_circuit_open.unwrap_or(true),
-                    emergency_after_attempts: raw.failover.emergency_after_attempts,
-                },
-                max_in_flight: raw.max_in_flight.unwrap_or(32).max(1),
-                timeout: duration(&field("timeout"), &raw.timeout, Duration::from_secs(10)),
-            });
         }
         for (index, integration) in integrations.iter().enumerate() {
             for target in &integration.failover.targets {

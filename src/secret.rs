@@ -1,6 +1,7 @@
-//! Secrets: where one lives ([`SecretRef`], an environment variable or a file), the value read
-//! from there ([`Secret`], whose `Debug` never shows it), and a secret a connector can read again
-//! while it runs ([`ReloadableSecret`], for rotated tokens).
+//! Secrets: where one lives ([`SecretRef`], an environment variable, a file, or the value itself
+//! for an integration WedSync created through the API), the value read from there ([`Secret`],
+//! whose `Debug` never shows it and which refuses to be serialized), and a secret a connector can
+//! read again while it runs ([`ReloadableSecret`], for rotated tokens).
 //!
 //! A leaf: configuration, connectors and the vault all use it. Sealing secrets at rest is the
 //! vault's job, not this module's.
@@ -11,16 +12,40 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Where a secret lives. Herald reads it when it builds the connector and never logs it.
+///
+/// `Value` is the secret itself: how an integration created through the API carries its
+/// credentials (the API takes no `env` or `file` reference, which would let a caller have Herald
+/// send the daemon's own variables or files to an address of the caller's choice). Such a value
+/// is sealed by the vault before it reaches the store and exists in the clear only in memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    Value(Secret),
 }
 
-/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value.
-#[derive(Clone)]
+/// A secret read from where its [`SecretRef`] points. Its `Debug` never shows the value, and
+/// serializing it is an error, so it cannot leak into an answer, a log line or a stored record.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a secret is never serialized"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(serde::de::Error::custom("the secret is empty"));
+        }
+        Ok(Secret(value.to_owned()))
+    }
+}
 
 impl Secret {
     /// A secret Herald obtained itself (a token from a vendor), not read from configuration.
@@ -47,6 +72,7 @@ impl SecretRef {
                 .map_err(|_| format!("environment variable {name} is not set"))?,
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))?,
+            SecretRef::Value(secret) => return Ok(secret.clone()),
         };
         let value = value.trim().to_owned();
         if value.is_empty() {
