@@ -230,6 +230,20 @@ pub struct IntegrationConfig {
     pub failover: FailoverConfig,
     pub max_in_flight: usize,
     pub timeout: Duration,
+    pub source: IntegrationSource,
+}
+
+/// Where an integration's definition lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationSource {
+    /// The operator's configuration file: read-only through the API.
+    Config,
+    /// Created through the API and kept in the store, at this version.
+    Api {
+        version: i64,
+        created_at: i64,
+        updated_at: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -439,7 +453,10 @@ impl RawIntegration {
     /// integration, reason), and the integration whenever its vendor and settings could be read
     /// (with defaults where another field was wrong, so the caller can check the others against
     /// it): it is usable only if there is no problem.
-    pub fn check(&self, origin: SecretOrigin) -> (Option<IntegrationConfig>, Vec<(String, String)>) {
+    pub fn check(
+        &self,
+        origin: SecretOrigin,
+    ) -> (Option<IntegrationConfig>, Vec<(String, String)>) {
         let mut problems = Vec::new();
         let Some(vendor) = vendors::find(&self.kind) else {
             problems.push(("kind".to_owned(), unknown_kind(&self.kind)));
@@ -482,9 +499,21 @@ impl RawIntegration {
         };
         let retry = RetryConfig {
             max_attempts: self.retry.max_attempts.unwrap_or(8).max(1),
-            initial: duration("retry.initial", &self.retry.initial, Duration::from_millis(500)),
-            max_delay: duration("retry.max_delay", &self.retry.max_delay, Duration::from_secs(300)),
-            max_age: duration("retry.max_age", &self.retry.max_age, Duration::from_secs(24 * 3600)),
+            initial: duration(
+                "retry.initial",
+                &self.retry.initial,
+                Duration::from_millis(500),
+            ),
+            max_delay: duration(
+                "retry.max_delay",
+                &self.retry.max_delay,
+                Duration::from_secs(300),
+            ),
+            max_age: duration(
+                "retry.max_age",
+                &self.retry.max_age,
+                Duration::from_secs(24 * 3600),
+            ),
             max_retry_after: duration(
                 "retry.max_retry_after",
                 &self.retry.max_retry_after,
@@ -493,7 +522,11 @@ impl RawIntegration {
         };
         let breaker = BreakerConfig {
             failure_threshold: self.breaker.failure_threshold.unwrap_or(5).max(1),
-            open_for: duration("breaker.open_for", &self.breaker.open_for, Duration::from_secs(10)),
+            open_for: duration(
+                "breaker.open_for",
+                &self.breaker.open_for,
+                Duration::from_secs(10),
+            ),
         };
         let timeout = duration("timeout", &self.timeout, Duration::from_secs(10));
         let DefaultRate {
@@ -504,7 +537,8 @@ impl RawIntegration {
             burst: self.rate_limit.burst.unwrap_or(burst),
             emergency_reserve: self.rate_limit.emergency_reserve.unwrap_or(0.2),
         };
-        if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite()) || rate_limit.burst == 0
+        if !(rate_limit.per_second > 0.0 && rate_limit.per_second.is_finite())
+            || rate_limit.burst == 0
         {
             problems.push((
                 "rate_limit".to_owned(),
@@ -538,6 +572,7 @@ impl RawIntegration {
             },
             max_in_flight: self.max_in_flight.unwrap_or(32).max(1),
             timeout,
+            source: IntegrationSource::Config,
         };
         (Some(integration), problems)
     }

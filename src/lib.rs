@@ -9,7 +9,8 @@
 //! - [`wedsync`]: the platform's JSON vocabulary and its validation; [`condition`] (CEL) and
 //!   [`template`] (minijinja): what callers write about notifications, checked and bounded.
 //! - [`secret`]: where secrets live and how they are read (a leaf, like `wedsync`).
-//! - [`config`]: layered configuration and its validation.
+//! - [`config`]: layered configuration and its validation; [`catalog`]: integrations WedSync
+//!   creates and removes through the API, applied while Herald runs.
 //! - [`store`]: the durable journal and delivery mailbox (SQLite, group commit).
 //! - [`router`]: routing rules and the Router actors (plan, journal, dispatch).
 //! - [`integration`]: one supervised actor per integration, with its limiter, breaker and retries.
@@ -28,6 +29,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api;
+pub mod catalog;
 pub mod condition;
 pub mod config;
 pub mod connectors;
@@ -54,6 +56,7 @@ use dashmap::DashMap;
 use tokio::net::TcpListener;
 
 use crate::api::AppState;
+use crate::catalog::Catalog;
 use crate::config::{Config, StoreConfig};
 use crate::connectors::{ConnectorKit, OutboundClient, OutboundError};
 use crate::integration::{IntegrationMsg, Registry};
@@ -80,6 +83,10 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
     #[error("supervision tree stopped: a component kept crashing past its restart limit")]
     Crashed,
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("integration {0:?} is in the configuration file and was also created through the API; rename the configured one")]
+    DuplicateIntegration(String),
 }
 
 impl From<ractor::SpawnErr> for RunError {
@@ -139,25 +146,43 @@ pub async fn run(
         }
         None => None,
     };
-    let registry = Arc::new(Registry::new(&config.integrations));
+    let mut integrations = config.integrations.clone();
+    for managed in Catalog::load(&*store, vault.as_deref()).await? {
+        if integrations
+            .iter()
+            .any(|configured| configured.id == managed.id)
+        {
+            return Err(RunError::DuplicateIntegration(managed.id));
+        }
+        integrations.push(managed);
+    }
+    let registry = Arc::new(Registry::new(&integrations));
     registry.follow_settlements(store.clone());
     let table = Arc::new(RoutingTable::from_config(&config));
+    let kit = ConnectorKit {
+        client: client.clone(),
+        vault: vault.clone(),
+        installation_id: store.installation_id().into(),
+    };
     let tree = tree::start(TreeArgs {
         supervision: config.supervision,
         table: table.clone(),
         store: store.clone(),
         registry: registry.clone(),
-        kit: ConnectorKit {
-            client: client.clone(),
-            vault: vault.clone(),
-            installation_id: store.installation_id().into(),
-        },
+        kit: kit.clone(),
     })
     .await?;
+    let catalog = Arc::new(Catalog::new(
+        store.clone(),
+        registry.clone(),
+        kit,
+        tree.integrations.clone(),
+    ));
     let state = Arc::new(AppState {
         store: store.clone(),
         routers: tree.routers.clone(),
         registry: registry.clone(),
+        catalog,
         table,
         metrics,
         key_cache: DashMap::new(),
@@ -170,7 +195,7 @@ pub async fn run(
         client,
         metrics_token: config.server.metrics_token.clone(),
     });
-    tracing::info!(address = %listener.local_addr()?, integrations = config.integrations.len(), "herald is serving");
+    tracing::info!(address = %listener.local_addr()?, integrations = integrations.len(), "herald is serving");
 
     let mut root_exit = tree.root_exit;
     let (crashed_tx, crashed_rx) = tokio::sync::oneshot::channel::<bool>();

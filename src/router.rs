@@ -31,10 +31,9 @@ pub enum RouterError {
     Unavailable,
 }
 
-/// The organization's routes and which organization owns each integration.
+/// The organizations' routes.
 pub struct RoutingTable {
     routes: HashMap<String, Vec<RouteConfig>>,
-    integration_owner: HashMap<String, String>,
 }
 
 impl RoutingTable {
@@ -46,15 +45,7 @@ impl RoutingTable {
                 .or_default()
                 .push(route.clone());
         }
-        let integration_owner = config
-            .integrations
-            .iter()
-            .map(|i| (i.id.clone(), i.organization.clone()))
-            .collect();
-        Self {
-            routes,
-            integration_owner,
-        }
+        Self { routes }
     }
 
     /// Returns the integrations the organization's routes choose, in route order, without repeats.
@@ -85,14 +76,14 @@ impl RoutingTable {
             .filter(move |route| route.targets.iter().any(|t| t == integration_id))
     }
 
-    /// Checks a routing request's explicit targets (they must be the organization's own
-    /// integrations) and applies its rules. Errors name the field.
+    /// Checks a routing request's explicit targets (`is_ours` says which are the organization's
+    /// own integrations; any other is refused) and applies its rules. Errors name the field.
     pub fn explicit_targets(
         &self,
-        organization: &str,
         notification: &WeddingNotification,
         requested: &[TargetSystem],
         rules: &[RoutingRule],
+        is_ours: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>, FieldError> {
         if requested.is_empty() {
             return Err(FieldError::new(
@@ -102,12 +93,7 @@ impl RoutingTable {
         }
         let mut targets = Vec::new();
         for (index, target) in requested.iter().enumerate() {
-            if self
-                .integration_owner
-                .get(&target.system_id)
-                .map(String::as_str)
-                != Some(organization)
-            {
+            if !is_ours(&target.system_id) {
                 return Err(FieldError::new(
                     format!("targetSystems[{index}].systemId"),
                     format!(
@@ -470,13 +456,12 @@ mod tests {
                     route("urgent", &[], Some(Priority::High), &["chat", "pager"]),
                 ],
             )]),
-            integration_owner: HashMap::from([
-                ("crm".into(), "studio".into()),
-                ("chat".into(), "studio".into()),
-                ("pager".into(), "studio".into()),
-                ("theirs".into(), "other".into()),
-            ]),
         }
+    }
+
+    /// Whether the studio has this integration (`theirs` is another organization's).
+    fn studios(id: &str) -> bool {
+        ["crm", "chat", "pager"].contains(&id)
     }
 
     fn notification(kind: &str, priority: Priority) -> WeddingNotification {
@@ -561,7 +546,7 @@ mod tests {
         };
         assert_eq!(
             table
-                .explicit_targets("studio", &n, &[system("theirs")], &[])
+                .explicit_targets(&n, &[system("theirs")], &[], studios)
                 .unwrap_err()
                 .field,
             "targetSystems[0].systemId"
@@ -581,13 +566,13 @@ mod tests {
             ),
         ];
         assert_eq!(
-            table.explicit_targets("studio", &n, &ours, &rules).unwrap(),
+            table.explicit_targets(&n, &ours, &rules, studios).unwrap(),
             vec!["crm"]
         );
         let unknown = [rule(serde_json::json!({"targetSystems": ["nowhere"]}))];
         assert_eq!(
             table
-                .explicit_targets("studio", &n, &ours, &unknown)
+                .explicit_targets(&n, &ours, &unknown, studios)
                 .unwrap_err()
                 .field,
             "routingRules[0].targetSystems"
@@ -597,7 +582,7 @@ mod tests {
         )];
         assert_eq!(
             table
-                .explicit_targets("studio", &n, &ours, &broken)
+                .explicit_targets(&n, &ours, &broken, studios)
                 .unwrap_err()
                 .field,
             "routingRules[0].condition"

@@ -42,6 +42,9 @@ pub struct Tree {
     pub root: ActorRef<SupervisorMsg>,
     pub root_exit: JoinHandle<()>,
     pub routers: RouterHandle,
+    /// The supervisor of the integration actors, where integrations created while Herald runs
+    /// are started ([`integration_spec`]).
+    pub integrations: Slot<ActorRef<SupervisorMsg>>,
 }
 
 /// Starts the tree; returns once every child has started.
@@ -60,7 +63,7 @@ pub async fn start(args: TreeArgs) -> Result<Tree, SpawnErr> {
         ),
         router_spec("router-normal", Lane::Normal, &args, routers.normal.clone()),
         integrations_spec(&args, integrations_slot.clone()),
-        health_spec(&args, integrations_slot),
+        health_spec(&args, integrations_slot.clone()),
     ];
     let (root, root_exit) = Actor::spawn(
         None,
@@ -72,6 +75,7 @@ pub async fn start(args: TreeArgs) -> Result<Tree, SpawnErr> {
         root,
         root_exit,
         routers,
+        integrations: integrations_slot,
     })
 }
 
@@ -124,7 +128,6 @@ fn router_spec(
 }
 
 fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> ChildSpec {
-    let runtimes: Vec<Arc<IntegrationRuntime>> = args.registry.runtimes().cloned().collect();
     let (store, registry, kit, supervision) = (
         args.store.clone(),
         args.registry.clone(),
@@ -132,7 +135,9 @@ fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> Ch
         args.supervision,
     );
     ChildSpec::new("integrations", Restart::Permanent, move |supervisor| {
-        let children = runtimes
+        // The integrations as they are at each (re)start, with those created through the API.
+        let children = registry
+            .runtimes()
             .iter()
             .map(|runtime| {
                 integration_spec(
@@ -154,7 +159,8 @@ fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> Ch
     })
 }
 
-fn integration_spec(
+/// The child spec of one integration's actor, under the integrations supervisor.
+pub fn integration_spec(
     runtime: Arc<IntegrationRuntime>,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,

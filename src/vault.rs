@@ -78,7 +78,9 @@ impl Vault {
         }
     }
 
-    fn seal(
+    /// Seals a credential of an integration for the store (authenticated with the integration's
+    /// id and the credential's name, so it opens only as that).
+    pub fn seal(
         &self,
         integration_id: &str,
         name: &str,
@@ -103,7 +105,8 @@ impl Vault {
         Ok(framed)
     }
 
-    fn open(
+    /// Opens a credential sealed by [`Vault::seal`] as the same integration's same name.
+    pub fn open(
         &self,
         integration_id: &str,
         name: &str,

@@ -57,7 +57,7 @@ pub enum Lane {
 }
 
 /// The seed's `IntegrationType`: what kind of system an integration connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrationType {
     Crm,
@@ -624,8 +624,7 @@ pub struct RoutingResult {
 }
 
 /// How an integration is set up, the seed's `IntegrationConfiguration`, as Herald reports it.
-/// Integrations are configured in Herald's configuration file; the API reads them. Credentials
-/// appear only as the kind of reference that holds them, never as values.
+/// Credentials appear only as where they are kept, never as values.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IntegrationConfiguration {
@@ -645,7 +644,8 @@ pub struct IntegrationConfiguration {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsReference {
-    /// `env` or `file`: where the secret is read from.
+    /// `env` or `file` (the configuration file's references), or `vault` (sealed by Herald: an
+    /// integration created through the API).
     pub source: &'static str,
 }
 

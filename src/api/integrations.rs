@@ -1,25 +1,250 @@
 //! `/v1/integrations`: the organization's integrations as the seed describes them, their health,
+//! creating and removing them (the seed's `initializeIntegration`, through [`crate::catalog`]),
 //! and what an integration's connector can be asked (connection check, event subscriptions).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Organization;
-use super::{ApiError, AppState};
+use super::auth::{Caller, Organization};
+use super::{require_json, ApiError, ApiQuery, AppState};
+use crate::catalog::CatalogError;
+use crate::config::{
+    IntegrationSource, RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry,
+};
 
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime};
 use crate::secret::SecretRef;
 use crate::wedsync::{
-    CredentialsReference, FailoverConfiguration, IntegrationConfiguration, NotificationMapping,
-    SecurityConfiguration,
+    parse_json, CredentialsReference, FailoverConfiguration, FieldError, IntegrationConfiguration,
+    IntegrationType, NotificationMapping, SecurityConfiguration,
 };
+
+/// The seed's `IntegrationConfiguration` as WedSync sends it to create an integration: the
+/// vendor (`system`, a registry kind), its `settings` (the vendor's own settings, secrets as
+/// `{"value": "..."}`), and Herald's overrides of the vendor's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct IntegrationRequest {
+    integration_id: String,
+    /// The key's organization; given, it must be that one.
+    organization_id: Option<String>,
+    /// Given, it must be the vendor's type.
+    integration_type: Option<IntegrationType>,
+    system: String,
+    #[serde(default)]
+    settings: BTreeMap<String, Value>,
+    #[serde(default)]
+    rate_limit: RateLimitRequest,
+    #[serde(default)]
+    breaker: BreakerRequest,
+    #[serde(default)]
+    retry: RetryRequest,
+    #[serde(default)]
+    failover_configuration: FailoverRequest,
+    max_in_flight: Option<usize>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RateLimitRequest {
+    per_second: Option<f64>,
+    burst: Option<u32>,
+    emergency_reserve: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BreakerRequest {
+    failure_threshold: Option<u32>,
+    open_for: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RetryRequest {
+    max_attempts: Option<u32>,
+    initial: Option<String>,
+    max_delay: Option<String>,
+    max_age: Option<String>,
+    max_retry_after: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FailoverRequest {
+    #[serde(default)]
+    backup_integrations: Vec<String>,
+    on_circuit_open: Option<bool>,
+    emergency_after_attempts: Option<u32>,
+}
+
+impl IntegrationRequest {
+    /// The configuration file's form of the same integration, for `organization`.
+    fn into_raw(self, organization: &str) -> Result<RawIntegration, FieldError> {
+        if self
+            .organization_id
+            .as_deref()
+            .is_some_and(|given| given != organization)
+        {
+            return Err(FieldError::new(
+                "organizationId",
+                "must be the organization of the API key (or left out)",
+            ));
+        }
+        if let (Some(given), Some(vendor)) =
+            (self.integration_type, crate::vendors::find(&self.system))
+        {
+            let actual = vendor.describe().integration_type;
+            if given != actual {
+                return Err(FieldError::new(
+                    "integrationType",
+                    format!("{} is a {} system", self.system, actual.as_str()),
+                ));
+            }
+        }
+        Ok(RawIntegration {
+            id: self.integration_id,
+            organization: organization.to_owned(),
+            kind: self.system,
+            settings: self.settings,
+            rate_limit: RawRateLimit {
+                per_second: self.rate_limit.per_second,
+                burst: self.rate_limit.burst,
+                emergency_reserve: self.rate_limit.emergency_reserve,
+            },
+            breaker: RawBreaker {
+                failure_threshold: self.breaker.failure_threshold,
+                open_for: self.breaker.open_for,
+            },
+            retry: RawRetry {
+                max_attempts: self.retry.max_attempts,
+                initial: self.retry.initial,
+                max_delay: self.retry.max_delay,
+                max_age: self.retry.max_age,
+                max_retry_after: self.retry.max_retry_after,
+            },
+            failover: RawFailover {
+                targets: self.failover_configuration.backup_integrations,
+                on_circuit_open: self.failover_configuration.on_circuit_open,
+                emergency_after_attempts: self.failover_configuration.emergency_after_attempts,
+            },
+            max_in_flight: self.max_in_flight,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        match err {
+            CatalogError::Invalid(field) => ApiError::Invalid(field),
+            CatalogError::NotFound(id) => ApiError::NotFound(format!("integration {id:?}")),
+            CatalogError::Taken(_)
+            | CatalogError::ReadOnly(_)
+            | CatalogError::InUse(..)
+            | CatalogError::NoVault => ApiError::Conflict(err.to_string()),
+            CatalogError::Store(store) => store.into(),
+            CatalogError::Vault(_) | CatalogError::Unreadable(..) => {
+                ApiError::Internal(err.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateQuery {
+    /// Check the credential with the vendor once the integration runs.
+    verify: Option<bool>,
+}
+
+/// The seed's `initializeIntegration`: creates an integration of the key's organization and
+/// starts it; 201 with the `IntegrationInstance` (with `connectionCheck` when `?verify=true`).
+pub(super) async fn create_integration(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    ApiQuery(query): ApiQuery<CreateQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let request: IntegrationRequest = parse_json(&body)?;
+    let raw = request.into_raw(&caller.organization)?;
+    let config = state.catalog.create(raw, &caller.actor()).await?;
+    let runtime = organization_integration(&state, &caller.organization, &config.id)?;
+    let mut answer = integration_instance(&state, &runtime);
+    if query.verify == Some(true) {
+        let checked = ask_connector(
+            &state,
+            &caller.organization,
+            &config.id,
+            IntegrationMsg::CheckConnection,
+        )
+        .await?;
+        answer["connectionCheck"] = match checked {
+            Ok(account) => json!({"ok": true, "account": account}),
+            Err(error) => json!({"ok": false, "error": error.to_string(), "kind": error.kind()}),
+        };
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Removes an integration created through the API: 200 with how many deliveries still queued
+/// for it were dead-lettered ("integration removed").
+pub(super) async fn remove_integration(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(integration_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let removed = state
+        .catalog
+        .remove(&caller.organization, &integration_id, &caller.actor())
+        .await?;
+    Ok(Json(json!({
+        "integrationId": integration_id, "removed": true, "deadLettered": removed.dead_lettered,
+    })))
+}
+
+/// The seed's `IntegrationInstance`: what the integration is, where it comes from, its version
+/// and times (for one created through the API), its configuration and its health.
+fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value {
+    let health = runtime.health(Instant::now());
+    let mut instance = json!({
+        "integrationId": runtime.id(),
+        "organizationId": runtime.config.organization,
+        "integrationType": runtime.config.vendor.describe().integration_type,
+        "system": runtime.vendor(),
+        "status": health.status,
+        "configuration": integration_configuration(state, runtime),
+        "health": health,
+    });
+    match runtime.config.source {
+        IntegrationSource::Config => instance["source"] = json!("config"),
+        IntegrationSource::Api {
+            version,
+            created_at,
+            updated_at,
+        } => {
+            instance["source"] = json!("api");
+            instance["version"] = json!(version);
+            instance["createdAt"] = json!(created_at);
+            instance["updatedAt"] = json!(updated_at);
+        }
+    }
+    instance
+}
 
 pub(super) async fn list_integrations(
     State(state): State<Arc<AppState>>,
@@ -29,6 +254,7 @@ pub(super) async fn list_integrations(
     let mut integrations: Vec<_> = state
         .registry
         .runtimes()
+        .into_iter()
         .filter(|runtime| runtime.config.organization == organization)
         .map(|runtime| runtime.health(now))
         .collect();
@@ -42,18 +268,15 @@ pub(super) async fn get_integration(
     Path(integration_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let runtime = organization_integration(&state, &organization, &integration_id)?;
-    Ok(Json(json!({
-        "configuration": integration_configuration(&state, runtime),
-        "health": runtime.health(Instant::now()),
-    })))
+    Ok(Json(integration_instance(&state, &runtime)))
 }
 
 /// The organization's integration with this id; another organization's is a 404.
-pub(super) fn organization_integration<'a>(
-    state: &'a AppState,
+pub(super) fn organization_integration(
+    state: &AppState,
     organization: &str,
     integration_id: &str,
-) -> Result<&'a Arc<IntegrationRuntime>, ApiError> {
+) -> Result<Arc<IntegrationRuntime>, ApiError> {
     state
         .registry
         .runtime(integration_id)
@@ -69,6 +292,7 @@ pub(super) fn integration_configuration(
     let config = &runtime.config;
     let source = match config.settings.secrets().first() {
         Some(SecretRef::File(_)) => "file",
+        Some(SecretRef::Value(_)) => "vault",
         _ => "env",
     };
     IntegrationConfiguration {

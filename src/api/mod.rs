@@ -39,6 +39,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub routers: RouterHandle,
     pub registry: Arc<Registry>,
+    /// Integrations WedSync creates and removes through the API.
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub table: Arc<RoutingTable>,
     pub metrics: PrometheusHandle,
     /// Key hash to (who holds it, when it was looked up).
@@ -72,10 +74,13 @@ pub fn routes(state: Arc<AppState>) -> Router {
             "/dead-letters/{delivery_id}/replay",
             post(dead_letters::replay_dead_letter),
         )
-        .route("/integrations", get(integrations::list_integrations))
+        .route(
+            "/integrations",
+            get(integrations::list_integrations).post(integrations::create_integration),
+        )
         .route(
             "/integrations/{integration_id}",
-            get(integrations::get_integration),
+            get(integrations::get_integration).delete(integrations::remove_integration),
         )
         .route(
             "/integrations/{integration_id}/oauth/authorize",

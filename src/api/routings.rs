@@ -80,10 +80,15 @@ pub(super) async fn post_routing(
         }
     }
     let targets = state.table.explicit_targets(
-        &organization,
         &routing.source_notification,
         &routing.target_systems,
         &routing.routing_rules,
+        |id| {
+            state
+                .registry
+                .runtime(id)
+                .is_some_and(|runtime| runtime.config.organization == organization)
+        },
     )?;
     let mut transformed = HashMap::new();
     for transformation in &routing.transformation_maps.0 {

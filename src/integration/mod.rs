@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod recovery;
 pub mod retry;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -180,9 +180,10 @@ impl IntegrationRuntime {
     }
 }
 
-/// Where the live integration actors and their runtimes are found.
+/// Where the live integration actors and their runtimes are found. Integrations come and go
+/// while Herald runs (WedSync manages them through the API).
 pub struct Registry {
-    runtimes: HashMap<String, Arc<IntegrationRuntime>>,
+    runtimes: DashMap<String, Arc<IntegrationRuntime>>,
     actors: DashMap<String, ActorRef<IntegrationMsg>>,
     settle_waiters: DashMap<(String, String), Arc<Notify>>,
 }
@@ -207,12 +208,31 @@ impl Registry {
         }
     }
 
-    pub fn runtime(&self, integration_id: &str) -> Option<&Arc<IntegrationRuntime>> {
-        self.runtimes.get(integration_id)
+    pub fn runtime(&self, integration_id: &str) -> Option<Arc<IntegrationRuntime>> {
+        self.runtimes
+            .get(integration_id)
+            .map(|entry| entry.value().clone())
     }
 
-    pub fn runtimes(&self) -> impl Iterator<Item = &Arc<IntegrationRuntime>> {
-        self.runtimes.values()
+    pub fn runtimes(&self) -> Vec<Arc<IntegrationRuntime>> {
+        self.runtimes
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect()
+    }
+
+    /// Adds (or replaces, keeping nothing of the old one) an integration's runtime.
+    pub fn add(&self, config: IntegrationConfig) -> Arc<IntegrationRuntime> {
+        let runtime = Arc::new(IntegrationRuntime::new(config));
+        self.runtimes
+            .insert(runtime.id().to_owned(), runtime.clone());
+        runtime
+    }
+
+    /// Forgets an integration whose actor was stopped.
+    pub fn remove(&self, integration_id: &str) {
+        self.runtimes.remove(integration_id);
+        self.actors.remove(integration_id);
     }
 
     /// Hands jobs to the integration's live actor. If it is between incarnations the jobs are not

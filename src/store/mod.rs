@@ -11,6 +11,7 @@ mod acknowledgements;
 mod audit;
 mod credentials;
 mod installs;
+mod integrations;
 mod journal;
 mod keys;
 mod postgres;
@@ -29,6 +30,9 @@ pub use acknowledgements::Acknowledgements;
 pub use audit::{verify_chain, Actor, Audit, AuditDraft, AuditQuery, AuditRecord, ChainBreak};
 pub use credentials::Credentials;
 pub use installs::Installs;
+pub use integrations::{
+    IntegrationChange, ManagedIntegration, ManagedIntegrations, Removed, Saved, REMOVED_REASON,
+};
 pub use journal::Journal;
 pub use keys::ApiKeys;
 pub use postgres::PostgresStore;
@@ -562,6 +566,7 @@ pub trait Store:
     + Credentials
     + Installs
     + Audit
+    + ManagedIntegrations
     + Send
     + Sync
     + 'static

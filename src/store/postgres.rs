@@ -135,6 +135,18 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     CREATE INDEX audit_by_organization ON audit_log (organization, seq);",
+    // 13: integrations WedSync manages through the API; held deliveries found by integration
+    // (removing an integration dead-letters what is queued for it without reading every row).
+    "CREATE TABLE integrations (
+        integration_id TEXT PRIMARY KEY,
+        organization TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX integrations_by_organization ON integrations (organization, integration_id);
+    CREATE INDEX deliveries_held ON deliveries (integration_id) WHERE state = 'held';",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";

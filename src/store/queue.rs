@@ -16,14 +16,16 @@ use super::acknowledgements::AcknowledgementStatements;
 use super::audit::AuditStatements;
 use super::credentials::CredentialStatements;
 use super::installs::InstallStatements;
+use super::integrations::IntegrationStatements;
 use super::journal::JournalStatements;
 use super::keys::KeyStatements;
 use super::routings::RoutingStatements;
 
 use super::{
     effective_settlements, now_millis, AcknowledgeOutcome, Acknowledgement, Actor, AuditDraft,
-    CommittedSettlements, DeliveryRow, Intake, NewNotification, PendingInstall, Role,
-    RoutingRecord, SettledDelivery, Settlement, StoreError, StoreFuture, API_KEY_ID_LEN,
+    CommittedSettlements, DeliveryRow, Intake, IntegrationChange, NewNotification, PendingInstall,
+    Removed, Role, RoutingRecord, Saved, SettledDelivery, Settlement, StoreError, StoreFuture,
+    API_KEY_ID_LEN,
 };
 
 /// The most normal commands one group takes; a bound on how long an emergency can wait.
@@ -89,6 +91,18 @@ pub(super) enum Command {
         now: i64,
         reply: Answer<Option<PendingInstall>>,
     },
+    SaveIntegration {
+        change: Box<IntegrationChange>,
+        by: Actor,
+        reply: Answer<Saved>,
+    },
+    RemoveIntegration {
+        organization: String,
+        integration_id: String,
+        audit_before: String,
+        by: Actor,
+        reply: Answer<Option<Removed>>,
+    },
     Flush(Answer<()>),
 }
 
@@ -108,6 +122,8 @@ impl Command {
             Command::FinishInstall { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
             Command::RevokeApiKey { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::SaveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::RemoveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Settle(_) => {
                 tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
             }
@@ -137,6 +153,12 @@ impl Command {
             (Command::FinishInstall { reply, .. }, Outcome::Install(result)) => {
                 drop(reply.send(result))
             }
+            (Command::SaveIntegration { reply, .. }, Outcome::Saved(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::RemoveIntegration { reply, .. }, Outcome::Removed(result)) => {
+                drop(reply.send(result))
+            }
             (Command::Settle(_), Outcome::Recorded) => {}
             (command, _) => command.fail("the store paired a command with another's outcome"),
         }
@@ -156,6 +178,8 @@ impl Command {
             Command::RevokeApiKey { .. } => Outcome::Flag(Err(err)),
             Command::Acknowledge { .. } => Outcome::Acknowledged(Err(err)),
             Command::FinishInstall { .. } => Outcome::Install(Err(err)),
+            Command::SaveIntegration { .. } => Outcome::Saved(Err(err)),
+            Command::RemoveIntegration { .. } => Outcome::Removed(Err(err)),
             Command::Settle(_) => {
                 tracing::error!(error = %err, "recording delivery outcomes failed");
                 Outcome::Recorded
@@ -375,6 +399,40 @@ impl CommandQueues {
         })
     }
 
+    pub(super) fn save_integration(
+        &self,
+        change: IntegrationChange,
+        by: &Actor,
+    ) -> StoreFuture<'_, Saved> {
+        let by = by.clone();
+        self.request(Lane::Normal, |reply| Command::SaveIntegration {
+            change: Box::new(change),
+            by,
+            reply,
+        })
+    }
+
+    pub(super) fn remove_integration(
+        &self,
+        organization: &str,
+        integration_id: &str,
+        audit_before: String,
+        by: &Actor,
+    ) -> StoreFuture<'_, Option<Removed>> {
+        let (organization, integration_id, by) = (
+            organization.to_owned(),
+            integration_id.to_owned(),
+            by.clone(),
+        );
+        self.request(Lane::Normal, |reply| Command::RemoveIntegration {
+            organization,
+            integration_id,
+            audit_before,
+            by,
+            reply,
+        })
+    }
+
     pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
         self.request(Lane::Normal, Command::Flush)
     }
@@ -473,6 +531,7 @@ pub(super) trait Writer:
     + CredentialStatements
     + InstallStatements
     + AuditStatements
+    + IntegrationStatements
 {
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
@@ -491,6 +550,8 @@ enum Outcome {
     Flag(Result<bool, StoreError>),
     Acknowledged(Result<AcknowledgeOutcome, StoreError>),
     Install(Result<Option<PendingInstall>, StoreError>),
+    Saved(Result<Saved, StoreError>),
+    Removed(Result<Option<Removed>, StoreError>),
     /// A settlement: nobody waits for it (its effect is announced once committed).
     Recorded,
 }
@@ -764,6 +825,53 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
         Command::FinishInstall {
             state_hash, now, ..
         } => Outcome::Install(Ok(writer.finish_install(state_hash, *now).await?)),
+        Command::SaveIntegration { change, by, .. } => {
+            let saved = writer.save_integration(change).await?;
+            if let Saved::Written(written) = &saved {
+                writer
+                    .append_audit(&AuditDraft {
+                        organization: change.organization.clone(),
+                        actor: by.clone(),
+                        action: if written.version == 1 {
+                            "integration.created"
+                        } else {
+                            "integration.updated"
+                        }
+                        .to_owned(),
+                        resource_type: "integration".to_owned(),
+                        resource_id: change.integration_id.clone(),
+                        before: change.audit_before.clone(),
+                        after: Some(change.audit_after.clone()),
+                    })
+                    .await?;
+            }
+            Outcome::Saved(Ok(saved))
+        }
+        Command::RemoveIntegration {
+            organization,
+            integration_id,
+            audit_before,
+            by,
+            ..
+        } => {
+            let removed = writer
+                .remove_integration(organization, integration_id)
+                .await?;
+            if removed.is_some() {
+                writer
+                    .append_audit(&AuditDraft {
+                        organization: organization.clone(),
+                        actor: by.clone(),
+                        action: "integration.removed".to_owned(),
+                        resource_type: "integration".to_owned(),
+                        resource_id: integration_id.clone(),
+                        before: Some(audit_before.clone()),
+                        after: None,
+                    })
+                    .await?;
+            }
+            Outcome::Removed(Ok(removed))
+        }
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })
 }

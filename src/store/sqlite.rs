@@ -136,6 +136,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     CREATE INDEX audit_by_organization ON audit_log (organization, seq);",
+    // 13: integrations WedSync manages through the API; held deliveries found by integration
+    // (removing an integration dead-letters what is queued for it without reading every row).
+    "CREATE TABLE integrations (
+        integration_id TEXT PRIMARY KEY,
+        organization TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX integrations_by_organization ON integrations (organization, integration_id);
+    CREATE INDEX deliveries_held ON deliveries (integration_id) WHERE state = 'held';",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

@@ -21,6 +21,9 @@ pub struct Harness {
     pub key: String,
     pub client: reqwest::Client,
     pub data: TempDir,
+    /// The configuration and the organization it was started with, for [`Harness::restarted`].
+    text: String,
+    organization: String,
     stop: Option<oneshot::Sender<()>>,
     daemon: Option<JoinHandle<Result<(), herald::RunError>>>,
 }
@@ -111,9 +114,36 @@ impl Harness {
             key,
             client,
             data,
+            text: text.to_owned(),
+            organization: organization.to_owned(),
             stop: Some(stop),
             daemon: Some(daemon),
         }
+    }
+
+    /// Starts Herald like [`Harness::start`] with no `security.credentials_key`: a Herald that
+    /// keeps no secrets.
+    pub async fn start_without_vault(body: &str, organization: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let text: String = full_config(data.path(), body)
+            .lines()
+            .filter(|line| !line.starts_with("credentials_key"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        Self::start_with(data, &text, organization).await
+    }
+
+    /// Stops the daemon cleanly and starts it again on the same data folder and configuration
+    /// (with a new API key).
+    pub async fn restarted(mut self) -> Self {
+        let _ = self.stop.take().unwrap().send(());
+        self.daemon.take().unwrap().await.unwrap().unwrap();
+        let (data, text, organization) = (
+            std::mem::replace(&mut self.data, tempfile::tempdir().unwrap()),
+            self.text.clone(),
+            self.organization.clone(),
+        );
+        Self::start_with(data, &text, &organization).await
     }
 
     /// Creates another admin API key, for `organization`, in the running daemon's store.

@@ -14,6 +14,7 @@ mod hubspot;
 mod intake;
 mod interactivity;
 mod isolation;
+mod managed_integrations;
 mod postgres;
 mod properties;
 mod quiet_hours;

@@ -61,6 +61,8 @@ fn every_call() -> Vec<(Method, &'static str, Role)> {
         (Method::GET, "/v1/dead-letters", Role::Viewer),
         (Method::POST, "/v1/dead-letters/1/replay", Role::Sender),
         (Method::GET, "/v1/integrations", Role::Viewer),
+        (Method::POST, "/v1/integrations", Role::Admin),
+        (Method::DELETE, "/v1/integrations/studio-hook", Role::Admin),
         (Method::GET, "/v1/integrations/studio-hook", Role::Viewer),
         (
             Method::GET,

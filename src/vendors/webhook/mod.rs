@@ -54,7 +54,14 @@ impl Vendor for Webhook {
         &self,
         settings: serde_json::Value,
     ) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        Ok(Arc::new(deserialize_settings::<WebhookSettings>(settings)?))
+        let settings = deserialize_settings::<WebhookSettings>(settings)?;
+        if !super::is_http_url(&settings.url) {
+            return Err(SettingsError::new(
+                "url",
+                format!("{:?} is not an http(s) address", settings.url),
+            ));
+        }
+        Ok(Arc::new(settings))
     }
 }
 

@@ -1,0 +1,561 @@
+//! Integrations as data: the integrations WedSync creates and removes through the API, for each
+//! of its suppliers, while Herald runs.
+//!
+//! An integration from the API is checked exactly as one from the configuration file
+//! ([`RawIntegration::check`]), with one difference: its secrets arrive as values (`{"value":
+//! "..."}`), never as `env` or `file` references. Each value is sealed by the vault before
+//! anything is written, and the store keeps the specification with `{"sealed": name}` in its
+//! place, the sealed credential, and the audit record (secrets as fingerprints), in one
+//! transaction. The integration's actor then starts under the integrations supervisor, like the
+//! configured ones, and at every later start of Herald the specification is read back and
+//! unsealed in memory. Removing one stops its actor after the attempts in flight, erases its
+//! credentials and dead-letters what was still queued for it, with the reason.
+//!
+//! Integrations from the configuration file are the operator's and read-only here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use supervision::{Slot, SupervisorMsg};
+
+use crate::config::{IntegrationConfig, IntegrationSource, RawIntegration, SecretOrigin};
+use crate::connectors::ConnectorKit;
+use crate::integration::{IntegrationMsg, Registry};
+use crate::secret::Secret;
+use crate::store::{
+    Actor, IntegrationChange, ManagedIntegration, Removed, Saved, Store, StoreError,
+};
+use crate::vault::{Vault, VaultError};
+use crate::vendors::ConnectorTarget;
+use crate::wedsync::FieldError;
+
+/// The longest integration id.
+const MAX_ID: usize = 128;
+
+/// How long removing an integration waits for its attempts in flight.
+const REMOVE_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The id is taken (by an integration of any organization: ids are unique in a Herald).
+    #[error("integration id {0:?} is taken; choose another")]
+    Taken(String),
+    #[error("integration {0:?} not found")]
+    NotFound(String),
+    /// An integration from the configuration file.
+    #[error("integration {0:?} is configured in Herald's configuration file and is read-only through the API")]
+    ReadOnly(String),
+    #[error("integration {0:?} is the failover target of {1:?}; change that integration first")]
+    InUse(String, String),
+    /// Secrets arrived, and this Herald has no key to seal them with.
+    #[error("this Herald keeps no secrets: its operator has not set security.credentials_key, which seals the credentials of integrations created through the API")]
+    NoVault,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// A stored integration that cannot be brought back (at start).
+    #[error("stored integration {0:?}: {1}")]
+    Unreadable(String, String),
+}
+
+/// Integrations managed through the API, applied to the running daemon.
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    vault: Option<Arc<Vault>>,
+    registry: Arc<Registry>,
+    kit: ConnectorKit,
+    integrations: Slot<ActorRef<SupervisorMsg>>,
+}
+
+impl Catalog {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        kit: ConnectorKit,
+        integrations: Slot<ActorRef<SupervisorMsg>>,
+    ) -> Self {
+        Self {
+            store,
+            vault: kit.vault.clone(),
+            registry,
+            kit,
+            integrations,
+        }
+    }
+
+    /// Creates an integration of `raw.organization` and starts it. Nothing is written unless
+    /// every check passed; its secrets are sealed before they reach the store.
+    pub async fn create(
+        &self,
+        mut raw: RawIntegration,
+        by: &Actor,
+    ) -> Result<IntegrationConfig, CatalogError> {
+        check_id(&raw.id)?;
+        if self.registry.runtime(&raw.id).is_some() {
+            return Err(CatalogError::Taken(raw.id));
+        }
+        let mut settings = Value::Object(raw.settings.clone().into_iter().collect());
+        let mut secrets = Vec::new();
+        take_secrets(&mut settings, "settings", &mut secrets)?;
+        let (checked, problems) = raw.check(SecretOrigin::Api);
+        if let Some((field, reason)) = problems.into_iter().next() {
+            return Err(FieldError::new(api_field(&field), reason).into());
+        }
+        let Some(mut config) = checked else {
+            return Err(FieldError::new("settings", "could not be read").into());
+        };
+        self.check_failover(&config)?;
+        // A connector that cannot be built (an address the outbound policy refuses) is refused
+        // now, not discovered by a crashing actor.
+        config
+            .settings
+            .build(
+                &ConnectorTarget {
+                    integration_id: &config.id,
+                    timeout: config.timeout,
+                },
+                &self.kit,
+            )
+            .map_err(|err| FieldError::new("settings", err.to_string()))?;
+        if !secrets.is_empty() && self.vault.is_none() {
+            return Err(CatalogError::NoVault);
+        }
+        let mut sealed = Vec::with_capacity(secrets.len());
+        for (name, secret) in &secrets {
+            let vault = self.vault.as_ref().ok_or(CatalogError::NoVault)?;
+            sealed.push((name.clone(), vault.seal(&raw.id, name, secret)?));
+        }
+        raw.settings = match settings {
+            Value::Object(map) => map.into_iter().collect(),
+            _ => raw.settings,
+        };
+        let spec = serde_json::to_string(&raw).map_err(|err| {
+            CatalogError::Unreadable(raw.id.clone(), format!("cannot encode: {err}"))
+        })?;
+        let audit_after = audit_view(&raw, &secrets);
+        let saved = self
+            .store
+            .save_integration(
+                IntegrationChange {
+                    integration_id: raw.id.clone(),
+                    organization: raw.organization.clone(),
+                    spec,
+                    sealed,
+                    replaces_version: None,
+                    audit_before: None,
+                    audit_after,
+                },
+                by,
+            )
+            .await?;
+        let written = match saved {
+            Saved::Written(written) => written,
+            Saved::Exists | Saved::Stale { .. } => return Err(CatalogError::Taken(raw.id)),
+        };
+        config.source = source_of(&written);
+        self.start(config.clone()).await;
+        Ok(config)
+    }
+
+    /// Removes the organization's integration: its actor stops after its attempts in flight
+    /// (up to ten seconds), then its credentials are erased and what was queued for it is
+    /// dead-lettered ("integration removed").
+    pub async fn remove(
+        &self,
+        organization: &str,
+        integration_id: &str,
+        by: &Actor,
+    ) -> Result<Removed, CatalogError> {
+        let not_found = || CatalogError::NotFound(integration_id.to_owned());
+        let runtime = self
+            .registry
+            .runtime(integration_id)
+            .filter(|runtime| runtime.config.organization == organization)
+            .ok_or_else(not_found)?;
+        if runtime.config.source == IntegrationSource::Config {
+            return Err(CatalogError::ReadOnly(integration_id.to_owned()));
+        }
+        if let Some(backed_up) = self.registry.runtimes().into_iter().find(|other| {
+            other.id() != integration_id
+                && other
+                    .config
+                    .failover
+                    .targets
+                    .iter()
+                    .any(|target| target == integration_id)
+        }) {
+            return Err(CatalogError::InUse(
+                integration_id.to_owned(),
+                backed_up.id().to_owned(),
+            ));
+        }
+        let stored = self
+            .store
+            .managed_integration(integration_id)
+            .await?
+            .ok_or_else(not_found)?;
+        if let Some(actor) = self.registry.actor(integration_id) {
+            let drained = ractor::call_t!(
+                actor,
+                IntegrationMsg::Drain,
+                REMOVE_GRACE.as_millis() as u64
+            );
+            if drained.is_err() {
+                tracing::warn!(integration = %integration_id, "attempts still in flight when the integration was removed");
+            }
+        }
+        let removed = self
+            .store
+            .remove_integration(organization, integration_id, stored.spec, by)
+            .await?
+            .ok_or_else(not_found)?;
+        if let Some(supervisor) = self.integrations.get() {
+            let _ = supervisor.send_message(SupervisorMsg::RemoveChild(integration_id.to_owned()));
+        }
+        self.registry.remove(integration_id);
+        tracing::info!(integration = %integration_id, dead_lettered = removed.dead_lettered, "integration removed");
+        Ok(removed)
+    }
+
+    /// The integrations kept in the store, unsealed and checked, for the daemon's start.
+    pub async fn load(
+        store: &dyn Store,
+        vault: Option<&Vault>,
+    ) -> Result<Vec<IntegrationConfig>, CatalogError> {
+        let mut loaded = Vec::new();
+        for stored in store.managed_integrations().await? {
+            let unreadable =
+                |reason: String| CatalogError::Unreadable(stored.integration_id.clone(), reason);
+            let mut raw: RawIntegration =
+                serde_json::from_str(&stored.spec).map_err(|err| unreadable(err.to_string()))?;
+            let mut settings = Value::Object(raw.settings.clone().into_iter().collect());
+            unseal(store, vault, &stored.integration_id, &mut settings).await?;
+            if let Value::Object(map) = settings {
+                raw.settings = map.into_iter().collect();
+            }
+            let (checked, problems) = raw.check(SecretOrigin::Api);
+            if let Some((field, reason)) = problems.into_iter().next() {
+                return Err(unreadable(format!("{field}: {reason}")));
+            }
+            let mut config = checked.ok_or_else(|| unreadable("settings".into()))?;
+            config.source = source_of(&stored);
+            loaded.push(config);
+        }
+        Ok(loaded)
+    }
+
+    /// Adds the integration to the registry and starts its actor; a failure to start shows in
+    /// its health (as a configured integration's would), it does not undo the creation.
+    async fn start(&self, config: IntegrationConfig) {
+        let id = config.id.clone();
+        let runtime = self.registry.add(config);
+        let Some(supervisor) = self.integrations.get() else {
+            tracing::error!(integration = %id, "the integrations supervisor is not running; the integration starts with Herald's next start");
+            return;
+        };
+        let spec = crate::tree::integration_spec(
+            runtime,
+            self.store.clone(),
+            self.registry.clone(),
+            self.kit.clone(),
+        );
+        match ractor::call!(supervisor, SupervisorMsg::StartChild, spec) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                tracing::error!(integration = %id, %reason, "integration did not start")
+            }
+            Err(err) => {
+                tracing::error!(integration = %id, error = %err, "integration did not start")
+            }
+        }
+    }
+
+    /// Failover targets are other integrations of the same organization.
+    fn check_failover(&self, config: &IntegrationConfig) -> Result<(), CatalogError> {
+        for target in &config.failover.targets {
+            let ours = self
+                .registry
+                .runtime(target)
+                .is_some_and(|backup| backup.config.organization == config.organization);
+            if !ours || target == &config.id {
+                return Err(FieldError::new(
+                    "failoverConfiguration.backupIntegrations",
+                    format!("{target:?} is not another integration of this organization"),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn source_of(stored: &ManagedIntegration) -> IntegrationSource {
+    IntegrationSource::Api {
+        version: stored.version,
+        created_at: stored.created_at,
+        updated_at: stored.updated_at,
+    }
+}
+
+/// An integration id: 1-128 letters, digits, `-`, `_` or `.` (it appears in paths and metrics).
+fn check_id(id: &str) -> Result<(), FieldError> {
+    let fine = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "integrationId",
+            format!("must be 1-{MAX_ID} letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+/// Takes every secret value out of `settings` (an object `{"value": "..."}`), leaving
+/// `{"sealed": name}` in its place, where `name` is its path (`settings.token`). An `env` or
+/// `file` reference is refused, naming where it is.
+fn take_secrets(
+    value: &mut Value,
+    path: &str,
+    secrets: &mut Vec<(String, Secret)>,
+) -> Result<(), FieldError> {
+    match value {
+        Value::Object(map) if map.len() == 1 && (map.contains_key("env") || map.contains_key("file")) => {
+            Err(FieldError::new(
+                path,
+                "an integration created through the API takes its secrets as values ({\"value\": \"...\"}), not as env or file references",
+            ))
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("value") => {
+            let secret: Secret = serde_json::from_value(map["value"].clone())
+                .map_err(|err| FieldError::new(format!("{path}.value"), err.to_string()))?;
+            secrets.push((path.to_owned(), secret));
+            *value = json!({"sealed": path});
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                take_secrets(inner, &format!("{path}.{key}"), secrets)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (index, inner) in items.iter_mut().enumerate() {
+                take_secrets(inner, &format!("{path}[{index}]"), secrets)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Puts each sealed secret of a stored specification back as its value, opened by the vault.
+async fn unseal(
+    store: &dyn Store,
+    vault: Option<&Vault>,
+    integration_id: &str,
+    settings: &mut Value,
+) -> Result<(), CatalogError> {
+    let mut names = Vec::new();
+    sealed_names(settings, &mut names);
+    for name in names {
+        let vault = vault.ok_or(CatalogError::NoVault)?;
+        let sealed = store
+            .credential(integration_id, &name)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::Unreadable(
+                    integration_id.to_owned(),
+                    format!("its {name} is not in the store"),
+                )
+            })?;
+        let secret = vault.open(integration_id, &name, sealed)?;
+        replace_sealed(settings, &name, &secret);
+    }
+    Ok(())
+}
+
+fn sealed_names(value: &Value, names: &mut Vec<String>) {
+    match value {
+        Value::Object(map) if map.len() == 1 => match map.get("sealed") {
+            Some(Value::String(name)) => names.push(name.clone()),
+            _ => map.values().for_each(|inner| sealed_names(inner, names)),
+        },
+        Value::Object(map) => map.values().for_each(|inner| sealed_names(inner, names)),
+        Value::Array(items) => items.iter().for_each(|inner| sealed_names(inner, names)),
+        _ => {}
+    }
+}
+
+fn replace_sealed(value: &mut Value, name: &str, secret: &Secret) {
+    match value {
+        Value::Object(map)
+            if map.len() == 1 && map.get("sealed").and_then(Value::as_str) == Some(name) =>
+        {
+            *value = json!({"value": secret.expose()});
+        }
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|inner| replace_sealed(inner, name, secret)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|inner| replace_sealed(inner, name, secret)),
+        _ => {}
+    }
+}
+
+/// The specification as the audit log shows it: each secret as a fingerprint (the first 12 hex
+/// digits of its SHA-256), enough to tell that a credential changed and nothing more.
+fn audit_view(raw: &RawIntegration, secrets: &[(String, Secret)]) -> String {
+    let mut view = serde_json::to_value(raw).unwrap_or(Value::Null);
+    if let Some(settings) = view.get_mut("settings") {
+        for (name, secret) in secrets {
+            let fingerprint = &hex::encode(Sha256::digest(secret.expose().as_bytes()))[..12];
+            replace_fingerprint(settings, name, fingerprint);
+        }
+    }
+    view.to_string()
+}
+
+fn replace_fingerprint(value: &mut Value, name: &str, fingerprint: &str) {
+    match value {
+        Value::Object(map)
+            if map.len() == 1 && map.get("sealed").and_then(Value::as_str) == Some(name) =>
+        {
+            let mut shown = Map::new();
+            shown.insert("sealed".into(), json!(name));
+            shown.insert("fingerprint".into(), json!(format!("sha256:{fingerprint}")));
+            *value = Value::Object(shown);
+        }
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|inner| replace_fingerprint(inner, name, fingerprint)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|inner| replace_fingerprint(inner, name, fingerprint)),
+        _ => {}
+    }
+}
+
+/// A field of the configuration's `[[integrations]]` entry as the API names it (camelCase; the
+/// failover section is the seed's `failoverConfiguration`); the vendor's own settings keep their
+/// names.
+pub fn api_field(field: &str) -> String {
+    if field == "settings" || field.starts_with("settings.") || field.starts_with("settings[") {
+        return field.to_owned();
+    }
+    match field {
+        "id" => return "integrationId".to_owned(),
+        "organization" => return "organizationId".to_owned(),
+        "kind" => return "system".to_owned(),
+        _ => {}
+    }
+    let field = field
+        .replacen(
+            "failover.targets",
+            "failoverConfiguration.backupIntegrations",
+            1,
+        )
+        .replacen("failover.", "failoverConfiguration.", 1);
+    field
+        .split('.')
+        .map(|segment| {
+            let mut camel = String::with_capacity(segment.len());
+            let mut upper = false;
+            for c in segment.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    camel.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    camel.push(c);
+                }
+            }
+            camel
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_taken_out_where_they_are_and_references_refused() {
+        let mut settings = json!({
+            "url": "https://hooks.example.com/wedsync",
+            "secret": {"value": "whsec_abc"},
+            "oauth": {"client_secret": {"value": " s3cret "}}
+        });
+        let mut secrets = Vec::new();
+        take_secrets(&mut settings, "settings", &mut secrets).unwrap();
+        let names: Vec<(&str, &str)> = secrets
+            .iter()
+            .map(|(name, secret)| (name.as_str(), secret.expose()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("settings.oauth.client_secret", "s3cret"),
+                ("settings.secret", "whsec_abc")
+            ]
+        );
+        assert_eq!(settings["secret"], json!({"sealed": "settings.secret"}));
+        assert!(!settings.to_string().contains("whsec_abc"));
+        let mut names = Vec::new();
+        sealed_names(&settings, &mut names);
+        assert_eq!(names, ["settings.oauth.client_secret", "settings.secret"]);
+        replace_sealed(
+            &mut settings,
+            "settings.secret",
+            &Secret::new("whsec_abc".into()),
+        );
+        assert_eq!(settings["secret"], json!({"value": "whsec_abc"}));
+
+        for (reference, field) in [
+            (json!({"token": {"env": "HOME"}}), "settings.token"),
+            (
+                json!({"list": [{"file": "/etc/passwd"}]}),
+                "settings.list[0]",
+            ),
+            (json!({"token": {"value": "  "}}), "settings.token.value"),
+        ] {
+            let mut settings = reference;
+            let err = take_secrets(&mut settings, "settings", &mut Vec::new()).unwrap_err();
+            assert_eq!(err.field, field);
+        }
+    }
+
+    #[test]
+    fn fields_are_named_as_the_api_names_them() {
+        for (internal, api) in [
+            ("rate_limit.per_second", "rateLimit.perSecond"),
+            ("rate_limit.emergency_reserve", "rateLimit.emergencyReserve"),
+            ("retry.max_retry_after", "retry.maxRetryAfter"),
+            (
+                "failover.targets",
+                "failoverConfiguration.backupIntegrations",
+            ),
+            (
+                "failover.emergency_after_attempts",
+                "failoverConfiguration.emergencyAfterAttempts",
+            ),
+            ("settings.base_url", "settings.base_url"),
+            ("kind", "system"),
+            ("timeout", "timeout"),
+        ] {
+            assert_eq!(api_field(internal), api);
+        }
+    }
+}

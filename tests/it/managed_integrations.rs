@@ -1,0 +1,343 @@
+//! Integrations are data: an admin creates an integration through the API (the seed's
+//! `initializeIntegration`), its secret sealed at once; it delivers without a restart, survives
+//! one, and is removed with what was queued for it dead-lettered, never dropped.
+
+use std::time::Duration;
+
+use herald::sandbox::any_local_port;
+use herald::store::Role;
+use herald::vendors::webhook::WebhookReceiver;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{
+    dead_lettered, notification, route, webhook_integration, Harness, WEBHOOK_SECRET,
+};
+
+/// The API-created hook's own secret (not the configured one's), so a delivery the receiver
+/// accepts proves the sealed value was used.
+const API_SECRET: &str = "whsec_YXBpLWNyZWF0ZWQtaW50ZWdyYXRpb24tc2VjcmV0LTAxIQ==";
+
+fn hook(id: &str, url: &str) -> Value {
+    json!({
+        "integrationId": id,
+        "integrationType": "webhook",
+        "system": "webhook",
+        "settings": {"url": url, "secret": {"value": API_SECRET}},
+        "retry": {"initial": "20ms", "maxDelay": "50ms"},
+    })
+}
+
+/// Posts a routing that sends one notification to `target` only.
+async fn route_to(herald: &Harness, id: &str, target: &str) -> (StatusCode, Value) {
+    herald
+        .post(
+            "/v1/routings?wait=10s",
+            &json!({
+                "routingId": format!("r-{id}"),
+                "sourceNotification": notification(id, "normal"),
+                "targetSystems": [{"systemId": target}],
+            }),
+        )
+        .await
+}
+
+async fn configured(receiver: &WebhookReceiver) -> Harness {
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n[[organizations]]\nid = \"venue\"\n{}{}",
+        webhook_integration("configured-hook", "studio", &receiver.url(), ""),
+        route("studio", &["configured-hook"], ""),
+    );
+    Harness::start(&body, "studio").await
+}
+
+#[tokio::test]
+async fn an_integration_created_through_the_api_delivers_survives_a_restart_and_is_removed_cleanly()
+{
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+
+    let (status, created) = herald
+        .post(
+            "/v1/integrations?verify=true",
+            &hook("wedsync-hook", &receiver.url()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (
+            created["source"].as_str(),
+            created["version"].as_i64(),
+            created["organizationId"].as_str()
+        ),
+        (Some("api"), Some(1), Some("studio"))
+    );
+    assert_eq!(created["configuration"]["credentials"]["source"], "vault");
+    assert_eq!(
+        created["connectionCheck"]["ok"], false,
+        "a generic webhook cannot be checked without a message: {created}"
+    );
+    assert!(
+        !created.to_string().contains(API_SECRET),
+        "the secret is never answered"
+    );
+    let (_, listed) = herald.get("/v1/integrations").await;
+    let ids: Vec<&str> = listed["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["integrationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["configured-hook", "wedsync-hook"]);
+
+    // It delivers at once, signed with its own sealed secret.
+    let (status, answer) = route_to(&herald, "first", "wedsync-hook").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["overallStatus"], "success", "{answer}");
+    assert_eq!(receiver.received().len(), 1);
+
+    // The secret is sealed at rest: not in the store's files.
+    let store = herald.data.path().join("store");
+    for file in std::fs::read_dir(&store).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(API_SECRET.len())
+                .any(|w| w == API_SECRET.as_bytes()),
+            "the secret is in the clear in the data folder"
+        );
+    }
+
+    // It survives a restart: read back, unsealed, running.
+    let herald = herald.restarted().await;
+    let (status, again) = herald.get("/v1/integrations/wedsync-hook").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (again["source"].as_str(), again["version"].as_i64()),
+        (Some("api"), Some(1))
+    );
+    let (_, answer) = route_to(&herald, "after-restart", "wedsync-hook").await;
+    assert_eq!(answer["overallStatus"], "success", "{answer}");
+    assert_eq!(receiver.received().len(), 2);
+
+    // Removed while a delivery waits to be retried: it is dead-lettered with the reason.
+    receiver.faults.go_down(503, json!({"error": "down"}));
+    herald
+        .post(
+            "/v1/routings?wait=0s",
+            &json!({
+                "routingId": "r-queued",
+                "sourceNotification": notification("queued", "normal"),
+                "targetSystems": [{"systemId": "wedsync-hook"}],
+            }),
+        )
+        .await;
+    herald
+        .wait_for_notification("queued", Duration::from_secs(10), |record| {
+            record["targets"][0]["state"] == "retrying"
+        })
+        .await;
+    let removed = herald
+        .client
+        .delete(format!("{}/v1/integrations/wedsync-hook", herald.base))
+        .bearer_auth(&herald.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let removed: Value = removed.json().await.unwrap();
+    assert_eq!(removed["deadLettered"], 1, "{removed}");
+    let record = herald
+        .wait_for_notification("queued", Duration::from_secs(10), dead_lettered)
+        .await;
+    assert_eq!(record["targets"][0]["lastError"], "integration removed");
+    assert_eq!(
+        herald.get("/v1/integrations/wedsync-hook").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The audit shows both changes, the secret as a fingerprint only.
+    let (_, audit) = herald.get("/v1/audit?resourceType=integration").await;
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["integration.removed", "integration.created"]);
+    let created_record = &audit["records"][1]["after"];
+    assert!(
+        created_record["settings"]["secret"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{created_record}"
+    );
+    assert!(!audit.to_string().contains(API_SECRET));
+
+    // After another restart it stays gone.
+    let herald = herald.restarted().await;
+    assert_eq!(
+        herald.get("/v1/integrations/wedsync-hook").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn what_cannot_be_an_integration_is_refused_naming_the_field_and_nothing_is_written() {
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    let url = "https://hooks.example.com/wedsync";
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut body = hook("refused", url);
+        change(&mut body);
+        body
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            with(&|b| b["settings"]["secret"] = json!({"env": "HOME"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "settings.secret",
+        ),
+        (
+            with(&|b| b["settings"]["secret"] = json!({"file": "/etc/passwd"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "settings.secret",
+        ),
+        (
+            with(&|b| b["system"] = json!("salesforce")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "system",
+        ),
+        (
+            with(&|b| b["integrationType"] = json!("crm")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integrationType",
+        ),
+        (
+            with(&|b| b["organizationId"] = json!("venue")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "organizationId",
+        ),
+        (
+            with(&|b| b["integrationId"] = json!("has spaces")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "integrationId",
+        ),
+        (
+            with(&|b| b["rateLimit"] = json!({"perSecond": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rateLimit",
+        ),
+        (
+            with(&|b| b["retry"] = json!({"maxDelay": "soon"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "retry.maxDelay",
+        ),
+        (
+            with(&|b| b["failoverConfiguration"] = json!({"backupIntegrations": ["nowhere"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "failoverConfiguration.backupIntegrations",
+        ),
+        (
+            with(&|b| b["settings"]["url"] = json!("not a url")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "settings.url",
+        ),
+        (
+            with(&|b| b["settings"]["colour"] = json!("blue")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "settings.colour",
+        ),
+        (
+            with(&|b| b["securityConfiguration"] = json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "securityConfiguration",
+        ),
+        (
+            with(&|b| b["integrationId"] = json!("configured-hook")),
+            StatusCode::CONFLICT,
+            "",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = herald.post("/v1/integrations", &body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+        }
+    }
+    let (_, listed) = herald.get("/v1/integrations").await;
+    assert_eq!(
+        listed["integrations"].as_array().unwrap().len(),
+        1,
+        "nothing was created"
+    );
+    let (_, audit) = herald.get("/v1/audit?resourceType=integration").await;
+    assert_eq!(audit["records"], json!([]), "nothing was recorded");
+
+    // The configured integration is the operator's: read-only here.
+    let refused = herald
+        .client
+        .delete(format!("{}/v1/integrations/configured-hook", herald.base))
+        .bearer_auth(&herald.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+
+    // Another organization neither sees nor removes the studio's integration.
+    let (status, _) = herald
+        .post("/v1/integrations", &hook("studio-only", url))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let venue = herald.key_with_role("venue", Role::Admin).await;
+    assert_eq!(
+        herald
+            .get_as(&venue, "/v1/integrations/studio-only")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let removed = herald
+        .client
+        .delete(format!("{}/v1/integrations/studio-only", herald.base))
+        .bearer_auth(&venue)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NOT_FOUND);
+    // And the id is taken for everyone.
+    let (status, _) = herald
+        .post_as(&venue, "/v1/integrations", &hook("studio-only", url))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_herald_without_a_credentials_key_refuses_secrets() {
+    let body = "[[organizations]]\nid = \"studio\"\n";
+    let herald = Harness::start_without_vault(body, "studio").await;
+    let (status, answer) = herald
+        .post(
+            "/v1/integrations",
+            &hook("hook", "https://hooks.example.com/wedsync"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("security.credentials_key"));
+    assert_eq!(
+        herald.get("/v1/integrations/hook").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
