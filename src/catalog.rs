@@ -23,7 +23,7 @@ use supervision::{Slot, SupervisorMsg};
 
 use crate::config::{IntegrationConfig, IntegrationSource, RawIntegration, SecretOrigin};
 use crate::connectors::ConnectorKit;
-use crate::integration::{IntegrationMsg, Registry};
+use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::secret::Secret;
 use crate::store::{
     Actor, IntegrationChange, ManagedIntegration, Removed, Saved, Store, StoreError,
@@ -52,6 +52,9 @@ pub enum CatalogError {
     ReadOnly(String),
     #[error("integration {0:?} is the failover target of {1:?}; change that integration first")]
     InUse(String, String),
+    /// A change to a version that is no longer the current one.
+    #[error("the integration is at version {current}; read it again and send that version")]
+    Stale { current: i64 },
     /// Secrets arrived, and this Herald has no key to seal them with.
     #[error("this Herald keeps no secrets: its operator has not set security.credentials_key, which seals the credentials of integrations created through the API")]
     NoVault,
@@ -93,13 +96,86 @@ impl Catalog {
     /// every check passed; its secrets are sealed before they reach the store.
     pub async fn create(
         &self,
-        mut raw: RawIntegration,
+        raw: RawIntegration,
         by: &Actor,
     ) -> Result<IntegrationConfig, CatalogError> {
         check_id(&raw.id)?;
         if self.registry.runtime(&raw.id).is_some() {
             return Err(CatalogError::Taken(raw.id));
         }
+        let prepared = self.prepare(raw)?;
+        let id = prepared.config.id.clone();
+        let written = match self.save(&prepared, None, None, by).await? {
+            Saved::Written(written) => written,
+            Saved::Exists | Saved::Stale { .. } => return Err(CatalogError::Taken(id)),
+        };
+        let mut config = prepared.config;
+        config.source = source_of(&written);
+        self.start(config.clone()).await;
+        Ok(config)
+    }
+
+    /// Changes an integration created through the API: `patch` is a JSON merge patch (RFC 7386)
+    /// over its specification in the configuration file's form (secrets as `{"value": ...}`),
+    /// applied to `version` if given (412 otherwise, see [`CatalogError::Stale`]). The new
+    /// specification is checked as a new one would be; the actor then restarts with it after
+    /// its attempts in flight, and what is queued for it is sent by the new one, each delivery
+    /// with the notification it was rendered with.
+    pub async fn update(
+        &self,
+        organization: &str,
+        integration_id: &str,
+        patch: Value,
+        version: Option<i64>,
+        by: &Actor,
+    ) -> Result<IntegrationConfig, CatalogError> {
+        let (runtime, stored) = self.managed(organization, integration_id).await?;
+        if let Some(expected) = version {
+            if expected != stored.version {
+                return Err(CatalogError::Stale {
+                    current: stored.version,
+                });
+            }
+        }
+        let mut current = self.unsealed(&stored).await?;
+        let audit_before = audit_of(&current);
+        merge_patch(&mut current, &patch);
+        let raw: RawIntegration =
+            serde_json::from_value(current).map_err(|err| FieldError::new("", err.to_string()))?;
+        if raw.id != integration_id
+            || raw.organization != organization
+            || raw.kind != runtime.vendor()
+        {
+            return Err(FieldError::new(
+                "system",
+                "an integration's id, organization and system do not change; create another integration",
+            )
+            .into());
+        }
+        let prepared = self.prepare(raw)?;
+        let written = match self
+            .save(&prepared, Some(stored.version), Some(audit_before), by)
+            .await?
+        {
+            Saved::Written(written) => written,
+            Saved::Stale {
+                current: Some(current),
+            } => return Err(CatalogError::Stale { current }),
+            Saved::Stale { current: None } | Saved::Exists => {
+                return Err(CatalogError::NotFound(integration_id.to_owned()))
+            }
+        };
+        let mut config = prepared.config;
+        config.source = source_of(&written);
+        self.stop(integration_id).await;
+        self.start(config.clone()).await;
+        Ok(config)
+    }
+
+    /// Checks an integration from the API, builds its connector once (so a connector that
+    /// cannot be built, an address the outbound policy refuses, is refused now rather than
+    /// crashing an actor), and seals its secrets.
+    fn prepare(&self, mut raw: RawIntegration) -> Result<Prepared, CatalogError> {
         let mut settings = Value::Object(raw.settings.clone().into_iter().collect());
         let mut secrets = Vec::new();
         take_secrets(&mut settings, "settings", &mut secrets)?;
@@ -107,12 +183,10 @@ impl Catalog {
         if let Some((field, reason)) = problems.into_iter().next() {
             return Err(FieldError::new(api_field(&field), reason).into());
         }
-        let Some(mut config) = checked else {
+        let Some(config) = checked else {
             return Err(FieldError::new("settings", "could not be read").into());
         };
         self.check_failover(&config)?;
-        // A connector that cannot be built (an address the outbound policy refuses) is refused
-        // now, not discovered by a crashing actor.
         config
             .settings
             .build(
@@ -123,44 +197,108 @@ impl Catalog {
                 &self.kit,
             )
             .map_err(|err| FieldError::new("settings", err.to_string()))?;
-        if !secrets.is_empty() && self.vault.is_none() {
-            return Err(CatalogError::NoVault);
-        }
         let mut sealed = Vec::with_capacity(secrets.len());
         for (name, secret) in &secrets {
             let vault = self.vault.as_ref().ok_or(CatalogError::NoVault)?;
             sealed.push((name.clone(), vault.seal(&raw.id, name, secret)?));
         }
-        raw.settings = match settings {
-            Value::Object(map) => map.into_iter().collect(),
-            _ => raw.settings,
-        };
-        let spec = serde_json::to_string(&raw).map_err(|err| {
+        if let Value::Object(map) = settings {
+            raw.settings = map.into_iter().collect();
+        }
+        Ok(Prepared {
+            audit_after: audit_view(&raw, &secrets),
+            raw,
+            config,
+            sealed,
+        })
+    }
+
+    /// Writes a prepared integration (new when `replaces` is `None`) with its audit record.
+    async fn save(
+        &self,
+        prepared: &Prepared,
+        replaces: Option<i64>,
+        audit_before: Option<String>,
+        by: &Actor,
+    ) -> Result<Saved, CatalogError> {
+        let raw = &prepared.raw;
+        let spec = serde_json::to_string(raw).map_err(|err| {
             CatalogError::Unreadable(raw.id.clone(), format!("cannot encode: {err}"))
         })?;
-        let audit_after = audit_view(&raw, &secrets);
-        let saved = self
+        Ok(self
             .store
             .save_integration(
                 IntegrationChange {
                     integration_id: raw.id.clone(),
                     organization: raw.organization.clone(),
                     spec,
-                    sealed,
-                    replaces_version: None,
-                    audit_before: None,
-                    audit_after,
+                    sealed: prepared.sealed.clone(),
+                    replaces_version: replaces,
+                    audit_before,
+                    audit_after: prepared.audit_after.clone(),
                 },
                 by,
             )
+            .await?)
+    }
+
+    /// The organization's integration created through the API, as it runs and as it is stored.
+    async fn managed(
+        &self,
+        organization: &str,
+        integration_id: &str,
+    ) -> Result<(Arc<IntegrationRuntime>, ManagedIntegration), CatalogError> {
+        let not_found = || CatalogError::NotFound(integration_id.to_owned());
+        let runtime = self
+            .registry
+            .runtime(integration_id)
+            .filter(|runtime| runtime.config.organization == organization)
+            .ok_or_else(not_found)?;
+        if runtime.config.source == IntegrationSource::Config {
+            return Err(CatalogError::ReadOnly(integration_id.to_owned()));
+        }
+        let stored = self
+            .store
+            .managed_integration(integration_id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((runtime, stored))
+    }
+
+    /// A stored specification with its secrets opened (`{"value": ...}` again), in memory.
+    async fn unsealed(&self, stored: &ManagedIntegration) -> Result<Value, CatalogError> {
+        let mut spec: Value = serde_json::from_str(&stored.spec).map_err(|err| {
+            CatalogError::Unreadable(stored.integration_id.clone(), err.to_string())
+        })?;
+        if let Some(settings) = spec.get_mut("settings") {
+            unseal(
+                &*self.store,
+                self.vault.as_deref(),
+                &stored.integration_id,
+                settings,
+            )
             .await?;
-        let written = match saved {
-            Saved::Written(written) => written,
-            Saved::Exists | Saved::Stale { .. } => return Err(CatalogError::Taken(raw.id)),
-        };
-        config.source = source_of(&written);
-        self.start(config.clone()).await;
-        Ok(config)
+        }
+        Ok(spec)
+    }
+
+    /// Stops an integration's actor after its attempts in flight (up to ten seconds) and
+    /// forgets it; what is queued for it stays in the store.
+    async fn stop(&self, integration_id: &str) {
+        if let Some(actor) = self.registry.actor(integration_id) {
+            let drained = ractor::call_t!(
+                actor,
+                IntegrationMsg::Drain,
+                REMOVE_GRACE.as_millis() as u64
+            );
+            if drained.is_err() {
+                tracing::warn!(integration = %integration_id, "attempts still in flight when the integration's actor stopped");
+            }
+        }
+        if let Some(supervisor) = self.integrations.get() {
+            let _ = supervisor.send_message(SupervisorMsg::RemoveChild(integration_id.to_owned()));
+        }
+        self.registry.remove(integration_id);
     }
 
     /// Removes the organization's integration: its actor stops after its attempts in flight
@@ -172,15 +310,7 @@ impl Catalog {
         integration_id: &str,
         by: &Actor,
     ) -> Result<Removed, CatalogError> {
-        let not_found = || CatalogError::NotFound(integration_id.to_owned());
-        let runtime = self
-            .registry
-            .runtime(integration_id)
-            .filter(|runtime| runtime.config.organization == organization)
-            .ok_or_else(not_found)?;
-        if runtime.config.source == IntegrationSource::Config {
-            return Err(CatalogError::ReadOnly(integration_id.to_owned()));
-        }
+        let (_, stored) = self.managed(organization, integration_id).await?;
         if let Some(backed_up) = self.registry.runtimes().into_iter().find(|other| {
             other.id() != integration_id
                 && other
@@ -195,30 +325,13 @@ impl Catalog {
                 backed_up.id().to_owned(),
             ));
         }
-        let stored = self
-            .store
-            .managed_integration(integration_id)
-            .await?
-            .ok_or_else(not_found)?;
-        if let Some(actor) = self.registry.actor(integration_id) {
-            let drained = ractor::call_t!(
-                actor,
-                IntegrationMsg::Drain,
-                REMOVE_GRACE.as_millis() as u64
-            );
-            if drained.is_err() {
-                tracing::warn!(integration = %integration_id, "attempts still in flight when the integration was removed");
-            }
-        }
+        let audit_before = audit_of(&self.unsealed(&stored).await?);
+        self.stop(integration_id).await;
         let removed = self
             .store
-            .remove_integration(organization, integration_id, stored.spec, by)
+            .remove_integration(organization, integration_id, audit_before, by)
             .await?
-            .ok_or_else(not_found)?;
-        if let Some(supervisor) = self.integrations.get() {
-            let _ = supervisor.send_message(SupervisorMsg::RemoveChild(integration_id.to_owned()));
-        }
-        self.registry.remove(integration_id);
+            .ok_or_else(|| CatalogError::NotFound(integration_id.to_owned()))?;
         tracing::info!(integration = %integration_id, dead_lettered = removed.dead_lettered, "integration removed");
         Ok(removed)
     }
@@ -292,6 +405,37 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+}
+
+/// An integration from the API, checked and with its secrets sealed, ready to be written.
+struct Prepared {
+    /// The specification as stored: secrets as `{"sealed": name}`.
+    raw: RawIntegration,
+    config: IntegrationConfig,
+    sealed: Vec<(String, Vec<u8>)>,
+    /// The specification as the audit shows it (secrets as fingerprints).
+    audit_after: String,
+}
+
+/// Applies a JSON merge patch (RFC 7386): objects merge key by key, `null` removes a key, and
+/// anything else replaces what was there.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(fields) = target {
+        for (key, change) in changes {
+            if change.is_null() {
+                fields.remove(key);
+            } else {
+                merge_patch(fields.entry(key.clone()).or_insert(Value::Null), change);
+            }
+        }
     }
 }
 
@@ -410,6 +554,20 @@ fn replace_sealed(value: &mut Value, name: &str, secret: &Secret) {
             .iter_mut()
             .for_each(|inner| replace_sealed(inner, name, secret)),
         _ => {}
+    }
+}
+
+/// A specification with its secrets as values, as the audit log shows it.
+fn audit_of(spec: &Value) -> String {
+    let mut spec = spec.clone();
+    let mut secrets = Vec::new();
+    if let Some(settings) = spec.get_mut("settings") {
+        // A stored specification's secrets were checked when they were written.
+        let _ = take_secrets(settings, "settings", &mut secrets);
+    }
+    match serde_json::from_value::<RawIntegration>(spec.clone()) {
+        Ok(raw) => audit_view(&raw, &secrets),
+        Err(_) => spec.to_string(),
     }
 }
 

@@ -40,6 +40,12 @@ pub enum ApiError {
     /// The request is fine but the resource's configuration does not allow it.
     #[error("{0}")]
     Conflict(String),
+    /// A change to a version of the resource that is no longer the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// A change that must name the version it changes (`If-Match` or `version`) and does not.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// An inbound address that no longer exists (a REST-hook sender unsubscribes on 410).
     #[error("{0}")]
     Gone(String),
@@ -102,6 +108,12 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "version_mismatch")
+            }
+            ApiError::PreconditionRequired(_) => {
+                (StatusCode::PRECONDITION_REQUIRED, "version_required")
+            }
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(detail) => {

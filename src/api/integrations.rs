@@ -155,6 +155,7 @@ impl From<CatalogError> for ApiError {
             | CatalogError::ReadOnly(_)
             | CatalogError::InUse(..)
             | CatalogError::NoVault => ApiError::Conflict(err.to_string()),
+            CatalogError::Stale { .. } => ApiError::PreconditionFailed(err.to_string()),
             CatalogError::Store(store) => store.into(),
             CatalogError::Vault(_) | CatalogError::Unreadable(..) => {
                 ApiError::Internal(err.to_string())
@@ -199,6 +200,264 @@ pub(super) async fn create_integration(
         };
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// A section a change may touch: its API name, its name in the configuration file's form, and
+/// its fields (API name, file name).
+type ChangeableSection = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// The sections a change may touch.
+const CHANGEABLE: &[ChangeableSection] = &[
+    (
+        "rateLimit",
+        "rate_limit",
+        &[
+            ("perSecond", "per_second"),
+            ("burst", "burst"),
+            ("emergencyReserve", "emergency_reserve"),
+        ],
+    ),
+    (
+        "breaker",
+        "breaker",
+        &[
+            ("failureThreshold", "failure_threshold"),
+            ("openFor", "open_for"),
+        ],
+    ),
+    (
+        "retry",
+        "retry",
+        &[
+            ("maxAttempts", "max_attempts"),
+            ("initial", "initial"),
+            ("maxDelay", "max_delay"),
+            ("maxAge", "max_age"),
+            ("maxRetryAfter", "max_retry_after"),
+        ],
+    ),
+    (
+        "failoverConfiguration",
+        "failover",
+        &[
+            ("backupIntegrations", "targets"),
+            ("onCircuitOpen", "on_circuit_open"),
+            ("emergencyAfterAttempts", "emergency_after_attempts"),
+        ],
+    ),
+];
+
+/// A change (`PATCH`) as WedSync sends it, as a merge patch over the configuration file's form;
+/// and the version it names in its body, if it does.
+fn change_as_patch(
+    body: Value,
+    current: &IntegrationRuntime,
+) -> Result<(Value, Option<i64>), FieldError> {
+    let Value::Object(fields) = body else {
+        return Err(FieldError::new("", "must be a JSON object"));
+    };
+    let mut patch = serde_json::Map::new();
+    let mut version = None;
+    for (key, value) in fields {
+        match key.as_str() {
+            "version" => {
+                version = Some(value.as_i64().ok_or_else(|| {
+                    FieldError::new("version", "must be the integration's version, a number")
+                })?)
+            }
+            "settings" => {
+                if !value.is_object() {
+                    return Err(FieldError::new("settings", "must be an object"));
+                }
+                patch.insert("settings".into(), value);
+            }
+            "maxInFlight" => drop(patch.insert("max_in_flight".into(), value)),
+            "timeout" => drop(patch.insert("timeout".into(), value)),
+            "integrationId" | "system" | "organizationId" | "integrationType" => {
+                let same = match key.as_str() {
+                    "integrationId" => value == json!(current.id()),
+                    "system" => value == json!(current.vendor()),
+                    "organizationId" => value == json!(current.config.organization),
+                    _ => value == json!(current.config.vendor.describe().integration_type),
+                };
+                if !same {
+                    return Err(FieldError::new(
+                        key,
+                        "does not change; create another integration instead",
+                    ));
+                }
+            }
+            section => {
+                let Some((_, raw_name, known)) =
+                    CHANGEABLE.iter().find(|(api, ..)| *api == section)
+                else {
+                    return Err(FieldError::new(
+                        section,
+                        "is not something a change can set",
+                    ));
+                };
+                let inner = match value {
+                    Value::Object(inner) => inner,
+                    Value::Null => {
+                        patch.insert((*raw_name).into(), Value::Null);
+                        continue;
+                    }
+                    _ => return Err(FieldError::new(section, "must be an object")),
+                };
+                let mut renamed = serde_json::Map::new();
+                for (name, value) in inner {
+                    let Some((_, raw)) = known.iter().find(|(api, _)| *api == name) else {
+                        return Err(FieldError::new(
+                            format!("{section}.{name}"),
+                            "is not a known field",
+                        ));
+                    };
+                    renamed.insert((*raw).into(), value);
+                }
+                patch.insert((*raw_name).into(), Value::Object(renamed));
+            }
+        }
+    }
+    Ok((Value::Object(patch), version))
+}
+
+/// The version an `If-Match` header names (`"3"`, or `W/"3"`), if it names one.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|text| text.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest("If-Match must be the integration's ETag, such as \"3\"".into())
+        })
+}
+
+/// Changes an integration created through the API (a JSON merge patch of the fields `POST`
+/// takes), naming the version it changes (`If-Match` or `version`: 428 without, 412 for a
+/// version that is no longer current). The actor restarts with the new settings.
+pub(super) async fn change_integration(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(integration_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let runtime = organization_integration(&state, &caller.organization, &integration_id)?;
+    let body: Value = parse_json(&body)?;
+    let (patch, body_version) = change_as_patch(body, &runtime)?;
+    let version = match (if_match(&headers)?, body_version) {
+        (Some(header), Some(body)) if header != body => {
+            return Err(FieldError::new("version", "differs from the If-Match header").into())
+        }
+        (header, body) => header.or(body).ok_or_else(|| {
+            ApiError::PreconditionRequired(
+                "name the version you change: If-Match with the ETag you read, or \"version\""
+                    .into(),
+            )
+        })?,
+    };
+    state
+        .catalog
+        .update(
+            &caller.organization,
+            &integration_id,
+            patch,
+            Some(version),
+            &caller.actor(),
+        )
+        .await?;
+    instance_answer(
+        &state,
+        &caller.organization,
+        &integration_id,
+        StatusCode::OK,
+    )
+}
+
+/// Rotates an integration's secrets without downtime: `{"settings": {...}}` with only secrets
+/// (`{"value": ...}`) where the settings have them; attempts in flight finish with the old
+/// ones, the next uses the new. No version is needed: a rotation applies to the current one.
+pub(super) async fn rotate_credentials(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(integration_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    organization_integration(&state, &caller.organization, &integration_id)?;
+    let body: Value = parse_json(&body)?;
+    let settings = match &body {
+        Value::Object(fields) if fields.len() == 1 && fields.contains_key("settings") => {
+            &fields["settings"]
+        }
+        _ => {
+            return Err(FieldError::new(
+                "settings",
+                "send {\"settings\": {...}} with the secrets to rotate",
+            )
+            .into())
+        }
+    };
+    only_secrets(settings, "settings")?;
+    state
+        .catalog
+        .update(
+            &caller.organization,
+            &integration_id,
+            body.clone(),
+            None,
+            &caller.actor(),
+        )
+        .await?;
+    instance_answer(
+        &state,
+        &caller.organization,
+        &integration_id,
+        StatusCode::OK,
+    )
+}
+
+/// Checks that every leaf of `value` is a secret (`{"value": "..."}`).
+fn only_secrets(value: &Value, path: &str) -> Result<(), FieldError> {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.get("value").is_some_and(Value::is_string) => Ok(()),
+        Value::Object(map) if !map.is_empty() => {
+            for (key, inner) in map {
+                only_secrets(inner, &format!("{path}.{key}"))?;
+            }
+            Ok(())
+        }
+        _ => Err(FieldError::new(
+            path,
+            "only secrets ({\"value\": \"...\"}) are rotated here; change other settings with PATCH",
+        )),
+    }
+}
+
+/// The integration as an answer, with its version as the `ETag`.
+fn instance_answer(
+    state: &AppState,
+    organization: &str,
+    integration_id: &str,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let runtime = organization_integration(state, organization, integration_id)?;
+    let mut response = (status, Json(integration_instance(state, &runtime))).into_response();
+    if let IntegrationSource::Api { version, .. } = runtime.config.source {
+        if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, etag);
+        }
+    }
+    Ok(response)
 }
 
 /// Removes an integration created through the API: 200 with how many deliveries still queued
@@ -266,9 +525,8 @@ pub(super) async fn get_integration(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let runtime = organization_integration(&state, &organization, &integration_id)?;
-    Ok(Json(integration_instance(&state, &runtime)))
+) -> Result<Response, ApiError> {
+    instance_answer(&state, &organization, &integration_id, StatusCode::OK)
 }
 
 /// The organization's integration with this id; another organization's is a 404.

@@ -20,7 +20,7 @@ mod server;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -80,7 +80,13 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route(
             "/integrations/{integration_id}",
-            get(integrations::get_integration).delete(integrations::remove_integration),
+            get(integrations::get_integration)
+                .patch(integrations::change_integration)
+                .delete(integrations::remove_integration),
+        )
+        .route(
+            "/integrations/{integration_id}/credentials",
+            put(integrations::rotate_credentials),
         )
         .route(
             "/integrations/{integration_id}/oauth/authorize",

@@ -341,3 +341,206 @@ async fn a_herald_without_a_credentials_key_refuses_secrets() {
         StatusCode::NOT_FOUND
     );
 }
+
+const ROTATED_SECRET: &str = "whsec_cm90YXRlZC1zZWNyZXQtZm9yLXRoZS1hcGktaG9vay0wMg==";
+
+/// Sends `method path` with a JSON body and headers; the status, the ETag and the answer.
+async fn send(
+    herald: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = herald
+        .client
+        .request(method, format!("{}{path}", herald.base))
+        .bearer_auth(&herald.key)
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, etag, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_change_names_the_version_it_changes_and_restarts_the_integration_with_it() {
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let first = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let moved = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let rotated = WebhookReceiver::start(any_local_port(), ROTATED_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    let (status, _) = herald
+        .post("/v1/integrations", &hook("hook", &first.url()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, etag, _) = send(
+        &herald,
+        reqwest::Method::GET,
+        "/v1/integrations/hook",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+
+    let patch = reqwest::Method::PATCH;
+    let to_moved = json!({"settings": {"url": moved.url()}});
+    let (status, _, answer) = send(
+        &herald,
+        patch.clone(),
+        "/v1/integrations/hook",
+        &[],
+        to_moved.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_REQUIRED, "{answer}");
+    let (status, etag, answer) = send(
+        &herald,
+        patch.clone(),
+        "/v1/integrations/hook",
+        &[("if-match", "\"1\"")],
+        to_moved.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (etag.as_deref(), answer["version"].as_i64()),
+        (Some("\"2\""), Some(2))
+    );
+    // The running integration took the new address, with the secret it kept.
+    let (_, routed) = route_to(&herald, "moved", "hook").await;
+    assert_eq!(routed["overallStatus"], "success", "{routed}");
+    assert_eq!((first.received().len(), moved.received().len()), (0, 1));
+
+    // A change to a version that is no longer current, or to what does not change, is refused.
+    let (status, _, answer) = send(
+        &herald,
+        patch.clone(),
+        "/v1/integrations/hook",
+        &[("if-match", "\"1\"")],
+        to_moved.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
+    assert_eq!(answer["error"]["code"], "version_mismatch");
+    for (body, field) in [
+        (json!({"version": 2, "system": "slack"}), "system"),
+        (
+            json!({"version": 2, "rateLimit": {"perSecond": 0}}),
+            "rateLimit",
+        ),
+        (
+            json!({"version": 2, "rateLimit": {"perMinute": 5}}),
+            "rateLimit.perMinute",
+        ),
+        (
+            json!({"version": 2, "settings": {"secret": {"env": "HOME"}}}),
+            "settings.secret",
+        ),
+        (json!({"version": 2, "colour": "blue"}), "colour"),
+    ] {
+        let (status, _, answer) = send(
+            &herald,
+            patch.clone(),
+            "/v1/integrations/hook",
+            &[],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    let (_, _, now) = send(
+        &herald,
+        reqwest::Method::GET,
+        "/v1/integrations/hook",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(now["version"], 2, "nothing refused was written");
+
+    // A secret is rotated without a version; only secrets are taken there.
+    let put = reqwest::Method::PUT;
+    let (status, _, answer) = send(
+        &herald,
+        put.clone(),
+        "/v1/integrations/hook/credentials",
+        &[],
+        json!({"settings": {"url": "https://elsewhere.example.com"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("settings.url"))
+    );
+    let (status, _, answer) = send(
+        &herald,
+        put,
+        "/v1/integrations/hook/credentials",
+        &[],
+        json!({"settings": {"secret": {"value": ROTATED_SECRET}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["version"].as_i64()),
+        (StatusCode::OK, Some(3)),
+        "{answer}"
+    );
+    let (status, _, _) = send(
+        &herald,
+        patch.clone(),
+        "/v1/integrations/hook",
+        &[],
+        json!({"version": 3, "settings": {"url": rotated.url()}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, routed) = route_to(&herald, "rotated", "hook").await;
+    assert_eq!(
+        routed["overallStatus"], "success",
+        "signed with the rotated secret: {routed}"
+    );
+    assert_eq!(rotated.received().len(), 1);
+
+    // The audit tells the rotation by the fingerprint, never the secret.
+    let (_, audit) = herald
+        .get("/v1/audit?resourceType=integration&limit=2")
+        .await;
+    let rotation = &audit["records"][1];
+    assert_eq!(rotation["action"], "integration.updated");
+    let fingerprint = |side: &str| {
+        rotation[side]["settings"]["secret"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(fingerprint("before"), fingerprint("after"), "{rotation}");
+    assert!(!audit.to_string().contains(ROTATED_SECRET) && !audit.to_string().contains(API_SECRET));
+
+    // The configured integration is the operator's.
+    let (status, _, _) = send(
+        &herald,
+        patch,
+        "/v1/integrations/configured-hook",
+        &[("if-match", "\"1\"")],
+        to_moved,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}

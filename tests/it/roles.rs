@@ -63,6 +63,12 @@ fn every_call() -> Vec<(Method, &'static str, Role)> {
         (Method::GET, "/v1/integrations", Role::Viewer),
         (Method::POST, "/v1/integrations", Role::Admin),
         (Method::DELETE, "/v1/integrations/studio-hook", Role::Admin),
+        (Method::PATCH, "/v1/integrations/studio-hook", Role::Admin),
+        (
+            Method::PUT,
+            "/v1/integrations/studio-hook/credentials",
+            Role::Admin,
+        ),
         (Method::GET, "/v1/integrations/studio-hook", Role::Viewer),
         (
             Method::GET,
