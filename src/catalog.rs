@@ -21,12 +21,15 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use supervision::{Slot, SupervisorMsg};
 
-use crate::config::{IntegrationConfig, IntegrationSource, RawIntegration, SecretOrigin};
+use crate::config::{
+    IntegrationConfig, RawIntegration, RawRoute, RouteConfig, SecretOrigin, Source,
+};
 use crate::connectors::ConnectorKit;
 use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
+use crate::router::RoutingTable;
 use crate::secret::Secret;
 use crate::store::{
-    Actor, IntegrationChange, ManagedIntegration, Removed, Saved, Store, StoreError,
+    Actor, DefinitionChange, IntegrationChange, Kind, Removed, Saved, Store, StoreError, StoredSpec,
 };
 use crate::vault::{Vault, VaultError};
 use crate::vendors::ConnectorTarget;
@@ -50,8 +53,17 @@ pub enum CatalogError {
     /// An integration from the configuration file.
     #[error("integration {0:?} is configured in Herald's configuration file and is read-only through the API")]
     ReadOnly(String),
-    #[error("integration {0:?} is the failover target of {1:?}; change that integration first")]
+    /// Something else depends on it: (what, what depends on it).
+    #[error("{0} is used by {1}; change that first")]
     InUse(String, String),
+    #[error("route {0:?} not found")]
+    RouteNotFound(String),
+    #[error(
+        "route {0:?} is configured in Herald's configuration file and is read-only through the API"
+    )]
+    RouteReadOnly(String),
+    #[error("route id {0:?} is taken in this organization; choose another")]
+    RouteTaken(String),
     /// A change to a version that is no longer the current one.
     #[error("the integration is at version {current}; read it again and send that version")]
     Stale { current: i64 },
@@ -72,6 +84,7 @@ pub struct Catalog {
     store: Arc<dyn Store>,
     vault: Option<Arc<Vault>>,
     registry: Arc<Registry>,
+    table: Arc<RoutingTable>,
     kit: ConnectorKit,
     integrations: Slot<ActorRef<SupervisorMsg>>,
 }
@@ -80,6 +93,7 @@ impl Catalog {
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
+        table: Arc<RoutingTable>,
         kit: ConnectorKit,
         integrations: Slot<ActorRef<SupervisorMsg>>,
     ) -> Self {
@@ -87,6 +101,7 @@ impl Catalog {
             store,
             vault: kit.vault.clone(),
             registry,
+            table,
             kit,
             integrations,
         }
@@ -247,14 +262,14 @@ impl Catalog {
         &self,
         organization: &str,
         integration_id: &str,
-    ) -> Result<(Arc<IntegrationRuntime>, ManagedIntegration), CatalogError> {
+    ) -> Result<(Arc<IntegrationRuntime>, StoredSpec), CatalogError> {
         let not_found = || CatalogError::NotFound(integration_id.to_owned());
         let runtime = self
             .registry
             .runtime(integration_id)
             .filter(|runtime| runtime.config.organization == organization)
             .ok_or_else(not_found)?;
-        if runtime.config.source == IntegrationSource::Config {
+        if runtime.config.source == Source::Config {
             return Err(CatalogError::ReadOnly(integration_id.to_owned()));
         }
         let stored = self
@@ -266,18 +281,11 @@ impl Catalog {
     }
 
     /// A stored specification with its secrets opened (`{"value": ...}` again), in memory.
-    async fn unsealed(&self, stored: &ManagedIntegration) -> Result<Value, CatalogError> {
-        let mut spec: Value = serde_json::from_str(&stored.spec).map_err(|err| {
-            CatalogError::Unreadable(stored.integration_id.clone(), err.to_string())
-        })?;
+    async fn unsealed(&self, stored: &StoredSpec) -> Result<Value, CatalogError> {
+        let mut spec: Value = serde_json::from_str(&stored.spec)
+            .map_err(|err| CatalogError::Unreadable(stored.id.clone(), err.to_string()))?;
         if let Some(settings) = spec.get_mut("settings") {
-            unseal(
-                &*self.store,
-                self.vault.as_deref(),
-                &stored.integration_id,
-                settings,
-            )
-            .await?;
+            unseal(&*self.store, self.vault.as_deref(), &stored.id, settings).await?;
         }
         Ok(spec)
     }
@@ -311,6 +319,7 @@ impl Catalog {
         by: &Actor,
     ) -> Result<Removed, CatalogError> {
         let (_, stored) = self.managed(organization, integration_id).await?;
+        let what = format!("integration {integration_id:?}");
         if let Some(backed_up) = self.registry.runtimes().into_iter().find(|other| {
             other.id() != integration_id
                 && other
@@ -321,9 +330,16 @@ impl Catalog {
                     .any(|target| target == integration_id)
         }) {
             return Err(CatalogError::InUse(
-                integration_id.to_owned(),
-                backed_up.id().to_owned(),
+                what,
+                format!("integration {:?} (its failover)", backed_up.id()),
             ));
+        }
+        if let Some(route) = self
+            .table
+            .routes_targeting(organization, integration_id)
+            .first()
+        {
+            return Err(CatalogError::InUse(what, format!("route {:?}", route.id)));
         }
         let audit_before = audit_of(&self.unsealed(&stored).await?);
         self.stop(integration_id).await;
@@ -336,6 +352,210 @@ impl Catalog {
         Ok(removed)
     }
 
+    /// Creates a route of `raw.organization` (id `id`, or one Herald makes) and routes by it at
+    /// once. Its targets must be the organization's integrations and its condition must compile.
+    pub async fn create_route(
+        &self,
+        raw: RawRoute,
+        id: Option<String>,
+        by: &Actor,
+    ) -> Result<RouteConfig, CatalogError> {
+        let id = match id {
+            Some(id) => {
+                check_route_id(&id)?;
+                id
+            }
+            None => format!("rt_{}", uuid::Uuid::new_v4().simple()),
+        };
+        let route = self.check_route(&raw, &id)?;
+        let spec = encode(&raw)?;
+        let written = match self
+            .store
+            .save_definition(
+                DefinitionChange {
+                    kind: Kind::Route,
+                    organization: raw.organization.clone(),
+                    id: id.clone(),
+                    spec,
+                    replaces_version: None,
+                    audit_before: None,
+                },
+                by,
+            )
+            .await?
+        {
+            Saved::Written(written) => written,
+            Saved::Exists | Saved::Stale { .. } => return Err(CatalogError::RouteTaken(id)),
+        };
+        let route = RouteConfig {
+            source: source_of(&written),
+            ..route
+        };
+        self.table.put(route.clone());
+        Ok(route)
+    }
+
+    /// Changes a route created through the API: a JSON merge patch over its specification in
+    /// the configuration file's form, applied to `version` (412 otherwise).
+    pub async fn update_route(
+        &self,
+        organization: &str,
+        id: &str,
+        patch: Value,
+        version: i64,
+        by: &Actor,
+    ) -> Result<RouteConfig, CatalogError> {
+        let current = self.managed_route(organization, id)?;
+        let Source::Api {
+            version: current_version,
+            ..
+        } = current.source
+        else {
+            return Err(CatalogError::RouteReadOnly(id.to_owned()));
+        };
+        if version != current_version {
+            return Err(CatalogError::Stale {
+                current: current_version,
+            });
+        }
+        let mut spec = serde_json::to_value(raw_route(&current))
+            .map_err(|err| CatalogError::Unreadable(id.to_owned(), err.to_string()))?;
+        let audit_before = spec.to_string();
+        merge_patch(&mut spec, &patch);
+        let raw: RawRoute =
+            serde_json::from_value(spec).map_err(|err| FieldError::new("", err.to_string()))?;
+        if raw.organization != organization {
+            return Err(FieldError::new("organizationId", "does not change").into());
+        }
+        let route = self.check_route(&raw, id)?;
+        let written = match self
+            .store
+            .save_definition(
+                DefinitionChange {
+                    kind: Kind::Route,
+                    organization: organization.to_owned(),
+                    id: id.to_owned(),
+                    spec: encode(&raw)?,
+                    replaces_version: Some(version),
+                    audit_before: Some(audit_before),
+                },
+                by,
+            )
+            .await?
+        {
+            Saved::Written(written) => written,
+            Saved::Stale {
+                current: Some(current),
+            } => return Err(CatalogError::Stale { current }),
+            Saved::Stale { current: None } | Saved::Exists => {
+                return Err(CatalogError::RouteNotFound(id.to_owned()))
+            }
+        };
+        let route = RouteConfig {
+            source: source_of(&written),
+            ..route
+        };
+        self.table.put(route.clone());
+        Ok(route)
+    }
+
+    /// Removes a route created through the API; notifications stop taking it at once.
+    pub async fn remove_route(
+        &self,
+        organization: &str,
+        id: &str,
+        by: &Actor,
+    ) -> Result<(), CatalogError> {
+        let current = self.managed_route(organization, id)?;
+        if current.source == Source::Config {
+            return Err(CatalogError::RouteReadOnly(id.to_owned()));
+        }
+        if !self
+            .store
+            .remove_definition(Kind::Route, organization, id, by)
+            .await?
+        {
+            return Err(CatalogError::RouteNotFound(id.to_owned()));
+        }
+        self.table.remove(organization, id);
+        Ok(())
+    }
+
+    /// The organization's route with this id.
+    pub fn managed_route(&self, organization: &str, id: &str) -> Result<RouteConfig, CatalogError> {
+        self.table
+            .routes(organization)
+            .iter()
+            .find(|route| route.id == id)
+            .cloned()
+            .ok_or_else(|| CatalogError::RouteNotFound(id.to_owned()))
+    }
+
+    /// Checks a route against the organization's integrations as they are now. A condition
+    /// naming what no WedSync notification has is refused here (the configuration file only
+    /// warns of it): such a route would never match.
+    fn check_route(&self, raw: &RawRoute, id: &str) -> Result<RouteConfig, CatalogError> {
+        let (route, problems) = raw.check(id, |target| {
+            self.registry
+                .runtime(target)
+                .is_some_and(|runtime| runtime.config.organization == raw.organization)
+        });
+        if let Some((field, reason)) = problems.into_iter().next() {
+            return Err(FieldError::new(api_route_field(&field), reason).into());
+        }
+        let route = route.ok_or_else(|| FieldError::new("when", "does not compile"))?;
+        let unknown = route
+            .when
+            .as_ref()
+            .map(|when| when.unknown_fields())
+            .unwrap_or_default();
+        if !unknown.is_empty() {
+            return Err(FieldError::new(
+                "when",
+                format!(
+                    "{} is not a field of a WedSync notification (metadata.* is free-form), so the route would never match",
+                    unknown.join(", ")
+                ),
+            )
+            .into());
+        }
+        Ok(route)
+    }
+
+    /// The routes kept in the store, for the daemon's start, into `table`. A target that no
+    /// longer exists (an integration removed from the configuration file) is left out of the
+    /// route, said in the log: the route keeps routing to the others.
+    pub async fn load_routes(
+        store: &dyn Store,
+        registry: &Registry,
+        table: &RoutingTable,
+    ) -> Result<(), CatalogError> {
+        for stored in store.definitions(Kind::Route).await? {
+            let mut raw: RawRoute = serde_json::from_str(&stored.spec)
+                .map_err(|err| CatalogError::Unreadable(stored.id.clone(), err.to_string()))?;
+            raw.targets.retain(|target| {
+                let exists = registry
+                    .runtime(target)
+                    .is_some_and(|runtime| runtime.config.organization == raw.organization);
+                if !exists {
+                    tracing::error!(route = %stored.id, %target, "a route targets an integration that no longer exists; it routes to its other targets");
+                }
+                exists
+            });
+            let (route, problems) = raw.check(&stored.id, |_| true);
+            match (route, problems.first()) {
+                (Some(route), None) => table.put(RouteConfig {
+                    source: source_of(&stored),
+                    ..route
+                }),
+                (_, problem) => {
+                    tracing::error!(route = %stored.id, ?problem, "stored route cannot route; it is skipped")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The integrations kept in the store, unsealed and checked, for the daemon's start.
     pub async fn load(
         store: &dyn Store,
@@ -343,12 +563,11 @@ impl Catalog {
     ) -> Result<Vec<IntegrationConfig>, CatalogError> {
         let mut loaded = Vec::new();
         for stored in store.managed_integrations().await? {
-            let unreadable =
-                |reason: String| CatalogError::Unreadable(stored.integration_id.clone(), reason);
+            let unreadable = |reason: String| CatalogError::Unreadable(stored.id.clone(), reason);
             let mut raw: RawIntegration =
                 serde_json::from_str(&stored.spec).map_err(|err| unreadable(err.to_string()))?;
             let mut settings = Value::Object(raw.settings.clone().into_iter().collect());
-            unseal(store, vault, &stored.integration_id, &mut settings).await?;
+            unseal(store, vault, &stored.id, &mut settings).await?;
             if let Value::Object(map) = settings {
                 raw.settings = map.into_iter().collect();
             }
@@ -439,8 +658,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn source_of(stored: &ManagedIntegration) -> IntegrationSource {
-    IntegrationSource::Api {
+fn source_of(stored: &StoredSpec) -> Source {
+    Source::Api {
         version: stored.version,
         created_at: stored.created_at,
         updated_at: stored.updated_at,
@@ -449,6 +668,22 @@ fn source_of(stored: &ManagedIntegration) -> IntegrationSource {
 
 /// An integration id: 1-128 letters, digits, `-`, `_` or `.` (it appears in paths and metrics).
 fn check_id(id: &str) -> Result<(), FieldError> {
+    check_identifier("integrationId", id)
+}
+
+/// A route id: as an integration id, and not `config-...` (the configuration file's routes).
+fn check_route_id(id: &str) -> Result<(), FieldError> {
+    check_identifier("routeId", id)?;
+    if id.starts_with("config-") {
+        return Err(FieldError::new(
+            "routeId",
+            "config-... names the configuration file's routes; choose another",
+        ));
+    }
+    Ok(())
+}
+
+fn check_identifier(field: &str, id: &str) -> Result<(), FieldError> {
     let fine = !id.is_empty()
         && id.len() <= MAX_ID
         && id
@@ -458,10 +693,35 @@ fn check_id(id: &str) -> Result<(), FieldError> {
         Ok(())
     } else {
         Err(FieldError::new(
-            "integrationId",
+            field,
             format!("must be 1-{MAX_ID} letters, digits, '-', '_' or '.'"),
         ))
     }
+}
+
+/// A route's field as the API names it.
+fn api_route_field(field: &str) -> String {
+    match field {
+        "min_priority" => "minPriority".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// A route in the configuration file's form, as stored.
+fn raw_route(route: &RouteConfig) -> RawRoute {
+    RawRoute {
+        organization: route.organization.clone(),
+        name: route.name.clone(),
+        types: route.types.clone(),
+        min_priority: route.min_priority,
+        when: route.when.as_ref().map(|when| when.source().to_owned()),
+        targets: route.targets.clone(),
+    }
+}
+
+fn encode(raw: &impl serde::Serialize) -> Result<String, CatalogError> {
+    serde_json::to_string(raw)
+        .map_err(|err| CatalogError::Unreadable(String::new(), err.to_string()))
 }
 
 /// Takes every secret value out of `settings` (an object `{"value": "..."}`), leaving

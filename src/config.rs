@@ -230,12 +230,12 @@ pub struct IntegrationConfig {
     pub failover: FailoverConfig,
     pub max_in_flight: usize,
     pub timeout: Duration,
-    pub source: IntegrationSource,
+    pub source: Source,
 }
 
-/// Where an integration's definition lives.
+/// Where an integration's or a route's definition lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntegrationSource {
+pub enum Source {
     /// The operator's configuration file: read-only through the API.
     Config,
     /// Created through the API and kept in the store, at this version.
@@ -280,12 +280,15 @@ pub struct FailoverConfig {
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
+    /// `config-{n}` for the file's nth route; chosen by WedSync (or Herald) for one from the API.
+    pub id: String,
     pub organization: String,
     pub name: String,
     pub types: Vec<String>,
     pub min_priority: Option<Priority>,
     pub when: Option<Condition>,
     pub targets: Vec<String>,
+    pub source: Source,
 }
 
 // === loading ===
@@ -572,9 +575,63 @@ impl RawIntegration {
             },
             max_in_flight: self.max_in_flight.unwrap_or(32).max(1),
             timeout,
-            source: IntegrationSource::Config,
+            source: Source::Config,
         };
         (Some(integration), problems)
+    }
+}
+
+// === impl RawRoute ===
+
+impl RawRoute {
+    /// Checks this route as route `id`: at least one target, each an integration of its
+    /// organization (`is_target`), and a condition that compiles. Returns every problem as (field
+    /// under the route, reason), and the route if its condition compiled (usable only if there
+    /// is no problem).
+    pub fn check(
+        &self,
+        id: &str,
+        is_target: impl Fn(&str) -> bool,
+    ) -> (Option<RouteConfig>, Vec<(String, String)>) {
+        let mut problems = Vec::new();
+        if self.targets.is_empty() {
+            problems.push((
+                "targets".to_owned(),
+                "a route needs at least one target".to_owned(),
+            ));
+        }
+        for target in &self.targets {
+            if !is_target(target) {
+                problems.push((
+                    "targets".to_owned(),
+                    format!(
+                        "{target:?} is not an integration of organization {:?}",
+                        self.organization
+                    ),
+                ));
+            }
+        }
+        let when = match &self.when {
+            Some(source) => match Condition::compile(source) {
+                Ok(condition) => Some(condition),
+                Err(reason) => {
+                    problems.push(("when".to_owned(), reason));
+                    return (None, problems);
+                }
+            },
+            None => None,
+        };
+        let route = RouteConfig {
+            id: id.to_owned(),
+            organization: self.organization.clone(),
+            name: self.name.clone(),
+            types: self.types.clone(),
+            min_priority: self.min_priority,
+            when,
+            targets: self.targets.clone(),
+            source: Source::Config,
+        };
+        (Some(route), problems)
     }
 }
 
@@ -794,47 +851,17 @@ impl RawConfig {
                     format!("{:?} is not listed in [[organizations]]", raw.organization),
                 ));
             }
-            if raw.targets.is_empty() {
-                problem(invalid(
-                    format!("routes[{index}].targets"),
-                    "a route needs at least one target".into(),
-                ));
-            }
-            for target in &raw.targets {
-                // Against the integrations as written, so one with a problem of its own is not
-                // reported again for every route that names it.
-                if !self
-                    .integrations
+            // Against the integrations as written, so one with a problem of its own is not
+            // reported again for every route that names it.
+            let (route, found) = raw.check(&format!("config-{index}"), |target| {
+                self.integrations
                     .iter()
-                    .any(|i| &i.id == target && i.organization == raw.organization)
-                {
-                    problem(invalid(
-                        format!("routes[{index}].targets"),
-                        format!(
-                            "{target:?} is not an integration of organization {:?}",
-                            raw.organization
-                        ),
-                    ));
-                }
-            }
-            let when = match &raw.when {
-                Some(source) => match Condition::compile(source) {
-                    Ok(condition) => Some(condition),
-                    Err(reason) => {
-                        problem(invalid(format!("routes[{index}].when"), reason));
-                        None
-                    }
-                },
-                None => None,
-            };
-            routes.push(RouteConfig {
-                organization: raw.organization.clone(),
-                name: raw.name.clone(),
-                types: raw.types.clone(),
-                min_priority: raw.min_priority,
-                when,
-                targets: raw.targets.clone(),
+                    .any(|i| i.id == target && i.organization == raw.organization)
             });
+            for (name, reason) in found {
+                problem(invalid(format!("routes[{index}].{name}"), reason));
+            }
+            routes.extend(route);
         }
 
         let problems = problems.into_inner();

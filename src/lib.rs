@@ -159,6 +159,7 @@ pub async fn run(
     let registry = Arc::new(Registry::new(&integrations));
     registry.follow_settlements(store.clone());
     let table = Arc::new(RoutingTable::from_config(&config));
+    Catalog::load_routes(&*store, &registry, &table).await?;
     let kit = ConnectorKit {
         client: client.clone(),
         vault: vault.clone(),
@@ -175,6 +176,7 @@ pub async fn run(
     let catalog = Arc::new(Catalog::new(
         store.clone(),
         registry.clone(),
+        table.clone(),
         kit,
         tree.integrations.clone(),
     ));

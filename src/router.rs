@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use supervision::Slot;
 
@@ -31,9 +32,11 @@ pub enum RouterError {
     Unavailable,
 }
 
-/// The organizations' routes.
+/// The organizations' routes: the configuration file's, then those WedSync created through the
+/// API in the order they were created. Routes change while Herald runs: each organization's list
+/// is replaced whole on a change, so routing reads a consistent list without locking it.
 pub struct RoutingTable {
-    routes: HashMap<String, Vec<RouteConfig>>,
+    routes: DashMap<String, Arc<Vec<RouteConfig>>>,
 }
 
 impl RoutingTable {
@@ -45,13 +48,44 @@ impl RoutingTable {
                 .or_default()
                 .push(route.clone());
         }
-        Self { routes }
+        Self {
+            routes: routes
+                .into_iter()
+                .map(|(organization, routes)| (organization, Arc::new(routes)))
+                .collect(),
+        }
+    }
+
+    /// The organization's routes, in order.
+    pub fn routes(&self, organization: &str) -> Arc<Vec<RouteConfig>> {
+        self.routes
+            .get(organization)
+            .map(|entry| entry.value().clone())
+            .unwrap_or_default()
+    }
+
+    /// Adds a route, or replaces the organization's route with the same id where it stands.
+    pub fn put(&self, route: RouteConfig) {
+        let mut routes = self.routes(&route.organization).as_ref().clone();
+        match routes.iter_mut().find(|existing| existing.id == route.id) {
+            Some(existing) => *existing = route.clone(),
+            None => routes.push(route.clone()),
+        }
+        self.routes.insert(route.organization, Arc::new(routes));
+    }
+
+    /// Removes the organization's route with this id.
+    pub fn remove(&self, organization: &str, id: &str) {
+        let mut routes = self.routes(organization).as_ref().clone();
+        routes.retain(|route| route.id != id);
+        self.routes
+            .insert(organization.to_owned(), Arc::new(routes));
     }
 
     /// Returns the integrations the organization's routes choose, in route order, without repeats.
     pub fn targets(&self, organization: &str, notification: &WeddingNotification) -> Vec<String> {
         let mut targets: Vec<String> = Vec::new();
-        for route in self.routes.get(organization).into_iter().flatten() {
+        for route in self.routes(organization).iter() {
             if route_matches(route, notification) {
                 for target in &route.targets {
                     if !targets.contains(target) {
@@ -64,16 +98,12 @@ impl RoutingTable {
     }
 
     /// The organization's routes that send to this integration.
-    pub fn routes_targeting<'a>(
-        &'a self,
-        organization: &str,
-        integration_id: &'a str,
-    ) -> impl Iterator<Item = &'a RouteConfig> + 'a {
-        self.routes
-            .get(organization)
-            .into_iter()
-            .flatten()
-            .filter(move |route| route.targets.iter().any(|t| t == integration_id))
+    pub fn routes_targeting(&self, organization: &str, integration_id: &str) -> Vec<RouteConfig> {
+        self.routes(organization)
+            .iter()
+            .filter(|route| route.targets.iter().any(|t| t == integration_id))
+            .cloned()
+            .collect()
     }
 
     /// Checks a routing request's explicit targets (`is_ours` says which are the organization's
@@ -441,22 +471,31 @@ mod tests {
     fn table() -> RoutingTable {
         let route =
             |name: &str, types: &[&str], min: Option<Priority>, targets: &[&str]| RouteConfig {
+                id: name.into(),
                 organization: "studio".into(),
                 name: name.into(),
                 types: types.iter().map(|t| t.to_string()).collect(),
                 min_priority: min,
                 when: None,
                 targets: targets.iter().map(|t| t.to_string()).collect(),
+                source: crate::config::Source::Config,
             };
-        RoutingTable {
-            routes: HashMap::from([(
-                "studio".into(),
-                vec![
-                    route("timeline", &["timeline_change"], None, &["crm", "chat"]),
-                    route("urgent", &[], Some(Priority::High), &["chat", "pager"]),
-                ],
-            )]),
-        }
+        let table = RoutingTable {
+            routes: DashMap::new(),
+        };
+        table.put(route(
+            "timeline",
+            &["timeline_change"],
+            None,
+            &["crm", "chat"],
+        ));
+        table.put(route(
+            "urgent",
+            &[],
+            Some(Priority::High),
+            &["chat", "pager"],
+        ));
+        table
     }
 
     /// Whether the studio has this integration (`theirs` is another organization's).
@@ -524,9 +563,10 @@ mod tests {
             Ok(false)
         );
 
-        let mut table = table();
-        table.routes.get_mut("studio").unwrap()[1].when =
-            Some(Condition::compile("has(metadata.affectsDeal)").unwrap());
+        let table = table();
+        let mut urgent = table.routes("studio")[1].clone();
+        urgent.when = Some(Condition::compile("has(metadata.affectsDeal)").unwrap());
+        table.put(urgent);
         assert_eq!(table.targets("studio", &n), vec!["crm", "chat", "pager"]);
         n.metadata.clear();
         assert_eq!(

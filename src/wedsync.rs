@@ -652,6 +652,8 @@ pub struct CredentialsReference {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationMapping {
+    pub route_id: String,
+    /// The route's name.
     pub route: String,
     pub types: Vec<String>,
     pub min_priority: Option<Priority>,

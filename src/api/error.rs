@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::catalog::CatalogError;
 use crate::router::RouterError;
 use crate::store::{Role, StoreError};
 use crate::wedsync::{FieldError, ParseError, TransformError};
@@ -87,6 +88,28 @@ impl From<RouterError> for ApiError {
         match err {
             RouterError::Store(store) => store.into(),
             RouterError::Unavailable => ApiError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        match err {
+            CatalogError::Invalid(field) => ApiError::Invalid(field),
+            CatalogError::NotFound(_) | CatalogError::RouteNotFound(_) => {
+                ApiError::NotFound(err.to_string().replace(" not found", ""))
+            }
+            CatalogError::Taken(_)
+            | CatalogError::ReadOnly(_)
+            | CatalogError::RouteTaken(_)
+            | CatalogError::RouteReadOnly(_)
+            | CatalogError::InUse(..)
+            | CatalogError::NoVault => ApiError::Conflict(err.to_string()),
+            CatalogError::Stale { .. } => ApiError::PreconditionFailed(err.to_string()),
+            CatalogError::Store(store) => store.into(),
+            CatalogError::Vault(_) | CatalogError::Unreadable(..) => {
+                ApiError::Internal(err.to_string())
+            }
         }
     }
 }

@@ -17,10 +17,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, Organization};
 use super::{require_json, ApiError, ApiQuery, AppState};
-use crate::catalog::CatalogError;
-use crate::config::{
-    IntegrationSource, RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry,
-};
+use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry, Source};
 
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime};
@@ -146,24 +143,6 @@ impl IntegrationRequest {
     }
 }
 
-impl From<CatalogError> for ApiError {
-    fn from(err: CatalogError) -> Self {
-        match err {
-            CatalogError::Invalid(field) => ApiError::Invalid(field),
-            CatalogError::NotFound(id) => ApiError::NotFound(format!("integration {id:?}")),
-            CatalogError::Taken(_)
-            | CatalogError::ReadOnly(_)
-            | CatalogError::InUse(..)
-            | CatalogError::NoVault => ApiError::Conflict(err.to_string()),
-            CatalogError::Stale { .. } => ApiError::PreconditionFailed(err.to_string()),
-            CatalogError::Store(store) => store.into(),
-            CatalogError::Vault(_) | CatalogError::Unreadable(..) => {
-                ApiError::Internal(err.to_string())
-            }
-        }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateQuery {
@@ -204,7 +183,11 @@ pub(super) async fn create_integration(
 
 /// A section a change may touch: its API name, its name in the configuration file's form, and
 /// its fields (API name, file name).
-type ChangeableSection = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type ChangeableSection = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// The sections a change may touch.
 const CHANGEABLE: &[ChangeableSection] = &[
@@ -321,22 +304,6 @@ fn change_as_patch(
     Ok((Value::Object(patch), version))
 }
 
-/// The version an `If-Match` header names (`"3"`, or `W/"3"`), if it names one.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|text| text.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest("If-Match must be the integration's ETag, such as \"3\"".into())
-        })
-}
-
 /// Changes an integration created through the API (a JSON merge patch of the fields `POST`
 /// takes), naming the version it changes (`If-Match` or `version`: 428 without, 412 for a
 /// version that is no longer current). The actor restarts with the new settings.
@@ -351,7 +318,7 @@ pub(super) async fn change_integration(
     let runtime = organization_integration(&state, &caller.organization, &integration_id)?;
     let body: Value = parse_json(&body)?;
     let (patch, body_version) = change_as_patch(body, &runtime)?;
-    let version = match (if_match(&headers)?, body_version) {
+    let version = match (super::if_match(&headers)?, body_version) {
         (Some(header), Some(body)) if header != body => {
             return Err(FieldError::new("version", "differs from the If-Match header").into())
         }
@@ -450,7 +417,7 @@ fn instance_answer(
 ) -> Result<Response, ApiError> {
     let runtime = organization_integration(state, organization, integration_id)?;
     let mut response = (status, Json(integration_instance(state, &runtime))).into_response();
-    if let IntegrationSource::Api { version, .. } = runtime.config.source {
+    if let Source::Api { version, .. } = runtime.config.source {
         if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
             response
                 .headers_mut()
@@ -490,8 +457,8 @@ fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value
         "health": health,
     });
     match runtime.config.source {
-        IntegrationSource::Config => instance["source"] = json!("config"),
-        IntegrationSource::Api {
+        Source::Config => instance["source"] = json!("config"),
+        Source::Api {
             version,
             created_at,
             updated_at,
@@ -562,7 +529,9 @@ pub(super) fn integration_configuration(
         notification_mapping: state
             .table
             .routes_targeting(&config.organization, &config.id)
+            .into_iter()
             .map(|route| NotificationMapping {
+                route_id: route.id.clone(),
                 route: route.name.clone(),
                 types: route.types.clone(),
                 min_priority: route.min_priority,

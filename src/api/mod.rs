@@ -14,6 +14,7 @@ mod integrations;
 mod keys;
 mod notifications;
 mod ops;
+mod routes;
 mod routings;
 mod server;
 
@@ -107,6 +108,16 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{key_id}", delete(keys::revoke_key))
         .route("/audit", get(audit::list_audit_records))
+        .route(
+            "/routes",
+            get(routes::list_routes).post(routes::create_route),
+        )
+        .route(
+            "/routes/{route_id}",
+            get(routes::get_route)
+                .patch(routes::change_route)
+                .delete(routes::remove_route),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
@@ -129,6 +140,22 @@ pub fn routes(state: Arc<AppState>) -> Router {
             server::read_body_within_limits,
         ))
         .with_state(state)
+}
+
+/// The version an `If-Match` header names (`"3"`, or `W/"3"`), if it names one.
+fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|text| text.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest("If-Match must be the ETag you read, such as \"3\"".into())
+        })
 }
 
 /// A query string parsed into `T`, a refusal naming the parameter (`limit`, `wait`) otherwise.

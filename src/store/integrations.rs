@@ -12,21 +12,7 @@ use rusqlite::{params, OptionalExtension};
 use super::postgres::{PostgresStore, PostgresWriter};
 use super::queue::Queued;
 use super::sqlite::{SqliteStore, SqliteWriter};
-use super::{now_millis, Actor, StoreError, StoreFuture, UnixMillis};
-
-/// An integration kept in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManagedIntegration {
-    pub integration_id: String,
-    pub organization: String,
-    /// The specification as JSON: the configuration file's `[[integrations]]` entry, secrets
-    /// replaced by `{"sealed": name}`.
-    pub spec: String,
-    /// 1 when created, one more with each change.
-    pub version: i64,
-    pub created_at: UnixMillis,
-    pub updated_at: UnixMillis,
-}
+use super::{now_millis, Actor, Saved, StoreError, StoreFuture, StoredSpec};
 
 /// A change to save: the specification, its sealed credentials (name, sealed bytes; they replace
 /// the integration's credentials of those names), and the version it replaces (`None`: it must
@@ -43,17 +29,6 @@ pub struct IntegrationChange {
     pub audit_after: String,
 }
 
-/// What saving a change did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Saved {
-    /// Written: the integration as it now is.
-    Written(ManagedIntegration),
-    /// A new integration whose id is taken.
-    Exists,
-    /// A change to a version that is no longer the current one (the current one, or none).
-    Stale { current: Option<i64> },
-}
-
 /// What removing an integration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Removed {
@@ -67,11 +42,8 @@ pub const REMOVED_REASON: &str = "integration removed";
 /// Integrations managed through the API.
 pub trait ManagedIntegrations: Queued {
     /// Every managed integration, for the daemon's start.
-    fn managed_integrations(&self) -> StoreFuture<'_, Vec<ManagedIntegration>>;
-    fn managed_integration(
-        &self,
-        integration_id: &str,
-    ) -> StoreFuture<'_, Option<ManagedIntegration>>;
+    fn managed_integrations(&self) -> StoreFuture<'_, Vec<StoredSpec>>;
+    fn managed_integration(&self, integration_id: &str) -> StoreFuture<'_, Option<StoredSpec>>;
     /// Saves a new integration or a change to one, with its credentials and its audit record.
     fn save_integration(&self, change: IntegrationChange, by: &Actor) -> StoreFuture<'_, Saved> {
         self.queues().save_integration(change, by)
@@ -105,9 +77,9 @@ const COLUMNS: &str = "integration_id, organization, spec, version, created_at, 
 
 // === SQLite ===
 
-fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedIntegration> {
-    Ok(ManagedIntegration {
-        integration_id: r.get(0)?,
+fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpec> {
+    Ok(StoredSpec {
+        id: r.get(0)?,
         organization: r.get(1)?,
         spec: r.get(2)?,
         version: r.get(3)?,
@@ -117,7 +89,7 @@ fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedIntegration> {
 }
 
 impl ManagedIntegrations for SqliteStore {
-    fn managed_integrations(&self) -> StoreFuture<'_, Vec<ManagedIntegration>> {
+    fn managed_integrations(&self) -> StoreFuture<'_, Vec<StoredSpec>> {
         self.read(|connection| {
             let mut statement = connection.prepare(&format!(
                 "SELECT {COLUMNS} FROM integrations ORDER BY integration_id"
@@ -129,10 +101,7 @@ impl ManagedIntegrations for SqliteStore {
         })
     }
 
-    fn managed_integration(
-        &self,
-        integration_id: &str,
-    ) -> StoreFuture<'_, Option<ManagedIntegration>> {
+    fn managed_integration(&self, integration_id: &str) -> StoreFuture<'_, Option<StoredSpec>> {
         let integration_id = integration_id.to_owned();
         self.read(move |connection| {
             Ok(connection
@@ -225,9 +194,9 @@ impl IntegrationStatements for SqliteWriter {
 
 // === PostgreSQL ===
 
-fn postgres_row(r: &tokio_postgres::Row) -> ManagedIntegration {
-    ManagedIntegration {
-        integration_id: r.get(0),
+fn postgres_row(r: &tokio_postgres::Row) -> StoredSpec {
+    StoredSpec {
+        id: r.get(0),
         organization: r.get(1),
         spec: r.get(2),
         version: r.get(3),
@@ -237,7 +206,7 @@ fn postgres_row(r: &tokio_postgres::Row) -> ManagedIntegration {
 }
 
 impl ManagedIntegrations for PostgresStore {
-    fn managed_integrations(&self) -> StoreFuture<'_, Vec<ManagedIntegration>> {
+    fn managed_integrations(&self) -> StoreFuture<'_, Vec<StoredSpec>> {
         Box::pin(async move {
             let reader = self.reader.get().await?;
             let rows = reader
@@ -250,10 +219,7 @@ impl ManagedIntegrations for PostgresStore {
         })
     }
 
-    fn managed_integration(
-        &self,
-        integration_id: &str,
-    ) -> StoreFuture<'_, Option<ManagedIntegration>> {
+    fn managed_integration(&self, integration_id: &str) -> StoreFuture<'_, Option<StoredSpec>> {
         let integration_id = integration_id.to_owned();
         Box::pin(async move {
             let reader = self.reader.get().await?;

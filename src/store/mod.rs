@@ -10,6 +10,7 @@
 mod acknowledgements;
 mod audit;
 mod credentials;
+mod definitions;
 mod installs;
 mod integrations;
 mod journal;
@@ -29,10 +30,9 @@ use crate::wedsync::{Coordination, CoordinationMode, ErrorStrategy};
 pub use acknowledgements::Acknowledgements;
 pub use audit::{verify_chain, Actor, Audit, AuditDraft, AuditQuery, AuditRecord, ChainBreak};
 pub use credentials::Credentials;
+pub use definitions::{DefinitionChange, Definitions, Kind};
 pub use installs::Installs;
-pub use integrations::{
-    IntegrationChange, ManagedIntegration, ManagedIntegrations, Removed, Saved, REMOVED_REASON,
-};
+pub use integrations::{IntegrationChange, ManagedIntegrations, Removed, REMOVED_REASON};
 pub use journal::Journal;
 pub use keys::ApiKeys;
 pub use postgres::PostgresStore;
@@ -216,6 +216,30 @@ pub struct ApiKeyInfo {
     pub label: String,
     pub role: Role,
     pub created_at: UnixMillis,
+}
+
+/// A definition WedSync manages through the API (an integration, a route), as stored: its
+/// specification as JSON (the configuration file's form; an integration's secrets replaced by
+/// `{"sealed": name}`), its version (1 when created, one more with each change) and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSpec {
+    pub id: String,
+    pub organization: String,
+    pub spec: String,
+    pub version: i64,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// What saving a definition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// Written: the definition as it now is.
+    Written(StoredSpec),
+    /// A new definition whose id is taken.
+    Exists,
+    /// A change to a version that is no longer the current one (the current one, or none).
+    Stale { current: Option<i64> },
 }
 
 /// Who holds an API key: its organization, the key's id and label (who did something, in the
@@ -567,6 +591,7 @@ pub trait Store:
     + Installs
     + Audit
     + ManagedIntegrations
+    + Definitions
     + Send
     + Sync
     + 'static

@@ -147,6 +147,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX integrations_by_organization ON integrations (organization, integration_id);
     CREATE INDEX deliveries_held ON deliveries (integration_id) WHERE state = 'held';",
+    // 14: definitions WedSync manages through the API that are plain data (routes).
+    "CREATE TABLE definitions (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        organization TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, organization, id)
+    );",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";

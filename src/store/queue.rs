@@ -15,6 +15,7 @@ use crate::wedsync::Lane;
 use super::acknowledgements::AcknowledgementStatements;
 use super::audit::AuditStatements;
 use super::credentials::CredentialStatements;
+use super::definitions::{DefinitionChange, DefinitionStatements, Kind};
 use super::installs::InstallStatements;
 use super::integrations::IntegrationStatements;
 use super::journal::JournalStatements;
@@ -103,6 +104,18 @@ pub(super) enum Command {
         by: Actor,
         reply: Answer<Option<Removed>>,
     },
+    SaveDefinition {
+        change: Box<DefinitionChange>,
+        by: Actor,
+        reply: Answer<Saved>,
+    },
+    RemoveDefinition {
+        kind: Kind,
+        organization: String,
+        id: String,
+        by: Actor,
+        reply: Answer<bool>,
+    },
     Flush(Answer<()>),
 }
 
@@ -124,6 +137,8 @@ impl Command {
             Command::RevokeApiKey { reply, .. } => drop(reply.send(Err(failed()))),
             Command::SaveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
             Command::RemoveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::SaveDefinition { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::RemoveDefinition { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Settle(_) => {
                 tracing::error!(%reason, "delivery outcomes not recorded (they will be retried after restart)")
             }
@@ -159,6 +174,12 @@ impl Command {
             (Command::RemoveIntegration { reply, .. }, Outcome::Removed(result)) => {
                 drop(reply.send(result))
             }
+            (Command::SaveDefinition { reply, .. }, Outcome::Saved(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::RemoveDefinition { reply, .. }, Outcome::Flag(result)) => {
+                drop(reply.send(result))
+            }
             (Command::Settle(_), Outcome::Recorded) => {}
             (command, _) => command.fail("the store paired a command with another's outcome"),
         }
@@ -180,6 +201,8 @@ impl Command {
             Command::FinishInstall { .. } => Outcome::Install(Err(err)),
             Command::SaveIntegration { .. } => Outcome::Saved(Err(err)),
             Command::RemoveIntegration { .. } => Outcome::Removed(Err(err)),
+            Command::SaveDefinition { .. } => Outcome::Saved(Err(err)),
+            Command::RemoveDefinition { .. } => Outcome::Flag(Err(err)),
             Command::Settle(_) => {
                 tracing::error!(error = %err, "recording delivery outcomes failed");
                 Outcome::Recorded
@@ -433,6 +456,36 @@ impl CommandQueues {
         })
     }
 
+    pub(super) fn save_definition(
+        &self,
+        change: DefinitionChange,
+        by: &Actor,
+    ) -> StoreFuture<'_, Saved> {
+        let by = by.clone();
+        self.request(Lane::Normal, |reply| Command::SaveDefinition {
+            change: Box::new(change),
+            by,
+            reply,
+        })
+    }
+
+    pub(super) fn remove_definition(
+        &self,
+        kind: Kind,
+        organization: &str,
+        id: &str,
+        by: &Actor,
+    ) -> StoreFuture<'_, bool> {
+        let (organization, id, by) = (organization.to_owned(), id.to_owned(), by.clone());
+        self.request(Lane::Normal, |reply| Command::RemoveDefinition {
+            kind,
+            organization,
+            id,
+            by,
+            reply,
+        })
+    }
+
     pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
         self.request(Lane::Normal, Command::Flush)
     }
@@ -532,6 +585,7 @@ pub(super) trait Writer:
     + InstallStatements
     + AuditStatements
     + IntegrationStatements
+    + DefinitionStatements
 {
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
@@ -871,6 +925,51 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
                     .await?;
             }
             Outcome::Removed(Ok(removed))
+        }
+        Command::SaveDefinition { change, by, .. } => {
+            let saved = writer.save_definition(change).await?;
+            if let Saved::Written(written) = &saved {
+                let verb = if written.version == 1 {
+                    "created"
+                } else {
+                    "updated"
+                };
+                writer
+                    .append_audit(&AuditDraft {
+                        organization: change.organization.clone(),
+                        actor: by.clone(),
+                        action: format!("{}.{verb}", change.kind.as_str()),
+                        resource_type: change.kind.as_str().to_owned(),
+                        resource_id: change.id.clone(),
+                        before: change.audit_before.clone(),
+                        after: Some(change.spec.clone()),
+                    })
+                    .await?;
+            }
+            Outcome::Saved(Ok(saved))
+        }
+        Command::RemoveDefinition {
+            kind,
+            organization,
+            id,
+            by,
+            ..
+        } => {
+            let removed = writer.remove_definition(*kind, organization, id).await?;
+            if let Some(spec) = &removed {
+                writer
+                    .append_audit(&AuditDraft {
+                        organization: organization.clone(),
+                        actor: by.clone(),
+                        action: format!("{}.removed", kind.as_str()),
+                        resource_type: kind.as_str().to_owned(),
+                        resource_id: id.clone(),
+                        before: Some(spec.clone()),
+                        after: None,
+                    })
+                    .await?;
+            }
+            Outcome::Flag(Ok(removed.is_some()))
         }
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })

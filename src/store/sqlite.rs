@@ -148,6 +148,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX integrations_by_organization ON integrations (organization, integration_id);
     CREATE INDEX deliveries_held ON deliveries (integration_id) WHERE state = 'held';",
+    // 14: definitions WedSync manages through the API that are plain data (routes).
+    "CREATE TABLE definitions (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        organization TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, organization, id)
+    );",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

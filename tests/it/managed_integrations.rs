@@ -544,3 +544,218 @@ async fn a_change_names_the_version_it_changes_and_restarts_the_integration_with
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+/// The integrations a notification went to, in order.
+fn targets_of(record: &Value) -> Vec<String> {
+    record["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["integrationId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn routes_created_through_the_api_route_at_once_and_survive_a_restart() {
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    let (status, _) = herald
+        .post("/v1/integrations", &hook("wedsync-hook", &receiver.url()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Refused, naming the field: an unknown identifier in the condition, another
+    // organization's or no integration as a target, a reserved id.
+    for (body, field) in [
+        (
+            json!({"name": "r", "targets": ["wedsync-hook"], "when": "notification.colour == \"blue\""}),
+            "when",
+        ),
+        (
+            json!({"name": "r", "targets": ["wedsync-hook"], "when": "notification.type =="}),
+            "when",
+        ),
+        (json!({"name": "r", "targets": ["nowhere"]}), "targets"),
+        (json!({"name": "r", "targets": []}), "targets"),
+        (
+            json!({"name": "r", "targets": ["wedsync-hook"], "routeId": "config-0"}),
+            "routeId",
+        ),
+        (
+            json!({"name": "r", "targets": ["wedsync-hook"], "minPriority": "urgent"}),
+            "minPriority",
+        ),
+    ] {
+        let (status, answer) = herald.post("/v1/routes", &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+    let (_, answer) = herald
+        .post("/v1/routes", &json!({"name": "r", "targets": ["wedsync-hook"], "when": "notification.colour == \"blue\""}))
+        .await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{answer}"
+    );
+
+    let (status, created) = herald
+        .post("/v1/routes", &json!({"routeId": "timeline-to-wedsync", "name": "timeline changes to WedSync's hook", "types": ["timeline_change"], "targets": ["wedsync-hook"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (created["source"].as_str(), created["version"].as_i64()),
+        (Some("api"), Some(1))
+    );
+
+    // Routing takes it at once: the configured route and the new one.
+    herald
+        .post("/v1/notifications", &notification("both", "normal"))
+        .await;
+    let record = herald
+        .wait_for_notification(
+            "both",
+            Duration::from_secs(10),
+            crate::harness::all_delivered,
+        )
+        .await;
+    assert_eq!(targets_of(&record), ["configured-hook", "wedsync-hook"]);
+
+    // The integration a route sends to cannot be removed from under it.
+    let (status, _, answer) = send(
+        &herald,
+        reqwest::Method::DELETE,
+        "/v1/integrations/wedsync-hook",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("route \"timeline-to-wedsync\""),
+        "{answer}"
+    );
+
+    // A change names its version; a normal notification then no longer takes the route.
+    let (status, etag, changed) = send(
+        &herald,
+        reqwest::Method::PATCH,
+        "/v1/routes/timeline-to-wedsync",
+        &[("if-match", "\"1\"")],
+        json!({"minPriority": "high"}),
+    )
+    .await;
+    assert_eq!(
+        (status, etag.as_deref()),
+        (StatusCode::OK, Some("\"2\"")),
+        "{changed}"
+    );
+    let (status, _, _) = send(
+        &herald,
+        reqwest::Method::PATCH,
+        "/v1/routes/timeline-to-wedsync",
+        &[("if-match", "\"1\"")],
+        json!({"minPriority": "low"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    herald
+        .post("/v1/notifications", &notification("normal-only", "normal"))
+        .await;
+    let record = herald
+        .wait_for_notification(
+            "normal-only",
+            Duration::from_secs(10),
+            crate::harness::all_delivered,
+        )
+        .await;
+    assert_eq!(targets_of(&record), ["configured-hook"]);
+
+    // After a restart the route is read back and routes as it did.
+    let herald = herald.restarted().await;
+    herald
+        .post("/v1/notifications", &notification("urgent", "high"))
+        .await;
+    let record = herald
+        .wait_for_notification(
+            "urgent",
+            Duration::from_secs(10),
+            crate::harness::all_delivered,
+        )
+        .await;
+    assert_eq!(targets_of(&record), ["configured-hook", "wedsync-hook"]);
+    let (_, listed) = herald.get("/v1/routes").await;
+    let listed: Vec<(&str, &str)> = listed["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["routeId"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("config-0", "config"), ("timeline-to-wedsync", "api")]
+    );
+    let (_, integration) = herald.get("/v1/integrations/wedsync-hook").await;
+    assert_eq!(
+        integration["configuration"]["notificationMapping"][0]["routeId"],
+        "timeline-to-wedsync"
+    );
+
+    // The configuration file's route is read-only; the API's is removed and stops routing.
+    let (status, _, _) = send(
+        &herald,
+        reqwest::Method::DELETE,
+        "/v1/routes/config-0",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, _) = send(
+        &herald,
+        reqwest::Method::DELETE,
+        "/v1/routes/timeline-to-wedsync",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        herald.get("/v1/routes/timeline-to-wedsync").await.0,
+        StatusCode::NOT_FOUND
+    );
+    herald
+        .post("/v1/notifications", &notification("after-removal", "high"))
+        .await;
+    let record = herald
+        .wait_for_notification(
+            "after-removal",
+            Duration::from_secs(10),
+            crate::harness::all_delivered,
+        )
+        .await;
+    assert_eq!(targets_of(&record), ["configured-hook"]);
+    let (_, audit) = herald.get("/v1/audit?resourceType=route").await;
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["route.removed", "route.updated", "route.created"]);
+}

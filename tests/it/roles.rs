@@ -94,6 +94,11 @@ fn every_call() -> Vec<(Method, &'static str, Role)> {
         (Method::GET, "/v1/keys", Role::Admin),
         (Method::DELETE, "/v1/keys/0000000000000000", Role::Admin),
         (Method::GET, "/v1/audit", Role::Admin),
+        (Method::GET, "/v1/routes", Role::Viewer),
+        (Method::POST, "/v1/routes", Role::Admin),
+        (Method::GET, "/v1/routes/any", Role::Viewer),
+        (Method::PATCH, "/v1/routes/any", Role::Admin),
+        (Method::DELETE, "/v1/routes/any", Role::Admin),
     ]
 }
 
@@ -139,6 +144,7 @@ async fn a_key_without_the_role_a_call_needs_is_refused_naming_the_role() {
         let template = path
             .replace("/notifications/any", "/notifications/{notification_id}")
             .replace("/routings/any", "/routings/{routing_id}")
+            .replace("/routes/any", "/routes/{route_id}")
             .replace("/dead-letters/1", "/dead-letters/{delivery_id}")
             .replace(
                 "/integrations/studio-hook",

@@ -1,0 +1,200 @@
+//! `/v1/routes`: the organization's routing rules (which notifications go to which
+//! integrations), the configuration file's read-only and WedSync's own, created, changed and
+//! removed through [`crate::catalog`] and applied to routing at once.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Caller, Organization};
+use super::{if_match, require_json, ApiError, AppState};
+use crate::config::{RawRoute, RouteConfig, Source};
+use crate::wedsync::{parse_json, FieldError, Priority};
+
+/// A route as WedSync sends it to create one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RouteRequest {
+    /// Chosen by WedSync, or made by Herald (`rt_...`) when left out.
+    route_id: Option<String>,
+    organization_id: Option<String>,
+    name: String,
+    /// Notification types it takes; all when empty or left out.
+    #[serde(default)]
+    types: Vec<String>,
+    min_priority: Option<Priority>,
+    /// A CEL condition over `notification`, `wedding` and `metadata`.
+    when: Option<String>,
+    targets: Vec<String>,
+}
+
+/// A route as the API shows it.
+fn route_json(route: &RouteConfig) -> Value {
+    let mut shown = json!({
+        "routeId": route.id,
+        "organizationId": route.organization,
+        "name": route.name,
+        "types": route.types,
+        "minPriority": route.min_priority,
+        "when": route.when.as_ref().map(|when| when.source()),
+        "targets": route.targets,
+    });
+    match route.source {
+        Source::Config => shown["source"] = json!("config"),
+        Source::Api {
+            version,
+            created_at,
+            updated_at,
+        } => {
+            shown["source"] = json!("api");
+            shown["version"] = json!(version);
+            shown["createdAt"] = json!(created_at);
+            shown["updatedAt"] = json!(updated_at);
+        }
+    }
+    shown
+}
+
+/// A route as an answer, with its version as the `ETag`.
+fn route_answer(route: &RouteConfig, status: StatusCode) -> Response {
+    let mut response = (status, Json(route_json(route))).into_response();
+    if let Source::Api { version, .. } = route.source {
+        if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, etag);
+        }
+    }
+    response
+}
+
+pub(super) async fn list_routes(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+) -> Json<Value> {
+    let routes: Vec<Value> = state
+        .table
+        .routes(&organization)
+        .iter()
+        .map(route_json)
+        .collect();
+    Json(json!({"routes": routes}))
+}
+
+pub(super) async fn get_route(
+    State(state): State<Arc<AppState>>,
+    Extension(Organization(organization)): Extension<Organization>,
+    Path(route_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let route = state.catalog.managed_route(&organization, &route_id)?;
+    Ok(route_answer(&route, StatusCode::OK))
+}
+
+/// Creates a route of the key's organization: its targets must be the organization's
+/// integrations, its `when` must compile (a 422 names `when` and the problem). Notifications
+/// take it from the next one on.
+pub(super) async fn create_route(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let request: RouteRequest = parse_json(&body)?;
+    if request
+        .organization_id
+        .as_deref()
+        .is_some_and(|given| given != caller.organization)
+    {
+        return Err(FieldError::new(
+            "organizationId",
+            "must be the organization of the API key (or left out)",
+        )
+        .into());
+    }
+    let raw = RawRoute {
+        organization: caller.organization.clone(),
+        name: request.name,
+        types: request.types,
+        min_priority: request.min_priority,
+        when: request.when,
+        targets: request.targets,
+    };
+    let route = state
+        .catalog
+        .create_route(raw, request.route_id, &caller.actor())
+        .await?;
+    Ok(route_answer(&route, StatusCode::CREATED))
+}
+
+/// Changes a route created through the API: a merge patch of `name`, `types`, `minPriority`,
+/// `when` and `targets`, naming the version it changes (`If-Match` or `version`).
+pub(super) async fn change_route(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(route_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let Value::Object(fields) = parse_json::<Value>(&body)? else {
+        return Err(FieldError::new("", "must be a JSON object").into());
+    };
+    let mut patch = serde_json::Map::new();
+    let mut body_version = None;
+    for (key, value) in fields {
+        match key.as_str() {
+            "version" => {
+                body_version = Some(value.as_i64().ok_or_else(|| {
+                    FieldError::new("version", "must be the route's version, a number")
+                })?)
+            }
+            "name" | "types" | "when" | "targets" => drop(patch.insert(key, value)),
+            "minPriority" => drop(patch.insert("min_priority".into(), value)),
+            "routeId" | "organizationId" => {
+                return Err(FieldError::new(key, "does not change; create another route").into())
+            }
+            _ => return Err(FieldError::new(key, "is not a field of a route").into()),
+        }
+    }
+    let version = match (if_match(&headers)?, body_version) {
+        (Some(header), Some(body)) if header != body => {
+            return Err(FieldError::new("version", "differs from the If-Match header").into())
+        }
+        (header, body) => header.or(body).ok_or_else(|| {
+            ApiError::PreconditionRequired(
+                "name the version you change: If-Match with the ETag you read, or \"version\""
+                    .into(),
+            )
+        })?,
+    };
+    let route = state
+        .catalog
+        .update_route(
+            &caller.organization,
+            &route_id,
+            Value::Object(patch),
+            version,
+            &caller.actor(),
+        )
+        .await?;
+    Ok(route_answer(&route, StatusCode::OK))
+}
+
+pub(super) async fn remove_route(
+    State(state): State<Arc<AppState>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(route_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .catalog
+        .remove_route(&caller.organization, &route_id, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
