@@ -91,6 +91,10 @@ pub struct RawSecurity {
     /// The key that seals credentials Herald keeps itself (an OAuth install's refresh token):
     /// 32 random bytes in base64.
     pub credentials_key: Option<SecretRef>,
+    /// Keys that sealed credentials before the current one: they still open them, until
+    /// `herald vault rotate-key` has re-sealed everything under `credentials_key`.
+    #[serde(default)]
+    pub previous_credentials_keys: Vec<SecretRef>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -185,6 +189,8 @@ pub struct Config {
     pub allow_private_destinations: bool,
     /// Seals the credentials the vault keeps; without it Herald keeps none.
     pub credentials_key: Option<SecretRef>,
+    /// Earlier keys, which still open what they sealed (a rotation under way).
+    pub previous_credentials_keys: Vec<SecretRef>,
     pub supervision: SupervisionConfig,
     pub organizations: Vec<String>,
     pub integrations: Vec<IntegrationConfig>,
@@ -873,6 +879,7 @@ impl RawConfig {
             store,
             allow_private_destinations: self.security.allow_private_destinations.unwrap_or(false),
             credentials_key: self.security.credentials_key.clone(),
+            previous_credentials_keys: self.security.previous_credentials_keys.clone(),
             supervision,
             organizations,
             integrations,

@@ -128,6 +128,21 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// The vault a configuration describes (`security.credentials_key`, and the previous keys a
+/// rotation still needs), over `store`; `None` when no key is configured.
+pub fn open_vault(config: &Config, store: Arc<dyn Store>) -> Result<Option<Vault>, RunError> {
+    let Some(key) = &config.credentials_key else {
+        return Ok(None);
+    };
+    let key = key.read().map_err(RunError::CredentialsKey)?;
+    let previous = config
+        .previous_credentials_keys
+        .iter()
+        .map(|key| key.read().map_err(RunError::CredentialsKey))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Vault::new(&key, &previous, store)?))
+}
+
 /// Runs Herald on `listener` until `shutdown` resolves, then shuts down cleanly: stops taking
 /// requests, lets attempts in flight finish for up to `server.shutdown_grace`, and commits
 /// everything else to the store for the next start.
@@ -139,13 +154,7 @@ pub async fn run(
     let store = open_store(&config).await?;
     let metrics = telemetry::metrics_handle();
     let client = OutboundClient::new(config.allow_private_destinations)?;
-    let vault = match &config.credentials_key {
-        Some(key) => {
-            let key = key.read().map_err(RunError::CredentialsKey)?;
-            Some(Arc::new(Vault::new(&key, store.clone())?))
-        }
-        None => None,
-    };
+    let vault = open_vault(&config, store.clone())?.map(Arc::new);
     let mut integrations = config.integrations.clone();
     for managed in Catalog::load(&*store, vault.as_deref()).await? {
         if integrations

@@ -87,6 +87,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Manages the vault that seals kept credentials.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-seals every kept credential under `security.credentials_key`. Rotate by moving the old
+    /// key to `security.previous_credentials_keys`, setting the new one as `credentials_key`,
+    /// restarting Herald, then running this (Herald may keep running); once it reports nothing
+    /// left under an old key, remove the old key from the configuration.
+    RotateKey {
+        #[arg(long, default_value = "config/herald.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +213,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Audit {
                 command: AuditCommand::Verify { config },
             } => verify_audit(&config).await,
+            Command::Vault {
+                command: VaultCommand::RotateKey { config },
+            } => rotate_vault_key(&config).await,
         }
     })
 }
@@ -271,6 +291,25 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         config.routes.len(),
         config.store
     );
+    Ok(())
+}
+
+async fn rotate_vault_key(config: &Path) -> anyhow::Result<()> {
+    let loaded = herald::config::load(Some(config))?;
+    let store = herald::open_store(&loaded).await?;
+    let Some(vault) = herald::open_vault(&loaded, store.clone())? else {
+        bail!(
+            "{}: security.credentials_key is not set: there is no key to rotate to",
+            config.display()
+        );
+    };
+    let rotation = vault.rotate().await?;
+    store.flush().await?;
+    println!(
+        "{} credentials re-sealed under the current key, {} already under it, {} changed meanwhile (sealed under it by Herald)",
+        rotation.resealed, rotation.current, rotation.changed_meanwhile
+    );
+    println!("every credential now opens with security.credentials_key alone: previous_credentials_keys can go");
     Ok(())
 }
 

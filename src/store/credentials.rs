@@ -23,6 +23,19 @@ pub trait Credentials: Queued {
     }
     /// A sealed credential, if one was kept.
     fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// Every kept credential: (integration, name, sealed), for re-sealing under a new key.
+    fn all_credentials(&self) -> StoreFuture<'_, Vec<(String, String, Vec<u8>)>>;
+    /// Replaces a sealed credential with `sealed` if it is still `expected`; whether it was.
+    fn replace_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        expected: Vec<u8>,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, bool> {
+        self.queues()
+            .replace_credential(integration_id, name, expected, sealed)
+    }
 }
 
 /// The statements [`Credentials`] needs from a writer, run inside its group's transaction.
@@ -33,11 +46,29 @@ pub(super) trait CredentialStatements {
         name: &str,
         sealed: &[u8],
     ) -> Result<(), StoreError>;
+    async fn replace_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 // === SQLite ===
 
 impl Credentials for SqliteStore {
+    fn all_credentials(&self) -> StoreFuture<'_, Vec<(String, String, Vec<u8>)>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare("SELECT integration_id, name, sealed FROM credentials ORDER BY integration_id, name")?;
+            let rows = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
     fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
         self.read(move |connection| {
@@ -66,11 +97,42 @@ impl CredentialStatements for SqliteWriter {
         )?;
         Ok(())
     }
+
+    async fn replace_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let replaced = self.connection.execute(
+            "UPDATE credentials SET sealed = ?4, updated_at = ?5
+             WHERE integration_id = ?1 AND name = ?2 AND sealed = ?3",
+            params![integration_id, name, expected, sealed, now_millis()],
+        )?;
+        Ok(replaced == 1)
+    }
 }
 
 // === PostgreSQL ===
 
 impl Credentials for PostgresStore {
+    fn all_credentials(&self) -> StoreFuture<'_, Vec<(String, String, Vec<u8>)>> {
+        Box::pin(async move {
+            let reader = self.reader.get().await?;
+            let rows = reader
+                .query(
+                    "SELECT integration_id, name, sealed FROM credentials ORDER BY integration_id, name",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect())
+        })
+    }
+
     fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>> {
         let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
         Box::pin(async move {
@@ -101,5 +163,23 @@ impl CredentialStatements for PostgresWriter {
             )
             .await?;
         Ok(())
+    }
+
+    async fn replace_credential(
+        &mut self,
+        integration_id: &str,
+        name: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let replaced = self
+            .client
+            .execute(
+                "UPDATE credentials SET sealed = $4, updated_at = $5
+                 WHERE integration_id = $1 AND name = $2 AND sealed = $3",
+                &[&integration_id, &name, &expected, &sealed, &now_millis()],
+            )
+            .await?;
+        Ok(replaced == 1)
     }
 }

@@ -81,6 +81,13 @@ pub(super) enum Command {
         sealed: Vec<u8>,
         reply: Answer<()>,
     },
+    ReplaceCredential {
+        integration_id: String,
+        name: String,
+        expected: Vec<u8>,
+        sealed: Vec<u8>,
+        reply: Answer<bool>,
+    },
     BeginInstall {
         state_hash: String,
         install: PendingInstall,
@@ -134,7 +141,9 @@ impl Command {
             | Command::Flush(reply) => drop(reply.send(Err(failed()))),
             Command::FinishInstall { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
-            Command::RevokeApiKey { reply, .. } => drop(reply.send(Err(failed()))),
+            Command::RevokeApiKey { reply, .. } | Command::ReplaceCredential { reply, .. } => {
+                drop(reply.send(Err(failed())))
+            }
             Command::SaveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
             Command::RemoveIntegration { reply, .. } => drop(reply.send(Err(failed()))),
             Command::SaveDefinition { reply, .. } => drop(reply.send(Err(failed()))),
@@ -159,9 +168,10 @@ impl Command {
                 | Command::Flush(reply),
                 Outcome::Unit(result),
             ) => drop(reply.send(result)),
-            (Command::RevokeApiKey { reply, .. }, Outcome::Flag(result)) => {
-                drop(reply.send(result))
-            }
+            (
+                Command::RevokeApiKey { reply, .. } | Command::ReplaceCredential { reply, .. },
+                Outcome::Flag(result),
+            ) => drop(reply.send(result)),
             (Command::Acknowledge { reply, .. }, Outcome::Acknowledged(result)) => {
                 drop(reply.send(result))
             }
@@ -196,7 +206,9 @@ impl Command {
             | Command::PutCredential { .. }
             | Command::BeginInstall { .. }
             | Command::Flush(_) => Outcome::Unit(Err(err)),
-            Command::RevokeApiKey { .. } => Outcome::Flag(Err(err)),
+            Command::RevokeApiKey { .. } | Command::ReplaceCredential { .. } => {
+                Outcome::Flag(Err(err))
+            }
             Command::Acknowledge { .. } => Outcome::Acknowledged(Err(err)),
             Command::FinishInstall { .. } => Outcome::Install(Err(err)),
             Command::SaveIntegration { .. } => Outcome::Saved(Err(err)),
@@ -385,6 +397,23 @@ impl CommandQueues {
         self.request(Lane::Normal, |reply| Command::PutCredential {
             integration_id,
             name,
+            sealed,
+            reply,
+        })
+    }
+
+    pub(super) fn replace_credential(
+        &self,
+        integration_id: &str,
+        name: &str,
+        expected: Vec<u8>,
+        sealed: Vec<u8>,
+    ) -> StoreFuture<'_, bool> {
+        let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
+        self.request(Lane::Normal, |reply| Command::ReplaceCredential {
+            integration_id,
+            name,
+            expected,
             sealed,
             reply,
         })
@@ -971,6 +1000,15 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
             }
             Outcome::Flag(Ok(removed.is_some()))
         }
+        Command::ReplaceCredential {
+            integration_id,
+            name,
+            expected,
+            sealed,
+            ..
+        } => Outcome::Flag(Ok(writer
+            .replace_credential(integration_id, name, expected, sealed)
+            .await?)),
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })
 }

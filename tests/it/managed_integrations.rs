@@ -759,3 +759,63 @@ async fn routes_created_through_the_api_route_at_once_and_survive_a_restart() {
         .collect();
     assert_eq!(actions, ["route.removed", "route.updated", "route.created"]);
 }
+
+#[tokio::test]
+async fn the_vault_key_rotates_while_herald_runs_and_the_new_key_alone_then_opens_everything() {
+    const NEW_KEY: &str = "bmV3LWhlcmFsZC1jcmVkZW50aWFscy1rZXktMzJieXQ=";
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    let (status, _) = herald
+        .post("/v1/integrations", &hook("wedsync-hook", &receiver.url()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The operator's rotation configuration: the new key current, the old one previous.
+    let secrets = herald.data.path().join("secrets");
+    std::fs::write(secrets.join("new_credentials_key"), NEW_KEY).unwrap();
+    let rotation = herald.data.path().join("rotation.toml");
+    std::fs::write(
+        &rotation,
+        format!(
+            "[store]\ndata_dir = \"{}\"\n[security]\ncredentials_key = {{ file = \"{}\" }}\nprevious_credentials_keys = [{{ file = \"{}\" }}]\n",
+            herald.data.path().join("store").display(),
+            secrets.join("new_credentials_key").display(),
+            secrets.join("credentials_key").display(),
+        ),
+    )
+    .unwrap();
+    let rotate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["vault", "rotate-key", "--config"])
+            .arg(&rotation)
+            .output()
+            .unwrap()
+    };
+    let first = rotate();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stdout)
+            .starts_with("1 credentials re-sealed under the current key, 0 already under it"),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    let again = rotate();
+    assert!(String::from_utf8_lossy(&again.stdout)
+        .starts_with("0 credentials re-sealed under the current key, 1 already under it"));
+
+    // Herald restarted with the new key alone opens the integration's secret and delivers.
+    std::fs::write(secrets.join("credentials_key"), NEW_KEY).unwrap();
+    let herald = herald.restarted().await;
+    let (_, answer) = route_to(&herald, "after-rotation", "wedsync-hook").await;
+    assert_eq!(answer["overallStatus"], "success", "{answer}");
+    assert_eq!(receiver.received().len(), 1);
+}
