@@ -12,7 +12,9 @@
 //! `single` and `single-postgres` (one notification per `POST /v1/notifications` over 64
 //! keep-alive connections to a webhook sink, as WedSync mostly sends them: accepted/s and
 //! delivered/s, on SQLite and on the machine's PostgreSQL, `HERALD_BENCH_POSTGRES_URL` or
-//! `postgres://postgres@127.0.0.1:5432/test`).
+//! `postgres://postgres@127.0.0.1:5432/test`), `integrations` (integrations as data at scale:
+//! creating 100,000 through the API, the RSS holding them idle, the start time with them, and a
+//! cold integration's first delivery; `HERALD_BENCH_INTEGRATIONS` sets how many).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -417,6 +419,156 @@ async fn idle() {
     );
 }
 
+/// Integrations as data at scale: `HERALD_BENCH_INTEGRATIONS` (default 100,000) webhook
+/// integrations created through `POST /v1/integrations` from 64 clients (each secret sealed);
+/// the daemon's RSS holding them idle; its start time with them in the store; and the latency
+/// of a first delivery to a cold integration against a second one to the same, now warm.
+async fn integrations() {
+    let count: usize = std::env::var("HERALD_BENCH_INTEGRATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let receiver = WebhookReceiver::start(any_local_port(), SECRET)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let key_file = data.path().join("credentials-key");
+    std::fs::write(&key_file, "YmVuY2gtaGVyYWxkLWNyZWRlbnRpYWxzLWtleS0zMmI=").unwrap();
+    let text = format!(
+        "[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\ncredentials_key = {{ file = \"{}\" }}\n[[organizations]]\nid = \"bench\"\n",
+        data.path().join("store").display(),
+        key_file.display()
+    );
+    let config = herald::config::parse(&text, "bench").unwrap();
+    let store = herald::open_store(&config).await.unwrap();
+    let (key, _) =
+        herald::api::create_api_key(&*store, "bench", "bench", Role::Admin, &Actor::operator())
+            .await
+            .unwrap();
+    drop(store);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap();
+    let before = rss_mib();
+    let serve = |config: herald::config::Config| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(herald::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        (base, stop, daemon)
+    };
+    let (base, stop, daemon) = serve(config.clone()).await;
+
+    let started = Instant::now();
+    let url = receiver.url();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, base, key, url, next) = (
+                client.clone(),
+                base.clone(),
+                key.clone(),
+                url.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= count {
+                        break;
+                    }
+                    let body = json!({
+                        "integrationId": format!("hook-{n}"),
+                        "system": "webhook",
+                        "settings": {"url": format!("{url}?n={n}"), "secret": {"value": SECRET}},
+                    });
+                    let status = client
+                        .post(format!("{base}/v1/integrations"))
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    assert_eq!(status, reqwest::StatusCode::CREATED);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let created = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = rss_mib();
+    println!(
+        "integrations: {count} created through the API in {:.1} s = {:.0}/s; RSS holding them idle {held:.0} MiB ({:.1} KiB each above the {before:.0} MiB before the daemon)",
+        created.as_secs_f64(),
+        count as f64 / created.as_secs_f64(),
+        (held - before) * 1024.0 / count as f64
+    );
+
+    // Restart: how long until the API answers with every integration read back.
+    let _ = stop.send(());
+    daemon.await.unwrap().unwrap();
+    let restarting = Instant::now();
+    let (base, _stop, _daemon) = serve(config).await;
+    loop {
+        let response = client
+            .get(format!("{base}/v1/integrations/hook-{}", count - 1))
+            .bearer_auth(&key)
+            .send()
+            .await;
+        if response.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "integrations: the daemon started with {count} stored integrations in {:.2} s; RSS {:.0} MiB",
+        restarting.elapsed().as_secs_f64(),
+        rss_mib()
+    );
+
+    // First delivery to a cold integration, then to the same one warm: routing results with
+    // `?wait=`, timed from the request to the answer (which comes once the sink took it).
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for (round, latencies) in [(0, &mut cold), (1, &mut warm)] {
+        for n in (0..count).step_by((count / 200).max(1)).take(200) {
+            let sent = Instant::now();
+            let answer: Value = client
+                .post(format!("{base}/v1/routings?wait=10s"))
+                .bearer_auth(&key)
+                .json(&json!({
+                    "routingId": format!("r-{round}-{n}"),
+                    "sourceNotification": notification(&format!("n-{round}-{n}"), "normal"),
+                    "targetSystems": [{"systemId": format!("hook-{n}")}],
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["overallStatus"], "success", "{answer}");
+            latencies.push(sent.elapsed());
+        }
+    }
+    cold.sort();
+    warm.sort();
+    println!(
+        "integrations: first delivery to a cold integration p50 {:.2} ms p99 {:.2} ms; to a warm one p50 {:.2} ms p99 {:.2} ms",
+        percentile(&cold, 0.5).as_secs_f64() * 1000.0,
+        percentile(&cold, 0.99).as_secs_f64() * 1000.0,
+        percentile(&warm, 0.5).as_secs_f64() * 1000.0,
+        percentile(&warm, 0.99).as_secs_f64() * 1000.0,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -431,6 +583,7 @@ fn main() {
         "idle",
         "single",
         "single-postgres",
+        "integrations",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -467,6 +620,7 @@ fn main() {
             Some("idle") => idle().await,
             Some("single") => single(Store::Sqlite, "single").await,
             Some("single-postgres") => single(Store::Postgres, "single-postgres").await,
+            Some("integrations") => integrations().await,
             _ => eprintln!("unknown scenario; choose from {all:?}"),
         }
     });

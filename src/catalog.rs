@@ -6,9 +6,9 @@
 //! "..."}`), never as `env` or `file` references. Each value is sealed by the vault before
 //! anything is written, and the store keeps the specification with `{"sealed": name}` in its
 //! place, the sealed credential, and the audit record (secrets as fingerprints), in one
-//! transaction. The integration's actor then starts under the integrations supervisor, like the
-//! configured ones, and at every later start of Herald the specification is read back and
-//! unsealed in memory. Removing one stops its actor after the attempts in flight, erases its
+//! transaction. The integration then joins the registry, like the configured ones (its actor
+//! starts on its first delivery), and at every later start of Herald the specification is read
+//! back and unsealed in memory. Removing one stops its actor after the attempts in flight, erases its
 //! credentials and dead-letters what was still queued for it, with the reason.
 //!
 //! Integrations from the configuration file are the operator's and read-only here.
@@ -126,7 +126,8 @@ impl Catalog {
         };
         let mut config = prepared.config;
         config.source = source_of(&written);
-        self.start(config.clone()).await;
+        // Its actor starts on its first delivery.
+        self.registry.add(config.clone());
         Ok(config)
     }
 
@@ -183,7 +184,8 @@ impl Catalog {
         let mut config = prepared.config;
         config.source = source_of(&written);
         self.stop(integration_id).await;
-        self.start(config.clone()).await;
+        // Its actor starts on its first delivery.
+        self.registry.add(config.clone());
         Ok(config)
     }
 
@@ -580,32 +582,6 @@ impl Catalog {
             loaded.push(config);
         }
         Ok(loaded)
-    }
-
-    /// Adds the integration to the registry and starts its actor; a failure to start shows in
-    /// its health (as a configured integration's would), it does not undo the creation.
-    async fn start(&self, config: IntegrationConfig) {
-        let id = config.id.clone();
-        let runtime = self.registry.add(config);
-        let Some(supervisor) = self.integrations.get() else {
-            tracing::error!(integration = %id, "the integrations supervisor is not running; the integration starts with Herald's next start");
-            return;
-        };
-        let spec = crate::tree::integration_spec(
-            runtime,
-            self.store.clone(),
-            self.registry.clone(),
-            self.kit.clone(),
-        );
-        match ractor::call!(supervisor, SupervisorMsg::StartChild, spec) {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                tracing::error!(integration = %id, %reason, "integration did not start")
-            }
-            Err(err) => {
-                tracing::error!(integration = %id, error = %err, "integration did not start")
-            }
-        }
     }
 
     /// Failover targets are other integrations of the same organization.

@@ -104,6 +104,9 @@ pub struct RawSupervision {
     pub within: Option<String>,
     pub backoff_initial: Option<String>,
     pub backoff_max: Option<String>,
+    /// How long an integration's actor waits without work before it stops (it starts again on
+    /// the next delivery).
+    pub idle_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +223,7 @@ pub struct SupervisionConfig {
     pub within: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    pub idle_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -775,6 +779,11 @@ impl RawConfig {
                 "supervision.backoff_max",
                 &self.supervision.backoff_max,
                 Duration::from_secs(2),
+            ),
+            idle_after: duration(
+                "supervision.idle_after",
+                &self.supervision.idle_after,
+                Duration::from_secs(300),
             ),
         };
 

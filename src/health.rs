@@ -46,7 +46,13 @@ impl Actor for HealthMonitor {
         state: &mut HealthMonitorArgs,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
-        for runtime in state.registry.runtimes() {
+        // Only integrations that have delivered carry series: an idle one costs none.
+        for runtime in state
+            .registry
+            .runtimes()
+            .into_iter()
+            .filter(|r| r.has_metrics())
+        {
             let integration = runtime.id().to_owned();
             metrics::gauge!("herald_mailbox_depth", "integration" => integration.clone())
                 .set(runtime.mailbox_depth.load(Ordering::Relaxed) as f64);

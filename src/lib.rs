@@ -165,7 +165,7 @@ pub async fn run(
         }
         integrations.push(managed);
     }
-    let registry = Arc::new(Registry::new(&integrations));
+    let registry = Arc::new(Registry::new(&integrations, config.supervision.idle_after));
     registry.follow_settlements(store.clone());
     let table = Arc::new(RoutingTable::from_config(&config));
     Catalog::load_routes(&*store, &registry, &table).await?;
@@ -174,6 +174,20 @@ pub async fn run(
         vault: vault.clone(),
         installation_id: store.installation_id().into(),
     };
+    // Actors start on their first delivery, so the configuration file's integrations are built
+    // once here: an unreadable secret stops Herald now, named, not at some later delivery.
+    for integration in &config.integrations {
+        let target = vendors::ConnectorTarget {
+            integration_id: &integration.id,
+            timeout: integration.timeout,
+        };
+        if let Err(err) = integration.settings.build(&target, &kit) {
+            return Err(RunError::Start {
+                component: format!("herald/integrations/{}", integration.id),
+                reason: format!("integration {}: {err}", integration.id),
+            });
+        }
+    }
     let tree = tree::start(TreeArgs {
         supervision: config.supervision,
         table: table.clone(),

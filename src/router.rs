@@ -342,7 +342,7 @@ impl Actor for Router {
 async fn journal_and_dispatch(
     lane: Lane,
     store: &dyn Store,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     batch: Vec<NewNotification>,
     notifications: Vec<Planned>,
 ) -> Result<Vec<Accepted>, RouterError> {

@@ -5,7 +5,8 @@
 //! ├── router-emergency
 //! ├── router-normal
 //! ├── integrations (one-for-one, gives up on a crash-looping integration alone)
-//! │   └── one IntegrationActor per configured integration
+//! │   └── one IntegrationActor per integration with work: those with deliveries in the store
+//! │       when Herald starts, and any other on its first delivery (it stops when idle)
 //! └── health-monitor
 //! ```
 //!
@@ -71,6 +72,7 @@ pub async fn start(args: TreeArgs) -> Result<Tree, SpawnErr> {
         supervisor_args(&args.supervision, OnExhausted::Escalate, children),
     )
     .await?;
+    install_starter(&args, integrations_slot.clone());
     Ok(Tree {
         root,
         root_exit,
@@ -135,28 +137,56 @@ fn integrations_spec(args: &TreeArgs, slot: Slot<ActorRef<SupervisorMsg>>) -> Ch
         args.supervision,
     );
     ChildSpec::new("integrations", Restart::Permanent, move |supervisor| {
-        // The integrations as they are at each (re)start, with those created through the API.
-        let children = registry
-            .runtimes()
-            .iter()
-            .map(|runtime| {
-                integration_spec(
-                    runtime.clone(),
-                    store.clone(),
-                    registry.clone(),
-                    kit.clone(),
-                )
-            })
-            .collect();
-        let supervisor_args = supervisor_args(&supervision, OnExhausted::GiveUp, children);
-        let slot = slot.clone();
+        let (store, registry, kit, slot) =
+            (store.clone(), registry.clone(), kit.clone(), slot.clone());
         Box::pin(async move {
+            // At each (re)start: the integrations with deliveries waiting in the store. The
+            // others start on their first delivery.
+            let busy = store
+                .integrations_with_open_deliveries()
+                .await
+                .map_err(|err| SpawnErr::StartupFailed(Box::new(err)))?;
+            let children = busy
+                .iter()
+                .filter_map(|id| registry.runtime(id))
+                .map(|runtime| {
+                    integration_spec(runtime, store.clone(), registry.clone(), kit.clone())
+                })
+                .collect();
+            let supervisor_args = supervisor_args(&supervision, OnExhausted::GiveUp, children);
             let (integrations, _) =
                 Actor::spawn_linked(None, Supervisor, supervisor_args, supervisor).await?;
             slot.set(Some(integrations.clone()));
             Ok(integrations.get_cell())
         })
     })
+}
+
+/// Lets the registry start an integration's actor on its first delivery, under the
+/// integrations supervisor. The registry holds the starter, so the starter holds the registry
+/// weakly.
+fn install_starter(args: &TreeArgs, integrations: Slot<ActorRef<SupervisorMsg>>) {
+    let (store, registry, kit) = (
+        args.store.clone(),
+        Arc::downgrade(&args.registry),
+        args.kit.clone(),
+    );
+    args.registry.set_starter(Box::new(move |runtime| {
+        let (store, registry, kit, integrations) = (
+            store.clone(),
+            registry.upgrade(),
+            kit.clone(),
+            integrations.get(),
+        );
+        Box::pin(async move {
+            let (Some(registry), Some(supervisor)) = (registry, integrations) else {
+                return Err("Herald is stopping".to_owned());
+            };
+            let spec = integration_spec(runtime, store, registry, kit);
+            ractor::call!(supervisor, SupervisorMsg::StartChild, spec)
+                .map_err(|err| err.to_string())?
+        })
+    }));
 }
 
 /// The child spec of one integration's actor, under the integrations supervisor.
@@ -166,9 +196,10 @@ pub fn integration_spec(
     registry: Arc<Registry>,
     kit: ConnectorKit,
 ) -> ChildSpec {
+    // Transient: restarted when it fails, not when it stops after a quiet period.
     ChildSpec::new(
         runtime.id().to_owned(),
-        Restart::Permanent,
+        Restart::Transient,
         move |supervisor| {
             let args = IntegrationArgs {
                 runtime: runtime.clone(),

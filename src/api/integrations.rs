@@ -453,6 +453,9 @@ fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value
         "integrationType": runtime.config.vendor.describe().integration_type,
         "system": runtime.vendor(),
         "status": health.status,
+        // An integration with nothing to deliver has no running actor; its next delivery
+        // starts one.
+        "actorRunning": state.registry.actor(runtime.id()).is_some(),
         "configuration": integration_configuration(state, runtime),
         "health": health,
     });
@@ -620,9 +623,13 @@ pub(super) async fn ask_connector(
     message: impl FnOnce(ractor::RpcReplyPort<Result<Value, ConnectorError>>) -> IntegrationMsg,
 ) -> Result<Result<Value, ConnectorError>, ApiError> {
     organization_integration(state, organization, integration_id)?;
-    let actor = state.registry.actor(integration_id).ok_or_else(|| {
-        ApiError::Unavailable(format!("integration {integration_id:?} is not running"))
-    })?;
+    let actor = state
+        .registry
+        .awake_actor(integration_id)
+        .await
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("integration {integration_id:?} is not running"))
+        })?;
     ractor::call_t!(actor, message, 30_000).map_err(|_| {
         ApiError::Unavailable(format!("integration {integration_id:?} did not answer"))
     })

@@ -145,7 +145,7 @@ pub(super) async fn notification_engagement(
         let Some(details) = delivery.details.clone() else {
             continue;
         };
-        let Some(actor) = state.registry.actor(&delivery.integration_id) else {
+        let Some(actor) = state.registry.awake_actor(&delivery.integration_id).await else {
             continue;
         };
         let read = ractor::call_t!(

@@ -49,6 +49,8 @@ pub enum IntegrationMsg {
     },
     /// Stop starting attempts; answer once none is in flight (shutdown).
     Drain(RpcReplyPort<()>),
+    /// Stop if there has been nothing to do for the registry's `idle_after` (sent to itself).
+    IdleCheck,
     /// Verify the credential with the vendor's cheapest read (answered from a spawned task).
     CheckConnection(RpcReplyPort<Result<serde_json::Value, ConnectorError>>),
     /// Finish an OAuth app install with the authorization code the vendor sent back and the
@@ -76,6 +78,10 @@ pub struct IntegrationState {
     retry: RetryPolicy,
     wake_at: Option<Instant>,
     draining: Option<Vec<RpcReplyPort<()>>>,
+    /// Since when there has been nothing queued or in flight, and whether an `IdleCheck` is on
+    /// its way.
+    idle_since: Option<Instant>,
+    idle_check_pending: bool,
 }
 
 // === impl IntegrationActor ===
@@ -148,6 +154,8 @@ impl Actor for IntegrationActor {
             mailbox,
             wake_at: None,
             draining: None,
+            idle_since: None,
+            idle_check_pending: false,
         })
     }
 
@@ -200,6 +208,17 @@ impl Actor for IntegrationActor {
                 .into());
             }
             IntegrationMsg::Drain(reply) => state.draining.get_or_insert_with(Vec::new).push(reply),
+            IntegrationMsg::IdleCheck => {
+                state.idle_check_pending = false;
+                let idle_after = state.registry.idle_after();
+                if state
+                    .idle_since
+                    .is_some_and(|since| since.elapsed() >= idle_after)
+                {
+                    state.stop_idle(&myself);
+                    return Ok(());
+                }
+            }
             IntegrationMsg::CheckConnection(reply) => {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
@@ -304,7 +323,40 @@ impl IntegrationState {
                 self.wake(myself, next);
             }
         }
+        self.note_idleness(myself);
         self.publish_depth();
+    }
+
+    /// Notes whether there is work; with none, makes sure an `IdleCheck` comes.
+    fn note_idleness(&mut self, myself: &ActorRef<IntegrationMsg>) {
+        let idle =
+            self.mailbox.queued() == 0 && self.mailbox.leased() == 0 && self.draining.is_none();
+        if !idle {
+            self.idle_since = None;
+            return;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        if !self.idle_check_pending {
+            self.idle_check_pending = true;
+            let due =
+                (since + self.registry.idle_after()).saturating_duration_since(Instant::now());
+            myself.send_after(due, || IntegrationMsg::IdleCheck);
+        }
+    }
+
+    /// Stops this actor after a quiet period: it leaves the registry first, so a delivery from
+    /// now on starts a new one; one journaled just before is found in the store and starts it too.
+    fn stop_idle(&self, myself: &ActorRef<IntegrationMsg>) {
+        let id = self.runtime.id().to_owned();
+        self.registry.unregister(&id, myself);
+        let (store, registry) = (self.store.clone(), self.registry.clone());
+        tokio::spawn(async move {
+            if store.has_open_deliveries(&id).await.unwrap_or(true) {
+                registry.wake(&id);
+            }
+        });
+        tracing::debug!(integration = %self.runtime.id(), "integration idle; its actor stops until the next delivery");
+        myself.stop(Some("idle".to_owned()));
     }
 
     fn publish_depth(&self) {

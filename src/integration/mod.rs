@@ -108,6 +108,12 @@ impl IntegrationRuntime {
         self.config.vendor.kind()
     }
 
+    /// Whether the integration has delivered (or tried to) since Herald started: only those
+    /// carry metric series.
+    pub fn has_metrics(&self) -> bool {
+        self.metrics.get().is_some()
+    }
+
     pub fn metrics(&self) -> &metrics::IntegrationMetrics {
         self.metrics
             .get_or_init(|| metrics::IntegrationMetrics::new(&self.config.id, self.vendor()))
@@ -181,17 +187,38 @@ impl IntegrationRuntime {
 }
 
 /// Where the live integration actors and their runtimes are found. Integrations come and go
-/// while Herald runs (WedSync manages them through the API).
+/// while Herald runs (WedSync manages them through the API), and an integration with nothing to
+/// deliver has no actor: its actor starts on its first delivery ([`Registry::wake`]) and stops
+/// after `idle_after` without work; its runtime (breaker, limiter, health) stays here.
 pub struct Registry {
     runtimes: DashMap<String, Arc<IntegrationRuntime>>,
     actors: DashMap<String, ActorRef<IntegrationMsg>>,
     settle_waiters: DashMap<(String, String), Arc<Notify>>,
+    /// How an integration's actor is started on demand (set by the supervision tree).
+    starter: OnceLock<Starter>,
+    /// Integrations whose actor is being started.
+    waking: DashMap<String, ()>,
+    idle_after: Duration,
 }
+
+/// Starts an integration's actor under its supervisor; the error says why it did not start.
+pub type Starter = Box<
+    dyn Fn(
+            Arc<IntegrationRuntime>,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How long [`Registry::awake_actor`] waits for a woken actor.
+const WAKE_WAIT: Duration = Duration::from_secs(5);
 
 // === impl Registry ===
 
 impl Registry {
-    pub fn new(integrations: &[IntegrationConfig]) -> Self {
+    /// The registry of `integrations`, whose actors stop after `idle_after` without work.
+    pub fn new(integrations: &[IntegrationConfig], idle_after: Duration) -> Self {
         let runtimes = integrations
             .iter()
             .map(|config| {
@@ -205,6 +232,75 @@ impl Registry {
             runtimes,
             actors: DashMap::new(),
             settle_waiters: DashMap::new(),
+            starter: OnceLock::new(),
+            waking: DashMap::new(),
+            idle_after,
+        }
+    }
+
+    /// How long an integration's actor waits without work before it stops.
+    pub fn idle_after(&self) -> Duration {
+        self.idle_after
+    }
+
+    /// Installs how actors are started on demand; the first one installed stays.
+    pub fn set_starter(&self, starter: Starter) {
+        let _ = self.starter.set(starter);
+    }
+
+    /// Starts the integration's actor if it is not running (or already starting). Its mailbox
+    /// is read from the store when it starts, so whatever was journaled for it is sent.
+    pub fn wake(self: &Arc<Self>, integration_id: &str) {
+        if self.actors.contains_key(integration_id)
+            || self.waking.insert(integration_id.to_owned(), ()).is_some()
+        {
+            return;
+        }
+        let (Some(runtime), Some(_)) = (self.runtime(integration_id), self.starter.get()) else {
+            self.waking.remove(integration_id);
+            return;
+        };
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let id = runtime.id().to_owned();
+            // An actor that just stopped for idleness may still be on its way out: its
+            // supervisor takes the new start once it has seen it stop.
+            for _ in 0..200 {
+                let Some(starter) = registry.starter.get() else {
+                    break;
+                };
+                match starter(runtime.clone()).await {
+                    Err(reason) if reason.contains("exists already") => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    Err(reason) => {
+                        tracing::error!(integration = %id, %reason, "integration did not start; its deliveries wait in the store");
+                        break;
+                    }
+                    Ok(()) => break,
+                }
+            }
+            registry.waking.remove(&id);
+        });
+    }
+
+    /// The integration's actor, started if it was not running (waiting up to five seconds for
+    /// it); `None` for an integration Herald does not have or whose actor did not start.
+    pub async fn awake_actor(
+        self: &Arc<Self>,
+        integration_id: &str,
+    ) -> Option<ActorRef<IntegrationMsg>> {
+        self.runtime(integration_id)?;
+        let deadline = Instant::now() + WAKE_WAIT;
+        loop {
+            if let Some(actor) = self.actor(integration_id) {
+                return Some(actor);
+            }
+            self.wake(integration_id);
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -235,10 +331,12 @@ impl Registry {
         self.actors.remove(integration_id);
     }
 
-    /// Hands jobs to the integration's live actor. If it is between incarnations the jobs are not
-    /// lost: they are rows in the store, and the next incarnation loads them when it starts.
-    pub fn dispatch(&self, integration_id: &str, jobs: Vec<Job>) {
+    /// Hands jobs to the integration's live actor, or starts it (it reads them from the store,
+    /// where they are rows). If it is between incarnations the jobs are not lost either: the
+    /// next incarnation loads them when it starts.
+    pub fn dispatch(self: &Arc<Self>, integration_id: &str, jobs: Vec<Job>) {
         let Some(actor) = self.actors.get(integration_id).map(|entry| entry.clone()) else {
+            self.wake(integration_id);
             return;
         };
         if actor.send_message(IntegrationMsg::Enqueue(jobs)).is_err() {
@@ -319,7 +417,7 @@ impl Registry {
     /// Hands the deliveries released by a sequenced delivery's committed settlement to their
     /// integration. If that fails, or Herald stops first, they are loaded with their
     /// integration's mailbox at the next start.
-    async fn send_next_in_sequence(&self, store: &dyn Store, delivery_id: i64) {
+    async fn send_next_in_sequence(self: &Arc<Self>, store: &dyn Store, delivery_id: i64) {
         match store.next_in_sequence(delivery_id).await {
             Ok(released) => {
                 for open in released {

@@ -168,7 +168,8 @@ pub struct SupervisorArgs {
 }
 
 pub enum SupervisorMsg {
-    /// Adds and starts a child; answers once it has started (or failed to).
+    /// Adds and starts a child; answers once it has started (or failed to). A child that
+    /// stopped normally (a transient one that finished) is started again, with this spec.
     StartChild(ChildSpec, RpcReplyPort<Result<(), String>>),
     /// Stops a child and forgets it.
     RemoveChild(String),
@@ -263,13 +264,21 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::StartChild(spec, reply) => {
-                if state.children.iter().any(|child| child.spec.id == spec.id) {
-                    let _ = reply.send(Err(format!("a child named {} exists already", spec.id)));
-                    return Ok(());
+                let existing = state.position(&spec.id);
+                if let Some(index) = existing {
+                    if state.children[index].status != ChildStatus::Stopped {
+                        let _ =
+                            reply.send(Err(format!("a child named {} exists already", spec.id)));
+                        return Ok(());
+                    }
                 }
                 let outcome = match (spec.start)(myself.get_cell()).await {
                     Ok(cell) => {
-                        state.children.push(Child::running(spec, cell));
+                        let child = Child::running(spec, cell);
+                        match existing {
+                            Some(index) => state.children[index] = child,
+                            None => state.children.push(child),
+                        }
                         Ok(())
                     }
                     Err(err) => Err(format!("child {} failed to start: {err}", spec.id)),

@@ -291,6 +291,20 @@ async fn transient_child_that_stops_normally_is_not_restarted() {
     settle().await;
     assert_eq!(a.load(Ordering::SeqCst), 1);
     assert_eq!(reports(&supervisor).await[0].status, ChildStatus::Stopped);
+    // A stopped child starts again when asked, in its place.
+    let again = call!(
+        supervisor,
+        SupervisorMsg::StartChild,
+        toy_spec("a", Restart::Transient, a.clone())
+    )
+    .unwrap();
+    assert_eq!(again, Ok(()));
+    assert_eq!(a.load(Ordering::SeqCst), 2);
+    let children = reports(&supervisor).await;
+    assert_eq!(
+        (children.len(), &children[0].status),
+        (1, &ChildStatus::Running)
+    );
     supervisor.stop(None);
 }
 

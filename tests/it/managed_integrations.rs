@@ -819,3 +819,50 @@ async fn the_vault_key_rotates_while_herald_runs_and_the_new_key_alone_then_open
     assert_eq!(answer["overallStatus"], "success", "{answer}");
     assert_eq!(receiver.received().len(), 1);
 }
+
+#[tokio::test]
+async fn an_idle_integration_holds_no_actor_and_its_next_delivery_starts_one() {
+    let receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let body = format!(
+        "[supervision]\nidle_after = \"200ms\"\n[[organizations]]\nid = \"studio\"\n{}{}",
+        webhook_integration("hook", "studio", &receiver.url(), ""),
+        route("studio", &["hook"], ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    assert!(
+        !actor_running(&herald).await,
+        "nothing to deliver at start: no actor"
+    );
+    for round in 0..2 {
+        let id = format!("n-{round}");
+        herald
+            .post("/v1/notifications", &notification(&id, "normal"))
+            .await;
+        herald
+            .wait_for_notification(&id, Duration::from_secs(10), crate::harness::all_delivered)
+            .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while actor_running(&herald).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the actor did not stop when idle"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(receiver.received().len(), 2);
+    // An API call that needs the connector starts it too.
+    let (status, check) = herald
+        .post("/v1/integrations/hook/connection-check", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert!(actor_running(&herald).await);
+}
+
+async fn actor_running(herald: &Harness) -> bool {
+    herald.get("/v1/integrations/hook").await.1["actorRunning"]
+        .as_bool()
+        .unwrap()
+}

@@ -57,6 +57,11 @@ pub trait Journal: Queued {
     ) -> StoreFuture<'_, Option<StoredNotification>>;
     /// Every pending or retrying delivery of an integration, oldest first.
     fn open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, Vec<OpenDelivery>>;
+    /// Whether the integration has a pending or retrying delivery.
+    fn has_open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, bool>;
+    /// The integrations with a pending or retrying delivery: those whose actors start with
+    /// Herald (the others start on their first delivery).
+    fn integrations_with_open_deliveries(&self) -> StoreFuture<'_, Vec<String>>;
     /// The open deliveries that come right after this one in its sequenced routing (released
     /// by its settlement; read after that settlement committed).
     fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>>;

@@ -99,6 +99,33 @@ impl Journal for PostgresStore {
         })
     }
 
+    fn has_open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, bool> {
+        let integration_id = integration_id.to_owned();
+        Box::pin(async move {
+            let reader = self.reader.get().await?;
+            Ok(reader
+                .query_opt(
+                    "SELECT 1 FROM deliveries WHERE integration_id = $1 AND state IN ('pending', 'retrying') LIMIT 1",
+                    &[&integration_id],
+                )
+                .await?
+                .is_some())
+        })
+    }
+
+    fn integrations_with_open_deliveries(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let reader = self.reader.get().await?;
+            let rows = reader
+                .query(
+                    "SELECT DISTINCT integration_id FROM deliveries WHERE state IN ('pending', 'retrying')",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>> {
         Box::pin(async move {
             self.open_deliveries_where(

@@ -94,6 +94,32 @@ impl Journal for SqliteStore {
         })
     }
 
+    fn has_open_deliveries(&self, integration_id: &str) -> StoreFuture<'_, bool> {
+        let integration_id = integration_id.to_owned();
+        self.read(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT 1 FROM deliveries WHERE integration_id = ?1 AND state IN ('pending', 'retrying') LIMIT 1",
+                    params![integration_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+    }
+
+    fn integrations_with_open_deliveries(&self) -> StoreFuture<'_, Vec<String>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT DISTINCT integration_id FROM deliveries WHERE state IN ('pending', 'retrying')",
+            )?;
+            let ids = statement
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(ids)
+        })
+    }
+
     fn next_in_sequence(&self, delivery_id: i64) -> StoreFuture<'_, Vec<OpenDelivery>> {
         self.read(move |connection| {
             open_deliveries_where(
