@@ -13,6 +13,7 @@
 //!
 //! Integrations from the configuration file are the operator's and read-only here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -287,7 +288,17 @@ impl Catalog {
         let mut spec: Value = serde_json::from_str(&stored.spec)
             .map_err(|err| CatalogError::Unreadable(stored.id.clone(), err.to_string()))?;
         if let Some(settings) = spec.get_mut("settings") {
-            unseal(&*self.store, self.vault.as_deref(), &stored.id, settings).await?;
+            let mut names = Vec::new();
+            sealed_names(settings, &mut names);
+            let mut sealed = HashMap::new();
+            for name in names {
+                if let Some(value) = self.store.credential(&stored.id, &name).await? {
+                    sealed.insert(name, value);
+                }
+            }
+            unseal(self.vault.as_deref(), &stored.id, settings, |name| {
+                sealed.remove(name)
+            })?;
         }
         Ok(spec)
     }
@@ -564,12 +575,21 @@ impl Catalog {
         vault: Option<&Vault>,
     ) -> Result<Vec<IntegrationConfig>, CatalogError> {
         let mut loaded = Vec::new();
+        // Every sealed credential in one read, rather than one read per secret.
+        let mut sealed: HashMap<(String, String), Vec<u8>> = store
+            .all_credentials()
+            .await?
+            .into_iter()
+            .map(|(integration, name, sealed)| ((integration, name), sealed))
+            .collect();
         for stored in store.managed_integrations().await? {
             let unreadable = |reason: String| CatalogError::Unreadable(stored.id.clone(), reason);
             let mut raw: RawIntegration =
                 serde_json::from_str(&stored.spec).map_err(|err| unreadable(err.to_string()))?;
             let mut settings = Value::Object(raw.settings.clone().into_iter().collect());
-            unseal(store, vault, &stored.id, &mut settings).await?;
+            unseal(vault, &stored.id, &mut settings, |name| {
+                sealed.remove(&(stored.id.clone(), name.to_owned()))
+            })?;
             if let Value::Object(map) = settings {
                 raw.settings = map.into_iter().collect();
             }
@@ -738,26 +758,24 @@ fn take_secrets(
     }
 }
 
-/// Puts each sealed secret of a stored specification back as its value, opened by the vault.
-async fn unseal(
-    store: &dyn Store,
+/// Puts each sealed secret of a stored specification back as its value, opened by the vault;
+/// `sealed` gives the stored sealed value of each name.
+fn unseal(
     vault: Option<&Vault>,
     integration_id: &str,
     settings: &mut Value,
+    mut sealed: impl FnMut(&str) -> Option<Vec<u8>>,
 ) -> Result<(), CatalogError> {
     let mut names = Vec::new();
     sealed_names(settings, &mut names);
     for name in names {
         let vault = vault.ok_or(CatalogError::NoVault)?;
-        let sealed = store
-            .credential(integration_id, &name)
-            .await?
-            .ok_or_else(|| {
-                CatalogError::Unreadable(
-                    integration_id.to_owned(),
-                    format!("its {name} is not in the store"),
-                )
-            })?;
+        let sealed = sealed(&name).ok_or_else(|| {
+            CatalogError::Unreadable(
+                integration_id.to_owned(),
+                format!("its {name} is not in the store"),
+            )
+        })?;
         let secret = vault.open(integration_id, &name, sealed)?;
         replace_sealed(settings, &name, &secret);
     }

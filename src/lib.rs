@@ -156,11 +156,10 @@ pub async fn run(
     let client = OutboundClient::new(config.allow_private_destinations)?;
     let vault = open_vault(&config, store.clone())?.map(Arc::new);
     let mut integrations = config.integrations.clone();
+    let configured: std::collections::HashSet<String> =
+        integrations.iter().map(|i| i.id.clone()).collect();
     for managed in Catalog::load(&*store, vault.as_deref()).await? {
-        if integrations
-            .iter()
-            .any(|configured| configured.id == managed.id)
-        {
+        if configured.contains(&managed.id) {
             return Err(RunError::DuplicateIntegration(managed.id));
         }
         integrations.push(managed);
