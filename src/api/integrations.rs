@@ -475,20 +475,62 @@ fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value
     instance
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ListQuery {
+    /// Only integrations of this vendor (a registry kind).
+    system: Option<String>,
+    /// Only integrations of this type.
+    integration_type: Option<IntegrationType>,
+    /// Integrations whose id sorts after this one (the previous page's `nextAfter`).
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The organization's integrations with their health, by id, a page at a time (`limit`, at
+/// most 1,000, default 100; `nextAfter` names where the next page starts while there is one),
+/// filtered by `system` and `integrationType`.
 pub(super) async fn list_integrations(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-) -> Json<Value> {
-    let now = Instant::now();
-    let mut integrations: Vec<_> = state
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(FieldError::new("limit", "must be between 1 and 1000").into());
+    }
+    let mut chosen: Vec<_> = state
         .registry
         .runtimes()
         .into_iter()
         .filter(|runtime| runtime.config.organization == organization)
-        .map(|runtime| runtime.health(now))
+        .filter(|runtime| {
+            query
+                .system
+                .as_deref()
+                .is_none_or(|system| runtime.vendor() == system)
+        })
+        .filter(|runtime| {
+            query
+                .integration_type
+                .is_none_or(|kind| runtime.config.vendor.describe().integration_type == kind)
+        })
+        .filter(|runtime| {
+            query
+                .after
+                .as_deref()
+                .is_none_or(|after| runtime.id() > after)
+        })
         .collect();
-    integrations.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
-    Json(json!({"integrations": integrations}))
+    chosen.sort_by(|a, b| a.id().cmp(b.id()));
+    let more = chosen.len() > limit;
+    chosen.truncate(limit);
+    let now = Instant::now();
+    let next_after = more.then(|| chosen.last().map(|runtime| runtime.id().to_owned()));
+    let integrations: Vec<_> = chosen.iter().map(|runtime| runtime.health(now)).collect();
+    Ok(Json(
+        json!({"integrations": integrations, "nextAfter": next_after.flatten()}),
+    ))
 }
 
 pub(super) async fn get_integration(

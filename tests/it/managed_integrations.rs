@@ -866,3 +866,56 @@ async fn actor_running(herald: &Harness) -> bool {
         .as_bool()
         .unwrap()
 }
+
+#[tokio::test]
+async fn the_organizations_integrations_are_listed_a_page_at_a_time_and_filtered() {
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    for id in ["b-hook", "a-hook", "c-hook"] {
+        let (status, _) = herald
+            .post("/v1/integrations", &hook(id, "https://hooks.example.com/w"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["integrationId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, first) = herald.get("/v1/integrations?limit=2").await;
+    assert_eq!(
+        (ids(&first), first["nextAfter"].as_str()),
+        (
+            vec!["a-hook".to_owned(), "b-hook".to_owned()],
+            Some("b-hook")
+        )
+    );
+    let (_, second) = herald.get("/v1/integrations?limit=2&after=b-hook").await;
+    assert_eq!(
+        (ids(&second), second["nextAfter"].clone()),
+        (
+            vec!["c-hook".to_owned(), "configured-hook".to_owned()],
+            Value::Null
+        )
+    );
+    let (_, crms) = herald.get("/v1/integrations?integrationType=crm").await;
+    assert!(ids(&crms).is_empty());
+    let (_, hooks) = herald.get("/v1/integrations?system=webhook").await;
+    assert_eq!(ids(&hooks).len(), 4);
+    let venue = herald.key_with_role("venue", Role::Admin).await;
+    let (_, theirs) = herald.get_as(&venue, "/v1/integrations").await;
+    assert!(
+        ids(&theirs).is_empty(),
+        "another organization's are not listed"
+    );
+    let (status, answer) = herald.get("/v1/integrations?limit=0").await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit"))
+    );
+}
