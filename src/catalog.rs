@@ -30,7 +30,8 @@ use crate::integration::{IntegrationMsg, IntegrationRuntime, Registry};
 use crate::router::RoutingTable;
 use crate::secret::Secret;
 use crate::store::{
-    Actor, DefinitionChange, IntegrationChange, Kind, Removed, Saved, Store, StoreError, StoredSpec,
+    Actor, DefinitionChange, IntegrationChange, Kind, Removed, Saved, Settlement, Store,
+    StoreError, StoredSpec, REMOVED_REASON,
 };
 use crate::vault::{Vault, VaultError};
 use crate::vendors::ConnectorTarget;
@@ -356,11 +357,32 @@ impl Catalog {
         }
         let audit_before = audit_of(&self.unsealed(&stored).await?);
         self.stop(integration_id).await;
-        let removed = self
+        // What was queued is dead-lettered as any failed delivery is (so a sequenced routing
+        // moves on or cancels, and whoever waits on a routing hears of it); the removal below
+        // dead-letters anything left (a delivery still held in a sequence).
+        let queued: Vec<Settlement> = self
+            .store
+            .open_deliveries(integration_id)
+            .await?
+            .iter()
+            .map(|open| Settlement::DeadLettered {
+                delivery_id: open.row.delivery_id,
+                attempts: open.row.attempts,
+                error: REMOVED_REASON.to_owned(),
+                sequenced: open.row.coordination.is_sequenced(),
+            })
+            .collect();
+        let settled = queued.len() as u64;
+        if !queued.is_empty() {
+            self.store.settle(queued);
+            self.store.flush().await?;
+        }
+        let mut removed = self
             .store
             .remove_integration(organization, integration_id, audit_before, by)
             .await?
             .ok_or_else(|| CatalogError::NotFound(integration_id.to_owned()))?;
+        removed.dead_lettered += settled;
         tracing::info!(integration = %integration_id, dead_lettered = removed.dead_lettered, "integration removed");
         Ok(removed)
     }

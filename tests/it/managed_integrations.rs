@@ -127,16 +127,32 @@ async fn an_integration_created_through_the_api_delivers_survives_a_restart_and_
 
     // Removed while a delivery waits to be retried: it is dead-lettered with the reason.
     receiver.faults.go_down(503, json!({"error": "down"}));
-    herald
-        .post(
-            "/v1/routings?wait=0s",
-            &json!({
-                "routingId": "r-queued",
-                "sourceNotification": notification("queued", "normal"),
-                "targetSystems": [{"systemId": "wedsync-hook"}],
-            }),
-        )
-        .await;
+    // A caller waits on the routing (up to 30 s): the removal answers it at once.
+    let waiting = {
+        let (client, base, key) = (
+            herald.client.clone(),
+            herald.base.clone(),
+            herald.key.clone(),
+        );
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer: Value = client
+                .post(format!("{base}/v1/routings?wait=30s"))
+                .bearer_auth(key)
+                .json(&json!({
+                    "routingId": "r-queued",
+                    "sourceNotification": notification("queued", "normal"),
+                    "targetSystems": [{"systemId": "wedsync-hook"}],
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (answer, started.elapsed())
+        })
+    };
     herald
         .wait_for_notification("queued", Duration::from_secs(10), |record| {
             record["targets"][0]["state"] == "retrying"
@@ -156,6 +172,12 @@ async fn an_integration_created_through_the_api_delivers_survives_a_restart_and_
         .wait_for_notification("queued", Duration::from_secs(10), dead_lettered)
         .await;
     assert_eq!(record["targets"][0]["lastError"], "integration removed");
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(answer["overallStatus"], "failed", "{answer}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "answered when removed, not at the end of its wait: {waited:?}"
+    );
     assert_eq!(
         herald.get("/v1/integrations/wedsync-hook").await.0,
         StatusCode::NOT_FOUND
