@@ -941,3 +941,142 @@ async fn the_organizations_integrations_are_listed_a_page_at_a_time_and_filtered
         (StatusCode::UNPROCESSABLE_ENTITY, Some("limit"))
     );
 }
+
+/// The daemon as a process of its own, logging everything (`RUST_LOG=debug`), is given a secret
+/// through the API, uses it, is refused by the vendor, has it rotated and removed: the secret is
+/// in no log line and no metric.
+#[tokio::test]
+async fn a_secret_given_through_the_api_is_never_logged_nor_in_a_metric() {
+    let receiver = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let secrets = crate::harness::write_secrets(data.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\ndata_dir = \"{}\"\n[security]\nallow_private_destinations = true\ncredentials_key = {{ file = \"{}\" }}\n[supervision]\nidle_after = \"100ms\"\n[[organizations]]\nid = \"studio\"\n",
+            data.path().join("store").display(),
+            secrets.join("credentials_key").display(),
+        ),
+    )
+    .unwrap();
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["keys", "create", "--organization", "studio", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let created = call(
+        reqwest::Method::POST,
+        "/v1/integrations?verify=true",
+        hook("hook", &receiver.url()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let delivered: Value = call(
+        reqwest::Method::POST,
+        "/v1/routings?wait=10s",
+        json!({"routingId": "r-1", "sourceNotification": notification("n-1", "normal"), "targetSystems": [{"systemId": "hook"}]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(delivered["overallStatus"], "success", "{delivered}");
+    // The vendor refuses the next one; the secret is rotated; the integration goes.
+    receiver
+        .faults
+        .go_down(401, json!({"error": "bad signature"}));
+    call(
+        reqwest::Method::POST,
+        "/v1/routings?wait=10s",
+        json!({"routingId": "r-2", "sourceNotification": notification("n-2", "normal"), "targetSystems": [{"systemId": "hook"}]}),
+    )
+    .await
+    .unwrap();
+    let rotated = call(
+        reqwest::Method::PUT,
+        "/v1/integrations/hook/credentials",
+        json!({"settings": {"secret": {"value": ROTATED_SECRET}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("herald_deliveries_total"), "{metrics}");
+    let removed = call(
+        reqwest::Method::DELETE,
+        "/v1/integrations/hook",
+        Value::Null,
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+
+    // SIGTERM: a clean stop, then everything it said.
+    std::process::Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    let output = daemon.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("DEBUG"),
+        "the daemon logged at debug level: {said}"
+    );
+    for secret in [API_SECRET, ROTATED_SECRET] {
+        assert!(!said.contains(secret), "a secret in the log:\n{said}");
+        assert!(!metrics.contains(secret), "a secret in the metrics");
+        // Nor its base64 body, nor its first characters after the prefix.
+        let body = secret.trim_start_matches("whsec_");
+        assert!(
+            !said.contains(&body[..16]),
+            "part of a secret in the log:\n{said}"
+        );
+    }
+}
