@@ -185,9 +185,14 @@ impl Catalog {
         };
         let mut config = prepared.config;
         config.source = source_of(&written);
-        self.stop(integration_id).await;
-        // Its actor starts on its first delivery.
+        // The new settings first, so a delivery from now on is for them; then the old actor
+        // stops after its attempts in flight, and if anything waits in the store for the
+        // integration, an actor with the new settings starts for it.
         self.registry.add(config.clone());
+        self.stop_actor(integration_id).await;
+        if self.store.has_open_deliveries(integration_id).await? {
+            self.registry.wake(integration_id);
+        }
         Ok(config)
     }
 
@@ -306,7 +311,7 @@ impl Catalog {
 
     /// Stops an integration's actor after its attempts in flight (up to ten seconds) and
     /// forgets it; what is queued for it stays in the store.
-    async fn stop(&self, integration_id: &str) {
+    async fn stop_actor(&self, integration_id: &str) {
         if let Some(actor) = self.registry.actor(integration_id) {
             let drained = ractor::call_t!(
                 actor,
@@ -320,7 +325,7 @@ impl Catalog {
         if let Some(supervisor) = self.integrations.get() {
             let _ = supervisor.send_message(SupervisorMsg::RemoveChild(integration_id.to_owned()));
         }
-        self.registry.remove(integration_id);
+        self.registry.forget_actor(integration_id);
     }
 
     /// Removes the organization's integration: its actor stops after its attempts in flight
@@ -356,7 +361,9 @@ impl Catalog {
             return Err(CatalogError::InUse(what, format!("route {:?}", route.id)));
         }
         let audit_before = audit_of(&self.unsealed(&stored).await?);
-        self.stop(integration_id).await;
+        // Gone from the registry first: a delivery dispatched from now on is dead-lettered.
+        self.registry.remove(integration_id);
+        self.stop_actor(integration_id).await;
         // What was queued is dead-lettered as any failed delivery is (so a sequenced routing
         // moves on or cancels, and whoever waits on a routing hears of it); the removal below
         // dead-letters anything left (a delivery still held in a sequence).

@@ -196,6 +196,9 @@ pub struct Registry {
     settle_waiters: DashMap<(String, String), Arc<Notify>>,
     /// How an integration's actor is started on demand (set by the supervision tree).
     starter: OnceLock<Starter>,
+    /// The store, once settlements are followed: deliveries for an integration Herald no longer
+    /// has are dead-lettered there.
+    store: OnceLock<Arc<dyn Store>>,
     /// Integrations whose actor is being started.
     waking: DashMap<String, ()>,
     idle_after: Duration,
@@ -233,6 +236,7 @@ impl Registry {
             actors: DashMap::new(),
             settle_waiters: DashMap::new(),
             starter: OnceLock::new(),
+            store: OnceLock::new(),
             waking: DashMap::new(),
             idle_after,
         }
@@ -325,16 +329,45 @@ impl Registry {
         runtime
     }
 
-    /// Forgets an integration whose actor was stopped.
+    /// Dead-letters jobs whose integration is gone, through the normal settlement (a sequence
+    /// goes on, or cancels, as after any failure).
+    fn dead_letter_orphans(&self, integration_id: &str, jobs: Vec<Job>) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        tracing::warn!(integration = %integration_id, deliveries = jobs.len(), "deliveries for an integration Herald no longer has are dead-lettered");
+        store.settle(
+            jobs.into_iter()
+                .map(|job| crate::store::Settlement::DeadLettered {
+                    delivery_id: job.delivery_id,
+                    attempts: job.attempts,
+                    error: crate::store::REMOVED_REASON.to_owned(),
+                    sequenced: job.coordination.is_sequenced(),
+                })
+                .collect(),
+        );
+    }
+
+    /// Forgets an integration: deliveries for it are dead-lettered from now on.
     pub fn remove(&self, integration_id: &str) {
         self.runtimes.remove(integration_id);
+    }
+
+    /// Forgets the integration's actor, which was stopped.
+    pub fn forget_actor(&self, integration_id: &str) {
         self.actors.remove(integration_id);
     }
 
     /// Hands jobs to the integration's live actor, or starts it (it reads them from the store,
     /// where they are rows). If it is between incarnations the jobs are not lost either: the
     /// next incarnation loads them when it starts.
+    /// Jobs for an integration Herald no longer has (removed through the API, or from the
+    /// configuration file) are dead-lettered with the reason instead.
     pub fn dispatch(self: &Arc<Self>, integration_id: &str, jobs: Vec<Job>) {
+        if !self.runtimes.contains_key(integration_id) {
+            self.dead_letter_orphans(integration_id, jobs);
+            return;
+        }
         let Some(actor) = self.actors.get(integration_id).map(|entry| entry.clone()) else {
             self.wake(integration_id);
             return;
@@ -396,6 +429,7 @@ impl Registry {
     /// sequenced routing released to its integration. Subscribed before it returns, so nothing
     /// committed after the call is missed.
     pub fn follow_settlements(self: &Arc<Self>, store: Arc<dyn Store>) {
+        let _ = self.store.set(store.clone());
         let mut committed = store.settled_deliveries();
         let registry = self.clone();
         tokio::spawn(async move {

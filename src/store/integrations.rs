@@ -2,7 +2,9 @@
 //! configuration file would say, with its secrets replaced by the names of sealed credentials),
 //! its version and times. Saving one writes its sealed credentials and its audit record in the
 //! same transaction; removing one erases its credentials and dead-letters what was still queued
-//! for it ("integration removed"), never dropping it silently.
+//! for it ("integration removed"), never dropping it silently. A delivery of it still held in a
+//! sequence stays held: when its turn comes, the registry finds no integration and dead-letters
+//! it through the normal settlement, so the sequence goes on.
 //!
 //! Both dialects side by side: what each store reads, and the statements each writer runs in the
 //! shared group commit (`queue.rs`).
@@ -183,7 +185,7 @@ impl IntegrationStatements for SqliteWriter {
         )?;
         let dead_lettered = self.connection.execute(
             "UPDATE deliveries SET state = 'dead_lettered', last_error = ?2, next_attempt_at = NULL, settled_at = ?3
-             WHERE integration_id = ?1 AND state IN ('held', 'pending', 'retrying')",
+             WHERE integration_id = ?1 AND state IN ('pending', 'retrying')",
             params![integration_id, REMOVED_REASON, now_millis()],
         )?;
         Ok(Some(Removed {
@@ -325,7 +327,7 @@ impl IntegrationStatements for PostgresWriter {
             .client
             .execute(
                 "UPDATE deliveries SET state = 'dead_lettered', last_error = $2, next_attempt_at = NULL, settled_at = $3
-                 WHERE integration_id = $1 AND state IN ('held', 'pending', 'retrying')",
+                 WHERE integration_id = $1 AND state IN ('pending', 'retrying')",
                 &[&integration_id, &REMOVED_REASON, &now_millis()],
             )
             .await?;

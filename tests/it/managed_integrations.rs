@@ -1080,3 +1080,86 @@ async fn a_secret_given_through_the_api_is_never_logged_nor_in_a_metric() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_removed_integrations_turn_in_a_sequence_is_dead_lettered_and_the_sequence_goes_on() {
+    let first = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let last = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let removed = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n{}{}",
+        webhook_integration(
+            "first",
+            "studio",
+            &first.url(),
+            "retry = { initial = \"20ms\", max_delay = \"50ms\" }"
+        ),
+        webhook_integration("last", "studio", &last.url(), ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let (status, _) = herald
+        .post("/v1/integrations", &hook("middle", &removed.url()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The first target is down, so the middle one waits its turn, held.
+    first.faults.go_down(503, json!({"error": "down"}));
+    let (status, _) = herald
+        .post(
+            "/v1/routings?wait=0s",
+            &json!({
+                "routingId": "in-turn",
+                "sourceNotification": notification("in-turn", "normal"),
+                "targetSystems": [{"systemId": "first"}, {"systemId": "middle"}, {"systemId": "last"}],
+                "deliveryCoordination": {"mode": "sequential"},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    herald
+        .wait_for_notification("in-turn", Duration::from_secs(10), |record| {
+            record["targets"][0]["state"] == "retrying" && record["targets"][1]["state"] == "held"
+        })
+        .await;
+    let (status, _, answer) = send(
+        &herald,
+        reqwest::Method::DELETE,
+        "/v1/integrations/middle",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    first.faults.come_back();
+    let record = herald
+        .wait_for_notification("in-turn", Duration::from_secs(10), |record| {
+            record["targets"][2]["state"] == "delivered"
+        })
+        .await;
+    let states: Vec<(&str, &str)> = record["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["integrationId"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("first", "delivered"),
+            ("middle", "dead_lettered"),
+            ("last", "delivered")
+        ]
+    );
+    assert_eq!(record["targets"][1]["lastError"], "integration removed");
+    assert!(removed.received().is_empty());
+}
