@@ -978,6 +978,21 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
     }
 
     #[test]
+    fn a_secret_written_into_the_file_is_refused() {
+        let text = BASE.replace(
+            "secret = { env = \"HOOK_SECRET\" }",
+            "secret = { value = \"whsec_aGVyYWxk\" }",
+        );
+        assert_ne!(text, BASE);
+        let err = validate(&text).unwrap_err().to_string();
+        assert!(err.contains("integrations[0].settings: a secret in the configuration file is read from where it lives"), "{err}");
+        assert!(
+            !err.contains("whsec_aGVyYWxk"),
+            "the refusal does not repeat the secret: {err}"
+        );
+    }
+
+    #[test]
     fn a_planned_connector_is_reported_as_not_available_with_its_line() {
         let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"tripleseat\"\n");
         let err = validate(&text).unwrap_err().to_string();

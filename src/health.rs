@@ -47,12 +47,7 @@ impl Actor for HealthMonitor {
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
         // Only integrations that have delivered carry series: an idle one costs none.
-        for runtime in state
-            .registry
-            .runtimes()
-            .into_iter()
-            .filter(|r| r.has_metrics())
-        {
+        for runtime in state.registry.runtimes_with_metrics() {
             let integration = runtime.id().to_owned();
             metrics::gauge!("herald_mailbox_depth", "integration" => integration.clone())
                 .set(runtime.mailbox_depth.load(Ordering::Relaxed) as f64);

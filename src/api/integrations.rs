@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, Organization};
 use super::{require_json, ApiError, ApiQuery, AppState};
-use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry, Source};
+use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry};
 
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationMsg, IntegrationRuntime};
@@ -90,16 +90,7 @@ struct FailoverRequest {
 impl IntegrationRequest {
     /// The configuration file's form of the same integration, for `organization`.
     fn into_raw(self, organization: &str) -> Result<RawIntegration, FieldError> {
-        if self
-            .organization_id
-            .as_deref()
-            .is_some_and(|given| given != organization)
-        {
-            return Err(FieldError::new(
-                "organizationId",
-                "must be the organization of the API key (or left out)",
-            ));
-        }
+        super::check_organization_id(self.organization_id.as_deref(), organization)?;
         if let (Some(given), Some(vendor)) =
             (self.integration_type, crate::vendors::find(&self.system))
         {
@@ -318,17 +309,7 @@ pub(super) async fn change_integration(
     let runtime = organization_integration(&state, &caller.organization, &integration_id)?;
     let body: Value = parse_json(&body)?;
     let (patch, body_version) = change_as_patch(body, &runtime)?;
-    let version = match (super::if_match(&headers)?, body_version) {
-        (Some(header), Some(body)) if header != body => {
-            return Err(FieldError::new("version", "differs from the If-Match header").into())
-        }
-        (header, body) => header.or(body).ok_or_else(|| {
-            ApiError::PreconditionRequired(
-                "name the version you change: If-Match with the ETag you read, or \"version\""
-                    .into(),
-            )
-        })?,
-    };
+    let version = super::changed_version(&headers, body_version)?;
     state
         .catalog
         .update(
@@ -416,15 +397,11 @@ fn instance_answer(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let runtime = organization_integration(state, organization, integration_id)?;
-    let mut response = (status, Json(integration_instance(state, &runtime))).into_response();
-    if let Source::Api { version, .. } = runtime.config.source {
-        if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::ETAG, etag);
-        }
-    }
-    Ok(response)
+    Ok(super::versioned_answer(
+        status,
+        integration_instance(state, &runtime),
+        runtime.config.source,
+    ))
 }
 
 /// Removes an integration created through the API: 200 with how many deliveries still queued
@@ -459,19 +436,7 @@ fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value
         "configuration": integration_configuration(state, runtime),
         "health": health,
     });
-    match runtime.config.source {
-        Source::Config => instance["source"] = json!("config"),
-        Source::Api {
-            version,
-            created_at,
-            updated_at,
-        } => {
-            instance["source"] = json!("api");
-            instance["version"] = json!(version);
-            instance["createdAt"] = json!(created_at);
-            instance["updatedAt"] = json!(updated_at);
-        }
-    }
+    super::show_source(&mut instance, runtime.config.source);
     instance
 }
 

@@ -142,20 +142,83 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The version an `If-Match` header names (`"3"`, or `W/"3"`), if it names one.
-fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
+/// The version a change names: `If-Match` (`"3"`, or `W/"3"`) or the body's `version`, which
+/// must agree; 428 when it names none (a change must say what it changes).
+fn changed_version(
+    headers: &axum::http::HeaderMap,
+    body_version: Option<i64>,
+) -> Result<i64, ApiError> {
+    let header = match headers.get(axum::http::header::IF_MATCH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|text| text.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest("If-Match must be the ETag you read, such as \"3\"".into())
+                })?,
+        ),
     };
-    value
-        .to_str()
-        .ok()
-        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|text| text.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest("If-Match must be the ETag you read, such as \"3\"".into())
-        })
+    match (header, body_version) {
+        (Some(header), Some(body)) if header != body => {
+            Err(FieldError::new("version", "differs from the If-Match header").into())
+        }
+        (header, body) => header.or(body).ok_or_else(|| {
+            ApiError::PreconditionRequired(
+                "name the version you change: If-Match with the ETag you read, or \"version\""
+                    .into(),
+            )
+        }),
+    }
+}
+
+/// Refuses an `organizationId` in a request that is not the API key's organization.
+fn check_organization_id(given: Option<&str>, organization: &str) -> Result<(), FieldError> {
+    match given {
+        Some(given) if given != organization => Err(FieldError::new(
+            "organizationId",
+            "must be the organization of the API key (or left out)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Where a definition (an integration, a route) comes from, in its answer: `source`, and for one
+/// made through the API its `version`, `createdAt` and `updatedAt`.
+fn show_source(shown: &mut serde_json::Value, source: crate::config::Source) {
+    match source {
+        crate::config::Source::Config => shown["source"] = serde_json::json!("config"),
+        crate::config::Source::Api {
+            version,
+            created_at,
+            updated_at,
+        } => {
+            shown["source"] = serde_json::json!("api");
+            shown["version"] = serde_json::json!(version);
+            shown["createdAt"] = serde_json::json!(created_at);
+            shown["updatedAt"] = serde_json::json!(updated_at);
+        }
+    }
+}
+
+/// A definition as an answer, with its version (one made through the API) as the `ETag`.
+fn versioned_answer(
+    status: axum::http::StatusCode,
+    shown: serde_json::Value,
+    source: crate::config::Source,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(shown)).into_response();
+    if let crate::config::Source::Api { version, .. } = source {
+        if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ETAG, etag);
+        }
+    }
+    response
 }
 
 /// A query string parsed into `T`, a refusal naming the parameter (`limit`, `wait`) otherwise.

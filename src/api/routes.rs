@@ -7,14 +7,17 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{Caller, Organization};
-use super::{if_match, require_json, ApiError, AppState};
-use crate::config::{RawRoute, RouteConfig, Source};
+use super::{
+    changed_version, check_organization_id, require_json, show_source, versioned_answer, ApiError,
+    AppState,
+};
+use crate::config::{RawRoute, RouteConfig};
 use crate::wedsync::{parse_json, FieldError, Priority};
 
 /// A route as WedSync sends it to create one.
@@ -45,33 +48,13 @@ fn route_json(route: &RouteConfig) -> Value {
         "when": route.when.as_ref().map(|when| when.source()),
         "targets": route.targets,
     });
-    match route.source {
-        Source::Config => shown["source"] = json!("config"),
-        Source::Api {
-            version,
-            created_at,
-            updated_at,
-        } => {
-            shown["source"] = json!("api");
-            shown["version"] = json!(version);
-            shown["createdAt"] = json!(created_at);
-            shown["updatedAt"] = json!(updated_at);
-        }
-    }
+    show_source(&mut shown, route.source);
     shown
 }
 
 /// A route as an answer, with its version as the `ETag`.
 fn route_answer(route: &RouteConfig, status: StatusCode) -> Response {
-    let mut response = (status, Json(route_json(route))).into_response();
-    if let Source::Api { version, .. } = route.source {
-        if let Ok(etag) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::ETAG, etag);
-        }
-    }
-    response
+    versioned_answer(status, route_json(route), route.source)
 }
 
 pub(super) async fn list_routes(
@@ -107,17 +90,7 @@ pub(super) async fn create_route(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let request: RouteRequest = parse_json(&body)?;
-    if request
-        .organization_id
-        .as_deref()
-        .is_some_and(|given| given != caller.organization)
-    {
-        return Err(FieldError::new(
-            "organizationId",
-            "must be the organization of the API key (or left out)",
-        )
-        .into());
-    }
+    check_organization_id(request.organization_id.as_deref(), &caller.organization)?;
     let raw = RawRoute {
         organization: caller.organization.clone(),
         name: request.name,
@@ -163,17 +136,7 @@ pub(super) async fn change_route(
             _ => return Err(FieldError::new(key, "is not a field of a route").into()),
         }
     }
-    let version = match (if_match(&headers)?, body_version) {
-        (Some(header), Some(body)) if header != body => {
-            return Err(FieldError::new("version", "differs from the If-Match header").into())
-        }
-        (header, body) => header.or(body).ok_or_else(|| {
-            ApiError::PreconditionRequired(
-                "name the version you change: If-Match with the ETag you read, or \"version\""
-                    .into(),
-            )
-        })?,
-    };
+    let version = changed_version(&headers, body_version)?;
     let route = state
         .catalog
         .update_route(

@@ -321,6 +321,16 @@ impl Registry {
             .collect()
     }
 
+    /// The runtimes of integrations that have delivered since Herald started (those with metric
+    /// series), without copying the others.
+    pub fn runtimes_with_metrics(&self) -> Vec<Arc<IntegrationRuntime>> {
+        self.runtimes
+            .iter()
+            .filter(|entry| entry.value().has_metrics())
+            .map(|entry| entry.value().clone())
+            .collect()
+    }
+
     /// Adds (or replaces, keeping nothing of the old one) an integration's runtime.
     pub fn add(&self, config: IntegrationConfig) -> Arc<IntegrationRuntime> {
         let runtime = Arc::new(IntegrationRuntime::new(config));

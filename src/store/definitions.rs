@@ -8,9 +8,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::postgres::{PostgresStore, PostgresWriter};
+use super::postgres::{stored_spec_from_postgres, PostgresStore, PostgresWriter};
 use super::queue::Queued;
-use super::sqlite::{SqliteStore, SqliteWriter};
+use super::sqlite::{stored_spec_from_sqlite, SqliteStore, SqliteWriter};
 use super::{now_millis, Actor, Saved, StoreError, StoreFuture, StoredSpec};
 
 /// What a definition is.
@@ -76,17 +76,6 @@ const COLUMNS: &str = "id, organization, spec, version, created_at, updated_at";
 
 // === SQLite ===
 
-fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpec> {
-    Ok(StoredSpec {
-        id: r.get(0)?,
-        organization: r.get(1)?,
-        spec: r.get(2)?,
-        version: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
-    })
-}
-
 impl Definitions for SqliteStore {
     fn definitions(&self, kind: Kind) -> StoreFuture<'_, Vec<StoredSpec>> {
         self.read(move |connection| {
@@ -94,7 +83,7 @@ impl Definitions for SqliteStore {
                 "SELECT {COLUMNS} FROM definitions WHERE kind = ?1 ORDER BY created_at, organization, id"
             ))?;
             let rows = statement
-                .query_map(params![kind.as_str()], sqlite_row)?
+                .query_map(params![kind.as_str()], stored_spec_from_sqlite)?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
@@ -120,7 +109,7 @@ impl DefinitionStatements for SqliteWriter {
                     "INSERT INTO definitions (kind, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) RETURNING {COLUMNS}"
                 ),
                 params![kind, change.id, change.organization, change.spec, now],
-                sqlite_row,
+                stored_spec_from_sqlite,
             )?,
             (Some(expected), Some(version)) if version == expected => self.connection.query_row(
                 &format!(
@@ -128,7 +117,7 @@ impl DefinitionStatements for SqliteWriter {
                      WHERE kind = ?1 AND organization = ?2 AND id = ?3 RETURNING {COLUMNS}"
                 ),
                 params![kind, change.organization, change.id, change.spec, now],
-                sqlite_row,
+                stored_spec_from_sqlite,
             )?,
             (Some(_), current) => return Ok(Saved::Stale { current }),
         };
@@ -154,17 +143,6 @@ impl DefinitionStatements for SqliteWriter {
 
 // === PostgreSQL ===
 
-fn postgres_row(r: &tokio_postgres::Row) -> StoredSpec {
-    StoredSpec {
-        id: r.get(0),
-        organization: r.get(1),
-        spec: r.get(2),
-        version: r.get(3),
-        created_at: r.get(4),
-        updated_at: r.get(5),
-    }
-}
-
 impl Definitions for PostgresStore {
     fn definitions(&self, kind: Kind) -> StoreFuture<'_, Vec<StoredSpec>> {
         Box::pin(async move {
@@ -177,7 +155,7 @@ impl Definitions for PostgresStore {
                     &[&kind.as_str()],
                 )
                 .await?;
-            Ok(rows.iter().map(postgres_row).collect())
+            Ok(rows.iter().map(stored_spec_from_postgres).collect())
         })
     }
 }
@@ -211,9 +189,9 @@ impl DefinitionStatements for PostgresWriter {
                 let Some(row) = row else {
                     return Ok(Saved::Exists);
                 };
-                postgres_row(&row)
+                stored_spec_from_postgres(&row)
             }
-            (Some(expected), Some(version)) if version == expected => postgres_row(
+            (Some(expected), Some(version)) if version == expected => stored_spec_from_postgres(
                 &self
                     .client
                     .query_one(

@@ -11,9 +11,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::postgres::{PostgresStore, PostgresWriter};
+use super::postgres::{stored_spec_from_postgres, PostgresStore, PostgresWriter};
 use super::queue::Queued;
-use super::sqlite::{SqliteStore, SqliteWriter};
+use super::sqlite::{stored_spec_from_sqlite, SqliteStore, SqliteWriter};
 use super::{now_millis, Actor, Saved, StoreError, StoreFuture, StoredSpec};
 
 /// A change to save: the specification, its sealed credentials (name, sealed bytes; they replace
@@ -79,17 +79,6 @@ const COLUMNS: &str = "integration_id, organization, spec, version, created_at, 
 
 // === SQLite ===
 
-fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpec> {
-    Ok(StoredSpec {
-        id: r.get(0)?,
-        organization: r.get(1)?,
-        spec: r.get(2)?,
-        version: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
-    })
-}
-
 impl ManagedIntegrations for SqliteStore {
     fn managed_integrations(&self) -> StoreFuture<'_, Vec<StoredSpec>> {
         self.read(|connection| {
@@ -97,7 +86,7 @@ impl ManagedIntegrations for SqliteStore {
                 "SELECT {COLUMNS} FROM integrations ORDER BY integration_id"
             ))?;
             let rows = statement
-                .query_map([], sqlite_row)?
+                .query_map([], stored_spec_from_sqlite)?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
@@ -110,7 +99,7 @@ impl ManagedIntegrations for SqliteStore {
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM integrations WHERE integration_id = ?1"),
                     params![integration_id],
-                    sqlite_row,
+                    stored_spec_from_sqlite,
                 )
                 .optional()?)
         })
@@ -135,7 +124,7 @@ impl IntegrationStatements for SqliteWriter {
                     "INSERT INTO integrations ({COLUMNS}) VALUES (?1, ?2, ?3, 1, ?4, ?4) RETURNING {COLUMNS}"
                 ),
                 params![change.integration_id, change.organization, change.spec, now],
-                sqlite_row,
+                stored_spec_from_sqlite,
             )?,
             (Some(expected), Some((organization, version)))
                 if version == expected && organization == change.organization =>
@@ -146,7 +135,7 @@ impl IntegrationStatements for SqliteWriter {
                          WHERE integration_id = ?1 RETURNING {COLUMNS}"
                     ),
                     params![change.integration_id, change.spec, now],
-                    sqlite_row,
+                    stored_spec_from_sqlite,
                 )?
             }
             (Some(_), current) => {
@@ -196,17 +185,6 @@ impl IntegrationStatements for SqliteWriter {
 
 // === PostgreSQL ===
 
-fn postgres_row(r: &tokio_postgres::Row) -> StoredSpec {
-    StoredSpec {
-        id: r.get(0),
-        organization: r.get(1),
-        spec: r.get(2),
-        version: r.get(3),
-        created_at: r.get(4),
-        updated_at: r.get(5),
-    }
-}
-
 impl ManagedIntegrations for PostgresStore {
     fn managed_integrations(&self) -> StoreFuture<'_, Vec<StoredSpec>> {
         Box::pin(async move {
@@ -217,7 +195,7 @@ impl ManagedIntegrations for PostgresStore {
                     &[],
                 )
                 .await?;
-            Ok(rows.iter().map(postgres_row).collect())
+            Ok(rows.iter().map(stored_spec_from_postgres).collect())
         })
     }
 
@@ -231,7 +209,7 @@ impl ManagedIntegrations for PostgresStore {
                     &[&integration_id],
                 )
                 .await?;
-            Ok(row.as_ref().map(postgres_row))
+            Ok(row.as_ref().map(stored_spec_from_postgres))
         })
     }
 }
@@ -264,12 +242,12 @@ impl IntegrationStatements for PostgresWriter {
                 let Some(row) = row else {
                     return Ok(Saved::Exists);
                 };
-                postgres_row(&row)
+                stored_spec_from_postgres(&row)
             }
             (Some(expected), Some((organization, version)))
                 if version == expected && organization == change.organization =>
             {
-                postgres_row(
+                stored_spec_from_postgres(
                     &self
                         .client
                         .query_one(

@@ -160,6 +160,19 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// A definition's row (`id, organization, spec, version, created_at, updated_at`), as
+/// `definitions.rs` and `integrations.rs` select it.
+pub(super) fn stored_spec_from_postgres(r: &tokio_postgres::Row) -> super::StoredSpec {
+    super::StoredSpec {
+        id: r.get(0),
+        organization: r.get(1),
+        spec: r.get(2),
+        version: r.get(3),
+        created_at: r.get(4),
+        updated_at: r.get(5),
+    }
+}
+
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, d.organization, d.notification_id, d.integration_id, d.route, d.failover_of, d.state, d.emergency, d.attempts, d.created_at, d.next_attempt_at, d.last_error, d.receipt, d.settled_at, d.details, d.mode, d.on_failure";
 
 pub struct PostgresStore {

@@ -163,6 +163,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";
 
+/// A definition's row (`id, organization, spec, version, created_at, updated_at`), as
+/// `definitions.rs` and `integrations.rs` select it.
+pub(super) fn stored_spec_from_sqlite(r: &Row<'_>) -> rusqlite::Result<super::StoredSpec> {
+    Ok(super::StoredSpec {
+        id: r.get(0)?,
+        organization: r.get(1)?,
+        spec: r.get(2)?,
+        version: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
 pub struct SqliteStore {
     queues: CommandQueues,
     installation_id: String,

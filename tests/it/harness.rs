@@ -182,6 +182,33 @@ impl Harness {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends `method path` with `key`, `headers` and a JSON body: the status, the `ETag` and the
+    /// JSON answer (null when there is none).
+    pub async fn request(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (StatusCode, Option<String>, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, etag, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.get_as(&self.key, path).await
     }

@@ -366,7 +366,7 @@ async fn a_herald_without_a_credentials_key_refuses_secrets() {
 
 const ROTATED_SECRET: &str = "whsec_cm90YXRlZC1zZWNyZXQtZm9yLXRoZS1hcGktaG9vay0wMg==";
 
-/// Sends `method path` with a JSON body and headers; the status, the ETag and the answer.
+/// Sends `method path` with the test's admin key, a JSON body and headers.
 async fn send(
     herald: &Harness,
     method: reqwest::Method,
@@ -374,21 +374,9 @@ async fn send(
     headers: &[(&str, &str)],
     body: Value,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut request = herald
-        .client
-        .request(method, format!("{}{path}", herald.base))
-        .bearer_auth(&herald.key)
-        .json(&body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let etag = response
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, etag, response.json().await.unwrap_or(Value::Null))
+    herald
+        .request(&herald.key, method, path, headers, body)
+        .await
 }
 
 #[tokio::test]

@@ -33,16 +33,8 @@ async fn call(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = herald
-        .client
-        .request(method, format!("{}{path}", herald.base))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let (status, _, answer) = herald.request(key, method, path, &[], body).await;
+    (status, answer)
 }
 
 /// Every `/v1` call there is, with the role it needs.
