@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Prints the API's OpenAPI 3.1 document (what a running Herald serves at `/openapi.json`).
+    Openapi,
     /// Checks a configuration file and says what is wrong and where.
     CheckConfig {
         #[arg(default_value = "config/herald.toml")]
@@ -200,6 +202,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     print!("{}", herald::vendors::describe_all());
                 }
+                Ok(())
+            }
+            Command::Openapi => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&herald::api::openapi_document())?
+                );
                 Ok(())
             }
             Command::CheckConfig { file } => check_config(&file),

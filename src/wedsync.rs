@@ -57,7 +57,7 @@ pub enum Lane {
 }
 
 /// The seed's `IntegrationType`: what kind of system an integration connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrationType {
     Crm,
@@ -85,7 +85,7 @@ impl IntegrationType {
 }
 
 /// How urgent a notification is. `Emergency` travels in the emergency lane end to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -139,7 +139,7 @@ impl fmt::Display for Priority {
 }
 
 /// A notification as WedSync sends it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeddingNotification {
     /// The idempotency key within an organization.
@@ -159,7 +159,9 @@ pub struct WeddingNotification {
     pub contacts: Vec<Contact>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<NotificationAction>,
+    /// Anything else WedSync knows (at most 64 KiB as JSON, nested at most 8 deep).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -173,7 +175,7 @@ pub struct WeddingNotification {
 }
 
 /// The wedding a notification is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeddingContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,7 +196,7 @@ pub struct WeddingContext {
 }
 
 /// A person the notification concerns (a couple, a planner, a vendor contact).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,7 +212,7 @@ pub struct Contact {
 }
 
 /// A button or link the recipient can act on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationAction {
     pub action_id: String,
@@ -230,7 +232,7 @@ pub struct NotificationAction {
 }
 
 /// `POST /v1/notifications/batch` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationBatch {
     pub notifications: Vec<WeddingNotification>,
@@ -238,7 +240,7 @@ pub struct NotificationBatch {
 
 /// `POST /v1/routings` body: one notification routed to named systems, the seed's
 /// `routeNotificationCrossSystem`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CrossSystemRouting {
     pub routing_id: String,
@@ -250,7 +252,10 @@ pub struct CrossSystemRouting {
     #[serde(default)]
     pub delivery_coordination: Option<DeliveryCoordination>,
     /// How to rewrite the notification's text per target system.
+    /// An array of `{targetSystem, mappings: {title, message}}` (the seed's form), or an object
+    /// keyed by target system.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub transformation_maps: TransformationMaps,
     #[serde(default)]
     pub error_handling: Option<ErrorHandling>,
@@ -402,7 +407,7 @@ pub enum TransformError {
 }
 
 /// One target of a [`CrossSystemRouting`]: an integration of the organization, by id.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSystem {
     /// The integration's id (`integrationId`, Herald's earlier name, is accepted too).
@@ -416,7 +421,7 @@ pub struct TargetSystem {
 
 /// A rule of a routing: it applies to the systems it names (all when it names none), and a
 /// system is used only if every rule applying to it holds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoutingRule {
     #[serde(default)]
@@ -450,7 +455,7 @@ impl RoutingRule {
 }
 
 /// How the routing's deliveries relate to each other; echoed in the `RoutingResult`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliveryCoordination {
     #[serde(default)]
@@ -460,7 +465,7 @@ pub struct DeliveryCoordination {
 }
 
 /// The seed's `deliveryCoordination.mode`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CoordinationMode {
     /// Every target is sent at once.
@@ -506,14 +511,14 @@ impl Coordination {
 }
 
 /// What to do when a target fails: the seed's `errorHandling`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ErrorHandling {
     pub strategy: ErrorStrategy,
 }
 
 /// The seed's `errorHandling.strategy`: what a failed delivery of a routing does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorStrategy {
     /// Retried by the integration's retry policy, then dead-lettered (never failed over).
@@ -551,7 +556,7 @@ impl ErrorStrategy {
 }
 
 /// How one target of a routing ended up, the seed's `RoutingResult.systemResults[]`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemResult {
     /// The seed's name for the target; `integrationId` says the same.
@@ -562,7 +567,7 @@ pub struct SystemResult {
 }
 
 /// Where a routing stands with one target system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SystemStatus {
     /// The system has it (directly or through a failover).
@@ -576,7 +581,7 @@ pub enum SystemStatus {
 }
 
 /// Where a routing stands overall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OverallStatus {
     /// Every system has it.
@@ -590,7 +595,7 @@ pub enum OverallStatus {
 }
 
 /// One delivery attempt chain (primary or failover) towards a system.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryResult {
     pub delivery_id: i64,
@@ -608,7 +613,7 @@ pub struct DeliveryResult {
 }
 
 /// The seed's `RoutingResult`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingResult {
     pub routing_id: String,
@@ -625,7 +630,7 @@ pub struct RoutingResult {
 
 /// How an integration is set up, the seed's `IntegrationConfiguration`, as Herald reports it.
 /// Credentials appear only as where they are kept, never as values.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntegrationConfiguration {
     pub integration_id: String,
@@ -641,7 +646,7 @@ pub struct IntegrationConfiguration {
     pub security_configuration: SecurityConfiguration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsReference {
     /// `env` or `file` (the configuration file's references), or `vault` (sealed by Herald: an
@@ -649,7 +654,7 @@ pub struct CredentialsReference {
     pub source: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationMapping {
     pub route_id: String,
@@ -661,7 +666,7 @@ pub struct NotificationMapping {
     pub when: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverConfiguration {
     pub backup_integrations: Vec<String>,
@@ -670,7 +675,7 @@ pub struct FailoverConfiguration {
     pub emergency_after_attempts: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityConfiguration {
     /// How Herald authenticates to the vendor: `bearer-token`, `standard-webhooks-hmac-sha256`.

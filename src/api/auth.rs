@@ -73,7 +73,7 @@ pub fn required_role(method: &Method, route: &str) -> Role {
                 "/notifications"
                     | "/notifications/batch"
                     | "/routings"
-                    | "/dead-letters/{delivery_id}/replay"
+                    | "/dead-letters/{deliveryId}/replay"
             ) =>
         {
             Role::Sender
@@ -144,7 +144,7 @@ mod tests {
         let cases = [
             (
                 Method::GET,
-                "/v1/notifications/{notification_id}",
+                "/v1/notifications/{notificationId}",
                 Role::Viewer,
             ),
             (Method::GET, "/v1/integrations", Role::Viewer),
@@ -153,22 +153,22 @@ mod tests {
             (Method::POST, "/v1/routings", Role::Sender),
             (
                 Method::POST,
-                "/v1/dead-letters/{delivery_id}/replay",
+                "/v1/dead-letters/{deliveryId}/replay",
                 Role::Sender,
             ),
             (
                 Method::POST,
-                "/v1/integrations/{integration_id}/connection-check",
+                "/v1/integrations/{integrationId}/connection-check",
                 Role::Admin,
             ),
             (
                 Method::POST,
-                "/v1/integrations/{integration_id}/oauth/authorize",
+                "/v1/integrations/{integrationId}/oauth/authorize",
                 Role::Admin,
             ),
             (Method::POST, "/v1/keys", Role::Admin),
             (Method::GET, "/v1/keys", Role::Admin),
-            (Method::DELETE, "/v1/keys/{key_id}", Role::Admin),
+            (Method::DELETE, "/v1/keys/{keyId}", Role::Admin),
             (Method::GET, "/v1/audit", Role::Admin),
             (Method::PUT, "/v1/anything/new", Role::Admin),
         ];

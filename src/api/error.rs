@@ -3,12 +3,35 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::catalog::CatalogError;
 use crate::router::RouterError;
 use crate::store::{Role, StoreError};
 use crate::wedsync::{FieldError, ParseError, TransformError};
+
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code: `unauthorized`, `forbidden`, `not_found`,
+    /// `malformed_json`, `invalid_field`, `conflict`, `version_mismatch`...
+    pub code: &'static str,
+    /// What a person reads; an invalid field's message starts with the field.
+    pub message: String,
+    /// The field an `invalid_field` error is about (`sourceNotification.priority`, `when`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The role a `forbidden` call needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_role: Option<Role>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -144,15 +167,19 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        let mut error = json!({"code": code, "message": self.to_string()});
+        let mut error = ErrorDetail {
+            code,
+            message: self.to_string(),
+            field: None,
+            required_role: None,
+        };
         if let ApiError::Forbidden { needed, .. } = &self {
-            error["requiredRole"] = json!(needed);
+            error.required_role = Some(*needed);
         }
         if let ApiError::Invalid(field) = &self {
-            error["field"] = json!(field.field);
-            error["message"] = json!(format!("{}: {}", field.field, field.reason));
+            error.field = Some(field.field.clone());
         }
-        let mut response = (status, axum::Json(json!({"error": error}))).into_response();
+        let mut response = (status, axum::Json(ErrorBody { error })).into_response();
         if matches!(self, ApiError::Unauthorized(_)) {
             response.headers_mut().insert(
                 "www-authenticate",

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::notifications::accepted_json;
+use super::notifications::NotificationAccepted;
 use super::{ApiError, AppState};
 use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
@@ -102,7 +102,7 @@ pub async fn receive(
             } else {
                 "accepted"
             });
-            Ok((StatusCode::OK, Json(accepted_json(accepted))).into_response())
+            Ok((StatusCode::OK, Json(NotificationAccepted::from(accepted))).into_response())
         }
     }
 }

@@ -19,9 +19,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::integrations::{ask_connector, organization_integration};
 use super::{hash_key, ApiError, AppState, Organization};
 use crate::connectors::oauth::{pkce_challenge, pkce_verifier};
@@ -31,11 +32,35 @@ use crate::store::{now_millis, PendingInstall};
 /// How long a consent link stays good.
 const INSTALL_WINDOW: Duration = Duration::from_secs(600);
 
+/// Where to send the person installing the vendor's app.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallStarted {
+    integration_id: String,
+    /// The vendor's consent page for this integration; WedSync redirects its supplier here.
+    authorization_url: String,
+    /// How long the link stays good.
+    expires_in_seconds: u64,
+}
+
+/// Starts an OAuth install of the integration's vendor app (for vendors installed with OAuth):
+/// answers the consent page to send the supplier to.
+#[utoipa::path(
+    post,
+    path = "/integrations/{integrationId}/oauth/authorize",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses(
+        (status = 200, body = InstallStarted),
+        (status = 409, description = "The integration's vendor is not installed with OAuth, or its settings lack what the consent page needs.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub async fn start_install(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InstallStarted>, ApiError> {
     let runtime = organization_integration(&state, &organization, &integration_id)?;
     let mut random = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut random);
@@ -67,11 +92,11 @@ pub async fn start_install(
         .store
         .begin_install(&hash_key(&install_state), install, expires_at)
         .await?;
-    Ok(Json(json!({
-        "integrationId": integration_id,
-        "authorizationUrl": address,
-        "expiresInSeconds": INSTALL_WINDOW.as_secs(),
-    })))
+    Ok(Json(InstallStarted {
+        integration_id,
+        authorization_url: address,
+        expires_in_seconds: INSTALL_WINDOW.as_secs(),
+    }))
 }
 
 /// What the vendor puts on the redirect back to Herald.

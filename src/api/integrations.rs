@@ -12,15 +12,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Organization};
+use super::error::ErrorBody;
 use super::{require_json, ApiError, ApiQuery, AppState};
 use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry};
 
 use crate::connectors::ConnectorError;
-use crate::integration::{IntegrationMsg, IntegrationRuntime};
+use crate::integration::{IntegrationHealth, IntegrationMsg, IntegrationRuntime};
 use crate::secret::SecretRef;
 use crate::wedsync::{
     parse_json, CredentialsReference, FailoverConfiguration, FieldError, IntegrationConfiguration,
@@ -30,7 +33,7 @@ use crate::wedsync::{
 /// The seed's `IntegrationConfiguration` as WedSync sends it to create an integration: the
 /// vendor (`system`, a registry kind), its `settings` (the vendor's own settings, secrets as
 /// `{"value": "..."}`), and Herald's overrides of the vendor's defaults.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct IntegrationRequest {
     integration_id: String,
@@ -38,8 +41,12 @@ pub(super) struct IntegrationRequest {
     organization_id: Option<String>,
     /// Given, it must be the vendor's type.
     integration_type: Option<IntegrationType>,
+    /// The vendor, a kind `herald vendors` lists (`hubspot`, `slack`, `tave`, `webhook`...).
     system: String,
+    /// The vendor's own settings, in its configuration-file names (`base_url`); each secret as
+    /// `{"value": "..."}`, sealed at once and never shown again.
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: BTreeMap<String, Value>,
     #[serde(default)]
     rate_limit: RateLimitRequest,
@@ -49,11 +56,13 @@ pub(super) struct IntegrationRequest {
     retry: RetryRequest,
     #[serde(default)]
     failover_configuration: FailoverRequest,
+    /// Deliveries attempted at once.
     max_in_flight: Option<usize>,
+    /// How long one vendor call may take (`10s`).
     timeout: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RateLimitRequest {
     per_second: Option<f64>,
@@ -61,14 +70,14 @@ struct RateLimitRequest {
     emergency_reserve: Option<f64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct BreakerRequest {
     failure_threshold: Option<u32>,
     open_for: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RetryRequest {
     max_attempts: Option<u32>,
@@ -78,7 +87,7 @@ struct RetryRequest {
     max_retry_after: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FailoverRequest {
     #[serde(default)]
@@ -134,15 +143,167 @@ impl IntegrationRequest {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct CreateQuery {
     /// Check the credential with the vendor once the integration runs.
     verify: Option<bool>,
 }
 
+/// A change (`PATCH`): a JSON merge patch of the fields `POST` takes (those naming the
+/// integration, its vendor and organization may only repeat their values), and the `version`
+/// it changes unless `If-Match` names it.
+pub(super) struct IntegrationChange;
+
+impl utoipa::PartialSchema for IntegrationChange {
+    fn schema() -> RefOr<Schema> {
+        as_change(IntegrationRequest::schema(), "the integration's version")
+    }
+}
+
+impl ToSchema for IntegrationChange {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        IntegrationRequest::schemas(schemas);
+    }
+}
+
+/// The schema of a change to a definition whose creation takes `created`: every field optional
+/// (a merge patch), and `version`.
+pub(super) fn as_change(created: RefOr<Schema>, version: &str) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut object)) = created else {
+        return created;
+    };
+    object.required.clear();
+    object.properties.insert(
+        "version".into(),
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .description(Some(version))
+            .into(),
+    );
+    RefOr::T(Schema::Object(object))
+}
+
+/// The seed's `IntegrationInstance`: what the integration is, where it comes from, its
+/// configuration and its health.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct IntegrationInstance {
+    integration_id: String,
+    organization_id: String,
+    integration_type: IntegrationType,
+    system: &'static str,
+    /// `healthy`, `degraded` or `down`.
+    status: &'static str,
+    /// Whether an actor runs for it now: an integration with nothing to deliver has none, and
+    /// its next delivery starts one.
+    actor_running: bool,
+    configuration: IntegrationConfiguration,
+    health: IntegrationHealth,
+    #[serde(flatten)]
+    provenance: super::Provenance,
+    /// With `?verify=true`: the vendor's answer to the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_check: Option<ConnectionCheck>,
+}
+
+/// The vendor's answer to an integration's credential, as data: a refused credential is
+/// `ok: false` with the reason.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ConnectionCheck {
+    ok: bool,
+    /// The account the credential belongs to, as the vendor describes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    account: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The error's kind (`unauthorized`, `unavailable`, `rate_limited`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+impl From<Result<Value, ConnectorError>> for ConnectionCheck {
+    fn from(checked: Result<Value, ConnectorError>) -> Self {
+        match checked {
+            Ok(account) => ConnectionCheck {
+                ok: true,
+                account: Some(account),
+                error: None,
+                kind: None,
+            },
+            Err(error) => ConnectionCheck {
+                ok: false,
+                account: None,
+                error: Some(error.to_string()),
+                kind: Some(error.kind()),
+            },
+        }
+    }
+}
+
+/// `POST .../connection-check`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CheckedConnection {
+    integration_id: String,
+    #[serde(flatten)]
+    check: ConnectionCheck,
+}
+
+/// A page of the organization's integrations, with their health.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct IntegrationPage {
+    integrations: Vec<IntegrationHealth>,
+    /// Where the next page starts (`?after=`); null on the last page.
+    next_after: Option<String>,
+}
+
+/// What removing an integration did.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RemovedIntegration {
+    integration_id: String,
+    removed: bool,
+    /// Deliveries still queued for it, dead-lettered as "integration removed".
+    dead_lettered: u64,
+}
+
+/// `PUT .../credentials`: the secrets to replace, where the settings have them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredentialsRotation {
+    /// Only secrets, each as `{"value": "..."}`, at their place in the settings.
+    #[schema(value_type = Object)]
+    settings: Value,
+}
+
+/// The vendor refused or failed a subscription.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SubscriptionFailed {
+    integration_id: String,
+    error: String,
+    kind: &'static str,
+}
+
 /// The seed's `initializeIntegration`: creates an integration of the key's organization and
 /// starts it; 201 with the `IntegrationInstance` (with `connectionCheck` when `?verify=true`).
+#[utoipa::path(
+    post,
+    path = "/integrations",
+    tag = "integrations",
+    params(CreateQuery),
+    request_body = IntegrationRequest,
+    responses(
+        (status = 201, body = IntegrationInstance, headers(("ETag" = String, description = "The version"))),
+        (status = 409, description = "The id is taken, or Herald has no vault for secrets.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn create_integration(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -164,12 +325,13 @@ pub(super) async fn create_integration(
             IntegrationMsg::CheckConnection,
         )
         .await?;
-        answer["connectionCheck"] = match checked {
-            Ok(account) => json!({"ok": true, "account": account}),
-            Err(error) => json!({"ok": false, "error": error.to_string(), "kind": error.kind()}),
-        };
+        answer.connection_check = Some(checked.into());
     }
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok(super::versioned_answer(
+        StatusCode::CREATED,
+        answer,
+        runtime.config.source,
+    ))
 }
 
 /// A section a change may touch: its API name, its name in the configuration file's form, and
@@ -298,6 +460,23 @@ fn change_as_patch(
 /// Changes an integration created through the API (a JSON merge patch of the fields `POST`
 /// takes), naming the version it changes (`If-Match` or `version`: 428 without, 412 for a
 /// version that is no longer current). The actor restarts with the new settings.
+#[utoipa::path(
+    patch,
+    path = "/integrations/{integrationId}",
+    tag = "integrations",
+    params(
+        ("integrationId" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag read, instead of `version`"),
+    ),
+    request_body = IntegrationChange,
+    responses(
+        (status = 200, body = IntegrationInstance, headers(("ETag" = String, description = "The new version"))),
+        (status = 409, description = "The configuration file's integrations are read-only.", body = ErrorBody),
+        (status = 412, description = "The version named is no longer the current one.", body = ErrorBody),
+        (status = 428, description = "The change names no version.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn change_integration(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -331,6 +510,18 @@ pub(super) async fn change_integration(
 /// Rotates an integration's secrets without downtime: `{"settings": {...}}` with only secrets
 /// (`{"value": ...}`) where the settings have them; attempts in flight finish with the old
 /// ones, the next uses the new. No version is needed: a rotation applies to the current one.
+#[utoipa::path(
+    put,
+    path = "/integrations/{integrationId}/credentials",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    request_body = CredentialsRotation,
+    responses(
+        (status = 200, body = IntegrationInstance, headers(("ETag" = String, description = "The new version"))),
+        (status = 409, description = "The configuration file's integrations are read-only.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn rotate_credentials(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -340,26 +531,14 @@ pub(super) async fn rotate_credentials(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     organization_integration(&state, &caller.organization, &integration_id)?;
-    let body: Value = parse_json(&body)?;
-    let settings = match &body {
-        Value::Object(fields) if fields.len() == 1 && fields.contains_key("settings") => {
-            &fields["settings"]
-        }
-        _ => {
-            return Err(FieldError::new(
-                "settings",
-                "send {\"settings\": {...}} with the secrets to rotate",
-            )
-            .into())
-        }
-    };
-    only_secrets(settings, "settings")?;
+    let rotation: CredentialsRotation = parse_json(&body)?;
+    only_secrets(&rotation.settings, "settings")?;
     state
         .catalog
         .update(
             &caller.organization,
             &integration_id,
-            body.clone(),
+            json!({"settings": rotation.settings}),
             None,
             &caller.actor(),
         )
@@ -406,42 +585,54 @@ fn instance_answer(
 
 /// Removes an integration created through the API: 200 with how many deliveries still queued
 /// for it were dead-lettered ("integration removed").
+#[utoipa::path(
+    delete,
+    path = "/integrations/{integrationId}",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses(
+        (status = 200, body = RemovedIntegration),
+        (status = 409, description = "A route or another integration's failover uses it, or it is the configuration file's.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn remove_integration(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
     Path(integration_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RemovedIntegration>, ApiError> {
     let removed = state
         .catalog
         .remove(&caller.organization, &integration_id, &caller.actor())
         .await?;
-    Ok(Json(json!({
-        "integrationId": integration_id, "removed": true, "deadLettered": removed.dead_lettered,
-    })))
+    Ok(Json(RemovedIntegration {
+        integration_id,
+        removed: true,
+        dead_lettered: removed.dead_lettered as u64,
+    }))
 }
 
 /// The seed's `IntegrationInstance`: what the integration is, where it comes from, its version
 /// and times (for one created through the API), its configuration and its health.
-fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> Value {
+fn integration_instance(state: &AppState, runtime: &IntegrationRuntime) -> IntegrationInstance {
     let health = runtime.health(Instant::now());
-    let mut instance = json!({
-        "integrationId": runtime.id(),
-        "organizationId": runtime.config.organization,
-        "integrationType": runtime.config.vendor.describe().integration_type,
-        "system": runtime.vendor(),
-        "status": health.status,
-        // An integration with nothing to deliver has no running actor; its next delivery
-        // starts one.
-        "actorRunning": state.registry.actor(runtime.id()).is_some(),
-        "configuration": integration_configuration(state, runtime),
-        "health": health,
-    });
-    super::show_source(&mut instance, runtime.config.source);
-    instance
+    IntegrationInstance {
+        integration_id: runtime.id().to_owned(),
+        organization_id: runtime.config.organization.clone(),
+        integration_type: runtime.config.vendor.describe().integration_type,
+        system: runtime.vendor(),
+        status: health.status,
+        actor_running: state.registry.actor(runtime.id()).is_some(),
+        configuration: integration_configuration(state, runtime),
+        health,
+        provenance: runtime.config.source.into(),
+        connection_check: None,
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only integrations of this vendor (a registry kind).
     system: Option<String>,
@@ -449,17 +640,26 @@ pub(super) struct ListQuery {
     integration_type: Option<IntegrationType>,
     /// Integrations whose id sorts after this one (the previous page's `nextAfter`).
     after: Option<String>,
+    /// At most this many, 1 to 1,000 (100 by default).
     limit: Option<usize>,
 }
 
 /// The organization's integrations with their health, by id, a page at a time (`limit`, at
 /// most 1,000, default 100; `nextAfter` names where the next page starts while there is one),
 /// filtered by `system` and `integrationType`.
+#[utoipa::path(
+    get,
+    path = "/integrations",
+    tag = "integrations",
+    params(ListQuery),
+    responses((status = 200, body = IntegrationPage)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn list_integrations(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IntegrationPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(FieldError::new("limit", "must be between 1 and 1000").into());
@@ -493,11 +693,21 @@ pub(super) async fn list_integrations(
     let now = Instant::now();
     let next_after = more.then(|| chosen.last().map(|runtime| runtime.id().to_owned()));
     let integrations: Vec<_> = chosen.iter().map(|runtime| runtime.health(now)).collect();
-    Ok(Json(
-        json!({"integrations": integrations, "nextAfter": next_after.flatten()}),
-    ))
+    Ok(Json(IntegrationPage {
+        integrations,
+        next_after: next_after.flatten(),
+    }))
 }
 
+/// The seed's `IntegrationInstance` of one of the organization's integrations.
+#[utoipa::path(
+    get,
+    path = "/integrations/{integrationId}",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses((status = 200, body = IntegrationInstance, headers(("ETag" = String, description = "The version, for one made through the API")))),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn get_integration(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -562,11 +772,19 @@ pub(super) fn integration_configuration(
 
 /// Verifies the integration's credential against the vendor, now (the seed's
 /// establishConnection). The answer is data: a refused credential is `ok: false` with the reason.
+#[utoipa::path(
+    post,
+    path = "/integrations/{integrationId}/connection-check",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses((status = 200, body = CheckedConnection)),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn check_connection(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckedConnection>, ApiError> {
     let checked = ask_connector(
         &state,
         &organization,
@@ -574,16 +792,27 @@ pub(super) async fn check_connection(
         IntegrationMsg::CheckConnection,
     )
     .await?;
-    Ok(Json(match checked {
-        Ok(account) => json!({"integrationId": integration_id, "ok": true, "account": account}),
-        Err(error) => {
-            json!({"integrationId": integration_id, "ok": false, "error": error.to_string(), "kind": error.kind()})
-        }
+    Ok(Json(CheckedConnection {
+        integration_id,
+        check: checked.into(),
     }))
 }
 
 /// Subscribes to the vendor's events the integration's configuration names (REST hooks).
 /// Run it once after configuring them: the vendor keeps the subscriptions.
+#[utoipa::path(
+    post,
+    path = "/integrations/{integrationId}/subscriptions",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses(
+        (status = 201, description = "A subscription was made now; `subscriptions` lists them with their `status`.", body = Object),
+        (status = 200, description = "The vendor had them all already.", body = Object),
+        (status = 409, description = "The vendor has no subscriptions Herald can make.", body = ErrorBody),
+        (status = 502, description = "The vendor refused or failed.", body = SubscriptionFailed),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn subscribe_to_events(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -599,7 +828,9 @@ pub(super) async fn subscribe_to_events(
     Ok(match subscribed {
         Ok(subscriptions) => {
             let mut answer = json!({"integrationId": integration_id});
-            if let (Some(answer), Some(listed)) = (answer.as_object_mut(), subscriptions.as_object()) {
+            if let (Some(answer), Some(listed)) =
+                (answer.as_object_mut(), subscriptions.as_object())
+            {
                 answer.extend(listed.clone());
             }
             // 201 when a subscription was made now, 200 when the vendor had them all already.
@@ -608,15 +839,25 @@ pub(super) async fn subscribe_to_events(
                 .into_iter()
                 .flatten()
                 .any(|s| s["status"] == "created");
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             (status, Json(answer)).into_response()
         }
-        Err(ConnectorError::Rejected { code, message }) if code == "unsupported" || code == "no_rest_hooks" => {
+        Err(ConnectorError::Rejected { code, message })
+            if code == "unsupported" || code == "no_rest_hooks" =>
+        {
             return Err(ApiError::Conflict(message))
         }
         Err(error) => (
             StatusCode::BAD_GATEWAY,
-            Json(json!({"integrationId": integration_id, "error": error.to_string(), "kind": error.kind()})),
+            Json(SubscriptionFailed {
+                integration_id,
+                error: error.to_string(),
+                kind: error.kind(),
+            }),
         )
             .into_response(),
     })
@@ -642,14 +883,20 @@ pub(super) async fn ask_connector(
     })
 }
 
+/// The seed's `monitorIntegrationHealth` for one integration.
+#[utoipa::path(
+    get,
+    path = "/integrations/{integrationId}/health",
+    tag = "integrations",
+    params(("integrationId" = String, Path)),
+    responses((status = 200, body = IntegrationHealth)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn integration_health(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(integration_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IntegrationHealth>, ApiError> {
     let runtime = organization_integration(&state, &organization, &integration_id)?;
-    Ok(Json(
-        serde_json::to_value(runtime.health(Instant::now()))
-            .map_err(|err| ApiError::Internal(err.to_string()))?,
-    ))
+    Ok(Json(runtime.health(Instant::now())))
 }

@@ -8,10 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::{create_api_key, Caller};
+use super::error::ErrorBody;
 use super::{require_json, ApiError, AppState};
 use crate::store::{ApiKeyInfo, Role};
 use crate::wedsync::{parse_json, FieldError};
@@ -19,17 +20,42 @@ use crate::wedsync::{parse_json, FieldError};
 /// The longest label a key may have.
 const MAX_LABEL: usize = 100;
 
-#[derive(Deserialize)]
+/// A key to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct NewKey {
+    /// Who or what holds it, 1-100 characters.
     label: String,
     role: Role,
 }
 
-fn key_json(key: &ApiKeyInfo) -> Value {
-    json!({"keyId": key.id, "label": key.label, "role": key.role, "createdAt": key.created_at})
+/// A new key: the key itself is in this answer and nowhere else.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CreatedKey {
+    key_id: String,
+    /// The bearer token; Herald keeps only its hash.
+    key: String,
+    label: String,
+    role: Role,
+    note: &'static str,
 }
 
+/// The organization's keys, without the keys themselves.
+#[derive(Serialize, ToSchema)]
+pub(super) struct KeyList {
+    keys: Vec<ApiKeyInfo>,
+}
+
+/// Creates an API key of the organization with a role; the key is shown once.
+#[utoipa::path(
+    post,
+    path = "/keys",
+    tag = "keys",
+    request_body = NewKey,
+    responses((status = 201, body = CreatedKey)),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn create_key(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -58,26 +84,46 @@ pub(super) async fn create_key(
     tracing::info!(organization = %caller.organization, key = %key_id, by = %caller.key_id, role = %new.role, "API key created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "keyId": key_id, "key": key, "label": label, "role": new.role,
-            "note": "the key is shown once; Herald keeps only its hash",
-        })),
+        Json(CreatedKey {
+            key_id,
+            key,
+            label: label.to_owned(),
+            role: new.role,
+            note: "the key is shown once; Herald keeps only its hash",
+        }),
     )
         .into_response())
 }
 
+/// The organization's API keys: ids, labels, roles and creation times.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "keys",
+    responses((status = 200, body = KeyList)),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn list_keys(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let keys = state.store.api_keys(&caller.organization).await?;
-    Ok(Json(
-        json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(KeyList { keys }))
 }
 
 /// Revokes a key of the organization. The organization's last admin key is kept (409): without
 /// it nobody could manage the organization through the API.
+#[utoipa::path(
+    delete,
+    path = "/keys/{keyId}",
+    tag = "keys",
+    params(("keyId" = String, Path)),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 409, description = "The organization's last admin key.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn revoke_key(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,

@@ -13,6 +13,7 @@ mod install;
 mod integrations;
 mod keys;
 mod notifications;
+mod openapi;
 mod ops;
 mod routes;
 mod routings;
@@ -21,10 +22,13 @@ mod server;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::{create_api_key, hash_key, required_role, Caller, Organization};
 pub use error::ApiError;
@@ -54,84 +58,90 @@ pub struct AppState {
     pub metrics_token: Option<SecretRef>,
 }
 
+/// The `/v1` routes, each registered with its OpenAPI operation (so none is served without
+/// being in the document).
+fn v1_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(notifications::post_notification))
+        .routes(routes!(notifications::post_batch))
+        .routes(routes!(notifications::get_notification))
+        .routes(routes!(notifications::notification_engagement))
+        .routes(routes!(routings::post_routing))
+        .routes(routes!(routings::get_routing))
+        .routes(routes!(dead_letters::list_dead_letters))
+        .routes(routes!(dead_letters::replay_dead_letter))
+        .routes(routes!(
+            integrations::list_integrations,
+            integrations::create_integration
+        ))
+        .routes(routes!(
+            integrations::get_integration,
+            integrations::change_integration,
+            integrations::remove_integration
+        ))
+        .routes(routes!(integrations::rotate_credentials))
+        .routes(routes!(install::start_install))
+        .routes(routes!(integrations::subscribe_to_events))
+        .routes(routes!(integrations::check_connection))
+        .routes(routes!(integrations::integration_health))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(audit::list_audit_records))
+        .routes(routes!(routes::list_routes, routes::create_route))
+        .routes(routes!(
+            routes::get_route,
+            routes::change_route,
+            routes::remove_route
+        ))
+}
+
+/// The `/v1` routes under `/v1`, and the OpenAPI document describing them.
+fn documented(
+    v1: OpenApiRouter<Arc<AppState>>,
+) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/v1", v1)
+        .split_for_parts();
+    openapi::add_common_errors(&mut document);
+    (router, document)
+}
+
+/// The API's OpenAPI document (what `GET /openapi.json` answers).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented(v1_routes()).1
+}
+
 /// Builds the API's routes.
 pub fn routes(state: Arc<AppState>) -> Router {
     let limits = Arc::new(state.limits);
-    let v1 = Router::new()
-        .route("/notifications", post(notifications::post_notification))
-        .route("/notifications/batch", post(notifications::post_batch))
-        .route(
-            "/notifications/{notification_id}",
-            get(notifications::get_notification),
-        )
-        .route(
-            "/notifications/{notification_id}/engagement",
-            get(notifications::notification_engagement),
-        )
-        .route("/routings", post(routings::post_routing))
-        .route("/routings/{routing_id}", get(routings::get_routing))
-        .route("/dead-letters", get(dead_letters::list_dead_letters))
-        .route(
-            "/dead-letters/{delivery_id}/replay",
-            post(dead_letters::replay_dead_letter),
-        )
-        .route(
-            "/integrations",
-            get(integrations::list_integrations).post(integrations::create_integration),
-        )
-        .route(
-            "/integrations/{integration_id}",
-            get(integrations::get_integration)
-                .patch(integrations::change_integration)
-                .delete(integrations::remove_integration),
-        )
-        .route(
-            "/integrations/{integration_id}/credentials",
-            put(integrations::rotate_credentials),
-        )
-        .route(
-            "/integrations/{integration_id}/oauth/authorize",
-            post(install::start_install),
-        )
-        .route(
-            "/integrations/{integration_id}/subscriptions",
-            post(integrations::subscribe_to_events),
-        )
-        .route(
-            "/integrations/{integration_id}/connection-check",
-            post(integrations::check_connection),
-        )
-        .route(
-            "/integrations/{integration_id}/health",
-            get(integrations::integration_health),
-        )
-        .route("/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/keys/{key_id}", delete(keys::revoke_key))
-        .route("/audit", get(audit::list_audit_records))
-        .route(
-            "/routes",
-            get(routes::list_routes).post(routes::create_route),
-        )
-        .route(
-            "/routes/{route_id}",
-            get(routes::get_route)
-                .patch(routes::change_route)
-                .delete(routes::remove_route),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
+    let (v1, document) = documented(
+        v1_routes().route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
-        ));
+        )),
+    );
+    let document = axum::body::Bytes::from(
+        serde_json::to_vec(&document).expect("an OpenAPI document serializes"),
+    );
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::prometheus))
         .route(
-            "/inbound/{kind}/{integration_id}/{*rest}",
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    document,
+                )
+            }),
+        )
+        .route(
+            "/inbound/{kind}/{integrationId}/{*rest}",
             post(inbound::receive),
         )
         .route("/oauth/{kind}/callback", get(install::finish_install))
-        .nest("/v1", v1)
+        .merge(v1)
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(error::errors_as_json))
@@ -185,20 +195,50 @@ fn check_organization_id(given: Option<&str>, organization: &str) -> Result<(), 
     }
 }
 
-/// Where a definition (an integration, a route) comes from, in its answer: `source`, and for one
-/// made through the API its `version`, `createdAt` and `updatedAt`.
-fn show_source(shown: &mut serde_json::Value, source: crate::config::Source) {
-    match source {
-        crate::config::Source::Config => shown["source"] = serde_json::json!("config"),
-        crate::config::Source::Api {
-            version,
-            created_at,
-            updated_at,
-        } => {
-            shown["source"] = serde_json::json!("api");
-            shown["version"] = serde_json::json!(version);
-            shown["createdAt"] = serde_json::json!(created_at);
-            shown["updatedAt"] = serde_json::json!(updated_at);
+/// Where a definition (an integration, a route) comes from, in its answer: `config` (the
+/// configuration file's, read-only) or `api`, with the version and times of one made through
+/// the API.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Provenance {
+    source: SourceName,
+    /// 1 when created, one more with each change; a change names the version it changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
+    /// Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
+    /// Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum SourceName {
+    Config,
+    Api,
+}
+
+impl From<crate::config::Source> for Provenance {
+    fn from(source: crate::config::Source) -> Self {
+        match source {
+            crate::config::Source::Config => Provenance {
+                source: SourceName::Config,
+                version: None,
+                created_at: None,
+                updated_at: None,
+            },
+            crate::config::Source::Api {
+                version,
+                created_at,
+                updated_at,
+            } => Provenance {
+                source: SourceName::Api,
+                version: Some(version),
+                created_at: Some(created_at),
+                updated_at: Some(updated_at),
+            },
         }
     }
 }
@@ -206,7 +246,7 @@ fn show_source(shown: &mut serde_json::Value, source: crate::config::Source) {
 /// A definition as an answer, with its version (one made through the API) as the `ETag`.
 fn versioned_answer(
     status: axum::http::StatusCode,
-    shown: serde_json::Value,
+    shown: impl serde::Serialize,
     source: crate::config::Source,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;

@@ -8,16 +8,129 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::Organization;
 use super::{require_json, ApiError, AppState};
 
 use crate::connectors::ConnectorError;
 use crate::router::{Accepted, Submission};
-use crate::store::DeliveryState;
+use crate::store::{Acknowledgement, DeliveryRow, DeliveryState};
 use crate::wedsync::{parse_json, FieldError, NotificationBatch, WeddingNotification, MAX_BATCH};
 
+/// What intake did with one notification.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NotificationAccepted {
+    notification_id: String,
+    status: IntakeStatus,
+    /// One per target integration the organization's routes chose (none when no route matched).
+    deliveries: Vec<DeliveryRow>,
+    /// Present when the notification is kept but goes nowhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+/// `accepted`: journaled now. `duplicate`: the organization already had this `notificationId`;
+/// nothing new was written and the deliveries are the first one's.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum IntakeStatus {
+    Accepted,
+    Duplicate,
+}
+
+impl From<&Accepted> for NotificationAccepted {
+    fn from(accepted: &Accepted) -> Self {
+        let warnings = if accepted.deliveries.is_empty() {
+            vec![
+                "no route of the organization matched this notification: it is kept but delivered nowhere"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        };
+        NotificationAccepted {
+            notification_id: accepted.notification_id.clone(),
+            status: if accepted.duplicate {
+                IntakeStatus::Duplicate
+            } else {
+                IntakeStatus::Accepted
+            },
+            deliveries: accepted.deliveries.clone(),
+            warnings,
+        }
+    }
+}
+
+/// What intake did with a batch, accepted whole.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BatchAccepted {
+    /// Notifications journaled now.
+    accepted: usize,
+    /// Notifications the organization already had.
+    duplicates: usize,
+    notifications: Vec<NotificationAccepted>,
+}
+
+/// A notification as Herald keeps it, with where each of its deliveries stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NotificationRecord {
+    notification_id: String,
+    /// When Herald accepted it (Unix milliseconds).
+    accepted_at: i64,
+    /// The notification as it was accepted.
+    #[schema(value_type = WeddingNotification)]
+    notification: Value,
+    targets: Vec<DeliveryRow>,
+    acknowledgements: Vec<Acknowledgement>,
+}
+
+/// How people engaged with what a notification's deliveries created, per delivered target.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NotificationEngagement {
+    notification_id: String,
+    systems: Vec<SystemEngagement>,
+}
+
+/// One delivered target's engagement as its vendor reports it, or why it could not be read.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SystemEngagement {
+    integration_id: String,
+    delivery_id: i64,
+    /// The vendor's account: reactions, replies, clicks (its shape depends on the vendor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    engagement: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The error's kind (`rate_limited`, `unavailable`, `rejected`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    /// For `rate_limited`: when the vendor allows the next read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u64>,
+}
+
+/// The seed's `sendNotification`: accepts one notification for the organization's routes
+/// (202), or answers the first intake of a `notificationId` seen before (200).
+#[utoipa::path(
+    post,
+    path = "/notifications",
+    tag = "notifications",
+    request_body = WeddingNotification,
+    responses(
+        (status = 202, description = "Journaled; deliveries are on their way.", body = NotificationAccepted),
+        (status = 200, description = "A duplicate `notificationId`: nothing new was written.", body = NotificationAccepted),
+    ),
+    security(("apiKey" = ["sender"])),
+)]
 pub(super) async fn post_notification(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -41,9 +154,19 @@ pub(super) async fn post_notification(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(accepted_json(&accepted))).into_response())
+    Ok((status, Json(NotificationAccepted::from(&accepted))).into_response())
 }
 
+/// Accepts up to 10,000 notifications at once, whole or not at all (the first invalid one is
+/// named, `notifications[3].priority`).
+#[utoipa::path(
+    post,
+    path = "/notifications/batch",
+    tag = "notifications",
+    request_body = NotificationBatch,
+    responses((status = 202, description = "Every notification is journaled (or was already).", body = BatchAccepted)),
+    security(("apiKey" = ["sender"])),
+)]
 pub(super) async fn post_batch(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -76,43 +199,41 @@ pub(super) async fn post_batch(
         .collect();
     let accepted = state.routers.accept(&organization, submissions).await?;
     let duplicates = accepted.iter().filter(|a| a.duplicate).count();
-    let results: Vec<Value> = accepted.iter().map(accepted_json).collect();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": results.len() - duplicates, "duplicates": duplicates, "notifications": results})),
+        Json(BatchAccepted {
+            accepted: accepted.len() - duplicates,
+            duplicates,
+            notifications: accepted.iter().map(NotificationAccepted::from).collect(),
+        }),
     )
         .into_response())
 }
 
-pub(super) fn accepted_json(accepted: &Accepted) -> Value {
-    let mut answer = json!({
-        "notificationId": accepted.notification_id,
-        "status": if accepted.duplicate { "duplicate" } else { "accepted" },
-        "deliveries": accepted.deliveries,
-    });
-    if accepted.deliveries.is_empty() {
-        answer["warnings"] = json!([
-            "no route of the organization matched this notification: it is kept but delivered nowhere"
-        ]);
-    }
-    answer
-}
-
+/// A notification of the organization and where each of its deliveries stands.
+#[utoipa::path(
+    get,
+    path = "/notifications/{notificationId}",
+    tag = "notifications",
+    params(("notificationId" = String, Path, description = "WedSync's id of the notification")),
+    responses((status = 200, body = NotificationRecord)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn get_notification(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(notification_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationRecord>, ApiError> {
     let stored = organization_notification(&state, &organization, &notification_id).await?;
     let notification: Value =
         serde_json::from_str(&stored.body).map_err(|err| ApiError::Internal(err.to_string()))?;
-    Ok(Json(json!({
-        "notificationId": notification_id,
-        "acceptedAt": stored.accepted_at,
-        "notification": notification,
-        "targets": stored.deliveries,
-        "acknowledgements": stored.acknowledgements,
-    })))
+    Ok(Json(NotificationRecord {
+        notification_id,
+        accepted_at: stored.accepted_at,
+        notification,
+        targets: stored.deliveries,
+        acknowledgements: stored.acknowledgements,
+    }))
 }
 
 /// The organization's notification with this id; another organization's is a 404.
@@ -130,11 +251,19 @@ pub(super) async fn organization_notification(
 
 /// The seed's trackCommunicationEngagement: for each delivered target whose vendor can tell, how
 /// people reacted and replied, read from the vendor now.
+#[utoipa::path(
+    get,
+    path = "/notifications/{notificationId}/engagement",
+    tag = "notifications",
+    params(("notificationId" = String, Path, description = "WedSync's id of the notification")),
+    responses((status = 200, body = NotificationEngagement)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn notification_engagement(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
     Path(notification_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationEngagement>, ApiError> {
     let stored = organization_notification(&state, &organization, &notification_id).await?;
     let mut systems = Vec::new();
     for delivery in stored
@@ -154,27 +283,32 @@ pub(super) async fn notification_engagement(
             30_000,
             details
         );
-        let entry = match read {
-            Ok(Ok(engagement)) => {
-                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "engagement": engagement})
-            }
+        let mut entry = SystemEngagement {
+            integration_id: delivery.integration_id.clone(),
+            delivery_id: delivery.delivery_id,
+            engagement: None,
+            error: None,
+            kind: None,
+            retry_after_seconds: None,
+        };
+        match read {
+            Ok(Ok(engagement)) => entry.engagement = Some(engagement),
             Ok(Err(error)) => {
-                let mut entry = json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": error.to_string(), "kind": error.kind()});
                 if let ConnectorError::RateLimited {
                     retry_after: Some(wait),
-                } = error
+                } = &error
                 {
-                    entry["retryAfterSeconds"] = json!(wait.as_secs_f64().ceil() as u64);
+                    entry.retry_after_seconds = Some(wait.as_secs_f64().ceil() as u64);
                 }
-                entry
+                entry.kind = Some(error.kind());
+                entry.error = Some(error.to_string());
             }
-            Err(_) => {
-                json!({"integrationId": delivery.integration_id, "deliveryId": delivery.delivery_id, "error": "integration did not answer"})
-            }
-        };
+            Err(_) => entry.error = Some("integration did not answer".into()),
+        }
         systems.push(entry);
     }
-    Ok(Json(
-        json!({"notificationId": notification_id, "systems": systems}),
-    ))
+    Ok(Json(NotificationEngagement {
+        notification_id,
+        systems,
+    }))
 }

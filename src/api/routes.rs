@@ -9,19 +9,23 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
 
 use super::auth::{Caller, Organization};
+use super::error::ErrorBody;
+use super::integrations::as_change;
 use super::{
-    changed_version, check_organization_id, require_json, show_source, versioned_answer, ApiError,
-    AppState,
+    changed_version, check_organization_id, require_json, versioned_answer, ApiError, AppState,
+    Provenance,
 };
 use crate::config::{RawRoute, RouteConfig};
 use crate::wedsync::{parse_json, FieldError, Priority};
 
 /// A route as WedSync sends it to create one.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct RouteRequest {
     /// Chosen by WedSync, or made by Herald (`rt_...`) when left out.
@@ -34,42 +38,97 @@ pub(super) struct RouteRequest {
     min_priority: Option<Priority>,
     /// A CEL condition over `notification`, `wedding` and `metadata`.
     when: Option<String>,
+    /// The organization's integrations it delivers to.
     targets: Vec<String>,
 }
 
+/// A change (`PATCH`): a JSON merge patch of `name`, `types`, `minPriority`, `when` and
+/// `targets`, and the `version` it changes unless `If-Match` names it.
+pub(super) struct RouteChange;
+
+impl utoipa::PartialSchema for RouteChange {
+    fn schema() -> RefOr<Schema> {
+        as_change(RouteRequest::schema(), "the route's version")
+    }
+}
+
+impl ToSchema for RouteChange {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        RouteRequest::schemas(schemas);
+    }
+}
+
 /// A route as the API shows it.
-fn route_json(route: &RouteConfig) -> Value {
-    let mut shown = json!({
-        "routeId": route.id,
-        "organizationId": route.organization,
-        "name": route.name,
-        "types": route.types,
-        "minPriority": route.min_priority,
-        "when": route.when.as_ref().map(|when| when.source()),
-        "targets": route.targets,
-    });
-    show_source(&mut shown, route.source);
-    shown
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Route {
+    route_id: String,
+    organization_id: String,
+    name: String,
+    types: Vec<String>,
+    min_priority: Option<Priority>,
+    when: Option<String>,
+    targets: Vec<String>,
+    #[serde(flatten)]
+    provenance: Provenance,
+}
+
+impl From<&RouteConfig> for Route {
+    fn from(route: &RouteConfig) -> Self {
+        Route {
+            route_id: route.id.clone(),
+            organization_id: route.organization.clone(),
+            name: route.name.clone(),
+            types: route.types.clone(),
+            min_priority: route.min_priority,
+            when: route.when.as_ref().map(|when| when.source().to_owned()),
+            targets: route.targets.clone(),
+            provenance: route.source.into(),
+        }
+    }
+}
+
+/// The organization's routes.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RouteList {
+    routes: Vec<Route>,
 }
 
 /// A route as an answer, with its version as the `ETag`.
 fn route_answer(route: &RouteConfig, status: StatusCode) -> Response {
-    versioned_answer(status, route_json(route), route.source)
+    versioned_answer(status, Route::from(route), route.source)
 }
 
+/// The organization's routes: the configuration file's (`config-1`...) and its own.
+#[utoipa::path(
+    get,
+    path = "/routes",
+    tag = "routes",
+    responses((status = 200, body = RouteList)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn list_routes(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
-) -> Json<Value> {
-    let routes: Vec<Value> = state
+) -> Json<RouteList> {
+    let routes = state
         .table
         .routes(&organization)
         .iter()
-        .map(route_json)
+        .map(Route::from)
         .collect();
-    Json(json!({"routes": routes}))
+    Json(RouteList { routes })
 }
 
+/// One of the organization's routes.
+#[utoipa::path(
+    get,
+    path = "/routes/{routeId}",
+    tag = "routes",
+    params(("routeId" = String, Path)),
+    responses((status = 200, body = Route, headers(("ETag" = String, description = "The version, for one made through the API")))),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn get_route(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -82,6 +141,17 @@ pub(super) async fn get_route(
 /// Creates a route of the key's organization: its targets must be the organization's
 /// integrations, its `when` must compile (a 422 names `when` and the problem). Notifications
 /// take it from the next one on.
+#[utoipa::path(
+    post,
+    path = "/routes",
+    tag = "routes",
+    request_body = RouteRequest,
+    responses(
+        (status = 201, body = Route, headers(("ETag" = String, description = "The version"))),
+        (status = 409, description = "The `routeId` is taken.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn create_route(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -108,6 +178,23 @@ pub(super) async fn create_route(
 
 /// Changes a route created through the API: a merge patch of `name`, `types`, `minPriority`,
 /// `when` and `targets`, naming the version it changes (`If-Match` or `version`).
+#[utoipa::path(
+    patch,
+    path = "/routes/{routeId}",
+    tag = "routes",
+    params(
+        ("routeId" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag read, instead of `version`"),
+    ),
+    request_body = RouteChange,
+    responses(
+        (status = 200, body = Route, headers(("ETag" = String, description = "The new version"))),
+        (status = 409, description = "The configuration file's routes are read-only.", body = ErrorBody),
+        (status = 412, description = "The version named is no longer the current one.", body = ErrorBody),
+        (status = 428, description = "The change names no version.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn change_route(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,
@@ -150,6 +237,18 @@ pub(super) async fn change_route(
     Ok(route_answer(&route, StatusCode::OK))
 }
 
+/// Removes a route created through the API; notifications stop taking it at once.
+#[utoipa::path(
+    delete,
+    path = "/routes/{routeId}",
+    tag = "routes",
+    params(("routeId" = String, Path)),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 409, description = "The configuration file's routes are read-only.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["admin"])),
+)]
 pub(super) async fn remove_route(
     State(state): State<Arc<AppState>>,
     Extension(Caller(caller)): Extension<Caller>,

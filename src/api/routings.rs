@@ -12,8 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Organization;
+use super::error::ErrorBody;
 use super::notifications::organization_notification;
 use super::{require_json, ApiError, ApiQuery, AppState};
 
@@ -27,12 +29,31 @@ use crate::wedsync::{
 /// The longest `?wait=` a routing request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RoutingQuery {
+    /// How long to wait for every target to settle before answering (`5s`, at most `60s`);
+    /// no wait by default.
     wait: Option<String>,
 }
 
+/// The seed's `routeNotificationCrossSystem`: one notification to the systems it names, with
+/// rules, transformations and coordination. Answers the `RoutingResult` once every target
+/// settled (200) or when the wait runs out (202, `overallStatus: pending`).
+#[utoipa::path(
+    post,
+    path = "/routings",
+    tag = "routings",
+    params(RoutingQuery),
+    request_body = CrossSystemRouting,
+    responses(
+        (status = 200, description = "Every target settled.", body = RoutingResult),
+        (status = 202, description = "Some target is still on its way.", body = RoutingResult),
+        (status = 409, description = "The `routingId` already routed another notification.", body = ErrorBody),
+    ),
+    security(("apiKey" = ["sender"])),
+)]
 pub(super) async fn post_routing(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -317,6 +338,14 @@ fn system_status(states: &[DeliveryState]) -> SystemStatus {
 /// `GET /v1/routings/{routingId}`: the routing's result now, as `POST /v1/routings` answers it
 /// (`pending` until every target settled). `processingTime` runs from intake to the last
 /// settlement, or to now while it is pending.
+#[utoipa::path(
+    get,
+    path = "/routings/{routingId}",
+    tag = "routings",
+    params(("routingId" = String, Path, description = "The routing's id, as WedSync gave it")),
+    responses((status = 200, body = RoutingResult)),
+    security(("apiKey" = ["viewer"])),
+)]
 pub(super) async fn get_routing(
     State(state): State<Arc<AppState>>,
     Extension(Organization(organization)): Extension<Organization>,

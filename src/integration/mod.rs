@@ -63,7 +63,7 @@ struct HealthStats {
 }
 
 /// The seed's `monitorIntegrationHealth` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntegrationHealth {
     pub integration_id: String,
@@ -71,7 +71,9 @@ pub struct IntegrationHealth {
     /// `healthy`, `degraded` or `down`.
     pub status: &'static str,
     pub circuit_state: CircuitState,
+    #[schema(value_type = Option<i64>)]
     pub last_success_at: Option<UnixMillis>,
+    #[schema(value_type = Option<i64>)]
     pub last_failure_at: Option<UnixMillis>,
     pub last_error: Option<String>,
     /// Failed share of the recent attempts, 0 to 1.

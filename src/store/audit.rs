@@ -51,21 +51,26 @@ pub struct AuditDraft {
 }
 
 /// A recorded change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub seq: i64,
     #[serde(skip)]
     pub organization: String,
+    #[schema(value_type = i64)]
     pub at: UnixMillis,
     pub key_id: String,
     pub key_label: String,
     pub action: String,
     pub resource_type: String,
     pub resource_id: String,
+    /// The resource before the change, secrets as fingerprints.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Option<Object>)]
     pub before: Option<String>,
+    /// The resource after the change, secrets as fingerprints.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Option<Object>)]
     pub after: Option<String>,
     pub prev_hash: String,
     pub hash: String,

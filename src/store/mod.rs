@@ -101,7 +101,7 @@ pub enum Intake {
     Duplicate(Vec<DeliveryRow>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting for the delivery before it in a sequenced routing to settle.
@@ -159,7 +159,7 @@ impl DeliveryState {
 }
 
 /// One target of one notification: a row in the durable mailbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryRow {
     pub delivery_id: i64,
@@ -174,8 +174,10 @@ pub struct DeliveryRow {
     pub state: DeliveryState,
     pub emergency: bool,
     pub attempts: u32,
+    #[schema(value_type = i64)]
     pub created_at: UnixMillis,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
     pub next_attempt_at: Option<UnixMillis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -183,6 +185,7 @@ pub struct DeliveryRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
     pub settled_at: Option<UnixMillis>,
     /// The connector's structured account of what the delivery did (per-contact syncs, actions).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,12 +212,14 @@ pub struct StoredNotification {
 }
 
 /// An API key as Herald can describe it: the first 16 hex digits of its hash as its id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyInfo {
+    #[serde(rename = "keyId")]
     pub id: String,
     pub label: String,
     pub role: Role,
+    #[schema(value_type = i64)]
     pub created_at: UnixMillis,
 }
 
@@ -266,7 +271,17 @@ impl KeyHolder {
 /// `sender` also sends notifications and routings and replays dead letters, `admin` also
 /// manages integrations, routes, credentials and keys.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -314,7 +329,7 @@ pub struct PendingInstall {
 }
 
 /// Someone acted on a delivered notification in the target system (a button click).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Acknowledgement {
     #[serde(skip)]
@@ -325,6 +340,7 @@ pub struct Acknowledgement {
     pub action_id: String,
     /// Who acted, in the target system's terms (a chat user id).
     pub actor: String,
+    #[schema(value_type = i64)]
     pub at: UnixMillis,
 }
 

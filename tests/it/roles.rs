@@ -1,7 +1,10 @@
 //! Roles: an API key is an `admin`, a `sender` or a `viewer`; a key without the role a call needs
 //! gets 403 naming it. Admins manage the organization's keys through the API (`/v1/keys`): a new
 //! key is shown once, a revoked key stops working at once, the last admin key stays, and one
-//! organization never sees another's keys.
+//! organization never sees another's keys. The API's OpenAPI document lists exactly these calls, each
+//! with the role it needs.
+
+use std::collections::BTreeSet;
 
 use herald::sandbox::any_local_port;
 use herald::store::Role;
@@ -108,6 +111,10 @@ async fn a_key_without_the_role_a_call_needs_is_refused_naming_the_role() {
                     "{held} {method} {path}: {answer}"
                 );
                 assert_ne!(
+                    answer["error"]["message"], "route not found",
+                    "{method} {path} is served"
+                );
+                assert_ne!(
                     status,
                     StatusCode::UNAUTHORIZED,
                     "{held} {method} {path}: {answer}"
@@ -131,24 +138,45 @@ async fn a_key_without_the_role_a_call_needs_is_refused_naming_the_role() {
             }
         }
     }
-    // The table the daemon enforces is the one listed above.
-    for (method, path, needed) in every_call() {
-        let template = path
-            .replace("/notifications/any", "/notifications/{notification_id}")
-            .replace("/routings/any", "/routings/{routing_id}")
-            .replace("/routes/any", "/routes/{route_id}")
-            .replace("/dead-letters/1", "/dead-letters/{delivery_id}")
-            .replace(
-                "/integrations/studio-hook",
-                "/integrations/{integration_id}",
-            )
-            .replace("/keys/0000000000000000", "/keys/{key_id}");
-        assert_eq!(
-            herald::api::required_role(&method, &template),
-            needed,
-            "{method} {path}"
-        );
+    // The calls listed above are the API's OpenAPI document's operations, each with the role
+    // it needs as its security scope, and the table the daemon enforces agrees.
+    let listed: BTreeSet<(String, String, String)> = every_call()
+        .into_iter()
+        .map(|(method, path, needed)| {
+            let template = path
+                .replace("/notifications/any", "/notifications/{notificationId}")
+                .replace("/routings/any", "/routings/{routingId}")
+                .replace("/routes/any", "/routes/{routeId}")
+                .replace("/dead-letters/1", "/dead-letters/{deliveryId}")
+                .replace("/integrations/studio-hook", "/integrations/{integrationId}")
+                .replace("/keys/0000000000000000", "/keys/{keyId}");
+            assert_eq!(
+                herald::api::required_role(&method, &template),
+                needed,
+                "{method} {path}"
+            );
+            (method.to_string(), template, needed.as_str().to_owned())
+        })
+        .collect();
+    let document: Value = reqwest::get(format!("{}/openapi.json", herald.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let scopes = &operation["security"][0]["apiKey"];
+            assert_eq!(scopes.as_array().map(Vec::len), Some(1), "{method} {path}");
+            documented.insert((
+                method.to_uppercase(),
+                path.clone(),
+                scopes[0].as_str().unwrap().to_owned(),
+            ));
+        }
     }
+    assert_eq!(documented, listed);
     // A sender sends; a viewer reads what was sent and may not send.
     let sender = herald.key_with_role("studio", Role::Sender).await;
     let viewer = herald.key_with_role("studio", Role::Viewer).await;
