@@ -140,18 +140,37 @@ impl fmt::Display for Priority {
 
 /// A notification as WedSync sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "notificationId": "n-2027-06-12-timeline",
+    "type": "timeline_change",
+    "priority": "high",
+    "title": "Ceremony moved to 15:30",
+    "message": "The ceremony starts 30 minutes later.",
+    "weddingContext": {
+        "weddingId": "w-2027-06-12",
+        "weddingDate": "2027-06-12",
+        "venue": "Hedingham Castle",
+        "guestCount": 120,
+        "timezone": "Europe/London"
+    },
+    "contacts": [{"name": "Amelia Hart", "email": "amelia@example.com", "role": "couple"}]
+}))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeddingNotification {
     /// The idempotency key within an organization.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^\S+$")]
     pub notification_id: String,
     /// Optional in requests (the API key decides the organization); when present it must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
     /// What happened: `timeline_change`, `payment_received`, `client_message`, `emergency_alert`...
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z0-9_.]{1,64}$")]
     pub notification_type: String,
     pub priority: Priority,
+    #[schema(min_length = 1, max_length = 500)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 20000)]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wedding_context: Option<WeddingContext>,
@@ -163,7 +182,9 @@ pub struct WeddingNotification {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// An RFC 3339 timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// The seed's `BookingNotification`: the booking this notification is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +202,7 @@ pub struct WeddingContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wedding_id: Option<String>,
     /// ISO 8601 date, `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub wedding_date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venue: Option<String>,
@@ -243,6 +265,7 @@ pub struct NotificationBatch {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CrossSystemRouting {
+    #[schema(min_length = 1, max_length = 128, pattern = r"^\S+$")]
     pub routing_id: String,
     pub source_notification: WeddingNotification,
     pub target_systems: Vec<TargetSystem>,

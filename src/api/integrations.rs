@@ -35,7 +35,18 @@ use crate::wedsync::{
 /// `{"value": "..."}`), and Herald's overrides of the vendor's defaults.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({
+    "integrationId": "studio-webhook",
+    "system": "webhook",
+    "settings": {
+        "url": "https://hooks.example-studio.com/wedsync",
+        "secret": {"value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+    },
+    "retry": {"maxAttempts": 5, "maxDelay": "10m"}
+}))]
 pub(super) struct IntegrationRequest {
+    /// Unique in this Herald: 1-128 letters, digits, `-`, `_` or `.`.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
     integration_id: String,
     /// The key's organization; given, it must be that one.
     organization_id: Option<String>,
@@ -299,7 +310,14 @@ pub(super) struct SubscriptionFailed {
     params(CreateQuery),
     request_body = IntegrationRequest,
     responses(
-        (status = 201, body = IntegrationInstance, headers(("ETag" = String, description = "The version"))),
+        (status = 201, body = IntegrationInstance, headers(("ETag" = String, description = "The version")), links(
+            ("GetIntegration" = (operation_id = "get_integration", parameters(("integrationId" = "$response.body#/integrationId")))),
+            ("ChangeIntegration" = (operation_id = "change_integration", parameters(("integrationId" = "$response.body#/integrationId")))),
+            ("RemoveIntegration" = (operation_id = "remove_integration", parameters(("integrationId" = "$response.body#/integrationId")))),
+            ("IntegrationHealth" = (operation_id = "integration_health", parameters(("integrationId" = "$response.body#/integrationId")))),
+            ("CheckConnection" = (operation_id = "check_connection", parameters(("integrationId" = "$response.body#/integrationId")))),
+            ("RotateCredentials" = (operation_id = "rotate_credentials", parameters(("integrationId" = "$response.body#/integrationId")))),
+        )),
         (status = 409, description = "The id is taken, or Herald has no vault for secrets.", body = ErrorBody),
     ),
     security(("apiKey" = ["admin"])),

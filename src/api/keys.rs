@@ -25,6 +25,7 @@ const MAX_LABEL: usize = 100;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct NewKey {
     /// Who or what holds it, 1-100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     label: String,
     role: Role,
 }
@@ -53,7 +54,9 @@ pub(super) struct KeyList {
     path = "/keys",
     tag = "keys",
     request_body = NewKey,
-    responses((status = 201, body = CreatedKey)),
+    responses((status = 201, body = CreatedKey, links(
+            ("RevokeKey" = (operation_id = "revoke_key", parameters(("keyId" = "$response.body#/keyId")))),
+        ))),
     security(("apiKey" = ["admin"])),
 )]
 pub(super) async fn create_key(

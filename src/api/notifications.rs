@@ -126,7 +126,10 @@ pub(super) struct SystemEngagement {
     tag = "notifications",
     request_body = WeddingNotification,
     responses(
-        (status = 202, description = "Journaled; deliveries are on their way.", body = NotificationAccepted),
+        (status = 202, description = "Journaled; deliveries are on their way.", body = NotificationAccepted, links(
+            ("GetNotification" = (operation_id = "get_notification", parameters(("notificationId" = "$response.body#/notificationId")))),
+            ("NotificationEngagement" = (operation_id = "notification_engagement", parameters(("notificationId" = "$response.body#/notificationId")))),
+        )),
         (status = 200, description = "A duplicate `notificationId`: nothing new was written.", body = NotificationAccepted),
     ),
     security(("apiKey" = ["sender"])),

@@ -27,8 +27,17 @@ use crate::wedsync::{parse_json, FieldError, Priority};
 /// A route as WedSync sends it to create one.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({
+    "name": "big weddings' timeline changes",
+    "types": ["timeline_change"],
+    "minPriority": "normal",
+    "when": "wedding.guestCount > 100",
+    "targets": ["studio-webhook"]
+}))]
 pub(super) struct RouteRequest {
-    /// Chosen by WedSync, or made by Herald (`rt_...`) when left out.
+    /// Chosen by WedSync (1-128 letters, digits, `-`, `_` or `.`; not `config-...`), or made by
+    /// Herald (`rt_...`) when left out.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
     route_id: Option<String>,
     organization_id: Option<String>,
     name: String,
@@ -39,6 +48,7 @@ pub(super) struct RouteRequest {
     /// A CEL condition over `notification`, `wedding` and `metadata`.
     when: Option<String>,
     /// The organization's integrations it delivers to.
+    #[schema(min_items = 1)]
     targets: Vec<String>,
 }
 
@@ -147,7 +157,11 @@ pub(super) async fn get_route(
     tag = "routes",
     request_body = RouteRequest,
     responses(
-        (status = 201, body = Route, headers(("ETag" = String, description = "The version"))),
+        (status = 201, body = Route, headers(("ETag" = String, description = "The version")), links(
+            ("GetRoute" = (operation_id = "get_route", parameters(("routeId" = "$response.body#/routeId")))),
+            ("ChangeRoute" = (operation_id = "change_route", parameters(("routeId" = "$response.body#/routeId")))),
+            ("RemoveRoute" = (operation_id = "remove_route", parameters(("routeId" = "$response.body#/routeId")))),
+        )),
         (status = 409, description = "The `routeId` is taken.", body = ErrorBody),
     ),
     security(("apiKey" = ["admin"])),

@@ -48,7 +48,9 @@ pub(super) struct RoutingQuery {
     params(RoutingQuery),
     request_body = CrossSystemRouting,
     responses(
-        (status = 200, description = "Every target settled.", body = RoutingResult),
+        (status = 200, description = "Every target settled.", body = RoutingResult, links(
+            ("GetRouting" = (operation_id = "get_routing", parameters(("routingId" = "$response.body#/routingId")))),
+        )),
         (status = 202, description = "Some target is still on its way.", body = RoutingResult),
         (status = 409, description = "The `routingId` already routed another notification.", body = ErrorBody),
     ),

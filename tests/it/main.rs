@@ -7,6 +7,7 @@ mod hostile;
 mod acceptance;
 mod audit;
 mod breaker;
+mod contract;
 mod demo;
 mod durability;
 mod emergency;

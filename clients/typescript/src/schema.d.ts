@@ -650,8 +650,23 @@ export interface components {
          * @description The seed's `IntegrationConfiguration` as WedSync sends it to create an integration: the
          *     vendor (`system`, a registry kind), its `settings` (the vendor's own settings, secrets as
          *     `{"value": "..."}`), and Herald's overrides of the vendor's defaults.
+         * @example {
+         *       "integrationId": "studio-webhook",
+         *       "retry": {
+         *         "maxAttempts": 5,
+         *         "maxDelay": "10m"
+         *       },
+         *       "settings": {
+         *         "secret": {
+         *           "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+         *         },
+         *         "url": "https://hooks.example-studio.com/wedsync"
+         *       },
+         *       "system": "webhook"
+         *     }
          */
         IntegrationChange: {
+            /** @description Unique in this Herald: 1-128 letters, digits, `-`, `_` or `.`. */
             integrationId?: string;
             /** @description The key's organization; given, it must be that one. */
             organizationId?: string | null;
@@ -746,8 +761,23 @@ export interface components {
          * @description The seed's `IntegrationConfiguration` as WedSync sends it to create an integration: the
          *     vendor (`system`, a registry kind), its `settings` (the vendor's own settings, secrets as
          *     `{"value": "..."}`), and Herald's overrides of the vendor's defaults.
+         * @example {
+         *       "integrationId": "studio-webhook",
+         *       "retry": {
+         *         "maxAttempts": 5,
+         *         "maxDelay": "10m"
+         *       },
+         *       "settings": {
+         *         "secret": {
+         *           "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+         *         },
+         *         "url": "https://hooks.example-studio.com/wedsync"
+         *       },
+         *       "system": "webhook"
+         *     }
          */
         IntegrationRequest: {
+            /** @description Unique in this Herald: 1-128 letters, digits, `-`, `_` or `.`. */
             integrationId: string;
             /** @description The key's organization; given, it must be that one. */
             organizationId?: string | null;
@@ -918,9 +948,25 @@ export interface components {
             when?: string | null;
             targets: string[];
         };
-        /** @description A route as WedSync sends it to create one. */
+        /**
+         * @description A route as WedSync sends it to create one.
+         * @example {
+         *       "minPriority": "normal",
+         *       "name": "big weddings' timeline changes",
+         *       "targets": [
+         *         "studio-webhook"
+         *       ],
+         *       "types": [
+         *         "timeline_change"
+         *       ],
+         *       "when": "wedding.guestCount > 100"
+         *     }
+         */
         RouteChange: {
-            /** @description Chosen by WedSync, or made by Herald (`rt_...`) when left out. */
+            /**
+             * @description Chosen by WedSync (1-128 letters, digits, `-`, `_` or `.`; not `config-...`), or made by
+             *     Herald (`rt_...`) when left out.
+             */
             routeId?: string | null;
             organizationId?: string | null;
             name?: string;
@@ -938,9 +984,25 @@ export interface components {
         RouteList: {
             routes: components["schemas"]["Route"][];
         };
-        /** @description A route as WedSync sends it to create one. */
+        /**
+         * @description A route as WedSync sends it to create one.
+         * @example {
+         *       "minPriority": "normal",
+         *       "name": "big weddings' timeline changes",
+         *       "targets": [
+         *         "studio-webhook"
+         *       ],
+         *       "types": [
+         *         "timeline_change"
+         *       ],
+         *       "when": "wedding.guestCount > 100"
+         *     }
+         */
         RouteRequest: {
-            /** @description Chosen by WedSync, or made by Herald (`rt_...`) when left out. */
+            /**
+             * @description Chosen by WedSync (1-128 letters, digits, `-`, `_` or `.`; not `config-...`), or made by
+             *     Herald (`rt_...`) when left out.
+             */
             routeId?: string | null;
             organizationId?: string | null;
             name: string;
@@ -1036,7 +1098,10 @@ export interface components {
         /** @description The wedding a notification is about. */
         WeddingContext: {
             weddingId?: string | null;
-            /** @description ISO 8601 date, `YYYY-MM-DD`. */
+            /**
+             * Format: date
+             * @description ISO 8601 date, `YYYY-MM-DD`.
+             */
             weddingDate: string;
             venue?: string | null;
             vendorName?: string | null;
@@ -1046,7 +1111,30 @@ export interface components {
             /** @description IANA time zone of the wedding, e.g. `Europe/London`. */
             timezone?: string | null;
         };
-        /** @description A notification as WedSync sends it. */
+        /**
+         * @description A notification as WedSync sends it.
+         * @example {
+         *       "contacts": [
+         *         {
+         *           "email": "amelia@example.com",
+         *           "name": "Amelia Hart",
+         *           "role": "couple"
+         *         }
+         *       ],
+         *       "message": "The ceremony starts 30 minutes later.",
+         *       "notificationId": "n-2027-06-12-timeline",
+         *       "priority": "high",
+         *       "title": "Ceremony moved to 15:30",
+         *       "type": "timeline_change",
+         *       "weddingContext": {
+         *         "guestCount": 120,
+         *         "timezone": "Europe/London",
+         *         "venue": "Hedingham Castle",
+         *         "weddingDate": "2027-06-12",
+         *         "weddingId": "w-2027-06-12"
+         *       }
+         *     }
+         */
         WeddingNotification: {
             /** @description The idempotency key within an organization. */
             notificationId: string;
@@ -1062,6 +1150,10 @@ export interface components {
             actions?: components["schemas"]["NotificationAction"][];
             /** @description Anything else WedSync knows (at most 64 KiB as JSON, nested at most 8 deep). */
             metadata?: Record<string, unknown>;
+            /**
+             * Format: date-time
+             * @description An RFC 3339 timestamp.
+             */
             createdAt?: string | null;
             /** @description The seed's `BookingNotification`: the booking this notification is about. */
             bookingId?: string | null;
