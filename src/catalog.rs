@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use supervision::{Slot, SupervisorMsg};
 
 use crate::config::{
@@ -860,8 +859,7 @@ fn audit_view(raw: &RawIntegration, secrets: &[(String, Secret)]) -> String {
     let mut view = serde_json::to_value(raw).unwrap_or(Value::Null);
     if let Some(settings) = view.get_mut("settings") {
         for (name, secret) in secrets {
-            let fingerprint = &hex::encode(Sha256::digest(secret.expose().as_bytes()))[..12];
-            replace_fingerprint(settings, name, fingerprint);
+            replace_fingerprint(settings, name, &secret.fingerprint());
         }
     }
     view.to_string()
@@ -874,7 +872,7 @@ fn replace_fingerprint(value: &mut Value, name: &str, fingerprint: &str) {
         {
             let mut shown = Map::new();
             shown.insert("sealed".into(), json!(name));
-            shown.insert("fingerprint".into(), json!(format!("sha256:{fingerprint}")));
+            shown.insert("fingerprint".into(), json!(fingerprint));
             *value = Value::Object(shown);
         }
         Value::Object(map) => map

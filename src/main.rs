@@ -1,5 +1,6 @@
 //! The `herald` command: parses the command line, sets up logging and hands over to the library.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -312,7 +313,20 @@ async fn rotate_vault_key(config: &Path) -> anyhow::Result<()> {
             config.display()
         );
     };
-    let rotation = vault.rotate().await?;
+    // Each re-sealed credential is recorded in its integration's organization's audit log.
+    let mut organizations: HashMap<String, String> = loaded
+        .integrations
+        .iter()
+        .map(|integration| (integration.id.clone(), integration.organization.clone()))
+        .collect();
+    organizations.extend(
+        store
+            .managed_integrations()
+            .await?
+            .into_iter()
+            .map(|stored| (stored.id, stored.organization)),
+    );
+    let rotation = vault.rotate(&organizations).await?;
     store.flush().await?;
     println!(
         "{} credentials re-sealed under the current key, {} already under it, {} changed meanwhile (sealed under it by Herald)",

@@ -56,6 +56,14 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// What an audit record shows for the secret: `sha256:` and the first 12 hex digits of its
+    /// SHA-256, enough to tell two secrets apart and nothing to recover one.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(self.0.as_bytes()));
+        format!("sha256:{}", &digest[..12])
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -15,6 +15,7 @@
 //! replaced only if nobody changed it meanwhile, so a crash at any point leaves every credential
 //! readable under one of the configured keys, and running it again finishes the job.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -23,7 +24,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{Actor, AuditDraft, Store, StoreError};
 
 /// The format byte of a value sealed with its key's id, and of one sealed before key ids.
 const FORMAT: u8 = 2;
@@ -114,16 +115,26 @@ impl Vault {
     }
 
     /// Seals and keeps a credential of an integration, replacing one of the same name.
+    /// With `audit`, the change is recorded in the same transaction, the credential shown as its
+    /// fingerprint (the draft's `after`).
     pub async fn put(
         &self,
         integration_id: &str,
         name: &str,
         value: &Secret,
+        audit: Option<AuditDraft>,
     ) -> Result<(), VaultError> {
         let sealed = self.seal(integration_id, name, value)?;
+        let audit = audit.map(|draft| AuditDraft {
+            after: Some(
+                serde_json::json!({"credential": name, "fingerprint": value.fingerprint()})
+                    .to_string(),
+            ),
+            ..draft
+        });
         Ok(self
             .store
-            .put_credential(integration_id, name, sealed)
+            .put_credential(integration_id, name, sealed, audit)
             .await?)
     }
 
@@ -203,8 +214,13 @@ impl Vault {
 
     /// Re-seals every kept credential under the current key, one at a time; a credential that
     /// does not open under any configured key stops the rotation with an error (nothing about
-    /// it is changed).
-    pub async fn rotate(&self) -> Result<Rotation, VaultError> {
+    /// it is changed). Each re-sealed credential of an integration `organizations` knows (its
+    /// id to its organization) is recorded in that organization's audit log, by the operator,
+    /// in the same transaction.
+    pub async fn rotate(
+        &self,
+        organizations: &HashMap<String, String>,
+    ) -> Result<Rotation, VaultError> {
         let mut rotation = Rotation::default();
         for (integration_id, name, sealed) in self.store.all_credentials().await? {
             if self.is_current(&sealed) {
@@ -213,9 +229,27 @@ impl Vault {
             }
             let secret = self.open(&integration_id, &name, sealed.clone())?;
             let resealed = self.seal(&integration_id, &name, &secret)?;
+            let audit = organizations
+                .get(&integration_id)
+                .map(|organization| AuditDraft {
+                    organization: organization.clone(),
+                    actor: Actor::operator(),
+                    action: "credential.resealed".to_owned(),
+                    resource_type: "integration".to_owned(),
+                    resource_id: integration_id.clone(),
+                    before: None,
+                    after: Some(
+                        serde_json::json!({
+                            "credential": name,
+                            "fingerprint": secret.fingerprint(),
+                            "keyId": hex::encode(self.current.id),
+                        })
+                        .to_string(),
+                    ),
+                });
             if self
                 .store
-                .replace_credential(&integration_id, &name, sealed, resealed)
+                .replace_credential(&integration_id, &name, sealed, resealed, audit)
                 .await?
             {
                 rotation.resealed += 1;
@@ -248,7 +282,9 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
         let kept = vault(KEY, store.clone());
         let token = Secret::new("na1-refresh-0f9e8d7c".into());
-        kept.put("crm", "refresh_token", &token).await.unwrap();
+        kept.put("crm", "refresh_token", &token, None)
+            .await
+            .unwrap();
 
         let sealed = store
             .credential("crm", "refresh_token")
@@ -271,7 +307,7 @@ mod tests {
 
         // Moved to another integration's row, it does not open.
         store
-            .put_credential("other-crm", "refresh_token", sealed.clone())
+            .put_credential("other-crm", "refresh_token", sealed.clone(), None)
             .await
             .unwrap();
         assert!(matches!(
@@ -301,7 +337,7 @@ mod tests {
             ("chat", "xoxb-b"),
             ("hook", "whsec-c"),
         ] {
-            old.put(integration, "token", &Secret::new(value.into()))
+            old.put(integration, "token", &Secret::new(value.into()), None)
                 .await
                 .unwrap();
         }
@@ -315,7 +351,7 @@ mod tests {
             framed
         };
         store
-            .put_credential("legacy", "token", legacy)
+            .put_credential("legacy", "token", legacy, None)
             .await
             .unwrap();
         assert_eq!(
@@ -335,12 +371,12 @@ mod tests {
         let secret = rotating.open(&integration, &name, sealed.clone()).unwrap();
         let resealed = rotating.seal(&integration, &name, &secret).unwrap();
         assert!(store
-            .replace_credential(&integration, &name, sealed.clone(), resealed)
+            .replace_credential(&integration, &name, sealed.clone(), resealed, None)
             .await
             .unwrap());
         assert!(
             !store
-                .replace_credential(&integration, &name, sealed, vec![FORMAT])
+                .replace_credential(&integration, &name, sealed, vec![FORMAT], None)
                 .await
                 .unwrap(),
             "a row changed since it was read is not replaced"
@@ -366,7 +402,7 @@ mod tests {
 
         // Running it finishes the job; again, there is nothing left to do.
         assert_eq!(
-            rotating.rotate().await.unwrap(),
+            rotating.rotate(&HashMap::new()).await.unwrap(),
             Rotation {
                 resealed: 3,
                 current: 1,
@@ -374,7 +410,7 @@ mod tests {
             }
         );
         assert_eq!(
-            rotating.rotate().await.unwrap(),
+            rotating.rotate(&HashMap::new()).await.unwrap(),
             Rotation {
                 resealed: 0,
                 current: 4,

@@ -24,10 +24,10 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::integrations::{ask_connector, organization_integration};
-use super::{hash_key, ApiError, AppState, Organization};
-use crate::connectors::oauth::{pkce_challenge, pkce_verifier};
+use super::{hash_key, ApiError, AppState, Caller};
+use crate::connectors::oauth::{pkce_challenge, pkce_verifier, InstallGrant};
 use crate::integration::IntegrationMsg;
-use crate::store::{now_millis, PendingInstall};
+use crate::store::{now_millis, AuditDraft, PendingInstall};
 
 /// How long a consent link stays good.
 const INSTALL_WINDOW: Duration = Duration::from_secs(600);
@@ -58,10 +58,10 @@ pub struct InstallStarted {
 )]
 pub async fn start_install(
     State(state): State<Arc<AppState>>,
-    Extension(Organization(organization)): Extension<Organization>,
+    Extension(Caller(caller)): Extension<Caller>,
     Path(integration_id): Path<String>,
 ) -> Result<Json<InstallStarted>, ApiError> {
-    let runtime = organization_integration(&state, &organization, &integration_id)?;
+    let runtime = organization_integration(&state, &caller.organization, &integration_id)?;
     let mut random = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut random);
     let install_state = hex::encode(random);
@@ -85,8 +85,9 @@ pub async fn start_install(
     let expires_at = now_millis() + INSTALL_WINDOW.as_millis() as i64;
     let install = PendingInstall {
         integration_id: integration_id.clone(),
-        organization,
+        organization: caller.organization.clone(),
         code_verifier,
+        started_by: caller.actor(),
     };
     state
         .store
@@ -161,8 +162,21 @@ pub async fn finish_install(
             );
         }
     };
+    let grant = InstallGrant {
+        code,
+        code_verifier: pending.code_verifier.clone(),
+        audit: AuditDraft {
+            organization: pending.organization.clone(),
+            actor: pending.started_by.clone(),
+            action: "credential.installed".to_owned(),
+            resource_type: "integration".to_owned(),
+            resource_id: integration_id.clone(),
+            before: None,
+            after: None,
+        },
+    };
     let installed = ask_connector(&state, &pending.organization, &integration_id, |reply| {
-        IntegrationMsg::CompleteInstall(code, pending.code_verifier.clone(), reply)
+        IntegrationMsg::CompleteInstall(grant, reply)
     })
     .await;
     match installed {

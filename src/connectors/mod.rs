@@ -139,11 +139,7 @@ pub trait Connector: Send + Sync + 'static {
     /// Finishes an OAuth app install through Herald: exchanges the authorization code the
     /// vendor sent back (with the install's PKCE verifier, for a vendor that takes PKCE) for the
     /// account's tokens and keeps them.
-    fn complete_install<'a>(
-        &'a self,
-        _code: &'a str,
-        _code_verifier: Option<&'a str>,
-    ) -> CheckFuture<'a> {
+    fn complete_install<'a>(&'a self, _grant: &'a oauth::InstallGrant) -> CheckFuture<'a> {
         let vendor = self.vendor();
         Box::pin(async move {
             Err(ConnectorError::Rejected {

@@ -23,7 +23,18 @@ use serde_json::Value;
 use super::http::{transport_error, OutboundClient};
 use super::ConnectorError;
 use crate::secret::{ReloadableSecret, Secret};
+use crate::store::AuditDraft;
 use crate::vault::Vault;
+
+/// What the vendor sent back to finish an install through Herald: the authorization code, the
+/// install's PKCE verifier (for a vendor that takes PKCE), and the audit record of the refresh
+/// token it brings (who started the install; the token is shown as its fingerprint).
+#[derive(Debug, Clone)]
+pub struct InstallGrant {
+    pub code: String,
+    pub code_verifier: Option<String>,
+    pub audit: AuditDraft,
+}
 
 /// An app's OAuth 2 session with one account of a vendor.
 pub struct OAuthSession {
@@ -112,13 +123,12 @@ impl OAuthSession {
     }
 
     /// Exchanges the authorization code of an install through Herald for the account's tokens
-    /// and keeps the refresh token in the vault.
+    /// and keeps the refresh token in the vault, recorded in the audit log as the grant says.
     pub async fn complete_install(
         &self,
         client: &OutboundClient,
         timeout: Duration,
-        code: &str,
-        code_verifier: Option<&str>,
+        grant: &InstallGrant,
     ) -> Result<(), ConnectorError> {
         let RefreshToken::Kept {
             vault,
@@ -138,9 +148,14 @@ impl OAuthSession {
         let mut exchange = vec![
             ("grant_type", "authorization_code"),
             ("redirect_uri", redirect_uri.as_str()),
-            ("code", code),
+            ("code", grant.code.as_str()),
         ];
-        exchange.extend(code_verifier.map(|verifier| ("code_verifier", verifier)));
+        exchange.extend(
+            grant
+                .code_verifier
+                .as_deref()
+                .map(|verifier| ("code_verifier", verifier)),
+        );
         let answer = self.grant(client, timeout, &exchange).await?;
         let Some(refresh_token) = answer["refresh_token"].as_str() else {
             return Err(ConnectorError::Unavailable(format!(
@@ -149,7 +164,12 @@ impl OAuthSession {
             )));
         };
         vault
-            .put(integration_id, name, &Secret::new(refresh_token.to_owned()))
+            .put(
+                integration_id,
+                name,
+                &Secret::new(refresh_token.to_owned()),
+                Some(grant.audit.clone()),
+            )
             .await
             .map_err(|err| {
                 ConnectorError::Unavailable(format!("keeping the refresh token: {err}"))

@@ -56,8 +56,7 @@ pub enum IntegrationMsg {
     /// Finish an OAuth app install with the authorization code the vendor sent back and the
     /// install's PKCE verifier, if it has one (spawned task).
     CompleteInstall(
-        String,
-        Option<String>,
+        crate::connectors::oauth::InstallGrant,
         RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
     ),
     /// Subscribe to the vendor's events the configuration names (spawned task).
@@ -225,12 +224,10 @@ impl Actor for IntegrationActor {
                     let _ = reply.send(connector.check_connection().await);
                 });
             }
-            IntegrationMsg::CompleteInstall(code, code_verifier, reply) => {
+            IntegrationMsg::CompleteInstall(grant, reply) => {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
-                    let installed = connector
-                        .complete_install(&code, code_verifier.as_deref())
-                        .await;
+                    let installed = connector.complete_install(&grant).await;
                     let _ = reply.send(installed);
                 });
             }

@@ -8,33 +8,38 @@ use rusqlite::{params, OptionalExtension};
 use super::postgres::{PostgresStore, PostgresWriter};
 use super::queue::Queued;
 use super::sqlite::{SqliteStore, SqliteWriter};
-use super::{now_millis, StoreError, StoreFuture};
+use super::{now_millis, AuditDraft, StoreError, StoreFuture};
 
 /// Sealed credentials per integration.
 pub trait Credentials: Queued {
     /// Keeps a credential sealed by the vault (replacing one of the same name).
+    /// With `audit`, its record is appended in the same transaction.
     fn put_credential(
         &self,
         integration_id: &str,
         name: &str,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
     ) -> StoreFuture<'_, ()> {
-        self.queues().put_credential(integration_id, name, sealed)
+        self.queues()
+            .put_credential(integration_id, name, sealed, audit)
     }
     /// A sealed credential, if one was kept.
     fn credential(&self, integration_id: &str, name: &str) -> StoreFuture<'_, Option<Vec<u8>>>;
     /// Every kept credential: (integration, name, sealed), for re-sealing under a new key.
     fn all_credentials(&self) -> StoreFuture<'_, Vec<(String, String, Vec<u8>)>>;
     /// Replaces a sealed credential with `sealed` if it is still `expected`; whether it was.
+    /// With `audit`, a replacement is recorded in the same transaction.
     fn replace_credential(
         &self,
         integration_id: &str,
         name: &str,
         expected: Vec<u8>,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
     ) -> StoreFuture<'_, bool> {
         self.queues()
-            .replace_credential(integration_id, name, expected, sealed)
+            .replace_credential(integration_id, name, expected, sealed, audit)
     }
 }
 

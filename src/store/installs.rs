@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use super::postgres::{PostgresStore, PostgresWriter};
 use super::queue::Queued;
 use super::sqlite::{SqliteStore, SqliteWriter};
-use super::{now_millis, PendingInstall, StoreError, StoreFuture};
+use super::{now_millis, Actor, PendingInstall, StoreError, StoreFuture};
 
 /// OAuth installs in progress.
 pub trait Installs: Queued {
@@ -46,6 +46,17 @@ pub(super) trait InstallStatements {
     ) -> Result<Option<PendingInstall>, StoreError>;
 }
 
+/// Who started an install, as kept; an install started before Herald kept it (schema 15) says so.
+fn starter(key_id: Option<String>, label: Option<String>) -> Actor {
+    match (key_id, label) {
+        (Some(key_id), Some(label)) => Actor { key_id, label },
+        _ => Actor {
+            key_id: "unknown".to_owned(),
+            label: "an install started before Herald recorded who started it".to_owned(),
+        },
+    }
+}
+
 // === SQLite ===
 
 impl Installs for SqliteStore {}
@@ -62,8 +73,8 @@ impl InstallStatements for SqliteWriter {
             params![now_millis()],
         )?;
         self.connection.execute(
-            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![state_hash, install.integration_id, install.organization, expires_at, install.code_verifier],
+            "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier, started_by_key_id, started_by_label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![state_hash, install.integration_id, install.organization, expires_at, install.code_verifier, install.started_by.key_id, install.started_by.label],
         )?;
         Ok(())
     }
@@ -76,7 +87,7 @@ impl InstallStatements for SqliteWriter {
         Ok(self
             .connection
             .query_row(
-                "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at, code_verifier",
+                "DELETE FROM oauth_installs WHERE state_hash = ?1 RETURNING integration_id, organization, expires_at, code_verifier, started_by_key_id, started_by_label",
                 params![state_hash],
                 |r| {
                     Ok((
@@ -84,6 +95,7 @@ impl InstallStatements for SqliteWriter {
                             integration_id: r.get(0)?,
                             organization: r.get(1)?,
                             code_verifier: r.get(3)?,
+                            started_by: starter(r.get(4)?, r.get(5)?),
                         },
                         r.get::<_, i64>(2)?,
                     ))
@@ -114,8 +126,8 @@ impl InstallStatements for PostgresWriter {
             .await?;
         self.client
             .execute(
-                "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier) VALUES ($1, $2, $3, $4, $5)",
-                &[&state_hash, &install.integration_id, &install.organization, &expires_at, &install.code_verifier],
+                "INSERT INTO oauth_installs (state_hash, integration_id, organization, expires_at, code_verifier, started_by_key_id, started_by_label) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&state_hash, &install.integration_id, &install.organization, &expires_at, &install.code_verifier, &install.started_by.key_id, &install.started_by.label],
             )
             .await?;
         Ok(())
@@ -129,7 +141,7 @@ impl InstallStatements for PostgresWriter {
         let row = self
             .client
             .query_opt(
-                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at, code_verifier",
+                "DELETE FROM oauth_installs WHERE state_hash = $1 RETURNING integration_id, organization, expires_at, code_verifier, started_by_key_id, started_by_label",
                 &[&state_hash],
             )
             .await?;
@@ -139,6 +151,7 @@ impl InstallStatements for PostgresWriter {
                 integration_id: row.get(0),
                 organization: row.get(1),
                 code_verifier: row.get(3),
+                started_by: starter(row.get(4), row.get(5)),
             }))
     }
 }

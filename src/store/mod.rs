@@ -326,6 +326,8 @@ pub struct PendingInstall {
     /// ten minutes and taken once with it; without the authorization code, which only the
     /// registered redirect receives, it is worth nothing.
     pub code_verifier: Option<String>,
+    /// Who started it (the API key that asked for the consent page).
+    pub started_by: Actor,
 }
 
 /// Someone acted on a delivered notification in the target system (a button click).

@@ -158,6 +158,9 @@ const MIGRATIONS: &[&str] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, organization, id)
     );",
+    // 15: who started an OAuth install (the audit record of the credential it brings names them).
+    "ALTER TABLE oauth_installs ADD COLUMN started_by_key_id TEXT;
+    ALTER TABLE oauth_installs ADD COLUMN started_by_label TEXT;",
 ];
 
 /// A definition's row (`id, organization, spec, version, created_at, updated_at`), as

@@ -79,6 +79,7 @@ pub(super) enum Command {
         integration_id: String,
         name: String,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
         reply: Answer<()>,
     },
     ReplaceCredential {
@@ -86,6 +87,7 @@ pub(super) enum Command {
         name: String,
         expected: Vec<u8>,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
         reply: Answer<bool>,
     },
     BeginInstall {
@@ -392,12 +394,14 @@ impl CommandQueues {
         integration_id: &str,
         name: &str,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
     ) -> StoreFuture<'_, ()> {
         let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
         self.request(Lane::Normal, |reply| Command::PutCredential {
             integration_id,
             name,
             sealed,
+            audit,
             reply,
         })
     }
@@ -408,6 +412,7 @@ impl CommandQueues {
         name: &str,
         expected: Vec<u8>,
         sealed: Vec<u8>,
+        audit: Option<AuditDraft>,
     ) -> StoreFuture<'_, bool> {
         let (integration_id, name) = (integration_id.to_owned(), name.to_owned());
         self.request(Lane::Normal, |reply| Command::ReplaceCredential {
@@ -415,6 +420,7 @@ impl CommandQueues {
             name,
             expected,
             sealed,
+            audit,
             reply,
         })
     }
@@ -893,10 +899,15 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
             integration_id,
             name,
             sealed,
+            audit,
             ..
-        } => Outcome::Unit(Ok(writer
-            .put_credential(integration_id, name, sealed)
-            .await?)),
+        } => {
+            writer.put_credential(integration_id, name, sealed).await?;
+            if let Some(audit) = audit {
+                writer.append_audit(audit).await?;
+            }
+            Outcome::Unit(Ok(()))
+        }
         Command::BeginInstall {
             state_hash,
             install,
@@ -1005,10 +1016,17 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
             name,
             expected,
             sealed,
+            audit,
             ..
-        } => Outcome::Flag(Ok(writer
-            .replace_credential(integration_id, name, expected, sealed)
-            .await?)),
+        } => {
+            let replaced = writer
+                .replace_credential(integration_id, name, expected, sealed)
+                .await?;
+            if let (true, Some(audit)) = (replaced, audit) {
+                writer.append_audit(audit).await?;
+            }
+            Outcome::Flag(Ok(replaced))
+        }
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })
 }

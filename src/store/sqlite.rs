@@ -159,6 +159,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, organization, id)
     );",
+    // 15: who started an OAuth install (the audit record of the credential it brings names them).
+    "ALTER TABLE oauth_installs ADD COLUMN started_by_key_id TEXT;
+    ALTER TABLE oauth_installs ADD COLUMN started_by_label TEXT;",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

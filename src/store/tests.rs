@@ -495,15 +495,15 @@ async fn sealed_credentials_are_kept_per_integration_and_replaced(backend: Backe
         None
     );
     store
-        .put_credential("crm", "refresh_token", vec![1, 2, 3])
+        .put_credential("crm", "refresh_token", vec![1, 2, 3], None)
         .await
         .unwrap();
     store
-        .put_credential("other-crm", "refresh_token", vec![9])
+        .put_credential("other-crm", "refresh_token", vec![9], None)
         .await
         .unwrap();
     store
-        .put_credential("crm", "refresh_token", vec![4, 5])
+        .put_credential("crm", "refresh_token", vec![4, 5], None)
         .await
         .unwrap();
     drop(store);
@@ -529,6 +529,10 @@ async fn an_oauth_install_finishes_once_and_not_after_it_expires(backend: Backen
         integration_id: "crm".into(),
         organization: "org".into(),
         code_verifier: Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into()),
+        started_by: Actor {
+            key_id: "0123456789abcdef".into(),
+            label: "wedsync settings page".into(),
+        },
     };
     let now = now_millis();
     store
@@ -544,7 +548,7 @@ async fn an_oauth_install_finishes_once_and_not_after_it_expires(backend: Backen
     assert_eq!(
         store.finish_install("hash-1", now).await.unwrap(),
         Some(install.clone()),
-        "kept across a restart, with its PKCE verifier"
+        "kept across a restart, with its PKCE verifier and who started it"
     );
     assert_eq!(
         store.finish_install("hash-1", now).await.unwrap(),

@@ -645,6 +645,28 @@ async fn an_oauth_app_installed_through_herald_keeps_its_refresh_token_sealed() 
         );
     }
 
+    // The audit log has the new credential, as its fingerprint, and the key that started the
+    // install.
+    let (status, audit) = herald
+        .get("/v1/audit?resourceType=integration&resourceId=crm")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let installed = &audit["records"][0];
+    assert_eq!(installed["action"], "credential.installed", "{audit}");
+    assert_eq!(
+        installed["keyId"],
+        herald::api::hash_key(&herald.key)[..16],
+        "the key that asked for the consent page"
+    );
+    let fingerprint = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        refresh_token.as_bytes(),
+    ));
+    assert_eq!(
+        installed["after"],
+        json!({"credential": "hubspot_refresh_token", "fingerprint": format!("sha256:{}", &fingerprint[..12])})
+    );
+    assert!(!audit.to_string().contains(&refresh_token));
+
     // The dead letter, replayed, now goes through with the installed app.
     let delivery_id = record["targets"][0]["deliveryId"].as_i64().unwrap();
     let (status, _) = herald

@@ -828,6 +828,28 @@ async fn the_vault_key_rotates_while_herald_runs_and_the_new_key_alone_then_open
     let (_, answer) = route_to(&herald, "after-rotation", "wedsync-hook").await;
     assert_eq!(answer["overallStatus"], "success", "{answer}");
     assert_eq!(receiver.received().len(), 1);
+
+    // The organization's audit log has the re-sealing, by the operator, once: the same secret
+    // (its fingerprint as when it was created) under the new key.
+    let (_, audit) = herald
+        .get("/v1/audit?resourceType=integration&resourceId=wedsync-hook")
+        .await;
+    let records = audit["records"].as_array().unwrap();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|record| record["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["credential.resealed", "integration.created"]);
+    assert_eq!(records[0]["keyId"], "cli");
+    assert_eq!(records[0]["after"]["credential"], "settings.secret");
+    assert_eq!(
+        records[0]["after"]["fingerprint"],
+        records[1]["after"]["settings"]["secret"]["fingerprint"]
+    );
+    assert_eq!(
+        records[0]["after"]["keyId"].as_str().map(str::len),
+        Some(16)
+    );
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 
 use super::HubSpotSettings;
 use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
-use crate::connectors::oauth::{authorization_url, OAuthSession, RefreshToken};
+use crate::connectors::oauth::{authorization_url, InstallGrant, OAuthSession, RefreshToken};
 use crate::connectors::{
     escape_html, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
@@ -229,11 +229,7 @@ impl HubSpotConnector {
 
     /// Exchanges the authorization code of an install through Herald for the portal's tokens
     /// and keeps the refresh token in the vault.
-    async fn install(
-        &self,
-        code: &str,
-        code_verifier: Option<&str>,
-    ) -> Result<Value, ConnectorError> {
+    async fn install(&self, grant: &InstallGrant) -> Result<Value, ConnectorError> {
         let Credential::OAuth(session) = &self.credential else {
             return Err(ConnectorError::Rejected {
                 code: "not_installable".into(),
@@ -241,7 +237,7 @@ impl HubSpotConnector {
             });
         };
         session
-            .complete_install(&self.client, self.timeout, code, code_verifier)
+            .complete_install(&self.client, self.timeout, grant)
             .await?;
         Ok(json!({"installed": true}))
     }
@@ -824,12 +820,8 @@ impl Connector for HubSpotConnector {
         Box::pin(self.establish_connection())
     }
 
-    fn complete_install<'a>(
-        &'a self,
-        code: &'a str,
-        code_verifier: Option<&'a str>,
-    ) -> CheckFuture<'a> {
-        Box::pin(self.install(code, code_verifier))
+    fn complete_install<'a>(&'a self, grant: &'a InstallGrant) -> CheckFuture<'a> {
+        Box::pin(self.install(grant))
     }
 
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
