@@ -36,6 +36,9 @@ use crate::vault::{Vault, VaultError};
 use crate::vendors::ConnectorTarget;
 use crate::wedsync::FieldError;
 
+/// Routes to create with an integration, each with the id WedSync gave it, if any.
+pub type NewRoutes = Vec<(Option<String>, RawRoute)>;
+
 /// The longest integration id.
 const MAX_ID: usize = 128;
 
@@ -115,9 +118,58 @@ impl Catalog {
         raw: RawIntegration,
         by: &Actor,
     ) -> Result<IntegrationConfig, CatalogError> {
+        self.create_with_routes(raw, Vec::new(), by).await
+    }
+
+    /// Creates an integration and routes that send to it (the seed's `notificationMapping`),
+    /// each given with its id or none (Herald makes one). Everything is checked before anything
+    /// is written: a route that would be refused (its `when`, a taken id) refuses the whole
+    /// request, its field under `notificationMapping[n]`. The integration and each route are
+    /// then written one after the other.
+    pub async fn create_with_routes(
+        &self,
+        raw: RawIntegration,
+        routes: NewRoutes,
+        by: &Actor,
+    ) -> Result<IntegrationConfig, CatalogError> {
         check_id(&raw.id)?;
         if self.registry.runtime(&raw.id).is_some() {
             return Err(CatalogError::Taken(raw.id));
+        }
+        let mut checked_routes = Vec::with_capacity(routes.len());
+        for (index, (id, route)) in routes.into_iter().enumerate() {
+            let within = |err: FieldError| {
+                FieldError::new(
+                    format!("notificationMapping[{index}].{}", err.field),
+                    err.reason,
+                )
+            };
+            let id = match id {
+                Some(id) => {
+                    check_route_id(&id)
+                        .map_err(|err| within(FieldError::new("routeId", err.reason)))?;
+                    let taken = self
+                        .table
+                        .routes(&route.organization)
+                        .iter()
+                        .any(|r| r.id == id)
+                        || checked_routes
+                            .iter()
+                            .any(|(taken, _): &(String, RawRoute)| *taken == id);
+                    if taken {
+                        return Err(
+                            within(FieldError::new("routeId", "is taken; choose another")).into(),
+                        );
+                    }
+                    id
+                }
+                None => format!("rt_{}", uuid::Uuid::new_v4().simple()),
+            };
+            match self.check_route(&route, &id, Some(&raw.id)) {
+                Ok(_) => checked_routes.push((id, route)),
+                Err(CatalogError::Invalid(err)) => return Err(within(err).into()),
+                Err(other) => return Err(other),
+            }
         }
         let prepared = self.prepare(raw)?;
         let id = prepared.config.id.clone();
@@ -129,6 +181,9 @@ impl Catalog {
         config.source = source_of(&written);
         // Its actor starts on its first delivery.
         self.registry.add(config.clone());
+        for (id, route) in checked_routes {
+            self.create_route(route, Some(id), by).await?;
+        }
         Ok(config)
     }
 
@@ -408,7 +463,7 @@ impl Catalog {
             }
             None => format!("rt_{}", uuid::Uuid::new_v4().simple()),
         };
-        let route = self.check_route(&raw, &id)?;
+        let route = self.check_route(&raw, &id, None)?;
         let spec = encode(&raw)?;
         let written = match self
             .store
@@ -468,7 +523,7 @@ impl Catalog {
         if raw.organization != organization {
             return Err(FieldError::new("organizationId", "does not change").into());
         }
-        let route = self.check_route(&raw, id)?;
+        let route = self.check_route(&raw, id, None)?;
         let written = match self
             .store
             .save_definition(
@@ -535,11 +590,20 @@ impl Catalog {
     /// Checks a route against the organization's integrations as they are now. A condition
     /// naming what no WedSync notification has is refused here (the configuration file only
     /// warns of it): such a route would never match.
-    fn check_route(&self, raw: &RawRoute, id: &str) -> Result<RouteConfig, CatalogError> {
+    /// Checks a route as route `id`; its targets must be integrations of its organization, or
+    /// `being_created` (an integration created together with it).
+    fn check_route(
+        &self,
+        raw: &RawRoute,
+        id: &str,
+        being_created: Option<&str>,
+    ) -> Result<RouteConfig, CatalogError> {
         let (route, problems) = raw.check(id, |target| {
-            self.registry
-                .runtime(target)
-                .is_some_and(|runtime| runtime.config.organization == raw.organization)
+            being_created == Some(target)
+                || self
+                    .registry
+                    .runtime(target)
+                    .is_some_and(|runtime| runtime.config.organization == raw.organization)
         });
         if let Some((field, reason)) = problems.into_iter().next() {
             return Err(FieldError::new(api_route_field(&field), reason).into());

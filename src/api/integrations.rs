@@ -20,14 +20,15 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, Organization};
 use super::error::ErrorBody;
 use super::{require_json, ApiError, ApiQuery, AppState};
-use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry};
+use crate::catalog::NewRoutes;
+use crate::config::{RawBreaker, RawFailover, RawIntegration, RawRateLimit, RawRetry, RawRoute};
 
 use crate::connectors::ConnectorError;
 use crate::integration::{IntegrationHealth, IntegrationMsg, IntegrationRuntime};
 use crate::secret::SecretRef;
 use crate::wedsync::{
     parse_json, CredentialsReference, FailoverConfiguration, FieldError, IntegrationConfiguration,
-    IntegrationType, NotificationMapping, SecurityConfiguration,
+    IntegrationType, NotificationMapping, Priority, SecurityConfiguration,
 };
 
 /// The seed's `IntegrationConfiguration` as WedSync sends it to create an integration: the
@@ -71,6 +72,41 @@ pub(super) struct IntegrationRequest {
     max_in_flight: Option<usize>,
     /// How long one vendor call may take (`10s`).
     timeout: Option<String>,
+    /// Routes that send notifications here, created with it; afterwards they are routes like
+    /// any other (`/v1/routes`).
+    #[serde(default)]
+    notification_mapping: Vec<MappingRequest>,
+    /// Taken only as Herald has it, so an integration read back can be sent again: how Herald
+    /// authenticates is the vendor's, and private destinations are the operator's setting.
+    security_configuration: Option<SecurityRequest>,
+}
+
+/// One route created with an integration: the seed's `NotificationMapping`, as Herald answers it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MappingRequest {
+    /// Chosen by WedSync (1-128 letters, digits, `-`, `_` or `.`; not `config-...`), or made by
+    /// Herald (`rt_...`) when left out.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,128}$")]
+    route_id: Option<String>,
+    /// The route's name; `notifications for <integrationId>` when left out.
+    route: Option<String>,
+    /// Notification types it takes; all when empty or left out.
+    #[serde(default)]
+    types: Vec<String>,
+    min_priority: Option<Priority>,
+    /// A CEL condition over `notification`, `wedding` and `metadata`.
+    when: Option<String>,
+}
+
+/// The seed's `SecurityConfiguration`, as Herald answers it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SecurityRequest {
+    /// Must be the vendor's (`herald vendors`).
+    authentication: Option<String>,
+    /// Must be the operator's `security.allow_private_destinations`.
+    private_destinations_allowed: Option<bool>,
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -108,9 +144,57 @@ struct FailoverRequest {
 }
 
 impl IntegrationRequest {
-    /// The configuration file's form of the same integration, for `organization`.
-    fn into_raw(self, organization: &str) -> Result<RawIntegration, FieldError> {
+    /// The configuration file's form of the same integration, for `organization`, and the routes
+    /// to create with it (their ids, if given). `allow_private_destinations` is the operator's
+    /// setting, which a `securityConfiguration` must repeat.
+    fn into_raw(
+        self,
+        organization: &str,
+        allow_private_destinations: bool,
+    ) -> Result<(RawIntegration, NewRoutes), FieldError> {
         super::check_organization_id(self.organization_id.as_deref(), organization)?;
+        if let Some(security) = &self.security_configuration {
+            let vendor = crate::vendors::find(&self.system).map(|vendor| vendor.describe());
+            if let (Some(given), Some(vendor)) = (&security.authentication, vendor) {
+                if given != vendor.authentication {
+                    return Err(FieldError::new(
+                        "securityConfiguration.authentication",
+                        format!(
+                            "{} integrations authenticate with {}; it is the vendor's, not chosen per integration",
+                            self.system, vendor.authentication
+                        ),
+                    ));
+                }
+            }
+            if security
+                .private_destinations_allowed
+                .is_some_and(|given| given != allow_private_destinations)
+            {
+                return Err(FieldError::new(
+                    "securityConfiguration.privateDestinationsAllowed",
+                    format!(
+                        "is {allow_private_destinations}: the operator's security.allow_private_destinations, not chosen per integration"
+                    ),
+                ));
+            }
+        }
+        let routes = self
+            .notification_mapping
+            .into_iter()
+            .map(|mapping| {
+                let route = RawRoute {
+                    organization: organization.to_owned(),
+                    name: mapping
+                        .route
+                        .unwrap_or_else(|| format!("notifications for {}", self.integration_id)),
+                    types: mapping.types,
+                    min_priority: mapping.min_priority,
+                    when: mapping.when,
+                    targets: vec![self.integration_id.clone()],
+                };
+                (mapping.route_id, route)
+            })
+            .collect();
         if let (Some(given), Some(vendor)) =
             (self.integration_type, crate::vendors::find(&self.system))
         {
@@ -122,7 +206,7 @@ impl IntegrationRequest {
                 ));
             }
         }
-        Ok(RawIntegration {
+        let raw = RawIntegration {
             id: self.integration_id,
             organization: organization.to_owned(),
             kind: self.system,
@@ -150,7 +234,8 @@ impl IntegrationRequest {
             },
             max_in_flight: self.max_in_flight,
             timeout: self.timeout,
-        })
+        };
+        Ok((raw, routes))
     }
 }
 
@@ -180,12 +265,16 @@ impl ToSchema for IntegrationChange {
 }
 
 /// The schema of a change to a definition whose creation takes `created`: every field optional
-/// (a merge patch), and `version`.
+/// (a merge patch), without what only a creation takes (an integration's `notificationMapping`
+/// and `securityConfiguration`), and `version`.
 pub(super) fn as_change(created: RefOr<Schema>, version: &str) -> RefOr<Schema> {
     let RefOr::T(Schema::Object(mut object)) = created else {
         return created;
     };
     object.required.clear();
+    for created_only in ["notificationMapping", "securityConfiguration"] {
+        object.properties.shift_remove(created_only);
+    }
     object.properties.insert(
         "version".into(),
         ObjectBuilder::new()
@@ -331,8 +420,11 @@ pub(super) async fn create_integration(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let request: IntegrationRequest = parse_json(&body)?;
-    let raw = request.into_raw(&caller.organization)?;
-    let config = state.catalog.create(raw, &caller.actor()).await?;
+    let (raw, routes) = request.into_raw(&caller.organization, state.allow_private_destinations)?;
+    let config = state
+        .catalog
+        .create_with_routes(raw, routes, &caller.actor())
+        .await?;
     let runtime = organization_integration(&state, &caller.organization, &config.id)?;
     let mut answer = integration_instance(&state, &runtime);
     if query.verify == Some(true) {

@@ -279,9 +279,34 @@ async fn what_cannot_be_an_integration_is_refused_naming_the_field_and_nothing_i
             "settings.colour",
         ),
         (
-            with(&|b| b["securityConfiguration"] = json!({})),
+            with(&|b| b["securityConfiguration"] = json!({"authentication": "oauth2"})),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "securityConfiguration",
+            "securityConfiguration.authentication",
+        ),
+        (
+            with(&|b| b["securityConfiguration"] = json!({"privateDestinationsAllowed": false})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "securityConfiguration.privateDestinationsAllowed",
+        ),
+        (
+            with(&|b| b["securityConfiguration"] = json!({"encryption": "aes"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "securityConfiguration.encryption",
+        ),
+        (
+            with(&|b| {
+                b["notificationMapping"] = json!([
+                    {"types": ["timeline_change"]},
+                    {"when": "notification.colour == 'blue'"}
+                ])
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "notificationMapping[1].when",
+        ),
+        (
+            with(&|b| b["notificationMapping"] = json!([{"routeId": "config-0"}])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "notificationMapping[0].routeId",
         ),
         (
             with(&|b| b["integrationId"] = json!("configured-hook")),
@@ -304,6 +329,12 @@ async fn what_cannot_be_an_integration_is_refused_naming_the_field_and_nothing_i
     );
     let (_, audit) = herald.get("/v1/audit?resourceType=integration").await;
     assert_eq!(audit["records"], json!([]), "nothing was recorded");
+    let (_, routes) = herald.get("/v1/routes").await;
+    assert_eq!(
+        routes["routes"].as_array().unwrap().len(),
+        1,
+        "no route of a refused notificationMapping was created: {routes}"
+    );
 
     // The configured integration is the operator's: read-only here.
     let refused = herald
@@ -1172,4 +1203,71 @@ async fn a_removed_integrations_turn_in_a_sequence_is_dead_lettered_and_the_sequ
     );
     assert_eq!(record["targets"][1]["lastError"], "integration removed");
     assert!(removed.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_integration_read_back_is_created_again_with_the_routes_of_its_notification_mapping() {
+    let configured_receiver = WebhookReceiver::start(any_local_port(), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let receiver = WebhookReceiver::start(any_local_port(), API_SECRET)
+        .await
+        .unwrap();
+    let herald = configured(&configured_receiver).await;
+    let mut body = hook("mapped-hook", &receiver.url());
+    body["notificationMapping"] = json!([
+        {"routeId": "urgent-to-mapped", "types": ["timeline_change"], "minPriority": "high"},
+        {"route": "big weddings", "when": "wedding.guestCount > 100"}
+    ]);
+    let (status, created) = herald.post("/v1/integrations", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let mapping = &created["configuration"]["notificationMapping"];
+    assert_eq!(mapping.as_array().unwrap().len(), 2, "{created}");
+    assert_eq!(mapping[0]["routeId"], "urgent-to-mapped");
+    assert_eq!(mapping[0]["route"], "notifications for mapped-hook");
+    assert_eq!(mapping[0]["types"], json!(["timeline_change"]));
+    assert_eq!(mapping[1]["route"], "big weddings");
+    assert_eq!(mapping[1]["when"], "wedding.guestCount > 100");
+    assert!(mapping[1]["routeId"].as_str().unwrap().starts_with("rt_"));
+
+    // The routes route: an urgent timeline change reaches the new integration (and the
+    // configured one).
+    herald
+        .post("/v1/notifications", &notification("alarm", "emergency"))
+        .await;
+    let record = herald
+        .wait_for_notification(
+            "alarm",
+            Duration::from_secs(10),
+            crate::harness::all_delivered,
+        )
+        .await;
+    assert_eq!(targets_of(&record), ["configured-hook", "mapped-hook"]);
+
+    // What Herald answered, sent again under another id (as WedSync copies a supplier's setup),
+    // is taken: its security configuration as Herald has it, its mappings as new routes.
+    let (_, read) = herald.get("/v1/integrations/mapped-hook").await;
+    let mut copy = hook("copied-hook", &receiver.url());
+    copy["securityConfiguration"] = read["configuration"]["securityConfiguration"].clone();
+    copy["notificationMapping"] = json!(read["configuration"]["notificationMapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mapping| {
+            let mut mapping = mapping.clone();
+            mapping.as_object_mut().unwrap().remove("routeId");
+            mapping
+        })
+        .collect::<Vec<_>>());
+    let (status, copied) = herald.post("/v1/integrations", &copy).await;
+    assert_eq!(status, StatusCode::CREATED, "{copied}");
+    assert_eq!(
+        copied["configuration"]["notificationMapping"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, routes) = herald.get("/v1/routes").await;
+    assert_eq!(routes["routes"].as_array().unwrap().len(), 5, "{routes}");
 }

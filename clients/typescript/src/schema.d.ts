@@ -797,6 +797,12 @@ export interface components {
             maxInFlight?: number | null;
             /** @description How long one vendor call may take (`10s`). */
             timeout?: string | null;
+            /**
+             * @description Routes that send notifications here, created with it; afterwards they are routes like
+             *     any other (`/v1/routes`).
+             */
+            notificationMapping?: components["schemas"]["MappingRequest"][];
+            securityConfiguration?: components["schemas"]["SecurityRequest"] | null;
         };
         /**
          * @description The seed's `IntegrationType`: what kind of system an integration connects.
@@ -806,6 +812,21 @@ export interface components {
         /** @description The organization's keys, without the keys themselves. */
         KeyList: {
             keys: components["schemas"]["ApiKeyInfo"][];
+        };
+        /** @description One route created with an integration: the seed's `NotificationMapping`, as Herald answers it. */
+        MappingRequest: {
+            /**
+             * @description Chosen by WedSync (1-128 letters, digits, `-`, `_` or `.`; not `config-...`), or made by
+             *     Herald (`rt_...`) when left out.
+             */
+            routeId?: string | null;
+            /** @description The route's name; `notifications for <integrationId>` when left out. */
+            route?: string | null;
+            /** @description Notification types it takes; all when empty or left out. */
+            types?: string[];
+            minPriority?: components["schemas"]["Priority"] | null;
+            /** @description A CEL condition over `notification`, `wedding` and `metadata`. */
+            when?: string | null;
         };
         /** @description A key to create. */
         NewKey: {
@@ -1047,6 +1068,13 @@ export interface components {
             /** @description How Herald authenticates to the vendor: `bearer-token`, `standard-webhooks-hmac-sha256`. */
             authentication: string;
             privateDestinationsAllowed: boolean;
+        };
+        /** @description The seed's `SecurityConfiguration`, as Herald answers it. */
+        SecurityRequest: {
+            /** @description Must be the vendor's (`herald vendors`). */
+            authentication?: string | null;
+            /** @description Must be the operator's `security.allow_private_destinations`. */
+            privateDestinationsAllowed?: boolean | null;
         };
         /** @enum {string} */
         SourceName: "config" | "api";
