@@ -1149,7 +1149,7 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         for (file, kind) in [
             ("venue", "tripleseat"),
             ("planner-network", "asana"),
-            ("enterprise-white-label", "salesforce"),
+            ("enterprise-white-label", "quickbooks"),
         ] {
             let err = load(Some(&dir.join(format!("examples/{file}.toml"))))
                 .unwrap_err()

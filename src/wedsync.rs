@@ -726,6 +726,20 @@ impl FieldError {
 // === impl WeddingNotification ===
 
 impl WeddingNotification {
+    /// The emails of the notification's contacts, lowercased, each once, in order, at most
+    /// `limit` (what a CRM syncs in one batch).
+    pub fn contact_emails(&self, limit: usize) -> Vec<String> {
+        let mut emails: Vec<String> = Vec::new();
+        for email in self.contacts.iter().filter_map(|c| c.email.as_deref()) {
+            let email = email.trim().to_lowercase();
+            if email.contains('@') && !emails.contains(&email) {
+                emails.push(email);
+            }
+        }
+        emails.truncate(limit);
+        emails
+    }
+
     /// Checks what serde cannot: lengths, formats and the organization. `prefix` is the field path
     /// of this notification inside the request (`notifications[3]` in a batch).
     pub fn validate(&self, prefix: &str, organization: &str) -> Result<(), FieldError> {

@@ -41,7 +41,9 @@ pub struct OAuthSession {
     vendor: &'static str,
     token_url: Url,
     client_id: String,
-    client_secret: ReloadableSecret,
+    /// The app's secret; a vendor may take grants without it (Salesforce, when the connected
+    /// app does not require it).
+    client_secret: Option<ReloadableSecret>,
     refresh_token: RefreshToken,
     /// The current access token and when to refresh it.
     access: Mutex<Option<(String, Instant)>>,
@@ -66,7 +68,7 @@ impl OAuthSession {
         vendor: &'static str,
         token_url: Url,
         client_id: String,
-        client_secret: ReloadableSecret,
+        client_secret: Option<ReloadableSecret>,
         refresh_token: RefreshToken,
     ) -> Self {
         Self {
@@ -187,9 +189,9 @@ impl OAuthSession {
     /// (they may have been rotated); a kept refresh token is read from the vault at every refresh.
     pub fn reload(&self) -> Result<(), ConnectorError> {
         self.forget_access_token();
-        self.client_secret
-            .reload()
-            .map_err(ConnectorError::Misconfigured)?;
+        if let Some(secret) = &self.client_secret {
+            secret.reload().map_err(ConnectorError::Misconfigured)?;
+        }
         match &self.refresh_token {
             RefreshToken::Configured(token) => {
                 token.reload().map_err(ConnectorError::Misconfigured)
@@ -236,11 +238,13 @@ impl OAuthSession {
         url: Url,
         params: &[(&str, &str)],
     ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
-        let secret = self.client_secret.get();
-        let mut form = vec![
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.expose()),
-        ];
+        let secret = self.client_secret.as_ref().map(ReloadableSecret::get);
+        let mut form = vec![("client_id", self.client_id.as_str())];
+        form.extend(
+            secret
+                .as_ref()
+                .map(|secret| ("client_secret", secret.expose())),
+        );
         form.extend_from_slice(params);
         let response = client
             .client()

@@ -11,6 +11,7 @@
 
 pub mod hubspot;
 pub mod inbound;
+pub mod salesforce;
 pub mod slack;
 pub mod tave;
 #[cfg(feature = "testing")]
@@ -38,6 +39,7 @@ use inbound::{InboundHandler, OAuthInstall};
 pub fn all() -> &'static [&'static dyn Vendor] {
     &[
         &hubspot::HubSpot,
+        &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
         &webhook::Webhook,
@@ -115,7 +117,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "salesforce",
     "pipedrive",
     "zoho",
     "dynamics",
@@ -197,7 +198,9 @@ pub trait RunningSimulator: Send + Sync {
     fn outage(&self) -> ScriptedResponse;
     /// The vendor refusing the credential (expired, revoked): Herald reloads it and tries once more.
     fn credential_refused(&self) -> ScriptedResponse;
-    /// The vendor's rate-limit answer with `Retry-After: 1`.
+    /// The vendor's rate-limit answer: a 429 with `Retry-After: 1`, or, for a vendor that answers
+    /// rate limits otherwise (Salesforce's 403), its own answer, after which Herald waits at least
+    /// a second.
     fn rate_limited(&self) -> ScriptedResponse;
     /// The vendor refusing the request as invalid, and a phrase of its message that Herald's dead
     /// letter must keep.
@@ -370,11 +373,11 @@ mod tests {
     #[test]
     fn kinds_are_unique_and_found_by_kind() {
         let kinds: Vec<&str> = all().iter().map(|vendor| vendor.kind()).collect();
-        assert_eq!(kinds, ["hubspot", "slack", "tave", "webhook"]);
+        assert_eq!(kinds, ["hubspot", "salesforce", "slack", "tave", "webhook"]);
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("salesforce").is_none());
+        assert!(find("pipedrive").is_none());
     }
 
     #[test]

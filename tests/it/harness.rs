@@ -213,6 +213,31 @@ impl Harness {
         self.get_as(&self.key, path).await
     }
 
+    /// What `/metrics` answers now (no metrics token configured).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the Prometheus series `name` whose labels include every one of `labels`
+    /// (`integration="crm"`), as `/metrics` shows it now.
+    pub async fn gauge(&self, name: &str, labels: &[&str]) -> Option<String> {
+        self.metrics()
+            .await
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!("{name}{{"))
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .map(|line| line.rsplit(' ').next().unwrap().to_owned())
+    }
+
     pub async fn get_as(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let response = self
             .client

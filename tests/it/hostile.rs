@@ -294,15 +294,7 @@ async fn type_errors_and_impossible_values_are_422_naming_the_field() {
 #[tokio::test]
 async fn every_metric_family_is_described() {
     let herald = studio().await;
-    let text = herald
-        .client
-        .get(format!("{}/metrics", herald.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = herald.metrics().await;
     let families: Vec<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))

@@ -899,32 +899,17 @@ async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
         .wait_for_notification("first", Duration::from_secs(10), all_delivered)
         .await;
     let used = hubspot.requests().len();
-    let metrics = herald
-        .client
-        .get(format!("{}/metrics", herald.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let gauge = |name: &str| {
-        metrics
-            .lines()
-            .find(|line| {
-                line.starts_with(&format!("{name}{{")) && line.contains("integration=\"crm\"")
-            })
-            .map(|line| line.rsplit(' ').next().unwrap().to_owned())
-    };
+    let labels = ["integration=\"crm\""];
     assert_eq!(
-        gauge("herald_vendor_quota_limit").as_deref(),
-        Some("250000"),
-        "{metrics}"
+        herald
+            .gauge("herald_vendor_quota_limit", &labels)
+            .await
+            .as_deref(),
+        Some("250000")
     );
     assert_eq!(
-        gauge("herald_vendor_quota_remaining"),
-        Some((250_000 - used).to_string()),
-        "{metrics}"
+        herald.gauge("herald_vendor_quota_remaining", &labels).await,
+        Some((250_000 - used).to_string())
     );
 
     hubspot.set_daily_limit(used);

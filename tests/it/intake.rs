@@ -285,15 +285,7 @@ async fn webhook_deliveries_carry_a_valid_standard_webhooks_signature_and_show_i
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
-    let metrics = herald
-        .client
-        .get(format!("{}/metrics", herald.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = herald.metrics().await;
     assert!(metrics.contains("herald_deliveries_total{"), "{metrics}");
     assert!(metrics.contains("outcome=\"delivered\""));
     assert!(metrics.contains("herald_intake_total{"));

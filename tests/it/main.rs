@@ -22,6 +22,7 @@ mod quiet_hours;
 mod reminders;
 mod roles;
 mod routing;
+mod salesforce;
 mod sandbox;
 mod supervision;
 mod tave;

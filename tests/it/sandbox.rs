@@ -169,6 +169,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
             "sandbox-1",
             vec![
                 "sandbox-hubspot",
+                "sandbox-salesforce",
                 "sandbox-slack",
                 "sandbox-tave",
                 "sandbox-webhook",

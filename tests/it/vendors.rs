@@ -115,14 +115,17 @@ async fn conforms(vendor: &'static dyn Vendor) {
     let record = vendor_check.send_sample("refused", all_delivered).await;
     assert_eq!(record["targets"][0]["attempts"], 2, "{kind}: {record}");
 
-    // A 429's Retry-After (one second) passes before the next request.
-    simulator.faults().script_next(simulator.rate_limited());
+    // A rate limit's wait (a 429's Retry-After of one second; Salesforce's 403, whose wait is
+    // Herald's) passes before the next request.
+    let limit = simulator.rate_limited();
+    let limit_status = limit.status;
+    simulator.faults().script_next(limit);
     vendor_check.send_sample("limited", all_delivered).await;
     let requests = simulator.recorder().all();
     let limited = requests
         .iter()
-        .position(|request| request.status == 429)
-        .unwrap_or_else(|| panic!("{kind}: the 429 was not recorded"));
+        .position(|request| request.status == limit_status)
+        .unwrap_or_else(|| panic!("{kind}: the {limit_status} was not recorded"));
     let waited = requests[limited + 1]
         .at
         .duration_since(requests[limited].at);

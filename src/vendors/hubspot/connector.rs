@@ -184,8 +184,10 @@ impl HubSpotConnector {
                 base.join("/oauth/v3/token")
                     .map_err(|err| ConnectorError::Misconfigured(err.to_string()))?,
                 oauth.client_id.clone(),
-                ReloadableSecret::load(&oauth.client_secret)
-                    .map_err(ConnectorError::Misconfigured)?,
+                Some(
+                    ReloadableSecret::load(&oauth.client_secret)
+                        .map_err(ConnectorError::Misconfigured)?,
+                ),
                 match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
                     (Some(token), _, _) => RefreshToken::Configured(
                         ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?,
@@ -244,7 +246,7 @@ impl HubSpotConnector {
 
     async fn sync(&self, delivery: &Delivery) -> Result<Receipt, ConnectorError> {
         let notification = &delivery.notification;
-        let emails = contact_emails(notification);
+        let emails = notification.contact_emails(MAX_BATCH);
         if emails.is_empty() {
             return Err(ConnectorError::Rejected {
                 code: "no_contacts".into(),
@@ -795,8 +797,8 @@ impl Connector for HubSpotConnector {
         // and one enrolment per contact when a workflow is named (a v4 flow is mapped first).
         let named = |key| matches!(metadata_id(notification, key), Ok(Some(_)));
         let enrollments = match (named("hubspotWorkflowId"), named("hubspotFlowId")) {
-            (true, _) => contact_emails(notification).len() as u32,
-            (false, true) => 1 + contact_emails(notification).len() as u32,
+            (true, _) => notification.contact_emails(MAX_BATCH).len() as u32,
+            (false, true) => 1 + notification.contact_emails(MAX_BATCH).len() as u32,
             (false, false) => 0,
         };
         // and the task when the notification asks for actions; and until they exist, the two
@@ -876,23 +878,6 @@ fn batch_errors(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The notification's contacts with an email, lowercased, without repeats, at most one batch.
-fn contact_emails(notification: &WeddingNotification) -> Vec<String> {
-    let mut emails: Vec<String> = Vec::new();
-    for email in notification
-        .contacts
-        .iter()
-        .filter_map(|c| c.email.as_deref())
-    {
-        let email = email.trim().to_lowercase();
-        if email.contains('@') && !emails.contains(&email) {
-            emails.push(email);
-        }
-    }
-    emails.truncate(MAX_BATCH);
-    emails
-}
-
 fn history_entry(notification: &WeddingNotification) -> String {
     let at = notification
         .created_at
@@ -941,7 +926,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            contact_emails(&notification),
+            notification.contact_emails(MAX_BATCH),
             vec!["sam@example.com", "alex@example.com"]
         );
     }

@@ -1,0 +1,139 @@
+//! Salesforce CRM: contacts found or created by email, a Task per notification and contact,
+//! Opportunity stage moves, through a connected app's refresh token; the org's API allocation
+//! read from every answer.
+
+mod connector;
+mod settings;
+pub mod simulator;
+
+use std::sync::Arc;
+
+pub use connector::{soql_literal, SalesforceConnector, MAX_RECORDS};
+pub use settings::{SalesforceOAuthSettings, SalesforceSettings, API_VERSION};
+pub use simulator::FakeSalesforce;
+
+use super::{
+    deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
+    Vendor, VendorDescription, VendorSettings,
+};
+use crate::connectors::{Connector, ConnectorError, ConnectorKit};
+use crate::secret::SecretRef;
+use crate::wedsync::IntegrationType;
+
+pub struct Salesforce;
+
+const DESCRIPTION: VendorDescription = VendorDescription {
+    kind: "salesforce",
+    name: "Salesforce",
+    integration_type: IntegrationType::Crm,
+    authentication: "oauth2-refresh-token",
+    default_rate: DefaultRate {
+        per_second: 5.0,
+        burst: 10,
+        source: "Salesforce publishes no per-second rate: a rolling 24-hour allocation per org (read from Sforce-Limit-Info) and at most 25 concurrent calls of 20 s or more; 5/s keeps one integration near 430,000 calls a day, so lower it for a small org",
+        window: None,
+    },
+    seed_operations: &[
+        SeedOperation {
+            name: "syncNotificationToContacts",
+            implemented_by: "GET /query (SOQL by email), then POST /composite/sobjects for the missing contacts",
+        },
+        SeedOperation {
+            name: "createNotificationActivities",
+            implemented_by: "POST /composite/sobjects: a Task per contact (WhoId the contact, WhatId the opportunity)",
+        },
+        SeedOperation {
+            name: "updateDealPipeline",
+            implemented_by: "PATCH /sobjects/Opportunity/{id} with the StageName",
+        },
+        SeedOperation {
+            name: "establishConnection",
+            implemented_by: "GET /limits (the org's daily API allocation)",
+        },
+    ],
+    inbound: &[],
+    takes: Some("has(notification.contacts)"),
+};
+
+impl Vendor for Salesforce {
+    fn describe(&self) -> &'static VendorDescription {
+        &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn parse_settings(
+        &self,
+        settings: serde_json::Value,
+    ) -> Result<Arc<dyn VendorSettings>, SettingsError> {
+        let salesforce: SalesforceSettings = deserialize_settings(settings)?;
+        settings::check_salesforce(&salesforce)?;
+        Ok(Arc::new(salesforce))
+    }
+}
+
+impl VendorSettings for SalesforceSettings {
+    fn secrets(&self) -> Vec<&SecretRef> {
+        self.oauth
+            .client_secret
+            .iter()
+            .chain(std::iter::once(&self.oauth.refresh_token))
+            .collect()
+    }
+
+    fn build(
+        &self,
+        integration: &ConnectorTarget<'_>,
+        kit: &ConnectorKit,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(SalesforceConnector::new(
+            self,
+            integration.integration_id,
+            kit.client.clone(),
+            integration.timeout,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::vendors::parse_with_studio;
+
+    fn integration(settings: &str) -> String {
+        format!(
+            "[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\nsettings = {{ {settings} }}\n"
+        )
+    }
+
+    #[test]
+    fn settings_are_checked_naming_the_field() {
+        let oauth = "oauth = { client_id = \"3MVG9\", refresh_token = { env = \"SF_REFRESH\" } }";
+        assert!(parse_with_studio(&integration(&format!(
+            "instance_url = \"https://acme.my.salesforce.com\", {oauth}"
+        )))
+        .is_ok());
+        let cases = [
+            (
+                format!("instance_url = \"acme\", {oauth}"),
+                "integrations[0].settings.instance_url",
+            ),
+            (
+                format!("instance_url = \"https://acme.my.salesforce.com\", api_version = \"66\", {oauth}"),
+                "integrations[0].settings.api_version",
+            ),
+            (
+                "instance_url = \"https://acme.my.salesforce.com\", oauth = { client_id = \"3MVG9\" }".to_owned(),
+                "integrations[0].settings.oauth",
+            ),
+        ];
+        for (settings, field) in cases {
+            let err = parse_with_studio(&integration(&settings))
+                .err()
+                .unwrap_or_else(|| panic!("{settings} was taken"))
+                .to_string();
+            assert!(err.contains(field), "{settings}: {err}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Salesforce end to end against the org simulator: the seed's syncNotificationToContacts (N
+//! contacts found or created, a Task each), an opportunity's stage move, an expired session
+//! refreshed, the allocation read from `Sforce-Limit-Info`, and `REQUEST_LIMIT_EXCEEDED` (a 403)
+//! waited out rather than dead-lettered.
+
+use std::time::Duration;
+
+use herald::sandbox::any_local_port;
+use herald::vendors::salesforce::FakeSalesforce;
+use serde_json::{json, Value};
+
+use crate::harness::{all_delivered, dead_lettered, notification, route, Harness};
+
+const CLIENT_ID: &str = "3MVG9studio.connected.app";
+const CLIENT_SECRET: &str = "consumer-secret-7f3a";
+const REFRESH_TOKEN: &str = "5Aep861studio.refresh.token";
+
+struct Org {
+    herald: Harness,
+    salesforce: FakeSalesforce,
+    _secrets: tempfile::TempDir,
+}
+
+async fn start() -> Org {
+    let salesforce = FakeSalesforce::start(
+        any_local_port(),
+        CLIENT_ID,
+        Some(CLIENT_SECRET),
+        REFRESH_TOKEN,
+    )
+    .await
+    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), CLIENT_SECRET).unwrap();
+    std::fs::write(secrets.path().join("refresh"), REFRESH_TOKEN).unwrap();
+    let dir = secrets.path().display();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
+         settings = {{ instance_url = \"{}\", oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{dir}/secret\" }}, refresh_token = {{ file = \"{dir}/refresh\" }} }} }}\n\
+         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
+        salesforce.instance_url(),
+        route("studio", &["crm"], "")
+    );
+    Org {
+        herald: Harness::start(&body, "studio").await,
+        salesforce,
+        _secrets: secrets,
+    }
+}
+
+fn with_contacts(id: &str, contacts: &[(&str, &str)]) -> Value {
+    let mut n = notification(id, "high");
+    n["contacts"] = json!(contacts
+        .iter()
+        .map(|(name, email)| json!({"name": name, "email": email, "role": "couple"}))
+        .collect::<Vec<_>>());
+    n
+}
+
+#[tokio::test]
+async fn a_wedding_notification_syncs_to_every_contact_with_a_task_each() {
+    let org = start().await;
+    let existing = org.salesforce.add_contact("Taylor", "sam@example.com");
+    let opportunity = org
+        .salesforce
+        .add_opportunity("Taylor-Morgan wedding", "Prospecting");
+    let mut sent = with_contacts(
+        "sf-1",
+        &[
+            ("Sam Taylor", "SAM@example.com"),
+            ("Alex Morgan", "alex@example.com"),
+            ("", "o'brien@example.com"),
+        ],
+    );
+    sent["metadata"] =
+        json!({"salesforceOpportunityId": opportunity, "salesforceStageName": "Closed Won"});
+    org.herald.post("/v1/notifications", &sent).await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-1", Duration::from_secs(10), all_delivered)
+        .await;
+    let details = &record["targets"][0]["details"];
+    assert_eq!(
+        (
+            &details["totalContacts"],
+            &details["successfulSyncs"],
+            &details["failedSyncs"]
+        ),
+        (&json!(3), &json!(3), &json!(0)),
+        "{record}"
+    );
+    assert_eq!(details["contacts"][0]["id"], json!(existing));
+    assert_eq!(details["contacts"][0]["created"], json!(false));
+
+    // The missing contacts were created with their names, the quote in an email intact.
+    let contacts = org.salesforce.contacts();
+    let created: Vec<(Option<&str>, &str, &str)> = contacts[1..]
+        .iter()
+        .map(|c| {
+            (
+                c.fields.get("FirstName").and_then(Value::as_str),
+                c.fields["LastName"].as_str().unwrap(),
+                c.fields["Email"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [
+            (Some("Alex"), "Morgan", "alex@example.com"),
+            (None, "o'brien", "o'brien@example.com")
+        ]
+    );
+
+    // A Task per contact, on the opportunity, which moved first.
+    let tasks = org.salesforce.tasks();
+    assert_eq!(tasks.len(), 3);
+    let who: Vec<&str> = tasks
+        .iter()
+        .map(|t| t.fields["WhoId"].as_str().unwrap())
+        .collect();
+    let contact_ids: Vec<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(who, contact_ids);
+    for task in &tasks {
+        assert_eq!(task.fields["WhatId"], json!(opportunity));
+        assert_eq!(task.fields["Subject"], "Ceremony moved");
+        assert_eq!(task.fields["ActivityDate"], "2027-06-12");
+        assert_eq!(task.fields["Priority"], "High");
+        assert_eq!(task.fields["Status"], "Not Started");
+    }
+    assert_eq!(
+        org.salesforce.opportunity(&opportunity).unwrap().fields["StageName"],
+        "Closed Won"
+    );
+    // The query, the create, the stage move and the Tasks: four API calls for three contacts.
+    let paths: Vec<String> = org
+        .salesforce
+        .recorder
+        .all()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "GET /services/data/v66.0/query".to_owned(),
+            "POST /services/data/v66.0/composite/sobjects".to_owned(),
+            format!("PATCH /services/data/v66.0/sobjects/Opportunity/{opportunity}"),
+            "POST /services/data/v66.0/composite/sobjects".to_owned(),
+        ]
+    );
+
+    // The allocation Salesforce reported is exported.
+    let labels = ["integration=\"crm\"", "window=\"rolling_24h\""];
+    assert_eq!(
+        org.herald
+            .gauge("herald_vendor_quota_limit", &labels)
+            .await
+            .as_deref(),
+        Some("15000")
+    );
+    assert_eq!(
+        org.herald
+            .gauge("herald_vendor_quota_remaining", &labels)
+            .await
+            .as_deref(),
+        Some("14996")
+    );
+}
+
+#[tokio::test]
+async fn a_stage_the_org_refuses_stops_the_delivery_before_any_task_is_written() {
+    let org = start().await;
+    let opportunity = org.salesforce.add_opportunity("Wedding", "Prospecting");
+    let mut sent = with_contacts("sf-stage", &[("Sam Taylor", "sam@example.com")]);
+    sent["metadata"] =
+        json!({"salesforceOpportunityId": opportunity, "salesforceStageName": "Booked"});
+    org.herald.post("/v1/notifications", &sent).await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-stage", Duration::from_secs(10), dead_lettered)
+        .await;
+    let error = record["targets"][0]["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+            && error.contains("bad value for restricted picklist field: Booked"),
+        "{error}"
+    );
+    assert_eq!(record["targets"][0]["attempts"], 1);
+    assert!(org.salesforce.tasks().is_empty());
+
+    // An id that cannot be an Opportunity's is refused before Salesforce is called.
+    let before = org.salesforce.recorder.all().len();
+    let mut sent = with_contacts("sf-bad-id", &[("Sam Taylor", "sam@example.com")]);
+    sent["metadata"] =
+        json!({"salesforceOpportunityId": "D-1", "salesforceStageName": "Closed Won"});
+    org.herald.post("/v1/notifications", &sent).await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-bad-id", Duration::from_secs(10), dead_lettered)
+        .await;
+    assert!(record["targets"][0]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("metadata.salesforceOpportunityId"));
+    assert_eq!(org.salesforce.recorder.all().len(), before);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refreshed_and_a_spent_allocation_waited_out() {
+    let org = start().await;
+    org.herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("sf-a", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    org.herald
+        .wait_for_notification("sf-a", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(org.salesforce.grants(), 1);
+
+    // The org's session timeout ends the session: 401 INVALID_SESSION_ID, one refresh, delivered.
+    org.salesforce.expire_sessions();
+    org.herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("sf-b", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-b", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 2, "{record}");
+    assert_eq!(org.salesforce.grants(), 2);
+
+    // A spent allocation is a 403 REQUEST_LIMIT_EXCEEDED: the delivery waits (retrying, not
+    // dead-lettered) and the org is not called again at once.
+    org.salesforce.set_allocation(100, 100);
+    org.herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("sf-c", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-c", Duration::from_secs(10), |record| {
+            record["targets"][0]["state"] == "retrying"
+        })
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 1, "{record}");
+    let refused = org
+        .salesforce
+        .recorder
+        .all()
+        .iter()
+        .filter(|request| request.status == 403)
+        .count();
+    assert_eq!(refused, 1);
+    let next = record["targets"][0]["nextAttemptAt"].as_i64().unwrap();
+    let now = herald::store::now_millis();
+    assert!(
+        next - now > 500_000,
+        "the next attempt is ten minutes out, not {} ms",
+        next - now
+    );
+}
