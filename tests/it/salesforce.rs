@@ -268,3 +268,56 @@ async fn an_expired_session_is_refreshed_and_a_spent_allocation_waited_out() {
         next - now
     );
 }
+
+#[tokio::test]
+async fn a_named_flow_runs_once_per_contact_and_a_refusal_is_reported_not_retried() {
+    let org = start().await;
+    org.salesforce
+        .add_flow("Wedding_Timeline_Changed", &["recordId"]);
+    let mut sent = with_contacts(
+        "sf-flow",
+        &[
+            ("Sam Taylor", "sam@example.com"),
+            ("Alex Morgan", "alex@example.com"),
+        ],
+    );
+    sent["metadata"] = json!({"salesforceFlowApiName": "Wedding_Timeline_Changed"});
+    org.herald.post("/v1/notifications", &sent).await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-flow", Duration::from_secs(10), all_delivered)
+        .await;
+    let contacts = org.salesforce.contacts();
+    assert_eq!(
+        org.salesforce.interviews("Wedding_Timeline_Changed"),
+        [
+            json!({"recordId": contacts[0].id}),
+            json!({"recordId": contacts[1].id})
+        ]
+    );
+    let flow = &record["targets"][0]["details"]["flowInterviews"];
+    assert_eq!(flow["flow"], "Wedding_Timeline_Changed");
+    assert_eq!(
+        flow["interviews"][0],
+        json!({"contactId": contacts[0].id, "status": "Finished"})
+    );
+
+    // A flow that takes no recordId refuses each interview: reported, the Tasks stay written
+    // once, nothing is retried.
+    org.salesforce.add_flow("Notify_Planner", &["plannerEmail"]);
+    sent["notificationId"] = json!("sf-flow-2");
+    sent["metadata"] = json!({"salesforceFlowApiName": "Notify_Planner"});
+    org.herald.post("/v1/notifications", &sent).await;
+    let record = org
+        .herald
+        .wait_for_notification("sf-flow-2", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 1);
+    let interview = &record["targets"][0]["details"]["flowInterviews"]["interviews"][1];
+    assert_eq!(interview["status"], "failed");
+    assert!(interview["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("INVALID_INPUT: The flow can't run because of an invalid input: recordId"));
+    assert_eq!(org.salesforce.tasks().len(), 4);
+}

@@ -11,6 +11,10 @@
 //!    any activity is written, so a refused stage stops the sync.
 //! 4. `POST /composite/sobjects`: one `Task` per synced contact (createNotificationActivities:
 //!    `WhoId` the contact, `WhatId` the opportunity, `ActivityDate` the wedding day).
+//! 5. When the metadata names `salesforceFlowApiName`, that autolaunched Flow runs once per
+//!    synced contact, its `recordId` input the contact (`POST /actions/custom/flow/{name}`, one
+//!    request for all: triggerAutomationWorkflows). Each interview's outcome is reported in the
+//!    receipt, not retried: a retry would write the Tasks twice.
 //!
 //! Every answer's `Sforce-Limit-Info` (`api-usage=used/limit`, the org's rolling 24-hour
 //! allocation) becomes the `herald_vendor_quota_*` gauges. Salesforce refuses a spent allocation,
@@ -107,6 +111,7 @@ impl SalesforceConnector {
             });
         }
         let opportunity = opportunity_move(notification)?;
+        let flow = flow_name(notification)?;
         let (synced, failed) = self.sync_contacts(notification, &emails).await?;
         if synced.is_empty() {
             return Err(ConnectorError::Rejected {
@@ -160,6 +165,10 @@ impl SalesforceConnector {
                 ),
             });
         }
+        let flow = match flow {
+            Some(name) => Some(self.run_flow(&name, &synced).await),
+            None => None,
+        };
         let contact_ids: Vec<&str> = synced.iter().map(|c| c.id.as_str()).collect();
         Ok(Receipt {
             id: format!(
@@ -176,6 +185,7 @@ impl SalesforceConnector {
                 "taskIds": task_ids,
                 "taskErrors": task_errors,
                 "opportunityStage": stage,
+                "flowInterviews": flow,
             })),
         })
     }
@@ -303,6 +313,48 @@ impl SalesforceConnector {
             .collect())
     }
 
+    /// Runs the autolaunched Flow `name` once per contact (`recordId`), in one request: each
+    /// interview's status, or why it failed (a refused request is reported for the whole run).
+    async fn run_flow(&self, name: &str, contacts: &[Synced]) -> Value {
+        let inputs: Vec<Value> = contacts
+            .iter()
+            .map(|contact| json!({"recordId": contact.id}))
+            .collect();
+        let answer = self
+            .request(
+                Method::POST,
+                &format!("{}/actions/custom/flow/{name}", self.data),
+                Some(&json!({"inputs": inputs})),
+            )
+            .await;
+        let results = match answer {
+            Ok((_, Value::Array(results))) if results.len() == contacts.len() => results,
+            Ok((_, other)) => {
+                return json!({"flow": name, "status": "failed", "error": format!("Salesforce answered {other} for {} inputs", contacts.len())})
+            }
+            Err(error) => {
+                return json!({"flow": name, "status": "failed", "error": error.to_string()})
+            }
+        };
+        let interviews: Vec<Value> = contacts
+            .iter()
+            .zip(&results)
+            .map(|(contact, result)| {
+                if result["isSuccess"].as_bool() == Some(true) {
+                    json!({"contactId": contact.id, "status": result["outputValues"]["Flow__InterviewStatus"]})
+                } else {
+                    let error = &result["errors"][0];
+                    json!({"contactId": contact.id, "status": "failed", "error": format!(
+                        "{}: {}",
+                        error["statusCode"].as_str().unwrap_or("ERROR"),
+                        error["message"].as_str().unwrap_or("refused")
+                    )})
+                }
+            })
+            .collect();
+        json!({"flow": name, "interviews": interviews})
+    }
+
     /// The org's daily allocation, as the seed's establishConnection: `GET /limits`.
     async fn establish_connection(&self) -> Result<Value, ConnectorError> {
         let (_, limits) = self
@@ -398,10 +450,11 @@ impl Connector for SalesforceConnector {
     }
 
     /// The query, the create (made only when a contact is missing, charged always), the Tasks,
-    /// and the opportunity's move when asked. Token grants are not API calls and are not
-    /// charged.
+    /// the opportunity's move and the Flow when asked. Token grants are not API calls and are
+    /// not charged.
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
         3 + u32::from(matches!(opportunity_move(notification), Ok(Some(_))))
+            + u32::from(matches!(flow_name(notification), Ok(Some(_))))
     }
 
     fn engagement<'a>(&'a self, _: &'a Value) -> CheckFuture<'a> {
@@ -495,6 +548,27 @@ fn opportunity_move(
         .filter(|stage| !stage.trim().is_empty())
         .ok_or_else(|| refuse("metadata.salesforceStageName must be a stage's name"))?;
     Ok(Some((id.to_owned(), stage.to_owned())))
+}
+
+/// The autolaunched Flow the metadata names (`salesforceFlowApiName`): an API name (letters,
+/// digits and single underscores, starting with a letter), since it goes into the path.
+fn flow_name(notification: &WeddingNotification) -> Result<Option<String>, ConnectorError> {
+    let Some(name) = notification.metadata.get("salesforceFlowApiName") else {
+        return Ok(None);
+    };
+    name.as_str()
+        .filter(|name| {
+            name.len() <= 80
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.contains("__")
+                && !name.ends_with('_')
+        })
+        .map(|name| Some(name.to_owned()))
+        .ok_or_else(|| ConnectorError::Rejected {
+            code: "invalid_metadata".into(),
+            message: "metadata.salesforceFlowApiName is not a Flow's API name (letters, digits and single underscores, starting with a letter)".into(),
+        })
 }
 
 /// A new Contact for `email`: its name from the notification's contact (the last word as

@@ -47,6 +47,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
             implemented_by: "PATCH /sobjects/Opportunity/{id} with the StageName",
         },
         SeedOperation {
+            name: "triggerAutomationWorkflows",
+            implemented_by: "POST /actions/custom/flow/{name}: the autolaunched Flow in metadata.salesforceFlowApiName, once per contact (recordId)",
+        },
+        SeedOperation {
             name: "establishConnection",
             implemented_by: "GET /limits (the org's daily API allocation)",
         },

@@ -13,6 +13,8 @@
 //!   `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`, `MALFORMED_ID`; 400 `INVALID_FIELD` for a field
 //!   the object does not have), Opportunity updates with the default sales process's stages;
 //!   18-character ids of the right key prefix, with their case-safe suffix;
+//! - active autolaunched Flows run through `/actions/custom/flow/{name}`, each input checked
+//!   against the flow's input variables (per-input `INVALID_INPUT`), interviews recorded;
 //! - the org's rolling 24-hour allocation: `Sforce-Limit-Info: api-usage=used/limit` on every
 //!   answer, 403 `REQUEST_LIMIT_EXCEEDED` ("TotalRequests Limit exceeded.") once it is spent.
 //!
@@ -108,6 +110,9 @@ struct OrgState {
     contacts: Vec<Record>,
     tasks: Vec<Record>,
     opportunities: BTreeMap<String, Record>,
+    /// Active autolaunched flows by API name: their input variables, and the inputs each
+    /// interview ran with.
+    flows: BTreeMap<String, (Vec<String>, Vec<Value>)>,
     next_id: u64,
     allocation: usize,
     used: usize,
@@ -149,6 +154,7 @@ impl FakeSalesforce {
             contacts: Vec::new(),
             tasks: Vec::new(),
             opportunities: BTreeMap::new(),
+            flows: BTreeMap::new(),
             next_id: 1,
             allocation: DEVELOPER_ALLOCATION,
             used: 0,
@@ -167,6 +173,10 @@ impl FakeSalesforce {
             .route(
                 "/services/data/{version}/sobjects/{sobject}/{id}",
                 patch(handle),
+            )
+            .route(
+                "/services/data/{version}/actions/custom/flow/{flow}",
+                post(handle),
             )
             .with_state(app_state);
         Ok(Self {
@@ -224,6 +234,28 @@ impl FakeSalesforce {
     pub fn opportunity(&self, id: &str) -> Option<Record> {
         let state = self.state.lock().expect("salesforce lock");
         state.opportunities.get(id).cloned()
+    }
+
+    /// Activates an autolaunched Flow that takes these input variables.
+    pub fn add_flow(&self, api_name: &str, inputs: &[&str]) {
+        let mut state = self.state.lock().expect("salesforce lock");
+        state.flows.insert(
+            api_name.to_owned(),
+            (
+                inputs.iter().map(|input| input.to_string()).collect(),
+                Vec::new(),
+            ),
+        );
+    }
+
+    /// The inputs each interview of a Flow ran with, in order.
+    pub fn interviews(&self, api_name: &str) -> Vec<Value> {
+        let state = self.state.lock().expect("salesforce lock");
+        state
+            .flows
+            .get(api_name)
+            .map(|(_, runs)| runs.clone())
+            .unwrap_or_default()
     }
 
     /// Token grants answered so far.
@@ -444,6 +476,9 @@ impl OrgState {
                 json!({"DailyApiRequests": {"Max": self.allocation, "Remaining": self.allocation.saturating_sub(self.used)}}),
             ),
             ("POST", "/composite/sobjects") => self.create(&instance),
+            ("POST", rest) if rest.starts_with("/actions/custom/flow/") => {
+                self.run_flow(&rest["/actions/custom/flow/".len()..], &instance)
+            }
             ("PATCH", rest) => match rest.strip_prefix("/sobjects/Opportunity/") {
                 Some(id) => self.update_opportunity(id, &instance),
                 None => errors(
@@ -670,6 +705,37 @@ impl OrgState {
                 Ok(())
             }
         }
+    }
+
+    /// `POST /actions/custom/flow/{name}`: one interview per input, each answered on its own.
+    fn run_flow(&mut self, name: &str, body: &Value) -> (StatusCode, Value) {
+        let Some((variables, runs)) = self.flows.get_mut(name) else {
+            return errors(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+        };
+        let results = body["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|input| {
+                let unknown = input
+                    .as_object()
+                    .into_iter()
+                    .flat_map(Map::keys)
+                    .find(|key| !variables.contains(key));
+                match unknown {
+                    Some(key) => json!({"actionName": name, "errors": [{"statusCode": "INVALID_INPUT", "message": format!("The flow can't run because of an invalid input: {key} isn't an input variable of the flow."), "fields": []}], "isSuccess": false, "outputValues": null}),
+                    None => {
+                        runs.push(input.clone());
+                        json!({"actionName": name, "errors": null, "isSuccess": true, "outputValues": {"Flow__InterviewStatus": "Finished"}})
+                    }
+                }
+            })
+            .collect();
+        (StatusCode::OK, Value::Array(results))
     }
 
     /// `PATCH /sobjects/Opportunity/{id}`: 204, or the stage refused.
