@@ -321,3 +321,84 @@ async fn a_named_flow_runs_once_per_contact_and_a_refusal_is_reported_not_retrie
         .starts_with("INVALID_INPUT: The flow can't run because of an invalid input: recordId"));
     assert_eq!(org.salesforce.tasks().len(), 4);
 }
+
+#[tokio::test]
+async fn a_connected_app_installed_through_herald_keeps_its_refresh_token_sealed_and_audited() {
+    let salesforce = FakeSalesforce::start(
+        any_local_port(),
+        CLIENT_ID,
+        Some(CLIENT_SECRET),
+        REFRESH_TOKEN,
+    )
+    .await
+    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), CLIENT_SECRET).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
+         settings = {{ instance_url = \"{}\", oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{}/secret\" }}, redirect_uri = \"{{herald}}/oauth/salesforce/callback\" }} }}\n{}",
+        salesforce.instance_url(),
+        secrets.path().display(),
+        route("studio", &["crm"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let callback = format!("{}/oauth/salesforce/callback", herald.base);
+    salesforce.await_install(&callback);
+
+    let (status, started) = herald
+        .post("/v1/integrations/crm/oauth/authorize", &json!({}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{started}");
+    let consent = started["authorizationUrl"].as_str().unwrap().to_owned();
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&consent)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert!(consent.starts_with(&format!(
+        "{}/services/oauth2/authorize?",
+        salesforce.instance_url()
+    )));
+    assert_eq!(
+        (
+            query["response_type"].as_str(),
+            query["client_id"].as_str(),
+            query["scope"].as_str(),
+            query["code_challenge_method"].as_str()
+        ),
+        ("code", CLIENT_ID, "api refresh_token", "S256")
+    );
+    let finished = reqwest::get(&consent).await.unwrap();
+    assert_eq!(finished.url().path(), "/oauth/salesforce/callback");
+    assert_eq!(finished.status(), reqwest::StatusCode::OK);
+
+    // The refresh token is sealed in the store and audited as its fingerprint.
+    let refresh_token = salesforce.refresh_token().expect("the app is installed");
+    for file in std::fs::read_dir(herald.data.path().join("store")).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!bytes
+            .windows(refresh_token.len())
+            .any(|w| w == refresh_token.as_bytes()));
+    }
+    let (_, audit) = herald
+        .get("/v1/audit?resourceType=integration&resourceId=crm")
+        .await;
+    assert_eq!(audit["records"][0]["action"], "credential.installed");
+    assert_eq!(
+        audit["records"][0]["after"]["credential"],
+        "salesforce_refresh_token"
+    );
+
+    // Notifications now reach the org with the installed app.
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("after-install", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    herald
+        .wait_for_notification("after-install", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(salesforce.tasks().len(), 1);
+}

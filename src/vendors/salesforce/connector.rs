@@ -1,6 +1,7 @@
 //! Salesforce (the seed's `CRMIntegrationConnector`) over the REST API of one org, with a
 //! connected app's refresh token (the refresh-token grant at `/services/oauth2/token`, refreshed
-//! every half hour and on `INVALID_SESSION_ID`): `syncNotificationToContacts` as one delivery.
+//! every half hour and on `INVALID_SESSION_ID`), configured or kept in the vault by an install
+//! through Herald ([`Connector::complete_install`]): `syncNotificationToContacts` as one delivery.
 //!
 //! 1. `GET /query` with `SELECT Id, Email FROM Contact WHERE Email IN (...)`: the contacts the
 //!    org already has for the notification's emails.
@@ -22,6 +23,7 @@
 //! and without `Retry-After`): both are rate limiting here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, Url};
@@ -29,12 +31,16 @@ use serde_json::{json, Value};
 
 use super::SalesforceSettings;
 use crate::connectors::http::{transport_error, OutboundClient};
-use crate::connectors::oauth::{OAuthSession, RefreshToken};
+use crate::connectors::oauth::{InstallGrant, OAuthSession, RefreshToken};
 use crate::connectors::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::ReloadableSecret;
+use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
+
+/// The vault's name for the refresh token of a connected app installed through Herald.
+const KEPT_REFRESH_TOKEN: &str = "salesforce_refresh_token";
 
 /// The most records one sObject Collections request takes.
 pub const MAX_RECORDS: usize = 200;
@@ -72,6 +78,7 @@ impl SalesforceConnector {
         settings: &SalesforceSettings,
         integration_id: &str,
         client: OutboundClient,
+        vault: Option<Arc<Vault>>,
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.instance_url.trim_end_matches('/'))?;
@@ -86,9 +93,22 @@ impl SalesforceConnector {
                 .map_err(|err| misconfigured(err.to_string()))?,
             settings.oauth.client_id.clone(),
             client_secret,
-            RefreshToken::Configured(
-                ReloadableSecret::load(&settings.oauth.refresh_token).map_err(misconfigured)?,
-            ),
+            match (&settings.oauth.refresh_token, &settings.oauth.redirect_uri, vault) {
+                (Some(token), _, _) => RefreshToken::Configured(
+                    ReloadableSecret::load(token).map_err(misconfigured)?,
+                ),
+                (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
+                    vault,
+                    integration_id: integration_id.to_owned(),
+                    name: KEPT_REFRESH_TOKEN,
+                    redirect_uri: redirect_uri.clone(),
+                },
+                _ => {
+                    return Err(misconfigured(
+                        "a connected app installed through Herald needs oauth.redirect_uri and security.credentials_key".into(),
+                    ))
+                }
+            },
         );
         Ok(Self {
             integration_id: integration_id.to_owned(),
@@ -463,6 +483,15 @@ impl Connector for SalesforceConnector {
 
     fn check_connection(&self) -> CheckFuture<'_> {
         Box::pin(self.establish_connection())
+    }
+
+    fn complete_install<'a>(&'a self, grant: &'a InstallGrant) -> CheckFuture<'a> {
+        Box::pin(async move {
+            self.session
+                .complete_install(&self.client, self.timeout, grant)
+                .await?;
+            Ok(json!({"installed": true}))
+        })
     }
 
     /// Salesforce refused the access token (`INVALID_SESSION_ID`): forget it, so the retry

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
+use crate::vendors::inbound::OAuthInstall;
 use crate::wedsync::IntegrationType;
 
 pub struct Salesforce;
@@ -55,7 +56,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
             implemented_by: "GET /limits (the org's daily API allocation)",
         },
     ],
-    inbound: &[],
+    inbound: &["GET /oauth/salesforce/callback: the end of a connected-app install started through Herald"],
     takes: Some("has(notification.contacts)"),
 };
 
@@ -65,6 +66,10 @@ impl Vendor for Salesforce {
     }
 
     fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn oauth_install(&self) -> Option<&dyn OAuthInstall> {
         Some(self)
     }
 
@@ -83,8 +88,15 @@ impl VendorSettings for SalesforceSettings {
         self.oauth
             .client_secret
             .iter()
-            .chain(std::iter::once(&self.oauth.refresh_token))
+            .chain(&self.oauth.refresh_token)
             .collect()
+    }
+
+    fn keeps_credentials_at(&self) -> Option<&'static str> {
+        self.oauth
+            .refresh_token
+            .is_none()
+            .then_some("oauth.refresh_token")
     }
 
     fn build(
@@ -96,8 +108,51 @@ impl VendorSettings for SalesforceSettings {
             self,
             integration.integration_id,
             kit.client.clone(),
+            kit.vault.clone(),
             integration.timeout,
         )?))
+    }
+}
+
+impl OAuthInstall for Salesforce {
+    /// Salesforce's web-server flow takes PKCE's S256 challenge.
+    fn takes_pkce(&self) -> bool {
+        true
+    }
+
+    fn authorization_url(
+        &self,
+        settings: &dyn VendorSettings,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, String> {
+        let not_installable = || {
+            "not a connected app installed through Herald (oauth.redirect_uri and no oauth.refresh_token)".to_owned()
+        };
+        let settings = settings
+            .downcast_ref::<SalesforceSettings>()
+            .ok_or_else(not_installable)?;
+        let oauth = &settings.oauth;
+        let (None, Some(redirect_uri)) = (&oauth.refresh_token, &oauth.redirect_uri) else {
+            return Err(not_installable());
+        };
+        let consent = crate::connectors::oauth::authorization_url(
+            &format!(
+                "{}/services/oauth2/authorize",
+                settings.instance_url.trim_end_matches('/')
+            ),
+            &oauth.client_id,
+            redirect_uri,
+            &oauth.scopes,
+            state,
+            code_challenge,
+        )
+        .ok_or_else(not_installable)?;
+        let mut consent = url::Url::parse(&consent).map_err(|err| err.to_string())?;
+        consent
+            .query_pairs_mut()
+            .append_pair("response_type", "code");
+        Ok(consent.into())
     }
 }
 

@@ -23,19 +23,33 @@ pub struct SalesforceSettings {
     pub task_status: String,
 }
 
-/// The connected app's consumer key and secret and the org's refresh token. Salesforce gives
-/// access tokens no stated lifetime (they last the org's session timeout, two hours by default):
-/// Herald refreshes them every half hour and whenever Salesforce answers `INVALID_SESSION_ID`.
+/// The connected app's consumer key and secret and the org's refresh token, configured or kept
+/// by an install through Herald. Salesforce gives access tokens no stated lifetime (they last the
+/// org's session timeout, two hours by default): Herald refreshes them every half hour and
+/// whenever Salesforce answers `INVALID_SESSION_ID`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceOAuthSettings {
     /// The connected app's consumer key.
     pub client_id: String,
     /// The consumer secret; Salesforce asks for it with a refresh token only when the app's
-    /// "Require Secret for Refresh Token Flow" is on.
+    /// "Require Secret for Refresh Token Flow" is on, and with an authorization code when
+    /// "Require Secret for Web Server Flow" is.
     pub client_secret: Option<SecretRef>,
-    /// The org's refresh token, from an authorization done with the connected app.
-    pub refresh_token: SecretRef,
+    /// The org's refresh token, from an authorization done elsewhere. Without it the app is
+    /// installed through Herald (`POST /v1/integrations/{id}/oauth/authorize`) and the token is
+    /// kept sealed in the vault.
+    pub refresh_token: Option<SecretRef>,
+    /// Herald's `/oauth/salesforce/callback` as the installing person's browser reaches it: the
+    /// connected app's callback URL must be the same. Needed to install through Herald.
+    pub redirect_uri: Option<String>,
+    /// The scopes the install asks for (`refresh_token` is what lets Herald keep the org).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["api".to_owned(), "refresh_token".to_owned()]
 }
 
 /// The REST API version Herald is written against (Spring '26).
@@ -75,6 +89,21 @@ pub(super) fn check_salesforce(settings: &SalesforceSettings) -> Result<(), Sett
                 settings.api_version
             ),
         ));
+    }
+    match (&settings.oauth.refresh_token, &settings.oauth.redirect_uri) {
+        (None, None) => {
+            return Err(SettingsError::new(
+                "oauth.refresh_token",
+                "set refresh_token (an org authorized elsewhere), or redirect_uri to install the connected app through Herald",
+            ))
+        }
+        (_, Some(redirect)) if !is_http_url(redirect) => {
+            return Err(SettingsError::new(
+                "oauth.redirect_uri",
+                format!("{redirect:?} is not an http(s) address"),
+            ))
+        }
+        _ => {}
     }
     if settings.task_status.trim().is_empty() {
         return Err(SettingsError::new("task_status", "must not be empty"));

@@ -5,7 +5,9 @@
 //!   `NOT_FOUND` for an operation the contract lacks or an API version the org does not serve);
 //! - a connected app's refresh-token grant at `/services/oauth2/token` (400 `invalid_grant`,
 //!   `invalid_client_id`, `invalid_client`), access tokens that expire after the session
-//!   timeout (401 `INVALID_SESSION_ID`, "Session expired or invalid");
+//!   timeout (401 `INVALID_SESSION_ID`, "Session expired or invalid"); the web-server flow's
+//!   consent page (`/services/oauth2/authorize`, a person who consents at once) and its
+//!   authorization-code grant, with the secret and PKCE's S256 verifier checked;
 //! - SOQL for the one query shape the connector sends (`SELECT Id, Email FROM Contact WHERE
 //!   Email IN (...)`, with escaped literals; 400 `MALFORMED_QUERY` otherwise);
 //! - sObject Collections creating Contacts and Tasks (per-record `SaveResult`s with
@@ -103,7 +105,12 @@ struct OrgState {
     client_id: String,
     /// The consumer secret, when the app requires it with a refresh token.
     client_secret: Option<String>,
-    refresh_token: String,
+    /// The org's refresh token, once the app is authorized.
+    refresh_token: Option<String>,
+    /// The connected app's callback URL, for installs through the consent page.
+    redirect_uri: Option<String>,
+    /// Authorization codes handed out and not yet exchanged, with their PKCE challenge.
+    codes: HashMap<String, Option<String>>,
     access_tokens: HashMap<String, Instant>,
     session_timeout: Duration,
     grants: usize,
@@ -147,7 +154,9 @@ impl FakeSalesforce {
         let state = Arc::new(Mutex::new(OrgState {
             client_id: client_id.to_owned(),
             client_secret: client_secret.map(str::to_owned),
-            refresh_token: refresh_token.to_owned(),
+            refresh_token: Some(refresh_token.to_owned()),
+            redirect_uri: None,
+            codes: HashMap::new(),
             access_tokens: HashMap::new(),
             session_timeout: SESSION_TIMEOUT,
             grants: 0,
@@ -167,6 +176,7 @@ impl FakeSalesforce {
         };
         let app = axum::Router::new()
             .route("/services/oauth2/token", post(grant_token))
+            .route("/services/oauth2/authorize", get(authorize))
             .route("/services/data/{version}/query", get(handle))
             .route("/services/data/{version}/limits", get(handle))
             .route("/services/data/{version}/composite/sobjects", post(handle))
@@ -190,6 +200,23 @@ impl FakeSalesforce {
     /// The org's My Domain, to configure as `instance_url`.
     pub fn instance_url(&self) -> String {
         self.server.url()
+    }
+
+    /// Forgets the org's refresh token and waits for an install through the consent page, whose
+    /// callback is `redirect_uri`.
+    pub fn await_install(&self, redirect_uri: &str) {
+        let mut state = self.state.lock().expect("salesforce lock");
+        state.refresh_token = None;
+        state.redirect_uri = Some(redirect_uri.to_owned());
+    }
+
+    /// The org's refresh token, once authorized.
+    pub fn refresh_token(&self) -> Option<String> {
+        self.state
+            .lock()
+            .expect("salesforce lock")
+            .refresh_token
+            .clone()
     }
 
     /// Adds an Opportunity at `stage` and answers its id.
@@ -297,6 +324,45 @@ async fn grant_token(State(app): State<AppState>, body: Bytes) -> Response {
     (status, axum::Json(answer)).into_response()
 }
 
+/// `GET /services/oauth2/authorize`: a person who consents at once, sent back to the app's
+/// callback URL with a single-use code and the `state` it was given.
+async fn authorize(State(app): State<AppState>, uri: Uri) -> Response {
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut state = app.state.lock().expect("salesforce lock");
+    let registered = state.redirect_uri.clone();
+    let challenge = match (
+        query.get("code_challenge"),
+        query.get("code_challenge_method").map(String::as_str),
+    ) {
+        (Some(challenge), Some("S256")) => Some(Some(challenge.clone())),
+        (None, None) => Some(None),
+        _ => None,
+    };
+    let valid = query.get("response_type").map(String::as_str) == Some("code")
+        && query.get("client_id") == Some(&state.client_id)
+        && registered.is_some()
+        && query.get("redirect_uri") == registered.as_ref();
+    let (Some(registered), Some(challenge), true) = (registered, challenge, valid) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "error=redirect_uri_mismatch&error_description=redirect_uri must match configuration",
+        )
+            .into_response();
+    };
+    let code = format!("aPrx{}", uuid::Uuid::new_v4().simple());
+    state.codes.insert(code.clone(), challenge);
+    let Ok(mut back) = url::Url::parse(&registered) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", query.get("state").map_or("", String::as_str));
+    (StatusCode::FOUND, [("location", back.to_string())]).into_response()
+}
+
 /// Every REST call: recorded, scripted faults first, then the org's answer with its
 /// `Sforce-Limit-Info`.
 async fn handle(
@@ -374,8 +440,42 @@ impl OrgState {
                 return refuse("invalid_client", "invalid client credentials");
             }
         }
-        if form.get("refresh_token") != Some(&self.refresh_token) {
-            return refuse("invalid_grant", "expired access/refresh token");
+        let mut issued_refresh_token = None;
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let Some(challenge) = form.get("code").and_then(|code| self.codes.remove(code))
+                else {
+                    return refuse("invalid_grant", "invalid authorization code");
+                };
+                if form.get("redirect_uri") != self.redirect_uri.as_ref() {
+                    return refuse(
+                        "redirect_uri_mismatch",
+                        "redirect_uri must match configuration",
+                    );
+                }
+                if let Some(challenge) = challenge {
+                    let verified = form.get("code_verifier").is_some_and(|verifier| {
+                        use base64::Engine;
+                        use sha2::{Digest, Sha256};
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(Sha256::digest(verifier.as_bytes()))
+                            == challenge
+                    });
+                    if !verified {
+                        return refuse("invalid_grant", "invalid code verifier");
+                    }
+                }
+                let token = format!("5Aep861{}", uuid::Uuid::new_v4().simple());
+                self.refresh_token = Some(token.clone());
+                issued_refresh_token = Some(token);
+            }
+            _ => {
+                if self.refresh_token.is_none()
+                    || form.get("refresh_token") != self.refresh_token.as_ref()
+                {
+                    return refuse("invalid_grant", "expired access/refresh token");
+                }
+            }
         }
         self.grants += 1;
         let token = format!("00D5g000000SIMUL!AQ{}", uuid::Uuid::new_v4().simple());
@@ -386,9 +486,7 @@ impl OrgState {
             .map(|since| since.as_millis())
             .unwrap_or_default();
         // No expires_in: an access token lives as long as the org's session timeout.
-        (
-            StatusCode::OK,
-            json!({
+        let mut answer = json!({
                 "access_token": token,
                 "signature": "c2ltdWxhdGVkLXNpZ25hdHVyZQ==",
                 "scope": "api refresh_token",
@@ -396,8 +494,11 @@ impl OrgState {
                 "id": "https://login.salesforce.com/id/00D5g000000SIMULA/0055g000000SIMULA",
                 "token_type": "Bearer",
                 "issued_at": issued_at.to_string(),
-            }),
-        )
+        });
+        if let Some(token) = issued_refresh_token {
+            answer["refresh_token"] = json!(token);
+        }
+        (StatusCode::OK, answer)
     }
 
     fn answer(
