@@ -6,6 +6,8 @@
 //! - The refresh token is configured (an app installed elsewhere) or kept sealed in the vault by
 //!   an install through Herald ([`OAuthSession::complete_install`]: the authorization-code grant).
 //! - The app's secret and a configured refresh token are re-read on [`OAuthSession::reload`].
+//! - The JWT bearer grant (RFC 7523) for server-to-server apps ([`JwtBearerSession`]): an RS256
+//!   assertion signed with the app's private key, traded for an access token.
 //! - PKCE (RFC 7636, S256) for vendors that take it: a fresh [`pkce_verifier`] per install, its
 //!   [`pkce_challenge`] on the consent page, the verifier with the authorization code.
 //!
@@ -45,8 +47,7 @@ pub struct OAuthSession {
     /// app does not require it).
     client_secret: Option<ReloadableSecret>,
     refresh_token: RefreshToken,
-    /// The current access token and when to refresh it.
-    access: Mutex<Option<(String, Instant)>>,
+    access: KeptAccessToken,
 }
 
 /// Where the account's refresh token comes from.
@@ -60,6 +61,34 @@ pub enum RefreshToken {
         name: &'static str,
         redirect_uri: String,
     },
+}
+
+impl RefreshToken {
+    /// The configured refresh token, if the settings have one; otherwise the one an install
+    /// through Herald keeps in the vault under `name`, which needs the app's `redirect_uri` and
+    /// a vault.
+    pub fn configured_or_kept(
+        configured: Option<&crate::secret::SecretRef>,
+        redirect_uri: Option<&String>,
+        vault: Option<Arc<Vault>>,
+        integration_id: &str,
+        name: &'static str,
+    ) -> Result<Self, ConnectorError> {
+        match (configured, redirect_uri, vault) {
+            (Some(token), _, _) => Ok(RefreshToken::Configured(
+                ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?,
+            )),
+            (None, Some(redirect_uri), Some(vault)) => Ok(RefreshToken::Kept {
+                vault,
+                integration_id: integration_id.to_owned(),
+                name,
+                redirect_uri: redirect_uri.clone(),
+            }),
+            _ => Err(ConnectorError::Misconfigured(
+                "an app installed through Herald needs oauth.redirect_uri and security.credentials_key".into(),
+            )),
+        }
+    }
 }
 
 impl OAuthSession {
@@ -77,7 +106,7 @@ impl OAuthSession {
             client_id,
             client_secret,
             refresh_token,
-            access: Mutex::new(None),
+            access: KeptAccessToken::default(),
         }
     }
 
@@ -87,10 +116,8 @@ impl OAuthSession {
         client: &OutboundClient,
         timeout: Duration,
     ) -> Result<String, ConnectorError> {
-        if let Some((token, refresh_at)) = self.access.lock().expect("oauth lock").clone() {
-            if Instant::now() < refresh_at {
-                return Ok(token);
-            }
+        if let Some(token) = self.access.live() {
+            return Ok(token);
         }
         let refresh_token = match &self.refresh_token {
             RefreshToken::Configured(token) => token.get(),
@@ -121,7 +148,7 @@ impl OAuthSession {
                 ],
             )
             .await?;
-        Ok(self.keep_access_token(&answer))
+        Ok(self.access.keep(&answer))
     }
 
     /// Exchanges the authorization code of an install through Herald for the account's tokens
@@ -176,13 +203,13 @@ impl OAuthSession {
             .map_err(|err| {
                 ConnectorError::Unavailable(format!("keeping the refresh token: {err}"))
             })?;
-        self.keep_access_token(&answer);
+        self.access.keep(&answer);
         Ok(())
     }
 
     /// Forgets the access token (the vendor refused it): the next request refreshes first.
     pub fn forget_access_token(&self) {
-        *self.access.lock().expect("oauth lock") = None;
+        self.access.forget();
     }
 
     /// Forgets the access token and reads the app's secret and a configured refresh token again
@@ -246,16 +273,7 @@ impl OAuthSession {
                 .map(|secret| ("client_secret", secret.expose())),
         );
         form.extend_from_slice(params);
-        let response = client
-            .client()
-            .post(url)
-            .timeout(timeout)
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        post_token_form(client, timeout, url, &form).await
     }
 
     async fn grant(
@@ -267,47 +285,203 @@ impl OAuthSession {
         let (status, answer) = self
             .post_form(client, timeout, self.token_url.clone(), grant)
             .await?;
-        if !status.is_success() {
-            // invalid_grant, a bad code and friends: only a person can fix them.
-            let message = answer["error_description"]
-                .as_str()
-                .or(answer["message"].as_str())
-                .unwrap_or("the token endpoint refused the grant");
-            return Err(if status.is_server_error() {
-                ConnectorError::Unavailable(format!("{status}: {message}"))
-            } else {
-                ConnectorError::Rejected {
-                    code: answer["error"]
-                        .as_str()
-                        .or(answer["status"].as_str())
-                        .unwrap_or("oauth")
-                        .to_owned(),
-                    message: message.to_owned(),
-                }
-            });
-        }
-        if answer["access_token"].as_str().is_none() {
-            return Err(ConnectorError::Unavailable(format!(
-                "{}'s token answer has no access_token",
-                self.vendor
-            )));
-        }
-        Ok(answer)
+        token_answer(self.vendor, status, answer)
+    }
+}
+
+/// A token endpoint's answer to a grant: the answer with its `access_token`, or the refusal
+/// classified (a 5xx is retried; `invalid_grant`, a bad code and friends need a person).
+fn token_answer(
+    vendor: &str,
+    status: reqwest::StatusCode,
+    answer: Value,
+) -> Result<Value, ConnectorError> {
+    if !status.is_success() {
+        let message = answer["error_description"]
+            .as_str()
+            .or(answer["message"].as_str())
+            .unwrap_or("the token endpoint refused the grant");
+        return Err(if status.is_server_error() {
+            ConnectorError::Unavailable(format!("{status}: {message}"))
+        } else {
+            ConnectorError::Rejected {
+                code: answer["error"]
+                    .as_str()
+                    .or(answer["status"].as_str())
+                    .unwrap_or("oauth")
+                    .to_owned(),
+                message: message.to_owned(),
+            }
+        });
+    }
+    if answer["access_token"].as_str().is_none() {
+        return Err(ConnectorError::Unavailable(format!(
+            "{vendor}'s token answer has no access_token"
+        )));
+    }
+    Ok(answer)
+}
+
+/// Posts a grant, form-encoded, as token endpoints take them.
+async fn post_token_form(
+    client: &OutboundClient,
+    timeout: Duration,
+    url: Url,
+    form: &[(&str, &str)],
+) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
+    let response = client
+        .client()
+        .post(url)
+        .timeout(timeout)
+        .form(form)
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// The current access token and when to get another.
+#[derive(Default)]
+struct KeptAccessToken(Mutex<Option<(String, Instant)>>);
+
+impl KeptAccessToken {
+    /// The token, while it has more than its margin left.
+    fn live(&self) -> Option<String> {
+        let kept = self.0.lock().expect("oauth lock").clone();
+        kept.filter(|(_, refresh_at)| Instant::now() < *refresh_at)
+            .map(|(token, _)| token)
     }
 
     /// Keeps the access token of a token answer until a tenth of its life (at most a minute) is
-    /// left, and returns it.
-    fn keep_access_token(&self, answer: &Value) -> String {
+    /// left, and returns it. Without `expires_in` (Salesforce states none), half an hour.
+    fn keep(&self, answer: &Value) -> String {
         let token = answer["access_token"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
         let margin = (lifetime / 10).min(Duration::from_secs(60));
-        *self.access.lock().expect("oauth lock") =
+        *self.0.lock().expect("oauth lock") =
             Some((token.clone(), Instant::now() + lifetime - margin));
         token
     }
+
+    fn forget(&self) {
+        *self.0.lock().expect("oauth lock") = None;
+    }
+}
+
+/// The JWT bearer grant (RFC 7523) for server-to-server apps: Herald signs a short-lived
+/// assertion (RS256) with the app's private key and trades it for an access token, kept until
+/// near expiry and got again when the vendor refuses it. No refresh token, no person.
+pub struct JwtBearerSession {
+    vendor: &'static str,
+    token_url: Url,
+    /// `iss`, `sub`, `aud` and whatever else the vendor asks for (`scope`).
+    claims: serde_json::Map<String, Value>,
+    /// The app's private key, PEM (PKCS#8, `BEGIN PRIVATE KEY`).
+    private_key: ReloadableSecret,
+    access: KeptAccessToken,
+}
+
+/// How long an assertion is good for: Salesforce takes at most three minutes.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(180);
+
+impl JwtBearerSession {
+    /// Checks now that the key signs, so a bad key stops the integration at start, named.
+    pub fn new(
+        vendor: &'static str,
+        token_url: Url,
+        claims: serde_json::Map<String, Value>,
+        private_key: ReloadableSecret,
+    ) -> Result<Self, ConnectorError> {
+        let session = Self {
+            vendor,
+            token_url,
+            claims,
+            private_key,
+            access: KeptAccessToken::default(),
+        };
+        session.assertion()?;
+        Ok(session)
+    }
+
+    pub async fn access_token(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+    ) -> Result<String, ConnectorError> {
+        if let Some(token) = self.access.live() {
+            return Ok(token);
+        }
+        let assertion = self.assertion()?;
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ];
+        let (status, answer) =
+            post_token_form(client, timeout, self.token_url.clone(), &form).await?;
+        let answer = token_answer(self.vendor, status, answer)?;
+        Ok(self.access.keep(&answer))
+    }
+
+    /// Forgets the access token and reads the private key again (it may have been rotated).
+    pub fn reload(&self) -> Result<(), ConnectorError> {
+        self.access.forget();
+        self.private_key
+            .reload()
+            .map_err(ConnectorError::Misconfigured)
+    }
+
+    /// A signed assertion good for [`ASSERTION_LIFETIME`] from now.
+    fn assertion(&self) -> Result<String, ConnectorError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let misconfigured = |reason: String| {
+            ConnectorError::Misconfigured(format!("{}'s private key: {reason}", self.vendor))
+        };
+        let der = pkcs8_from_pem(self.private_key.get().expose()).map_err(misconfigured)?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+            .map_err(|err| misconfigured(format!("not an RSA key in PKCS#8 ({err})")))?;
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            + ASSERTION_LIFETIME;
+        let mut claims = self.claims.clone();
+        claims.insert("exp".into(), Value::from(expires.as_secs()));
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
+        );
+        let mut signature = vec![0; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| misconfigured("could not sign".into()))?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
+    }
+}
+
+/// The DER inside a PEM `PRIVATE KEY` block.
+pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let body = pem
+        .trim()
+        .strip_prefix("-----BEGIN PRIVATE KEY-----")
+        .and_then(|rest| rest.trim_end().strip_suffix("-----END PRIVATE KEY-----"))
+        .ok_or("not a PEM PRIVATE KEY block (PKCS#8; convert an RSA PRIVATE KEY with `openssl pkcs8 -topk8 -nocrypt`)")?;
+    let joined: String = body.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(joined)
+        .map_err(|err| format!("its base64 does not decode: {err}"))
 }
 
 /// A vendor's consent page for an install through Herald: the authorization-code request with

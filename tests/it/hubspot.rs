@@ -899,7 +899,7 @@ async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
         .wait_for_notification("first", Duration::from_secs(10), all_delivered)
         .await;
     let used = hubspot.requests().len();
-    let labels = ["integration=\"crm\""];
+    let labels = ["integration=\"crm\"", "window=\"daily\""];
     assert_eq!(
         herald
             .gauge("herald_vendor_quota_limit", &labels)

@@ -21,7 +21,9 @@ struct Org {
     _secrets: tempfile::TempDir,
 }
 
-async fn start() -> Org {
+/// An org and a Herald whose integration `integration` reaches it. Metrics are one registry per
+/// test process, so a test reading a gauge gives its integration an id of its own.
+async fn start(integration: &str) -> Org {
     let salesforce = FakeSalesforce::start(
         any_local_port(),
         CLIENT_ID,
@@ -36,11 +38,11 @@ async fn start() -> Org {
     let dir = secrets.path().display();
     let body = format!(
         "[[organizations]]\nid = \"studio\"\n\
-         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
+         [[integrations]]\nid = \"{integration}\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
          settings = {{ instance_url = \"{}\", oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{dir}/secret\" }}, refresh_token = {{ file = \"{dir}/refresh\" }} }} }}\n\
          retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
         salesforce.instance_url(),
-        route("studio", &["crm"], "")
+        route("studio", &[integration], "")
     );
     Org {
         herald: Harness::start(&body, "studio").await,
@@ -60,7 +62,7 @@ fn with_contacts(id: &str, contacts: &[(&str, &str)]) -> Value {
 
 #[tokio::test]
 async fn a_wedding_notification_syncs_to_every_contact_with_a_task_each() {
-    let org = start().await;
+    let org = start("crm-sync").await;
     let existing = org.salesforce.add_contact("Taylor", "sam@example.com");
     let opportunity = org
         .salesforce
@@ -152,7 +154,7 @@ async fn a_wedding_notification_syncs_to_every_contact_with_a_task_each() {
     );
 
     // The allocation Salesforce reported is exported.
-    let labels = ["integration=\"crm\"", "window=\"rolling_24h\""];
+    let labels = ["integration=\"crm-sync\"", "window=\"rolling_24h\""];
     assert_eq!(
         org.herald
             .gauge("herald_vendor_quota_limit", &labels)
@@ -171,7 +173,7 @@ async fn a_wedding_notification_syncs_to_every_contact_with_a_task_each() {
 
 #[tokio::test]
 async fn a_stage_the_org_refuses_stops_the_delivery_before_any_task_is_written() {
-    let org = start().await;
+    let org = start("crm").await;
     let opportunity = org.salesforce.add_opportunity("Wedding", "Prospecting");
     let mut sent = with_contacts("sf-stage", &[("Sam Taylor", "sam@example.com")]);
     sent["metadata"] =
@@ -209,7 +211,7 @@ async fn a_stage_the_org_refuses_stops_the_delivery_before_any_task_is_written()
 
 #[tokio::test]
 async fn an_expired_session_is_refreshed_and_a_spent_allocation_waited_out() {
-    let org = start().await;
+    let org = start("crm").await;
     org.herald
         .post(
             "/v1/notifications",
@@ -271,7 +273,7 @@ async fn an_expired_session_is_refreshed_and_a_spent_allocation_waited_out() {
 
 #[tokio::test]
 async fn a_named_flow_runs_once_per_contact_and_a_refusal_is_reported_not_retried() {
-    let org = start().await;
+    let org = start("crm").await;
     org.salesforce
         .add_flow("Wedding_Timeline_Changed", &["recordId"]);
     let mut sent = with_contacts(
@@ -401,4 +403,72 @@ async fn a_connected_app_installed_through_herald_keeps_its_refresh_token_sealed
         .wait_for_notification("after-install", Duration::from_secs(10), all_delivered)
         .await;
     assert_eq!(salesforce.tasks().len(), 1);
+}
+
+#[tokio::test]
+async fn the_jwt_bearer_flow_signs_an_assertion_the_org_verifies() {
+    let salesforce = FakeSalesforce::start(any_local_port(), CLIENT_ID, None, REFRESH_TOKEN)
+        .await
+        .unwrap();
+    let key_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/salesforce-jwt-test-key.pem");
+    let pem = std::fs::read_to_string(&key_file).unwrap();
+    let der = herald::connectors::oauth::pkcs8_from_pem(&pem).unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    use ring::signature::KeyPair;
+    salesforce.trust_certificate("integration@studio.example", key.public_key().as_ref());
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
+         settings = {{ instance_url = \"{}\", jwt = {{ client_id = \"{CLIENT_ID}\", username = \"integration@studio.example\", private_key = {{ file = \"{}\" }} }} }}\n{}",
+        salesforce.instance_url(),
+        key_file.display(),
+        route("studio", &["crm"], "")
+    );
+    let herald = Harness::start(&body, "studio").await;
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("jwt-1", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    herald
+        .wait_for_notification("jwt-1", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(salesforce.grants(), 1);
+    assert_eq!(salesforce.tasks().len(), 1);
+
+    // An ended session is a new assertion, not a refresh token.
+    salesforce.expire_sessions();
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("jwt-2", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("jwt-2", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["attempts"], 2);
+    assert_eq!(salesforce.grants(), 2);
+
+    // A user the app is not pre-authorized for is refused with Salesforce's words.
+    salesforce.trust_certificate("someone-else@studio.example", key.public_key().as_ref());
+    salesforce.expire_sessions();
+    herald
+        .post(
+            "/v1/notifications",
+            &with_contacts("jwt-3", &[("Sam Taylor", "sam@example.com")]),
+        )
+        .await;
+    let record = herald
+        .wait_for_notification("jwt-3", Duration::from_secs(10), dead_lettered)
+        .await;
+    assert!(
+        record["targets"][0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("user hasn't approved this consumer"),
+        "{record}"
+    );
 }

@@ -178,7 +178,9 @@ impl HubSpotConnector {
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.base_url.trim_end_matches('/'))?;
         let credential = match (&settings.token, &settings.oauth) {
-            (Some(token), None) => Credential::PrivateApp(ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?),
+            (Some(token), None) => Credential::PrivateApp(
+                ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?,
+            ),
             (None, Some(oauth)) => Credential::OAuth(Box::new(OAuthSession::new(
                 "HubSpot",
                 base.join("/oauth/v3/token")
@@ -188,22 +190,13 @@ impl HubSpotConnector {
                     ReloadableSecret::load(&oauth.client_secret)
                         .map_err(ConnectorError::Misconfigured)?,
                 ),
-                match (&oauth.refresh_token, &oauth.redirect_uri, vault) {
-                    (Some(token), _, _) => RefreshToken::Configured(
-                        ReloadableSecret::load(token).map_err(ConnectorError::Misconfigured)?,
-                    ),
-                    (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
-                        vault,
-                        integration_id: integration_id.to_owned(),
-                        name: KEPT_REFRESH_TOKEN,
-                        redirect_uri: redirect_uri.clone(),
-                    },
-                    _ => {
-                        return Err(ConnectorError::Misconfigured(
-                            "an app installed through Herald needs oauth.redirect_uri and security.credentials_key".into(),
-                        ))
-                    }
-                },
+                RefreshToken::configured_or_kept(
+                    oauth.refresh_token.as_ref(),
+                    oauth.redirect_uri.as_ref(),
+                    vault,
+                    integration_id,
+                    KEPT_REFRESH_TOKEN,
+                )?,
             ))),
             _ => {
                 return Err(ConnectorError::Misconfigured(

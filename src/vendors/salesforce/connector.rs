@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use super::SalesforceSettings;
 use crate::connectors::http::{transport_error, OutboundClient};
-use crate::connectors::oauth::{InstallGrant, OAuthSession, RefreshToken};
+use crate::connectors::oauth::{InstallGrant, JwtBearerSession, OAuthSession, RefreshToken};
 use crate::connectors::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
@@ -61,9 +61,35 @@ pub struct SalesforceConnector {
     /// `/services/data/vXX.X`.
     data: String,
     task_status: String,
-    session: OAuthSession,
+    session: Credential,
     client: OutboundClient,
     timeout: Duration,
+}
+
+/// How Herald gets access tokens for the org.
+enum Credential {
+    RefreshToken(Box<OAuthSession>),
+    Jwt(Box<JwtBearerSession>),
+}
+
+impl Credential {
+    async fn access_token(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+    ) -> Result<String, ConnectorError> {
+        match self {
+            Credential::RefreshToken(session) => session.access_token(client, timeout).await,
+            Credential::Jwt(session) => session.access_token(client, timeout).await,
+        }
+    }
+
+    fn reload(&self) -> Result<(), ConnectorError> {
+        match self {
+            Credential::RefreshToken(session) => session.reload(),
+            Credential::Jwt(session) => session.reload(),
+        }
+    }
 }
 
 /// A contact of the notification as Salesforce has it after the sync.
@@ -83,33 +109,40 @@ impl SalesforceConnector {
     ) -> Result<Self, ConnectorError> {
         let base = client.check_url(settings.instance_url.trim_end_matches('/'))?;
         let misconfigured = |err: String| ConnectorError::Misconfigured(err);
-        let client_secret = match &settings.oauth.client_secret {
-            Some(secret) => Some(ReloadableSecret::load(secret).map_err(misconfigured)?),
-            None => None,
-        };
-        let session = OAuthSession::new(
-            "Salesforce",
-            base.join("/services/oauth2/token")
-                .map_err(|err| misconfigured(err.to_string()))?,
-            settings.oauth.client_id.clone(),
-            client_secret,
-            match (&settings.oauth.refresh_token, &settings.oauth.redirect_uri, vault) {
-                (Some(token), _, _) => RefreshToken::Configured(
-                    ReloadableSecret::load(token).map_err(misconfigured)?,
-                ),
-                (None, Some(redirect_uri), Some(vault)) => RefreshToken::Kept {
-                    vault,
-                    integration_id: integration_id.to_owned(),
-                    name: KEPT_REFRESH_TOKEN,
-                    redirect_uri: redirect_uri.clone(),
+        let token_url = base
+            .join("/services/oauth2/token")
+            .map_err(|err| misconfigured(err.to_string()))?;
+        let session = match (&settings.oauth, &settings.jwt) {
+            (Some(oauth), None) => Credential::RefreshToken(Box::new(OAuthSession::new(
+                "Salesforce",
+                token_url,
+                oauth.client_id.clone(),
+                match &oauth.client_secret {
+                    Some(secret) => Some(ReloadableSecret::load(secret).map_err(misconfigured)?),
+                    None => None,
                 },
-                _ => {
-                    return Err(misconfigured(
-                        "a connected app installed through Herald needs oauth.redirect_uri and security.credentials_key".into(),
-                    ))
-                }
-            },
-        );
+                RefreshToken::configured_or_kept(
+                    oauth.refresh_token.as_ref(),
+                    oauth.redirect_uri.as_ref(),
+                    vault,
+                    integration_id,
+                    KEPT_REFRESH_TOKEN,
+                )?,
+            ))),
+            (None, Some(jwt)) => {
+                let mut claims = serde_json::Map::new();
+                claims.insert("iss".into(), json!(jwt.client_id));
+                claims.insert("sub".into(), json!(jwt.username));
+                claims.insert("aud".into(), json!(jwt.audience.trim_end_matches('/')));
+                Credential::Jwt(Box::new(JwtBearerSession::new(
+                    "Salesforce",
+                    token_url,
+                    claims,
+                    ReloadableSecret::load(&jwt.private_key).map_err(misconfigured)?,
+                )?))
+            }
+            _ => return Err(misconfigured("set either oauth or jwt, not both".into())),
+        };
         Ok(Self {
             integration_id: integration_id.to_owned(),
             base,
@@ -487,7 +520,13 @@ impl Connector for SalesforceConnector {
 
     fn complete_install<'a>(&'a self, grant: &'a InstallGrant) -> CheckFuture<'a> {
         Box::pin(async move {
-            self.session
+            let Credential::RefreshToken(session) = &self.session else {
+                return Err(ConnectorError::Rejected {
+                    code: "not_installable".into(),
+                    message: "this integration uses the JWT bearer flow: nothing to install".into(),
+                });
+            };
+            session
                 .complete_install(&self.client, self.timeout, grant)
                 .await?;
             Ok(json!({"installed": true}))

@@ -27,7 +27,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "salesforce",
     name: "Salesforce",
     integration_type: IntegrationType::Crm,
-    authentication: "oauth2-refresh-token",
+    authentication: "oauth2-refresh-token or jwt-bearer",
     default_rate: DefaultRate {
         per_second: 5.0,
         burst: 10,
@@ -85,18 +85,20 @@ impl Vendor for Salesforce {
 
 impl VendorSettings for SalesforceSettings {
     fn secrets(&self) -> Vec<&SecretRef> {
-        self.oauth
-            .client_secret
+        let oauth = self
+            .oauth
             .iter()
-            .chain(&self.oauth.refresh_token)
+            .flat_map(|oauth| oauth.client_secret.iter().chain(&oauth.refresh_token));
+        oauth
+            .chain(self.jwt.iter().map(|jwt| &jwt.private_key))
             .collect()
     }
 
     fn keeps_credentials_at(&self) -> Option<&'static str> {
         self.oauth
-            .refresh_token
-            .is_none()
-            .then_some("oauth.refresh_token")
+            .as_ref()
+            .filter(|oauth| oauth.refresh_token.is_none())
+            .map(|_| "oauth.refresh_token")
     }
 
     fn build(
@@ -132,7 +134,7 @@ impl OAuthInstall for Salesforce {
         let settings = settings
             .downcast_ref::<SalesforceSettings>()
             .ok_or_else(not_installable)?;
-        let oauth = &settings.oauth;
+        let oauth = settings.oauth.as_ref().ok_or_else(not_installable)?;
         let (None, Some(redirect_uri)) = (&oauth.refresh_token, &oauth.redirect_uri) else {
             return Err(not_installable());
         };
@@ -185,6 +187,14 @@ mod tests {
             (
                 "instance_url = \"https://acme.my.salesforce.com\", oauth = { client_id = \"3MVG9\" }".to_owned(),
                 "integrations[0].settings.oauth",
+            ),
+            (
+                "instance_url = \"https://acme.my.salesforce.com\"".to_owned(),
+                "integrations[0].settings.oauth",
+            ),
+            (
+                "instance_url = \"https://acme.my.salesforce.com\", jwt = { client_id = \"3MVG9\", username = \"herald@acme.com\", private_key = { env = \"K\" }, audience = \"login\" }".to_owned(),
+                "integrations[0].settings.jwt.audience",
             ),
         ];
         for (settings, field) in cases {

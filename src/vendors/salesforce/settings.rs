@@ -1,5 +1,6 @@
 //! Salesforce's settings: the org's My Domain, the REST API version, and the connected app's
-//! OAuth 2 credentials with the org's refresh token; and their validation.
+//! credentials (a refresh token, configured or installed through Herald; or the JWT bearer
+//! flow's private key); and their validation.
 
 use serde::Deserialize;
 
@@ -16,7 +17,10 @@ pub struct SalesforceSettings {
     /// The REST API version, `vXX.X`.
     #[serde(default = "default_api_version")]
     pub api_version: String,
-    pub oauth: SalesforceOAuthSettings,
+    /// A connected app with a refresh token; or, instead, `jwt`.
+    pub oauth: Option<SalesforceOAuthSettings>,
+    /// A connected app with a certificate, for the server-to-server JWT bearer flow.
+    pub jwt: Option<SalesforceJwtSettings>,
     /// The `Status` of the Task each notification becomes (a value of the org's Task Status
     /// picklist).
     #[serde(default = "default_task_status")]
@@ -46,6 +50,28 @@ pub struct SalesforceOAuthSettings {
     /// The scopes the install asks for (`refresh_token` is what lets Herald keep the org).
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
+}
+
+/// The JWT bearer flow: Herald signs an assertion for `username` with the private key whose
+/// certificate is on the connected app (pre-authorized for that user's profile), and trades it
+/// for an access token. No refresh token, and no person at any step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceJwtSettings {
+    /// The connected app's consumer key (the assertion's `iss`).
+    pub client_id: String,
+    /// The Salesforce user the integration acts as (`sub`).
+    pub username: String,
+    /// The private key, PEM PKCS#8 (`BEGIN PRIVATE KEY`).
+    pub private_key: SecretRef,
+    /// The assertion's `aud`: `https://login.salesforce.com`, or `https://test.salesforce.com`
+    /// for a sandbox.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+}
+
+fn default_audience() -> String {
+    "https://login.salesforce.com".to_owned()
 }
 
 fn default_scopes() -> Vec<String> {
@@ -90,7 +116,28 @@ pub(super) fn check_salesforce(settings: &SalesforceSettings) -> Result<(), Sett
             ),
         ));
     }
-    match (&settings.oauth.refresh_token, &settings.oauth.redirect_uri) {
+    let oauth = match (&settings.oauth, &settings.jwt) {
+        (Some(oauth), None) => oauth,
+        (None, Some(jwt)) => {
+            if !is_http_url(&jwt.audience) {
+                return Err(SettingsError::new(
+                    "jwt.audience",
+                    format!("{:?} is not an http(s) address", jwt.audience),
+                ));
+            }
+            if jwt.username.trim().is_empty() {
+                return Err(SettingsError::new("jwt.username", "must not be empty"));
+            }
+            return check_task_status(settings);
+        }
+        _ => {
+            return Err(SettingsError::new(
+                "oauth",
+                "set either oauth (a refresh token) or jwt (the JWT bearer flow)",
+            ))
+        }
+    };
+    match (&oauth.refresh_token, &oauth.redirect_uri) {
         (None, None) => {
             return Err(SettingsError::new(
                 "oauth.refresh_token",
@@ -105,6 +152,10 @@ pub(super) fn check_salesforce(settings: &SalesforceSettings) -> Result<(), Sett
         }
         _ => {}
     }
+    check_task_status(settings)
+}
+
+fn check_task_status(settings: &SalesforceSettings) -> Result<(), SettingsError> {
     if settings.task_status.trim().is_empty() {
         return Err(SettingsError::new("task_status", "must not be empty"));
     }

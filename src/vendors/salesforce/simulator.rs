@@ -7,7 +7,9 @@
 //!   `invalid_client_id`, `invalid_client`), access tokens that expire after the session
 //!   timeout (401 `INVALID_SESSION_ID`, "Session expired or invalid"); the web-server flow's
 //!   consent page (`/services/oauth2/authorize`, a person who consents at once) and its
-//!   authorization-code grant, with the secret and PKCE's S256 verifier checked;
+//!   authorization-code grant, with the secret and PKCE's S256 verifier checked; the JWT bearer
+//!   grant, its RS256 signature checked against the connected app's certificate (its public
+//!   key), and its `iss`, `sub`, `aud` and `exp` (at most three minutes ahead);
 //! - SOQL for the one query shape the connector sends (`SELECT Id, Email FROM Contact WHERE
 //!   Email IN (...)`, with escaped literals; 400 `MALFORMED_QUERY` otherwise);
 //! - sObject Collections creating Contacts and Tasks (per-record `SaveResult`s with
@@ -111,6 +113,9 @@ struct OrgState {
     redirect_uri: Option<String>,
     /// Authorization codes handed out and not yet exchanged, with their PKCE challenge.
     codes: HashMap<String, Option<String>>,
+    /// For the JWT bearer flow: the user the app is pre-authorized for, and the public key
+    /// (PKCS#1 DER) of the certificate on the connected app.
+    jwt_user: Option<(String, Vec<u8>)>,
     access_tokens: HashMap<String, Instant>,
     session_timeout: Duration,
     grants: usize,
@@ -157,6 +162,7 @@ impl FakeSalesforce {
             refresh_token: Some(refresh_token.to_owned()),
             redirect_uri: None,
             codes: HashMap::new(),
+            jwt_user: None,
             access_tokens: HashMap::new(),
             session_timeout: SESSION_TIMEOUT,
             grants: 0,
@@ -208,6 +214,13 @@ impl FakeSalesforce {
         let mut state = self.state.lock().expect("salesforce lock");
         state.refresh_token = None;
         state.redirect_uri = Some(redirect_uri.to_owned());
+    }
+
+    /// Uploads a certificate (its public key, PKCS#1 DER) to the connected app and
+    /// pre-authorizes `username` for the JWT bearer flow.
+    pub fn trust_certificate(&self, username: &str, public_key: &[u8]) {
+        self.state.lock().expect("salesforce lock").jwt_user =
+            Some((username.to_owned(), public_key.to_vec()));
     }
 
     /// The org's refresh token, once authorized.
@@ -432,6 +445,14 @@ impl OrgState {
                 json!({"error": error, "error_description": description}),
             )
         };
+        if form.get("grant_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        {
+            return match self.verify_assertion(form.get("assertion").map_or("", String::as_str)) {
+                Ok(()) => self.issue(None),
+                Err(description) => refuse("invalid_grant", description),
+            };
+        }
         if form.get("client_id") != Some(&self.client_id) {
             return refuse("invalid_client_id", "client identifier invalid");
         }
@@ -477,6 +498,60 @@ impl OrgState {
                 }
             }
         }
+        self.issue(issued_refresh_token)
+    }
+
+    /// A JWT bearer assertion, checked as Salesforce checks it.
+    fn verify_assertion(&self, assertion: &str) -> Result<(), &'static str> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let (user, key) = self.jwt_user.as_ref().ok_or("invalid assertion")?;
+        let mut parts = assertion.split('.');
+        let (Some(header), Some(claims), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("invalid assertion");
+        };
+        let decoded = |part: &str| -> Result<Value, &'static str> {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| "invalid assertion")?;
+            serde_json::from_slice(&bytes).map_err(|_| "invalid assertion")
+        };
+        if decoded(header)?["alg"] != "RS256" {
+            return Err("invalid assertion");
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| "invalid assertion")?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+            .verify(format!("{header}.{claims}").as_bytes(), &signature)
+            .map_err(|_| "invalid assertion")?;
+        let claims = decoded(claims)?;
+        if claims["iss"] != json!(self.client_id) {
+            return Err("invalid client identifier");
+        }
+        if claims["sub"] != json!(user) {
+            return Err("user hasn't approved this consumer");
+        }
+        if !matches!(
+            claims["aud"].as_str(),
+            Some("https://login.salesforce.com" | "https://test.salesforce.com")
+        ) {
+            return Err("audience is invalid");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs())
+            .unwrap_or_default();
+        match claims["exp"].as_u64() {
+            Some(exp) if exp > now && exp <= now + 180 => Ok(()),
+            _ => Err("expired authorization code"),
+        }
+    }
+
+    /// An access token (and a refresh token when an authorization code brought one).
+    fn issue(&mut self, refresh_token: Option<String>) -> (StatusCode, Value) {
         self.grants += 1;
         let token = format!("00D5g000000SIMUL!AQ{}", uuid::Uuid::new_v4().simple());
         self.access_tokens
@@ -495,7 +570,7 @@ impl OrgState {
                 "token_type": "Bearer",
                 "issued_at": issued_at.to_string(),
         });
-        if let Some(token) = issued_refresh_token {
+        if let Some(token) = refresh_token {
             answer["refresh_token"] = json!(token);
         }
         (StatusCode::OK, answer)
