@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Organization};
@@ -53,7 +53,7 @@ pub(super) struct IntegrationRequest {
     organization_id: Option<String>,
     /// Given, it must be the vendor's type.
     integration_type: Option<IntegrationType>,
-    /// The vendor, a kind `herald vendors` lists (`hubspot`, `slack`, `tave`, `webhook`...).
+    /// The vendor: a kind `herald vendors` lists.
     system: String,
     /// The vendor's own settings, in its configuration-file names (`base_url`); each secret as
     /// `{"value": "..."}`, sealed at once and never shown again.
@@ -254,7 +254,11 @@ pub(super) struct IntegrationChange;
 
 impl utoipa::PartialSchema for IntegrationChange {
     fn schema() -> RefOr<Schema> {
-        as_change(IntegrationRequest::schema(), "the integration's version")
+        super::openapi::change_schema(
+            IntegrationRequest::schema(),
+            "the integration's version",
+            &["notificationMapping", "securityConfiguration"],
+        )
     }
 }
 
@@ -262,27 +266,6 @@ impl ToSchema for IntegrationChange {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         IntegrationRequest::schemas(schemas);
     }
-}
-
-/// The schema of a change to a definition whose creation takes `created`: every field optional
-/// (a merge patch), without what only a creation takes (an integration's `notificationMapping`
-/// and `securityConfiguration`), and `version`.
-pub(super) fn as_change(created: RefOr<Schema>, version: &str) -> RefOr<Schema> {
-    let RefOr::T(Schema::Object(mut object)) = created else {
-        return created;
-    };
-    object.required.clear();
-    for created_only in ["notificationMapping", "securityConfiguration"] {
-        object.properties.shift_remove(created_only);
-    }
-    object.properties.insert(
-        "version".into(),
-        ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Integer)
-            .description(Some(version))
-            .into(),
-    );
-    RefOr::T(Schema::Object(object))
 }
 
 /// The seed's `IntegrationInstance`: what the integration is, where it comes from, its

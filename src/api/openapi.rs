@@ -98,6 +98,32 @@ pub fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// The schema of a change (`PATCH`, a JSON merge patch) to a definition whose creation takes
+/// `created`: every field optional, without the fields only a creation takes (`created_only`),
+/// and `version`, described as `version`.
+pub fn change_schema(
+    created: RefOr<utoipa::openapi::schema::Schema>,
+    version: &str,
+    created_only: &[&str],
+) -> RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{Schema, Type};
+    let RefOr::T(Schema::Object(mut object)) = created else {
+        return created;
+    };
+    object.required.clear();
+    for field in created_only {
+        object.properties.shift_remove(*field);
+    }
+    object.properties.insert(
+        "version".into(),
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(version))
+            .into(),
+    );
+    RefOr::T(Schema::Object(object))
+}
+
 /// The operations of a path item, whichever methods it has.
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
     [

@@ -16,7 +16,6 @@ use utoipa::ToSchema;
 
 use super::auth::{Caller, Organization};
 use super::error::ErrorBody;
-use super::integrations::as_change;
 use super::{
     changed_version, check_organization_id, require_json, versioned_answer, ApiError, AppState,
     Provenance,
@@ -58,7 +57,7 @@ pub(super) struct RouteChange;
 
 impl utoipa::PartialSchema for RouteChange {
     fn schema() -> RefOr<Schema> {
-        as_change(RouteRequest::schema(), "the route's version")
+        super::openapi::change_schema(RouteRequest::schema(), "the route's version", &[])
     }
 }
 

@@ -43,8 +43,7 @@ pub struct OAuthSession {
     vendor: &'static str,
     token_url: Url,
     client_id: String,
-    /// The app's secret; a vendor may take grants without it (Salesforce, when the connected
-    /// app does not require it).
+    /// The app's secret; some vendors take grants without it when the app does not require it.
     client_secret: Option<ReloadableSecret>,
     refresh_token: RefreshToken,
     access: KeptAccessToken,
@@ -354,7 +353,7 @@ impl KeptAccessToken {
     }
 
     /// Keeps the access token of a token answer until a tenth of its life (at most a minute) is
-    /// left, and returns it. Without `expires_in` (Salesforce states none), half an hour.
+    /// left, and returns it. Without `expires_in` (some vendors state none), half an hour.
     fn keep(&self, answer: &Value) -> String {
         let token = answer["access_token"]
             .as_str()
@@ -385,7 +384,7 @@ pub struct JwtBearerSession {
     access: KeptAccessToken,
 }
 
-/// How long an assertion is good for: Salesforce takes at most three minutes.
+/// How long an assertion is good for: three minutes, the shortest ceiling vendors set.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(180);
 
 impl JwtBearerSession {

@@ -21,6 +21,23 @@ struct Org {
     _secrets: tempfile::TempDir,
 }
 
+/// The studio's configuration with `integration`, reaching `salesforce` with `credentials` (the
+/// `oauth` or `jwt` setting), `overrides` after it, and a route to it.
+fn studio_with_salesforce(
+    integration: &str,
+    salesforce: &FakeSalesforce,
+    credentials: &str,
+    overrides: &str,
+) -> String {
+    format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"{integration}\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
+         settings = {{ instance_url = \"{}\", {credentials} }}\n{overrides}\n{}",
+        salesforce.instance_url(),
+        route("studio", &[integration], "")
+    )
+}
+
 /// An org and a Herald whose integration `integration` reaches it. Metrics are one registry per
 /// test process, so a test reading a gauge gives its integration an id of its own.
 async fn start(integration: &str) -> Org {
@@ -36,13 +53,11 @@ async fn start(integration: &str) -> Org {
     std::fs::write(secrets.path().join("secret"), CLIENT_SECRET).unwrap();
     std::fs::write(secrets.path().join("refresh"), REFRESH_TOKEN).unwrap();
     let dir = secrets.path().display();
-    let body = format!(
-        "[[organizations]]\nid = \"studio\"\n\
-         [[integrations]]\nid = \"{integration}\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
-         settings = {{ instance_url = \"{}\", oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{dir}/secret\" }}, refresh_token = {{ file = \"{dir}/refresh\" }} }} }}\n\
-         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
-        salesforce.instance_url(),
-        route("studio", &[integration], "")
+    let body = studio_with_salesforce(
+        integration,
+        &salesforce,
+        &format!("oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{dir}/secret\" }}, refresh_token = {{ file = \"{dir}/refresh\" }} }}"),
+        "retry = { max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }",
     );
     Org {
         herald: Harness::start(&body, "studio").await,
@@ -336,13 +351,14 @@ async fn a_connected_app_installed_through_herald_keeps_its_refresh_token_sealed
     .unwrap();
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("secret"), CLIENT_SECRET).unwrap();
-    let body = format!(
-        "[[organizations]]\nid = \"studio\"\n\
-         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
-         settings = {{ instance_url = \"{}\", oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{}/secret\" }}, redirect_uri = \"{{herald}}/oauth/salesforce/callback\" }} }}\n{}",
-        salesforce.instance_url(),
-        secrets.path().display(),
-        route("studio", &["crm"], "")
+    let body = studio_with_salesforce(
+        "crm",
+        &salesforce,
+        &format!(
+            "oauth = {{ client_id = \"{CLIENT_ID}\", client_secret = {{ file = \"{}/secret\" }}, redirect_uri = \"{{herald}}/oauth/salesforce/callback\" }}",
+            secrets.path().display()
+        ),
+        "",
     );
     let herald = Harness::start(&body, "studio").await;
     let callback = format!("{}/oauth/salesforce/callback", herald.base);
@@ -417,13 +433,14 @@ async fn the_jwt_bearer_flow_signs_an_assertion_the_org_verifies() {
     let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
     use ring::signature::KeyPair;
     salesforce.trust_certificate("integration@studio.example", key.public_key().as_ref());
-    let body = format!(
-        "[[organizations]]\nid = \"studio\"\n\
-         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"salesforce\"\n\
-         settings = {{ instance_url = \"{}\", jwt = {{ client_id = \"{CLIENT_ID}\", username = \"integration@studio.example\", private_key = {{ file = \"{}\" }} }} }}\n{}",
-        salesforce.instance_url(),
-        key_file.display(),
-        route("studio", &["crm"], "")
+    let body = studio_with_salesforce(
+        "crm",
+        &salesforce,
+        &format!(
+            "jwt = {{ client_id = \"{CLIENT_ID}\", username = \"integration@studio.example\", private_key = {{ file = \"{}\" }} }}",
+            key_file.display()
+        ),
+        "",
     );
     let herald = Harness::start(&body, "studio").await;
     herald
