@@ -671,7 +671,7 @@ export interface components {
             /** @description The key's organization; given, it must be that one. */
             organizationId?: string | null;
             integrationType?: components["schemas"]["IntegrationType"] | null;
-            /** @description The vendor, a kind `herald vendors` lists (`hubspot`, `slack`, `tave`, `webhook`...). */
+            /** @description The vendor: a kind `herald vendors` lists. */
             system?: string;
             /**
              * @description The vendor's own settings, in its configuration-file names (`base_url`); each secret as
@@ -782,7 +782,7 @@ export interface components {
             /** @description The key's organization; given, it must be that one. */
             organizationId?: string | null;
             integrationType?: components["schemas"]["IntegrationType"] | null;
-            /** @description The vendor, a kind `herald vendors` lists (`hubspot`, `slack`, `tave`, `webhook`...). */
+            /** @description The vendor: a kind `herald vendors` lists. */
             system: string;
             /**
              * @description The vendor's own settings, in its configuration-file names (`base_url`); each secret as
