@@ -740,6 +740,22 @@ impl WeddingNotification {
         emails
     }
 
+    /// The name the notification gives the contact with `email` (trimmed, if not blank).
+    pub fn contact_name(&self, email: &str) -> Option<String> {
+        self.contacts
+            .iter()
+            .find(|contact| {
+                contact
+                    .email
+                    .as_deref()
+                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(email))
+            })
+            .and_then(|contact| contact.name.as_deref())
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+    }
+
     /// Checks what serde cannot: lengths, formats and the organization. `prefix` is the field path
     /// of this notification inside the request (`notifications[3]` in a batch).
     pub fn validate(&self, prefix: &str, organization: &str) -> Result<(), FieldError> {

@@ -46,7 +46,18 @@ pub struct OAuthSession {
     /// The app's secret; some vendors take grants without it when the app does not require it.
     client_secret: Option<ReloadableSecret>,
     refresh_token: RefreshToken,
+    client_authentication: ClientAuthentication,
     access: KeptAccessToken,
+}
+
+/// How the app proves itself to the token endpoint (RFC 6749 section 2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthentication {
+    /// `client_id` and `client_secret` in the form (`client_secret_post`).
+    RequestBody,
+    /// `Authorization: Basic` of `client_id:client_secret` (`client_secret_basic`), for vendors
+    /// that take only that (Pipedrive).
+    HttpBasic,
 }
 
 /// Where the account's refresh token comes from.
@@ -105,8 +116,15 @@ impl OAuthSession {
             client_id,
             client_secret,
             refresh_token,
+            client_authentication: ClientAuthentication::RequestBody,
             access: KeptAccessToken::default(),
         }
+    }
+
+    /// The session, proving the app to the token endpoint as `authentication` says.
+    pub fn with_client_authentication(mut self, authentication: ClientAuthentication) -> Self {
+        self.client_authentication = authentication;
+        self
     }
 
     /// A live access token: the kept one, or a fresh one from the refresh-token grant.
@@ -265,14 +283,25 @@ impl OAuthSession {
         params: &[(&str, &str)],
     ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
         let secret = self.client_secret.as_ref().map(ReloadableSecret::get);
-        let mut form = vec![("client_id", self.client_id.as_str())];
-        form.extend(
-            secret
-                .as_ref()
-                .map(|secret| ("client_secret", secret.expose())),
-        );
-        form.extend_from_slice(params);
-        post_token_form(client, timeout, url, &form).await
+        match self.client_authentication {
+            ClientAuthentication::RequestBody => {
+                let mut form = vec![("client_id", self.client_id.as_str())];
+                form.extend(
+                    secret
+                        .as_ref()
+                        .map(|secret| ("client_secret", secret.expose())),
+                );
+                form.extend_from_slice(params);
+                post_token_form(client, timeout, url, &form, None).await
+            }
+            ClientAuthentication::HttpBasic => {
+                let basic = (
+                    self.client_id.as_str(),
+                    secret.as_ref().map(|secret| secret.expose()),
+                );
+                post_token_form(client, timeout, url, params, Some(basic)).await
+            }
+        }
     }
 
     async fn grant(
@@ -321,21 +350,20 @@ fn token_answer(
     Ok(answer)
 }
 
-/// Posts a grant, form-encoded, as token endpoints take them.
+/// Posts a grant, form-encoded, as token endpoints take them; with `basic`, the app's
+/// credentials as HTTP Basic authentication.
 async fn post_token_form(
     client: &OutboundClient,
     timeout: Duration,
     url: Url,
     form: &[(&str, &str)],
+    basic: Option<(&str, Option<&str>)>,
 ) -> Result<(reqwest::StatusCode, Value), ConnectorError> {
-    let response = client
-        .client()
-        .post(url)
-        .timeout(timeout)
-        .form(form)
-        .send()
-        .await
-        .map_err(transport_error)?;
+    let mut request = client.client().post(url).timeout(timeout).form(form);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, password);
+    }
+    let response = request.send().await.map_err(transport_error)?;
     let status = response.status();
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
@@ -420,7 +448,7 @@ impl JwtBearerSession {
             ("assertion", assertion.as_str()),
         ];
         let (status, answer) =
-            post_token_form(client, timeout, self.token_url.clone(), &form).await?;
+            post_token_form(client, timeout, self.token_url.clone(), &form, None).await?;
         let answer = token_answer(self.vendor, status, answer)?;
         Ok(self.access.keep(&answer))
     }
@@ -484,7 +512,8 @@ pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A vendor's consent page for an install through Herald: the authorization-code request with
-/// the app's client id, the callback, the scopes (space-separated, RFC 6749) and `state`.
+/// the app's client id, the callback, the scopes (space-separated, RFC 6749; none for a vendor
+/// whose app declares its scopes itself) and `state`.
 pub fn authorization_url(
     authorize_url: &str,
     client_id: &str,
@@ -496,9 +525,12 @@ pub fn authorization_url(
     let mut url = Url::parse(authorize_url).ok()?;
     url.query_pairs_mut()
         .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", &scopes.join(" "))
-        .append_pair("state", state);
+        .append_pair("redirect_uri", redirect_uri);
+    if !scopes.is_empty() {
+        url.query_pairs_mut()
+            .append_pair("scope", &scopes.join(" "));
+    }
+    url.query_pairs_mut().append_pair("state", state);
     if let Some(challenge) = code_challenge {
         url.query_pairs_mut()
             .append_pair("code_challenge", challenge)

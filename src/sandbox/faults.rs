@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 
 /// Headers that carry credentials; a recording never keeps them.
-const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key"];
+const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key", "x-api-token"];
 
 /// One request as a simulator received it. Credential headers are not kept.
 #[derive(Debug, Clone)]

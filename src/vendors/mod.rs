@@ -11,6 +11,7 @@
 
 pub mod hubspot;
 pub mod inbound;
+pub mod pipedrive;
 pub mod salesforce;
 pub mod slack;
 pub mod tave;
@@ -39,6 +40,7 @@ use inbound::{InboundHandler, OAuthInstall};
 pub fn all() -> &'static [&'static dyn Vendor] {
     &[
         &hubspot::HubSpot,
+        &pipedrive::Pipedrive,
         &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
@@ -117,9 +119,8 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "pipedrive",
     "zoho",
-    "dynamics",
+    "dynamics365",
     "monday",
     "asana",
     "tripleseat",
@@ -373,11 +374,21 @@ mod tests {
     #[test]
     fn kinds_are_unique_and_found_by_kind() {
         let kinds: Vec<&str> = all().iter().map(|vendor| vendor.kind()).collect();
-        assert_eq!(kinds, ["hubspot", "salesforce", "slack", "tave", "webhook"]);
+        assert_eq!(
+            kinds,
+            [
+                "hubspot",
+                "pipedrive",
+                "salesforce",
+                "slack",
+                "tave",
+                "webhook"
+            ]
+        );
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("pipedrive").is_none());
+        assert!(find("zoho").is_none());
     }
 
     #[test]

@@ -15,6 +15,15 @@ use crate::harness::{all_delivered, dead_lettered, notification, route, Harness}
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 
 async fn start(extra: &str) -> (Harness, FakeHubSpot, tempfile::NamedTempFile) {
+    start_as("crm", extra).await
+}
+
+/// A HubSpot and a Herald whose integration `integration` reaches it. Metrics are one registry
+/// per test process, so a test reading a gauge gives its integration an id of its own.
+async fn start_as(
+    integration: &str,
+    extra: &str,
+) -> (Harness, FakeHubSpot, tempfile::NamedTempFile) {
     let hubspot = FakeHubSpot::start(any_local_port(), TOKEN, 100)
         .await
         .unwrap();
@@ -22,12 +31,12 @@ async fn start(extra: &str) -> (Harness, FakeHubSpot, tempfile::NamedTempFile) {
     std::fs::write(token_file.path(), TOKEN).unwrap();
     let body = format!(
         "[[organizations]]\nid = \"studio\"\n\
-         [[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\n\
+         [[integrations]]\nid = \"{integration}\"\norganization = \"studio\"\nkind = \"hubspot\"\n\
          settings = {{ base_url = \"{}\", token = {{ file = \"{}\" }} }}\n\
          retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{extra}\n{}",
         hubspot.base_url(),
         token_file.path().display(),
-        route("studio", &["crm"], "")
+        route("studio", &[integration], "")
     );
     (Harness::start(&body, "studio").await, hubspot, token_file)
 }
@@ -888,7 +897,7 @@ async fn a_batch_that_partly_fails_is_read_input_by_input() {
 /// with `policyName: DAILY`) waits an hour rather than retrying into the same refusal.
 #[tokio::test]
 async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
-    let (herald, hubspot, _token_file) = start("").await;
+    let (herald, hubspot, _token_file) = start_as("crm-daily", "").await;
     herald
         .post(
             "/v1/notifications",
@@ -899,7 +908,7 @@ async fn a_private_apps_daily_allowance_is_reported_and_a_spent_one_waits() {
         .wait_for_notification("first", Duration::from_secs(10), all_delivered)
         .await;
     let used = hubspot.requests().len();
-    let labels = ["integration=\"crm\"", "window=\"daily\""];
+    let labels = ["integration=\"crm-daily\"", "window=\"daily\""];
     assert_eq!(
         herald
             .gauge("herald_vendor_quota_limit", &labels)

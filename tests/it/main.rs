@@ -16,6 +16,7 @@ mod intake;
 mod interactivity;
 mod isolation;
 mod managed_integrations;
+mod pipedrive;
 mod postgres;
 mod properties;
 mod quiet_hours;

@@ -642,21 +642,10 @@ fn flow_name(notification: &WeddingNotification) -> Result<Option<String>, Conne
 /// A new Contact for `email`: its name from the notification's contact (the last word as
 /// `LastName`, which Salesforce requires), or the email's local part.
 fn new_contact(notification: &WeddingNotification, email: &str) -> Value {
-    let name = notification
-        .contacts
-        .iter()
-        .find(|contact| {
-            contact
-                .email
-                .as_deref()
-                .is_some_and(|e| e.trim().eq_ignore_ascii_case(email))
-        })
-        .and_then(|contact| contact.name.as_deref())
-        .map(str::trim)
-        .filter(|name| !name.is_empty());
-    let (first, last) = match name.map(|name| name.rsplit_once(' ')) {
+    let name = notification.contact_name(email);
+    let (first, last) = match name.as_deref().map(|name| name.rsplit_once(' ')) {
         Some(Some((first, last))) => (Some(first.trim()), last.to_owned()),
-        Some(None) => (None, name.unwrap_or_default().to_owned()),
+        Some(None) => (None, name.clone().unwrap_or_default()),
         None => (None, email.split('@').next().unwrap_or(email).to_owned()),
     };
     let mut contact = json!({
