@@ -41,7 +41,7 @@ fn studio_with_pipedrive(
         "[[organizations]]\nid = \"studio\"\n\
          [[integrations]]\nid = \"{integration}\"\norganization = \"studio\"\nkind = \"pipedrive\"\n\
          settings = {{ api_domain = \"{}\", {credentials} }}\n\
-         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{}",
+         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\", max_retry_after = \"24h\" }}\n{}",
         pipedrive.api_domain(),
         route("studio", &[integration], "")
     )
