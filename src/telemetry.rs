@@ -75,6 +75,10 @@ fn describe_metrics() {
         "Failed delivery attempts, by integration, vendor and error kind"
     );
     describe_counter!(
+        "herald_vendor_requests_total",
+        "Vendor requests delivery attempts were charged for, by integration and vendor (what the rate limiter took)"
+    );
+    describe_counter!(
         "herald_inbound_total",
         "Inbound vendor calls (interactivity, REST hooks), by integration and outcome"
     );

@@ -224,6 +224,12 @@ impl OAuthSession {
         Ok(())
     }
 
+    /// A text field of the token answer the current access token came in, for vendors that
+    /// name there where the account lives (Zoho's `api_domain`).
+    pub fn granted(&self, field: &str) -> Option<String> {
+        self.access.granted(field)
+    }
+
     /// Forgets the access token (the vendor refused it): the next request refreshes first.
     pub fn forget_access_token(&self) {
         self.access.forget();
@@ -318,13 +324,14 @@ impl OAuthSession {
 }
 
 /// A token endpoint's answer to a grant: the answer with its `access_token`, or the refusal
-/// classified (a 5xx is retried; `invalid_grant`, a bad code and friends need a person).
+/// classified (a 5xx is retried; `invalid_grant`, a bad code and friends need a person). Some
+/// token endpoints refuse with a 200 that carries `error` (Zoho's `invalid_code`): a refusal too.
 fn token_answer(
     vendor: &str,
     status: reqwest::StatusCode,
     answer: Value,
 ) -> Result<Value, ConnectorError> {
-    if !status.is_success() {
+    if !status.is_success() || answer["error"].is_string() {
         let message = answer["error_description"]
             .as_str()
             .or(answer["message"].as_str())
@@ -368,16 +375,31 @@ async fn post_token_form(
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-/// The current access token and when to get another.
+/// The current access token, when to get another, and the rest of the token answer it came in
+/// (tokens removed).
 #[derive(Default)]
-struct KeptAccessToken(Mutex<Option<(String, Instant)>>);
+struct KeptAccessToken(Mutex<Option<KeptAnswer>>);
+
+struct KeptAnswer {
+    token: String,
+    refresh_at: Instant,
+    granted: Value,
+}
 
 impl KeptAccessToken {
     /// The token, while it has more than its margin left.
     fn live(&self) -> Option<String> {
-        let kept = self.0.lock().expect("oauth lock").clone();
-        kept.filter(|(_, refresh_at)| Instant::now() < *refresh_at)
-            .map(|(token, _)| token)
+        let kept = self.0.lock().expect("oauth lock");
+        kept.as_ref()
+            .filter(|kept| Instant::now() < kept.refresh_at)
+            .map(|kept| kept.token.clone())
+    }
+
+    /// A text field of the token answer the kept token came in.
+    fn granted(&self, field: &str) -> Option<String> {
+        let kept = self.0.lock().expect("oauth lock");
+        kept.as_ref()
+            .and_then(|kept| kept.granted[field].as_str().map(str::to_owned))
     }
 
     /// Keeps the access token of a token answer until a tenth of its life (at most a minute) is
@@ -389,8 +411,17 @@ impl KeptAccessToken {
             .to_owned();
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(1800));
         let margin = (lifetime / 10).min(Duration::from_secs(60));
-        *self.0.lock().expect("oauth lock") =
-            Some((token.clone(), Instant::now() + lifetime - margin));
+        let mut granted = answer.clone();
+        if let Some(fields) = granted.as_object_mut() {
+            fields.remove("access_token");
+            fields.remove("refresh_token");
+            fields.remove("id_token");
+        }
+        *self.0.lock().expect("oauth lock") = Some(KeptAnswer {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+            granted,
+        });
         token
     }
 
@@ -583,6 +614,44 @@ mod tests {
         assert!(
             with_pkce.ends_with("&code_challenge=x-y&code_challenge_method=S256"),
             "{with_pkce}"
+        );
+    }
+
+    #[test]
+    fn a_token_answer_is_taken_or_refused_and_its_other_fields_kept() {
+        let refused = token_answer(
+            "Zoho",
+            reqwest::StatusCode::OK,
+            serde_json::json!({"error": "invalid_code"}),
+        );
+        assert!(
+            matches!(&refused, Err(ConnectorError::Rejected { code, .. }) if code == "invalid_code"),
+            "{refused:?}"
+        );
+        let down = token_answer(
+            "Zoho",
+            reqwest::StatusCode::BAD_GATEWAY,
+            serde_json::json!({"error": "server_error"}),
+        );
+        assert!(
+            matches!(down, Err(ConnectorError::Unavailable(_))),
+            "{down:?}"
+        );
+        let answer = serde_json::json!({"access_token": "a-1", "refresh_token": "r-1", "api_domain": "https://www.zohoapis.eu", "expires_in": 3600});
+        let kept = KeptAccessToken::default();
+        assert_eq!(
+            kept.keep(&token_answer("Zoho", reqwest::StatusCode::OK, answer).unwrap()),
+            "a-1"
+        );
+        assert_eq!(kept.live().as_deref(), Some("a-1"));
+        assert_eq!(
+            kept.granted("api_domain").as_deref(),
+            Some("https://www.zohoapis.eu")
+        );
+        assert_eq!(
+            kept.granted("refresh_token"),
+            None,
+            "tokens are not kept twice"
         );
     }
 

@@ -312,6 +312,7 @@ impl IntegrationState {
                 self.wake(myself, now + wait);
                 break;
             }
+            self.runtime.metrics().count_vendor_requests(requests);
             let job = self.mailbox.lease_next(lane).expect("peeked a due job");
             self.spawn_attempt(myself, job);
         }

@@ -30,6 +30,7 @@ pub struct IntegrationMetrics {
     /// Indexed by lane.
     intake_to_delivery: Vec<Histogram>,
     attempt_duration: Histogram,
+    vendor_requests: Counter,
 }
 
 impl IntegrationMetrics {
@@ -54,6 +55,7 @@ impl IntegrationMetrics {
             deliveries,
             intake_to_delivery,
             attempt_duration: metrics::histogram!("herald_attempt_duration_seconds", "integration" => integration.to_owned(), "vendor" => vendor),
+            vendor_requests: metrics::counter!("herald_vendor_requests_total", "integration" => integration.to_owned(), "vendor" => vendor),
         }
     }
 
@@ -63,6 +65,12 @@ impl IntegrationMetrics {
 
     pub fn record_intake_to_delivery(&self, lane: Lane, seconds: f64) {
         self.intake_to_delivery[lane_index(lane)].record(seconds);
+    }
+
+    /// The vendor requests an attempt was charged for (what the limiter took), so a vendor that
+    /// counts a daily allowance without reporting it can be watched against Herald's own spend.
+    pub fn count_vendor_requests(&self, requests: u32) {
+        self.vendor_requests.increment(u64::from(requests));
     }
 
     pub fn record_attempt_duration(&self, seconds: f64) {

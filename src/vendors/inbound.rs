@@ -17,6 +17,7 @@ use axum::http::HeaderMap;
 
 use super::VendorSettings;
 use crate::connectors::OutboundClient;
+use crate::secret::SecretRef;
 use crate::wedsync::WeddingNotification;
 
 /// One inbound call to an integration.
@@ -114,3 +115,20 @@ pub trait OAuthInstall: Send + Sync {
         code_challenge: Option<&str>,
     ) -> Result<String, String>;
 }
+
+/// The redirect URI of an app installed through Herald: one with `oauth.redirect_uri` and no
+/// configured `oauth.refresh_token`; anything else is refused with the same words for every
+/// vendor.
+pub fn install_redirect_uri<'a>(
+    refresh_token: Option<&SecretRef>,
+    redirect_uri: Option<&'a String>,
+) -> Result<&'a str, String> {
+    match (refresh_token, redirect_uri) {
+        (None, Some(redirect_uri)) => Ok(redirect_uri),
+        _ => Err(NOT_INSTALLABLE.to_owned()),
+    }
+}
+
+/// Why an integration's app is not installed through Herald.
+pub const NOT_INSTALLABLE: &str =
+    "not an app installed through Herald (oauth.redirect_uri and no oauth.refresh_token)";

@@ -18,6 +18,7 @@ pub mod tave;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhook;
+pub mod zoho;
 
 use std::any::Any;
 use std::fmt;
@@ -45,6 +46,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &slack::Slack,
         &tave::Tave,
         &webhook::Webhook,
+        &zoho::Zoho,
     ]
 }
 
@@ -119,7 +121,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "zoho",
     "dynamics365",
     "monday",
     "asana",
@@ -382,13 +383,14 @@ mod tests {
                 "salesforce",
                 "slack",
                 "tave",
-                "webhook"
+                "webhook",
+                "zoho"
             ]
         );
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("zoho").is_none());
+        assert!(find("dynamics365").is_none());
     }
 
     #[test]

@@ -214,6 +214,59 @@ impl Harness {
     }
 
     /// What `/metrics` answers now (no metrics token configured).
+    /// Starts installing `integration`'s OAuth app through Herald and answers the vendor's
+    /// consent page: its address and its query.
+    pub async fn start_install(
+        &self,
+        integration: &str,
+    ) -> (String, std::collections::HashMap<String, String>) {
+        let (status, started) = self
+            .post(
+                &format!("/v1/integrations/{integration}/oauth/authorize"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{started}");
+        let consent = started["authorizationUrl"].as_str().unwrap().to_owned();
+        let query = url::Url::parse(&consent)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        (consent, query)
+    }
+
+    /// Opens the consent page as the installing person (a simulator's person consents at once),
+    /// who lands on Herald's `/oauth/{kind}/callback` and is told the app is connected; then
+    /// checks the refresh token the vendor issued is in no file of the store and the audit log's
+    /// latest record of `integration` is its install, kept as `credential`.
+    pub async fn consent_and_check_sealed(
+        &self,
+        consent: &str,
+        kind: &str,
+        integration: &str,
+        credential: &str,
+        issued_refresh_token: impl FnOnce() -> Option<String>,
+    ) {
+        let finished = reqwest::get(consent).await.unwrap();
+        assert_eq!(finished.url().path(), format!("/oauth/{kind}/callback"));
+        assert_eq!(finished.status(), StatusCode::OK);
+        let refresh_token = issued_refresh_token().expect("the app is installed");
+        for file in std::fs::read_dir(self.data.path().join("store")).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            assert!(!bytes
+                .windows(refresh_token.len())
+                .any(|w| w == refresh_token.as_bytes()));
+        }
+        let (_, audit) = self
+            .get(&format!(
+                "/v1/audit?resourceType=integration&resourceId={integration}"
+            ))
+            .await;
+        assert_eq!(audit["records"][0]["action"], "credential.installed");
+        assert_eq!(audit["records"][0]["after"]["credential"], credential);
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(format!("{}/metrics", self.base))
@@ -248,6 +301,16 @@ impl Harness {
             .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `notification` (accepted: 202) and waits up to ten seconds until `done` holds for
+    /// its record, which it answers.
+    pub async fn notify(&self, notification: &Value, done: impl Fn(&Value) -> bool) -> Value {
+        let (status, answer) = self.post("/v1/notifications", notification).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let id = notification["notificationId"].as_str().unwrap();
+        self.wait_for_notification(id, Duration::from_secs(10), done)
+            .await
     }
 
     /// Polls the notification until `done` holds for it, or panics after `timeout`.

@@ -28,3 +28,4 @@ mod sandbox;
 mod supervision;
 mod tave;
 mod vendors;
+mod zoho;

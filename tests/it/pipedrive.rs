@@ -369,39 +369,23 @@ async fn an_app_installed_through_herald_keeps_its_refresh_token_sealed() {
     let herald = Harness::start(&body, "studio").await;
     pipedrive.await_install(&format!("{}/oauth/pipedrive/callback", herald.base));
 
-    let (status, started) = herald
-        .post("/v1/integrations/crm/oauth/authorize", &json!({}))
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{started}");
-    let consent = started["authorizationUrl"].as_str().unwrap().to_owned();
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&consent)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    let (consent, query) = herald.start_install("crm").await;
     assert!(consent.starts_with(&format!("{}/oauth/authorize?", pipedrive.api_domain())));
     assert_eq!(query["client_id"], CLIENT_ID);
     assert!(!query.contains_key("scope") && !query.contains_key("code_challenge"));
-    let finished = reqwest::get(&consent).await.unwrap();
-    assert_eq!(finished.url().path(), "/oauth/pipedrive/callback");
-    assert_eq!(finished.status(), reqwest::StatusCode::OK);
-
-    let refresh_token = pipedrive.refresh_token().expect("the app is installed");
-    assert_ne!(refresh_token, REFRESH_TOKEN);
-    for file in std::fs::read_dir(herald.data.path().join("store")).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        assert!(!bytes
-            .windows(refresh_token.len())
-            .any(|w| w == refresh_token.as_bytes()));
-    }
-    let (_, audit) = herald
-        .get("/v1/audit?resourceType=integration&resourceId=crm")
+    herald
+        .consent_and_check_sealed(
+            &consent,
+            "pipedrive",
+            "crm",
+            "pipedrive_refresh_token",
+            || {
+                pipedrive
+                    .refresh_token()
+                    .filter(|token| token != REFRESH_TOKEN)
+            },
+        )
         .await;
-    assert_eq!(audit["records"][0]["action"], "credential.installed");
-    assert_eq!(
-        audit["records"][0]["after"]["credential"],
-        "pipedrive_refresh_token"
-    );
 
     herald
         .post(

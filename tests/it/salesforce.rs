@@ -364,16 +364,7 @@ async fn a_connected_app_installed_through_herald_keeps_its_refresh_token_sealed
     let callback = format!("{}/oauth/salesforce/callback", herald.base);
     salesforce.await_install(&callback);
 
-    let (status, started) = herald
-        .post("/v1/integrations/crm/oauth/authorize", &json!({}))
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{started}");
-    let consent = started["authorizationUrl"].as_str().unwrap().to_owned();
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&consent)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
+    let (consent, query) = herald.start_install("crm").await;
     assert!(consent.starts_with(&format!(
         "{}/services/oauth2/authorize?",
         salesforce.instance_url()
@@ -387,26 +378,16 @@ async fn a_connected_app_installed_through_herald_keeps_its_refresh_token_sealed
         ),
         ("code", CLIENT_ID, "api refresh_token", "S256")
     );
-    let finished = reqwest::get(&consent).await.unwrap();
-    assert_eq!(finished.url().path(), "/oauth/salesforce/callback");
-    assert_eq!(finished.status(), reqwest::StatusCode::OK);
-
     // The refresh token is sealed in the store and audited as its fingerprint.
-    let refresh_token = salesforce.refresh_token().expect("the app is installed");
-    for file in std::fs::read_dir(herald.data.path().join("store")).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        assert!(!bytes
-            .windows(refresh_token.len())
-            .any(|w| w == refresh_token.as_bytes()));
-    }
-    let (_, audit) = herald
-        .get("/v1/audit?resourceType=integration&resourceId=crm")
+    herald
+        .consent_and_check_sealed(
+            &consent,
+            "salesforce",
+            "crm",
+            "salesforce_refresh_token",
+            || salesforce.refresh_token(),
+        )
         .await;
-    assert_eq!(audit["records"][0]["action"], "credential.installed");
-    assert_eq!(
-        audit["records"][0]["after"]["credential"],
-        "salesforce_refresh_token"
-    );
 
     // Notifications now reach the org with the installed app.
     herald

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
-use crate::vendors::inbound::OAuthInstall;
+use crate::vendors::inbound::{install_redirect_uri, OAuthInstall, NOT_INSTALLABLE};
 use crate::wedsync::IntegrationType;
 
 pub struct Pipedrive;
@@ -129,17 +129,12 @@ impl OAuthInstall for Pipedrive {
         state: &str,
         _code_challenge: Option<&str>,
     ) -> Result<String, String> {
-        let not_installable = || {
-            "not an app installed through Herald (oauth.redirect_uri and no oauth.refresh_token)"
-                .to_owned()
-        };
         let oauth = settings
             .downcast_ref::<PipedriveSettings>()
             .and_then(|settings| settings.oauth.as_ref())
-            .ok_or_else(not_installable)?;
-        let (None, Some(redirect_uri)) = (&oauth.refresh_token, &oauth.redirect_uri) else {
-            return Err(not_installable());
-        };
+            .ok_or(NOT_INSTALLABLE)?;
+        let redirect_uri =
+            install_redirect_uri(oauth.refresh_token.as_ref(), oauth.redirect_uri.as_ref())?;
         crate::connectors::oauth::authorization_url(
             &format!("{}/oauth/authorize", oauth.server.trim_end_matches('/')),
             &oauth.client_id,
@@ -148,7 +143,7 @@ impl OAuthInstall for Pipedrive {
             state,
             None,
         )
-        .ok_or_else(not_installable)
+        .ok_or_else(|| NOT_INSTALLABLE.to_owned())
     }
 }
 

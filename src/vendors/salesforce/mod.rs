@@ -18,7 +18,7 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
-use crate::vendors::inbound::OAuthInstall;
+use crate::vendors::inbound::{install_redirect_uri, OAuthInstall, NOT_INSTALLABLE};
 use crate::wedsync::IntegrationType;
 
 pub struct Salesforce;
@@ -128,16 +128,12 @@ impl OAuthInstall for Salesforce {
         state: &str,
         code_challenge: Option<&str>,
     ) -> Result<String, String> {
-        let not_installable = || {
-            "not a connected app installed through Herald (oauth.redirect_uri and no oauth.refresh_token)".to_owned()
-        };
         let settings = settings
             .downcast_ref::<SalesforceSettings>()
-            .ok_or_else(not_installable)?;
-        let oauth = settings.oauth.as_ref().ok_or_else(not_installable)?;
-        let (None, Some(redirect_uri)) = (&oauth.refresh_token, &oauth.redirect_uri) else {
-            return Err(not_installable());
-        };
+            .ok_or(NOT_INSTALLABLE)?;
+        let oauth = settings.oauth.as_ref().ok_or(NOT_INSTALLABLE)?;
+        let redirect_uri =
+            install_redirect_uri(oauth.refresh_token.as_ref(), oauth.redirect_uri.as_ref())?;
         let consent = crate::connectors::oauth::authorization_url(
             &format!(
                 "{}/services/oauth2/authorize",
@@ -149,7 +145,7 @@ impl OAuthInstall for Salesforce {
             state,
             code_challenge,
         )
-        .ok_or_else(not_installable)?;
+        .ok_or(NOT_INSTALLABLE)?;
         let mut consent = url::Url::parse(&consent).map_err(|err| err.to_string())?;
         consent
             .query_pairs_mut()
