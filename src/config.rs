@@ -1148,6 +1148,7 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         load(Some(&dir.join("examples/photo-studio.toml"))).unwrap();
         load(Some(&dir.join("examples/boutique-planner.toml"))).unwrap();
         load(Some(&dir.join("examples/destination-planner.toml"))).unwrap();
+        load(Some(&dir.join("examples/hotel-venue-group.toml"))).unwrap();
         for (file, kind) in [
             ("venue", "tripleseat"),
             ("planner-network", "asana"),

@@ -522,8 +522,14 @@ pub async fn run_every_vendor() -> Result<Vec<VendorRow>, DemoError> {
         let _ = stopped.await;
     }));
 
+    let width = simulators
+        .iter()
+        .map(|(kind, _)| kind.len())
+        .chain(["vendor".len()])
+        .max()
+        .unwrap_or_default();
     println!(
-        "{:<10} {:<24} {:<14} {:>8} {:>6}  receipt",
+        "{:<width$} {:<24} {:<14} {:>8} {:>6}  receipt",
         "vendor", "integrationType", "state", "attempts", "ms"
     );
     let client = reqwest::Client::new();
@@ -563,7 +569,7 @@ pub async fn run_every_vendor() -> Result<Vec<VendorRow>, DemoError> {
             .map(|vendor| vendor.describe().integration_type.as_str())
             .unwrap_or_default();
         println!(
-            "{:<10} {:<24} {:<14} {:>8} {:>6}  {}",
+            "{:<width$} {:<24} {:<14} {:>8} {:>6}  {}",
             row.kind,
             integration_type,
             row.state,

@@ -8,6 +8,8 @@
 //! - The app's secret and a configured refresh token are re-read on [`OAuthSession::reload`].
 //! - The JWT bearer grant (RFC 7523) for server-to-server apps ([`JwtBearerSession`]): an RS256
 //!   assertion signed with the app's private key, traded for an access token.
+//! - The client-credentials grant (RFC 6749 section 4.4, [`ClientCredentialsSession`]): the app's
+//!   id and secret and the resource's scope, Entra ID's server-to-server way.
 //! - PKCE (RFC 7636, S256) for vendors that take it: a fresh [`pkce_verifier`] per install, its
 //!   [`pkce_challenge`] on the consent page, the verifier with the authorization code.
 //!
@@ -427,6 +429,67 @@ impl KeptAccessToken {
 
     fn forget(&self) {
         *self.0.lock().expect("oauth lock") = None;
+    }
+}
+
+/// The client-credentials grant (RFC 6749 section 4.4) for server-to-server apps, Entra ID's way:
+/// the app's id and secret in the form with the `scope` of the resource, traded for an access
+/// token kept until near expiry and got again when the vendor refuses it. No refresh token, no
+/// person.
+pub struct ClientCredentialsSession {
+    vendor: &'static str,
+    token_url: Url,
+    client_id: String,
+    client_secret: ReloadableSecret,
+    scope: String,
+    access: KeptAccessToken,
+}
+
+impl ClientCredentialsSession {
+    pub fn new(
+        vendor: &'static str,
+        token_url: Url,
+        client_id: String,
+        client_secret: ReloadableSecret,
+        scope: String,
+    ) -> Self {
+        Self {
+            vendor,
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            access: KeptAccessToken::default(),
+        }
+    }
+
+    pub async fn access_token(
+        &self,
+        client: &OutboundClient,
+        timeout: Duration,
+    ) -> Result<String, ConnectorError> {
+        if let Some(token) = self.access.live() {
+            return Ok(token);
+        }
+        let secret = self.client_secret.get();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+            ("scope", self.scope.as_str()),
+        ];
+        let (status, answer) =
+            post_token_form(client, timeout, self.token_url.clone(), &form, None).await?;
+        let answer = token_answer(self.vendor, status, answer)?;
+        Ok(self.access.keep(&answer))
+    }
+
+    /// Forgets the access token and reads the app's secret again (it may have been rotated).
+    pub fn reload(&self) -> Result<(), ConnectorError> {
+        self.access.forget();
+        self.client_secret
+            .reload()
+            .map_err(ConnectorError::Misconfigured)
     }
 }
 

@@ -9,6 +9,7 @@
 //! the API, the CLI and the docs read the registry. Adding a vendor is a new folder and one line
 //! in [`all`].
 
+pub mod dynamics365;
 pub mod hubspot;
 pub mod inbound;
 pub mod pipedrive;
@@ -40,6 +41,7 @@ use inbound::{InboundHandler, OAuthInstall};
 /// Every vendor this build of Herald delivers to, in the order they are listed to people.
 pub fn all() -> &'static [&'static dyn Vendor] {
     &[
+        &dynamics365::Dynamics365,
         &hubspot::HubSpot,
         &pipedrive::Pipedrive,
         &salesforce::Salesforce,
@@ -121,7 +123,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "dynamics365",
     "monday",
     "asana",
     "tripleseat",
@@ -378,6 +379,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                "dynamics365",
                 "hubspot",
                 "pipedrive",
                 "salesforce",
@@ -390,7 +392,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("dynamics365").is_none());
+        assert!(find("monday").is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod breaker;
 mod contract;
 mod demo;
 mod durability;
+mod dynamics365;
 mod emergency;
 mod hubspot;
 mod intake;
