@@ -1149,6 +1149,7 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         load(Some(&dir.join("examples/boutique-planner.toml"))).unwrap();
         load(Some(&dir.join("examples/destination-planner.toml"))).unwrap();
         load(Some(&dir.join("examples/hotel-venue-group.toml"))).unwrap();
+        load(Some(&dir.join("examples/wedding-collective.toml"))).unwrap();
         for (file, kind) in [
             ("venue", "tripleseat"),
             ("planner-network", "asana"),

@@ -12,6 +12,7 @@
 pub mod dynamics365;
 pub mod hubspot;
 pub mod inbound;
+pub mod monday;
 pub mod pipedrive;
 pub mod salesforce;
 pub mod slack;
@@ -43,6 +44,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
     &[
         &dynamics365::Dynamics365,
         &hubspot::HubSpot,
+        &monday::Monday,
         &pipedrive::Pipedrive,
         &salesforce::Salesforce,
         &slack::Slack,
@@ -123,7 +125,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "monday",
     "asana",
     "tripleseat",
     "teams",
@@ -381,6 +382,7 @@ mod tests {
             [
                 "dynamics365",
                 "hubspot",
+                "monday",
                 "pipedrive",
                 "salesforce",
                 "slack",
@@ -392,7 +394,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("monday").is_none());
+        assert!(find("asana").is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod intake;
 mod interactivity;
 mod isolation;
 mod managed_integrations;
+mod monday;
 mod pipedrive;
 mod postgres;
 mod properties;

@@ -153,8 +153,9 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    // A minimal notification goes where it fits (chat and the webhook), not to a CRM that
-    // needs contacts or a booking system that needs a job.
+    // A minimal notification goes where it fits (chat, the webhook, and monday.com, whose item
+    // per wedding needs only the wedding's id), not to a CRM that needs contacts or a booking
+    // system that needs a job.
     let minimal = notification("sb-minimal", "normal");
     let posted = client
         .post(format!("{url}/v1/notifications"))
@@ -173,7 +174,10 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
     let every_vendor: Vec<&str> = every_vendor.iter().map(String::as_str).collect();
     for (id, targets) in [
         ("sandbox-1", every_vendor),
-        ("sb-minimal", vec!["sandbox-slack", "sandbox-webhook"]),
+        (
+            "sb-minimal",
+            vec!["sandbox-monday", "sandbox-slack", "sandbox-webhook"],
+        ),
     ] {
         let deadline = Instant::now() + Duration::from_secs(20);
         let record = loop {
