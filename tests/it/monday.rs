@@ -342,7 +342,7 @@ async fn the_complexity_budget_is_held_to_and_its_429_waited_out() {
 
     // Less left than a mutation costs: the query goes, then Herald holds the rest until the
     // minute resets instead of sending what monday would refuse.
-    env.monday.leave_complexity(5_000, Duration::from_secs(1));
+    env.monday.leave_complexity(5_000, Duration::from_secs(3));
     let record = env
         .herald
         .notify(&with_contacts("m-b2", "normal", &[]), |record| {
@@ -358,7 +358,7 @@ async fn the_complexity_budget_is_held_to_and_its_429_waited_out() {
     assert!(env.monday.recorder.all().iter().all(|r| r.status == 200));
 
     // Spent by someone else: monday's 429 with retry_in_seconds, waited, delivered.
-    env.monday.leave_complexity(0, Duration::from_secs(2));
+    env.monday.leave_complexity(0, Duration::from_secs(3));
     env.herald
         .notify(&with_contacts("m-b3", "normal", &[]), |record| {
             record["targets"][0]["state"] == "retrying"
