@@ -58,7 +58,7 @@ pub enum ClientAuthentication {
     /// `client_id` and `client_secret` in the form (`client_secret_post`).
     RequestBody,
     /// `Authorization: Basic` of `client_id:client_secret` (`client_secret_basic`), for vendors
-    /// that take only that (Pipedrive).
+    /// that take only that.
     HttpBasic,
 }
 
@@ -227,7 +227,7 @@ impl OAuthSession {
     }
 
     /// A text field of the token answer the current access token came in, for vendors that
-    /// name there where the account lives (Zoho's `api_domain`).
+    /// name there where the account lives (the API host of the account's data center).
     pub fn granted(&self, field: &str) -> Option<String> {
         self.access.granted(field)
     }
@@ -327,7 +327,7 @@ impl OAuthSession {
 
 /// A token endpoint's answer to a grant: the answer with its `access_token`, or the refusal
 /// classified (a 5xx is retried; `invalid_grant`, a bad code and friends need a person). Some
-/// token endpoints refuse with a 200 that carries `error` (Zoho's `invalid_code`): a refusal too.
+/// token endpoints refuse with a 200 that carries `error` (such as `invalid_code`): a refusal too.
 fn token_answer(
     vendor: &str,
     status: reqwest::StatusCode,
@@ -683,7 +683,7 @@ mod tests {
     #[test]
     fn a_token_answer_is_taken_or_refused_and_its_other_fields_kept() {
         let refused = token_answer(
-            "Zoho",
+            "Example CRM",
             reqwest::StatusCode::OK,
             serde_json::json!({"error": "invalid_code"}),
         );
@@ -692,7 +692,7 @@ mod tests {
             "{refused:?}"
         );
         let down = token_answer(
-            "Zoho",
+            "Example CRM",
             reqwest::StatusCode::BAD_GATEWAY,
             serde_json::json!({"error": "server_error"}),
         );
@@ -700,16 +700,16 @@ mod tests {
             matches!(down, Err(ConnectorError::Unavailable(_))),
             "{down:?}"
         );
-        let answer = serde_json::json!({"access_token": "a-1", "refresh_token": "r-1", "api_domain": "https://www.zohoapis.eu", "expires_in": 3600});
+        let answer = serde_json::json!({"access_token": "a-1", "refresh_token": "r-1", "account_url": "https://eu.api.example", "expires_in": 3600});
         let kept = KeptAccessToken::default();
         assert_eq!(
-            kept.keep(&token_answer("Zoho", reqwest::StatusCode::OK, answer).unwrap()),
+            kept.keep(&token_answer("Example CRM", reqwest::StatusCode::OK, answer).unwrap()),
             "a-1"
         );
         assert_eq!(kept.live().as_deref(), Some("a-1"));
         assert_eq!(
-            kept.granted("api_domain").as_deref(),
-            Some("https://www.zohoapis.eu")
+            kept.granted("account_url").as_deref(),
+            Some("https://eu.api.example")
         );
         assert_eq!(
             kept.granted("refresh_token"),
