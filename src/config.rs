@@ -852,7 +852,7 @@ impl RawConfig {
                 if let Some(kept) = integration.settings.keeps_credentials_at() {
                     problem(invalid(
                         format!("integrations[{index}].settings.{kept}"),
-                        "an app installed through Herald needs security.credentials_key, which seals the credential it keeps".into(),
+                        "Herald keeps a credential for this integration (an app installed through Herald, a secret the vendor chose), so it needs security.credentials_key, which seals it".into(),
                     ));
                 }
             }
@@ -1150,9 +1150,9 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         load(Some(&dir.join("examples/destination-planner.toml"))).unwrap();
         load(Some(&dir.join("examples/hotel-venue-group.toml"))).unwrap();
         load(Some(&dir.join("examples/wedding-collective.toml"))).unwrap();
+        load(Some(&dir.join("examples/planner-network.toml"))).unwrap();
         for (file, kind) in [
             ("venue", "tripleseat"),
-            ("planner-network", "asana"),
             ("enterprise-white-label", "quickbooks"),
         ] {
             let err = load(Some(&dir.join(format!("examples/{file}.toml"))))

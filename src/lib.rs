@@ -218,6 +218,7 @@ pub async fn run(
         allow_private_destinations: config.allow_private_destinations,
         client,
         metrics_token: config.server.metrics_token.clone(),
+        vault,
     });
     tracing::info!(address = %listener.local_addr()?, integrations = integrations.len(), "herald is serving");
 

@@ -63,6 +63,7 @@ pub async fn receive(
             now: (now_millis() / 1000).max(0) as u64,
             client: &state.client,
             timeout: runtime.config.timeout,
+            vault: state.vault.as_deref(),
         })
         .await;
     match answer {
@@ -74,6 +75,16 @@ pub async fn receive(
             Err(error.into())
         }
         Ok(InboundAnswer::Ignored) => Ok(StatusCode::OK.into_response()),
+        Ok(InboundAnswer::Handshake(headers)) => {
+            count("handshake");
+            let mut response = StatusCode::OK.into_response();
+            for (name, value) in headers {
+                let value = axum::http::HeaderValue::from_str(&value)
+                    .map_err(|_| ApiError::Malformed(format!("{name} is not a header value")))?;
+                response.headers_mut().insert(name, value);
+            }
+            Ok(response)
+        }
         Ok(InboundAnswer::Acknowledged(actions)) => {
             record_acknowledgements(&state, &organization, &integration_id, actions);
             Ok(StatusCode::OK.into_response())

@@ -56,6 +56,8 @@ pub struct AppState {
     pub client: crate::connectors::OutboundClient,
     /// The bearer token `/metrics` asks for, if any.
     pub metrics_token: Option<SecretRef>,
+    /// The vault, for inbound handlers that read a secret the vendor chose.
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// The `/v1` routes, each registered with its OpenAPI operation (so none is served without

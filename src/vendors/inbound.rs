@@ -2,8 +2,8 @@
 //! is verified by the vendor's own scheme and turned into an [`InboundAnswer`] (people acted on
 //! delivered notifications, or the vendor's event as a notification). The API mounts the route,
 //! finds the integration and acts on the answer (records the acknowledgements, routes the
-//! notification). A handler verifies the call and may read the vendor's API once (with the
-//! outbound policy's client) when the vendor's event carries only an id.
+//! notification). A handler verifies the call and may read the vendor's API (with the outbound
+//! policy's client) when the vendor's event carries only an id.
 //!
 //! OAuth app installs through Herald ([`OAuthInstall`]) are the other thing vendors send back:
 //! the vendor's consent page is the vendor's to build; the state, the callback
@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use super::VendorSettings;
 use crate::connectors::OutboundClient;
 use crate::secret::SecretRef;
+use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
 /// One inbound call to an integration.
@@ -35,6 +36,9 @@ pub struct InboundRequest<'a> {
     /// vendor's API to know what an event is about.
     pub client: &'a OutboundClient,
     pub timeout: Duration,
+    /// The vault, when `security.credentials_key` is set: where a secret the vendor chose
+    /// (Asana's webhook secret) is kept.
+    pub vault: Option<&'a Vault>,
 }
 
 /// What a handler answers, once it has verified (and, where needed, looked up) the call.
@@ -51,6 +55,9 @@ pub enum InboundAnswer {
     Notification(Box<WeddingNotification>),
     /// A call Herald has no use for (an interaction type it does not send): answered 200.
     Ignored,
+    /// The vendor confirming the address before it sends events (Asana's `X-Hook-Secret`):
+    /// answered 200 with these headers.
+    Handshake(Vec<(&'static str, String)>),
 }
 
 /// Someone acted on a delivered notification in the vendor's system.

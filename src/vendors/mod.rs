@@ -9,6 +9,7 @@
 //! the API, the CLI and the docs read the registry. Adding a vendor is a new folder and one line
 //! in [`all`].
 
+pub mod asana;
 pub mod dynamics365;
 pub mod hubspot;
 pub mod inbound;
@@ -42,6 +43,7 @@ use inbound::{InboundHandler, OAuthInstall};
 /// Every vendor this build of Herald delivers to, in the order they are listed to people.
 pub fn all() -> &'static [&'static dyn Vendor] {
     &[
+        &asana::Asana,
         &dynamics365::Dynamics365,
         &hubspot::HubSpot,
         &monday::Monday,
@@ -125,7 +127,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "asana",
     "tripleseat",
     "teams",
     "discord",
@@ -269,7 +270,8 @@ pub trait VendorSettings: Any + fmt::Debug + Send + Sync {
     /// The secrets the connector reads when it starts.
     fn secrets(&self) -> Vec<&SecretRef>;
     /// Where, under `settings`, a credential is named that Herald itself must keep sealed (an
-    /// OAuth app installed through Herald): such an integration needs `security.credentials_key`.
+    /// OAuth app installed through Herald, a webhook secret the vendor chose): such an
+    /// integration needs `security.credentials_key`.
     fn keeps_credentials_at(&self) -> Option<&'static str> {
         None
     }
@@ -380,6 +382,7 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                "asana",
                 "dynamics365",
                 "hubspot",
                 "monday",
@@ -394,7 +397,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("asana").is_none());
+        assert!(find("tripleseat").is_none());
     }
 
     #[test]

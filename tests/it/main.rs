@@ -5,6 +5,7 @@ mod harness;
 mod hostile;
 
 mod acceptance;
+mod asana;
 mod audit;
 mod breaker;
 mod contract;

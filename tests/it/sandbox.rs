@@ -153,8 +153,8 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    // A minimal notification goes where it fits (chat, the webhook, and monday.com, whose item
-    // per wedding needs only the wedding's id), not to a CRM that needs contacts or a booking
+    // A minimal notification goes where it fits (chat, the webhook, and monday.com and Asana,
+    // whose item or task per wedding needs only the wedding's id), not to a CRM that needs contacts or a booking
     // system that needs a job.
     let minimal = notification("sb-minimal", "normal");
     let posted = client
@@ -176,7 +176,12 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
         ("sandbox-1", every_vendor),
         (
             "sb-minimal",
-            vec!["sandbox-monday", "sandbox-slack", "sandbox-webhook"],
+            vec![
+                "sandbox-asana",
+                "sandbox-monday",
+                "sandbox-slack",
+                "sandbox-webhook",
+            ],
         ),
     ] {
         let deadline = Instant::now() + Duration::from_secs(20);
