@@ -306,3 +306,37 @@ async fn a_task_deleted_in_asana_is_made_again() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(reference_of(&tasks[0]), "wedding/wed-1");
 }
+
+#[tokio::test]
+async fn an_attempt_retried_part_way_writes_the_comment_and_subtasks_once() {
+    let env = start("retried-asana").await;
+    env.asana.fail_requests_ending("/subtasks", 1);
+    let mut n = about_the_wedding("retried", "timeline_change", "2027-06-12");
+    n["actions"] = json!([
+        {"actionId": "confirm", "label": "Confirm"},
+        {"actionId": "call", "label": "Call the venue"}
+    ]);
+    let record = env.herald.notify(&n, all_delivered).await;
+    assert_eq!(record["targets"][0]["attempts"], 2, "{record}");
+    let details = &record["targets"][0]["details"];
+    let task = details["taskGid"].as_str().unwrap();
+    assert_eq!(env.asana.stories(task).len(), 1, "one comment");
+    let references: Vec<Value> = env.asana.tasks().iter().map(reference_of).collect();
+    assert_eq!(
+        references,
+        [
+            json!("wedding/wed-1"),
+            json!("notification/retried/confirm"),
+            json!("notification/retried/call")
+        ]
+    );
+    let failed: Vec<u16> = env
+        .asana
+        .recorder
+        .all()
+        .iter()
+        .filter(|r| r.path.ends_with("/subtasks"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(failed, [500, 201, 201]);
+}

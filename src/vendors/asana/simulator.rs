@@ -81,6 +81,8 @@ struct Workspace {
     next_gid: u64,
     held_to_limits: bool,
     requests: VecDeque<Instant>,
+    /// A path ending and the requests to it still to fail with a 500.
+    failing: Option<(String, usize)>,
 }
 
 /// A task as the workspace keeps it: its fields as Asana answers them, and when it last
@@ -128,6 +130,7 @@ impl FakeAsana {
             next_gid: 1_500_000_000_000_001,
             held_to_limits: false,
             requests: VecDeque::new(),
+            failing: None,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app = axum::Router::new()
@@ -205,6 +208,12 @@ impl FakeAsana {
 
     pub fn webhooks(&self) -> Vec<Webhook> {
         self.lock().webhooks.clone()
+    }
+
+    /// Answers the next `count` requests whose path ends with `ending` (`/subtasks`) with
+    /// Asana's 500, whatever comes before them: a failure part-way through a delivery.
+    pub fn fail_requests_ending(&self, ending: &str, count: usize) {
+        self.lock().failing = Some((ending.to_owned(), count));
     }
 
     /// Deletes a task, as a planner would.
@@ -426,6 +435,10 @@ async fn handle(
         };
         match workspace.gate(method.as_str(), uri.path(), &headers, checked) {
             Err(refused) => refused,
+            Ok(()) if workspace.fails(uri.path()) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"errors": [{"message": "Server Error", "phrase": "4 tall frogs hop quietly"}]}),
+            ),
             Ok(()) => workspace.answer(method.as_str(), uri.path(), &query, &parsed),
         }
     };
@@ -492,6 +505,17 @@ impl Workspace {
                 let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 Err(refusal(StatusCode::BAD_REQUEST, &listed.join("; ")))
             }
+        }
+    }
+
+    /// Whether a request to `path` is one [`FakeAsana::fail_requests_ending`] fails.
+    fn fails(&mut self, path: &str) -> bool {
+        match &mut self.failing {
+            Some((ending, count)) if *count > 0 && path.ends_with(ending.as_str()) => {
+                *count -= 1;
+                true
+            }
+            _ => false,
         }
     }
 
