@@ -775,13 +775,7 @@ impl WeddingNotification {
                 ));
             }
         }
-        let kind = &self.notification_type;
-        if kind.is_empty()
-            || kind.len() > 64
-            || !kind
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
-        {
+        if !is_notification_type(&self.notification_type) {
             return Err(FieldError::new(
                 field("type"),
                 "must be 1-64 characters of a-z, 0-9, '_' or '.'",
@@ -912,6 +906,15 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Fi
         ));
     }
     Ok(())
+}
+
+/// Whether `kind` is a notification `type`: 1-64 characters of a-z, 0-9, `_` or `.`.
+pub fn is_notification_type(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
 }
 
 /// Whether `value` is a calendar date written `YYYY-MM-DD`: a day that exists (no 30 February),

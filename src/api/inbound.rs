@@ -4,7 +4,7 @@
 //! The vendor's handler (`vendors::<kind>::inbound`) verifies the call and says what it amounts
 //! to; this module finds the integration, counts the outcome (`herald_inbound_total`) and acts:
 //! acknowledgements are recorded once each (after answering: chat vendors want theirs within
-//! seconds), and a vendor event becomes a notification of the integration's organization, routed
+//! seconds), and vendor events become notifications of the integration's organization, routed
 //! by its routes to every target but the integration it came from.
 
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub async fn receive(
             now: (now_millis() / 1000).max(0) as u64,
             client: &state.client,
             timeout: runtime.config.timeout,
-            vault: state.vault.as_deref(),
+            vault: state.vault.as_ref(),
         })
         .await;
     match answer {
@@ -89,31 +89,39 @@ pub async fn receive(
             record_acknowledgements(&state, &organization, &integration_id, actions);
             Ok(StatusCode::OK.into_response())
         }
-        Ok(InboundAnswer::Notification(notification)) => {
-            notification.validate("", &organization)?;
-            let targets: Vec<String> = state
-                .table
-                .targets(&organization, &notification)
-                .into_iter()
-                .filter(|target| target != &integration_id)
-                .collect();
-            let submission = Submission {
-                explicit_targets: Some(targets),
-                ..Submission::routed(*notification)
-            };
-            let accepted = state
-                .routers
-                .accept(&organization, vec![submission])
-                .await?;
-            let accepted = accepted
-                .first()
-                .ok_or_else(|| ApiError::Internal("router answered nothing".into()))?;
-            count(if accepted.duplicate {
-                "duplicate"
-            } else {
-                "accepted"
-            });
-            Ok((StatusCode::OK, Json(NotificationAccepted::from(accepted))).into_response())
+        Ok(InboundAnswer::Notifications(notifications)) => {
+            let mut submissions = Vec::with_capacity(notifications.len());
+            for notification in notifications {
+                notification.validate("", &organization)?;
+                let targets: Vec<String> = state
+                    .table
+                    .targets(&organization, &notification)
+                    .into_iter()
+                    .filter(|target| target != &integration_id)
+                    .collect();
+                submissions.push(Submission {
+                    explicit_targets: Some(targets),
+                    ..Submission::routed(notification)
+                });
+            }
+            if submissions.is_empty() {
+                return Ok(StatusCode::OK.into_response());
+            }
+            let accepted = state.routers.accept(&organization, submissions).await?;
+            for one in &accepted {
+                count(if one.duplicate {
+                    "duplicate"
+                } else {
+                    "accepted"
+                });
+            }
+            let notifications: Vec<NotificationAccepted> =
+                accepted.iter().map(NotificationAccepted::from).collect();
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({ "notifications": notifications })),
+            )
+                .into_response())
         }
     }
 }

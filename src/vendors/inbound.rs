@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -38,7 +39,7 @@ pub struct InboundRequest<'a> {
     pub timeout: Duration,
     /// The vault, when `security.credentials_key` is set: where a secret the vendor chose
     /// (Asana's webhook secret) is kept.
-    pub vault: Option<&'a Vault>,
+    pub vault: Option<&'a Arc<Vault>>,
 }
 
 /// What a handler answers, once it has verified (and, where needed, looked up) the call.
@@ -50,9 +51,9 @@ pub type InboundFuture<'a> =
 pub enum InboundAnswer {
     /// People acted on notifications Herald delivered (button clicks), to record once each.
     Acknowledged(Vec<InboundAction>),
-    /// The vendor's event as a notification of the integration's organization, to route to its
-    /// other targets.
-    Notification(Box<WeddingNotification>),
+    /// The vendor's events as notifications of the integration's organization, to route to its
+    /// other targets (a vendor that batches events sends several in one call).
+    Notifications(Vec<WeddingNotification>),
     /// A call Herald has no use for (an interaction type it does not send): answered 200.
     Ignored,
     /// The vendor confirming the address before it sends events (Asana's `X-Hook-Secret`):

@@ -14,6 +14,7 @@ mod durability;
 mod dynamics365;
 mod emergency;
 mod hubspot;
+mod hubspot_webhooks;
 mod intake;
 mod interactivity;
 mod isolation;

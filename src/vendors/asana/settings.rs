@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::secret::SecretRef;
 use crate::vendors::{is_http_url, SettingsError};
+use crate::wedsync::is_notification_type;
 
 /// Asana's API as one workspace's project.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +66,12 @@ pub(super) fn check_asana(settings: &AsanaSettings) -> Result<(), SettingsError>
         }
     }
     for (notification_type, section) in &settings.sections {
+        if !is_notification_type(notification_type) {
+            return Err(SettingsError::new(
+                format!("sections.{notification_type}"),
+                "not a notification type (lowercase letters, digits, _ and .)",
+            ));
+        }
         if !is_gid(section) {
             return Err(SettingsError::new(
                 format!("sections.{notification_type}"),

@@ -47,12 +47,14 @@ use crate::secret::ReloadableSecret;
 use crate::vault::Vault;
 use crate::wedsync::{Priority, WeddingNotification};
 
-/// The scopes Herald's HubSpot sync needs; an app installed through Herald asks for these unless
+/// The scopes Herald's HubSpot sync and webhooks need (deals are read to name a deal an event is
+/// about); an app installed through Herald asks for these unless
 /// `oauth.scopes` says otherwise.
 pub const HUBSPOT_SCOPES: &[&str] = &[
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
     "crm.schemas.contacts.write",
+    "crm.objects.deals.read",
     "crm.objects.deals.write",
 ];
 
@@ -131,7 +133,12 @@ pub struct HubSpotConnector {
     client: OutboundClient,
     timeout: Duration,
     properties_ready: AtomicBool,
+    /// Whether the integration takes HubSpot's webhooks, whose events are read (deals too).
+    takes_webhooks: bool,
 }
+
+/// The scope only an integration taking webhooks needs.
+const WEBHOOK_SCOPE: &str = "crm.objects.deals.read";
 
 /// How requests are authorized.
 enum Credential {
@@ -211,6 +218,7 @@ impl HubSpotConnector {
             client,
             timeout,
             properties_ready: AtomicBool::new(false),
+            takes_webhooks: settings.webhooks.is_some(),
         })
     }
 
@@ -547,6 +555,7 @@ impl HubSpotConnector {
                         let missing: Vec<&str> = HUBSPOT_SCOPES
                             .iter()
                             .copied()
+                            .filter(|needed| self.takes_webhooks || *needed != WEBHOOK_SCOPE)
                             .filter(|needed| !scopes.contains(needed))
                             .collect();
                         account["scopes"] = json!(scopes);
@@ -628,6 +637,30 @@ impl HubSpotConnector {
         }
         self.properties_ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Objects of `object_type` (`deals`, `contacts`) by id with `properties`, for the inbound
+    /// handler: one `batch/read` (at most 100 ids). Objects HubSpot no longer has are absent.
+    pub async fn read_objects(
+        &self,
+        object_type: &str,
+        ids: &[String],
+        properties: &[&str],
+    ) -> Result<HashMap<String, Value>, ConnectorError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+        let body = json!({"properties": properties, "propertiesWithHistory": [], "inputs": inputs});
+        let answer = self
+            .post(&format!("/crm/v3/objects/{object_type}/batch/read"), &body)
+            .await?;
+        Ok(results(&answer)
+            .filter_map(|object| {
+                let id = object["id"].as_str()?.to_owned();
+                Some((id, object["properties"].clone()))
+            })
+            .collect())
     }
 
     /// Each existing contact's `notification_history`, by email.

@@ -1,15 +1,16 @@
 //! HubSpot CRM: contacts upserted by email with the wedding's properties, a note per contact
-//! (and on the deal and company), deal stage moves, workflow enrolments, and the OAuth app
-//! installed through Herald.
+//! (and on the deal and company), deal stage moves, workflow enrolments, the OAuth app
+//! installed through Herald, and the app's signed webhooks back into Herald as notifications.
 
 mod connector;
+mod inbound;
 mod settings;
 pub mod simulator;
 
 use std::sync::Arc;
 
 pub use connector::{authorize_url, HubSpotConnector, HUBSPOT_OPTIONAL_SCOPES, HUBSPOT_SCOPES};
-pub use settings::{HubSpotOAuthSettings, HubSpotSettings};
+pub use settings::{HubSpotOAuthSettings, HubSpotSettings, HubSpotWebhooks};
 pub use simulator::FakeHubSpot;
 
 use super::{
@@ -18,7 +19,7 @@ use super::{
 };
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
-use crate::vendors::inbound::OAuthInstall;
+use crate::vendors::inbound::{InboundHandler, OAuthInstall};
 use crate::wedsync::IntegrationType;
 
 pub struct HubSpot;
@@ -60,7 +61,10 @@ const DESCRIPTION: VendorDescription = VendorDescription {
             implemented_by: "GET /crm/v3/objects/contacts?limit=1, then what the token may do",
         },
     ],
-    inbound: &["GET /oauth/hubspot/callback: the end of an OAuth app install started through Herald"],
+    inbound: &[
+        "GET /oauth/hubspot/callback: the end of an OAuth app install started through Herald",
+        "POST /inbound/hubspot/{integration}/webhooks: the app's webhooks (X-HubSpot-Signature-v3); new deals, deal stage moves and new contacts become notifications",
+    ],
     takes: Some("has(notification.contacts)"),
 };
 
@@ -74,6 +78,10 @@ impl Vendor for HubSpot {
     }
 
     fn oauth_install(&self) -> Option<&dyn OAuthInstall> {
+        Some(self)
+    }
+
+    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
         Some(self)
     }
 
@@ -92,6 +100,7 @@ impl Vendor for HubSpot {
                 ))
             }
         }
+        settings::check_hubspot_webhooks(&hubspot)?;
         Ok(Arc::new(hubspot))
     }
 }
@@ -103,6 +112,11 @@ impl VendorSettings for HubSpotSettings {
             .chain(self.oauth.iter().flat_map(|oauth| {
                 std::iter::once(&oauth.client_secret).chain(&oauth.refresh_token)
             }))
+            .chain(
+                self.webhooks
+                    .iter()
+                    .filter_map(|webhooks| webhooks.client_secret.as_ref()),
+            )
             .collect()
     }
 
@@ -160,6 +174,42 @@ impl OAuthInstall for HubSpot {
 #[cfg(test)]
 mod tests {
     use crate::vendors::parse_with_studio;
+
+    #[test]
+    fn webhooks_need_an_address_a_signing_secret_and_notification_types() {
+        let hubspot = |settings: &str| {
+            format!("[[integrations]]\nid = \"crm\"\norganization = \"studio\"\nkind = \"hubspot\"\nsettings = {{ {settings} }}\n")
+        };
+        let token = r#"token = { env = "T" }"#;
+        let oauth = r#"oauth = { client_id = "c", client_secret = { env = "S" }, refresh_token = { env = "R" } }"#;
+        assert!(parse_with_studio(&hubspot(&format!(
+            r#"{oauth}, webhooks = {{ public_url = "https://herald.example.com" }}"#
+        )))
+        .is_ok());
+        for (settings, field) in [
+            (
+                format!(r#"{token}, webhooks = {{ public_url = "https://herald.example.com" }}"#),
+                "integrations[0].settings.webhooks.client_secret",
+            ),
+            (
+                format!(
+                    r#"{token}, webhooks = {{ public_url = "herald", client_secret = {{ env = "C" }} }}"#
+                ),
+                "integrations[0].settings.webhooks.public_url",
+            ),
+            (
+                format!(
+                    r#"{token}, webhooks = {{ public_url = "https://h.example", client_secret = {{ env = "C" }}, deal_stages = {{ closedwon = "Booked!" }} }}"#
+                ),
+                "integrations[0].settings.webhooks.deal_stages.closedwon",
+            ),
+        ] {
+            let err = parse_with_studio(&hubspot(&settings))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{settings}: {err}");
+        }
+    }
 
     #[test]
     fn hubspot_takes_a_token_or_an_oauth_app() {

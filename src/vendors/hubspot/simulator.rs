@@ -12,7 +12,9 @@
 //! - contacts (batch read and upsert by email), notes and tasks with associations (batch create),
 //!   deals and their stages, contact-based workflows and enrolments, all with state, so reads
 //!   reflect writes;
-//! - the 10-second rolling limit with `X-HubSpot-RateLimit-*` headers and a 429 `RATE_LIMIT` body.
+//! - the 10-second rolling limit with `X-HubSpot-RateLimit-*` headers and a 429 `RATE_LIMIT` body;
+//! - the app's webhooks: deal moves and creations as HubSpot's events
+//!   ([`FakeHubSpot::move_deal`]), sent to a target signed with `X-HubSpot-Signature-v3`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -200,6 +202,7 @@ impl FakeHubSpot {
             .route("/crm/v3/properties/contacts/groups", post(handle))
             .route("/crm/v3/properties/contacts/batch/create", post(handle))
             .route("/crm/v3/objects/contacts/batch/read", post(handle))
+            .route("/crm/v3/objects/deals/batch/read", post(handle))
             .route("/oauth/v3/token", post(grant_token))
             .route("/oauth/v3/token/introspect", post(introspect_token))
             .route("/oauth/authorize", axum::routing::get(authorize))
@@ -387,6 +390,52 @@ impl FakeHubSpot {
                 .unwrap_or_default(),
         );
         id
+    }
+
+    /// Moves a deal to `stage`, as someone in HubSpot would, and answers the event HubSpot's
+    /// webhooks send for it.
+    pub fn move_deal(&self, id: &str, stage: &str) -> Value {
+        let mut state = self.state.lock().expect("hubspot lock");
+        if let Some(deal) = state.deals.get_mut(id) {
+            deal.insert("dealstage".into(), json!(stage));
+        }
+        state.event("deal.propertyChange", id, Some(("dealstage", stage)))
+    }
+
+    /// The event HubSpot's webhooks send when the object `id` is created (`deal.creation`,
+    /// `contact.creation`).
+    pub fn creation_event(&self, subscription_type: &str, id: &str) -> Value {
+        self.state
+            .lock()
+            .expect("hubspot lock")
+            .event(subscription_type, id, None)
+    }
+
+    /// Sends `events` to an app's webhook target as HubSpot does: one POST of the JSON array,
+    /// signed with `X-HubSpot-Signature-v3` under `client_secret` at `timestamp_ms`. Answers the
+    /// status the target answered.
+    pub async fn send_webhook(
+        &self,
+        target: &str,
+        client_secret: &str,
+        events: &[Value],
+        timestamp_ms: u64,
+    ) -> u16 {
+        let body = Value::Array(events.to_vec()).to_string();
+        let signature =
+            super::inbound::sign_v3(client_secret, "POST", target, body.as_bytes(), timestamp_ms);
+        match reqwest::Client::new()
+            .post(target)
+            .header("content-type", "application/json")
+            .header("x-hubspot-signature-v3", signature)
+            .header("x-hubspot-request-timestamp", timestamp_ms.to_string())
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        }
     }
 
     pub fn deal(&self, id: &str) -> Option<Map<String, Value>> {
@@ -611,6 +660,7 @@ fn required_scope(method: &str, path: &str) -> Option<&'static str> {
         ("POST", "/crm/v3/objects/contacts/batch/upsert") => "crm.objects.contacts.write",
         ("POST", "/crm/v3/properties/contacts/groups")
         | ("POST", "/crm/v3/properties/contacts/batch/create") => "crm.schemas.contacts.write",
+        ("POST", "/crm/v3/objects/deals/batch/read") => "crm.objects.deals.read",
         ("PATCH", deal) if deal.starts_with("/crm/v3/objects/deals/") => "crm.objects.deals.write",
         ("POST", enrolment) if enrolment.starts_with("/automation/v2/workflows/") => "automation",
         ("POST", "/automation/v4/workflow-id-mappings/batch/read") => "automation",
@@ -842,6 +892,7 @@ impl HubSpotState {
             "/crm/v3/properties/contacts/groups" => self.create_group(&body),
             "/crm/v3/properties/contacts/batch/create" => self.create_properties(&body),
             "/crm/v3/objects/contacts/batch/read" => self.read_contacts(&body),
+            "/crm/v3/objects/deals/batch/read" => self.read_deals(&body),
             "/crm/v3/objects/contacts/batch/upsert" => self.upsert_contacts(&body),
             "/crm/v3/objects/notes/batch/create" => self.create_activities(Activity::Note, &body),
             "/crm/v3/objects/tasks/batch/create" => self.create_activities(Activity::Task, &body),
@@ -959,6 +1010,30 @@ impl HubSpotState {
         }
     }
 
+    /// One event of HubSpot's webhook payload, with the next event id.
+    fn event(&mut self, subscription_type: &str, id: &str, change: Option<(&str, &str)>) -> Value {
+        let event_id = self.next_id();
+        let occurred_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let mut event = json!({
+            "eventId": event_id.parse::<u64>().unwrap_or_default(),
+            "subscriptionId": 4_105_001,
+            "portalId": SANDBOX_HUB_ID,
+            "appId": 3001,
+            "occurredAt": occurred_at,
+            "subscriptionType": subscription_type,
+            "attemptNumber": 0,
+            "objectId": id.parse::<u64>().unwrap_or_default(),
+            "changeSource": "CRM",
+        });
+        if let Some((name, value)) = change {
+            event["propertyName"] = json!(name);
+            event["propertyValue"] = json!(value);
+        }
+        event
+    }
+
     fn read_contacts(&mut self, body: &Value) -> (StatusCode, Value) {
         let by_email = body["idProperty"] == "email";
         let wanted: Vec<&str> = body["properties"]
@@ -985,6 +1060,39 @@ impl HubSpotState {
         } else {
             vec![
                 json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some CONTACT objects, they may be deleted or not exist.", "context": {"ids": missing}}),
+            ]
+        };
+        batch_answer(results, errors)
+    }
+
+    /// Deals by id with the properties asked for (those a deal has); missing ones in `errors`.
+    fn read_deals(&self, body: &Value) -> (StatusCode, Value) {
+        let wanted: Vec<&str> = body["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let (mut results, mut missing) = (Vec::new(), Vec::new());
+        for input in inputs_of(body) {
+            let id = input["id"].as_str().unwrap_or_default();
+            match self.deals.get(id) {
+                Some(deal) => {
+                    let properties: Map<String, Value> = deal
+                        .iter()
+                        .filter(|(name, _)| wanted.contains(&name.as_str()))
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect();
+                    results.push(json!({"id": id, "properties": properties, "archived": false}));
+                }
+                None => missing.push(id.to_owned()),
+            }
+        }
+        let errors = if missing.is_empty() {
+            vec![]
+        } else {
+            vec![
+                json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some DEAL objects, they may be deleted or not exist.", "context": {"ids": missing}}),
             ]
         };
         batch_answer(results, errors)

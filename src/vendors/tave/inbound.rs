@@ -64,7 +64,7 @@ impl InboundHandler for Tave {
                     ConnectorError::Misconfigured(reason) => InboundError::Misconfigured(reason),
                     other => InboundError::VendorUnavailable(other.to_string()),
                 })?;
-            Ok(InboundAnswer::Notification(Box::new(notification)))
+            Ok(InboundAnswer::Notifications(vec![notification]))
         })
     }
 }
