@@ -240,6 +240,35 @@ async fn actions_become_subtasks_and_ticking_one_acknowledges_its_notification()
 }
 
 #[tokio::test]
+async fn the_seeds_crm_scenario_keeps_every_contact_on_the_weddings_task() {
+    let env = start("contacts-asana").await;
+    let mut n = about_the_wedding("contacts-1", "timeline_change", "2027-06-12");
+    n["contacts"] = json!([
+        {"name": "Sam Taylor", "email": "sam@example.com", "role": "couple"},
+        {"name": "Alex Morgan", "email": "alex@example.com", "role": "couple"},
+        {"email": "planner@example.com", "phone": "+447700900123", "role": "planner"}
+    ]);
+    let record = env.herald.notify(&n, all_delivered).await;
+    let details = &record["targets"][0]["details"];
+    assert_eq!(
+        (
+            details["totalContacts"].as_u64(),
+            details["successfulSyncs"].as_u64(),
+            details["failedSyncs"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0)),
+        "the seed's successfulSyncs = N: {details}"
+    );
+    let story = &env.asana.stories(details["taskGid"].as_str().unwrap())[0];
+    assert!(
+        story["text"].as_str().unwrap().ends_with(
+            "Contacts:\nSam Taylor, sam@example.com\nAlex Morgan, alex@example.com\nplanner@example.com, +447700900123"
+        ),
+        "{story}"
+    );
+}
+
+#[tokio::test]
 async fn a_free_workspace_is_told_the_search_needs_premium() {
     let env = start("free-asana").await;
     env.asana.set_premium(false);

@@ -280,7 +280,15 @@ impl AsanaConnector {
             action_tasks
                 .push(json!({"actionId": action.action_id, "taskGid": gid, "dueOn": due_on}));
         }
+        // The seed's syncNotificationToContacts, as far as Asana goes: each contact is kept in
+        // the comment on the wedding's task (Asana has no contacts to sync to).
+        let total = notification.contacts.len();
+        let kept = contact_lines(notification).len();
         Ok(json!({
+            "totalContacts": total,
+            "successfulSyncs": kept,
+            "failedSyncs": total - kept,
+            "contactsKeptIn": "comment",
             "taskGid": task.gid,
             "taskCreated": created,
             "dueDateMoved": due_moved,
@@ -753,14 +761,10 @@ fn action_due_on(notification: &WeddingNotification) -> Result<Option<String>, C
     }
 }
 
-/// The comment: the title, the message, the priority when it is pressing, the contacts and
-/// the links.
-fn story_text(notification: &WeddingNotification) -> String {
-    let mut text = format!("{}\n\n{}", notification.title, notification.message);
-    if matches!(notification.priority, Priority::High | Priority::Emergency) {
-        text.push_str(&format!("\n\nPriority: {}", notification.priority.as_str()));
-    }
-    let contacts: Vec<String> = notification
+/// The notification's contacts as lines of the comment (name, email, phone); a contact naming
+/// none of them has no line.
+fn contact_lines(notification: &WeddingNotification) -> Vec<String> {
+    notification
         .contacts
         .iter()
         .map(|contact| {
@@ -775,7 +779,17 @@ fn story_text(notification: &WeddingNotification) -> String {
             .join(", ")
         })
         .filter(|line| !line.is_empty())
-        .collect();
+        .collect()
+}
+
+/// The comment: the title, the message, the priority when it is pressing, the contacts and
+/// the links.
+fn story_text(notification: &WeddingNotification) -> String {
+    let mut text = format!("{}\n\n{}", notification.title, notification.message);
+    if matches!(notification.priority, Priority::High | Priority::Emergency) {
+        text.push_str(&format!("\n\nPriority: {}", notification.priority.as_str()));
+    }
+    let contacts = contact_lines(notification);
     if !contacts.is_empty() {
         text.push_str("\n\nContacts:\n");
         text.push_str(&contacts.join("\n"));

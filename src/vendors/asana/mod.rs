@@ -44,7 +44,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     seed_operations: &[
         SeedOperation {
             name: "syncNotificationToContacts",
-            implemented_by: "Asana keeps no contacts: they are written in the comment, and nobody is invited into the workspace",
+            implemented_by: "Asana keeps no contacts: they are written in the comment on the wedding's task (counted as synced there), and nobody is invited into the workspace",
         },
         SeedOperation {
             name: "createNotificationActivities",
