@@ -908,6 +908,36 @@ fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Fi
     Ok(())
 }
 
+/// The day `date` (`YYYY-MM-DD`) is, counted from 1970-01-01; `None` if it is not a date.
+pub fn day_number(date: &str) -> Option<i64> {
+    if !is_iso_date(date) {
+        return None;
+    }
+    let at = humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+    let seconds = match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => after.as_secs() as i64,
+        Err(before) => -(before.duration().as_secs() as i64),
+    };
+    Some(seconds.div_euclid(86_400))
+}
+
+/// The date (`YYYY-MM-DD`) of day `day` counted from 1970-01-01 (days from 1970 on).
+pub fn date_of_day(day: i64) -> Option<String> {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(day).ok()? * 86_400);
+    Some(humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned())
+}
+
+/// `date` moved by `days` (`YYYY-MM-DD`).
+pub fn shift_by(date: &str, days: i64) -> Option<String> {
+    date_of_day(day_number(date)? + days)
+}
+
+/// `date` moved by the days from `old` to `new` (all `YYYY-MM-DD`); `None` if one is not a date.
+pub fn shift_date(date: &str, old: &str, new: &str) -> Option<String> {
+    shift_by(date, day_number(new)? - day_number(old)?)
+}
+
 /// Whether `kind` is a notification `type`: 1-64 characters of a-z, 0-9, `_` or `.`.
 pub fn is_notification_type(kind: &str) -> bool {
     !kind.is_empty()
@@ -1229,6 +1259,28 @@ pub enum ParseError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_date_moves_by_the_days_between_two_others() {
+        assert_eq!(
+            shift_date("2027-06-06", "2027-06-05", "2027-06-12").as_deref(),
+            Some("2027-06-13")
+        );
+        assert_eq!(
+            shift_date("2027-03-01", "2027-02-28", "2027-02-27").as_deref(),
+            Some("2027-02-28")
+        );
+        assert_eq!(
+            shift_date("2028-01-01", "2027-12-31", "2027-12-31").as_deref(),
+            Some("2028-01-01")
+        );
+        assert_eq!(shift_date("someday", "2027-12-31", "2028-01-02"), None);
+        assert_eq!(day_number("1970-01-02"), Some(1));
+        assert_eq!(
+            date_of_day(day_number("2028-02-29").unwrap()).as_deref(),
+            Some("2028-02-29")
+        );
+    }
+
     use super::*;
 
     fn sample() -> serde_json::Value {

@@ -20,6 +20,7 @@ pub mod slack;
 pub mod tave;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tripleseat;
 pub mod webhook;
 pub mod zoho;
 
@@ -51,6 +52,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
+        &tripleseat::Tripleseat,
         &webhook::Webhook,
         &zoho::Zoho,
     ]
@@ -127,7 +129,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "tripleseat",
     "teams",
     "discord",
     "whatsapp",
@@ -390,6 +391,7 @@ mod tests {
                 "salesforce",
                 "slack",
                 "tave",
+                "tripleseat",
                 "webhook",
                 "zoho"
             ]
@@ -397,7 +399,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("tripleseat").is_none());
+        assert!(find("teams").is_none());
     }
 
     #[test]

@@ -31,5 +31,6 @@ mod salesforce;
 mod sandbox;
 mod supervision;
 mod tave;
+mod tripleseat;
 mod vendors;
 mod zoho;
