@@ -5,6 +5,8 @@
 //!   forgotten ([`OAuthSession::forget_access_token`]) and the next request refreshes first.
 //! - The refresh token is configured (an app installed elsewhere) or kept sealed in the vault by
 //!   an install through Herald ([`OAuthSession::complete_install`]: the authorization-code grant).
+//!   A refresh token the vendor rotates in a token answer replaces it (sealed in the vault for an
+//!   installed app; in memory, with a warning, for a configured one).
 //! - The app's secret and a configured refresh token are re-read on [`OAuthSession::reload`].
 //! - The JWT bearer grant (RFC 7523) for server-to-server apps ([`JwtBearerSession`]): an RS256
 //!   assertion signed with the app's private key, traded for an access token.
@@ -50,6 +52,12 @@ pub struct OAuthSession {
     refresh_token: RefreshToken,
     client_authentication: ClientAuthentication,
     access: KeptAccessToken,
+    /// A refresh token the vendor rotated in a token answer, and the one it replaced: used while
+    /// the configured (or kept) token is still the replaced one.
+    rotated: Mutex<Option<(Secret, Secret)>>,
+    /// Held while a refresh-token grant is in flight, so concurrent attempts wait for its token
+    /// instead of spending a refresh token a rotating vendor has just replaced.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// How the app proves itself to the token endpoint (RFC 6749 section 2.3.1).
@@ -120,6 +128,8 @@ impl OAuthSession {
             refresh_token,
             client_authentication: ClientAuthentication::RequestBody,
             access: KeptAccessToken::default(),
+            rotated: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -135,6 +145,10 @@ impl OAuthSession {
         client: &OutboundClient,
         timeout: Duration,
     ) -> Result<String, ConnectorError> {
+        if let Some(token) = self.access.live() {
+            return Ok(token);
+        }
+        let _refreshing = self.refreshing.lock().await;
         if let Some(token) = self.access.live() {
             return Ok(token);
         }
@@ -157,17 +171,59 @@ impl OAuthSession {
                     ),
                 })?,
         };
+        let current = self.current_refresh_token(&refresh_token);
         let answer = self
             .grant(
                 client,
                 timeout,
                 &[
                     ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token.expose()),
+                    ("refresh_token", current.expose()),
                 ],
             )
             .await?;
+        if let Some(issued) = answer["refresh_token"]
+            .as_str()
+            .filter(|issued| *issued != current.expose())
+        {
+            self.keep_rotated(refresh_token, Secret::new(issued.to_owned()))
+                .await;
+        }
         Ok(self.access.keep(&answer))
+    }
+
+    /// The refresh token to grant with: the one the vendor rotated to, while `source` (the
+    /// configured or kept one) is still the one it replaced.
+    fn current_refresh_token(&self, source: &Secret) -> Secret {
+        match &*self.rotated.lock().expect("oauth lock") {
+            Some((replaced, issued)) if replaced.expose() == source.expose() => issued.clone(),
+            _ => source.clone(),
+        }
+    }
+
+    /// The vendor answered a refresh with a new refresh token (rotation: the old one may no
+    /// longer work). It is used from now on; an installed app's is sealed in the vault in its
+    /// place, while a configured one can only be held in memory, so the operator is told.
+    async fn keep_rotated(&self, replaced: Secret, issued: Secret) {
+        *self.rotated.lock().expect("oauth lock") = Some((replaced, issued.clone()));
+        match &self.refresh_token {
+            RefreshToken::Kept {
+                vault,
+                integration_id,
+                name,
+                ..
+            } => {
+                if let Err(err) = vault.put(integration_id, name, &issued, None).await {
+                    tracing::error!(vendor = self.vendor, integration = %integration_id, error = %err, "the rotated refresh token was not sealed; it is held in memory until a restart");
+                }
+            }
+            RefreshToken::Configured(_) => {
+                tracing::warn!(
+                    vendor = self.vendor,
+                    "the vendor rotated the configured refresh token: Herald uses the new one until it restarts; install the app through Herald to have it kept"
+                );
+            }
+        }
     }
 
     /// Exchanges the authorization code of an install through Herald for the account's tokens

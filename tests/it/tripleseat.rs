@@ -377,3 +377,68 @@ async fn tripleseats_signed_webhooks_reach_the_caterer_once_and_forgeries_are_re
     assert!(env.tripleseat.recorder.all().is_empty());
     assert_eq!(caterer.received().len(), 2);
 }
+
+#[tokio::test]
+async fn refresh_tokens_tripleseat_rotates_are_used_and_an_installed_apps_survive_a_restart() {
+    // A configured app: the rotated token is used from then on.
+    let env = start("venue-rotating").await;
+    env.tripleseat.rotate_refresh_tokens();
+    let event = env.tripleseat.add_event(
+        "Ito wedding",
+        "08/21/2027 03:00 PM",
+        "08/21/2027 11:00 PM",
+        "DEFINITE",
+        4,
+    );
+    for n in 0..3 {
+        let mut note = about_event(&format!("rotating-{n}"), event, json!({}));
+        note["type"] = json!("client_message");
+        env.herald.notify(&note, all_delivered).await;
+        env.tripleseat.expire_access_tokens();
+    }
+    assert_eq!(
+        env.tripleseat.grants(),
+        3,
+        "three refreshes, each with the token the last one issued"
+    );
+    assert_eq!(env.tripleseat.notes().len(), 3);
+
+    // An app installed through Herald: the rotated token is sealed in the vault in place of the
+    // installed one, so Herald still reaches Tripleseat after a restart.
+    let env = start_with(
+        "venue-kept",
+        App::Installed,
+        &route("studio", &["venue-kept"], ""),
+    )
+    .await;
+    env.tripleseat
+        .await_install(&format!("{}/oauth/tripleseat/callback", env.herald.base));
+    let (consent, _) = env.herald.start_install("venue-kept").await;
+    assert_eq!(
+        reqwest::get(&consent).await.unwrap().status(),
+        StatusCode::OK
+    );
+    env.tripleseat.rotate_refresh_tokens();
+    let event = env.tripleseat.add_event(
+        "Mensah wedding",
+        "10/02/2027 02:00 PM",
+        "10/02/2027 10:00 PM",
+        "DEFINITE",
+        5,
+    );
+    env.tripleseat.expire_access_tokens();
+    let mut first = about_event("kept-1", event, json!({}));
+    first["type"] = json!("client_message");
+    env.herald.notify(&first, all_delivered).await;
+    let Environment {
+        herald,
+        tripleseat,
+        _secrets,
+    } = env;
+    let herald = herald.restarted().await;
+    tripleseat.expire_access_tokens();
+    let mut second = about_event("kept-2", event, json!({}));
+    second["type"] = json!("client_message");
+    herald.notify(&second, all_delivered).await;
+    assert_eq!(tripleseat.notes().len(), 2);
+}

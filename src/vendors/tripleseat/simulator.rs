@@ -72,6 +72,8 @@ struct Customer {
     next_id: u64,
     held_to_limits: bool,
     recent: VecDeque<Instant>,
+    /// Whether each refresh answers a new refresh token and retires the one it was given.
+    rotates_refresh_tokens: bool,
 }
 
 #[derive(Clone)]
@@ -110,6 +112,7 @@ impl FakeTripleseat {
             next_id: 40_001,
             held_to_limits: false,
             recent: VecDeque::new(),
+            rotates_refresh_tokens: false,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app = axum::Router::new()
@@ -170,6 +173,12 @@ impl FakeTripleseat {
         let mut customer = self.lock();
         customer.refresh_token = None;
         customer.redirect_uri = Some(redirect_uri.to_owned());
+    }
+
+    /// From now on each refresh answers a new refresh token and the one it was given stops
+    /// working (whether Tripleseat rotates is not documented; OAuth servers may).
+    pub fn rotate_refresh_tokens(&self) {
+        self.lock().rotates_refresh_tokens = true;
     }
 
     pub fn refresh_token(&self) -> Option<String> {
@@ -310,8 +319,13 @@ impl Customer {
         }
         let granted = match form.get("grant_type").map(String::as_str) {
             Some("refresh_token") => {
-                self.refresh_token.is_some()
-                    && form.get("refresh_token") == self.refresh_token.as_ref()
+                let valid = self.refresh_token.is_some()
+                    && form.get("refresh_token") == self.refresh_token.as_ref();
+                if valid && self.rotates_refresh_tokens {
+                    self.refresh_token =
+                        Some(format!("ts-refresh-{}", uuid::Uuid::new_v4().simple()));
+                }
+                valid
             }
             Some("authorization_code") => {
                 let code = form.get("code").cloned().unwrap_or_default();
