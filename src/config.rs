@@ -1152,6 +1152,7 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         load(Some(&dir.join("examples/wedding-collective.toml"))).unwrap();
         load(Some(&dir.join("examples/planner-network.toml"))).unwrap();
         load(Some(&dir.join("examples/venue.toml"))).unwrap();
+        load(Some(&dir.join("examples/second-shooters.toml"))).unwrap();
         // Story 4's white-label platform waits for QuickBooks (and Google Calendar).
         let err = load(Some(&dir.join("examples/enterprise-white-label.toml")))
             .unwrap_err()

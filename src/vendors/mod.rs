@@ -10,6 +10,7 @@
 //! in [`all`].
 
 pub mod asana;
+pub mod discord;
 pub mod dynamics365;
 pub mod hubspot;
 pub mod inbound;
@@ -45,6 +46,7 @@ use inbound::{InboundHandler, OAuthInstall};
 pub fn all() -> &'static [&'static dyn Vendor] {
     &[
         &asana::Asana,
+        &discord::Discord,
         &dynamics365::Dynamics365,
         &hubspot::HubSpot,
         &monday::Monday,
@@ -130,7 +132,6 @@ pub fn markdown_table() -> String {
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
     "teams",
-    "discord",
     "whatsapp",
     "telegram",
     "intercom",
@@ -384,6 +385,7 @@ mod tests {
             kinds,
             [
                 "asana",
+                "discord",
                 "dynamics365",
                 "hubspot",
                 "monday",

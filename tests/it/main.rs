@@ -10,6 +10,7 @@ mod audit;
 mod breaker;
 mod contract;
 mod demo;
+mod discord;
 mod durability;
 mod dynamics365;
 mod emergency;

@@ -153,7 +153,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    // A minimal notification goes where it fits (chat, the webhook, and monday.com and Asana,
+    // A minimal notification goes where it fits (chats, the webhook, and monday.com and Asana,
     // whose item or task per wedding needs only the wedding's id), not to a CRM that needs contacts or a booking
     // system that needs a job.
     let minimal = notification("sb-minimal", "normal");
@@ -178,6 +178,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
             "sb-minimal",
             vec![
                 "sandbox-asana",
+                "sandbox-discord",
                 "sandbox-monday",
                 "sandbox-slack",
                 "sandbox-webhook",
