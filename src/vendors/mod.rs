@@ -19,6 +19,7 @@ pub mod pipedrive;
 pub mod salesforce;
 pub mod slack;
 pub mod tave;
+pub mod telegram;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tripleseat;
@@ -54,6 +55,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
+        &telegram::Telegram,
         &tripleseat::Tripleseat,
         &webhook::Webhook,
         &zoho::Zoho,
@@ -133,7 +135,6 @@ pub fn markdown_table() -> String {
 pub const PLANNED: &[&str] = &[
     "teams",
     "whatsapp",
-    "telegram",
     "intercom",
     "google_calendar",
     "quickbooks",
@@ -393,6 +394,7 @@ mod tests {
                 "salesforce",
                 "slack",
                 "tave",
+                "telegram",
                 "tripleseat",
                 "webhook",
                 "zoho"
