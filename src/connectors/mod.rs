@@ -188,6 +188,21 @@ pub(crate) fn escape_html(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The first `max_chars` characters of `text` (a vendor's field limit, counted in characters).
+pub(crate) fn first_chars(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// `text` cut to `max_chars` characters, the cut marked with an ellipsis, for text people read.
+pub(crate) fn cut_marked(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_owned();
+    }
+    let mut cut = first_chars(text, max_chars.saturating_sub(1));
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,3 +140,54 @@ pub fn install_redirect_uri<'a>(
 /// Why an integration's app is not installed through Herald.
 pub const NOT_INSTALLABLE: &str =
     "not an app installed through Herald (oauth.redirect_uri and no oauth.refresh_token)";
+
+/// The hex HMAC-SHA256 of `body` under `key`: how Asana (`X-Hook-Signature`) and Tripleseat
+/// (`X-Signature`) sign what they send (their simulators sign with it).
+pub fn hex_hmac_sha256(key: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks that `signature` (the vendor's `header`) is the hex HMAC-SHA256 of `body` under `key`,
+/// in constant time.
+pub fn verify_hex_hmac_sha256(
+    key: &str,
+    body: &[u8],
+    signature: &str,
+    header: &str,
+) -> Result<(), InboundError> {
+    use hmac::Mac;
+    let refused = || InboundError::SignatureRefused(format!("{header} does not match"));
+    let given = hex::decode(signature.trim()).map_err(|_| refused())?;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).map_err(|_| refused())?;
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| refused())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_signatures_verify_only_for_the_body_and_key_signed() {
+        let body = br#"{"events":[]}"#;
+        let signature = hex_hmac_sha256("s3cret", body);
+        assert_eq!(signature.len(), 64);
+        assert!(verify_hex_hmac_sha256("s3cret", body, &signature, "X-Sig").is_ok());
+        for (key, body, signature) in [
+            ("other", &body[..], signature.as_str()),
+            ("s3cret", &br#"{"events":[{}]}"#[..], signature.as_str()),
+            ("s3cret", &body[..], "not hex"),
+        ] {
+            let refused = verify_hex_hmac_sha256(key, body, signature, "X-Sig").unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                "signature refused: X-Sig does not match"
+            );
+        }
+    }
+}

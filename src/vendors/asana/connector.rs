@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use super::{AsanaSettings, WEBHOOK_SECRET};
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    first_chars, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::{ReloadableSecret, Secret};
 use crate::vault::Vault;
@@ -259,7 +259,7 @@ impl AsanaConnector {
                             &format!("tasks/{}/subtasks", task.gid),
                             &[],
                             Some(json!({
-                                "name": truncate(&format!("{}: {}", action.label, notification.title), NAME_LENGTH),
+                                "name": first_chars(&format!("{}: {}", action.label, notification.title), NAME_LENGTH),
                                 "notes": notification.message,
                                 "due_on": due_on,
                                 "projects": [self.project],
@@ -388,7 +388,7 @@ impl AsanaConnector {
                     "due_on,memberships.project,memberships.section",
                 )],
                 Some(json!({
-                    "name": truncate(&format!("{who} · {date}"), NAME_LENGTH),
+                    "name": first_chars(&format!("{who} · {date}"), NAME_LENGTH),
                     "notes": notes,
                     "due_on": date,
                     "projects": [self.project],
@@ -410,8 +410,11 @@ impl AsanaConnector {
             .find(|membership| membership["project"]["gid"].as_str() == Some(&self.project))
             .and_then(|membership| membership["section"]["gid"].as_str())
             .map(str::to_owned);
+        let gid = task["gid"].as_str().ok_or_else(|| {
+            ConnectorError::Unavailable("Asana answered a task without its gid".into())
+        })?;
         Ok(WeddingTask {
-            gid: gid_of(&json!({ "data": task }))?,
+            gid: gid.to_owned(),
             due_on: task["due_on"].as_str().map(str::to_owned),
             section,
             remembered: false,
@@ -800,10 +803,6 @@ fn story_text(notification: &WeddingNotification) -> String {
         }
     }
     text
-}
-
-fn truncate(text: &str, length: usize) -> String {
-    text.chars().take(length).collect()
 }
 
 #[cfg(test)]

@@ -12,14 +12,13 @@
 //!   `notification/<id>/<actionId>`) acknowledges that notification, by the person who ticked it.
 //!   An empty `events` list is Asana's heartbeat.
 
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 
 use super::{Asana, AsanaConnector, AsanaSettings, WEBHOOK_SECRET};
 use crate::connectors::ConnectorError;
 use crate::vendors::inbound::{
-    InboundAction, InboundAnswer, InboundError, InboundFuture, InboundHandler, InboundRequest,
+    verify_hex_hmac_sha256, InboundAction, InboundAnswer, InboundError, InboundFuture,
+    InboundHandler, InboundRequest,
 };
 
 /// The most tasks read for one delivery: Asana batches events, and each read is a request
@@ -100,7 +99,7 @@ async fn events(request: InboundRequest<'_>) -> Result<InboundAnswer, InboundErr
         })?;
     let signature = header("x-hook-signature")
         .ok_or_else(|| InboundError::SignatureRefused("X-Hook-Signature is missing".into()))?;
-    verify_signature(secret.expose(), request.body, signature)?;
+    verify_hex_hmac_sha256(secret.expose(), request.body, signature, "X-Hook-Signature")?;
     let delivery: Delivery = serde_json::from_slice(request.body).map_err(|err| {
         InboundError::Malformed(format!("expected Asana's {{\"events\": [...]}}: {err}"))
     })?;
@@ -150,36 +149,4 @@ async fn events(request: InboundRequest<'_>) -> Result<InboundAnswer, InboundErr
     } else {
         InboundAnswer::Acknowledged(actions)
     })
-}
-
-/// `signature` is the hex HMAC-SHA256 of `body` under `secret`, compared in constant time.
-fn verify_signature(secret: &str, body: &[u8], signature: &str) -> Result<(), InboundError> {
-    let refused = || InboundError::SignatureRefused("X-Hook-Signature does not match".into());
-    let given = hex::decode(signature.trim()).map_err(|_| refused())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| refused())?;
-    mac.update(body);
-    mac.verify_slice(&given).map_err(|_| refused())
-}
-
-/// The signature Asana puts on `body` (the simulator signs with it).
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_verify_only_for_the_body_and_secret_signed() {
-        let body = br#"{"events":[]}"#;
-        let signature = sign("s3cret", body);
-        assert!(verify_signature("s3cret", body, &signature).is_ok());
-        assert!(verify_signature("other", body, &signature).is_err());
-        assert!(verify_signature("s3cret", br#"{"events":[{}]}"#, &signature).is_err());
-        assert!(verify_signature("s3cret", body, "not hex").is_err());
-    }
 }

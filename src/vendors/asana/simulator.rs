@@ -32,9 +32,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use serde_json::{json, Map, Value};
 
-use super::inbound::sign;
 use crate::sandbox::contract::{fields_of, load_written_contract, Breach, WrittenContract};
 use crate::sandbox::{Faults, RecordedRequest, Recorder, ScriptedResponse, Server};
+use crate::vendors::inbound::hex_hmac_sha256;
 use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 /// The simulated workspace's objects.
@@ -285,7 +285,7 @@ impl FakeAsana {
 
 /// POSTs a signed delivery to a webhook's target; the status it answered (0 if unreachable).
 async fn deliver(target: &str, secret: &str, body: String) -> u16 {
-    let signature = sign(secret, body.as_bytes());
+    let signature = hex_hmac_sha256(secret, body.as_bytes());
     match reqwest::Client::new()
         .post(target)
         .header("content-type", "application/json")

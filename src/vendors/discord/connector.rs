@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::{is_snowflake, DiscordSettings};
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    cut_marked, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::wedsync::{Priority, WeddingNotification};
@@ -148,7 +148,7 @@ impl DiscordConnector {
         let mut fields = Vec::new();
         if let Some(context) = &notification.wedding_context {
             let mut add = |name: &str, value: &str| {
-                fields.push(json!({"name": name, "value": truncate(&escape_markdown(value), FIELD_LENGTH), "inline": true}));
+                fields.push(json!({"name": name, "value": cut_marked(&escape_markdown(value), FIELD_LENGTH), "inline": true}));
             };
             add("Wedding", &context.wedding_date);
             if let Some(couple) = &context.couple_names {
@@ -159,8 +159,8 @@ impl DiscordConnector {
             }
         }
         let mut embed = json!({
-            "title": truncate(&escape_markdown(&notification.title), TITLE_LENGTH),
-            "description": truncate(&description, DESCRIPTION_LENGTH),
+            "title": cut_marked(&escape_markdown(&notification.title), TITLE_LENGTH),
+            "description": cut_marked(&description, DESCRIPTION_LENGTH),
             "color": match notification.priority {
                 Priority::Emergency => 0xD0_30_30,
                 Priority::High => 0xE6_7E_22,
@@ -168,7 +168,7 @@ impl DiscordConnector {
                 Priority::Low => 0x95_A5_A6,
             },
             "fields": fields,
-            "footer": {"text": truncate(&format!("WedSync · {} · {}", notification.notification_type, notification.notification_id), 2048)},
+            "footer": {"text": cut_marked(&format!("WedSync · {} · {}", notification.notification_type, notification.notification_id), 2048)},
         });
         if let Some(at) = &notification.created_at {
             embed["timestamp"] = json!(at);
@@ -398,16 +398,6 @@ fn escape_markdown(text: &str) -> String {
     escaped
 }
 
-/// At most `length` characters, ending in an ellipsis when cut.
-fn truncate(text: &str, length: usize) -> String {
-    if text.chars().count() <= length {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(length - 1).collect();
-    cut.push('…');
-    cut
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,8 +429,6 @@ mod tests {
             escape_markdown("@everyone **now** <@&1> [x](y)"),
             "\\@everyone \\*\\*now\\*\\* \\<\\@&1\\> \\[x\\]\\(y\\)"
         );
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate("abc", 4), "abc");
     }
 
     #[test]

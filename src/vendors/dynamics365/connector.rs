@@ -28,7 +28,7 @@ use super::Dynamics365Settings;
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::oauth::ClientCredentialsSession;
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    first_chars, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::wedsync::{Priority, WeddingNotification};
@@ -174,7 +174,7 @@ impl Dynamics365Connector {
             ),
         };
         let mut annotation = json!({
-            "subject": truncated(&notification.title, 500),
+            "subject": first_chars(&notification.title, 500),
             "notetext": note_text(notification),
         });
         annotation[bind] = json!(parent);
@@ -269,10 +269,10 @@ impl Dynamics365Connector {
         let mut contact = json!({"emailaddress1": email});
         match name.rsplit_once(' ') {
             Some((first, last)) => {
-                contact["firstname"] = json!(truncated(first.trim(), 50));
-                contact["lastname"] = json!(truncated(last, 50));
+                contact["firstname"] = json!(first_chars(first.trim(), 50));
+                contact["lastname"] = json!(first_chars(last, 50));
             }
-            None => contact["lastname"] = json!(truncated(&name, 50)),
+            None => contact["lastname"] = json!(first_chars(&name, 50)),
         }
         self.insert("contacts", "contactid", &contact).await
     }
@@ -301,7 +301,7 @@ impl Dynamics365Connector {
                 Some(&json!({
                     "Status": status,
                     "OpportunityClose": {
-                        "subject": truncated(&notification.title, 200),
+                        "subject": first_chars(&notification.title, 200),
                         "opportunityid@odata.bind": format!("/opportunities({})", opportunity.id),
                     },
                 })),
@@ -488,8 +488,8 @@ fn classify(
 /// on the wedding day, priority from the notification's.
 fn task(notification: &WeddingNotification, contact_id: &str) -> Value {
     let mut task = json!({
-        "subject": truncated(&notification.title, SUBJECT_LENGTH),
-        "description": truncated(&note_text(notification), DESCRIPTION_LENGTH),
+        "subject": first_chars(&notification.title, SUBJECT_LENGTH),
+        "description": first_chars(&note_text(notification), DESCRIPTION_LENGTH),
         "prioritycode": match notification.priority {
             Priority::Emergency | Priority::High => 2,
             Priority::Normal => 1,
@@ -514,10 +514,6 @@ fn note_text(notification: &WeddingNotification) -> String {
         }
     }
     text
-}
-
-fn truncated(text: &str, length: usize) -> String {
-    text.chars().take(length).collect()
 }
 
 /// The opportunity to move and how, when the metadata names one: `dynamicsOpportunityId` (a

@@ -30,7 +30,8 @@ use serde_json::{json, Value};
 use super::MondaySettings;
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::{
-    note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    first_chars, note_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::wedsync::{Priority, WeddingContext, WeddingNotification};
@@ -290,7 +291,7 @@ impl MondayConnector {
                     CREATE_ITEM,
                     json!({
                         "board": board,
-                        "name": truncated(&name, ITEM_NAME_LENGTH),
+                        "name": first_chars(&name, ITEM_NAME_LENGTH),
                         "columns": json!({email_column: {"email": email, "text": email}}).to_string(),
                     }),
                 )
@@ -560,7 +561,7 @@ fn item_name(wedding: &WeddingContext, wedding_id: &str) -> String {
         Some(couple) => format!("{couple}, {}", wedding.wedding_date),
         None => format!("Wedding {wedding_id}, {}", wedding.wedding_date),
     };
-    truncated(&name, ITEM_NAME_LENGTH)
+    first_chars(&name, ITEM_NAME_LENGTH)
 }
 
 /// The update: the notification (title, message) as HTML, then the synced contacts.
@@ -574,10 +575,6 @@ fn update_body(notification: &WeddingNotification, contacts: &[Synced]) -> Strin
         body.push_str(&format!("<p>Contacts: {}</p>", listed.join(", ")));
     }
     body
-}
-
-fn truncated(text: &str, length: usize) -> String {
-    text.chars().take(length).collect()
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use super::SalesforceSettings;
 use crate::connectors::http::{transport_error, OutboundClient};
 use crate::connectors::oauth::{InstallGrant, JwtBearerSession, OAuthSession, RefreshToken};
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    first_chars, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::vault::Vault;
@@ -305,8 +305,8 @@ impl SalesforceConnector {
     fn task(&self, notification: &WeddingNotification, who: &str, what: Option<&str>) -> Value {
         let mut task = json!({
             "attributes": {"type": "Task"},
-            "Subject": truncate(&notification.title, SUBJECT_LENGTH),
-            "Description": truncate(&notification.message, DESCRIPTION_LENGTH),
+            "Subject": first_chars(&notification.title, SUBJECT_LENGTH),
+            "Description": first_chars(&notification.message, DESCRIPTION_LENGTH),
             "WhoId": who,
             "Status": self.task_status,
             "Priority": match notification.priority {
@@ -650,18 +650,13 @@ fn new_contact(notification: &WeddingNotification, email: &str) -> Value {
     };
     let mut contact = json!({
         "attributes": {"type": "Contact"},
-        "LastName": truncate(&last, 80),
+        "LastName": first_chars(&last, 80),
         "Email": email,
     });
     if let Some(first) = first.filter(|first| !first.is_empty()) {
-        contact["FirstName"] = json!(truncate(first, 40));
+        contact["FirstName"] = json!(first_chars(first, 40));
     }
     contact
-}
-
-/// At most `limit` characters of `text`.
-fn truncate(text: &str, limit: usize) -> String {
-    text.chars().take(limit).collect()
 }
 
 #[cfg(test)]

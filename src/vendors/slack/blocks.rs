@@ -9,6 +9,7 @@
 
 use serde_json::{json, Value};
 
+use crate::connectors::cut_marked;
 use crate::wedsync::{Priority, WeddingNotification};
 
 /// Slack's limits (Block Kit reference): characters in a section's text, blocks in a message,
@@ -75,16 +76,6 @@ pub fn escaped_within(text: &str, max_chars: usize) -> String {
     }
 }
 
-/// Cuts plain text (which Slack shows as it is) to a field's limit, marking the cut.
-pub fn truncate(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 /// The notification's blocks: a header marked by priority, the message over as many sections as
 /// it needs, and the wedding's details as context. The actions come apart
 /// ([`action_blocks`]): in the message's thread, or after these when the message is scheduled.
@@ -96,7 +87,7 @@ pub fn slack_blocks(notification: &WeddingNotification) -> Vec<Value> {
     };
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": truncate(&format!("{marker}{}", notification.title), HEADER_CHARS), "emoji": true}
+        "text": {"type": "plain_text", "text": cut_marked(&format!("{marker}{}", notification.title), HEADER_CHARS), "emoji": true}
     })];
     blocks.extend(
         escaped_pieces(&notification.message, SECTION_CHARS)
@@ -147,7 +138,7 @@ pub fn action_blocks(notification: &WeddingNotification, block_budget: usize) ->
         }
         let mut button = json!({
             "type": "button",
-            "text": {"type": "plain_text", "text": truncate(&action.label, BUTTON_TEXT_CHARS)},
+            "text": {"type": "plain_text", "text": cut_marked(&action.label, BUTTON_TEXT_CHARS)},
             "action_id": action.action_id,
             "value": notification.notification_id,
         });
@@ -279,7 +270,7 @@ mod tests {
             sections.concat(),
             format!("{}&amp;{}", "x".repeat(2998), "y".repeat(17_000))
         );
-        let header = truncate(&"t".repeat(400), 150);
+        let header = cut_marked(&"t".repeat(400), 150);
         assert_eq!(header.chars().count(), 150);
         assert!(header.ends_with('…'));
         let fallback = escaped_within(&"&".repeat(1000), 4000);

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use super::TelegramSettings;
 use crate::connectors::http::{transport_error, OutboundClient};
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    cut_marked, escape_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::wedsync::{Priority, WeddingNotification};
@@ -230,28 +231,12 @@ fn classify(status: reqwest::StatusCode, answer: &Value) -> ConnectorError {
     }
 }
 
-/// `text` safe in Telegram's HTML: `&`, `<` and `>` escaped.
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn truncate(text: &str, length: usize) -> String {
-    if text.chars().count() <= length {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(length - 1).collect();
-    cut.push('…');
-    cut
-}
-
 /// The message: the title in bold, the message, the wedding in italics.
 fn message_html(notification: &WeddingNotification) -> String {
     let mut text = format!(
         "<b>{}</b>\n{}",
-        escape_html(&truncate(&notification.title, 300)),
-        escape_html(&truncate(&notification.message, MESSAGE_LENGTH))
+        escape_html(&cut_marked(&notification.title, 300)),
+        escape_html(&cut_marked(&notification.message, MESSAGE_LENGTH))
     );
     if let Some(context) = &notification.wedding_context {
         let mut wedding = context.wedding_date.clone();

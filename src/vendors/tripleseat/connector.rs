@@ -340,7 +340,7 @@ impl Connector for TripleseatConnector {
     fn requests_per_delivery(&self, notification: &WeddingNotification) -> u32 {
         let moves = matches!(moved_to(notification), Ok(Some(_)));
         let updates = moves || notification.new_booking_status().is_some();
-        1 + 2 * u32::from(moves) + u32::from(updates && !moves)
+        u32::from(moves) + u32::from(updates) + 1
     }
 
     fn engagement<'a>(&'a self, _: &'a Value) -> CheckFuture<'a> {

@@ -31,10 +31,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{json, Value};
 
-use super::inbound::sign;
 use super::EventTime;
 use crate::sandbox::contract::{fields_of, load_written_contract, Breach, WrittenContract};
 use crate::sandbox::{Faults, RecordedRequest, Recorder, ScriptedResponse, Server};
+use crate::vendors::inbound::hex_hmac_sha256;
 use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
 
 /// The simulated partner app's client id (its UID).
@@ -198,7 +198,7 @@ impl FakeTripleseat {
         match reqwest::Client::new()
             .post(target)
             .header("content-type", "application/json")
-            .header("x-signature", sign(signing_key, body.as_bytes()))
+            .header("x-signature", hex_hmac_sha256(signing_key, body.as_bytes()))
             .body(body)
             .send()
             .await

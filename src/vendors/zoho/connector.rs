@@ -30,7 +30,7 @@ use super::ZohoSettings;
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::oauth::{InstallGrant, OAuthSession, RefreshToken};
 use crate::connectors::{
-    CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    first_chars, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::vault::Vault;
@@ -181,7 +181,7 @@ impl ZohoConnector {
             None => ("Contacts", synced[0].id.as_str()),
         };
         let note = json!({"data": [{
-            "Note_Title": truncated(&notification.title),
+            "Note_Title": first_chars(&notification.title, TITLE_LENGTH),
             "Note_Content": note_content(notification),
             "Parent_Id": {"module": {"api_name": parent_module}, "id": parent_id},
         }]});
@@ -554,7 +554,7 @@ fn contact(notification: &WeddingNotification, email: &str) -> Value {
 /// wedding day, priority from the notification's, on the deal when one is named.
 fn task(notification: &WeddingNotification, contact: &Synced, deal: Option<&DealMove>) -> Value {
     let mut task = json!({
-        "Subject": truncated(&notification.title),
+        "Subject": first_chars(&notification.title, TITLE_LENGTH),
         "Description": note_content(notification),
         "Status": "Not Started",
         "Priority": match notification.priority {
@@ -587,10 +587,6 @@ fn note_content(notification: &WeddingNotification) -> String {
         }
     }
     content
-}
-
-fn truncated(text: &str) -> String {
-    text.chars().take(TITLE_LENGTH).collect()
 }
 
 /// The deal to move and its new stage, when the metadata names one: `zohoDealId` (Zoho's
