@@ -188,6 +188,19 @@ pub(crate) fn escape_html(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// `text` with each of `specials` preceded by a backslash: how markdown dialects let text show
+/// as written instead of formatting it.
+pub(crate) fn backslash_escape(text: &str, specials: &[char]) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if specials.contains(&c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// The first `max_chars` characters of `text` (a vendor's field limit, counted in characters).
 pub(crate) fn first_chars(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()

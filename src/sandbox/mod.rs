@@ -9,7 +9,7 @@ mod faults;
 mod schema;
 
 pub use faults::{Faults, RecordedRequest, Recorder, ScriptedResponse};
-pub use schema::SchemaError;
+pub use schema::{Schema, SchemaError};
 
 use std::net::SocketAddr;
 

@@ -1,8 +1,12 @@
 //! JSON Schema validation for the contracts we write ourselves from a vendor's documentation
-//! (the vendors that publish no spec we may bundle): the draft 2020-12 keywords those contracts use, nothing more. A schema that
-//! uses any other keyword is refused when it is read, so a contract can never be silently more
-//! lenient than it looks.
+//! (the vendors that publish no spec we may bundle) and for the vendors' own published schemas
+//! we bundle (the Adaptive Card schema, draft-06): the keywords those documents use, nothing
+//! more. A schema that uses any other keyword is refused when it is read, so a contract can
+//! never be silently more lenient than it looks.
 
+use std::collections::HashMap;
+
+use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::wedsync::is_iso_date;
@@ -15,9 +19,18 @@ const KEYWORDS: &[&str] = &[
     "$comment",
     "$defs",
     "$ref",
+    // draft-06's `$id` and `definitions` (resolved like `$defs`).
+    "id",
+    "definitions",
     "title",
     "description",
     "examples",
+    "example",
+    "default",
+    // The Adaptive Card schema's annotations: the card version (and host features) a property
+    // arrived with.
+    "version",
+    "features",
     "type",
     "properties",
     "required",
@@ -34,10 +47,12 @@ const KEYWORDS: &[&str] = &[
     "format",
     "anyOf",
     "oneOf",
+    "allOf",
+    "pattern",
 ];
 
 /// The `format` values this validator checks.
-const FORMATS: &[&str] = &["date", "date-time", "email", "uri"];
+const FORMATS: &[&str] = &["date", "date-time", "email", "uri", "uri-reference"];
 
 /// One place where an instance breaks its schema: `at` names the field (`inputs[0].id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,20 +71,28 @@ impl std::fmt::Display for SchemaError {
     }
 }
 
-/// A schema, with the `$defs` of the document it came from for `$ref`s.
+/// A schema, with the `$defs` (or draft-06 `definitions`) of the document it came from for
+/// `$ref`s, and its `pattern`s compiled.
 pub struct Schema<'a> {
     node: &'a Value,
     defs: &'a Map<String, Value>,
+    patterns: HashMap<&'a str, Regex>,
 }
 
 impl<'a> Schema<'a> {
-    /// Checks every keyword of `node` (and of `defs`) is understood and every `$ref` resolves.
+    /// Checks every keyword of `node` (and of `defs`) is understood, every `$ref` resolves and
+    /// every `pattern` is a regular expression.
     pub fn new(node: &'a Value, defs: &'a Map<String, Value>) -> Result<Self, String> {
-        check_keywords(node, defs, "#")?;
+        let mut patterns = HashMap::new();
+        check_keywords(node, defs, "#", &mut patterns)?;
         for (name, def) in defs {
-            check_keywords(def, defs, &format!("#/$defs/{name}"))?;
+            check_keywords(def, defs, &format!("#/$defs/{name}"), &mut patterns)?;
         }
-        Ok(Self { node, defs })
+        Ok(Self {
+            node,
+            defs,
+            patterns,
+        })
     }
 
     /// Every way `instance` breaks the schema; empty when it conforms.
@@ -135,6 +158,15 @@ impl<'a> Schema<'a> {
                     fail(format!("is not a valid {format}"));
                 }
             }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                if !self
+                    .patterns
+                    .get(pattern)
+                    .is_some_and(|re| re.is_match(text))
+                {
+                    fail(format!("must match {pattern}"));
+                }
+            }
         }
         if let Some(number) = instance.as_f64() {
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
@@ -168,6 +200,14 @@ impl<'a> Schema<'a> {
         }
         if let Some(fields) = instance.as_object() {
             self.check_object(schema, fields, at, errors);
+        }
+        for branch in schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.check(branch, instance, at, errors);
         }
         for (keyword, exactly_one) in [("anyOf", false), ("oneOf", true)] {
             let Some(branches) = schema.get(keyword).and_then(Value::as_array) else {
@@ -244,11 +284,21 @@ fn join(at: &str, name: &str) -> String {
 }
 
 fn resolve<'a>(reference: &str, defs: &'a Map<String, Value>) -> Option<&'a Value> {
-    defs.get(reference.strip_prefix("#/$defs/")?)
+    defs.get(
+        reference
+            .strip_prefix("#/$defs/")
+            .or_else(|| reference.strip_prefix("#/definitions/"))?,
+    )
 }
 
-/// Refuses keywords, formats and `$ref`s this validator does not implement.
-fn check_keywords(node: &Value, defs: &Map<String, Value>, at: &str) -> Result<(), String> {
+/// Refuses keywords, formats and `$ref`s this validator does not implement, and compiles the
+/// patterns into `patterns`.
+fn check_keywords<'a>(
+    node: &'a Value,
+    defs: &Map<String, Value>,
+    at: &str,
+    patterns: &mut HashMap<&'a str, Regex>,
+) -> Result<(), String> {
     let Some(schema) = node.as_object() else {
         return match node {
             Value::Bool(_) => Ok(()),
@@ -272,17 +322,26 @@ fn check_keywords(node: &Value, defs: &Map<String, Value>, at: &str) -> Result<(
                     return Err(format!("{at}: the format {format} is not supported"));
                 }
             }
+            "pattern" => {
+                let pattern = value
+                    .as_str()
+                    .ok_or_else(|| format!("{at}: a pattern must be a string"))?;
+                let compiled = Regex::new(pattern).map_err(|err| {
+                    format!("{at}: the pattern {pattern} does not compile: {err}")
+                })?;
+                patterns.insert(pattern, compiled);
+            }
             "properties" => {
                 for (name, property) in value.as_object().into_iter().flatten() {
-                    check_keywords(property, defs, &format!("{at}/properties/{name}"))?;
+                    check_keywords(property, defs, &format!("{at}/properties/{name}"), patterns)?;
                 }
             }
             "items" | "additionalProperties" => {
-                check_keywords(value, defs, &format!("{at}/{keyword}"))?
+                check_keywords(value, defs, &format!("{at}/{keyword}"), patterns)?
             }
-            "anyOf" | "oneOf" => {
+            "anyOf" | "oneOf" | "allOf" => {
                 for (index, branch) in value.as_array().into_iter().flatten().enumerate() {
-                    check_keywords(branch, defs, &format!("{at}/{keyword}/{index}"))?;
+                    check_keywords(branch, defs, &format!("{at}/{keyword}/{index}"), patterns)?;
                 }
             }
             _ => {}
@@ -323,6 +382,9 @@ fn matches_format(format: &str, text: &str) -> bool {
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.')),
         "uri" => url::Url::parse(text).is_ok(),
+        "uri-reference" => url::Url::parse("https://reference.invalid/")
+            .and_then(|base| base.join(text))
+            .is_ok(),
         _ => false,
     }
 }
@@ -411,6 +473,28 @@ mod tests {
     }
 
     #[test]
+    fn all_of_and_patterns_are_checked() {
+        let schema =
+            json!({"allOf": [{"required": ["a"]}, {"properties": {"a": {"pattern": "^[a-z]+$"}}}]});
+        assert_eq!(errors(schema.clone(), json!({})), vec!["a: is required"]);
+        assert_eq!(
+            errors(schema.clone(), json!({"a": "A1"})),
+            vec!["a: must match ^[a-z]+$"]
+        );
+        assert!(errors(schema, json!({"a": "abc"})).is_empty());
+        assert!(errors(json!({"format": "uri-reference"}), json!("/relative?x=1")).is_empty());
+    }
+
+    #[test]
+    fn draft_06_definitions_resolve_like_defs() {
+        let defs = json!({"id": {"type": "string"}});
+        let defs = defs.as_object().unwrap();
+        let schema = json!({"items": {"$ref": "#/definitions/id"}});
+        let found = Schema::new(&schema, defs).unwrap().validate(&json!([1]));
+        assert_eq!(found[0].to_string(), "[0]: must be string, not a number");
+    }
+
+    #[test]
     fn refs_resolve_in_defs() {
         let defs = json!({"id": {"type": "string"}});
         let defs = defs.as_object().unwrap();
@@ -426,9 +510,10 @@ mod tests {
         let defs = Map::new();
         for (schema, expected) in [
             (
-                json!({"pattern": "^a"}),
-                "the keyword pattern is not supported",
+                json!({"minProperties": 1}),
+                "the keyword minProperties is not supported",
             ),
+            (json!({"pattern": "(a"}), "the pattern (a does not compile"),
             (
                 json!({"properties": {"a": {"format": "ipv4"}}}),
                 "the format ipv4 is not supported",

@@ -19,6 +19,7 @@ pub mod pipedrive;
 pub mod salesforce;
 pub mod slack;
 pub mod tave;
+pub mod teams;
 pub mod telegram;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -55,6 +56,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
+        &teams::Teams,
         &telegram::Telegram,
         &tripleseat::Tripleseat,
         &webhook::Webhook,
@@ -133,7 +135,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "teams",
     "whatsapp",
     "intercom",
     "google_calendar",
@@ -187,7 +188,7 @@ pub trait RunningSimulator: Send + Sync {
     fn faults(&self) -> &Faults;
     fn recorder(&self) -> &Recorder;
     /// The credential the simulator accepts, to be kept where `settings`' secret points.
-    fn credential(&self) -> &'static str;
+    fn credential(&self) -> String;
     /// An integration's `settings` (the inside of a TOML inline table) that reach this simulator,
     /// reading the credential from `secret` (a TOML secret reference, `{ file = "..." }`).
     fn settings(&self, secret: &str) -> String;
@@ -394,6 +395,7 @@ mod tests {
                 "salesforce",
                 "slack",
                 "tave",
+                "teams",
                 "telegram",
                 "tripleseat",
                 "webhook",
@@ -403,7 +405,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("teams").is_none());
+        assert!(find("whatsapp").is_none());
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod salesforce;
 mod sandbox;
 mod supervision;
 mod tave;
+mod teams;
 mod telegram;
 mod tripleseat;
 mod vendors;

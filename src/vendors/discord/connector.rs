@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 use super::{is_snowflake, DiscordSettings};
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::{
-    cut_marked, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
+    backslash_escape, cut_marked, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt,
 };
 use crate::secret::ReloadableSecret;
 use crate::wedsync::{Priority, WeddingNotification};
@@ -369,33 +370,15 @@ fn classify(
     }
 }
 
+/// Discord's markdown and mention characters.
+const MARKDOWN_SPECIALS: &[char] = &[
+    '\\', '*', '_', '~', '`', '|', '>', '#', '-', '[', ']', '(', ')', '<', '@',
+];
+
 /// `text` with Discord's markdown and mention characters escaped, so WedSync's words show as
 /// written.
 fn escape_markdown(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(
-            c,
-            '\\' | '*'
-                | '_'
-                | '~'
-                | '`'
-                | '|'
-                | '>'
-                | '#'
-                | '-'
-                | '['
-                | ']'
-                | '('
-                | ')'
-                | '<'
-                | '@'
-        ) {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
+    backslash_escape(text, MARKDOWN_SPECIALS)
 }
 
 #[cfg(test)]

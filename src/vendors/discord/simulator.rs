@@ -431,8 +431,8 @@ impl RunningSimulator for FakeDiscord {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_WEBHOOK_URL
+    fn credential(&self) -> String {
+        SIMULATED_WEBHOOK_URL.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -801,8 +801,8 @@ impl RunningSimulator for FakeDataverse {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_CLIENT_SECRET
+    fn credential(&self) -> String {
+        SIMULATED_CLIENT_SECRET.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

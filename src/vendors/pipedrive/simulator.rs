@@ -773,8 +773,8 @@ impl RunningSimulator for FakePipedrive {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_API_TOKEN
+    fn credential(&self) -> String {
+        SIMULATED_API_TOKEN.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

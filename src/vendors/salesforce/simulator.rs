@@ -1026,8 +1026,8 @@ impl RunningSimulator for FakeSalesforce {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_REFRESH_TOKEN
+    fn credential(&self) -> String {
+        SIMULATED_REFRESH_TOKEN.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -924,8 +924,8 @@ impl RunningSimulator for FakeSlack {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_TOKEN
+    fn credential(&self) -> String {
+        SIMULATED_TOKEN.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -587,8 +587,8 @@ impl RunningSimulator for FakeTave {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_API_KEY
+    fn credential(&self) -> String {
+        SIMULATED_API_KEY.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

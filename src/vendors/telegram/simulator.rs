@@ -449,8 +449,8 @@ impl RunningSimulator for FakeTelegram {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_TOKEN
+    fn credential(&self) -> String {
+        SIMULATED_TOKEN.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -560,8 +560,8 @@ impl RunningSimulator for FakeTripleseat {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_CREDENTIAL
+    fn credential(&self) -> String {
+        SIMULATED_CREDENTIAL.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -144,8 +144,8 @@ impl RunningSimulator for WebhookReceiver {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_SECRET
+    fn credential(&self) -> String {
+        SIMULATED_SECRET.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {

@@ -874,8 +874,8 @@ impl RunningSimulator for FakeZoho {
         &self.recorder
     }
 
-    fn credential(&self) -> &'static str {
-        SIMULATED_CREDENTIAL
+    fn credential(&self) -> String {
+        SIMULATED_CREDENTIAL.to_owned()
     }
 
     fn settings(&self, secret: &str) -> String {
