@@ -1154,6 +1154,7 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
         load(Some(&dir.join("examples/venue.toml"))).unwrap();
         load(Some(&dir.join("examples/second-shooters.toml"))).unwrap();
         load(Some(&dir.join("examples/country-house-venue.toml"))).unwrap();
+        load(Some(&dir.join("examples/studio-tools.toml"))).unwrap();
         // Story 4's white-label platform waits for QuickBooks (and Google Calendar).
         let err = load(Some(&dir.join("examples/enterprise-white-label.toml")))
             .unwrap_err()

@@ -10,12 +10,16 @@
 //! in [`all`].
 
 pub mod asana;
+pub mod automation;
 pub mod discord;
+pub mod dubsado;
 pub mod dynamics365;
+pub mod honeybook;
 pub mod hubspot;
 pub mod inbound;
 pub mod monday;
 pub mod pipedrive;
+pub mod pixifi;
 pub mod salesforce;
 pub mod slack;
 pub mod tave;
@@ -49,10 +53,13 @@ pub fn all() -> &'static [&'static dyn Vendor] {
     &[
         &asana::Asana,
         &discord::Discord,
+        &dubsado::Dubsado,
         &dynamics365::Dynamics365,
+        &honeybook::HoneyBook,
         &hubspot::HubSpot,
         &monday::Monday,
         &pipedrive::Pipedrive,
+        &pixifi::Pixifi,
         &salesforce::Salesforce,
         &slack::Slack,
         &tave::Tave,
@@ -388,10 +395,13 @@ mod tests {
             [
                 "asana",
                 "discord",
+                "dubsado",
                 "dynamics365",
+                "honeybook",
                 "hubspot",
                 "monday",
                 "pipedrive",
+                "pixifi",
                 "salesforce",
                 "slack",
                 "tave",

@@ -7,6 +7,7 @@ mod hostile;
 mod acceptance;
 mod asana;
 mod audit;
+mod automation_vendors;
 mod breaker;
 mod contract;
 mod demo;

@@ -7,7 +7,7 @@ mod simulator;
 
 use std::sync::Arc;
 
-pub use connector::{sign_standard_webhook, WebhookConnector};
+pub use connector::WebhookConnector;
 pub use settings::WebhookSettings;
 pub use simulator::WebhookReceiver;
 

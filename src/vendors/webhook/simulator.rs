@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::sign_standard_webhook;
+use crate::connectors::standard_webhooks::sign_standard_webhook;
 use crate::sandbox::ScriptedResponse;
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Server};
 use crate::vendors::{base_sample_notification, RunningSimulator, Simulation, SimulatorFuture};
