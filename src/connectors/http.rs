@@ -84,6 +84,36 @@ impl OutboundClient {
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
+
+    /// Resolves `host` for a connection that is not HTTP (SMTP) and checks the addresses against
+    /// the destination policy, as the HTTP client's resolver does: the first address allowed, to
+    /// connect to exactly what was checked.
+    pub async fn resolve_checked(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<SocketAddr, ConnectorError> {
+        let host = host.trim_matches(['[', ']']);
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|err| ConnectorError::Unavailable(format!("cannot resolve {host}: {err}")))?
+            .collect();
+        let first = found
+            .first()
+            .copied()
+            .ok_or_else(|| ConnectorError::Unavailable(format!("{host} has no address")))?;
+        if self.allow_private {
+            return Ok(first);
+        }
+        found
+            .into_iter()
+            .find(|address| is_public(address.ip()))
+            .ok_or_else(|| {
+                ConnectorError::Forbidden(format!(
+                    "{host} is a private or local address (set security.allow_private_destinations to allow it)"
+                ))
+            })
+    }
 }
 
 /// Maps a transport failure (no HTTP answer) to a connector error.
@@ -252,6 +282,24 @@ mod tests {
         ));
         let open = OutboundClient::new(true).unwrap();
         assert!(open.check_url("http://127.0.0.1:9000/").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hosts_for_other_protocols_are_checked_like_urls() {
+        let strict = OutboundClient::new(false).unwrap();
+        assert!(matches!(
+            strict.resolve_checked("127.0.0.1", 587).await,
+            Err(ConnectorError::Forbidden(_))
+        ));
+        assert!(matches!(
+            strict.resolve_checked("localhost", 587).await,
+            Err(ConnectorError::Forbidden(_))
+        ));
+        let open = OutboundClient::new(true).unwrap();
+        assert_eq!(
+            open.resolve_checked("127.0.0.1", 587).await.unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 587))
+        );
     }
 
     #[test]

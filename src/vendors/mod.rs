@@ -14,6 +14,7 @@ pub mod automation;
 pub mod discord;
 pub mod dubsado;
 pub mod dynamics365;
+pub mod email;
 pub mod honeybook;
 pub mod hubspot;
 pub mod inbound;
@@ -22,6 +23,8 @@ pub mod pipedrive;
 pub mod pixifi;
 pub mod salesforce;
 pub mod slack;
+pub mod smtp;
+pub mod studio_ninja;
 pub mod tave;
 pub mod teams;
 pub mod telegram;
@@ -55,6 +58,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &discord::Discord,
         &dubsado::Dubsado,
         &dynamics365::Dynamics365,
+        &email::Email,
         &honeybook::HoneyBook,
         &hubspot::HubSpot,
         &monday::Monday,
@@ -62,6 +66,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &pixifi::Pixifi,
         &salesforce::Salesforce,
         &slack::Slack,
+        &studio_ninja::StudioNinja,
         &tave::Tave,
         &teams::Teams,
         &telegram::Telegram,
@@ -397,6 +402,7 @@ mod tests {
                 "discord",
                 "dubsado",
                 "dynamics365",
+                "email",
                 "honeybook",
                 "hubspot",
                 "monday",
@@ -404,6 +410,7 @@ mod tests {
                 "pixifi",
                 "salesforce",
                 "slack",
+                "studio_ninja",
                 "tave",
                 "teams",
                 "telegram",

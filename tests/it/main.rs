@@ -14,6 +14,7 @@ mod demo;
 mod discord;
 mod durability;
 mod dynamics365;
+mod email;
 mod emergency;
 mod hubspot;
 mod hubspot_webhooks;

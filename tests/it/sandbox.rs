@@ -179,8 +179,10 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
             vec![
                 "sandbox-asana",
                 "sandbox-discord",
+                "sandbox-email",
                 "sandbox-monday",
                 "sandbox-slack",
+                "sandbox-studio_ninja",
                 "sandbox-teams",
                 "sandbox-telegram",
                 "sandbox-webhook",

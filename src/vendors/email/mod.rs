@@ -1,0 +1,72 @@
+//! Email: each notification as an email to the studio's inbox through its own SMTP server, the
+//! channel every supplier has (`../smtp/` does the work).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::smtp::{self, SmtpSink};
+use super::{
+    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
+    VendorDescription, VendorSettings,
+};
+use crate::wedsync::IntegrationType;
+
+pub struct Email;
+
+const DESCRIPTION: VendorDescription = VendorDescription {
+    kind: "email",
+    name: "Email",
+    integration_type: IntegrationType::CommunicationPlatform,
+    authentication: "smtp-login",
+    default_rate: DefaultRate {
+        per_second: 0.5,
+        burst: 5,
+        source: "Exchange Online sends at most 30 messages a minute from one mailbox and Google Workspace about 2,000 a day; one every two seconds with a burst of 5 stays inside both",
+        window: None,
+    },
+    seed_operations: &[
+        SeedOperation {
+            name: "sendRichNotification",
+            implemented_by: "SMTP (STARTTLS): a plain-text and an HTML part, the subject marked for urgent notifications",
+        },
+        SeedOperation {
+            name: "createAutomatedMessageSequences",
+            implemented_by: "not in SMTP: a server sends what it is given at once",
+        },
+        SeedOperation {
+            name: "manageNotificationPreferences",
+            implemented_by: "the recipients are the integration's `to`; each reader's mail rules are their own",
+        },
+        SeedOperation {
+            name: "trackCommunicationEngagement",
+            implemented_by: "not possible without tracking pixels, which Herald does not add",
+        },
+        SeedOperation {
+            name: "authenticateConnection",
+            implemented_by: "the server's greeting, EHLO and sign-in, sending nothing",
+        },
+    ],
+    inbound: &[],
+    takes: None,
+};
+
+impl Vendor for Email {
+    fn describe(&self) -> &'static VendorDescription {
+        &DESCRIPTION
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
+        smtp::parse_settings("email", settings)
+    }
+}
+
+impl Simulation for Email {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(SmtpSink::simulated(addr))
+    }
+}
