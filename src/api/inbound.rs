@@ -1,5 +1,6 @@
 //! Inbound calls from the target systems, authenticated by the vendor's own scheme rather than
-//! an API key: `POST /inbound/{kind}/{integration}/{rest...}`.
+//! an API key: `POST /inbound/{kind}/{integration}/{rest...}` (and `GET`, for the vendors whose
+//! subscription check is one).
 //!
 //! The vendor's handler (`vendors::<kind>::inbound`) verifies the call and says what it amounts
 //! to; this module finds the integration, counts the outcome (`herald_inbound_total`) and acts:
@@ -10,8 +11,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -24,6 +25,8 @@ use crate::vendors::inbound::{InboundAction, InboundAnswer, InboundError, Inboun
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path((kind, integration_id, rest)): Path<(String, String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -57,7 +60,9 @@ pub async fn receive(
             integration_id: &integration_id,
             organization: &organization,
             settings: &*runtime.config.settings,
+            method: method.as_str(),
             path: &rest,
+            query: query.as_deref().unwrap_or_default(),
             headers: &headers,
             body: &body,
             now: (now_millis() / 1000).max(0) as u64,
@@ -75,6 +80,15 @@ pub async fn receive(
             Err(error.into())
         }
         Ok(InboundAnswer::Ignored) => Ok(StatusCode::OK.into_response()),
+        Ok(InboundAnswer::Challenge(challenge)) => Ok((
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            challenge,
+        )
+            .into_response()),
         Ok(InboundAnswer::Handshake(headers)) => {
             count("handshake");
             let mut response = StatusCode::OK.into_response();

@@ -140,7 +140,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         )
         .route(
             "/inbound/{kind}/{integrationId}/{*rest}",
-            post(inbound::receive),
+            post(inbound::receive).get(inbound::receive),
         )
         .route("/oauth/{kind}/callback", get(install::finish_install))
         .merge(v1)

@@ -27,8 +27,12 @@ pub struct InboundRequest<'a> {
     pub integration_id: &'a str,
     pub organization: &'a str,
     pub settings: &'a dyn VendorSettings,
+    /// `POST`, or `GET` for a vendor's subscription check (WhatsApp's `hub.challenge`).
+    pub method: &'a str,
     /// The path after `/inbound/<kind>/<integration>/` (`interactivity`, `order.booked/<secret>`).
     pub path: &'a str,
+    /// The query string, without its `?` (empty when there is none).
+    pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     /// Now, in seconds since the Unix epoch (signature windows).
@@ -59,6 +63,9 @@ pub enum InboundAnswer {
     /// The vendor confirming the address before it sends events (Asana's `X-Hook-Secret`):
     /// answered 200 with these headers.
     Handshake(Vec<(&'static str, String)>),
+    /// The vendor's subscription check that wants its challenge back as the body (WhatsApp's
+    /// `hub.challenge`): answered 200, `text/plain`.
+    Challenge(String),
 }
 
 /// Someone acted on a delivered notification in the vendor's system.

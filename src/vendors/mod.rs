@@ -32,6 +32,7 @@ pub mod telegram;
 pub mod testing;
 pub mod tripleseat;
 pub mod webhook;
+pub mod whatsapp;
 pub mod zoho;
 
 use std::any::Any;
@@ -72,6 +73,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &telegram::Telegram,
         &tripleseat::Tripleseat,
         &webhook::Webhook,
+        &whatsapp::WhatsApp,
         &zoho::Zoho,
     ]
 }
@@ -147,7 +149,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "whatsapp",
     "intercom",
     "google_calendar",
     "quickbooks",
@@ -416,13 +417,14 @@ mod tests {
                 "telegram",
                 "tripleseat",
                 "webhook",
+                "whatsapp",
                 "zoho"
             ]
         );
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("whatsapp").is_none());
+        assert!(find("intercom").is_none());
     }
 
     #[test]

@@ -38,4 +38,5 @@ mod teams;
 mod telegram;
 mod tripleseat;
 mod vendors;
+mod whatsapp;
 mod zoho;

@@ -186,6 +186,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
                 "sandbox-teams",
                 "sandbox-telegram",
                 "sandbox-webhook",
+                "sandbox-whatsapp",
             ],
         ),
     ] {
