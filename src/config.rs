@@ -994,10 +994,13 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
 
     #[test]
     fn a_planned_connector_is_reported_as_not_available_with_its_line() {
-        let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"intercom\"\n");
+        let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"google_calendar\"\n");
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains("integrations[1].kind"), "{err}");
-        assert!(err.contains("\"intercom\" is not available"), "{err}");
+        assert!(
+            err.contains("\"google_calendar\" is not available"),
+            "{err}"
+        );
         assert!(
             err.starts_with("test.toml:14:"),
             "the line of the second integration's kind: {err}"

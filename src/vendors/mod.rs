@@ -18,6 +18,7 @@ pub mod email;
 pub mod honeybook;
 pub mod hubspot;
 pub mod inbound;
+pub mod intercom;
 pub mod monday;
 pub mod pipedrive;
 pub mod pixifi;
@@ -62,6 +63,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &email::Email,
         &honeybook::HoneyBook,
         &hubspot::HubSpot,
+        &intercom::Intercom,
         &monday::Monday,
         &pipedrive::Pipedrive,
         &pixifi::Pixifi,
@@ -149,7 +151,6 @@ pub fn markdown_table() -> String {
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
 pub const PLANNED: &[&str] = &[
-    "intercom",
     "google_calendar",
     "quickbooks",
     "twilio",
@@ -406,6 +407,7 @@ mod tests {
                 "email",
                 "honeybook",
                 "hubspot",
+                "intercom",
                 "monday",
                 "pipedrive",
                 "pixifi",
@@ -424,7 +426,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("intercom").is_none());
+        assert!(find("google_calendar").is_none());
     }
 
     #[test]

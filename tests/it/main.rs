@@ -20,6 +20,7 @@ mod hubspot;
 mod hubspot_webhooks;
 mod intake;
 mod interactivity;
+mod intercom;
 mod isolation;
 mod managed_integrations;
 mod monday;
