@@ -7,6 +7,7 @@
 
 pub(crate) mod http;
 pub mod oauth;
+pub mod quiet_hours;
 pub mod standard_webhooks;
 
 use std::future::Future;

@@ -364,6 +364,18 @@ impl SettingsError {
     }
 }
 
+/// Checks a vendor's `quiet_hours`, naming the field (`quiet_hours.time_zone`).
+pub(crate) fn check_quiet_hours(
+    quiet: &Option<crate::connectors::quiet_hours::QuietHours>,
+) -> Result<(), SettingsError> {
+    match quiet {
+        Some(quiet) => quiet
+            .check()
+            .map_err(|err| SettingsError::new(format!("quiet_hours.{}", err.field), err.reason)),
+        None => Ok(()),
+    }
+}
+
 /// Deserializes settings into the vendor's type; a mistake is named by its path (`reminders[0].at`).
 pub fn deserialize_settings<T: DeserializeOwned>(
     settings: serde_json::Value,

@@ -1,11 +1,13 @@
-//! Slack quiet hours (the seed's manageNotificationPreferences): inside the channel's quiet
-//! period a notification is scheduled for the period's end instead of posted; an emergency
-//! breaks through.
+//! Quiet hours (the seed's manageNotificationPreferences), in the recipients' time zone: inside
+//! the period Slack schedules a notification for the period's end instead of posting it, Telegram
+//! and Discord post it silently; an emergency breaks through everywhere.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::sandbox::any_local_port;
+use herald::vendors::discord::FakeDiscord;
 use herald::vendors::slack::FakeSlack;
+use herald::vendors::telegram::FakeTelegram;
 use serde_json::json;
 
 use crate::harness::{all_delivered, notification, route, Harness, SLACK_TOKEN};
@@ -14,31 +16,53 @@ fn time_of_day(minute_of_day: u64) -> String {
     format!("{:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
 }
 
-/// A Slack workspace with channel #team and Herald posting to it inside a quiet period from an
-/// hour ago to an hour from now (UTC); and when that period ends (Unix seconds).
-async fn inside_quiet_hours() -> (FakeSlack, Harness, u64) {
-    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["team"])
-        .await
-        .unwrap();
-    let now = SystemTime::now()
+fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let minute = (now % 86_400) / 60;
+        .as_secs()
+}
+
+/// Quiet hours from an hour ago to an hour from now on the wall clock of a zone `offset`
+/// minutes ahead of UTC (a zone without daylight saving), as settings; and when they end (Unix
+/// seconds).
+fn around_now(zone: Option<(&str, u64)>) -> (String, u64) {
+    let now = now();
+    let minute = ((now % 86_400) / 60 + zone.map_or(0, |(_, offset)| offset)) % 1440;
     let (from, to) = (
         time_of_day((minute + 1440 - 60) % 1440),
         time_of_day((minute + 60) % 1440),
     );
+    let zone = zone.map_or(String::new(), |(name, _)| {
+        format!(", time_zone = \"{name}\"")
+    });
+    (
+        format!("quiet_hours = {{ from = \"{from}\", to = \"{to}\"{zone} }}"),
+        now - now % 60 + 3600,
+    )
+}
+
+/// A Slack workspace with channel #team and Herald posting to it inside a quiet period from an
+/// hour ago to an hour from now (UTC); and when that period ends (Unix seconds).
+async fn inside_quiet_hours() -> (FakeSlack, Harness, u64) {
+    inside_quiet_hours_of(None).await
+}
+
+async fn inside_quiet_hours_of(zone: Option<(&str, u64)>) -> (FakeSlack, Harness, u64) {
+    let slack = FakeSlack::start(any_local_port(), SLACK_TOKEN, &["team"])
+        .await
+        .unwrap();
+    let (quiet, ends) = around_now(zone);
     let body = format!(
         "[[organizations]]\nid = \"studio\"\n\
          [[integrations]]\nid = \"team\"\norganization = \"studio\"\nkind = \"slack\"\n\
-         settings = {{ base_url = \"{}\", channel = \"#team\", token = {{ file = \"{{secrets}}/slack\" }}, quiet_hours = {{ from = \"{from}\", to = \"{to}\" }} }}\n\
+         settings = {{ base_url = \"{}\", channel = \"#team\", token = {{ file = \"{{secrets}}/slack\" }}, {quiet} }}\n\
          rate_limit = {{ per_second = 100, burst = 10 }}\n{}",
         slack.base_url(),
         route("studio", &["team"], "")
     );
     let herald = Harness::start(&body, "studio").await;
-    (slack, herald, now - now % 60 + 3600)
+    (slack, herald, ends)
 }
 
 #[tokio::test]
@@ -144,4 +168,84 @@ async fn wedsync_text_cannot_mention_the_channel_or_disguise_a_link() {
         Vec::<String>::new(),
         "Slack would act on nothing in the message"
     );
+}
+
+#[tokio::test]
+async fn quiet_hours_are_the_recipients_wall_clock() {
+    // India is 5 h 30 ahead of UTC all year: the period is an hour either side of now there.
+    let (slack, herald, quiet_ends) = inside_quiet_hours_of(Some(("Asia/Kolkata", 330))).await;
+    herald
+        .post("/v1/notifications", &notification("india-1", "normal"))
+        .await;
+    let record = herald
+        .wait_for_notification("india-1", Duration::from_secs(10), all_delivered)
+        .await;
+    assert_eq!(record["targets"][0]["details"]["heldFor"], "quiet_hours");
+    assert_eq!(record["targets"][0]["details"]["postAt"], quiet_ends);
+    assert!(slack.messages("#team").is_empty());
+}
+
+#[tokio::test]
+async fn telegram_and_discord_post_silently_inside_quiet_hours() {
+    let (quiet, quiet_ends) = around_now(Some(("Asia/Tokyo", 540)));
+    let telegram = FakeTelegram::start(any_local_port(), "7001:quiet-bot-token")
+        .await
+        .unwrap();
+    telegram.add_chat("-1001234567890");
+    let discord = FakeDiscord::start(any_local_port()).await.unwrap();
+    let webhook = discord.add_webhook(
+        "1290000000000000555",
+        "quiet-token",
+        "Wedding desk",
+        "1290000000000000001",
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("telegram"), "7001:quiet-bot-token").unwrap();
+    std::fs::write(secrets.path().join("discord"), &webhook).unwrap();
+    let dir = secrets.path().display();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"crew\"\norganization = \"studio\"\nkind = \"telegram\"\n\
+         settings = {{ api_url = \"{}\", bot_token = {{ file = \"{dir}/telegram\" }}, chat_id = \"-1001234567890\", {quiet} }}\n\
+         rate_limit = {{ per_second = 100, burst = 50 }}\n\
+         [[integrations]]\nid = \"server\"\norganization = \"studio\"\nkind = \"discord\"\n\
+         settings = {{ api_url = \"{}\", webhook_url = {{ file = \"{dir}/discord\" }}, {quiet} }}\n\
+         rate_limit = {{ per_second = 100, burst = 50 }}\n{}",
+        telegram.api_url(),
+        discord.api_url(),
+        route("studio", &["crew", "server"], ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    let routine = herald
+        .notify(&notification("hush-1", "high"), all_delivered)
+        .await;
+    let urgent = herald
+        .notify(&notification("siren-1", "emergency"), all_delivered)
+        .await;
+    let sent = telegram.recorder.all();
+    assert_eq!(sent[0].body["disable_notification"], true);
+    assert_eq!(
+        sent[1].body.get("disable_notification"),
+        None,
+        "the emergency rings"
+    );
+    let posted = discord.messages();
+    assert_eq!(posted[0]["flags"], 4096, "SUPPRESS_NOTIFICATIONS");
+    assert_eq!(posted[1]["flags"], 0);
+    let details = |record: &serde_json::Value, system: &str| {
+        record["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|target| target["integrationId"] == system)
+            .unwrap()["details"]
+            .clone()
+    };
+    assert_eq!(details(&routine, "crew")["silentUntil"], quiet_ends);
+    assert_eq!(details(&routine, "server")["silent"], true);
+    assert_eq!(
+        details(&urgent, "crew")["silentUntil"],
+        serde_json::Value::Null
+    );
+    assert_eq!(details(&urgent, "server")["silent"], false);
 }

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::{is_snowflake, DiscordSettings};
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
+use crate::connectors::quiet_hours::QuietHours;
 use crate::connectors::{
     backslash_escape, cut_marked, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
@@ -34,6 +35,8 @@ const LONGEST_HOLD: Duration = Duration::from_secs(5);
 const TITLE_LENGTH: usize = 256;
 const DESCRIPTION_LENGTH: usize = 4096;
 const FIELD_LENGTH: usize = 1024;
+/// The message flag that posts without a push or a sound (`1 << 12`).
+pub(super) const SUPPRESS_NOTIFICATIONS: u64 = 1 << 12;
 
 pub struct DiscordConnector {
     integration_id: String,
@@ -42,6 +45,7 @@ pub struct DiscordConnector {
     thread_id: Option<String>,
     username: Option<String>,
     mention_role_ids: Vec<String>,
+    quiet_hours: Option<QuietHours>,
     client: OutboundClient,
     timeout: Duration,
     /// The webhook's bucket as Discord last reported it: requests left, and when it resets.
@@ -84,6 +88,7 @@ impl DiscordConnector {
             thread_id: settings.thread_id.clone(),
             username: settings.username.clone(),
             mention_role_ids: settings.mention_role_ids.clone(),
+            quiet_hours: settings.quiet_hours.clone(),
             client,
             timeout,
             bucket: Mutex::new(None),
@@ -119,6 +124,7 @@ impl DiscordConnector {
                 "messageId": id,
                 "channelId": answer["channel_id"],
                 "mentionedRoles": message["allowed_mentions"]["roles"],
+                "silent": message["flags"] == json!(SUPPRESS_NOTIFICATIONS),
             })),
         })
     }
@@ -188,6 +194,13 @@ impl DiscordConnector {
         }
         if let Some(username) = &self.username {
             message["username"] = json!(username);
+        }
+        if self
+            .quiet_hours
+            .as_ref()
+            .is_some_and(|quiet| quiet.end_if_quiet_now(notification.priority).is_some())
+        {
+            message["flags"] = json!(SUPPRESS_NOTIFICATIONS);
         }
         message
     }

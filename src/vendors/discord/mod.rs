@@ -45,7 +45,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
         SeedOperation {
             name: "manageNotificationPreferences",
-            implemented_by: "roles pinged only for high and emergency notifications (mention_role_ids); Discord's own notification settings are each member's",
+            implemented_by: "roles pinged only for high and emergency notifications (mention_role_ids); quiet_hours in the server's time zone: silent messages (SUPPRESS_NOTIFICATIONS) below breaks_through",
         },
         SeedOperation {
             name: "trackCommunicationEngagement",

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
+use crate::connectors::quiet_hours::QuietHours;
 use crate::secret::SecretRef;
-use crate::vendors::{is_http_url, SettingsError};
+use crate::vendors::{check_quiet_hours, is_http_url, SettingsError};
 
 /// A Discord channel webhook (Server Settings > Integrations > Webhooks > Copy Webhook URL).
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +22,10 @@ pub struct DiscordSettings {
     /// Roles mentioned (pinged) in high and emergency notifications; nobody else ever is.
     #[serde(default)]
     pub mention_role_ids: Vec<String>,
+    /// Hours in the server's time zone when notifications below `breaks_through` are posted as
+    /// silent messages (`SUPPRESS_NOTIFICATIONS`: no push or sound; the seed's
+    /// manageNotificationPreferences).
+    pub quiet_hours: Option<QuietHours>,
     /// Discord's API (`https://discord.com/api/v10`): the webhook's id and token are called there.
     #[serde(default = "default_api_url")]
     pub api_url: String,
@@ -37,6 +42,7 @@ pub(super) fn is_snowflake(id: &str) -> bool {
 
 /// The username Discord takes, the snowflakes are snowflakes, the address is http(s).
 pub(super) fn check_discord(settings: &DiscordSettings) -> Result<(), SettingsError> {
+    check_quiet_hours(&settings.quiet_hours)?;
     if let Some(name) = &settings.username {
         let lower = name.to_lowercase();
         if name.trim().is_empty() || name.chars().count() > 80 {

@@ -11,6 +11,8 @@
 //! - each webhook's bucket (5 requests per 2 seconds) reported in `X-RateLimit-Limit`,
 //!   `-Remaining`, `-Reset-After` and `-Bucket` on every answer and, once held to it, refused
 //!   with 429 `{message, retry_after, global: false}` and `Retry-After`;
+//! - a webhook message's flags limited to SUPPRESS_EMBEDS and SUPPRESS_NOTIFICATIONS (a silent
+//!   message), kept with the message;
 //! - messages read back with their reactions ([`FakeDiscord::react`]).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -356,6 +358,15 @@ impl Guild {
                 "Embed size exceeds maximum size of 6000".into(),
             )]);
         }
+        // A webhook may set only SUPPRESS_EMBEDS (1 << 2) and SUPPRESS_NOTIFICATIONS (1 << 12).
+        let flags = body["flags"].as_u64().unwrap_or(0);
+        if flags & !((1 << 2) | (1 << 12)) != 0 {
+            return invalid_form(&[(
+                "flags".into(),
+                "MESSAGE_FLAGS_INVALID".into(),
+                "Invalid flags for a webhook message".into(),
+            )]);
+        }
         // Mentions: only what allowed_mentions allows pings (without it, everything parsed).
         let allowed = &body["allowed_mentions"];
         let parse: Vec<&str> = match allowed.get("parse").and_then(Value::as_array) {
@@ -388,6 +399,7 @@ impl Guild {
             "embeds": embeds,
             "mention_roles": mentioned_roles,
             "mention_everyone": mention_everyone,
+            "flags": flags,
             "author": {"id": webhook_id, "username": body["username"].as_str().unwrap_or("Captain Hook"), "bot": true},
             "reactions": [],
         });

@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::blocks::{action_blocks, escaped_within, slack_blocks, FALLBACK_TEXT_CHARS, MAX_BLOCKS};
-use super::{AppDistribution, QuietHours, ReminderSettings, SlackSettings};
+use super::{AppDistribution, ReminderSettings, SlackSettings};
 use crate::connectors::http::{classify_status, retry_after, transport_error, OutboundClient};
+use crate::connectors::quiet_hours::QuietHours;
 use crate::connectors::{
     CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture, Receipt,
 };
@@ -334,11 +335,8 @@ impl SlackConnector {
     /// When a notification delivered at `now` must wait for the end of the quiet hours.
     fn held_until(&self, notification: &WeddingNotification, now: SystemTime) -> Option<u64> {
         let quiet = self.quiet_hours.as_ref()?;
-        if notification.priority >= quiet.breaks_through {
-            return None;
-        }
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        quiet_period_end(now, minutes_of(&quiet.from)?, minutes_of(&quiet.to)?)
+        quiet.ends_at(notification.priority, now)
     }
 
     /// manageNotificationPreferences: inside the quiet hours, the message (its action buttons
@@ -695,33 +693,6 @@ fn slack_mac(signing_secret: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> 
     mac
 }
 
-/// Minutes since midnight of a checked `HH:MM`.
-fn minutes_of(time: &str) -> Option<u64> {
-    let (hours, minutes) = time.split_once(':')?;
-    Some(hours.parse::<u64>().ok()? * 60 + minutes.parse::<u64>().ok()?)
-}
-
-/// If `now` (Unix seconds, UTC) falls in the daily period from `from` to `to` (minutes since
-/// midnight; a period may run past midnight), the Unix time at which it ends.
-fn quiet_period_end(now: u64, from: u64, to: u64) -> Option<u64> {
-    let minute = (now % 86_400) / 60;
-    let inside = if from < to {
-        (from..to).contains(&minute)
-    } else {
-        minute >= from || minute < to
-    };
-    if !inside {
-        return None;
-    }
-    let midnight = now - now % 86_400;
-    let end_today = midnight + to * 60;
-    Some(if end_today > now {
-        end_today
-    } else {
-        end_today + 86_400
-    })
-}
-
 fn classify_slack_error(code: &str, retry_after: Option<Duration>) -> ConnectorError {
     match code {
         "ratelimited" | "rate_limited" => ConnectorError::RateLimited { retry_after },
@@ -826,29 +797,5 @@ mod tests {
             classify_slack_error("channel_not_found", None),
             ConnectorError::Rejected { .. }
         ));
-    }
-
-    #[test]
-    fn quiet_periods_end_at_their_next_end_even_past_midnight() {
-        let day = 20_000 * 86_400; // a midnight, UTC
-        let at = |hours: u64, minutes: u64| day + hours * 3600 + minutes * 60;
-        // 22:00 to 07:00: 23:30 waits until 07:00 the next day, 06:59 until 07:00 today.
-        let (from, to) = (22 * 60, 7 * 60);
-        assert_eq!(quiet_period_end(at(23, 30), from, to), Some(at(31, 0)));
-        assert_eq!(quiet_period_end(at(6, 59), from, to), Some(at(7, 0)));
-        assert_eq!(
-            quiet_period_end(at(7, 0), from, to),
-            None,
-            "the end is not quiet"
-        );
-        assert_eq!(quiet_period_end(at(12, 0), from, to), None);
-        assert_eq!(quiet_period_end(at(22, 0), from, to), Some(at(31, 0)));
-        // 12:00 to 14:00, inside one day.
-        assert_eq!(
-            quiet_period_end(at(13, 15), 12 * 60, 14 * 60),
-            Some(at(14, 0))
-        );
-        assert_eq!(quiet_period_end(at(11, 59), 12 * 60, 14 * 60), None);
-        assert_eq!(minutes_of("07:30"), Some(450));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use blocks::{action_blocks, escape_mrkdwn, slack_blocks, ActionBlocks};
 pub use connector::{sign_slack_request, verify_slack_request, SignatureError, SlackConnector};
-pub use settings::{AppDistribution, QuietHours, ReminderSettings, SlackSettings};
+pub use settings::{AppDistribution, ReminderSettings, SlackSettings};
 pub use simulator::FakeSlack;
 
 use super::{
@@ -156,12 +156,17 @@ mod tests {
                 "settings.quiet_hours.to",
                 "must not be empty",
             ),
+            (
+                r#"quiet_hours = { from = "22:00", to = "07:00", time_zone = "London" }"#,
+                "settings.quiet_hours.time_zone",
+                "not an IANA time zone",
+            ),
         ] {
             let err = validate(with(quiet)).unwrap_err().to_string();
             assert!(err.contains(field) && err.contains(reason), "{err}");
         }
         assert!(validate(with(
-            r#"quiet_hours = { from = "22:00", to = "07:00", breaks_through = "high" }"#
+            r#"quiet_hours = { from = "22:00", to = "07:00", time_zone = "Europe/London", breaks_through = "high" }"#
         ))
         .is_ok());
         let err = validate(with(r#"text_template = "{{ title""#))

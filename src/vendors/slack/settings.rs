@@ -3,10 +3,11 @@
 
 use serde::Deserialize;
 
+use crate::connectors::quiet_hours::QuietHours;
 use crate::secret::SecretRef;
 use crate::template::Template;
-use crate::vendors::SettingsError;
-use crate::wedsync::{is_time_of_day, Priority};
+use crate::vendors::{check_quiet_hours, SettingsError};
+use crate::wedsync::is_time_of_day;
 
 /// Slack `chat.postMessage` with Block Kit.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,23 +53,6 @@ pub enum AppDistribution {
     OutsideMarketplace,
 }
 
-/// A daily quiet period, in UTC. A notification delivered inside it is scheduled
-/// (`chat.scheduleMessage`) for the period's end instead of posted, unless its priority is at
-/// least `breaks_through`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuietHours {
-    /// `HH:MM`, UTC; the period may run past midnight (`22:00` to `07:00`).
-    pub from: String,
-    pub to: String,
-    #[serde(default = "default_breaks_through")]
-    pub breaks_through: Priority,
-}
-
-fn default_breaks_through() -> Priority {
-    Priority::Emergency
-}
-
 /// One reminder of an automated message sequence.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,25 +83,7 @@ pub(super) fn check_slack(slack: &SlackSettings) -> Result<(), SettingsError> {
     if let Some(template) = &slack.text_template {
         compiles("text_template".into(), template)?;
     }
-    if let Some(quiet) = &slack.quiet_hours {
-        for (field, time) in [
-            ("quiet_hours.from", &quiet.from),
-            ("quiet_hours.to", &quiet.to),
-        ] {
-            if !is_time_of_day(time) {
-                return Err(SettingsError::new(
-                    field,
-                    format!("{time:?} is not a time like 22:00"),
-                ));
-            }
-        }
-        if quiet.from == quiet.to {
-            return Err(SettingsError::new(
-                "quiet_hours.to",
-                "the quiet period must not be empty (from and to are the same time)",
-            ));
-        }
-    }
+    check_quiet_hours(&slack.quiet_hours)?;
     for (index, reminder) in slack.reminders.iter().enumerate() {
         compiles(
             format!("reminders[{index}].text_template"),

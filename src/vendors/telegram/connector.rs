@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::TelegramSettings;
 use crate::connectors::http::{transport_error, OutboundClient};
+use crate::connectors::quiet_hours::QuietHours;
 use crate::connectors::{
     cut_marked, escape_html, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
     Receipt,
@@ -38,6 +39,7 @@ pub struct TelegramConnector {
     bot_token: ReloadableSecret,
     chat_id: String,
     webhook: Option<(String, ReloadableSecret)>,
+    quiet_hours: Option<QuietHours>,
     client: OutboundClient,
     timeout: Duration,
 }
@@ -70,6 +72,7 @@ impl TelegramConnector {
             api,
             bot_token: ReloadableSecret::load(&settings.bot_token).map_err(misconfigured)?,
             chat_id: settings.chat_id.clone(),
+            quiet_hours: settings.quiet_hours.clone(),
             webhook: match &settings.webhook {
                 Some(webhook) => Some((
                     webhook.public_url.trim_end_matches('/').to_owned(),
@@ -94,6 +97,13 @@ impl TelegramConnector {
         if !keyboard.is_empty() {
             message["reply_markup"] = json!({ "inline_keyboard": [keyboard] });
         }
+        let quiet_until = self
+            .quiet_hours
+            .as_ref()
+            .and_then(|quiet| quiet.end_if_quiet_now(notification.priority));
+        if quiet_until.is_some() {
+            message["disable_notification"] = json!(true);
+        }
         let sent = self.call("sendMessage", &message).await?;
         let message_id = sent["message_id"].as_i64().ok_or_else(|| {
             ConnectorError::Unavailable("Telegram answered without the message's id".into())
@@ -104,6 +114,7 @@ impl TelegramConnector {
                 "chatId": sent["chat"]["id"],
                 "messageId": message_id,
                 "buttonsOmitted": omitted,
+                "silentUntil": quiet_until,
             })),
         })
     }

@@ -46,7 +46,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
         SeedOperation {
             name: "manageNotificationPreferences",
-            implemented_by: "not in the Bot API: each member mutes or unmutes the chat",
+            implemented_by: "quiet_hours in the chat's time zone: sendMessage with disable_notification (no sound or push) below breaks_through; each member mutes the chat themselves",
         },
         SeedOperation {
             name: "trackCommunicationEngagement",

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
+use crate::connectors::quiet_hours::QuietHours;
 use crate::secret::SecretRef;
-use crate::vendors::{is_http_url, SettingsError};
+use crate::vendors::{check_quiet_hours, is_http_url, SettingsError};
 
 /// A Telegram bot posting to one chat.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +18,9 @@ pub struct TelegramSettings {
     /// Telegram's updates (button presses, replies) into Herald: `setWebhook` is made by
     /// `POST /v1/integrations/{id}/subscriptions` with this address and secret token.
     pub webhook: Option<TelegramWebhook>,
+    /// Hours in the chat's time zone when notifications below `breaks_through` are sent
+    /// silently (`disable_notification`: no sound or push; the seed's manageNotificationPreferences).
+    pub quiet_hours: Option<QuietHours>,
     /// The Bot API (`https://api.telegram.org`).
     #[serde(default = "default_api_url")]
     pub api_url: String,
@@ -56,6 +60,7 @@ pub(super) fn is_secret_token(token: &str) -> bool {
 }
 
 pub(super) fn check_telegram(settings: &TelegramSettings) -> Result<(), SettingsError> {
+    check_quiet_hours(&settings.quiet_hours)?;
     if !is_chat_id(&settings.chat_id) {
         return Err(SettingsError::new(
             "chat_id",
