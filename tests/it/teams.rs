@@ -180,3 +180,132 @@ async fn a_retired_office_365_webhook_is_refused_naming_what_to_use_instead() {
         "{said}"
     );
 }
+
+const TENANT: &str = "oakhurstmanor.onmicrosoft.com";
+const GRAPH_CLIENT: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+const GRAPH_SECRET: &str = "entra-client-secret~7Qx";
+const TEAM: &str = "02bd9fd6-8f93-4758-87c3-1fb73740a315";
+const CHANNEL: &str = "19:09fc54a3141a45d0bc769cf506d2e079@thread.tacv2";
+
+#[tokio::test]
+async fn through_graph_a_teammate_installs_the_app_and_cards_are_posted_as_them() {
+    let teams = FakeTeams::start(any_local_port()).await.unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("graph"), GRAPH_SECRET).unwrap();
+    let body = format!(
+        "[[organizations]]\nid = \"studio\"\n\
+         [[integrations]]\nid = \"events-channel\"\norganization = \"studio\"\nkind = \"teams\"\n\
+         settings = {{ graph = {{ tenant_id = \"{TENANT}\", team_id = \"{TEAM}\", channel_id = \"{CHANNEL}\", api_url = \"{0}/v1.0\", oauth = {{ client_id = \"{GRAPH_CLIENT}\", client_secret = {{ file = \"{1}/graph\" }}, redirect_uri = \"{{herald}}/oauth/teams/callback\", login_url = \"{0}\" }} }} }}\n\
+         rate_limit = {{ per_second = 100, burst = 50 }}\n\
+         retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{2}",
+        teams.url(),
+        secrets.path().display(),
+        route("studio", &["events-channel"], ""),
+    );
+    let herald = Harness::start(&body, "studio").await;
+    teams.graph_app(
+        TENANT,
+        GRAPH_CLIENT,
+        GRAPH_SECRET,
+        &format!("{}/oauth/teams/callback", herald.base),
+        "Events team (Oakhurst)",
+        &[(TEAM, CHANNEL)],
+    );
+    let (consent, query) = herald.start_install("events-channel").await;
+    assert!(consent.starts_with(&format!("{}/{TENANT}/oauth2/v2.0/authorize?", teams.url())));
+    assert_eq!(
+        query["scope"],
+        "ChannelMessage.Send User.Read offline_access"
+    );
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    herald
+        .consent_and_check_sealed(
+            &consent,
+            "teams",
+            "events-channel",
+            "teams_graph_refresh_token",
+            || teams.graph_refresh_token(),
+        )
+        .await;
+
+    let mut n = notification("graph-1", "high");
+    n["title"] = json!("Marquee **closed**");
+    let record = herald.notify(&n, all_delivered).await;
+    let posted = teams.channel_messages(TEAM, CHANNEL);
+    assert_eq!(posted.len(), 1);
+    let target = &record["targets"][0];
+    assert_eq!(target["receipt"], posted[0]["id"]);
+    assert_eq!(target["details"]["postedAs"], "Events team (Oakhurst)");
+    let attachment = &posted[0]["attachments"][0];
+    assert_eq!(
+        posted[0]["body"]["content"],
+        format!(
+            "<attachment id=\"{}\"></attachment>",
+            attachment["id"].as_str().unwrap()
+        )
+    );
+    let card: Value = serde_json::from_str(attachment["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        card["body"][0]["items"][0]["text"],
+        "Marquee \\*\\*closed\\*\\*"
+    );
+    assert_eq!(card["body"][0]["style"], "warning");
+
+    // An hour later the access token has expired: a refresh (whose token rotates) and the card
+    // goes; the connection check names the teammate.
+    teams.expire_graph_access_tokens();
+    let before = teams.graph_refresh_token();
+    herald
+        .notify(&notification("graph-2", "normal"), all_delivered)
+        .await;
+    assert_eq!(teams.channel_messages(TEAM, CHANNEL).len(), 2);
+    assert_ne!(
+        teams.graph_refresh_token(),
+        before,
+        "the refresh token rotated"
+    );
+    let (status, check) = herald
+        .post(
+            "/v1/integrations/events-channel/connection-check",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(check["account"]["postedAs"], "Events team (Oakhurst)");
+}
+
+#[tokio::test]
+async fn graph_settings_are_checked_naming_the_field() {
+    let env = start_with("wedding-day", None).await;
+    let base = json!({"tenant_id": TENANT, "team_id": TEAM, "channel_id": CHANNEL, "oauth": {"client_id": GRAPH_CLIENT, "client_secret": {"value": "s"}, "redirect_uri": "https://herald.example/oauth/teams/callback"}});
+    for (change, field) in [
+        (json!({"team_id": "Wedding team"}), "settings.graph.team_id"),
+        (
+            json!({"channel_id": "general"}),
+            "settings.graph.channel_id",
+        ),
+        (
+            json!({"oauth": {"client_id": GRAPH_CLIENT, "client_secret": {"value": "s"}, "redirect_uri": "https://herald.example/cb", "scopes": ["User.Read"]}}),
+            "settings.graph.oauth.scopes",
+        ),
+    ] {
+        let mut graph = base.clone();
+        for (key, value) in change.as_object().unwrap() {
+            graph[key] = value.clone();
+        }
+        let (status, answer) = env
+            .herald
+            .post(
+                "/v1/integrations",
+                &json!({"integrationId": "graph-bad", "integrationType": "communication_platform", "system": "teams", "settings": {"graph": graph}}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {answer}"
+        );
+        assert_eq!(answer["error"]["field"], field, "{change}: {answer}");
+    }
+}

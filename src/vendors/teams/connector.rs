@@ -17,30 +17,17 @@ use std::time::Duration;
 use reqwest::Url;
 use serde_json::{json, Value};
 
-use super::TeamsSettings;
+use super::card::{card, CARD_VERSION};
 use crate::connectors::http::{retry_after, transport_error, OutboundClient};
 use crate::connectors::{
-    backslash_escape, cut_marked, engagement_unsupported, CheckFuture, Connector, ConnectorError,
-    Delivery, DeliveryFuture, Receipt,
+    engagement_unsupported, CheckFuture, Connector, ConnectorError, Delivery, DeliveryFuture,
+    Receipt,
 };
-use crate::secret::ReloadableSecret;
-use crate::wedsync::{Priority, WeddingNotification};
+use crate::secret::{ReloadableSecret, SecretRef};
+use crate::wedsync::WeddingNotification;
 
-/// The card schema version Herald writes: what Teams renders on desktop, web and mobile.
-const CARD_VERSION: &str = "1.4";
-/// The buttons Teams shows on a card; more are hidden.
-const MOST_BUTTONS: usize = 6;
-/// Lengths that keep a card well inside Teams' 28 KB message limit even in four-byte characters.
-const TITLE_LENGTH: usize = 300;
-const MESSAGE_LENGTH: usize = 5000;
-const FACT_LENGTH: usize = 300;
-const BUTTON_LENGTH: usize = 100;
 /// The run id a Power Automate trigger's answer carries.
 const RUN_ID_HEADER: &str = "x-ms-workflow-run-id";
-/// Adaptive Card markdown (a CommonMark subset) characters.
-const MARKDOWN_SPECIALS: &[char] = &[
-    '\\', '*', '_', '~', '`', '[', ']', '(', ')', '#', '>', '-', '+', '!', '|',
-];
 
 pub struct TeamsConnector {
     workflow_url: ReloadableSecret,
@@ -72,12 +59,12 @@ pub(super) fn check_workflow_url(url: &str) -> Result<(), String> {
 
 impl TeamsConnector {
     pub fn new(
-        settings: &TeamsSettings,
+        workflow_url: &SecretRef,
         client: OutboundClient,
         timeout: Duration,
     ) -> Result<Self, ConnectorError> {
-        let workflow_url = ReloadableSecret::load(&settings.workflow_url)
-            .map_err(ConnectorError::Misconfigured)?;
+        let workflow_url =
+            ReloadableSecret::load(workflow_url).map_err(ConnectorError::Misconfigured)?;
         check_workflow_url(workflow_url.get().expose()).map_err(ConnectorError::Misconfigured)?;
         Ok(Self {
             workflow_url,
@@ -131,70 +118,6 @@ impl TeamsConnector {
             })),
         })
     }
-}
-
-/// The Adaptive Card a notification becomes, and the labels of the actions it could not carry.
-fn card(notification: &WeddingNotification) -> (Value, Vec<String>) {
-    let escape =
-        |text: &str, length: usize| cut_marked(&backslash_escape(text, MARKDOWN_SPECIALS), length);
-    let style = match notification.priority {
-        Priority::Emergency => "attention",
-        Priority::High => "warning",
-        Priority::Normal => "accent",
-        Priority::Low => "default",
-    };
-    let mut body = vec![
-        json!({
-            "type": "Container",
-            "style": style,
-            "bleed": true,
-            "items": [
-                {"type": "TextBlock", "text": escape(&notification.title, TITLE_LENGTH), "weight": "Bolder", "size": "Medium", "wrap": true},
-                {"type": "TextBlock", "text": format!("{} · {}", notification.priority.as_str(), escape(&notification.notification_type, FACT_LENGTH)), "isSubtle": true, "size": "Small", "spacing": "None", "wrap": true},
-            ],
-        }),
-        json!({"type": "TextBlock", "text": escape(&notification.message, MESSAGE_LENGTH), "wrap": true}),
-    ];
-    if let Some(context) = &notification.wedding_context {
-        let mut facts =
-            vec![json!({"title": "Wedding", "value": escape(&context.wedding_date, FACT_LENGTH)})];
-        for (title, value) in [("Couple", &context.couple_names), ("Venue", &context.venue)] {
-            if let Some(value) = value {
-                facts.push(json!({"title": title, "value": escape(value, FACT_LENGTH)}));
-            }
-        }
-        body.push(json!({"type": "FactSet", "facts": facts}));
-    }
-    body.push(json!({
-        "type": "TextBlock",
-        "text": format!("WedSync · {}", escape(&notification.notification_id, FACT_LENGTH)),
-        "isSubtle": true,
-        "size": "Small",
-        "wrap": true,
-    }));
-    let mut buttons = Vec::new();
-    let mut left_out = Vec::new();
-    for action in &notification.actions {
-        match &action.url {
-            Some(url) if buttons.len() < MOST_BUTTONS => buttons.push(json!({
-                "type": "Action.OpenUrl",
-                "title": cut_marked(&action.label, BUTTON_LENGTH),
-                "url": url,
-            })),
-            _ => left_out.push(action.label.clone()),
-        }
-    }
-    let mut card = json!({
-        "type": "AdaptiveCard",
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "version": CARD_VERSION,
-        "fallbackText": cut_marked(&format!("{}: {}", notification.title, notification.message), 1000),
-        "body": body,
-    });
-    if !buttons.is_empty() {
-        card["actions"] = json!(buttons);
-    }
-    (card, left_out)
 }
 
 impl Connector for TeamsConnector {
@@ -315,27 +238,5 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "<html>"),
             ConnectorError::Unavailable(_)
         ));
-    }
-
-    #[test]
-    fn wedsync_text_cannot_format_the_card() {
-        let notification: WeddingNotification = serde_json::from_value(json!({
-            "notificationId": "n-1", "type": "timeline_change", "priority": "emergency",
-            "title": "**Rain** plan", "message": "- move [inside](x)",
-            "actions": [
-                {"actionId": "open", "label": "Open", "url": "https://wedsync.example/t"},
-                {"actionId": "ack", "label": "Acknowledge"}
-            ]
-        }))
-        .unwrap();
-        let (card, left_out) = card(&notification);
-        assert_eq!(card["body"][0]["style"], "attention");
-        assert_eq!(card["body"][0]["items"][0]["text"], "\\*\\*Rain\\*\\* plan");
-        assert_eq!(card["body"][1]["text"], "\\- move \\[inside\\]\\(x\\)");
-        assert_eq!(
-            card["actions"],
-            json!([{"type": "Action.OpenUrl", "title": "Open", "url": "https://wedsync.example/t"}])
-        );
-        assert_eq!(left_out, ["Acknowledge"]);
     }
 }

@@ -1,17 +1,22 @@
 //! Microsoft Teams: an Adaptive Card per notification posted to a channel by the supplier's
-//! Workflows flow (Office 365 connector webhooks are retired), each card checked by the
-//! simulator against Microsoft's published card schema.
+//! Workflows flow (Office 365 connector webhooks are retired), or through Microsoft Graph as the
+//! teammate who installed the app; each card checked by the simulator against Microsoft's
+//! published card schema.
 
+mod card;
 mod connector;
+mod graph;
 mod settings;
 pub mod simulator;
 
 use std::sync::Arc;
 
 pub use connector::TeamsConnector;
-pub use settings::TeamsSettings;
+pub use graph::GraphConnector;
+pub use settings::{GraphOAuthSettings, GraphSettings, TeamsSettings};
 pub use simulator::FakeTeams;
 
+use super::inbound::{install_redirect_uri, OAuthInstall};
 use super::{
     deserialize_settings, ConnectorTarget, DefaultRate, SeedOperation, SettingsError, Simulation,
     Vendor, VendorDescription, VendorSettings,
@@ -26,7 +31,7 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "teams",
     name: "Microsoft Teams",
     integration_type: IntegrationType::CommunicationPlatform,
-    authentication: "workflow-url",
+    authentication: "workflow-url or oauth2 (Graph)",
     default_rate: DefaultRate {
         per_second: 1.0,
         burst: 3,
@@ -36,11 +41,11 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     seed_operations: &[
         SeedOperation {
             name: "sendRichNotification",
-            implemented_by: "POST to the flow's trigger URL: an Adaptive Card (1.4) the flow posts to its channel",
+            implemented_by: "POST to the flow's trigger URL: an Adaptive Card (1.4) the flow posts to its channel; or Graph's POST /teams/{team}/channels/{channel}/messages with the card, as the installing teammate",
         },
         SeedOperation {
             name: "routeNotificationToChannels",
-            implemented_by: "one flow per channel: each Teams integration is one channel's flow",
+            implemented_by: "each Teams integration is one channel (its flow, or its team and channel ids)",
         },
         SeedOperation {
             name: "createAutomatedMessageSequences",
@@ -52,14 +57,14 @@ const DESCRIPTION: VendorDescription = VendorDescription {
         },
         SeedOperation {
             name: "trackCommunicationEngagement",
-            implemented_by: "not possible: the flow answers 202 and nothing can read its post back",
+            implemented_by: "not possible: a flow answers 202 and nothing reads its post back; reading Graph channel messages needs ChannelMessage.Read.All, which Herald does not ask for",
         },
         SeedOperation {
             name: "authenticateConnection",
-            implemented_by: "not possible without posting: a flow's trigger has no read operation",
+            implemented_by: "Graph: GET /me, the teammate the messages are posted as; a flow's trigger cannot be checked without posting",
         },
     ],
-    inbound: &[],
+    inbound: &["GET /oauth/teams/callback: the end of a Graph app install started through Herald"],
     takes: None,
 };
 
@@ -72,18 +77,35 @@ impl Vendor for Teams {
         Some(self)
     }
 
+    fn oauth_install(&self) -> Option<&dyn OAuthInstall> {
+        Some(self)
+    }
+
     fn parse_settings(
         &self,
         settings: serde_json::Value,
     ) -> Result<Arc<dyn VendorSettings>, SettingsError> {
         let teams: TeamsSettings = deserialize_settings(settings)?;
+        settings::check_teams(&teams)?;
         Ok(Arc::new(teams))
     }
 }
 
 impl VendorSettings for TeamsSettings {
     fn secrets(&self) -> Vec<&SecretRef> {
-        vec![&self.workflow_url]
+        self.workflow_url
+            .iter()
+            .chain(self.graph.iter().flat_map(|graph| {
+                std::iter::once(&graph.oauth.client_secret).chain(&graph.oauth.refresh_token)
+            }))
+            .collect()
+    }
+
+    fn keeps_credentials_at(&self) -> Option<&'static str> {
+        self.graph
+            .as_ref()
+            .filter(|graph| graph.oauth.refresh_token.is_none())
+            .map(|_| "graph.oauth.refresh_token")
     }
 
     fn build(
@@ -91,11 +113,68 @@ impl VendorSettings for TeamsSettings {
         integration: &ConnectorTarget<'_>,
         kit: &ConnectorKit,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        Ok(Arc::new(TeamsConnector::new(
-            self,
-            kit.client.clone(),
-            integration.timeout,
-        )?))
+        match (&self.workflow_url, &self.graph) {
+            (_, Some(graph)) => Ok(Arc::new(GraphConnector::new(
+                graph,
+                integration.integration_id,
+                kit.client.clone(),
+                kit.vault.clone(),
+                integration.timeout,
+            )?)),
+            (Some(workflow_url), None) => Ok(Arc::new(TeamsConnector::new(
+                workflow_url,
+                kit.client.clone(),
+                integration.timeout,
+            )?)),
+            (None, None) => Err(ConnectorError::Misconfigured(
+                "a Teams integration needs workflow_url or graph".into(),
+            )),
+        }
+    }
+}
+
+const NOT_INSTALLABLE: &str =
+    "this Teams integration posts through a Workflows flow, which is not installed";
+
+impl OAuthInstall for Teams {
+    /// Entra ID takes PKCE from web apps too; Herald's install sends the verifier.
+    fn takes_pkce(&self) -> bool {
+        true
+    }
+
+    fn authorization_url(
+        &self,
+        settings: &dyn VendorSettings,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, String> {
+        let graph = settings
+            .downcast_ref::<TeamsSettings>()
+            .and_then(|teams| teams.graph.as_ref())
+            .ok_or(NOT_INSTALLABLE)?;
+        let oauth = &graph.oauth;
+        let redirect_uri =
+            install_redirect_uri(oauth.refresh_token.as_ref(), oauth.redirect_uri.as_ref())?;
+        let authorize = format!(
+            "{}/{}/oauth2/v2.0/authorize",
+            oauth.login_url.trim_end_matches('/'),
+            graph.tenant_id
+        );
+        let consent = crate::connectors::oauth::authorization_url(
+            &authorize,
+            &oauth.client_id,
+            redirect_uri,
+            &oauth.scopes,
+            state,
+            code_challenge,
+        )
+        .ok_or_else(|| NOT_INSTALLABLE.to_owned())?;
+        let mut consent = url::Url::parse(&consent).map_err(|err| err.to_string())?;
+        consent
+            .query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("response_mode", "query");
+        Ok(consent.into())
     }
 }
 

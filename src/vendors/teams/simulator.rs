@@ -15,6 +15,15 @@
 //!   flow's own is unpublished), refused with 429 and `Retry-After`.
 //!
 //! The error codes are Power Automate's as public client code reports them (unverified).
+//!
+//! And Microsoft Graph for one teammate ([`FakeTeams::graph_app`]): Entra ID's consent page
+//! (`/{tenant}/oauth2/v2.0/authorize`, a teammate who consents at once) and token endpoint
+//! (authorization code with PKCE, refresh tokens that rotate on every use, `invalid_grant`
+//! otherwise; access tokens live an hour); `POST /v1.0/teams/{team}/channels/{channel}/messages`
+//! for the teams and channels the teammate is in (404 otherwise), needing the
+//! `ChannelMessage.Send` scope (403), the HTML body referencing each attachment by id and each
+//! card checked against the schema (400 `BadRequest`), 4 requests a second per channel once held
+//! to limits (429 with `Retry-After`); `GET /v1.0/me`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,8 +33,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get, post};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::sandbox::contract::{fields_of, load_written_contract, Breach, WrittenContract};
 use crate::sandbox::{Faults, RecordedRequest, Recorder, Schema, ScriptedResponse, Server};
@@ -56,7 +68,28 @@ struct Environment {
     flows: BTreeMap<String, Flow>,
     next_run: u64,
     held_to_limits: bool,
+    graph: Option<GraphApp>,
 }
+
+/// The Entra ID app a teammate consents to, and what Graph keeps for them.
+struct GraphApp {
+    tenant: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    teammate: String,
+    /// (code, PKCE challenge).
+    codes: Vec<(String, Option<String>)>,
+    refresh_token: Option<String>,
+    /// access token -> (expiry, scopes).
+    access_tokens: BTreeMap<String, (Instant, String)>,
+    /// (team, channel) -> the messages posted there.
+    channels: BTreeMap<(String, String), Vec<Value>>,
+    recent: BTreeMap<(String, String), VecDeque<Instant>>,
+    next_id: u64,
+}
+
+const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 struct AppState {
@@ -98,10 +131,14 @@ impl FakeTeams {
             flows: BTreeMap::new(),
             next_run: 1,
             held_to_limits: false,
+            graph: None,
         }));
         let (recorder, faults) = (Recorder::default(), Faults::default());
         let app = axum::Router::new()
             .route(TRIGGER_PATH, any(handle))
+            .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/{*rest}", any(graph))
             .with_state(AppState {
                 state: state.clone(),
                 recorder: recorder.clone(),
@@ -138,6 +175,67 @@ impl FakeTeams {
             .flows
             .get(id)
             .map(|flow| flow.posts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The simulator's address: Entra ID's sign-in host (`login_url`) and, under `/v1.0`, Graph.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// An Entra ID app registration in `tenant` that `teammate` consents to, sending them back to
+    /// `redirect_uri`; and the teams' channels they are in (`(team id, channel id)`).
+    pub fn graph_app(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        teammate: &str,
+        channels: &[(&str, &str)],
+    ) {
+        self.lock().graph = Some(GraphApp {
+            tenant: tenant.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            teammate: teammate.to_owned(),
+            codes: Vec::new(),
+            refresh_token: None,
+            access_tokens: BTreeMap::new(),
+            channels: channels
+                .iter()
+                .map(|(team, channel)| ((team.to_string(), channel.to_string()), Vec::new()))
+                .collect(),
+            recent: BTreeMap::new(),
+            next_id: 1_733_000_000_000,
+        });
+    }
+
+    /// The teammate's current refresh token (they rotate on every use).
+    pub fn graph_refresh_token(&self) -> Option<String> {
+        self.lock().graph.as_ref()?.refresh_token.clone()
+    }
+
+    /// Access tokens expire now, as an hour passing would make them.
+    pub fn expire_graph_access_tokens(&self) {
+        if let Some(app) = self.lock().graph.as_mut() {
+            for (expiry, _) in app.access_tokens.values_mut() {
+                *expiry = Instant::now();
+            }
+        }
+    }
+
+    /// The messages Graph holds in a channel, as Graph answers them.
+    pub fn channel_messages(&self, team: &str, channel: &str) -> Vec<Value> {
+        self.lock()
+            .graph
+            .as_ref()
+            .and_then(|app| {
+                app.channels
+                    .get(&(team.to_owned(), channel.to_owned()))
+                    .cloned()
+            })
             .unwrap_or_default()
     }
 
@@ -194,6 +292,328 @@ async fn handle(
         }
         (status, answer) => (status, axum::Json(answer)).into_response(),
     }
+}
+
+/// Entra ID's consent page: the teammate consents at once and is sent back with a code.
+async fn authorize(State(app): State<AppState>, Path(tenant): Path<String>, uri: Uri) -> Response {
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut environment = app.state.lock().expect("teams lock");
+    let Some(graph) = environment.graph.as_mut() else {
+        return (StatusCode::NOT_FOUND, "no app").into_response();
+    };
+    let asks = |name: &str| query.get(name).map(String::as_str);
+    let valid = tenant == graph.tenant
+        && asks("client_id") == Some(graph.client_id.as_str())
+        && asks("redirect_uri") == Some(graph.redirect_uri.as_str())
+        && asks("response_type") == Some("code")
+        && asks("scope").is_some_and(|scope| scope.split(' ').any(|s| s == "ChannelMessage.Send"));
+    if !valid {
+        return (
+            StatusCode::BAD_REQUEST,
+            "AADSTS50011: The redirect URI, client or scope does not match the app registration.",
+        )
+            .into_response();
+    }
+    let code = format!("0.AR8A{}", uuid::Uuid::new_v4().simple());
+    graph
+        .codes
+        .push((code.clone(), query.get("code_challenge").cloned()));
+    let mut back = url::Url::parse(&graph.redirect_uri).expect("a registered redirect URI");
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", asks("state").unwrap_or_default());
+    (StatusCode::FOUND, [("location", back.to_string())]).into_response()
+}
+
+fn invalid_grant(description: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_grant", "error_description": description, "error_codes": [70000]}),
+    )
+}
+
+/// Entra ID's token endpoint: the authorization code (with its PKCE verifier) or the refresh
+/// token, which rotates on every use.
+async fn token(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (status, answer) = {
+        let mut environment = app.state.lock().expect("teams lock");
+        match environment.graph.as_mut() {
+            Some(graph) if graph.tenant == tenant => graph.grant(&form),
+            _ => invalid_grant("AADSTS90002: Tenant not found."),
+        }
+    };
+    let recorded = json!({"grant_type": form.get("grant_type")});
+    app.recorder.record(
+        "POST",
+        &format!("/{tenant}/oauth2/v2.0/token"),
+        &headers,
+        recorded,
+        status,
+    );
+    (status, axum::Json(answer)).into_response()
+}
+
+impl GraphApp {
+    fn grant(&mut self, form: &BTreeMap<String, String>) -> (StatusCode, Value) {
+        let field = |name: &str| form.get(name).map(String::as_str);
+        if field("client_id") != Some(self.client_id.as_str())
+            || field("client_secret") != Some(self.client_secret.as_str())
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}),
+            );
+        }
+        let granted = match field("grant_type") {
+            Some("authorization_code") => {
+                let code = field("code").unwrap_or_default();
+                match self.codes.iter().position(|(issued, _)| issued == code) {
+                    Some(at) if field("redirect_uri") == Some(self.redirect_uri.as_str()) => {
+                        let (_, challenge) = self.codes.remove(at);
+                        let verified = match (challenge, field("code_verifier")) {
+                            (Some(challenge), Some(verifier)) => {
+                                URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+                                    == challenge
+                            }
+                            (None, _) => true,
+                            (Some(_), None) => false,
+                        };
+                        verified
+                    }
+                    _ => false,
+                }
+            }
+            Some("refresh_token") => {
+                self.refresh_token.is_some()
+                    && field("refresh_token") == self.refresh_token.as_deref()
+            }
+            _ => false,
+        };
+        if !granted {
+            return invalid_grant("AADSTS70000: The provided value for the 'code' or 'refresh_token' parameter is not valid.");
+        }
+        let refresh = format!("1.AR8A-refresh-{}", uuid::Uuid::new_v4().simple());
+        self.refresh_token = Some(refresh.clone());
+        let access = format!("eyJ0eXAi.{}", uuid::Uuid::new_v4().simple());
+        let scope = "ChannelMessage.Send User.Read".to_owned();
+        self.access_tokens.insert(
+            access.clone(),
+            (Instant::now() + ACCESS_TOKEN_LIFETIME, scope.clone()),
+        );
+        (
+            StatusCode::OK,
+            json!({"token_type": "Bearer", "scope": scope, "expires_in": 3599, "ext_expires_in": 3599, "access_token": access, "refresh_token": refresh}),
+        )
+    }
+
+    fn graph_error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Value) {
+        (
+            status,
+            json!({"error": {"code": code, "message": message, "innerError": {"date": "2026-12-04T00:00:00", "request-id": "9f1c2d3e-0000-4000-8000-000000000001"}}}),
+        )
+    }
+
+    fn answer(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: &Value,
+        held_to_limits: bool,
+    ) -> (StatusCode, Value, bool) {
+        let Some((expiry, scopes)) = self.access_tokens.get(bearer).cloned() else {
+            let (status, body) = Self::graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            );
+            return (status, body, false);
+        };
+        if expiry <= Instant::now() {
+            let (status, body) = Self::graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token has expired or is not yet valid.",
+            );
+            return (status, body, false);
+        }
+        let segments: Vec<String> = path
+            .trim_start_matches("/v1.0/")
+            .split('/')
+            .map(|segment| {
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let (status, answer) = match (method, segments.as_slice()) {
+            ("GET", ["me"]) => (
+                StatusCode::OK,
+                json!({"id": "5f7a1c2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "displayName": self.teammate, "userPrincipalName": "events@oakhurstmanor.example"}),
+            ),
+            ("POST", ["teams", team, "channels", channel, "messages"]) => {
+                if !scopes
+                    .split(' ')
+                    .any(|scope| scope == "ChannelMessage.Send")
+                {
+                    Self::graph_error(StatusCode::FORBIDDEN, "Forbidden", "Missing scope permissions on the request. API requires one of 'ChannelMessage.Send'.")
+                } else {
+                    let key = (team.to_string(), channel.to_string());
+                    if !self.channels.contains_key(&key) {
+                        Self::graph_error(StatusCode::NOT_FOUND, "NotFound", "No team or channel found with the given ids, or the user is not a member.")
+                    } else {
+                        let now = Instant::now();
+                        let recent = self.recent.entry(key.clone()).or_default();
+                        while recent
+                            .front()
+                            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
+                        {
+                            recent.pop_front();
+                        }
+                        if held_to_limits && recent.len() >= 4 {
+                            let (status, body) = Self::graph_error(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "TooManyRequests",
+                                "Too many requests.",
+                            );
+                            return (status, body, true);
+                        }
+                        recent.push_back(now);
+                        self.post(&key, body)
+                    }
+                }
+            }
+            _ => Self::graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Unsupported request.",
+            ),
+        };
+        (status, answer, false)
+    }
+
+    /// A channel message: the body referencing each attachment, each card valid.
+    fn post(&mut self, key: &(String, String), body: &Value) -> (StatusCode, Value) {
+        let content = body["body"]["content"].as_str().unwrap_or_default();
+        if body["body"]["contentType"] != "html" {
+            return Self::graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "body.contentType must be html to carry attachments",
+            );
+        }
+        let attachments = body["attachments"].as_array().cloned().unwrap_or_default();
+        if attachments.is_empty() {
+            return Self::graph_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "The message has no content.",
+            );
+        }
+        let mut problems = Vec::new();
+        for (index, attachment) in attachments.iter().enumerate() {
+            let id = attachment["id"].as_str().unwrap_or_default();
+            if !content.contains(&format!("<attachment id=\"{id}\"></attachment>")) {
+                problems.push(format!(
+                    "attachments[{index}].id: {id:?} is not referenced by the body"
+                ));
+            }
+            if attachment["contentType"] != "application/vnd.microsoft.card.adaptive" {
+                problems.push(format!(
+                    "attachments[{index}].contentType: not an Adaptive Card"
+                ));
+                continue;
+            }
+            let card: Value = match attachment["content"].as_str().map(serde_json::from_str) {
+                Some(Ok(card)) => card,
+                _ => {
+                    problems.push(format!(
+                        "attachments[{index}].content: must be the card as a JSON string"
+                    ));
+                    continue;
+                }
+            };
+            for problem in card_schema().validate(&card) {
+                problems.push(format!("attachments[{index}].content.{problem}"));
+            }
+        }
+        if !problems.is_empty() {
+            return Self::graph_error(StatusCode::BAD_REQUEST, "BadRequest", &problems.join("; "));
+        }
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let message = json!({
+            "id": id,
+            "messageType": "message",
+            "createdDateTime": "2026-12-04T18:00:00Z",
+            "webUrl": format!("https://teams.microsoft.com/l/message/{}/{id}", key.1),
+            "from": {"user": {"id": "5f7a1c2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "displayName": self.teammate}},
+            "body": body["body"],
+            "attachments": attachments,
+            "channelIdentity": {"teamId": key.0, "channelId": key.1},
+        });
+        if let Some(messages) = self.channels.get_mut(key) {
+            messages.push(message.clone());
+        }
+        (StatusCode::CREATED, message)
+    }
+}
+
+/// Every Graph call: recorded, scripted faults first, then Graph's answer.
+async fn graph(
+    State(app): State<AppState>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(scripted) = app.faults.take().await {
+        let (status, response) = scripted.answer();
+        app.recorder
+            .record(method.as_str(), uri.path(), &headers, parsed, status);
+        return response;
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let (status, answer, throttled) = {
+        let mut environment = app.state.lock().expect("teams lock");
+        let held = environment.held_to_limits;
+        match environment.graph.as_mut() {
+            Some(graph) => graph.answer(method.as_str(), uri.path(), &bearer, &parsed, held),
+            None => {
+                let (status, answer) = GraphApp::graph_error(
+                    StatusCode::UNAUTHORIZED,
+                    "InvalidAuthenticationToken",
+                    "No app.",
+                );
+                (status, answer, false)
+            }
+        }
+    };
+    app.recorder
+        .record(method.as_str(), uri.path(), &headers, parsed, status);
+    let mut response = (status, axum::Json(answer)).into_response();
+    if throttled {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
 }
 
 impl Environment {
