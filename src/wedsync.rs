@@ -1054,6 +1054,19 @@ pub struct TimelineChanges {
 }
 
 impl WeddingNotification {
+    /// The first contact with an email: the person a vendor that addresses people by email
+    /// (a couple's client record, a conversation) reaches.
+    pub fn first_contact_with_email(&self) -> Option<&Contact> {
+        self.contacts.iter().find(|contact| {
+            contact
+                .email
+                .as_deref()
+                .is_some_and(|email| !email.trim().is_empty())
+        })
+    }
+}
+
+impl WeddingNotification {
     /// The seed's `metadata.timelineChanges` (checked at intake), if the notification has one.
     pub fn timeline_changes(&self) -> Option<TimelineChanges> {
         let changes = self.metadata.get("timelineChanges")?;

@@ -85,7 +85,7 @@ impl OutboundClient {
         &self.client
     }
 
-    /// Resolves `host` for a connection that is not HTTP (SMTP) and checks the addresses against
+    /// Resolves `host` for a connection that is not HTTP (a mail server) and checks the addresses against
     /// the destination policy, as the HTTP client's resolver does: the first address allowed, to
     /// connect to exactly what was checked.
     pub async fn resolve_checked(

@@ -1,7 +1,7 @@
 //! Quiet hours (the seed's manageNotificationPreferences): a daily period in the recipients' time
 //! zone during which notifications below a priority should not disturb anyone. The period is
-//! data here; each chat vendor applies it as its API allows (Slack holds the message until the
-//! period ends; Telegram and Discord post it silently, without a sound or a push).
+//! data here; each chat vendor applies it as its API allows (holding the message until the
+//! period ends, or posting it silently, without a sound or a push).
 //!
 //! Times are wall-clock times in an IANA time zone (`Europe/London`, UTC when none is given), so
 //! `22:00` stays 22:00 through daylight saving changes; a period may run past midnight.

@@ -1,7 +1,6 @@
 //! Standard Webhooks signing (<https://www.standardwebhooks.com/>): the `webhook-signature`
 //! header, `v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`, with secrets written
-//! `whsec_<base64>`. Herald signs what it posts to receivers that can check it (the generic
-//! webhook, the automation hooks of the vendors reached through Zapier or Make).
+//! `whsec_<base64>`. Herald signs with it what it posts to receivers that can check it.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

@@ -58,7 +58,7 @@ async fn start(
          settings = {{ hook_url = {{ file = \"{dir}/hook\" }}, inbound_secret = {{ file = \"{dir}/inbound\" }}{settings} }}\n\
          rate_limit = {{ per_second = 100, burst = 50 }}\n\
          retry = {{ max_attempts = 5, initial = \"20ms\", max_delay = \"50ms\" }}\n{extra}",
-        vendor.kind,
+        vendor.kind(),
     );
     let body = if extra.is_empty() {
         format!("{body}{}", route("studio", &[integration], ""))

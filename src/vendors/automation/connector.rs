@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::Url;
 use serde_json::{json, Value};
 
-use super::{client_of, AutomationSettings, AutomationVendor};
+use super::{AutomationSettings, AutomationVendor};
 use crate::connectors::http::{classify_status, transport_error, OutboundClient};
 use crate::connectors::standard_webhooks::{sign_standard_webhook, signing_key};
 use crate::connectors::{
@@ -87,13 +87,17 @@ impl AutomationConnector {
         vendor: &AutomationVendor,
         notification: &WeddingNotification,
     ) -> Result<Value, ConnectorError> {
-        let client = client_of(notification).ok_or_else(|| ConnectorError::Rejected {
-            code: "no_client".into(),
-            message: format!(
+        let client =
+            notification
+                .first_contact_with_email()
+                .ok_or_else(|| ConnectorError::Rejected {
+                    code: "no_client".into(),
+                    message: format!(
                 "{}'s {} needs the client's email, and the notification has no contact with one",
-                vendor.name, vendor.action
+                vendor.name(),
+                vendor.action
             ),
-        })?;
+                })?;
         let context = notification.wedding_context.as_ref();
         let links: Vec<String> = notification
             .actions
@@ -131,7 +135,8 @@ impl AutomationConnector {
                 code: "missing_field".into(),
                 message: format!(
                     "{}'s {} needs {missing}, which the notification does not give",
-                    vendor.name, vendor.action
+                    vendor.name(),
+                    vendor.action
                 ),
             });
         }
@@ -210,7 +215,7 @@ impl AutomationConnector {
 
 impl Connector for AutomationConnector {
     fn vendor(&self) -> &'static str {
-        self.vendor.kind
+        self.vendor.kind()
     }
 
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> DeliveryFuture<'a> {
@@ -222,13 +227,13 @@ impl Connector for AutomationConnector {
     }
 
     fn engagement<'a>(&'a self, _: &'a Value) -> CheckFuture<'a> {
-        let name = self.vendor.name;
+        let name = self.vendor.name();
         Box::pin(async move { Err(engagement_unsupported(name)) })
     }
 
     fn check_connection(&self) -> CheckFuture<'_> {
         // A catch hook has no read operation: anything posted to it runs the automation.
-        let name = self.vendor.name;
+        let name = self.vendor.name();
         Box::pin(async move {
             Err(ConnectorError::Rejected {
                 code: "unsupported".into(),

@@ -46,7 +46,8 @@ pub fn handle_event(request: &InboundRequest<'_>) -> Result<InboundAnswer, Inbou
     if request.path != "events" {
         return Err(InboundError::NotFound(format!(
             "{} inbound address {:?} (events are posted to .../events)",
-            vendor.name, request.path
+            vendor.name(),
+            request.path
         )));
     }
     let secret = integration
@@ -56,7 +57,8 @@ pub fn handle_event(request: &InboundRequest<'_>) -> Result<InboundAnswer, Inbou
         .ok_or_else(|| {
             InboundError::NotFound(format!(
                 "{} events for integration {:?} (it has no inbound_secret)",
-                vendor.name, request.integration_id
+                vendor.name(),
+                request.integration_id
             ))
         })?
         .read()
@@ -86,22 +88,22 @@ pub fn handle_event(request: &InboundRequest<'_>) -> Result<InboundAnswer, Inbou
         .ok_or_else(|| {
             InboundError::Malformed(format!(
                 "event: {event_name:?} is not a {} event Herald takes (one of {})",
-                vendor.name,
+                vendor.name(),
                 event_names(vendor.events)
             ))
         })?;
     let event_id = text(&fields, "eventId")?.ok_or_else(|| {
         InboundError::Malformed(format!(
             "eventId: required, the {} id of what the event is about (so a repeat is recognised)",
-            vendor.name
+            vendor.name()
         ))
     })?;
     for name in TEXT_FIELDS {
         text(&fields, name)?;
     }
     let notification = notification(
-        vendor.kind,
-        vendor.name,
+        vendor.kind(),
+        vendor.name(),
         request.integration_id,
         event,
         event_id,

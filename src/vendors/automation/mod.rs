@@ -21,7 +21,11 @@ pub use connector::AutomationConnector;
 pub use inbound::handle_event;
 pub use simulator::FakeZap;
 
-use super::{deserialize_settings, ConnectorTarget, SettingsError, VendorSettings};
+use super::inbound::{InboundFuture, InboundHandler, InboundRequest};
+use super::{
+    deserialize_settings, ConnectorTarget, SettingsError, Simulation, SimulatorFuture, Vendor,
+    VendorDescription, VendorSettings,
+};
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
 use crate::wedsync::{Contact, Priority, WeddingNotification};
@@ -49,8 +53,8 @@ pub struct AutomationSettings {
 /// What one vendor's automation takes and sends.
 #[derive(Debug)]
 pub struct AutomationVendor {
-    pub kind: &'static str,
-    pub name: &'static str,
+    /// What the registry says of the vendor (its kind, name, rate, seed operations).
+    pub description: VendorDescription,
     /// The automation action the record is shaped for, as the vendor's Zapier app names it.
     pub action: &'static str,
     /// The record the action's inputs are mapped from, for a notification and its client (a
@@ -75,20 +79,59 @@ pub struct AutomationEvent {
     pub title: &'static str,
 }
 
+impl AutomationVendor {
+    pub fn kind(&self) -> &'static str {
+        self.description.kind
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.description.name
+    }
+}
+
+/// A vendor reached through an automation platform, as the registry lists it: every such vendor
+/// reads its settings, takes its events and is simulated the same way, from its data.
+pub struct Automated(pub &'static AutomationVendor);
+
+impl Vendor for Automated {
+    fn describe(&self) -> &'static VendorDescription {
+        &self.0.description
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
+        Some(self)
+    }
+
+    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
+        let settings: AutomationSettings = deserialize_settings(settings)?;
+        Ok(Arc::new(AutomationIntegration {
+            vendor: self.0,
+            settings,
+        }))
+    }
+}
+
+impl InboundHandler for Automated {
+    fn handle<'a>(&'a self, request: InboundRequest<'a>) -> InboundFuture<'a> {
+        Box::pin(async move { handle_event(&request) })
+    }
+}
+
+impl Simulation for Automated {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(FakeZap::simulated(addr, self.0))
+    }
+}
+
 /// Settings read for one vendor.
 #[derive(Debug)]
 pub struct AutomationIntegration {
     pub vendor: &'static AutomationVendor,
     pub settings: AutomationSettings,
-}
-
-/// Reads an integration's settings for `vendor`.
-pub fn parse_settings(
-    vendor: &'static AutomationVendor,
-    settings: Value,
-) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-    let settings: AutomationSettings = deserialize_settings(settings)?;
-    Ok(Arc::new(AutomationIntegration { vendor, settings }))
 }
 
 impl VendorSettings for AutomationIntegration {
@@ -112,16 +155,6 @@ impl VendorSettings for AutomationIntegration {
             integration.timeout,
         )?))
     }
-}
-
-/// The notification's client for the vendor's action: its first contact with an email.
-pub fn client_of(notification: &WeddingNotification) -> Option<&Contact> {
-    notification.contacts.iter().find(|contact| {
-        contact
-            .email
-            .as_deref()
-            .is_some_and(|email| !email.trim().is_empty())
-    })
 }
 
 /// A contact's name as first and last (the last word is the last name), for actions that take

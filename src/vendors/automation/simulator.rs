@@ -219,7 +219,8 @@ impl Account {
             }) {
                 Some(missing) => Err(format!(
                     "{} in {}: required field \"{missing}\" is missing",
-                    vendor.action, vendor.name
+                    vendor.action,
+                    vendor.name()
                 )),
                 None => Ok(()),
             };
@@ -294,7 +295,8 @@ impl RunningSimulator for FakeZap {
     fn about(&self) -> String {
         format!(
             "a Zapier catch hook whose Zap runs {}'s {}",
-            self.vendor.name, self.vendor.action
+            self.vendor.name(),
+            self.vendor.action
         )
     }
 

@@ -4,26 +4,18 @@
 //! posted to the studio's catch hook; inbound, Dubsado's Zapier triggers (a project as a lead or a
 //! job, a contract signed, a payment received...) reach Herald as events.
 
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 
-use super::automation::{
-    self, details_text, split_name, AutomationEvent, AutomationVendor, FakeZap,
-};
-use super::inbound::{InboundFuture, InboundHandler, InboundRequest};
-use super::{
-    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
-    VendorDescription, VendorSettings,
-};
+use super::automation::{details_text, split_name, Automated, AutomationEvent, AutomationVendor};
+use super::{DefaultRate, SeedOperation, VendorDescription};
 use crate::wedsync::{Contact, IntegrationType, Priority, WeddingNotification};
 
-pub struct Dubsado;
+/// The registry's entry for Dubsado.
+pub const VENDOR: Automated = Automated(&DUBSADO);
 
 /// Dubsado's Zapier app: its "Create Project" action and its triggers.
 pub static DUBSADO: AutomationVendor = AutomationVendor {
-    kind: "dubsado",
-    name: "Dubsado",
+    description: DESCRIPTION,
     action: "Create Project",
     record,
     required: &["clientFirstName", "clientEmail"],
@@ -143,33 +135,3 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     inbound: &["POST /inbound/dubsado/{integration}/events: Dubsado's Zapier triggers, sent by the studio's Zap with X-Herald-Secret, become notifications"],
     takes: Some("has(notification.contacts)"),
 };
-
-impl Vendor for Dubsado {
-    fn describe(&self) -> &'static VendorDescription {
-        &DESCRIPTION
-    }
-
-    fn simulation(&self) -> Option<&dyn Simulation> {
-        Some(self)
-    }
-
-    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
-        Some(self)
-    }
-
-    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        automation::parse_settings(&DUBSADO, settings)
-    }
-}
-
-impl InboundHandler for Dubsado {
-    fn handle<'a>(&'a self, request: InboundRequest<'a>) -> InboundFuture<'a> {
-        Box::pin(async move { automation::handle_event(&request) })
-    }
-}
-
-impl Simulation for Dubsado {
-    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
-        Box::pin(FakeZap::simulated(addr, &DUBSADO))
-    }
-}

@@ -1,18 +1,12 @@
 //! Email: each notification as an email to the studio's inbox through its own SMTP server, the
 //! channel every supplier has (`../smtp/` does the work).
 
-use std::sync::Arc;
-
-use serde_json::Value;
-
-use super::smtp::{self, SmtpSink};
-use super::{
-    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
-    VendorDescription, VendorSettings,
-};
+use super::smtp::Mailed;
+use super::{DefaultRate, SeedOperation, VendorDescription};
 use crate::wedsync::IntegrationType;
 
-pub struct Email;
+/// The registry's entry for Email.
+pub const VENDOR: Mailed = Mailed(&DESCRIPTION);
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "email",
@@ -50,23 +44,3 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     inbound: &[],
     takes: None,
 };
-
-impl Vendor for Email {
-    fn describe(&self) -> &'static VendorDescription {
-        &DESCRIPTION
-    }
-
-    fn simulation(&self) -> Option<&dyn Simulation> {
-        Some(self)
-    }
-
-    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        smtp::parse_settings("email", settings)
-    }
-}
-
-impl Simulation for Email {
-    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
-        Box::pin(SmtpSink::simulated(addr))
-    }
-}

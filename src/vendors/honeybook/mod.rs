@@ -4,24 +4,18 @@
 //! studio's catch hook; inbound, HoneyBook's Zapier triggers (a project booked, a payment paid...)
 //! reach Herald as events.
 
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 
-use super::automation::{self, details_text, AutomationEvent, AutomationVendor, FakeZap};
-use super::inbound::{InboundFuture, InboundHandler, InboundRequest};
-use super::{
-    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
-    VendorDescription, VendorSettings,
-};
+use super::automation::{details_text, Automated, AutomationEvent, AutomationVendor};
+use super::{DefaultRate, SeedOperation, VendorDescription};
 use crate::wedsync::{Contact, IntegrationType, Priority, WeddingNotification};
 
-pub struct HoneyBook;
+/// The registry's entry for HoneyBook.
+pub const VENDOR: Automated = Automated(&HONEYBOOK);
 
 /// HoneyBook's Zapier app: its "Create Project" action and its triggers.
 pub static HONEYBOOK: AutomationVendor = AutomationVendor {
-    kind: "honeybook",
-    name: "HoneyBook",
+    description: DESCRIPTION,
     action: "Create Project",
     record,
     required: &["clientFullName", "clientEmail"],
@@ -132,33 +126,3 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     inbound: &["POST /inbound/honeybook/{integration}/events: HoneyBook's Zapier triggers, sent by the studio's Zap with X-Herald-Secret, become notifications"],
     takes: Some("has(notification.contacts)"),
 };
-
-impl Vendor for HoneyBook {
-    fn describe(&self) -> &'static VendorDescription {
-        &DESCRIPTION
-    }
-
-    fn simulation(&self) -> Option<&dyn Simulation> {
-        Some(self)
-    }
-
-    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
-        Some(self)
-    }
-
-    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        automation::parse_settings(&HONEYBOOK, settings)
-    }
-}
-
-impl InboundHandler for HoneyBook {
-    fn handle<'a>(&'a self, request: InboundRequest<'a>) -> InboundFuture<'a> {
-        Box::pin(async move { automation::handle_event(&request) })
-    }
-}
-
-impl Simulation for HoneyBook {
-    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
-        Box::pin(FakeZap::simulated(addr, &HONEYBOOK))
-    }
-}

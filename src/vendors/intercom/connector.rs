@@ -82,9 +82,7 @@ impl IntercomConnector {
             return Ok(receipt);
         }
         let couple = notification
-            .contacts
-            .iter()
-            .find(|contact| contact.email.as_deref().is_some_and(|email| !email.trim().is_empty()))
+            .first_contact_with_email()
             .ok_or_else(|| ConnectorError::Rejected {
                 code: "no_contact".into(),
                 message: "Intercom messages a contact by email, and the notification has no contact with one".into(),

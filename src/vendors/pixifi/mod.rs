@@ -4,26 +4,18 @@
 //! studio's catch hook; inbound, Pixifi's Zapier triggers (a new lead, a contract signed and
 //! accepted) reach Herald as events.
 
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 
-use super::automation::{
-    self, details_text, split_name, AutomationEvent, AutomationVendor, FakeZap,
-};
-use super::inbound::{InboundFuture, InboundHandler, InboundRequest};
-use super::{
-    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
-    VendorDescription, VendorSettings,
-};
+use super::automation::{details_text, split_name, Automated, AutomationEvent, AutomationVendor};
+use super::{DefaultRate, SeedOperation, VendorDescription};
 use crate::wedsync::{Contact, IntegrationType, Priority, WeddingNotification};
 
-pub struct Pixifi;
+/// The registry's entry for Pixifi.
+pub const VENDOR: Automated = Automated(&PIXIFI);
 
 /// Pixifi's Zapier app: its "Create Lead" action and the triggers Herald takes.
 pub static PIXIFI: AutomationVendor = AutomationVendor {
-    kind: "pixifi",
-    name: "Pixifi",
+    description: DESCRIPTION,
     action: "Create Lead",
     record,
     required: &["firstName", "email"],
@@ -111,33 +103,3 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     inbound: &["POST /inbound/pixifi/{integration}/events: Pixifi's Zapier triggers, sent by the studio's Zap with X-Herald-Secret, become notifications"],
     takes: Some("has(notification.contacts)"),
 };
-
-impl Vendor for Pixifi {
-    fn describe(&self) -> &'static VendorDescription {
-        &DESCRIPTION
-    }
-
-    fn simulation(&self) -> Option<&dyn Simulation> {
-        Some(self)
-    }
-
-    fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
-        Some(self)
-    }
-
-    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        automation::parse_settings(&PIXIFI, settings)
-    }
-}
-
-impl InboundHandler for Pixifi {
-    fn handle<'a>(&'a self, request: InboundRequest<'a>) -> InboundFuture<'a> {
-        Box::pin(async move { automation::handle_event(&request) })
-    }
-}
-
-impl Simulation for Pixifi {
-    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
-        Box::pin(FakeZap::simulated(addr, &PIXIFI))
-    }
-}

@@ -16,7 +16,10 @@ use serde_json::Value;
 pub use connector::SmtpConnector;
 pub use sink::SmtpSink;
 
-use super::{deserialize_settings, ConnectorTarget, SettingsError, VendorSettings};
+use super::{
+    deserialize_settings, ConnectorTarget, SettingsError, Simulation, SimulatorFuture, Vendor,
+    VendorDescription, VendorSettings,
+};
 use crate::connectors::{Connector, ConnectorError, ConnectorKit};
 use crate::secret::SecretRef;
 
@@ -149,14 +152,33 @@ pub struct SmtpIntegration {
     pub settings: SmtpSettings,
 }
 
-/// Reads and checks an integration's settings for the vendor `kind`.
-pub fn parse_settings(
-    kind: &'static str,
-    settings: Value,
-) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-    let settings: SmtpSettings = deserialize_settings(settings)?;
-    check(&settings)?;
-    Ok(Arc::new(SmtpIntegration { kind, settings }))
+/// A vendor that delivers by email, as the registry lists it: every such vendor reads its
+/// settings and is simulated the same way; only its description differs.
+pub struct Mailed(pub &'static VendorDescription);
+
+impl Vendor for Mailed {
+    fn describe(&self) -> &'static VendorDescription {
+        self.0
+    }
+
+    fn simulation(&self) -> Option<&dyn Simulation> {
+        Some(self)
+    }
+
+    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
+        let settings: SmtpSettings = deserialize_settings(settings)?;
+        check(&settings)?;
+        Ok(Arc::new(SmtpIntegration {
+            kind: self.0.kind,
+            settings,
+        }))
+    }
+}
+
+impl Simulation for Mailed {
+    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
+        Box::pin(SmtpSink::simulated(addr))
+    }
 }
 
 impl VendorSettings for SmtpIntegration {
@@ -191,7 +213,7 @@ mod tests {
         for (key, value) in extra.as_object().unwrap() {
             base[key] = value.clone();
         }
-        parse_settings("email", base)
+        crate::vendors::email::VENDOR.parse_settings(base)
     }
 
     #[test]

@@ -2,18 +2,12 @@
 //! the studio's own inbox: each notification an email to the address the studio reads beside
 //! Studio Ninja (`../smtp/` does the work).
 
-use std::sync::Arc;
-
-use serde_json::Value;
-
-use super::smtp::{self, SmtpSink};
-use super::{
-    DefaultRate, SeedOperation, SettingsError, Simulation, SimulatorFuture, Vendor,
-    VendorDescription, VendorSettings,
-};
+use super::smtp::Mailed;
+use super::{DefaultRate, SeedOperation, VendorDescription};
 use crate::wedsync::IntegrationType;
 
-pub struct StudioNinja;
+/// The registry's entry for Studio Ninja.
+pub const VENDOR: Mailed = Mailed(&DESCRIPTION);
 
 const DESCRIPTION: VendorDescription = VendorDescription {
     kind: "studio_ninja",
@@ -51,23 +45,3 @@ const DESCRIPTION: VendorDescription = VendorDescription {
     inbound: &[],
     takes: None,
 };
-
-impl Vendor for StudioNinja {
-    fn describe(&self) -> &'static VendorDescription {
-        &DESCRIPTION
-    }
-
-    fn simulation(&self) -> Option<&dyn Simulation> {
-        Some(self)
-    }
-
-    fn parse_settings(&self, settings: Value) -> Result<Arc<dyn VendorSettings>, SettingsError> {
-        smtp::parse_settings("studio_ninja", settings)
-    }
-}
-
-impl Simulation for StudioNinja {
-    fn start(&self, addr: std::net::SocketAddr) -> SimulatorFuture<'_> {
-        Box::pin(SmtpSink::simulated(addr))
-    }
-}
