@@ -1044,6 +1044,16 @@ pub fn is_phone_number(value: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
 }
 
+/// Whether `value` is a phone number in E.164 form (`+` and 2-15 digits, the first not 0): the
+/// form SMS and voice vendors take.
+pub fn is_e164(value: &str) -> bool {
+    value.strip_prefix('+').is_some_and(|digits| {
+        (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}
+
 /// What the seed's `BookingNotification` says changed, from `metadata.timelineChanges`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TimelineChanges {

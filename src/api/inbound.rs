@@ -99,6 +99,21 @@ pub async fn receive(
             }
             Ok(response)
         }
+        Ok(InboundAnswer::Reply {
+            acknowledged,
+            content_type,
+            body,
+        }) => {
+            if !acknowledged.is_empty() {
+                record_acknowledgements(&state, &organization, &integration_id, acknowledged);
+            }
+            Ok((
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response())
+        }
         Ok(InboundAnswer::Acknowledged(actions)) => {
             record_acknowledgements(&state, &organization, &integration_id, actions);
             Ok(StatusCode::OK.into_response())

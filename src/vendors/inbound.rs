@@ -66,6 +66,14 @@ pub enum InboundAnswer {
     /// The vendor's subscription check that wants its challenge back as the body (WhatsApp's
     /// `hub.challenge`): answered 200, `text/plain`.
     Challenge(String),
+    /// A call the vendor wants a document back for (Twilio's TwiML: a text back to the person,
+    /// what a call says next), with the acknowledgements it carried (none, for a reply that
+    /// acknowledges nothing): answered 200 with `body` as `content_type`.
+    Reply {
+        acknowledged: Vec<InboundAction>,
+        content_type: &'static str,
+        body: String,
+    },
 }
 
 /// Someone acted on a delivered notification in the vendor's system.

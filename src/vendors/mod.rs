@@ -32,6 +32,7 @@ pub mod telegram;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tripleseat;
+pub mod twilio;
 pub mod webhook;
 pub mod whatsapp;
 pub mod zoho;
@@ -74,6 +75,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &teams::Teams,
         &telegram::Telegram,
         &tripleseat::Tripleseat,
+        &twilio::Twilio,
         &webhook::Webhook,
         &whatsapp::WhatsApp,
         &zoho::Zoho,
@@ -150,13 +152,7 @@ pub fn markdown_table() -> String {
 
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
-pub const PLANNED: &[&str] = &[
-    "google_calendar",
-    "quickbooks",
-    "twilio",
-    "pagerduty",
-    "stripe",
-];
+pub const PLANNED: &[&str] = &["google_calendar", "quickbooks", "pagerduty", "stripe"];
 
 /// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
 /// implementation per folder.
@@ -430,6 +426,7 @@ mod tests {
                 "teams",
                 "telegram",
                 "tripleseat",
+                "twilio",
                 "webhook",
                 "whatsapp",
                 "zoho"

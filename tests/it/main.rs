@@ -38,6 +38,7 @@ mod tave;
 mod teams;
 mod telegram;
 mod tripleseat;
+mod twilio;
 mod vendors;
 mod whatsapp;
 mod zoho;

@@ -185,6 +185,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
                 "sandbox-studio_ninja",
                 "sandbox-teams",
                 "sandbox-telegram",
+                "sandbox-twilio",
                 "sandbox-webhook",
                 "sandbox-whatsapp",
             ],
