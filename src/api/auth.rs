@@ -59,9 +59,9 @@ pub async fn create_api_key(
     Ok((key, id))
 }
 
-/// The role a `/v1` call needs: `viewer` to read, `sender` to send notifications and routings
-/// and replay dead letters, `admin` for the rest (integrations, routes, keys, credentials, and
-/// any route not named here).
+/// The role a `/v1` call needs: `viewer` to read, `sender` to send notifications and routings,
+/// acknowledge notifications and replay dead letters, `admin` for the rest (integrations,
+/// routes, keys, credentials, and any route not named here).
 pub fn required_role(method: &Method, route: &str) -> Role {
     let route = route.strip_prefix("/v1").unwrap_or(route);
     let admin_only = route.starts_with("/keys") || route.starts_with("/audit");
@@ -72,6 +72,7 @@ pub fn required_role(method: &Method, route: &str) -> Role {
                 route,
                 "/notifications"
                     | "/notifications/batch"
+                    | "/notifications/{notificationId}/acknowledge"
                     | "/routings"
                     | "/dead-letters/{deliveryId}/replay"
             ) =>
@@ -150,6 +151,11 @@ mod tests {
             (Method::GET, "/v1/integrations", Role::Viewer),
             (Method::POST, "/v1/notifications", Role::Sender),
             (Method::POST, "/v1/notifications/batch", Role::Sender),
+            (
+                Method::POST,
+                "/v1/notifications/{notificationId}/acknowledge",
+                Role::Sender,
+            ),
             (Method::POST, "/v1/routings", Role::Sender),
             (
                 Method::POST,

@@ -118,7 +118,10 @@ pub async fn receive(
             record_acknowledgements(&state, &organization, &integration_id, actions);
             Ok(StatusCode::OK.into_response())
         }
-        Ok(InboundAnswer::Notifications(notifications)) => {
+        Ok(InboundAnswer::Notifications {
+            notifications,
+            acknowledged,
+        }) => {
             let mut submissions = Vec::with_capacity(notifications.len());
             for notification in notifications {
                 notification.validate("", &organization)?;
@@ -137,6 +140,10 @@ pub async fn receive(
                 return Ok(StatusCode::OK.into_response());
             }
             let accepted = state.routers.accept(&organization, submissions).await?;
+            // Recorded once the events are journaled: a refused call records nothing.
+            if !acknowledged.is_empty() {
+                record_acknowledgements(&state, &organization, &integration_id, acknowledged);
+            }
             for one in &accepted {
                 count(if one.duplicate {
                     "duplicate"
@@ -155,14 +162,14 @@ pub async fn receive(
     }
 }
 
-/// Records each (notification, action, person) once, after the answer has gone.
+/// The acknowledgements of an inbound call, recorded once each after the answer has gone.
 fn record_acknowledgements(
-    state: &AppState,
+    state: &Arc<AppState>,
     organization: &str,
     integration_id: &str,
     actions: Vec<InboundAction>,
 ) {
-    let acknowledgements: Vec<Acknowledgement> = actions
+    let acknowledgements = actions
         .into_iter()
         .map(|action| Acknowledgement {
             organization: organization.to_owned(),
@@ -173,20 +180,7 @@ fn record_acknowledgements(
             at: now_millis(),
         })
         .collect();
-    let store = state.store.clone();
-    tokio::spawn(async move {
-        for acknowledgement in acknowledgements {
-            let integration = acknowledgement.integration_id.clone();
-            match store.acknowledge(acknowledgement).await {
-                Ok(outcome) => {
-                    metrics::counter!("herald_inbound_total", "integration" => integration, "outcome" => outcome.as_str()).increment(1);
-                }
-                Err(err) => {
-                    tracing::error!(integration = %integration, error = %err, "acknowledgement not recorded");
-                }
-            }
-        }
-    });
+    super::acknowledgements::record_in_background(state.clone(), acknowledgements);
 }
 
 impl From<InboundError> for ApiError {

@@ -4,6 +4,7 @@
 //! organization's data (anything else is a 404). The API knows router messages, the store's
 //! read side and integration health; it knows nothing about vendors.
 
+mod acknowledgements;
 mod audit;
 mod auth;
 mod dead_letters;
@@ -68,6 +69,7 @@ fn v1_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(notifications::post_batch))
         .routes(routes!(notifications::get_notification))
         .routes(routes!(notifications::notification_engagement))
+        .routes(routes!(acknowledgements::acknowledge_notification))
         .routes(routes!(routings::post_routing))
         .routes(routes!(routings::get_routing))
         .routes(routes!(dead_letters::list_dead_letters))

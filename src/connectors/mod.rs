@@ -154,6 +154,28 @@ pub trait Connector: Send + Sync + 'static {
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())
     }
+    /// Tells the vendor that a notification it delivered (`details`: its receipt's details) was
+    /// acknowledged on another channel, where the vendor keeps a state of its own (a pager's
+    /// incident). Answers what was done; `null` where the vendor keeps nothing to change.
+    fn acknowledged<'a>(
+        &'a self,
+        _details: &'a serde_json::Value,
+        _notice: &'a AcknowledgementNotice,
+    ) -> CheckFuture<'a> {
+        Box::pin(async { Ok(serde_json::Value::Null) })
+    }
+}
+
+/// An acknowledgement recorded for a notification, as the other channels that carry it hear of
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcknowledgementNotice {
+    pub notification_id: String,
+    /// The action (`acknowledge`, `resolve`, a button's action id).
+    pub action_id: String,
+    pub actor: String,
+    /// Where it was made: an integration's id, or `wedsync` for WedSync's API.
+    pub via: String,
 }
 
 /// What every connector is built with: the outbound HTTP client (with its address policy),

@@ -66,6 +66,13 @@ pub enum IntegrationMsg {
         serde_json::Value,
         RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
     ),
+    /// Tell the vendor a delivered notification was acknowledged elsewhere, from the
+    /// delivery's receipt details (spawned task).
+    Acknowledged(
+        serde_json::Value,
+        crate::connectors::AcknowledgementNotice,
+        RpcReplyPort<Result<serde_json::Value, ConnectorError>>,
+    ),
 }
 
 pub struct IntegrationState {
@@ -241,6 +248,12 @@ impl Actor for IntegrationActor {
                 let connector = state.connector.clone();
                 tokio::spawn(async move {
                     let _ = reply.send(connector.engagement(&details).await);
+                });
+            }
+            IntegrationMsg::Acknowledged(details, notice, reply) => {
+                let connector = state.connector.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(connector.acknowledged(&details, &notice).await);
                 });
             }
         }

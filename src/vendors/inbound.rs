@@ -56,8 +56,12 @@ pub enum InboundAnswer {
     /// People acted on notifications Herald delivered (button clicks), to record once each.
     Acknowledged(Vec<InboundAction>),
     /// The vendor's events as notifications of the integration's organization, to route to its
-    /// other targets (a vendor that batches events sends several in one call).
-    Notifications(Vec<WeddingNotification>),
+    /// other targets (a vendor that batches events sends several in one call), and the earlier
+    /// notifications those events answer (a payment for a reminder), to record.
+    Notifications {
+        notifications: Vec<WeddingNotification>,
+        acknowledged: Vec<InboundAction>,
+    },
     /// A call Herald has no use for (an interaction type it does not send): answered 200.
     Ignored,
     /// The vendor confirming the address before it sends events (Asana's `X-Hook-Secret`):
@@ -74,6 +78,16 @@ pub enum InboundAnswer {
         content_type: &'static str,
         body: String,
     },
+}
+
+impl InboundAnswer {
+    /// The vendor's events as notifications, answering none.
+    pub fn notifications(notifications: Vec<WeddingNotification>) -> Self {
+        InboundAnswer::Notifications {
+            notifications,
+            acknowledged: Vec::new(),
+        }
+    }
 }
 
 /// Someone acted on a delivered notification in the vendor's system.

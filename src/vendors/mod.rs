@@ -20,11 +20,13 @@ pub mod hubspot;
 pub mod inbound;
 pub mod intercom;
 pub mod monday;
+pub mod pagerduty;
 pub mod pipedrive;
 pub mod pixifi;
 pub mod salesforce;
 pub mod slack;
 pub mod smtp;
+pub mod stripe;
 pub mod studio_ninja;
 pub mod tave;
 pub mod teams;
@@ -66,10 +68,12 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &hubspot::HubSpot,
         &intercom::Intercom,
         &monday::Monday,
+        &pagerduty::PagerDuty,
         &pipedrive::Pipedrive,
         &pixifi::VENDOR,
         &salesforce::Salesforce,
         &slack::Slack,
+        &stripe::Stripe,
         &studio_ninja::VENDOR,
         &tave::Tave,
         &teams::Teams,
@@ -152,7 +156,7 @@ pub fn markdown_table() -> String {
 
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
-pub const PLANNED: &[&str] = &["google_calendar", "quickbooks", "pagerduty", "stripe"];
+pub const PLANNED: &[&str] = &["google_calendar", "quickbooks"];
 
 /// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
 /// implementation per folder.
@@ -417,10 +421,12 @@ mod tests {
                 "hubspot",
                 "intercom",
                 "monday",
+                "pagerduty",
                 "pipedrive",
                 "pixifi",
                 "salesforce",
                 "slack",
+                "stripe",
                 "studio_ninja",
                 "tave",
                 "teams",

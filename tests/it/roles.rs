@@ -51,6 +51,11 @@ fn every_call() -> Vec<(Method, &'static str, Role)> {
             "/v1/notifications/any/engagement",
             Role::Viewer,
         ),
+        (
+            Method::POST,
+            "/v1/notifications/any/acknowledge",
+            Role::Sender,
+        ),
         (Method::POST, "/v1/routings", Role::Sender),
         (Method::GET, "/v1/routings/any", Role::Viewer),
         (Method::GET, "/v1/dead-letters", Role::Viewer),

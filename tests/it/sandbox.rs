@@ -181,6 +181,7 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
                 "sandbox-discord",
                 "sandbox-email",
                 "sandbox-monday",
+                "sandbox-pagerduty",
                 "sandbox-slack",
                 "sandbox-studio_ninja",
                 "sandbox-teams",

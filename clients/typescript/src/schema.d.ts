@@ -302,6 +302,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/notifications/{notificationId}/acknowledge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The seed's synchronizeNotificationStates from WedSync's side: someone acknowledged the
+         *     notification in WedSync. Recorded as the channel `wedsync`, and told to the other channels.
+         */
+        post: operations["acknowledge_notification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/notifications/{notificationId}/engagement": {
         parameters: {
             query?: never;
@@ -412,6 +432,25 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description What the acknowledgement did. */
+        AcknowledgeAnswer: {
+            notificationId: string;
+            /**
+             * @description `recorded`, or `already_recorded` when the same person had already acknowledged the
+             *     same way (nothing new written, nobody told again).
+             */
+            outcome: string;
+        };
+        /** @description WedSync acknowledging a notification on someone's behalf. */
+        AcknowledgeRequest: {
+            /** @description Who acknowledged, in WedSync's terms (a user id or name). */
+            actor: string;
+            /**
+             * @description `acknowledge` (the default) or `resolve`: a pager's incident is then resolved, not only
+             *     acknowledged.
+             */
+            action?: string | null;
+        };
         /** @description Someone acted on a delivered notification in the target system (a button click). */
         Acknowledgement: {
             integrationId: string;
@@ -3371,6 +3410,122 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NotificationRecord"];
+                };
+            };
+            /** @description The request is malformed (JSON, headers, query). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No API key, or one Herald does not know. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key's role does not allow this call (`requiredRole` names the one it needs). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing of the key's organization has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A field is invalid (`field` names it). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Herald failed; the message says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Herald is shutting down or the integration did not answer. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    acknowledge_notification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description WedSync's id of the notification */
+                notificationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcknowledgeRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AcknowledgeAnswer"];
                 };
             };
             /** @description The request is malformed (JSON, headers, query). */

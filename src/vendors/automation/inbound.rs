@@ -109,7 +109,7 @@ pub fn handle_event(request: &InboundRequest<'_>) -> Result<InboundAnswer, Inbou
         event_id,
         &fields,
     )?;
-    Ok(InboundAnswer::Notifications(vec![notification]))
+    Ok(InboundAnswer::notifications(vec![notification]))
 }
 
 fn event_names(events: &[AutomationEvent]) -> String {

@@ -186,7 +186,7 @@ async fn webhooks(request: InboundRequest<'_>) -> Result<InboundAnswer, InboundE
         .map_err(|err| {
             InboundError::Malformed(format!("the event makes no notification: {err}"))
         })?;
-    Ok(InboundAnswer::Notifications(notifications))
+    Ok(InboundAnswer::notifications(notifications))
 }
 
 /// An event's object id, which HubSpot sends as a number.

@@ -64,7 +64,7 @@ impl InboundHandler for Tave {
                     ConnectorError::Misconfigured(reason) => InboundError::Misconfigured(reason),
                     other => InboundError::VendorUnavailable(other.to_string()),
                 })?;
-            Ok(InboundAnswer::Notifications(vec![notification]))
+            Ok(InboundAnswer::notifications(vec![notification]))
         })
     }
 }

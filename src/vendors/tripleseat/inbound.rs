@@ -70,7 +70,7 @@ fn webhook(request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError> {
         .map_err(|err| {
             InboundError::Malformed(format!("the webhook makes no notification: {err}"))
         })?;
-    Ok(InboundAnswer::Notifications(vec![notification]))
+    Ok(InboundAnswer::notifications(vec![notification]))
 }
 
 /// The WedSync type of a trigger Herald acts on; `None` for the others (rooms, documents...).
