@@ -142,6 +142,39 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// A vendor's answer other than a 2xx, for the vendor to classify.
+pub struct Refusal {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    /// The JSON body, or `null` when there is none.
+    pub body: serde_json::Value,
+}
+
+/// Sends `request` with `body` as JSON (when given): the JSON answer of a 2xx (`null` when it has
+/// none), or the [`Refusal`]; a transport failure is classified.
+pub async fn send_json(
+    request: reqwest::RequestBuilder,
+    body: Option<&serde_json::Value>,
+) -> Result<Result<serde_json::Value, Refusal>, ConnectorError> {
+    let request = match body {
+        Some(body) => request.json(body),
+        None => request,
+    };
+    let response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    Ok(if status.is_success() {
+        Ok(body)
+    } else {
+        Err(Refusal {
+            status,
+            headers,
+            body,
+        })
+    })
+}
+
 /// Reads `Retry-After` as delta-seconds (the form vendors use for 429 and 503). An HTTP date is
 /// not honoured and falls back to our own backoff.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {

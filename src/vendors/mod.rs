@@ -15,10 +15,12 @@ pub mod discord;
 pub mod dubsado;
 pub mod dynamics365;
 pub mod email;
+pub mod google_calendar;
 pub mod honeybook;
 pub mod hubspot;
 pub mod inbound;
 pub mod intercom;
+pub mod microsoft_calendar;
 pub mod monday;
 pub mod pagerduty;
 pub mod pipedrive;
@@ -36,6 +38,7 @@ pub mod testing;
 pub mod tripleseat;
 pub mod twilio;
 pub mod webhook;
+pub mod wedding_event;
 pub mod whatsapp;
 pub mod zoho;
 
@@ -64,9 +67,11 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &dubsado::VENDOR,
         &dynamics365::Dynamics365,
         &email::VENDOR,
+        &google_calendar::GoogleCalendar,
         &honeybook::VENDOR,
         &hubspot::HubSpot,
         &intercom::Intercom,
+        &microsoft_calendar::MicrosoftCalendar,
         &monday::Monday,
         &pagerduty::PagerDuty,
         &pipedrive::Pipedrive,
@@ -156,7 +161,7 @@ pub fn markdown_table() -> String {
 
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
-pub const PLANNED: &[&str] = &["google_calendar", "quickbooks"];
+pub const PLANNED: &[&str] = &["quickbooks", "weather"];
 
 /// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
 /// implementation per folder.
@@ -417,9 +422,11 @@ mod tests {
                 "dubsado",
                 "dynamics365",
                 "email",
+                "google_calendar",
                 "honeybook",
                 "hubspot",
                 "intercom",
+                "microsoft_calendar",
                 "monday",
                 "pagerduty",
                 "pipedrive",
@@ -441,7 +448,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("google_calendar").is_none());
+        assert!(find("quickbooks").is_none());
     }
 
     #[test]

@@ -180,6 +180,8 @@ async fn the_configuration_the_sandbox_writes_runs_as_it_is() {
                 "sandbox-asana",
                 "sandbox-discord",
                 "sandbox-email",
+                "sandbox-google_calendar",
+                "sandbox-microsoft_calendar",
                 "sandbox-monday",
                 "sandbox-pagerduty",
                 "sandbox-slack",
