@@ -25,6 +25,7 @@ pub mod monday;
 pub mod pagerduty;
 pub mod pipedrive;
 pub mod pixifi;
+pub mod quickbooks;
 pub mod salesforce;
 pub mod slack;
 pub mod smtp;
@@ -76,6 +77,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &pagerduty::PagerDuty,
         &pipedrive::Pipedrive,
         &pixifi::VENDOR,
+        &quickbooks::QuickBooks,
         &salesforce::Salesforce,
         &slack::Slack,
         &stripe::Stripe,
@@ -161,7 +163,7 @@ pub fn markdown_table() -> String {
 
 /// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
 /// one is told so, rather than that the kind is unknown.
-pub const PLANNED: &[&str] = &["quickbooks", "weather"];
+pub const PLANNED: &[&str] = &["weather"];
 
 /// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
 /// implementation per folder.
@@ -431,6 +433,7 @@ mod tests {
                 "pagerduty",
                 "pipedrive",
                 "pixifi",
+                "quickbooks",
                 "salesforce",
                 "slack",
                 "stripe",
@@ -448,7 +451,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("quickbooks").is_none());
+        assert!(find("weather").is_none());
     }
 
     #[test]

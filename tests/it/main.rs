@@ -30,6 +30,7 @@ mod pagerduty;
 mod pipedrive;
 mod postgres;
 mod properties;
+mod quickbooks;
 mod quiet_hours;
 mod reminders;
 mod roles;
