@@ -897,20 +897,13 @@ impl RawConfig {
     }
 }
 
-/// Why no vendor has this kind: a planned one is not built yet, anything else is unknown.
+/// Why no vendor has this kind, with the kinds there are.
 fn unknown_kind(kind: &str) -> String {
     let available: Vec<&str> = vendors::all().iter().map(|vendor| vendor.kind()).collect();
-    if vendors::PLANNED.contains(&kind) {
-        format!(
-            "connector {kind:?} is not available in this version of Herald yet (available: {})",
-            available.join(", ")
-        )
-    } else {
-        format!(
-            "unknown connector kind {kind:?} (available: {})",
-            available.join(", ")
-        )
-    }
+    format!(
+        "unknown connector kind {kind:?} (available: {})",
+        available.join(", ")
+    )
 }
 
 impl Config {
@@ -993,11 +986,14 @@ settings = { url = "https://hooks.example.com/herald", secret = { env = "HOOK_SE
     }
 
     #[test]
-    fn a_planned_connector_is_reported_as_not_available_with_its_line() {
-        let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"weather\"\n");
+    fn an_unknown_connector_is_reported_with_its_line() {
+        let text = format!("{BASE}\n[[integrations]]\nid = \"venue\"\norganization = \"studio\"\nkind = \"carrier_pigeon\"\n");
         let err = validate(&text).unwrap_err().to_string();
         assert!(err.contains("integrations[1].kind"), "{err}");
-        assert!(err.contains("\"weather\" is not available"), "{err}");
+        assert!(
+            err.contains("unknown connector kind \"carrier_pigeon\" (available: asana,"),
+            "{err}"
+        );
         assert!(
             err.starts_with("test.toml:14:"),
             "the line of the second integration's kind: {err}"

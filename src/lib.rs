@@ -16,7 +16,8 @@
 //! - [`integration`]: one supervised actor per integration, with its limiter, breaker and retries.
 //! - [`connectors`]: what every connector is (the trait, errors, the outbound HTTP policy).
 //! - [`vendors`]: the vendor registry, one folder per vendor (settings, connector, simulator).
-//! - [`tree`]: the supervision tree; [`health`]: the health monitor actor.
+//! - [`tree`]: the supervision tree; [`health`]: the health monitor actor; [`polling`]: the
+//!   poller of the vendors Herald reads on a schedule.
 //! - [`api`]: the HTTP API; [`telemetry`]: logs and Prometheus metrics.
 //! - [`sandbox`]: what every vendor simulator shares (server, faults, recorder, contract checks);
 //!   [`sandbox_command`]: `herald sandbox`; [`demo`]: `herald demo`.
@@ -36,6 +37,7 @@ pub mod connectors;
 pub mod demo;
 pub mod health;
 pub mod integration;
+pub mod polling;
 pub mod router;
 pub mod sandbox;
 pub mod sandbox_command;
@@ -172,6 +174,7 @@ pub async fn run(
         client: client.clone(),
         vault: vault.clone(),
         installation_id: store.installation_id().into(),
+        store: store.clone(),
     };
     // Actors start on their first delivery, so the configuration file's integrations are built
     // once here: an unreadable secret stops Herald now, named, not at some later delivery.

@@ -98,6 +98,32 @@ impl RoutingTable {
     }
 
     /// The organization's routes that send to this integration.
+    /// What a vendor told Herald (an inbound event, a polled alert) as submissions of the
+    /// integration's organization: each notification validated, then routed by the
+    /// organization's routes to every target but the integration it came from.
+    pub fn from_vendor(
+        &self,
+        organization: &str,
+        integration_id: &str,
+        notifications: Vec<WeddingNotification>,
+    ) -> Result<Vec<Submission>, FieldError> {
+        notifications
+            .into_iter()
+            .map(|notification| {
+                notification.validate("", organization)?;
+                let targets: Vec<String> = self
+                    .targets(organization, &notification)
+                    .into_iter()
+                    .filter(|target| target != integration_id)
+                    .collect();
+                Ok(Submission {
+                    explicit_targets: Some(targets),
+                    ..Submission::routed(notification)
+                })
+            })
+            .collect()
+    }
+
     pub fn routes_targeting(&self, organization: &str, integration_id: &str) -> Vec<RouteConfig> {
         self.routes(organization)
             .iter()

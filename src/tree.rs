@@ -7,7 +7,8 @@
 //! ├── integrations (one-for-one, gives up on a crash-looping integration alone)
 //! │   └── one IntegrationActor per integration with work: those with deliveries in the store
 //! │       when Herald starts, and any other on its first delivery (it stops when idle)
-//! └── health-monitor
+//! ├── health-monitor
+//! └── poller (reads the vendors Herald follows on a schedule: weather alerts)
 //! ```
 //!
 //! The store writer is not in the tree: it is a thread (SQLite blocks), and a failed journal is
@@ -26,6 +27,7 @@ use crate::config::SupervisionConfig;
 use crate::connectors::ConnectorKit;
 use crate::health::{HealthMonitor, HealthMonitorArgs};
 use crate::integration::{IntegrationActor, IntegrationArgs, IntegrationRuntime, Registry};
+use crate::polling::{Poller, PollerArgs};
 use crate::router::{Router, RouterArgs, RouterHandle, RoutingTable};
 use crate::store::Store;
 use crate::wedsync::Lane;
@@ -65,6 +67,7 @@ pub async fn start(args: TreeArgs) -> Result<Tree, SpawnErr> {
         router_spec("router-normal", Lane::Normal, &args, routers.normal.clone()),
         integrations_spec(&args, integrations_slot.clone()),
         health_spec(&args, integrations_slot.clone()),
+        poller_spec(&args, routers.clone()),
     ];
     let (root, root_exit) = Actor::spawn(
         None,
@@ -233,6 +236,24 @@ fn health_spec(args: &TreeArgs, integrations: Slot<ActorRef<SupervisorMsg>>) -> 
                     .0
                     .get_cell(),
             )
+        })
+    })
+}
+
+fn poller_spec(args: &TreeArgs, routers: RouterHandle) -> ChildSpec {
+    let (registry, table, kit) = (args.registry.clone(), args.table.clone(), args.kit.clone());
+    ChildSpec::new("poller", Restart::Permanent, move |supervisor| {
+        let poller_args = PollerArgs {
+            registry: registry.clone(),
+            table: table.clone(),
+            routers: routers.clone(),
+            kit: kit.clone(),
+        };
+        Box::pin(async move {
+            Ok(Actor::spawn_linked(None, Poller, poller_args, supervisor)
+                .await?
+                .0
+                .get_cell())
         })
     })
 }

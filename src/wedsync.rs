@@ -46,6 +46,7 @@ pub const WEDDING_CONTEXT_FIELDS: &[&str] = &[
     "coupleNames",
     "guestCount",
     "timezone",
+    "venueLocation",
 ];
 
 /// Which lane a notification travels: emergencies are journaled, queued and attempted ahead
@@ -215,6 +216,19 @@ pub struct WeddingContext {
     /// IANA time zone of the wedding, e.g. `Europe/London`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Where the venue is, for what depends on the place (weather alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_location: Option<VenueLocation>,
+}
+
+/// A point on the Earth in WGS 84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VenueLocation {
+    /// Degrees north of the equator, -90 to 90.
+    pub latitude: f64,
+    /// Degrees east of Greenwich, -180 to 180.
+    pub longitude: f64,
 }
 
 /// A person the notification concerns (a couple, a planner, a vendor contact).
@@ -809,6 +823,20 @@ impl WeddingNotification {
                     ));
                 }
             }
+            if let Some(location) = &context.venue_location {
+                if !(-90.0..=90.0).contains(&location.latitude) {
+                    return Err(FieldError::new(
+                        field("weddingContext.venueLocation.latitude"),
+                        "must be degrees from -90 to 90",
+                    ));
+                }
+                if !(-180.0..=180.0).contains(&location.longitude) {
+                    return Err(FieldError::new(
+                        field("weddingContext.venueLocation.longitude"),
+                        "must be degrees from -180 to 180",
+                    ));
+                }
+            }
         }
         for (index, contact) in self.contacts.iter().enumerate() {
             if let Some(email) = &contact.email {
@@ -1328,6 +1356,37 @@ mod tests {
         assert_eq!(
             notification.wedding_context.unwrap().venue.as_deref(),
             Some("Kew Gardens")
+        );
+    }
+
+    #[test]
+    fn a_venue_location_is_read_and_kept_on_the_globe() {
+        let mut value = sample();
+        value["weddingContext"]["venueLocation"] =
+            serde_json::json!({"latitude": 35.2271, "longitude": -80.8431});
+        let notification = parse(value.clone()).unwrap();
+        assert_eq!(
+            notification.wedding_context.unwrap().venue_location,
+            Some(VenueLocation {
+                latitude: 35.2271,
+                longitude: -80.8431
+            })
+        );
+        value["weddingContext"]["venueLocation"]["longitude"] = serde_json::json!(-180.5);
+        let err = parse(value.clone())
+            .unwrap()
+            .validate("", "org")
+            .unwrap_err();
+        assert_eq!(err.field, "weddingContext.venueLocation.longitude");
+        value["weddingContext"]["venueLocation"] = serde_json::json!({"latitude": 35.2});
+        let ParseError::Invalid(err) = parse(value).unwrap_err() else {
+            panic!("expected a field error")
+        };
+        assert_eq!(err.field, "weddingContext.venueLocation.longitude");
+        assert!(
+            err.reason.contains("missing"),
+            "{}",
+            err.reason
         );
     }
 

@@ -18,7 +18,6 @@ use axum::Json;
 
 use super::notifications::NotificationAccepted;
 use super::{ApiError, AppState};
-use crate::router::Submission;
 use crate::store::{now_millis, Acknowledgement};
 use crate::vendors::inbound::{InboundAction, InboundAnswer, InboundError, InboundRequest};
 
@@ -122,20 +121,10 @@ pub async fn receive(
             notifications,
             acknowledged,
         }) => {
-            let mut submissions = Vec::with_capacity(notifications.len());
-            for notification in notifications {
-                notification.validate("", &organization)?;
-                let targets: Vec<String> = state
+            let submissions =
+                state
                     .table
-                    .targets(&organization, &notification)
-                    .into_iter()
-                    .filter(|target| target != &integration_id)
-                    .collect();
-                submissions.push(Submission {
-                    explicit_targets: Some(targets),
-                    ..Submission::routed(notification)
-                });
-            }
+                    .from_vendor(&organization, &integration_id, notifications)?;
             if submissions.is_empty() {
                 return Ok(StatusCode::OK.into_response());
             }

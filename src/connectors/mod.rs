@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use http::{OutboundClient, OutboundError};
 
+use crate::store::{now_millis, Store, UnixMillis};
 use crate::vault::Vault;
 use crate::wedsync::WeddingNotification;
 
@@ -111,6 +112,9 @@ impl ConnectorError {
 pub type DeliveryFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Receipt, ConnectorError>> + Send + 'a>>;
 
+pub type PollFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<WeddingNotification>, ConnectorError>> + Send + 'a>>;
+
 pub type CheckFuture<'a> =
     Pin<Box<dyn Future<Output = Result<serde_json::Value, ConnectorError>> + Send + 'a>>;
 
@@ -154,6 +158,16 @@ pub trait Connector: Send + Sync + 'static {
     fn refresh_credentials(&self) -> Result<(), ConnectorError> {
         Ok(())
     }
+    /// How often Herald reads the vendor for news (the poller, `polling.rs`), for a vendor that
+    /// is read on a schedule rather than heard from; `None` for the rest.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Reads the vendor once for news and answers the notifications it amounts to, to be routed
+    /// as the organization's own (never back to this integration).
+    fn poll(&self) -> PollFuture<'_> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// Tells the vendor that a notification it delivered (`details`: its receipt's details) was
     /// acknowledged on another channel, where the vendor keeps a state of its own (a pager's
     /// incident). Answers what was done; `null` where the vendor keeps nothing to change.
@@ -179,13 +193,78 @@ pub struct AcknowledgementNotice {
 }
 
 /// What every connector is built with: the outbound HTTP client (with its address policy),
-/// when `security.credentials_key` is set the vault, and the installation's id (from the store)
-/// for ids that must be unique beyond this installation.
+/// when `security.credentials_key` is set the vault, the installation's id (from the store)
+/// for ids that must be unique beyond this installation, and the store, where a connector
+/// keeps what it must remember ([`ConnectorKit::memory`]).
 #[derive(Clone)]
 pub struct ConnectorKit {
     pub client: OutboundClient,
     pub vault: Option<Arc<Vault>>,
     pub installation_id: Arc<str>,
+    pub store: Arc<dyn Store>,
+}
+
+impl ConnectorKit {
+    /// The memory of one integration's connector.
+    pub fn memory(&self, integration_id: &str) -> ConnectorMemory {
+        ConnectorMemory {
+            store: self.store.clone(),
+            integration_id: integration_id.into(),
+        }
+    }
+}
+
+/// What one integration's connector remembers across deliveries and restarts: JSON values by
+/// key, each until the time it lapses, durable in the store ([`crate::store::Memories`]).
+#[derive(Clone)]
+pub struct ConnectorMemory {
+    store: Arc<dyn Store>,
+    integration_id: Arc<str>,
+}
+
+impl ConnectorMemory {
+    /// Keeps `value` under `key` until `lapses_at` (Unix milliseconds), replacing what was there.
+    pub async fn remember(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        lapses_at: UnixMillis,
+    ) -> Result<(), ConnectorError> {
+        self.store
+            .remember(
+                &self.integration_id,
+                key,
+                Some(value.to_string()),
+                lapses_at,
+            )
+            .await
+            .map_err(unavailable_store)
+    }
+
+    pub async fn forget(&self, key: &str) -> Result<(), ConnectorError> {
+        self.store
+            .remember(&self.integration_id, key, None, 0)
+            .await
+            .map_err(unavailable_store)
+    }
+
+    /// Everything remembered that has not lapsed, by key; a value that is no longer JSON is
+    /// left out.
+    pub async fn recall_all(&self) -> Result<Vec<(String, serde_json::Value)>, ConnectorError> {
+        let memories = self
+            .store
+            .memories(&self.integration_id, now_millis())
+            .await
+            .map_err(unavailable_store)?;
+        Ok(memories
+            .into_iter()
+            .filter_map(|memory| Some((memory.key, serde_json::from_str(&memory.value).ok()?)))
+            .collect())
+    }
+}
+
+fn unavailable_store(error: crate::store::StoreError) -> ConnectorError {
+    ConnectorError::Unavailable(format!("Herald's store: {error}"))
 }
 
 /// The answer of connectors whose vendor has nothing like engagement to read.

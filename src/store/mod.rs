@@ -15,6 +15,7 @@ mod installs;
 mod integrations;
 mod journal;
 mod keys;
+mod memories;
 mod postgres;
 mod queue;
 mod routings;
@@ -35,6 +36,7 @@ pub use installs::Installs;
 pub use integrations::{IntegrationChange, ManagedIntegrations, Removed, REMOVED_REASON};
 pub use journal::Journal;
 pub use keys::ApiKeys;
+pub use memories::{Memories, Memory};
 pub use postgres::PostgresStore;
 pub use routings::Routings;
 pub use sqlite::SqliteStore;
@@ -610,6 +612,7 @@ pub trait Store:
     + Audit
     + ManagedIntegrations
     + Definitions
+    + Memories
     + Send
     + Sync
     + 'static

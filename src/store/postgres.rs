@@ -16,7 +16,7 @@
 //! This module owns the connections, the migrations, the mapping of delivery rows and the
 //! writer's transaction control; what each concern reads and writes is in its own module beside
 //! it (`journal/`, `keys.rs`, `acknowledgements.rs`, `routings.rs`, `credentials.rs`,
-//! `installs.rs`), next to the other dialect's.
+//! `installs.rs`, `memories.rs`), next to the other dialect's.
 
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -161,6 +161,14 @@ const MIGRATIONS: &[&str] = &[
     // 15: who started an OAuth install (the audit record of the credential it brings names them).
     "ALTER TABLE oauth_installs ADD COLUMN started_by_key_id TEXT;
     ALTER TABLE oauth_installs ADD COLUMN started_by_label TEXT;",
+    // 16: what connectors remember between deliveries (the weddings a weather watch follows).
+    "CREATE TABLE connector_memories (
+        integration_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        lapses_at BIGINT NOT NULL,
+        PRIMARY KEY (integration_id, key)
+    );",
 ];
 
 /// A definition's row (`id, organization, spec, version, created_at, updated_at`), as

@@ -20,6 +20,7 @@ use super::installs::InstallStatements;
 use super::integrations::IntegrationStatements;
 use super::journal::JournalStatements;
 use super::keys::KeyStatements;
+use super::memories::MemoryStatements;
 use super::routings::RoutingStatements;
 
 use super::{
@@ -125,6 +126,13 @@ pub(super) enum Command {
         by: Actor,
         reply: Answer<bool>,
     },
+    Remember {
+        integration_id: String,
+        key: String,
+        value: Option<String>,
+        lapses_at: i64,
+        reply: Answer<()>,
+    },
     Flush(Answer<()>),
 }
 
@@ -140,6 +148,7 @@ impl Command {
             | Command::RecordRouting { reply, .. }
             | Command::PutCredential { reply, .. }
             | Command::BeginInstall { reply, .. }
+            | Command::Remember { reply, .. }
             | Command::Flush(reply) => drop(reply.send(Err(failed()))),
             Command::FinishInstall { reply, .. } => drop(reply.send(Err(failed()))),
             Command::Acknowledge { reply, .. } => drop(reply.send(Err(failed()))),
@@ -167,6 +176,7 @@ impl Command {
                 | Command::RecordRouting { reply, .. }
                 | Command::PutCredential { reply, .. }
                 | Command::BeginInstall { reply, .. }
+                | Command::Remember { reply, .. }
                 | Command::Flush(reply),
                 Outcome::Unit(result),
             ) => drop(reply.send(result)),
@@ -207,6 +217,7 @@ impl Command {
             | Command::RecordRouting { .. }
             | Command::PutCredential { .. }
             | Command::BeginInstall { .. }
+            | Command::Remember { .. }
             | Command::Flush(_) => Outcome::Unit(Err(err)),
             Command::RevokeApiKey { .. } | Command::ReplaceCredential { .. } => {
                 Outcome::Flag(Err(err))
@@ -425,6 +436,23 @@ impl CommandQueues {
         })
     }
 
+    pub(super) fn remember(
+        &self,
+        integration_id: &str,
+        key: &str,
+        value: Option<String>,
+        lapses_at: i64,
+    ) -> StoreFuture<'_, ()> {
+        let (integration_id, key) = (integration_id.to_owned(), key.to_owned());
+        self.request(Lane::Normal, |reply| Command::Remember {
+            integration_id,
+            key,
+            value,
+            lapses_at,
+            reply,
+        })
+    }
+
     pub(super) fn revoke_api_key(
         &self,
         organization: &str,
@@ -621,6 +649,7 @@ pub(super) trait Writer:
     + AuditStatements
     + IntegrationStatements
     + DefinitionStatements
+    + MemoryStatements
 {
     async fn begin(&mut self) -> Result<(), StoreError>;
     async fn commit(&mut self) -> Result<(), StoreError>;
@@ -1026,6 +1055,24 @@ async fn execute<W: Writer>(writer: &mut W, command: &Command) -> Result<Outcome
                 writer.append_audit(audit).await?;
             }
             Outcome::Flag(Ok(replaced))
+        }
+        Command::Remember {
+            integration_id,
+            key,
+            value,
+            lapses_at,
+            ..
+        } => {
+            writer
+                .remember(
+                    integration_id,
+                    key,
+                    value.as_deref(),
+                    *lapses_at,
+                    now_millis(),
+                )
+                .await?;
+            Outcome::Unit(Ok(()))
         }
         Command::Flush(_) => Outcome::Unit(Ok(())),
     })

@@ -12,7 +12,7 @@
 //! This module owns the connections, the migrations, the mapping of delivery rows and the
 //! writer's transaction control; what each concern reads and writes is in its own module beside
 //! it (`journal/`, `keys.rs`, `acknowledgements.rs`, `routings.rs`, `credentials.rs`,
-//! `installs.rs`), next to the other dialect's.
+//! `installs.rs`, `memories.rs`), next to the other dialect's.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -162,6 +162,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 15: who started an OAuth install (the audit record of the credential it brings names them).
     "ALTER TABLE oauth_installs ADD COLUMN started_by_key_id TEXT;
     ALTER TABLE oauth_installs ADD COLUMN started_by_label TEXT;",
+    // 16: what connectors remember between deliveries (the weddings a weather watch follows).
+    "CREATE TABLE connector_memories (
+        integration_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        lapses_at INTEGER NOT NULL,
+        PRIMARY KEY (integration_id, key)
+    );",
 ];
 
 pub(super) const DELIVERY_COLUMNS: &str = "id, organization, notification_id, integration_id, route, failover_of, state, emergency, attempts, created_at, next_attempt_at, last_error, receipt, settled_at, details, mode, on_failure";

@@ -488,6 +488,45 @@ async fn the_installation_id_is_random_and_kept(backend: Backend) {
     backend.clean_up().await;
 }
 
+async fn memories_are_kept_per_integration_until_they_lapse(backend: Backend) {
+    let store = backend.open().await;
+    let now = now_millis();
+    let keys = |memories: Vec<Memory>| -> Vec<(String, String)> {
+        memories.into_iter().map(|m| (m.key, m.value)).collect()
+    };
+    store
+        .remember("weather", "w-1", Some("{\"a\":1}".into()), now + 60_000)
+        .await
+        .unwrap();
+    store
+        .remember("weather", "w-2", Some("{\"b\":2}".into()), now + 60_000)
+        .await
+        .unwrap();
+    store
+        .remember("other", "w-1", Some("{}".into()), now + 60_000)
+        .await
+        .unwrap();
+    store
+        .remember("weather", "w-1", Some("{\"a\":3}".into()), now + 60_000)
+        .await
+        .unwrap();
+    store.remember("weather", "w-2", None, 0).await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(
+        keys(store.memories("weather", now).await.unwrap()),
+        vec![("w-1".to_owned(), "{\"a\":3}".to_owned())],
+        "replaced and forgotten, durably"
+    );
+    assert_eq!(
+        store.memories("weather", now + 60_000).await.unwrap(),
+        vec![],
+        "lapsed"
+    );
+    assert_eq!(keys(store.memories("other", now).await.unwrap()).len(), 1);
+    backend.clean_up().await;
+}
+
 async fn sealed_credentials_are_kept_per_integration_and_replaced(backend: Backend) {
     let store = backend.open().await;
     assert_eq!(
@@ -1110,6 +1149,7 @@ contract!(
     the_installation_id_is_random_and_kept,
     a_routing_is_kept_once_by_its_id,
     sealed_credentials_are_kept_per_integration_and_replaced,
+    memories_are_kept_per_integration_until_they_lapse,
     an_oauth_install_finishes_once_and_not_after_it_expires,
     a_sequence_releases_one_delivery_at_a_time,
     concurrent_journals_each_get_their_own_outcome,

@@ -38,6 +38,7 @@ pub mod telegram;
 pub mod testing;
 pub mod tripleseat;
 pub mod twilio;
+pub mod weather;
 pub mod webhook;
 pub mod wedding_event;
 pub mod whatsapp;
@@ -87,6 +88,7 @@ pub fn all() -> &'static [&'static dyn Vendor] {
         &telegram::Telegram,
         &tripleseat::Tripleseat,
         &twilio::Twilio,
+        &weather::Weather,
         &webhook::Webhook,
         &whatsapp::WhatsApp,
         &zoho::Zoho,
@@ -161,10 +163,6 @@ pub fn markdown_table() -> String {
     table
 }
 
-/// Vendors WedSync's user stories name that this build does not have yet: a configuration naming
-/// one is told so, rather than that the kind is unknown.
-pub const PLANNED: &[&str] = &["weather"];
-
 /// A vendor: what it is ([`VendorDescription`]) and how it reads an integration's settings. One
 /// implementation per folder.
 pub trait Vendor: Send + Sync + 'static {
@@ -182,6 +180,11 @@ pub trait Vendor: Send + Sync + 'static {
     /// The vendor's handler of what it sends Herald (`/inbound/<kind>/...`), if it sends anything.
     fn inbound_handler(&self) -> Option<&dyn InboundHandler> {
         None
+    }
+
+    /// Whether Herald reads the vendor on a schedule (its connectors' [`Connector::poll`]).
+    fn polled(&self) -> bool {
+        false
     }
 
     /// How the vendor's apps are installed through Herald with OAuth, if they are.
@@ -443,6 +446,7 @@ mod tests {
                 "telegram",
                 "tripleseat",
                 "twilio",
+                "weather",
                 "webhook",
                 "whatsapp",
                 "zoho"
@@ -451,7 +455,7 @@ mod tests {
         for kind in kinds {
             assert_eq!(find(kind).map(|vendor| vendor.kind()), Some(kind));
         }
-        assert!(find("weather").is_none());
+        assert!(find("carrier_pigeon").is_none());
     }
 
     #[test]

@@ -40,9 +40,8 @@ pub fn wedding_id(notification: &WeddingNotification) -> Result<String, Connecto
         .and_then(|context| context.wedding_id.clone())
         .ok_or_else(|| ConnectorError::Rejected {
             code: "no_wedding".into(),
-            message:
-                "a calendar event is a wedding's: the notification has no weddingContext.weddingId"
-                    .into(),
+            message: "the notification is about no wedding: it has no weddingContext.weddingId"
+                .into(),
         })
 }
 

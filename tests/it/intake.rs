@@ -388,7 +388,7 @@ async fn every_example_notification_is_accepted_and_delivered_as_written() {
         .map(|entry| entry.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 26, "{files:?}");
+    assert_eq!(files.len(), 27, "{files:?}");
     for file in &files {
         let example: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         let (status, answer) = herald.post("/v1/notifications", &example).await;

@@ -45,5 +45,6 @@ mod telegram;
 mod tripleseat;
 mod twilio;
 mod vendors;
+mod weather;
 mod whatsapp;
 mod zoho;

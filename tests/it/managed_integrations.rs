@@ -234,7 +234,7 @@ async fn what_cannot_be_an_integration_is_refused_naming_the_field_and_nothing_i
             "settings.secret",
         ),
         (
-            with(&|b| b["system"] = json!("weather")),
+            with(&|b| b["system"] = json!("carrier_pigeon")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "system",
         ),

@@ -259,6 +259,7 @@ fn first_delivery_charge(body: &str, notification: &Value) -> usize {
         client: OutboundClient::new(true).unwrap(),
         vault: None,
         installation_id: "conformance".into(),
+        store: std::sync::Arc::new(herald::store::SqliteStore::open(data.path()).unwrap()),
     };
     let target = ConnectorTarget {
         integration_id: &integration.id,

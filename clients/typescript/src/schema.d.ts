@@ -1162,6 +1162,19 @@ export interface components {
              */
             systemType?: string | null;
         };
+        /** @description A point on the Earth in WGS 84 degrees. */
+        VenueLocation: {
+            /**
+             * Format: double
+             * @description Degrees north of the equator, -90 to 90.
+             */
+            latitude: number;
+            /**
+             * Format: double
+             * @description Degrees east of Greenwich, -180 to 180.
+             */
+            longitude: number;
+        };
         /** @description The wedding a notification is about. */
         WeddingContext: {
             weddingId?: string | null;
@@ -1177,6 +1190,7 @@ export interface components {
             guestCount?: number | null;
             /** @description IANA time zone of the wedding, e.g. `Europe/London`. */
             timezone?: string | null;
+            venueLocation?: components["schemas"]["VenueLocation"] | null;
         };
         /**
          * @description A notification as WedSync sends it.

@@ -195,6 +195,7 @@ mod tests {
                 couple_names: Some("Sam & Alex".into()),
                 guest_count: None,
                 timezone: None,
+                venue_location: None,
             }),
             contacts: vec![],
             actions: vec![action("ack", "Acknowledge")],

@@ -164,6 +164,7 @@ fn event(request: InboundRequest<'_>) -> Result<InboundAnswer, InboundError> {
             couple_names: text(&metadata["couple_names"]),
             guest_count: None,
             timezone: None,
+            venue_location: None,
         });
     let title = match (&amount, &payer_name) {
         (Some(amount), Some(payer)) => format!("{what}: {amount} from {payer}"),
