@@ -1383,11 +1383,7 @@ mod tests {
             panic!("expected a field error")
         };
         assert_eq!(err.field, "weddingContext.venueLocation.longitude");
-        assert!(
-            err.reason.contains("missing"),
-            "{}",
-            err.reason
-        );
+        assert!(err.reason.contains("missing"), "{}", err.reason);
     }
 
     #[test]

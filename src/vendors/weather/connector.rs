@@ -6,7 +6,7 @@
 //! `Last-Modified`) and answers an emergency for each alert severe enough, in force on the
 //! wedding day, that this wedding has not been told of.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,9 +38,6 @@ pub struct WeatherConnector {
     memory: ConnectorMemory,
     /// Per venue point, the last alerts answer (to ask only for what changed since).
     venues: Mutex<HashMap<String, VenueAlerts>>,
-    /// The notifications this process has already handed to the poller (the journal would
-    /// recognize them again; this spares it).
-    announced: Mutex<HashSet<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -91,7 +88,6 @@ impl WeatherConnector {
             timeout,
             memory,
             venues: Mutex::new(HashMap::new()),
-            announced: Mutex::new(HashSet::new()),
         })
     }
 
@@ -238,7 +234,9 @@ impl WeatherConnector {
             .map(|(_, watch)| watch))
     }
 
-    /// Reads the alerts of every venue watched now; answers the emergencies not yet announced.
+    /// Reads the alerts of every venue watched now; answers every emergency in force, each time:
+    /// the journal accepts a notification id once, so one the routers could not take is handed
+    /// over again at the next poll, and one they took is not delivered twice.
     async fn read_alerts(&self) -> Result<Vec<WeddingNotification>, ConnectorError> {
         let now = jiff::Timestamp::now().as_second();
         let mut by_point: BTreeMap<String, Vec<Watch>> = BTreeMap::new();
@@ -266,10 +264,6 @@ impl WeatherConnector {
                 }
             }
         }
-        let mut announced = self.announced.lock().expect("announced lock");
-        notifications.retain(|n| !announced.contains(&n.notification_id));
-        announced.extend(notifications.iter().map(|n| n.notification_id.clone()));
-        drop(announced);
         match failure {
             Some(error) if notifications.is_empty() => Err(error),
             _ => Ok(notifications),
